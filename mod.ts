@@ -1,0 +1,43 @@
+/**
+ * lanfree: backups that move bulk data through a shared storage system while control and
+ * error traffic stays on the network.
+ *
+ * This module is the library surface: the unified socket API and its dispatch layer, the
+ * network (TCP) implementation, control-channel framing, and the conformance suites that check
+ * any implementation against lanfree's rules.
+ *
+ * @example Two network sockets through the dispatch layer
+ * ```ts
+ * import { createRouter, createTcpSockets, readFrame, unavailableSockets, writeFrame } from "./mod.ts";
+ *
+ * const sockets = createRouter({
+ *   network: createTcpSockets({ ioTimeoutMs: 5000 }),
+ *   storage: unavailableSockets("storage", "no region attached in this example"),
+ * });
+ * const listener = await sockets.socket("network");
+ * await sockets.bind(listener, { kind: "network", host: "127.0.0.1", port: 0 });
+ * await sockets.listen(listener, 1);
+ * const client = await sockets.socket("network");
+ * const [server] = await Promise.all([
+ *   sockets.accept(listener),
+ *   sockets.connect(client, await sockets.getsockname(listener)),
+ * ]);
+ * await writeFrame(sockets, client, new TextEncoder().encode("hello"));
+ * const frame = await readFrame(sockets, server);
+ * console.assert(new TextDecoder().decode(frame!) === "hello");
+ * for (const fd of [client, server, listener]) await sockets.close(fd);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/core/dispatch/errors.ts";
+export * from "./src/core/dispatch/descriptor.ts";
+export * from "./src/core/dispatch/sockets.ts";
+export * from "./src/core/dispatch/socket_state.ts";
+export * from "./src/core/dispatch/socket_table.ts";
+export * from "./src/core/dispatch/router.ts";
+export * from "./src/core/wire/frame.ts";
+export * from "./src/adapters/tcp.ts";
+export * from "./property-tests/_suite.ts";
+export * from "./property-tests/dispatch_suite.ts";

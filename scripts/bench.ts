@@ -1,0 +1,114 @@
+/**
+ * `deno task bench [--json]`: lanfree's benchmarks, every row measured in the same run so
+ * ratios between rows are meaningful on a noisy machine.
+ *
+ * Rows: `memcpy` (MB/s, 64 MiB Uint8Array copies), `tcp-loopback` (MB/s, raw Deno TCP on
+ * 127.0.0.1 between two Worker hosts, 1 MiB writes, 1 GiB moved), `tcp-sockets` (the same
+ * through lanfree's TCP `Sockets` adapter), `tcp-rtt` (median µs round trip of a 16-byte
+ * message between two Workers).
+ *
+ * @module
+ */
+
+import { startWorkerHost } from "./_worker_host.ts";
+import type { TcpBenchJob } from "./bench_tcp_worker.ts";
+
+/** One benchmark result. */
+export interface BenchRow {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+}
+
+const MIB = 1024 * 1024;
+const TCP_WORKER = new URL("./bench_tcp_worker.ts", import.meta.url);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** MB/s of copying a 64 MiB buffer into another, median of 16 copies (after 2 warm-ups). */
+export function benchMemcpy(bufferBytes = 64 * MIB, copies = 16): BenchRow {
+  const source = new Uint8Array(bufferBytes);
+  const target = new Uint8Array(bufferBytes);
+  crypto.getRandomValues(source.subarray(0, 65536));
+  const rates: number[] = [];
+  for (let copy = -2; copy < copies; copy++) {
+    const started = performance.now();
+    target.set(source);
+    const seconds = (performance.now() - started) / 1000;
+    if (copy >= 0) rates.push(bufferBytes / 1e6 / seconds);
+  }
+  if (target[100] !== source[100]) throw new Error("memcpy did not copy");
+  return { name: "memcpy", value: median(rates), unit: "MB/s" };
+}
+
+/** MB/s between two Worker hosts over 127.0.0.1. */
+export async function benchTcpStream(
+  api: "deno" | "sockets",
+  totalBytes = 1024 * MIB,
+  chunkBytes = MIB,
+): Promise<BenchRow> {
+  const sink = startWorkerHost(TCP_WORKER);
+  const source = startWorkerHost(TCP_WORKER);
+  try {
+    sink.post({ role: "sink", api, chunkBytes } satisfies TcpBenchJob);
+    const { port } = await sink.next<{ port: number }>();
+    const started = performance.now();
+    source.post({ role: "source", api, port, totalBytes, chunkBytes } satisfies TcpBenchJob);
+    const { receivedBytes } = await sink.next<{ receivedBytes: number }>();
+    const seconds = (performance.now() - started) / 1000;
+    await source.next();
+    if (receivedBytes !== totalBytes) {
+      throw new Error(`tcp bench moved ${receivedBytes} bytes, expected ${totalBytes}`);
+    }
+    const name = api === "deno" ? "tcp-loopback" : "tcp-sockets";
+    return { name, value: totalBytes / 1e6 / seconds, unit: "MB/s" };
+  } finally {
+    sink.terminate();
+    source.terminate();
+  }
+}
+
+/** Median round trip of a 16-byte message between two Worker hosts over TCP, in µs. */
+export async function benchTcpRtt(rounds = 2000): Promise<BenchRow> {
+  const server = startWorkerHost(TCP_WORKER);
+  const client = startWorkerHost(TCP_WORKER);
+  try {
+    server.post({ role: "echo" } satisfies TcpBenchJob);
+    const { port } = await server.next<{ port: number }>();
+    client.post({ role: "ping", port, rounds } satisfies TcpBenchJob);
+    const { roundTripsUs } = await client.next<{ roundTripsUs: number[] }>();
+    return { name: "tcp-rtt", value: median(roundTripsUs.slice(rounds / 10)), unit: "µs" };
+  } finally {
+    server.terminate();
+    client.terminate();
+  }
+}
+
+/** Runs every benchmark in one process, one after the other. */
+export async function runBenchmarks(log: (line: string) => void = () => {}): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const add = (row: BenchRow) => {
+    rows.push(row);
+    log(`${row.name.padEnd(16)} ${row.value.toFixed(1).padStart(10)} ${row.unit}`);
+  };
+  add(benchMemcpy());
+  add(await benchTcpStream("deno"));
+  add(await benchTcpStream("sockets"));
+  add(await benchTcpRtt());
+  return rows;
+}
+
+if (import.meta.main) {
+  const json = Deno.args.includes("--json");
+  const unknown = Deno.args.filter((arg) => arg !== "--json");
+  if (unknown.length > 0) {
+    console.error(`bench: unknown argument ${unknown[0]} (usage: deno task bench [--json])`);
+    Deno.exit(2);
+  }
+  if (!json) console.log(`${"name".padEnd(16)} ${"value".padStart(10)} unit`);
+  const rows = await runBenchmarks(json ? undefined : console.log);
+  if (json) console.log(JSON.stringify(rows));
+}

@@ -1,0 +1,128 @@
+/**
+ * Worker host for the TCP benchmarks: one Worker per side, so each side has its own isolate and
+ * event loop as two hosts would. Messages in: a {@link TcpBenchJob}; messages out: results.
+ *
+ * @module
+ */
+
+import { createTcpSockets } from "../src/adapters/tcp.ts";
+
+/** What the main thread asks a worker to do. */
+export type TcpBenchJob =
+  | { readonly role: "sink"; readonly api: "deno" | "sockets"; readonly chunkBytes: number }
+  | {
+    readonly role: "source";
+    readonly api: "deno" | "sockets";
+    readonly port: number;
+    readonly totalBytes: number;
+    readonly chunkBytes: number;
+  }
+  | { readonly role: "echo" }
+  | { readonly role: "ping"; readonly port: number; readonly rounds: number };
+
+const LOOPBACK = "127.0.0.1";
+/** The worker's global scope, typed for what this file uses. */
+const scope = self as unknown as {
+  postMessage(message: unknown): void;
+  onmessage: ((event: MessageEvent<TcpBenchJob>) => void) | null;
+};
+const post = (message: unknown) => scope.postMessage(message);
+
+async function sinkDeno(chunkBytes: number) {
+  const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
+  post({ port: (listener.addr as Deno.NetAddr).port });
+  const conn = await listener.accept();
+  const into = new Uint8Array(chunkBytes);
+  let receivedBytes = 0;
+  for (;;) {
+    const got = await conn.read(into);
+    if (got === null) break;
+    receivedBytes += got;
+  }
+  conn.close();
+  listener.close();
+  post({ receivedBytes });
+}
+
+async function sinkSockets(chunkBytes: number) {
+  const net = createTcpSockets({ ioTimeoutMs: 60_000 });
+  const listener = await net.socket("network");
+  await net.bind(listener, { kind: "network", host: LOOPBACK, port: 0 });
+  await net.listen(listener, 1);
+  post({ port: (await net.getsockname(listener)).port });
+  const fd = await net.accept(listener);
+  const into = new Uint8Array(chunkBytes);
+  let receivedBytes = 0;
+  for (;;) {
+    const got = await net.recv(fd, into);
+    if (got === null) break;
+    receivedBytes += got;
+  }
+  await net.close(fd);
+  await net.close(listener);
+  post({ receivedBytes });
+}
+
+async function source(job: Extract<TcpBenchJob, { role: "source" }>) {
+  const chunk = new Uint8Array(job.chunkBytes);
+  crypto.getRandomValues(chunk.subarray(0, Math.min(chunk.length, 65536)));
+  if (job.api === "deno") {
+    const conn = await Deno.connect({ hostname: LOOPBACK, port: job.port });
+    for (let sent = 0; sent < job.totalBytes; sent += chunk.length) {
+      let off = 0;
+      while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+    }
+    conn.close();
+  } else {
+    const net = createTcpSockets({ ioTimeoutMs: 60_000 });
+    const fd = await net.socket("network");
+    await net.connect(fd, { kind: "network", host: LOOPBACK, port: job.port });
+    for (let sent = 0; sent < job.totalBytes; sent += chunk.length) await net.send(fd, chunk);
+    await net.close(fd);
+  }
+  post({ done: true });
+}
+
+async function echo() {
+  const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
+  post({ port: (listener.addr as Deno.NetAddr).port });
+  const conn = await listener.accept();
+  conn.setNoDelay(true);
+  const into = new Uint8Array(16);
+  for (;;) {
+    const got = await conn.read(into);
+    if (got === null) break;
+    await conn.write(into.subarray(0, got));
+  }
+  conn.close();
+  listener.close();
+}
+
+async function ping(port: number, rounds: number) {
+  const conn = await Deno.connect({ hostname: LOOPBACK, port });
+  conn.setNoDelay(true);
+  const message = new Uint8Array(16);
+  const into = new Uint8Array(16);
+  const roundTripsUs: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const started = performance.now();
+    await conn.write(message);
+    let got = 0;
+    while (got < 16) got += (await conn.read(into.subarray(got))) ?? 16;
+    roundTripsUs.push((performance.now() - started) * 1000);
+  }
+  conn.close();
+  post({ roundTripsUs });
+}
+
+scope.onmessage = (event) => {
+  const job = event.data;
+  const run = job.role === "sink"
+    ? (job.api === "deno" ? sinkDeno(job.chunkBytes) : sinkSockets(job.chunkBytes))
+    : job.role === "source"
+    ? source(job)
+    : job.role === "echo"
+    ? echo()
+    : ping(job.port, job.rounds);
+  run.catch((error) => post({ error: String(error) }));
+};
