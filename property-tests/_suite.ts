@@ -55,6 +55,15 @@ export function defineProperty(
 }
 
 /**
+ * True when a failure comes from a model-based property (`fc.commands`). fast-check cannot
+ * replay those by path alone, so they are replayed by seed and run count: generation is
+ * deterministic for a seed, so the same failing run is found and shrunk again.
+ */
+export function isModelBasedReport(report: string): boolean {
+  return report.includes("replayPath=");
+}
+
+/**
  * Turns failed details into the message fast-check prints: the counterexample, the seed and the
  * path that replay it.
  *

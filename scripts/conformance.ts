@@ -1,0 +1,127 @@
+/**
+ * `deno task conformance [--suite NAME] [--property TEXT] [--runs N] [--seed S] [--path P]
+ * [--json]`: runs lanfree's conformance suites against lanfree's own implementations and prints
+ * one line per property; a failure prints the counterexample and the command that replays it.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { Suite } from "../property-tests/_suite.ts";
+import { type PropertyResult, runSuites } from "../property-tests/_runner.ts";
+import { descriptorSuite, socketsSuite } from "../property-tests/dispatch_suite.ts";
+import { createTcpSockets } from "../src/adapters/tcp.ts";
+import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts";
+
+/** Every suite, bound to lanfree's own implementation, by name. */
+export function lanfreeSuites(): Suite[] {
+  return [
+    descriptorSuite(),
+    socketsSuite(() => ({
+      sockets: createRouter({
+        network: createTcpSockets({ ioTimeoutMs: 5_000 }),
+        storage: unavailableSockets("storage", "not under test in this suite"),
+      }),
+      kind: "network",
+      anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
+    })),
+  ];
+}
+
+const USAGE = `usage: deno task conformance [--suite NAME] [--property TEXT] [--runs N] [--seed S]
+                                [--path P] [--json] [--list] [--help]
+
+Runs every conformance suite (or those whose name starts with NAME) against lanfree's own
+implementations. A failure prints the counterexample and the command that replays it.`;
+
+function integerOption(name: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed) || parsed < min) {
+    throw new Error(`--${name} must be an integer >= ${min}, got "${value}"`);
+  }
+  return parsed;
+}
+
+function replayCommand(result: PropertyResult): string {
+  const quoted = `'${result.property.replaceAll("'", "'\\''")}'`;
+  const replay = result.replay;
+  const options = replay === undefined
+    ? ""
+    : ` --seed ${replay.seed}` + (replay.path === undefined ? "" : ` --path ${replay.path}`) +
+      (replay.runs === undefined ? "" : ` --runs ${replay.runs}`);
+  return `deno task conformance --suite ${result.suite} --property ${quoted}${options}`;
+}
+
+function printResult(result: PropertyResult): void {
+  const verdict = result.skipped ? "SKIP" : result.passed ? "PASS" : "FAIL";
+  const time = `${result.timeMs.toFixed(0)}ms`.padStart(7);
+  console.log(
+    `${verdict}  ${
+      String(result.runs).padStart(5)
+    } runs ${time}  ${result.suite}: ${result.property}`,
+  );
+  if (!result.passed) {
+    console.log(result.report?.replace(/^/gm, "      "));
+    console.log(`      replay: ${replayCommand(result)}`);
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      suite: { type: "string" },
+      property: { type: "string" },
+      runs: { type: "string" },
+      seed: { type: "string" },
+      path: { type: "string" },
+      json: { type: "boolean", default: false },
+      list: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const all = lanfreeSuites();
+  const suites = all.filter((suite) =>
+    values.suite === undefined || suite.name.startsWith(values.suite)
+  );
+  if (suites.length === 0) {
+    throw new Error(
+      `no suite named "${values.suite}"; suites: ${all.map((s) => s.name).join(", ")}`,
+    );
+  }
+  if (values.list) {
+    for (const suite of suites) {
+      for (const p of suite.properties) console.log(`${suite.name}: ${p.name}`);
+    }
+    return 0;
+  }
+  const results = await runSuites(suites, {
+    runs: integerOption("runs", values.runs, 1),
+    seed: integerOption("seed", values.seed, -(2 ** 31)),
+    path: values.path,
+    property: values.property,
+  });
+  const failed = results.filter((result) => !result.passed).length;
+  if (values.json) console.log(JSON.stringify(results));
+  else {
+    for (const result of results) printResult(result);
+    console.log(`${results.length - failed} passed, ${failed} failed`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (error) {
+    console.error(`conformance: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exit(2);
+  }
+}
