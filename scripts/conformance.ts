@@ -12,6 +12,10 @@ import { type PropertyResult, runSuites } from "../property-tests/_runner.ts";
 import { descriptorSuite, socketsSuite } from "../property-tests/dispatch_suite.ts";
 import { createTcpSockets } from "../src/adapters/tcp.ts";
 import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts";
+import { handshakeSuite } from "../property-tests/handshake_suite.ts";
+import { wireSuite } from "../property-tests/wire_suite.ts";
+import { createHandshake } from "../src/core/handshake/mod.ts";
+import { decodeMessage, encodeMessage } from "../src/core/wire/messages.ts";
 
 /** Every suite, bound to lanfree's own implementation, by name. */
 export function lanfreeSuites(): Suite[] {
@@ -25,6 +29,8 @@ export function lanfreeSuites(): Suite[] {
       kind: "network",
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
+    wireSuite({ encode: encodeMessage, decode: decodeMessage }),
+    handshakeSuite(createHandshake),
   ];
 }
 

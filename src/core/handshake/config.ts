@@ -1,0 +1,127 @@
+/**
+ * Handshake configuration: the seeds' "configuration file", validated with zod.
+ *
+ * Ports on one machine: both sides cannot bind the well-known port on the same address. The
+ * seeds bind the WKP on the connecting side too (steps 84, 96, 134, 192); lanfree binds the
+ * connecting side to `connectorBindPort`, 0 (a dynamic port) by default, so a client and a
+ * server run side by side on 127.0.0.1. Set it to a fixed port only when the two sides are on
+ * different hosts, and then only for a flow that opens one connection from that side.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { fail, ok, type Result } from "../dispatch/errors.ts";
+
+/** Longest handshake deadline accepted, in ms (ten minutes). */
+export const HANDSHAKE_TIMEOUT_MS_MAX = 600_000;
+/** Largest listen backlog accepted. */
+export const HANDSHAKE_BACKLOG_MAX = 128;
+/** Number of network connections the file-system flow opens (control and error). */
+export const FS_NETWORK_CONNECTIONS = 2;
+
+const port = (what: string) =>
+  z.int({ error: `${what} must be an integer port` }).min(1, {
+    error: `${what} must be at least 1`,
+  }).max(65535, { error: `${what} must be at most 65535` });
+
+/** Schema of the STG the server offers: its id and length (step 138 / 236). */
+export const StgInfoSchema = z.object({
+  id: z.int({ error: "stg.id must be an integer" }).min(0, { error: "stg.id must be >= 0" })
+    .max(65535, { error: "stg.id must be <= 65535" }),
+  lengthBytes: z.int({ error: "stg.lengthBytes must be an integer" }).min(1, {
+    error: "stg.lengthBytes must be at least 1 byte",
+  }).max(Number.MAX_SAFE_INTEGER, { error: "stg.lengthBytes is too large" }),
+});
+
+/** Schema of a handshake configuration, with defaults. */
+export const HandshakeConfigSchema = z.object({
+  /** The well-known port; the file-system flow also uses WKP+1, so at most 65534. */
+  wellKnownPort: port("wellKnownPort").max(65534, {
+    error: "wellKnownPort must be at most 65534 (the file-system flow also uses WKP+1)",
+  }),
+  /** The address this side binds its sockets to. */
+  localHost: z.string().min(1, { error: "localHost must not be empty" }).default("127.0.0.1"),
+  /** The address of the peer this side connects to. */
+  peerHost: z.string().min(1, { error: "peerHost must not be empty" }).default("127.0.0.1"),
+  /** The port the connecting side binds before each connect; 0 asks for a dynamic port. */
+  connectorBindPort: z.int().min(0, { error: "connectorBindPort must be >= 0" }).max(65535, {
+    error: "connectorBindPort must be <= 65535",
+  }).default(0),
+  /** The STG the server offers; required for the server roles, unused by the clients. */
+  stg: StgInfoSchema.optional(),
+  /** How many network connections the file-system client expects (the seeds say two). */
+  expectedConnections: z.literal(FS_NETWORK_CONNECTIONS, {
+    error: "expectedConnections must be 2: the file-system flow opens control and error",
+  }).default(FS_NETWORK_CONNECTIONS),
+  /** The whole handshake must finish within this long after `start`, in ms. */
+  handshakeTimeoutMs: z.int({ error: "handshakeTimeoutMs must be an integer" }).min(1, {
+    error: "handshakeTimeoutMs must be at least 1 ms",
+  }).max(HANDSHAKE_TIMEOUT_MS_MAX, {
+    error: `handshakeTimeoutMs must be at most ${HANDSHAKE_TIMEOUT_MS_MAX} ms`,
+  }).default(5000),
+  /** The listen backlog of every listening socket. */
+  backlog: z.int({ error: "backlog must be an integer" }).min(1, {
+    error: "backlog must be at least 1",
+  }).max(HANDSHAKE_BACKLOG_MAX, { error: `backlog must be at most ${HANDSHAKE_BACKLOG_MAX}` })
+    .default(4),
+});
+
+/** A validated handshake configuration. */
+export type HandshakeConfig = z.output<typeof HandshakeConfigSchema>;
+/** What a caller writes: the defaulted fields may be left out. */
+export type HandshakeConfigInput = z.input<typeof HandshakeConfigSchema>;
+
+/**
+ * Validates a handshake configuration.
+ *
+ * @param input the raw configuration (for example parsed JSON)
+ * @returns the configuration with defaults filled in, or EINVAL with one line per bad field
+ *
+ * @example A bad port is named in the message
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHandshakeConfig } from "./config.ts";
+ * const good = parseHandshakeConfig({ wellKnownPort: 7000 });
+ * assert.ok(good.ok && good.value.handshakeTimeoutMs === 5000);
+ * const bad = parseHandshakeConfig({ wellKnownPort: 70000 });
+ * assert.ok(!bad.ok && bad.message.includes("wellKnownPort"));
+ * ```
+ */
+export function parseHandshakeConfig(input: unknown): Result<HandshakeConfig> {
+  const parsed = HandshakeConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const at = issue.path.length === 0 ? "config" : issue.path.join(".");
+      return `${at}: ${issue.message}`;
+    });
+    return fail("EINVAL", `bad handshake configuration: ${lines.join("; ")}`);
+  }
+  return ok(parsed.data);
+}
+
+/**
+ * Validates a configuration for a server role, which must name the STG it offers.
+ *
+ * @param input the raw configuration
+ * @returns the configuration, or EINVAL when it is invalid or has no `stg`
+ *
+ * @example The server needs an STG
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseServerConfig } from "./config.ts";
+ * const bad = parseServerConfig({ wellKnownPort: 7000 });
+ * assert.ok(!bad.ok && bad.message.includes("stg"));
+ * ```
+ */
+export function parseServerConfig(
+  input: unknown,
+): Result<HandshakeConfig & { stg: z.output<typeof StgInfoSchema> }> {
+  const parsed = parseHandshakeConfig(input);
+  if (!parsed.ok) return parsed;
+  const { stg } = parsed.value;
+  if (stg === undefined) {
+    return fail("EINVAL", "bad handshake configuration: stg: a server must name the STG it offers");
+  }
+  return ok({ ...parsed.value, stg });
+}
