@@ -1,0 +1,295 @@
+/**
+ * The HTTP control endpoint: a Hono app over lanfree's job queue, repositories, storage
+ * occupancy and conformance suites. Platform-neutral (no Deno APIs): everything that touches
+ * the file system or the region comes in through {@link ControlServices}, so the same app runs
+ * on `Deno.serve` and inside the edge bundle.
+ *
+ * Every route but `GET /health` needs `Authorization: Bearer <token>` (compared in constant time
+ * by Hono's bearer-auth). Errors are `application/problem+json` (RFC 9457) with the right status.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import {
+  type JobEvent,
+  type JobQueue,
+  JobQueueFullError,
+  type JobRequest,
+  JobRequestSchema,
+} from "../app/jobs.ts";
+import type { Suite } from "../../property-tests/_suite.ts";
+import { runSuites } from "../../property-tests/_runner.ts";
+
+/** Occupancy of the storage region, for `GET /v1/storage` and metrics. */
+export interface StorageOccupancy {
+  readonly controlBlocks: { readonly total: number; readonly inUse: number };
+  readonly stgs: ReadonlyArray<{
+    readonly id: number;
+    readonly lengthBytes: number;
+    readonly usedBytes: number;
+    readonly portsInUse: number;
+  }>;
+}
+
+/** What the app needs from its host. */
+export interface ControlServices {
+  /** The bearer token every route but /health needs. */
+  readonly token: string;
+  /** Canonical absolute directories requests may touch. */
+  readonly roots: readonly string[];
+  /** Canonicalises a path (resolving symlinks of the part that exists). */
+  resolvePath(path: string): Promise<string>;
+  /** The job queue. */
+  readonly jobs: JobQueue;
+  /** Snapshots of a repository (already inside the roots). */
+  listSnapshots(repo: string): Promise<unknown[]>;
+  /** The region's occupancy, or undefined when no region is attached. */
+  storageOccupancy(): StorageOccupancy | undefined;
+  /** The suites `POST /v1/conformance` may run. */
+  suites(): Suite[];
+  /** Largest request body, bytes. Default 64 KiB. */
+  readonly bodyBytesMax?: number;
+  /** Longest a conformance request may run, ms. Default 20 000. */
+  readonly conformanceBudgetMs?: number;
+}
+
+const ConformanceRequestSchema = z.strictObject({
+  suite: z.string().min(1).optional(),
+  runs: z.int().min(1).max(10_000).optional(),
+  seed: z.int().optional(),
+});
+
+type ProblemStatus = 400 | 401 | 403 | 404 | 409 | 413 | 500 | 503;
+
+/** An `application/problem+json` response. */
+function problemResponse(
+  status: ProblemStatus,
+  title: string,
+  detail: string,
+  headers?: Headers,
+): Response {
+  const body = JSON.stringify({ type: "about:blank", title, status, detail });
+  const all = new Headers(headers);
+  all.set("content-type", "application/problem+json");
+  return new Response(body, { status, headers: all });
+}
+
+/** Ends the request with a problem response. */
+function problem(status: ProblemStatus, title: string, detail: string): never {
+  throw new HTTPException(status, { res: problemResponse(status, title, detail) });
+}
+
+function isInside(path: string, root: string): boolean {
+  const base = root.endsWith("/") ? root : `${root}/`;
+  return path === root || path.startsWith(base);
+}
+
+/** Parses a JSON body: 400 for malformed JSON, 400 naming the field for a schema mismatch. */
+async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    problem(400, "Malformed JSON", "the request body is not valid JSON");
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.length > 0
+      ? issue.path.join(".")
+      : issue.code === "unrecognized_keys"
+      ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
+      : "(body)";
+    problem(400, "Invalid request", `${field}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** The paths a job request would read or write. */
+function pathsOf(request: JobRequest): string[] {
+  switch (request.kind) {
+    case "backup":
+      return [
+        request.repo,
+        ...(request.source === undefined ? [] : [request.source]),
+        ...(request.db === undefined ? [] : [request.db]),
+      ];
+    case "restore":
+      return [request.repo, request.target];
+    case "verify":
+      return [request.repo];
+  }
+}
+
+/**
+ * Builds the control app.
+ *
+ * @param services the token, roots, jobs, repositories, region and suites
+ * @returns the Hono app (`app.fetch` is a standard fetch handler)
+ */
+export function createControlApp(services: ControlServices): Hono {
+  const app = new Hono();
+  const checkPath = async (path: string): Promise<string> => {
+    const resolved = await services.resolvePath(path);
+    if (!services.roots.some((root) => isInside(resolved, root))) {
+      problem(403, "Outside the roots", `${path} is outside the directories this server may use`);
+    }
+    return resolved;
+  };
+
+  app.onError((error) => {
+    if (!(error instanceof HTTPException)) {
+      return problemResponse(
+        500,
+        "Internal error",
+        error instanceof Error ? error.message : String(error),
+      );
+    }
+    const response = error.getResponse();
+    if (response.headers.get("content-type")?.includes("problem+json")) return response;
+    // Hono's own middleware (bearer-auth) answers in plain text: restate it as a problem.
+    const challenge = response.headers.get("www-authenticate");
+    const headers = challenge === null ? undefined : new Headers({ "www-authenticate": challenge });
+    const title = error.status === 401 ? "Unauthorized" : "Error";
+    return problemResponse(error.status as ProblemStatus, title, error.message || title, headers);
+  });
+  app.notFound(() => problemResponse(404, "Not found", "no such route"));
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.use("*", bearerAuth({ token: services.token }));
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: services.bodyBytesMax ?? 64 * 1024,
+      onError: () =>
+        problem(
+          413,
+          "Payload too large",
+          `bodies are limited to ${services.bodyBytesMax ?? 65536} bytes`,
+        ),
+    }),
+  );
+
+  app.post("/v1/jobs", async (c) => {
+    const request = await parseBody(c, JobRequestSchema);
+    for (const path of pathsOf(request)) await checkPath(path);
+    try {
+      return c.json(services.jobs.submit(request), 202);
+    } catch (error) {
+      if (error instanceof JobQueueFullError) problem(503, "Busy", error.message);
+      throw error;
+    }
+  });
+  app.get("/v1/jobs", (c) => c.json(services.jobs.list()));
+  app.get("/v1/jobs/:id", (c) => {
+    const job = services.jobs.get(c.req.param("id"));
+    return job === undefined
+      ? problem(404, "Unknown job", `no job ${c.req.param("id")}`)
+      : c.json(job);
+  });
+  app.delete("/v1/jobs/:id", (c) => {
+    const id = c.req.param("id");
+    if (services.jobs.get(id) === undefined) problem(404, "Unknown job", `no job ${id}`);
+    if (!services.jobs.cancel(id)) problem(409, "Already ended", `job ${id} has already ended`);
+    return c.json(services.jobs.get(id));
+  });
+  app.get("/v1/jobs/:id/events", (c) => jobEvents(c, services.jobs, c.req.param("id")));
+
+  app.get("/v1/snapshots", async (c) => {
+    const repo = c.req.query("repo");
+    if (repo === undefined) problem(400, "Invalid request", "repo: query parameter is required");
+    return c.json(await services.listSnapshots(await checkPath(repo)));
+  });
+  app.get("/v1/storage", (c) => {
+    const occupancy = services.storageOccupancy();
+    return occupancy === undefined
+      ? problem(404, "No region", "no storage region is attached")
+      : c.json(occupancy);
+  });
+  app.post("/v1/conformance", async (c) => {
+    const request = await parseBody(c, ConformanceRequestSchema);
+    const suites = services.suites().filter((suite) =>
+      request.suite === undefined || suite.name.startsWith(request.suite)
+    );
+    if (suites.length === 0) problem(404, "Unknown suite", `no suite named ${request.suite}`);
+    const results = await runSuites(suites, {
+      runs: request.runs,
+      seed: request.seed,
+      budgetMs: services.conformanceBudgetMs ?? 20_000,
+    });
+    return c.json({ passed: results.every((result) => result.passed), results });
+  });
+  app.get(
+    "/metrics",
+    (c) => c.text(metricsText(services), 200, { "content-type": "text/plain; version=0.0.4" }),
+  );
+  return app;
+}
+
+function jobEvents(c: Context, jobs: JobQueue, id: string): Response {
+  if (jobs.get(id) === undefined) problem(404, "Unknown job", `no job ${id}`);
+  return streamSSE(c, async (stream) => {
+    const queued: JobEvent[] = [];
+    let wake: (() => void) | undefined;
+    const unsubscribe = jobs.subscribe(id, (event) => {
+      queued.push(event);
+      wake?.();
+    });
+    if (unsubscribe === undefined) return;
+    stream.onAbort(() => wake?.());
+    try {
+      // Bounded: a job ends, and each event is written once.
+      for (let sent = 0; !stream.aborted; sent++) {
+        const event = queued.shift();
+        if (event === undefined) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        await stream.writeSSE({ event: event.type, data: JSON.stringify(event), id: String(sent) });
+        if (event.type === "state" && ["succeeded", "failed", "cancelled"].includes(event.state)) {
+          break;
+        }
+      }
+    } finally {
+      unsubscribe();
+    }
+  });
+}
+
+/** Prometheus text exposition of jobs, channel bytes and region occupancy. */
+export function metricsText(services: Pick<ControlServices, "jobs" | "storageOccupancy">): string {
+  const totals = services.jobs.totals();
+  const lines = [
+    "# HELP lanfree_channel_bytes Bytes moved by jobs, per channel.",
+    "# TYPE lanfree_channel_bytes counter",
+    `lanfree_channel_bytes{channel="storage"} ${totals.storageBytes}`,
+    `lanfree_channel_bytes{channel="network"} ${totals.networkBytes}`,
+    "# HELP lanfree_jobs Jobs kept by the server, per state.",
+    "# TYPE lanfree_jobs gauge",
+    ...Object.entries(totals.byState).map(([state, count]) =>
+      `lanfree_jobs{state="${state}"} ${count}`
+    ),
+    "# HELP lanfree_job_failures Jobs that failed.",
+    "# TYPE lanfree_job_failures gauge",
+    `lanfree_job_failures ${totals.byState.failed}`,
+  ];
+  const occupancy = services.storageOccupancy();
+  if (occupancy !== undefined) {
+    lines.push(
+      "# HELP lanfree_control_blocks_in_use Control blocks allocated in the region.",
+      "# TYPE lanfree_control_blocks_in_use gauge",
+      `lanfree_control_blocks_in_use ${occupancy.controlBlocks.inUse}`,
+      "# HELP lanfree_control_blocks Control blocks in the region.",
+      "# TYPE lanfree_control_blocks gauge",
+      `lanfree_control_blocks ${occupancy.controlBlocks.total}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}

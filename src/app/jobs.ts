@@ -1,0 +1,280 @@
+/**
+ * The job queue behind the HTTP control endpoint: backups, restores and verifies run one at a
+ * time (they share repositories and the storage region), each with a state, progress, a result
+ * or an error, and a stream of events. Bounded everywhere: queued jobs, kept history, events
+ * kept per job and listeners per job.
+ *
+ * Runtime-agnostic: the work itself is an injected {@link JobExecutor}.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+
+/** Options of a backup job: the same as the CLI's. */
+export const BackupJobSchema = z.strictObject({
+  kind: z.literal("backup"),
+  source: z.string().min(1).optional(),
+  repo: z.string().min(1),
+  mode: z.enum(["fs", "db"]).default("fs"),
+  db: z.string().min(1).optional(),
+  incremental: z.boolean().default(false),
+  channel: z.enum(["storage", "network", "auto"]).default("auto"),
+});
+
+/** Options of a restore job. */
+export const RestoreJobSchema = z.strictObject({
+  kind: z.literal("restore"),
+  repo: z.string().min(1),
+  snapshot: z.string().min(1).default("latest"),
+  target: z.string().min(1),
+  path: z.string().min(1).optional(),
+  overwrite: z.boolean().default(false),
+});
+
+/** Options of a verify job. */
+export const VerifyJobSchema = z.strictObject({
+  kind: z.literal("verify"),
+  repo: z.string().min(1),
+  snapshot: z.string().min(1).optional(),
+});
+
+/** Any job request. */
+export const JobRequestSchema = z.discriminatedUnion("kind", [
+  BackupJobSchema,
+  RestoreJobSchema,
+  VerifyJobSchema,
+]);
+
+/** A validated job request. */
+export type JobRequest = z.infer<typeof JobRequestSchema>;
+
+/** Where a job is in its life. */
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+/** Progress a job reports while it runs. */
+export interface JobProgress {
+  readonly files: number;
+  readonly bytes: number;
+  readonly storageBytes: number;
+  readonly networkBytes: number;
+}
+
+/** One job, as the API shows it. */
+export interface JobRecord {
+  readonly id: string;
+  readonly request: JobRequest;
+  state: JobState;
+  readonly createdMs: number;
+  startedMs?: number;
+  endedMs?: number;
+  progress: JobProgress;
+  result?: unknown;
+  error?: string;
+}
+
+/** What a job emits. */
+export type JobEvent =
+  | { readonly type: "state"; readonly state: JobState; readonly error?: string }
+  | { readonly type: "progress"; readonly progress: JobProgress };
+
+/** Runs one job. Must honour `signal` and report progress through `report`. */
+export type JobExecutor = (
+  request: JobRequest,
+  context: { readonly signal: AbortSignal; readonly report: (progress: JobProgress) => void },
+) => Promise<unknown>;
+
+/** Raised when the queue refuses a job. */
+export class JobQueueFullError extends Error {
+  constructor(queuedMax: number) {
+    super(`the job queue is full (${queuedMax} jobs waiting)`);
+    this.name = "JobQueueFullError";
+  }
+}
+
+/** Limits of a {@link JobQueue}. */
+export interface JobQueueLimits {
+  readonly queuedMax?: number;
+  readonly historyMax?: number;
+  readonly eventsPerJobMax?: number;
+  readonly listenersPerJobMax?: number;
+}
+
+const NO_PROGRESS: JobProgress = { files: 0, bytes: 0, storageBytes: 0, networkBytes: 0 };
+
+/**
+ * Runs jobs one at a time, in order.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "./jobs.ts";
+ * const queue = new JobQueue(async () => ({ ok: true }), () => Date.now());
+ * const job = queue.submit({ kind: "verify", repo: "/tmp/repo" });
+ * await queue.settled(job.id);
+ * console.assert(queue.get(job.id)?.state === "succeeded");
+ * ```
+ */
+export class JobQueue {
+  readonly #execute: JobExecutor;
+  readonly #nowMs: () => number;
+  readonly #limits: Required<JobQueueLimits>;
+  readonly #jobs = new Map<string, JobRecord>();
+  readonly #events = new Map<string, JobEvent[]>();
+  readonly #listeners = new Map<string, Set<(event: JobEvent) => void>>();
+  readonly #controllers = new Map<string, AbortController>();
+  readonly #settled = new Map<string, Promise<void>>();
+  #tail: Promise<void> = Promise.resolve();
+  #nextId = 1;
+
+  /**
+   * @param execute runs one job
+   * @param nowMs the clock
+   * @param limits queue, history and event bounds
+   */
+  constructor(execute: JobExecutor, nowMs: () => number, limits: JobQueueLimits = {}) {
+    this.#execute = execute;
+    this.#nowMs = nowMs;
+    this.#limits = {
+      queuedMax: limits.queuedMax ?? 16,
+      historyMax: limits.historyMax ?? 100,
+      eventsPerJobMax: limits.eventsPerJobMax ?? 256,
+      listenersPerJobMax: limits.listenersPerJobMax ?? 16,
+    };
+  }
+
+  /** Queues a job; throws {@link JobQueueFullError} when too many wait. */
+  submit(request: JobRequest): JobRecord {
+    const waiting = [...this.#jobs.values()].filter((job) => job.state === "queued").length;
+    if (waiting >= this.#limits.queuedMax) throw new JobQueueFullError(this.#limits.queuedMax);
+    const id = `job-${this.#nextId++}`;
+    const job: JobRecord = {
+      id,
+      request,
+      state: "queued",
+      createdMs: this.#nowMs(),
+      progress: NO_PROGRESS,
+    };
+    this.#jobs.set(id, job);
+    this.#events.set(id, []);
+    this.#controllers.set(id, new AbortController());
+    this.#forgetOldest();
+    const run = this.#tail.then(() => this.#run(job));
+    this.#tail = run;
+    this.#settled.set(id, run);
+    return job;
+  }
+
+  /** Every job kept, newest first. */
+  list(): JobRecord[] {
+    return [...this.#jobs.values()].reverse();
+  }
+
+  /** One job, or undefined. */
+  get(id: string): JobRecord | undefined {
+    return this.#jobs.get(id);
+  }
+
+  /** Resolves when the job has ended (or at once for an unknown id). */
+  async settled(id: string): Promise<void> {
+    await this.#settled.get(id);
+  }
+
+  /** Cancels a queued or running job. @returns false when the job is unknown or already ended */
+  cancel(id: string): boolean {
+    const job = this.#jobs.get(id);
+    if (job === undefined || isEnded(job.state)) return false;
+    this.#controllers.get(id)?.abort(new Error("cancelled by request"));
+    if (job.state === "queued") this.#setState(job, "cancelled");
+    return true;
+  }
+
+  /**
+   * Listens to a job's events: the ones so far, then new ones.
+   *
+   * @returns an unsubscribe function, or undefined for an unknown job or too many listeners
+   */
+  subscribe(id: string, listener: (event: JobEvent) => void): (() => void) | undefined {
+    const past = this.#events.get(id);
+    if (past === undefined) return undefined;
+    const listeners = this.#listeners.get(id) ?? new Set();
+    if (listeners.size >= this.#limits.listenersPerJobMax) return undefined;
+    for (const event of past) listener(event);
+    listeners.add(listener);
+    this.#listeners.set(id, listeners);
+    return () => listeners.delete(listener);
+  }
+
+  /** Totals over the jobs kept, for metrics. */
+  totals(): { byState: Record<JobState, number>; storageBytes: number; networkBytes: number } {
+    const byState: Record<JobState, number> = {
+      queued: 0,
+      running: 0,
+      succeeded: 0,
+      failed: 0,
+      cancelled: 0,
+    };
+    let storageBytes = 0;
+    let networkBytes = 0;
+    for (const job of this.#jobs.values()) {
+      byState[job.state]++;
+      storageBytes += job.progress.storageBytes;
+      networkBytes += job.progress.networkBytes;
+    }
+    return { byState, storageBytes, networkBytes };
+  }
+
+  async #run(job: JobRecord): Promise<void> {
+    if (job.state !== "queued") return;
+    const controller = this.#controllers.get(job.id)!;
+    job.startedMs = this.#nowMs();
+    this.#setState(job, "running");
+    try {
+      const report = (progress: JobProgress) => {
+        job.progress = progress;
+        this.#emit(job.id, { type: "progress", progress });
+      };
+      job.result = await this.#execute(job.request, { signal: controller.signal, report });
+      this.#setState(job, controller.signal.aborted ? "cancelled" : "succeeded");
+    } catch (error) {
+      job.error = error instanceof Error ? error.message : String(error);
+      this.#setState(job, controller.signal.aborted ? "cancelled" : "failed");
+    } finally {
+      job.endedMs = this.#nowMs();
+    }
+  }
+
+  #setState(job: JobRecord, state: JobState): void {
+    job.state = state;
+    this.#emit(job.id, {
+      type: "state",
+      state,
+      ...(job.error === undefined ? {} : { error: job.error }),
+    });
+  }
+
+  #emit(id: string, event: JobEvent): void {
+    const events = this.#events.get(id);
+    if (events === undefined) return;
+    events.push(event);
+    // Keep the first event and the latest ones.
+    if (events.length > this.#limits.eventsPerJobMax) events.splice(1, 1);
+    for (const listener of this.#listeners.get(id) ?? []) listener(event);
+  }
+
+  #forgetOldest(): void {
+    for (const [id, job] of this.#jobs) {
+      if (this.#jobs.size <= this.#limits.historyMax) return;
+      if (!isEnded(job.state)) continue;
+      this.#jobs.delete(id);
+      this.#events.delete(id);
+      this.#listeners.delete(id);
+      this.#controllers.delete(id);
+      this.#settled.delete(id);
+    }
+  }
+}
+
+/** True for the states a job never leaves. */
+export function isEnded(state: JobState): boolean {
+  return state === "succeeded" || state === "failed" || state === "cancelled";
+}

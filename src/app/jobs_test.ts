@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { type JobEvent, JobQueue, JobQueueFullError } from "./jobs.ts";
+
+const verify = { kind: "verify", repo: "/repo" } as const;
+
+Deno.test("jobs run one at a time, in the order they were submitted", async () => {
+  const order: string[] = [];
+  const queue = new JobQueue(async (request) => {
+    order.push(`start ${request.repo}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    order.push(`end ${request.repo}`);
+  }, () => 0);
+  const first = queue.submit({ ...verify, repo: "a" });
+  const second = queue.submit({ ...verify, repo: "b" });
+  await queue.settled(second.id);
+  assert.deepEqual(order, ["start a", "end a", "start b", "end b"]);
+  assert.equal(queue.get(first.id)?.state, "succeeded");
+});
+
+Deno.test("a failing job is failed with its message and the next job still runs", async () => {
+  const queue = new JobQueue((request) => {
+    if (request.repo === "bad") return Promise.reject(new Error("repository is corrupt"));
+    return Promise.resolve("fine");
+  }, () => 0);
+  const bad = queue.submit({ ...verify, repo: "bad" });
+  const good = queue.submit(verify);
+  await queue.settled(good.id);
+  assert.deepEqual([queue.get(bad.id)?.state, queue.get(bad.id)?.error], [
+    "failed",
+    "repository is corrupt",
+  ]);
+  assert.equal(queue.get(good.id)?.result, "fine");
+  assert.equal(queue.totals().byState.failed, 1);
+});
+
+Deno.test("submit() refuses beyond queuedMax and history keeps at most historyMax ended jobs", async () => {
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const queue = new JobQueue(() => gate, () => 0, { queuedMax: 2, historyMax: 3 });
+  const running = queue.submit(verify);
+  await Promise.resolve();
+  queue.submit(verify);
+  queue.submit(verify);
+  assert.throws(() => queue.submit(verify), JobQueueFullError);
+  release();
+  await queue.settled(queue.list()[0]!.id);
+  for (let i = 0; i < 5; i++) await queue.settled(queue.submit(verify).id);
+  assert.ok(queue.list().length <= 3);
+  assert.equal(queue.get(running.id), undefined, "the oldest ended job was forgotten");
+});
+
+Deno.test("a cancelled queued job never runs; subscribers see every event in order", async () => {
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let runs = 0;
+  const queue = new JobQueue(async (_request, { report }) => {
+    runs++;
+    report({ files: 1, bytes: 2, storageBytes: 2, networkBytes: 0 });
+    await gate;
+  }, () => 0);
+  const first = queue.submit(verify);
+  const second = queue.submit(verify);
+  assert.ok(queue.cancel(second.id));
+  assert.equal(queue.cancel(second.id), false, "an ended job cannot be cancelled again");
+  const seen: JobEvent[] = [];
+  queue.subscribe(first.id, (event) => seen.push(event));
+  release();
+  await queue.settled(second.id);
+  assert.equal(runs, 1);
+  assert.equal(queue.get(second.id)?.state, "cancelled");
+  assert.deepEqual(seen.map((event) => event.type === "state" ? event.state : "progress"), [
+    "running",
+    "progress",
+    "succeeded",
+  ]);
+  assert.equal(queue.subscribe("job-404", () => {}), undefined);
+});
