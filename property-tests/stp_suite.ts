@@ -1,0 +1,45 @@
+/**
+ * The STP conformance suite, over a region factory: run it against any region implementation
+ * (the SharedArrayBuffer one, a file-backed one later). Runtime-agnostic: no Deno APIs.
+ *
+ * @module
+ */
+
+import { defineProperty, type Suite } from "./_suite.ts";
+import type { RegionFactory } from "../src/core/stp/region.ts";
+import { cbtModelProperty } from "./stp_model_run.ts";
+import { attachFuzzProperty, raceProperty, ringProperty } from "./stp_props.ts";
+
+/**
+ * Builds the STP suite for a region implementation.
+ *
+ * @param factory makes and attaches regions of the implementation under test
+ * @returns the suite: CBT model, races, ring, attach fuzz
+ */
+export function stpSuite(factory: RegionFactory): Suite {
+  return {
+    name: `stp (${factory.name})`,
+    properties: [
+      defineProperty(
+        "allocate/bind/listen/connect/accept/close from several hosts agree with the model",
+        { numRuns: 150 },
+        () => cbtModelProperty(factory),
+      ),
+      defineProperty(
+        "concurrent allocations and connects never double-allocate nor lose a wake-up",
+        { numRuns: 60 },
+        () => raceProperty(factory),
+      ),
+      defineProperty(
+        "the ring delivers exactly the bytes sent, in order, then end-of-stream",
+        { numRuns: 100 },
+        () => ringProperty(factory),
+      ),
+      defineProperty(
+        "attach never crashes, hangs or reads outside the buffer on random or mutated bytes",
+        { numRuns: 200 },
+        () => attachFuzzProperty(factory),
+      ),
+    ],
+  };
+}

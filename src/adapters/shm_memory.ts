@@ -1,0 +1,95 @@
+/**
+ * The SharedArrayBuffer region memory: the core's {@link RegionMemory} with Atomics, and the
+ * bounded waits the shm adapter performs on it.
+ *
+ * @module
+ */
+
+import type { RegionMemory } from "../core/stp/memory.ts";
+
+/**
+ * A {@link RegionMemory} over a SharedArrayBuffer: every word access is an Atomics operation,
+ * every publish is followed by `Atomics.notify`.
+ *
+ * @param buffer the region
+ * @returns the memory and the Int32 view waits use
+ *
+ * @example
+ * ```ts
+ * import { atomicsMemory } from "./shm_memory.ts";
+ * const { memory } = atomicsMemory(new SharedArrayBuffer(64));
+ * memory.store(2, 5);
+ * console.assert(memory.add(2, 1) === 5 && memory.load(2) === 6);
+ * ```
+ */
+export function atomicsMemory(
+  buffer: SharedArrayBuffer,
+): { memory: RegionMemory; words: Int32Array } {
+  const words = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+  const bytes = new Uint8Array(buffer);
+  const memory: RegionMemory = {
+    byteLength: buffer.byteLength,
+    load: (index) => Atomics.load(words, index),
+    store: (index, value) => {
+      Atomics.store(words, index, value);
+    },
+    compareExchange: (index, expected, replacement) =>
+      Atomics.compareExchange(words, index, expected, replacement),
+    add: (index, delta) => Atomics.add(words, index, delta),
+    notify: (index) => {
+      Atomics.notify(words, index);
+    },
+    readBytes: (byteOffset, into) => {
+      into.set(bytes.subarray(byteOffset, byteOffset + into.length));
+    },
+    writeBytes: (byteOffset, from) => {
+      bytes.set(from, byteOffset);
+    },
+  };
+  return { memory, words };
+}
+
+/** How a host waits: blocking `Atomics.wait` (Workers) or `Atomics.waitAsync` (main thread). */
+export type WaitMode = "sync" | "async";
+
+/**
+ * The default wait mode: `async` everywhere. On Deno 2.9 a Worker that loops on a blocking
+ * `Atomics.wait` is not stopped by `Worker.terminate()` (it keeps renewing its lease), which
+ * would hide a dead host from its peers; `sync` stays available for callers that never terminate
+ * their Workers.
+ */
+export function defaultWaitMode(): WaitMode {
+  return "async";
+}
+
+/**
+ * Waits until `words[index]` differs from `value`, at most `timeoutMs`. Spins `spinCount` loads
+ * first (cheap when the peer answers within microseconds), then blocks. The main thread keeps a
+ * timer alive while waiting, since a pending `waitAsync` alone does not keep Deno running.
+ *
+ * @returns when the word changed or the time ran out (the caller re-checks either way)
+ */
+export async function waitWord(
+  words: Int32Array,
+  index: number,
+  value: number,
+  timeoutMs: number,
+  mode: WaitMode,
+  spinCount: number,
+): Promise<void> {
+  for (let spin = 0; spin < spinCount; spin++) {
+    if (Atomics.load(words, index) !== value) return;
+  }
+  if (mode === "sync") {
+    Atomics.wait(words, index, value, timeoutMs);
+    return;
+  }
+  const waited = Atomics.waitAsync(words, index, value, timeoutMs);
+  if (!waited.async) return;
+  const keepAlive = setTimeout(() => {}, timeoutMs + 1);
+  try {
+    await waited.value;
+  } finally {
+    clearTimeout(keepAlive);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * `close` of a control block in any state, and the reclaim of a dead host's blocks. Both end in
+ * the same transitions, so a block a host closed and a block reclaimed from a dead host leave
+ * the region in the same state.
+ *
+ * @module
+ */
+
+import { ok, type Result } from "../dispatch/errors.ts";
+import { type BlockRef, BlockState, F, genOf, ownerOf, stateOf, withState } from "./block.ts";
+import { finishRelease, ownWord, releaseFrom } from "./cbt.ts";
+import type { Poll } from "./connect.ts";
+import { hostAlive } from "./hosts.ts";
+import { closeConnected, peerGone, resetConnected, tryReleasePair } from "./pair.ts";
+import {
+  casState,
+  doorbellOf,
+  loadField,
+  type Reclaimers,
+  ringDoorbell,
+  type Step,
+  type StpContext,
+} from "./steps.ts";
+import { withOwner } from "./block.ts";
+
+/** Refuses every connector queued on a listener that stopped listening. */
+function* refuseQueue(ctx: StpContext, listener: number, gen: number): Step<void> {
+  for (let b = 0; b < ctx.layout.blockCount; b++) {
+    const word = loadField(ctx, b, F.state);
+    if (stateOf(word) !== BlockState.connecting) continue;
+    if (loadField(ctx, b, F.targetIndex) !== listener) continue;
+    if (loadField(ctx, b, F.targetGen) !== gen) continue;
+    yield;
+    if (casState(ctx, b, word, withState(word, BlockState.refused))) ringDoorbell(ctx, b);
+  }
+}
+
+/** Stops a listener (`listening` -> `releasing`), refuses its queue and frees it. */
+function* closeListener(ctx: StpContext, block: number, word: number): Step<boolean> {
+  yield;
+  if (!casState(ctx, block, word, withOwner(word, BlockState.releasing, ctx.hostId))) return false;
+  yield* refuseQueue(ctx, block, genOf(word));
+  finishRelease(ctx, block);
+  return true;
+}
+
+/** Largest number of re-reads of a state word while closing (each one follows a lost race). */
+const CLOSE_ATTEMPTS_MAX = 8;
+
+/**
+ * Closes a block this host owns (`close`).
+ *
+ * @returns ready when done; waiting when an acceptor is pairing this connector right now (wait,
+ *   then call again); ok as well when the block was already reclaimed (nothing left to do)
+ */
+export function* closeBlock(ctx: StpContext, ref: BlockRef): Step<Result<Poll<void>>> {
+  const done = ok({ kind: "ready", value: undefined } as const);
+  for (let attempt = 0; attempt < CLOSE_ATTEMPTS_MAX; attempt++) {
+    const wait = doorbellOf(ctx, ref.index);
+    const word = ownWord(ctx, ref);
+    if (!word.ok) {
+      yield* tryReleasePair(ctx, ref.index); // a reset block of ours: free the pair if we can
+      return done;
+    }
+    const state = stateOf(word.value);
+    if (state === BlockState.pairing) return ok({ kind: "waiting", wait });
+    if (state === BlockState.closed) return done;
+    const closed = state === BlockState.connected
+      ? yield* closeConnected(ctx, ref.index, word.value)
+      : state === BlockState.listening
+      ? yield* closeListener(ctx, ref.index, word.value)
+      : yield* releaseFrom(ctx, ref.index, word.value);
+    if (closed) return done;
+  }
+  return ok({ kind: "waiting", wait: doorbellOf(ctx, ref.index) });
+}
+
+/** Whether the target listener of a pairing connector is gone (so the pairing will not end). */
+function acceptorGone(ctx: StpContext, block: number): boolean {
+  const target = loadField(ctx, block, F.targetIndex);
+  if (target < 0 || target >= ctx.layout.blockCount) return true;
+  const word = loadField(ctx, target, F.state);
+  return genOf(word) !== loadField(ctx, block, F.targetGen) ||
+    !hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs);
+}
+
+/**
+ * Reclaims one block when its owner's lease has run out (or its pair was left behind).
+ *
+ * @param ctx the reclaiming host
+ * @param block the block index
+ * @returns true when the block was freed or reset
+ */
+export function* reclaimBlock(ctx: StpContext, block: number): Step<boolean> {
+  if (block < 0 || block >= ctx.layout.blockCount) return false;
+  const word = loadField(ctx, block, F.state);
+  const state = stateOf(word);
+  if (state === BlockState.free) return false;
+  if ((state === BlockState.closed || state === BlockState.reset) && peerGone(ctx, block)) {
+    return (yield* tryReleasePair(ctx, block)) > 0;
+  }
+  if (hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs)) return false;
+  switch (state) {
+    case BlockState.connected:
+      return yield* resetConnected(ctx, block, word);
+    case BlockState.closed:
+    case BlockState.reset:
+      return (yield* tryReleasePair(ctx, block)) > 0;
+    case BlockState.listening:
+      return yield* closeListener(ctx, block, word);
+    case BlockState.pairing:
+      return acceptorGone(ctx, block) && (yield* releaseFrom(ctx, block, word));
+    case BlockState.releasing:
+      yield;
+      if (!casState(ctx, block, word, withOwner(word, BlockState.releasing, ctx.hostId))) {
+        return false;
+      }
+      finishRelease(ctx, block);
+      return true;
+    default:
+      return yield* releaseFrom(ctx, block, word);
+  }
+}
+
+/**
+ * Sweeps the whole CBT, reclaiming every block of a dead host.
+ *
+ * @param ctx the reclaiming host
+ * @returns how many blocks were freed or reset
+ */
+export function* sweepDeadHosts(ctx: StpContext): Step<number> {
+  let reclaimed = 0;
+  for (let b = 0; b < ctx.layout.blockCount; b++) {
+    if (yield* reclaimBlock(ctx, b)) reclaimed++;
+  }
+  return reclaimed;
+}
+
+/** The reclaimers the allocation paths use. */
+export const RECLAIMERS: Reclaimers = { block: reclaimBlock, sweep: sweepDeadHosts };
