@@ -41,8 +41,28 @@ export * from "./src/core/wire/frame.ts";
 export * from "./src/core/wire/messages.ts";
 export * from "./src/core/handshake/mod.ts";
 export * from "./src/adapters/tcp.ts";
+export {
+  createStorageSockets,
+  type StorageSockets,
+  type StorageSocketsOptions,
+} from "./src/adapters/shm.ts";
+export { sharedArrayBufferRegions } from "./src/adapters/shm_region.ts";
+export {
+  attachRegion,
+  formatRegion,
+  type Region,
+  type RegionFactory,
+} from "./src/core/stp/region.ts";
+export { planRegion, type RegionConfig, type RegionLayout } from "./src/core/stp/layout.ts";
+export { type RegionUsage, regionUsage } from "./src/core/stp/usage.ts";
+export {
+  driveHandshake,
+  type HandshakeOutcome,
+  readyToAccept,
+} from "./src/app/handshake_driver.ts";
 export * from "./property-tests/_suite.ts";
 export * from "./property-tests/_runner.ts";
 export * from "./property-tests/dispatch_suite.ts";
 export * from "./property-tests/wire_suite.ts";
+export * from "./property-tests/stp_suite.ts";
 export * from "./property-tests/handshake_suite.ts";

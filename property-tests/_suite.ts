@@ -70,5 +70,11 @@ export function isModelBasedReport(report: string): boolean {
  * @returns the report, or `undefined` when the run passed
  */
 export function failureReport(details: CheckDetails): string | undefined {
-  return details.failed ? fc.defaultReportMessage(details) ?? "property failed" : undefined;
+  if (!details.failed) return undefined;
+  const report = fc.defaultReportMessage(details) ?? "property failed";
+  const cause = details.errorInstance;
+  const because = cause instanceof Error ? cause.message : cause === null ? "" : String(cause);
+  return because.length > 0 && !report.includes(because)
+    ? `${report}\nbecause: ${because}`
+    : report;
 }

@@ -5,13 +5,19 @@
  * Rows: `memcpy` (MB/s, 64 MiB Uint8Array copies), `tcp-loopback` (MB/s, raw Deno TCP on
  * 127.0.0.1 between two Worker hosts, 1 MiB writes, 1 GiB moved), `tcp-sockets` (the same
  * through lanfree's TCP `Sockets` adapter), `tcp-rtt` (median µs round trip of a 16-byte
- * message between two Workers).
+ * message between two Workers), and the storage transport's `stp-ring` (MB/s Worker to Worker
+ * through the region, 1 MiB sends, 2 GiB), `stp-ring-64k` (64 KiB sends) and `stp-rtt`; and
+ * `handshake-fs`, `handshake-db` (median setup ms of 200 handshakes between two Worker hosts over
+ * 127.0.0.1 and the region).
  *
  * @module
  */
 
 import { startWorkerHost } from "./_worker_host.ts";
 import type { TcpBenchJob } from "./bench_tcp_worker.ts";
+import { benchStp } from "./bench_stp.ts";
+import { runHandshakePair } from "../src/app/handshake_pair.ts";
+import { freePortPair } from "../src/app/ports.ts";
 
 /** One benchmark result. */
 export interface BenchRow {
@@ -87,6 +93,24 @@ export async function benchTcpRtt(rounds = 2000): Promise<BenchRow> {
   }
 }
 
+/** Median setup time of `runs` handshakes between two Worker hosts (initiator's view), ms. */
+export async function benchHandshake(flow: "fs" | "db", runs = 200): Promise<BenchRow> {
+  const { listener, initiator } = await runHandshakePair({
+    flow,
+    wellKnownPort: freePortPair,
+    repeat: runs,
+  });
+  const setupMs = initiator.setupMs ?? [];
+  if (setupMs.length !== runs) {
+    throw new Error(
+      `handshake-${flow}: ${setupMs.length} of ${runs} runs established (${
+        initiator.error ?? listener.error
+      })`,
+    );
+  }
+  return { name: `handshake-${flow}`, value: median(setupMs), unit: "ms" };
+}
+
 /** Runs every benchmark in one process, one after the other. */
 export async function runBenchmarks(log: (line: string) => void = () => {}): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
@@ -98,6 +122,9 @@ export async function runBenchmarks(log: (line: string) => void = () => {}): Pro
   add(await benchTcpStream("deno"));
   add(await benchTcpStream("sockets"));
   add(await benchTcpRtt());
+  for (const row of await benchStp()) add(row);
+  add(await benchHandshake("fs"));
+  add(await benchHandshake("db"));
   return rows;
 }
 

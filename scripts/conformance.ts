@@ -14,6 +14,8 @@ import { createTcpSockets } from "../src/adapters/tcp.ts";
 import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts";
 import { handshakeSuite } from "../property-tests/handshake_suite.ts";
 import { wireSuite } from "../property-tests/wire_suite.ts";
+import { stpSuite } from "../property-tests/stp_suite.ts";
+import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
 import { createHandshake } from "../src/core/handshake/mod.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/messages.ts";
 
@@ -29,6 +31,7 @@ export function lanfreeSuites(): Suite[] {
       kind: "network",
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
+    stpSuite(sharedArrayBufferRegions),
     wireSuite({ encode: encodeMessage, decode: decodeMessage }),
     handshakeSuite(createHandshake),
   ];

@@ -21,4 +21,8 @@ export * from "../property-tests/_suite.ts";
 export * from "../property-tests/_runner.ts";
 export * from "../property-tests/dispatch_suite.ts";
 export * from "../property-tests/wire_suite.ts";
+export * from "../property-tests/stp_suite.ts";
+export { sharedArrayBufferRegions } from "./adapters/shm_region.ts";
+export { attachRegion, formatRegion } from "./core/stp/region.ts";
+export { planRegion } from "./core/stp/layout.ts";
 export * from "../property-tests/handshake_suite.ts";

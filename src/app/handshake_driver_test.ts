@@ -1,0 +1,179 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
+import { freePortPair } from "./ports.ts";
+import { createTcpSockets } from "../adapters/tcp.ts";
+import { createStorageSockets, type StorageSockets } from "../adapters/shm.ts";
+import { createRouter } from "../core/dispatch/router.ts";
+import type { Sockets } from "../core/dispatch/sockets.ts";
+import { createHandshake } from "../core/handshake/mod.ts";
+import { type HandshakeConfig, parseHandshakeConfig } from "../core/handshake/config.ts";
+import type { HandshakeRole } from "../core/handshake/types.ts";
+import { formatRegion } from "../core/stp/region.ts";
+import { regionUsage } from "../core/stp/usage.ts";
+import { plainMemory } from "../core/stp/memory.ts";
+import { attachRegion } from "../core/stp/region.ts";
+import { readFrame, recvExactly, writeFrame } from "../core/wire/frame.ts";
+
+const STG = { id: 1, lengthBytes: 1 << 20 };
+
+function testRegion(): SharedArrayBuffer {
+  const region = formatRegion({
+    stgs: [{ id: STG.id, extentCount: 8, ephemeralPortMin: 40000, ephemeralPortMax: 40100 }],
+    extentBytes: 256 * 1024,
+    blockCount: 16,
+    hostCount: 4,
+    ioTimeoutMs: 2000,
+    leaseMs: 1000,
+    backlogMax: 4,
+  });
+  if (!region.ok) throw new Error(region.message);
+  return region.value;
+}
+
+interface Host {
+  sockets: Sockets;
+  storage: StorageSockets;
+}
+
+function host(region: SharedArrayBuffer, hostId: number): Host {
+  const storage = createStorageSockets({ region, hostId, waitMode: "async" });
+  return {
+    storage,
+    sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs: 2000 }), storage }),
+  };
+}
+
+function config(wellKnownPort: number, timeoutMs = 3000): HandshakeConfig {
+  const parsed = parseHandshakeConfig({ wellKnownPort, stg: STG, handshakeTimeoutMs: timeoutMs });
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.value;
+}
+
+function blocksInUse(region: SharedArrayBuffer): number {
+  const layout = attachRegion(region);
+  if (!layout.ok) throw new Error(layout.message);
+  return regionUsage(plainMemory(region), layout.value).blocks.length;
+}
+
+async function pair(listenerRole: HandshakeRole, initiatorRole: HandshakeRole) {
+  const region = testRegion();
+  const wkp = freePortPair();
+  const listener = host(region, 1);
+  const initiator = host(region, 2);
+  let ready = () => {};
+  const listenerReady = new Promise<void>((resolve) => (ready = resolve));
+  const listening = driveHandshake(createHandshake(listenerRole, config(wkp)), listener.sockets, {
+    onStep: (machine) => readyToAccept(machine) && ready(),
+  });
+  await listenerReady;
+  const initiated = driveHandshake(createHandshake(initiatorRole, config(wkp)), initiator.sockets);
+  const [a, b] = await Promise.all([listening, initiated]);
+  return { region, listener, initiator, listenerOutcome: a, initiatorOutcome: b };
+}
+
+async function moveBytes(
+  from: Sockets,
+  fromFd: number,
+  to: Sockets,
+  toFd: number,
+  totalBytes: number,
+) {
+  const chunk = new Uint8Array(64 * 1024);
+  crypto.getRandomValues(chunk);
+  const sent = createHash("sha256");
+  const sender = (async () => {
+    for (let offset = 0; offset < totalBytes; offset += chunk.length) {
+      sent.update(chunk);
+      await from.send(fromFd, chunk);
+    }
+  })();
+  const received = createHash("sha256");
+  const into = new Uint8Array(totalBytes);
+  const got = await recvExactly(to, toFd, into);
+  received.update(into.subarray(0, got));
+  await sender;
+  assert.equal(got, totalBytes);
+  assert.equal(received.digest("hex"), sent.digest("hex"));
+}
+
+async function closeAll(h: Host, channels: Readonly<Record<string, number>>) {
+  for (const fd of Object.values(channels)) await h.sockets.close(fd);
+  await h.storage.dispose();
+}
+
+Deno.test("the file-system flow over real TCP and the region: control and error on the network, data through storage", async () => {
+  const { region, listener: client, initiator: server, listenerOutcome, initiatorOutcome } =
+    await pair(
+      "fs-client",
+      "fs-server",
+    );
+  assert.equal(listenerOutcome.status, "established");
+  assert.equal(initiatorOutcome.status, "established");
+  if (listenerOutcome.status !== "established" || initiatorOutcome.status !== "established") return;
+  const c = listenerOutcome.channels;
+  const s = initiatorOutcome.channels;
+  assert.deepEqual(Object.keys(c).sort(), ["control", "data", "error"]);
+  assert.ok(c.data! >= 2 ** 30 && s.data! >= 2 ** 30, "data is a storage descriptor");
+  assert.ok(
+    c.control! < 2 ** 30 && c.error! < 2 ** 30,
+    "control and error are network descriptors",
+  );
+  await moveBytes(client.sockets, c.data!, server.sockets, s.data!, 4 * 1024 * 1024);
+  for (const channel of ["control", "error"]) {
+    await writeFrame(server.sockets, s[channel]!, new TextEncoder().encode(`on ${channel}`));
+    assert.equal(
+      new TextDecoder().decode((await readFrame(client.sockets, c[channel]!))!),
+      `on ${channel}`,
+    );
+  }
+  await closeAll(client, c);
+  await closeAll(server, s);
+  assert.equal(blocksInUse(region), 0, "every control block is free again");
+});
+
+Deno.test("the database flow over real TCP and the region: everything ends up on storage", async () => {
+  const { region, listener: server, initiator: client, listenerOutcome, initiatorOutcome } =
+    await pair(
+      "db-server",
+      "db-client",
+    );
+  assert.equal(listenerOutcome.status, "established");
+  assert.equal(initiatorOutcome.status, "established");
+  if (listenerOutcome.status !== "established" || initiatorOutcome.status !== "established") return;
+  const c = initiatorOutcome.channels;
+  const s = listenerOutcome.channels;
+  for (const fd of [...Object.values(c), ...Object.values(s)]) {
+    assert.ok(fd >= 2 ** 30, `${fd} is storage`);
+  }
+  await moveBytes(client.sockets, c.data!, server.sockets, s.data!, 4 * 1024 * 1024);
+  await closeAll(client, c);
+  await closeAll(server, s);
+  assert.equal(blocksInUse(region), 0);
+});
+
+Deno.test("a file-system server with no client fails with ECONNREFUSED and leaves nothing open", async () => {
+  const region = testRegion();
+  const server = host(region, 2);
+  const outcome = await driveHandshake(
+    createHandshake("fs-server", config(freePortPair())),
+    server.sockets,
+  );
+  assert.equal(outcome.status, "failed");
+  if (outcome.status === "failed") assert.equal(outcome.reason.code, "ECONNREFUSED");
+  await server.storage.dispose();
+  assert.equal(blocksInUse(region), 0);
+});
+
+Deno.test("a file-system client whose server never comes fails with ETIMEDOUT at its deadline", async () => {
+  const region = testRegion();
+  const client = host(region, 1);
+  const outcome = await driveHandshake(
+    createHandshake("fs-client", config(freePortPair(), 300)),
+    client.sockets,
+  );
+  assert.equal(outcome.status, "failed");
+  if (outcome.status === "failed") assert.equal(outcome.reason.code, "ETIMEDOUT");
+  await client.storage.dispose();
+  assert.equal(blocksInUse(region), 0);
+});
