@@ -135,19 +135,19 @@ async function runPairOnce(
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 3000,
   };
   const base = { config, region, dataBytes: options.dataBytes ?? 0, repeat: options.repeat ?? 1 };
-  let initiator: Side | undefined;
+  const sides: { initiator?: Side } = {};
   const listener = startSide(
     { ...base, role: roles[0], hostId: 1 },
-    (round) => initiator?.worker.postMessage({ go: round }),
+    (round) => sides.initiator?.worker.postMessage({ go: round }),
     () => {},
   );
-  initiator = startSide(
+  const initiator: Side = sides.initiator = startSide(
     { ...base, role: roles[1], hostId: 2, reportSteps: options.killInitiatorAtStep !== undefined },
     () => {},
     (step) => {
       if (step === options.killInitiatorAtStep) {
-        initiator!.worker.terminate();
-        initiator!.report.killed = true;
+        sides.initiator!.worker.terminate();
+        sides.initiator!.report.killed = true;
         endKilled();
       }
     },
@@ -163,7 +163,7 @@ async function runPairOnce(
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   const grace = () => new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, graceMs)));
   const listenerThenGrace = listener.ended.then(() =>
-    Promise.race([initiator!.ended, killed, grace()])
+    Promise.race([initiator.ended, killed, grace()])
   );
   try {
     await Promise.race([
