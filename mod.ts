@@ -28,6 +28,21 @@
  * for (const fd of [client, server, listener]) await sockets.close(fd);
  * ```
  *
+ * @example Running the STP conformance suite against your own region implementation
+ * ```ts
+ * import { runSuites, sharedArrayBufferRegions, stpSuite, type RegionFactory } from "./mod.ts";
+ *
+ * // A user-supplied factory: here it delegates to lanfree's SharedArrayBuffer regions; yours
+ * // would format and attach your own (a file on shared media, say).
+ * const myRegions: RegionFactory = {
+ *   name: "my-regions",
+ *   create: (config) => sharedArrayBufferRegions.create(config),
+ *   attach: (bytes) => sharedArrayBufferRegions.attach(bytes),
+ * };
+ * const results = await runSuites([stpSuite(myRegions)], { runs: 5, seed: 1 });
+ * for (const result of results) console.assert(result.passed, result.report);
+ * ```
+ *
  * @module
  */
 
