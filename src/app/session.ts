@@ -1,0 +1,257 @@
+/**
+ * A backup session over the channels a handshake set up: control and error messages (JSON) and
+ * a stream of data chunks, each on the descriptor the handshake gave it. When two channels share
+ * one descriptor (the database flow puts everything on storage; the network fallback puts data
+ * on the control connection) the frames carry what they are, so one descriptor serves several.
+ *
+ * Frame: 1 tag byte (1 message, 2 data chunk, 3 end of data), 4-byte big-endian payload length,
+ * payload. Messages are JSON `{ channel, body }` of at most 64 KiB; data chunks at most 8 MiB.
+ * Sends on one descriptor are serialised; receive queues are bounded and apply back-pressure to
+ * the sender through the socket (a full data queue stops reading).
+ *
+ * @module
+ */
+
+import { kindOfDescriptor } from "../core/dispatch/descriptor.ts";
+import { SocketError } from "../core/dispatch/errors.ts";
+import type { Sockets } from "../core/dispatch/sockets.ts";
+import { recvExactly } from "../core/wire/frame.ts";
+
+/** The named channels of a session and their descriptors (several may be the same). */
+export interface SessionChannels {
+  readonly control: number;
+  readonly error: number;
+  readonly data: number;
+}
+
+/** A message channel. */
+export type MessageChannel = "control" | "error";
+
+const TAG_MESSAGE = 1;
+const TAG_DATA = 2;
+const TAG_END = 3;
+const HEADER_BYTES = 5;
+/** Largest message payload. */
+export const MESSAGE_BYTES_MAX = 64 * 1024;
+/** Largest data chunk. */
+export const DATA_CHUNK_BYTES_MAX = 8 * 1024 * 1024;
+const MESSAGES_QUEUED_MAX = 1024;
+const DATA_QUEUED_MAX = 8;
+
+/** Bytes moved per channel kind (sent and received, frame headers included). */
+export interface ChannelBytes {
+  storage: number;
+  network: number;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+/** A bounded queue with waiters; closed with an error once its source ends. */
+class Inbox<T> {
+  readonly #items: T[] = [];
+  readonly #waiters: Waiter<T>[] = [];
+  #failure: Error | undefined;
+  #spaceWaiter: (() => void) | undefined;
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve(item);
+    else this.#items.push(item);
+  }
+
+  next(): Promise<T> {
+    if (this.#items.length > 0) {
+      const item = this.#items.shift()!;
+      this.#spaceWaiter?.();
+      return Promise.resolve(item);
+    }
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Resolves once the queue is below `max` items. */
+  async space(max: number): Promise<void> {
+    // Bounded: each wake-up follows one item taken out.
+    for (
+      let waits = 0;
+      this.#items.length >= max && this.#failure === undefined && waits <= max;
+      waits++
+    ) {
+      await new Promise<void>((resolve) => (this.#spaceWaiter = resolve));
+    }
+  }
+
+  fail(error: Error): void {
+    this.#failure ??= error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#failure);
+    this.#spaceWaiter?.();
+  }
+}
+
+/** One session over a handshake's channels. */
+export class Session {
+  readonly #sockets: Sockets;
+  readonly #channels: SessionChannels;
+  readonly #sendLocks = new Map<number, Promise<void>>();
+  readonly #messages: Record<MessageChannel, Inbox<unknown>> = {
+    control: new Inbox(),
+    error: new Inbox(),
+  };
+  readonly #data = new Inbox<Uint8Array | null>();
+  readonly #bytes: ChannelBytes = { storage: 0, network: 0 };
+  readonly #pumps: Promise<void>[];
+
+  /**
+   * @param sockets the router the channels belong to
+   * @param channels the descriptors of control, error and data
+   */
+  constructor(sockets: Sockets, channels: SessionChannels) {
+    this.#sockets = sockets;
+    this.#channels = channels;
+    const distinct = [...new Set([channels.control, channels.error, channels.data])];
+    this.#pumps = distinct.map((fd) => this.#pump(fd));
+  }
+
+  /** Bytes moved so far, per channel kind. */
+  get bytes(): Readonly<ChannelBytes> {
+    return this.#bytes;
+  }
+
+  /** Sends a JSON message on a channel. */
+  async sendMessage(channel: MessageChannel, body: unknown): Promise<void> {
+    const payload = new TextEncoder().encode(JSON.stringify({ channel, body }));
+    if (payload.length > MESSAGE_BYTES_MAX) {
+      throw new SocketError(
+        "EMSGSIZE",
+        `${channel} message of ${payload.length} bytes exceeds ${MESSAGE_BYTES_MAX}`,
+      );
+    }
+    await this.#send(this.#channels[channel], TAG_MESSAGE, payload);
+  }
+
+  /** Sends one data chunk (at most {@link DATA_CHUNK_BYTES_MAX} bytes). */
+  async sendData(chunk: Uint8Array): Promise<void> {
+    if (chunk.length > DATA_CHUNK_BYTES_MAX) {
+      throw new RangeError(`data chunk of ${chunk.length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`);
+    }
+    if (chunk.length > 0) await this.#send(this.#channels.data, TAG_DATA, chunk);
+  }
+
+  /** Marks the end of the data stream. */
+  async endData(): Promise<void> {
+    await this.#send(this.#channels.data, TAG_END, new Uint8Array(0));
+  }
+
+  /** The next message on a channel; rejects once the channel's connection has ended. */
+  nextMessage(channel: MessageChannel): Promise<unknown> {
+    return this.#messages[channel].next();
+  }
+
+  /** The next data chunk, or `null` at the end of the data stream. */
+  nextData(): Promise<Uint8Array | null> {
+    return this.#data.next();
+  }
+
+  /** Waits until every receive loop has stopped (after the peer closed or `close`). */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.#pumps);
+  }
+
+  async #send(fd: number, tag: number, payload: Uint8Array): Promise<void> {
+    const previous = this.#sendLocks.get(fd) ?? Promise.resolve();
+    const sending = previous.then(async () => {
+      const header = new Uint8Array(HEADER_BYTES);
+      header[0] = tag;
+      new DataView(header.buffer).setUint32(1, payload.length, false);
+      await this.#sockets.send(fd, header);
+      if (payload.length > 0) await this.#sockets.send(fd, payload);
+      this.#count(fd, HEADER_BYTES + payload.length);
+    });
+    this.#sendLocks.set(fd, sending.catch(() => {}));
+    await sending;
+  }
+
+  #count(fd: number, bytes: number): void {
+    this.#bytes[kindOfDescriptor(fd) === "storage" ? "storage" : "network"] += bytes;
+  }
+
+  async #pump(fd: number): Promise<void> {
+    const header = new Uint8Array(HEADER_BYTES);
+    try {
+      // Bounded by the peer: each turn consumes one frame or ends the loop.
+      for (;;) {
+        if (fd === this.#channels.data) await this.#data.space(DATA_QUEUED_MAX);
+        const got = await recvExactly(this.#sockets, fd, header);
+        if (got === 0) throw new SocketError("ECONNRESET", `peer closed descriptor ${fd}`);
+        if (got < HEADER_BYTES) {
+          throw new SocketError("EPROTO", `stream ended inside a frame header on ${fd}`);
+        }
+        const length = new DataView(header.buffer).getUint32(1, false);
+        this.#dispatch(
+          fd,
+          header[0]!,
+          length === 0 ? new Uint8Array(0) : await this.#payload(fd, header[0]!, length),
+        );
+      }
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const inbox of this.#inboxesOf(fd)) inbox.fail(failure);
+    }
+  }
+
+  async #payload(fd: number, tag: number, length: number): Promise<Uint8Array> {
+    const max = tag === TAG_DATA ? DATA_CHUNK_BYTES_MAX : MESSAGE_BYTES_MAX;
+    if (length > max) {
+      throw new SocketError("EMSGSIZE", `frame of ${length} bytes (tag ${tag}) exceeds ${max}`);
+    }
+    const payload = new Uint8Array(length);
+    if (await recvExactly(this.#sockets, fd, payload) < length) {
+      throw new SocketError("EPROTO", `stream ended inside a ${length}-byte frame on ${fd}`);
+    }
+    return payload;
+  }
+
+  #dispatch(fd: number, tag: number, payload: Uint8Array): void {
+    this.#count(fd, HEADER_BYTES + payload.length);
+    if (tag === TAG_DATA || tag === TAG_END) {
+      if (fd !== this.#channels.data) {
+        throw new SocketError("EPROTO", `data frame on non-data descriptor ${fd}`);
+      }
+      this.#data.push(tag === TAG_DATA ? payload : null);
+      return;
+    }
+    if (tag !== TAG_MESSAGE) throw new SocketError("EPROTO", `unknown frame tag ${tag} on ${fd}`);
+    let parsed: { channel?: unknown; body?: unknown };
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(payload));
+    } catch {
+      throw new SocketError("EPROTO", `message on ${fd} is not JSON`);
+    }
+    const channel = parsed.channel;
+    if ((channel !== "control" && channel !== "error") || this.#channels[channel] !== fd) {
+      throw new SocketError("EPROTO", `message for channel ${String(channel)} arrived on ${fd}`);
+    }
+    if (this.#messages[channel].length >= MESSAGES_QUEUED_MAX) {
+      throw new SocketError(
+        "ENOBUFS",
+        `more than ${MESSAGES_QUEUED_MAX} unread ${channel} messages`,
+      );
+    }
+    this.#messages[channel].push(parsed.body);
+  }
+
+  #inboxesOf(fd: number): Inbox<unknown>[] {
+    const inboxes: Inbox<unknown>[] = [];
+    if (this.#channels.control === fd) inboxes.push(this.#messages.control);
+    if (this.#channels.error === fd) inboxes.push(this.#messages.error);
+    if (this.#channels.data === fd) inboxes.push(this.#data as Inbox<unknown>);
+    return inboxes;
+  }
+}
