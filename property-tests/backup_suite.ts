@@ -1,0 +1,215 @@
+/**
+ * Conformance suite of a backup implementation: random trees survive backup and restore with
+ * their metadata, and an incremental snapshot after random changes restores to the changed tree
+ * while archiving only the changed files. The disk side is a {@link BackupHarness} argument, so
+ * the suite itself imports nothing from a runtime.
+ *
+ * @module
+ */
+
+import fc from "fast-check";
+import { defineProperty, type Suite } from "./_suite.ts";
+
+/** One node of a generated tree; `parent` picks among directories created before it. */
+export interface NodeSpec {
+  readonly parent: number;
+  readonly name: string;
+  readonly kind: "file" | "dir" | "symlink";
+  readonly sizeBytes: number;
+  readonly seed: number;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly target: string;
+}
+
+/** One random change; `pick` chooses the entry it applies to. */
+export interface ChangeSpec {
+  readonly op: "modify" | "delete" | "add" | "rename" | "chmod";
+  readonly pick: number;
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly seed: number;
+  readonly mode: number;
+}
+
+/** An entry as the harness sees it on disk (its own walk, not the product's). */
+export interface SeenEntry {
+  readonly path: string;
+  readonly type: string;
+  readonly mode: number;
+  readonly mtimeMs: number | null;
+  /** Size and content hash of a file, target of a symlink. */
+  readonly detail: string;
+}
+
+/** The implementation under test and the disk operations the suite needs. */
+export interface BackupHarness {
+  makeDir(): Promise<string>;
+  removeDir(path: string): Promise<void>;
+  /** Creates the nodes under `root` (which exists), with modes and mtimes. */
+  writeTree(root: string, nodes: readonly NodeSpec[]): Promise<void>;
+  /** Applies one change to the tree under `root`. */
+  applyChange(root: string, change: ChangeSpec): Promise<void>;
+  describe(root: string): Promise<SeenEntry[]>;
+  backup(source: string, repo: string, incremental: boolean): Promise<{ snapshot: string }>;
+  restore(repo: string, snapshot: string, target: string): Promise<void>;
+  /** Paths of the regular files held by a snapshot's archive. */
+  archivedFiles(repo: string, snapshot: string): Promise<string[]>;
+}
+
+/** Size of the occasional large file (larger than the 8 MiB ring and the 1 MiB read size). */
+export const LARGE_FILE_BYTES = (8 << 20) + 4099;
+
+const ODD_NAMES = [
+  "a",
+  "b c",
+  "-rf",
+  "--",
+  "new\nline",
+  "ünïcödé",
+  "日本語",
+  "tab\there",
+  "x.txt",
+  ".hidden",
+  "...",
+  "$HOME",
+  "*",
+  "a\\b",
+];
+
+/** File and directory names, odd ones included (never "", ".", ".." or with "/" or NUL). */
+export function nameArbitrary(): fc.Arbitrary<string> {
+  return fc.oneof(
+    fc.constantFrom(...ODD_NAMES),
+    fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }).filter((s) =>
+      !s.includes("/") && !s.includes("\0") && s !== "." && s !== ".." &&
+      new TextEncoder().encode(s).length <= 200
+    ),
+  );
+}
+
+function sizeArbitrary(): fc.Arbitrary<number> {
+  return fc.oneof(
+    { arbitrary: fc.constant(0), weight: 2 },
+    { arbitrary: fc.integer({ min: 1, max: 70_000 }), weight: 12 },
+    { arbitrary: fc.constant(LARGE_FILE_BYTES), weight: 1 },
+  );
+}
+
+/** Random trees, nested, with empty files and directories and symlinks. */
+export function treeArbitrary(): fc.Arbitrary<NodeSpec[]> {
+  const node = fc.record({
+    parent: fc.nat(),
+    name: nameArbitrary(),
+    kind: fc.constantFrom("file" as const, "file" as const, "dir" as const, "symlink" as const),
+    sizeBytes: sizeArbitrary(),
+    seed: fc.integer({ min: 1, max: 0x7fff_ffff }),
+    mode: fc.constantFrom(0o644, 0o600, 0o755, 0o640, 0o400, 0o750, 0o700),
+    mtimeMs: fc.integer({ min: 1_000_000_000_000, max: 2_000_000_000_000 }),
+    target: fc.oneof(nameArbitrary(), fc.constantFrom("../escape", "/etc/passwd", "a/b/c")),
+  });
+  return fc.array(node, { minLength: 1, maxLength: 20 });
+}
+
+function changeArbitrary(): fc.Arbitrary<ChangeSpec> {
+  return fc.record({
+    op: fc.constantFrom(
+      "modify" as const,
+      "delete" as const,
+      "add" as const,
+      "rename" as const,
+      "chmod" as const,
+    ),
+    pick: fc.nat(),
+    name: nameArbitrary(),
+    sizeBytes: sizeArbitrary(),
+    seed: fc.integer({ min: 1, max: 0x7fff_ffff }),
+    mode: fc.constantFrom(0o644, 0o600, 0o755, 0o444),
+  });
+}
+
+/** Files of `after` that are new or differ from `before` (what an incremental must archive). */
+function changedFiles(before: readonly SeenEntry[], after: readonly SeenEntry[]): string[] {
+  const old = new Map(before.map((e) => [e.path, e]));
+  return after.filter((e) => {
+    if (e.type !== "file") return false;
+    const was = old.get(e.path);
+    return was === undefined || was.type !== "file" || was.mode !== e.mode ||
+      was.mtimeMs !== e.mtimeMs ||
+      was.detail !== e.detail;
+  }).map((e) => e.path).sort();
+}
+
+function equalTrees(actual: SeenEntry[], expected: SeenEntry[], what: string): void {
+  const a = JSON.stringify(actual);
+  const b = JSON.stringify(expected);
+  if (a !== b) throw new Error(`${what}: restored tree differs\nrestored: ${a}\nexpected: ${b}`);
+}
+
+async function inDir<T>(harness: BackupHarness, body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await harness.makeDir();
+  try {
+    return await body(dir);
+  } finally {
+    await harness.removeDir(dir);
+  }
+}
+
+/**
+ * The backup suite.
+ *
+ * @param harness the implementation and disk operations
+ * @returns the suite
+ */
+export function backupSuite(harness: BackupHarness): Suite {
+  return {
+    name: "backup",
+    properties: [
+      defineProperty(
+        "a random tree restores identically, metadata included",
+        { numRuns: 25 },
+        () =>
+          fc.asyncProperty(treeArbitrary(), (nodes) =>
+            inDir(harness, async (dir) => {
+              await harness.writeTree(`${dir}/src`, nodes);
+              const { snapshot } = await harness.backup(`${dir}/src`, `${dir}/repo`, false);
+              await harness.restore(`${dir}/repo`, snapshot, `${dir}/out`);
+              equalTrees(
+                await harness.describe(`${dir}/out`),
+                await harness.describe(`${dir}/src`),
+                "full",
+              );
+            })),
+      ),
+      defineProperty(
+        "after random changes an incremental restores the changed tree and archives only changes",
+        { numRuns: 25 },
+        () =>
+          fc.asyncProperty(
+            treeArbitrary(),
+            fc.array(changeArbitrary(), { maxLength: 8 }),
+            (nodes, changes) =>
+              inDir(harness, async (dir) => {
+                await harness.writeTree(`${dir}/src`, nodes);
+                await harness.backup(`${dir}/src`, `${dir}/repo`, false);
+                const before = await harness.describe(`${dir}/src`);
+                for (const change of changes) await harness.applyChange(`${dir}/src`, change);
+                const after = await harness.describe(`${dir}/src`);
+                const { snapshot } = await harness.backup(`${dir}/src`, `${dir}/repo`, true);
+                await harness.restore(`${dir}/repo`, snapshot, `${dir}/out`);
+                equalTrees(await harness.describe(`${dir}/out`), after, "incremental");
+                const archived = (await harness.archivedFiles(`${dir}/repo`, snapshot)).sort();
+                const expected = changedFiles(before, after);
+                if (JSON.stringify(archived) !== JSON.stringify(expected)) {
+                  throw new Error(
+                    `incremental archive holds ${JSON.stringify(archived)}, changed: ${
+                      JSON.stringify(expected)
+                    }`,
+                  );
+                }
+              }),
+          ),
+      ),
+    ],
+  };
+}

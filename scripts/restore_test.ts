@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { runLocalBackup } from "../src/app/local_backup.ts";
+import { describeTree, withTempDir, writeFileWith } from "../src/app/_testing.ts";
+
+const SCRIPT = new URL("./restore.ts", import.meta.url).pathname;
+
+async function cli(...args: string[]) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", SCRIPT, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: output.code, out: text(output.stdout), err: text(output.stderr) };
+}
+
+Deno.test("restore CLI restores the latest snapshot and prints a JSON summary", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src`);
+    await writeFileWith(`${dir}/src/a b`, "x");
+    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const run = await cli(
+      "--repo",
+      `${dir}/repo`,
+      "--snapshot",
+      "latest",
+      "--target",
+      `${dir}/out`,
+      "--json",
+    );
+    assert.equal(run.code, 0, run.err);
+    assert.equal(JSON.parse(run.out).files, 1);
+    assert.deepEqual(await describeTree(`${dir}/out`), await describeTree(`${dir}/src`));
+  });
+});
+
+Deno.test("restore CLI gives one clear line, no stack trace and a non-zero exit on bad input", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src`);
+    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    await Deno.mkdir(`${dir}/foreign`);
+    await Deno.writeTextFile(
+      `${dir}/foreign/lanfree-repository.json`,
+      '{"format":"borg","version":1}',
+    );
+    await Deno.mkdir(`${dir}/corrupt`);
+    await Deno.writeTextFile(`${dir}/corrupt/lanfree-repository.json`, "{");
+    const cases: Array<[string[], number, RegExp]> = [
+      [["--bogus"], 2, /bogus/],
+      [["--repo", `${dir}/repo`], 2, /missing --snapshot, --target/],
+      [
+        ["--repo", `${dir}/none`, "--snapshot", "latest", "--target", `${dir}/t`],
+        1,
+        /none does not exist/,
+      ],
+      [
+        ["--repo", `${dir}/foreign`, "--snapshot", "latest", "--target", `${dir}/t`],
+        1,
+        /format borg/,
+      ],
+      [
+        ["--repo", `${dir}/corrupt`, "--snapshot", "latest", "--target", `${dir}/t`],
+        1,
+        /not valid JSON/,
+      ],
+      [
+        [
+          "--repo",
+          `${dir}/repo`,
+          "--snapshot",
+          "20000101T000000000Z-00000000",
+          "--target",
+          `${dir}/t`,
+        ],
+        1,
+        /no snapshot 20000101T000000000Z-00000000/,
+      ],
+      [
+        ["--repo", `${dir}/repo`, "--snapshot", "latest", "--target", `${dir}/src/..`],
+        1,
+        /not empty/,
+      ],
+    ];
+    const before = await describeTree(`${dir}/repo`);
+    for (const [args, code, message] of cases) {
+      const run = await cli(...args);
+      assert.equal(run.code, code, `${args.join(" ")}: ${run.err}`);
+      assert.match(run.err, message);
+      assert.doesNotMatch(run.err, /\n\s+at /, "no stack trace");
+    }
+    assert.deepEqual(await describeTree(`${dir}/repo`), before);
+    await assert.rejects(Deno.lstat(`${dir}/t`), Deno.errors.NotFound);
+  });
+});

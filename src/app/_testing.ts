@@ -1,0 +1,106 @@
+/**
+ * Helpers for the backup tests: temporary directories, and an independent description of a
+ * tree on disk (its own recursive lstat walk, not the product's) to compare trees.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+
+/**
+ * Runs `body` with a fresh temporary directory, removed afterwards.
+ *
+ * @param body the test body
+ * @returns what the body returns
+ */
+export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-test-" });
+  try {
+    return await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** One entry of a tree as seen on disk. */
+export interface SeenEntry {
+  readonly path: string;
+  readonly type: "file" | "dir" | "symlink" | "other";
+  readonly mode: number;
+  /** Milliseconds; null for symlinks (their own mtime is not restored). */
+  readonly mtimeMs: number | null;
+  readonly detail: string;
+}
+
+/**
+ * Describes every entry under `root`: type, mode, mtime, and the content hash or link target.
+ *
+ * @param root the directory
+ * @param depthMax deepest level described
+ * @returns entries sorted by path
+ */
+export async function describeTree(root: string, depthMax = 32): Promise<SeenEntry[]> {
+  const out: SeenEntry[] = [];
+  const visit = async (relative: string, depth: number): Promise<void> => {
+    if (depth > depthMax) throw new RangeError(`tree deeper than ${depthMax}`);
+    for await (const item of Deno.readDir(relative === "" ? root : `${root}/${relative}`)) {
+      const path = relative === "" ? item.name : `${relative}/${item.name}`;
+      const full = `${root}/${path}`;
+      const info = await Deno.lstat(full);
+      const mode = (info.mode ?? 0) & 0o7777;
+      const mtimeMs = info.mtime?.getTime() ?? 0;
+      if (info.isSymlink) {
+        out.push({
+          path,
+          type: "symlink",
+          mode: 0,
+          mtimeMs: null,
+          detail: await Deno.readLink(full),
+        });
+      } else if (info.isDirectory) {
+        out.push({ path, type: "dir", mode, mtimeMs, detail: "" });
+        await visit(path, depth + 1);
+      } else if (info.isFile) {
+        const hash = createHash("sha256").update(await Deno.readFile(full)).digest("hex");
+        out.push({ path, type: "file", mode, mtimeMs, detail: `${info.size}:${hash}` });
+      } else out.push({ path, type: "other", mode, mtimeMs, detail: "" });
+    }
+  };
+  await visit("", 0);
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * Lists a tar file with GNU tar.
+ *
+ * @param tarPath the archive
+ * @returns the member names, one per line as tar prints them
+ */
+export async function gnuTarList(tarPath: string): Promise<string[]> {
+  const output = await new Deno.Command("tar", { args: ["-tf", tarPath], stderr: "piped" })
+    .output();
+  if (!output.success) {
+    throw new Error(`tar -tf failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
+  return new TextDecoder().decode(output.stdout).split("\n").filter((line) => line !== "");
+}
+
+/**
+ * Writes a file with the given bytes, mode and mtime (seconds).
+ *
+ * @param path the file
+ * @param data its content
+ * @param mode its permission bits
+ * @param mtimeSeconds its modification time
+ */
+export async function writeFileWith(
+  path: string,
+  data: Uint8Array | string,
+  mode = 0o644,
+  mtimeSeconds = 1_600_000_000,
+): Promise<void> {
+  if (typeof data === "string") await Deno.writeTextFile(path, data);
+  else await Deno.writeFile(path, data);
+  await Deno.chmod(path, mode);
+  await Deno.utime(path, mtimeSeconds, mtimeSeconds);
+}

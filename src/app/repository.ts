@@ -1,0 +1,258 @@
+/**
+ * The repository: a directory holding snapshots as standard tar archives plus zod-validated
+ * manifests.
+ *
+ * ```
+ * REPO/lanfree-repository.json   format marker {format, version, createdMs}
+ * REPO/snapshots/ID.tar          the archive (GNU tar lists and extracts it)
+ * REPO/snapshots/ID.manifest.json the manifest; its presence makes the snapshot visible
+ * REPO/tmp/                      archives and manifests being written
+ * REPO/lock                      exists while a backup writes
+ * ```
+ *
+ * @module
+ */
+
+import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
+import { RepositoryError } from "./errors.ts";
+
+/** Format name written in the marker file. */
+export const REPOSITORY_FORMAT = "lanfree-repository";
+/** Repository layout version this code reads and writes. */
+export const REPOSITORY_VERSION = 1;
+/** Name of the marker file. */
+export const MARKER_FILE = "lanfree-repository.json";
+/** Most snapshots listed from one repository. */
+export const SNAPSHOTS_MAX = 100_000;
+/** Largest manifest file read, in bytes. */
+export const MANIFEST_FILE_BYTES_MAX = 1 << 30;
+
+/** An opened repository. */
+export interface Repository {
+  /** The repository directory. */
+  readonly path: string;
+}
+
+/** Where the files of a repository live. */
+export const repoPaths = {
+  marker: (repo: Repository) => `${repo.path}/${MARKER_FILE}`,
+  snapshots: (repo: Repository) => `${repo.path}/snapshots`,
+  tmp: (repo: Repository) => `${repo.path}/tmp`,
+  lock: (repo: Repository) => `${repo.path}/lock`,
+  archive: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.tar`,
+  manifest: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.manifest.json`,
+};
+
+async function readMarker(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${path}/${MARKER_FILE}`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new RepositoryError(
+        "corrupt",
+        `repository ${path}: cannot read ${MARKER_FILE}: ${error}`,
+      );
+    }
+    const exists = await Deno.stat(path).then((i) => i.isDirectory, () => undefined);
+    if (exists === undefined) {
+      throw new RepositoryError("not-found", `repository ${path} does not exist`);
+    }
+    throw new RepositoryError(
+      "not-a-repository",
+      `${path} is not a lanfree repository (no ${MARKER_FILE})`,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new RepositoryError("corrupt", `repository ${path}: ${MARKER_FILE} is not valid JSON`);
+  }
+}
+
+/**
+ * Opens an existing repository after checking its marker and layout.
+ *
+ * @param path the repository directory
+ * @returns the repository
+ * @throws {RepositoryError} `not-found`, `not-a-repository`, `other-format` or `corrupt`
+ *
+ * @example Opening a directory that is not a repository
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openRepository } from "./repository.ts";
+ * const dir = await Deno.makeTempDir();
+ * await assert.rejects(openRepository(dir), { code: "not-a-repository" });
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function openRepository(path: string): Promise<Repository> {
+  const marker = await readMarker(path) as { format?: unknown; version?: unknown } | null;
+  if (marker?.format !== REPOSITORY_FORMAT || marker?.version !== REPOSITORY_VERSION) {
+    const found = `${String(marker?.format)} version ${String(marker?.version)}`;
+    throw new RepositoryError(
+      "other-format",
+      `repository ${path} has format ${found}; this lanfree reads ${REPOSITORY_FORMAT} version ${REPOSITORY_VERSION}`,
+    );
+  }
+  for (const dir of ["snapshots", "tmp"]) {
+    const ok = await Deno.stat(`${path}/${dir}`).then((i) => i.isDirectory, () => false);
+    if (!ok) throw new RepositoryError("corrupt", `repository ${path}: ${dir}/ is missing`);
+  }
+  return { path };
+}
+
+/**
+ * Opens the repository at `path`, creating it first if the directory is missing or empty.
+ *
+ * @param path the repository directory
+ * @param nowMs creation time written into the marker
+ * @returns the repository
+ * @throws {RepositoryError} when `path` holds something else
+ *
+ * @example Creating a repository
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { initRepository, listSnapshots } from "./repository.ts";
+ * const dir = await Deno.makeTempDir();
+ * const repo = await initRepository(`${dir}/repo`);
+ * assert.deepEqual(await listSnapshots(repo), []);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function initRepository(path: string, nowMs = Date.now()): Promise<Repository> {
+  await Deno.mkdir(path, { recursive: true });
+  let empty = true;
+  for await (const _ of Deno.readDir(path)) {
+    empty = false;
+    break;
+  }
+  if (!empty) return await openRepository(path);
+  await Deno.mkdir(`${path}/snapshots`);
+  await Deno.mkdir(`${path}/tmp`);
+  const marker = { format: REPOSITORY_FORMAT, version: REPOSITORY_VERSION, createdMs: nowMs };
+  const temp = `${path}/tmp/${MARKER_FILE}.partial`;
+  await Deno.writeTextFile(temp, JSON.stringify(marker, null, 2) + "\n");
+  await Deno.rename(temp, `${path}/${MARKER_FILE}`);
+  return { path };
+}
+
+/**
+ * Ids of the committed snapshots (those with a manifest), oldest first.
+ *
+ * @param repo the repository
+ * @returns the ids
+ *
+ * @example See {@link initRepository}.
+ */
+export async function listSnapshotIds(repo: Repository): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const item of Deno.readDir(repoPaths.snapshots(repo))) {
+    const id = item.name.endsWith(".manifest.json") ? item.name.slice(0, -14) : "";
+    if (!item.isFile || !SNAPSHOT_ID_PATTERN.test(id)) continue;
+    if (ids.length >= SNAPSHOTS_MAX) {
+      throw new RepositoryError(
+        "corrupt",
+        `repository ${repo.path} has more than ${SNAPSHOTS_MAX} snapshots`,
+      );
+    }
+    ids.push(id);
+  }
+  return ids.sort();
+}
+
+/**
+ * Reads and validates one manifest.
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @returns the manifest
+ * @throws {RepositoryError} `unknown-snapshot` or `corrupt` (naming the file and the problem)
+ */
+export async function readManifest(repo: Repository, id: string): Promise<Manifest> {
+  const path = repoPaths.manifest(repo, id);
+  if (!SNAPSHOT_ID_PATTERN.test(id)) {
+    throw new RepositoryError("unknown-snapshot", `${JSON.stringify(id)} is not a snapshot id`);
+  }
+  let text: string;
+  try {
+    const size = (await Deno.stat(path)).size;
+    if (size > MANIFEST_FILE_BYTES_MAX) {
+      throw new RangeError(`larger than ${MANIFEST_FILE_BYTES_MAX} bytes`);
+    }
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new RepositoryError(
+        "unknown-snapshot",
+        `repository ${repo.path} has no snapshot ${id}`,
+      );
+    }
+    throw new RepositoryError("corrupt", `manifest ${path}: ${error}`, { cause: error });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new RepositoryError("corrupt", `manifest ${path} is not valid JSON`);
+  }
+  const parsed = parseManifest(value);
+  if (!parsed.ok) {
+    throw new RepositoryError("corrupt", `manifest ${path} is invalid: ${parsed.message}`);
+  }
+  if (parsed.manifest.id !== id) {
+    throw new RepositoryError("corrupt", `manifest ${path} names snapshot ${parsed.manifest.id}`);
+  }
+  return parsed.manifest;
+}
+
+/**
+ * Reads every manifest, oldest first.
+ *
+ * @param repo the repository
+ * @returns the manifests
+ */
+export async function listSnapshots(repo: Repository): Promise<Manifest[]> {
+  const manifests: Manifest[] = [];
+  for (const id of await listSnapshotIds(repo)) manifests.push(await readManifest(repo, id));
+  return manifests;
+}
+
+/**
+ * The newest snapshot taken from `source`, if any (the parent of an incremental backup).
+ *
+ * @param repo the repository
+ * @param source the source as recorded in manifests
+ * @param kind only snapshots of this kind
+ * @returns the manifest or null
+ */
+export async function latestSnapshot(
+  repo: Repository,
+  source: string,
+  kind: "fs" | "db" = "fs",
+): Promise<Manifest | null> {
+  const ids = await listSnapshotIds(repo);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const manifest = await readManifest(repo, ids[i]!);
+    if (manifest.source === source && manifest.kind === kind) return manifest;
+  }
+  return null;
+}
+
+/**
+ * Resolves `"latest"` (the newest snapshot of any source) or an id to its manifest.
+ *
+ * @param repo the repository
+ * @param snapshot an id or `"latest"`
+ * @returns the manifest
+ * @throws {RepositoryError} `unknown-snapshot`
+ */
+export async function resolveSnapshot(repo: Repository, snapshot: string): Promise<Manifest> {
+  if (snapshot !== "latest") return await readManifest(repo, snapshot);
+  const ids = await listSnapshotIds(repo);
+  const last = ids[ids.length - 1];
+  if (last === undefined) {
+    throw new RepositoryError("unknown-snapshot", `repository ${repo.path} has no snapshots`);
+  }
+  return await readManifest(repo, last);
+}

@@ -1,0 +1,239 @@
+/**
+ * Writing one snapshot into a repository: takes the repository lock, accepts the archive bytes
+ * as they arrive, and commits with the manifest. Commit protocol: archive synced and renamed
+ * into `snapshots/`, then the manifest written to `tmp/`, synced and renamed into `snapshots/`
+ * (that rename is the commit point), then the directory synced and the lock released. An abort,
+ * or any failure before the commit point, removes everything the writer created.
+ *
+ * @module
+ */
+
+import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
+import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
+import { RepositoryError } from "./errors.ts";
+import { repoPaths, type Repository } from "./repository.ts";
+
+/** Written bytes after which a background flush starts, so the final sync is short. */
+const FLUSH_EVERY_BYTES = 64 << 20;
+/** Most stale entries removed from `tmp/` and `snapshots/` when a writer starts. */
+const STALE_ENTRIES_MAX = 100_000;
+
+/** Accepts one snapshot's archive bytes; then commit or abort. */
+export interface SnapshotWriter {
+  /** The id of the snapshot being written. */
+  readonly id: string;
+  /** Archive bytes accepted so far. */
+  readonly bytesWritten: number;
+  /** Appends archive bytes. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Validates the manifest against what was written and makes the snapshot visible. */
+  commit(manifest: unknown): Promise<Manifest>;
+  /** Drops everything written; the repository is as before. Idempotent. */
+  abort(): Promise<void>;
+}
+
+/** Options of {@link beginSnapshot}. */
+export interface BeginOptions {
+  /** Time of the snapshot id. */
+  readonly nowMs?: number;
+  /** How long to wait for another writer's lock. */
+  readonly lockWaitMs?: number;
+}
+
+function randomHex(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true }).catch(() => null);
+  if (dir === null) return;
+  try {
+    await dir.sync();
+  } catch {
+    // some platforms cannot sync directories; the rename is still atomic
+  } finally {
+    dir.close();
+  }
+}
+
+/** Removes leftovers of interrupted writers: all of tmp/ and archives without a manifest. */
+async function removeStale(repo: Repository): Promise<void> {
+  let removed = 0;
+  for await (const item of Deno.readDir(repoPaths.tmp(repo))) {
+    if (++removed > STALE_ENTRIES_MAX) break;
+    await Deno.remove(`${repoPaths.tmp(repo)}/${item.name}`, { recursive: true });
+  }
+  const names = new Set<string>();
+  for await (const item of Deno.readDir(repoPaths.snapshots(repo))) names.add(item.name);
+  for (const name of names) {
+    if (!name.endsWith(".tar") || names.has(`${name.slice(0, -4)}.manifest.json`)) continue;
+    if (++removed > STALE_ENTRIES_MAX) break;
+    await Deno.remove(`${repoPaths.snapshots(repo)}/${name}`);
+  }
+}
+
+/**
+ * Starts a snapshot: takes the lock (waiting up to `lockWaitMs`), cleans leftovers of earlier
+ * interrupted writers, and opens the temporary archive.
+ *
+ * @param repo an opened repository
+ * @param options id time and lock wait
+ * @returns the writer
+ * @throws {RepositoryError} `locked` when another backup keeps the lock
+ *
+ * @example Aborting leaves nothing behind
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { initRepository, listSnapshotIds } from "./repository.ts";
+ * import { beginSnapshot } from "./snapshot_writer.ts";
+ * const dir = await Deno.makeTempDir();
+ * const repo = await initRepository(dir);
+ * const writer = await beginSnapshot(repo);
+ * await writer.write(new Uint8Array(512));
+ * await writer.abort();
+ * assert.deepEqual(await listSnapshotIds(repo), []);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function beginSnapshot(
+  repo: Repository,
+  options: BeginOptions = {},
+): Promise<SnapshotWriter> {
+  const release = await acquireLock(
+    repoPaths.lock(repo),
+    options.lockWaitMs ?? LOCK_WAIT_MS_DEFAULT,
+  );
+  try {
+    await removeStale(repo);
+    const id = makeSnapshotId(options.nowMs ?? Date.now(), randomHex());
+    const tempPath = `${repoPaths.tmp(repo)}/${id}.tar.partial`;
+    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    return new Writer(repo, id, tempPath, file, release);
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
+class Writer implements SnapshotWriter {
+  bytesWritten = 0;
+  #state: "open" | "committing" | "done" = "open";
+  #flushedAt = 0;
+  #flush: Promise<void> | null = null;
+  #flushError: unknown = undefined;
+
+  constructor(
+    readonly repo: Repository,
+    readonly id: string,
+    readonly tempPath: string,
+    readonly file: Deno.FsFile,
+    readonly release: () => Promise<void>,
+  ) {}
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#expectOpen();
+    if (this.#flushError !== undefined) throw this.#flushError;
+    for (let offset = 0; offset < chunk.byteLength;) {
+      offset += await this.file.write(chunk.subarray(offset));
+    }
+    this.bytesWritten += chunk.byteLength;
+    if (this.bytesWritten - this.#flushedAt >= FLUSH_EVERY_BYTES && this.#flush === null) {
+      this.#flushedAt = this.bytesWritten;
+      this.#flush = this.file.syncData().then(
+        () => void (this.#flush = null),
+        (error) => void (this.#flushError = error, this.#flush = null),
+      );
+    }
+  }
+
+  async commit(value: unknown): Promise<Manifest> {
+    this.#expectOpen();
+    this.#state = "committing";
+    const archive = repoPaths.archive(this.repo, this.id);
+    let archivePlaced = false;
+    try {
+      const manifest = await this.#checked(value);
+      await this.#flush;
+      if (this.#flushError !== undefined) throw this.#flushError;
+      await this.file.sync();
+      this.file.close();
+      await Deno.rename(this.tempPath, archive);
+      archivePlaced = true;
+      await this.#placeManifest(manifest);
+      this.#state = "done";
+      await this.release();
+      return manifest;
+    } catch (error) {
+      if (archivePlaced) await Deno.remove(archive).catch(() => {});
+      const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
+      await Deno.remove(temp).catch(() => {});
+      this.#state = "open";
+      await this.abort();
+      throw error;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state === "done") return;
+    this.#state = "done";
+    await this.#flush;
+    try {
+      this.file.close();
+    } catch {
+      // already closed by a failed commit
+    }
+    await Deno.remove(this.tempPath).catch(() => {});
+    await this.release();
+  }
+
+  async #checked(value: unknown): Promise<Manifest> {
+    const parsed = parseManifest(value);
+    const what = `snapshot ${this.id}`;
+    if (!parsed.ok) {
+      throw new RepositoryError("bad-commit", `${what}: invalid manifest: ${parsed.message}`);
+    }
+    const manifest = parsed.manifest;
+    if (manifest.id !== this.id) {
+      throw new RepositoryError("bad-commit", `${what}: manifest is for ${manifest.id}`);
+    }
+    if (manifest.archiveBytes !== this.bytesWritten) {
+      throw new RepositoryError(
+        "bad-commit",
+        `${what}: manifest says ${manifest.archiveBytes} archive bytes, ${this.bytesWritten} arrived`,
+      );
+    }
+    if (manifest.parent !== null) {
+      const exists = await Deno.stat(repoPaths.manifest(this.repo, manifest.parent)).then(
+        () => true,
+        () => false,
+      );
+      if (!exists) {
+        throw new RepositoryError("bad-commit", `${what}: parent ${manifest.parent} not found`);
+      }
+    }
+    return manifest;
+  }
+
+  async #placeManifest(manifest: Manifest): Promise<void> {
+    const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
+    const file = await Deno.open(temp, { write: true, createNew: true });
+    try {
+      const bytes = new TextEncoder().encode(JSON.stringify(manifest));
+      for (let offset = 0; offset < bytes.byteLength;) {
+        offset += await file.write(bytes.subarray(offset));
+      }
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(temp, repoPaths.manifest(this.repo, this.id));
+    await syncDir(repoPaths.snapshots(this.repo));
+  }
+
+  #expectOpen(): void {
+    if (this.#state !== "open") {
+      throw new RepositoryError("closed", `snapshot ${this.id} is already committed or aborted`);
+    }
+  }
+}

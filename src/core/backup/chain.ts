@@ -1,0 +1,131 @@
+/**
+ * Restore-chain resolution: which entries a restore writes and which snapshot's archive holds
+ * each file's bytes. A snapshot's manifest lists the whole tree; each file entry names the
+ * snapshot (itself or an ancestor) whose archive holds its data.
+ *
+ * @module
+ */
+
+import type { FileEntry, Manifest, ManifestEntry } from "./manifest.ts";
+import { checkEntryPath, isWithin, parentPath } from "./path_rules.ts";
+
+/** Longest parent chain followed (a longer one is treated as corrupt). */
+export const CHAIN_LENGTH_MAX = 100_000;
+
+/** The files to read from one snapshot's archive. */
+export interface ArchiveReads {
+  readonly snapshot: string;
+  /** By path: the file entries whose bytes this archive holds. */
+  readonly files: ReadonlyMap<string, FileEntry>;
+}
+
+/** What a restore writes. */
+export interface RestorePlan {
+  /** Selected entries, parents before children. */
+  readonly entries: readonly ManifestEntry[];
+  /** One item per archive to read, oldest first. */
+  readonly archives: readonly ArchiveReads[];
+}
+
+/** Why a restore cannot be planned. */
+export type RestoreProblem = "bad-path" | "path-not-found" | "missing-snapshot" | "bad-chain";
+
+/** The outcome of {@link planRestore}. */
+export type RestorePlanResult =
+  | { readonly ok: true; readonly plan: RestorePlan }
+  | { readonly ok: false; readonly problem: RestoreProblem; readonly message: string };
+
+function fail(problem: RestoreProblem, message: string): RestorePlanResult {
+  return { ok: false, problem, message };
+}
+
+/** Ids of `manifest` and its ancestors, newest first; an error message if the chain breaks. */
+function ancestry(
+  manifest: Manifest,
+  known: ReadonlyMap<string, Manifest>,
+): string[] | string {
+  const ids: string[] = [manifest.id];
+  let parent = manifest.parent;
+  while (parent !== null) {
+    if (ids.length >= CHAIN_LENGTH_MAX || ids.includes(parent)) {
+      return `snapshot ${manifest.id}: its parent chain loops or is longer than ${CHAIN_LENGTH_MAX}`;
+    }
+    const next = known.get(parent);
+    if (next === undefined) return `snapshot ${manifest.id} needs parent ${parent}, not found`;
+    ids.push(parent);
+    parent = next.parent;
+  }
+  return ids;
+}
+
+/** Entries within `subpath` plus the directories leading to it; all entries without one. */
+function selectEntries(manifest: Manifest, subpath: string | undefined): ManifestEntry[] {
+  if (subpath === undefined) return [...manifest.entries];
+  const ancestors = new Set<string>();
+  for (let p = parentPath(subpath); p !== ""; p = parentPath(p)) ancestors.add(p);
+  return manifest.entries.filter((e) => isWithin(e.path, subpath) || ancestors.has(e.path));
+}
+
+/**
+ * Plans a restore of `manifest` (optionally only `subpath`) from the manifests available.
+ *
+ * @param manifest the snapshot to restore
+ * @param known every manifest of the repository, by id (the chain is looked up here)
+ * @param subpath a file or directory inside the snapshot to restore alone
+ * @returns the entries to write and the archives to read, or the problem
+ *
+ * @example A snapshot with no files reads no archive
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { planRestore } from "./chain.ts";
+ * import type { Manifest } from "./manifest.ts";
+ * const manifest: Manifest = {
+ *   format: "lanfree-manifest", version: 1, id: "19700101T000000000Z-00000000", kind: "fs",
+ *   source: "/d", parent: null, createdMs: 0, archiveBytes: 1024,
+ *   channelBytes: { storage: 0, network: 0 }, deleted: [],
+ *   entries: [{ type: "dir", path: "a", mode: 0o755, mtimeMs: 0 }],
+ * };
+ * const result = planRestore(manifest, new Map());
+ * assert(result.ok && result.plan.archives.length === 0);
+ * ```
+ */
+export function planRestore(
+  manifest: Manifest,
+  known: ReadonlyMap<string, Manifest>,
+  subpath?: string,
+): RestorePlanResult {
+  if (subpath !== undefined) {
+    const check = checkEntryPath(subpath);
+    if (!check.ok) return fail("bad-path", check.message);
+  }
+  const entries = selectEntries(manifest, subpath);
+  if (subpath !== undefined && !entries.some((e) => e.path === subpath)) {
+    return fail(
+      "path-not-found",
+      `snapshot ${manifest.id} has no entry ${JSON.stringify(subpath)}`,
+    );
+  }
+  const chain = ancestry(manifest, known);
+  if (typeof chain === "string") return fail("missing-snapshot", chain);
+  const inChain = new Set(chain);
+  const reads = new Map<string, Map<string, FileEntry>>();
+  for (const entry of entries) {
+    if (entry.type !== "file") continue;
+    if (!inChain.has(entry.data)) {
+      return fail(
+        "bad-chain",
+        `file ${
+          JSON.stringify(entry.path)
+        }: data in ${entry.data}, not an ancestor of ${manifest.id}`,
+      );
+    }
+    let files = reads.get(entry.data);
+    if (files === undefined) reads.set(entry.data, files = new Map());
+    files.set(entry.path, entry);
+  }
+  const archives = [...chain].reverse().flatMap((snapshot) => {
+    const files = reads.get(snapshot);
+    return files === undefined ? [] : [{ snapshot, files }];
+  });
+  return { ok: true, plan: { entries, archives } };
+}

@@ -1,0 +1,162 @@
+/**
+ * The snapshot manifest: what a snapshot holds and where each file's bytes live. Validated with
+ * zod whenever it crosses a boundary (read from disk, received from a peer).
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { checkEntryPath, parentPath } from "./path_rules.ts";
+
+/** Format name written in every manifest. */
+export const MANIFEST_FORMAT = "lanfree-manifest";
+/** Manifest format version this code writes and reads. */
+export const MANIFEST_VERSION = 1;
+/** Most entries one manifest may list. */
+export const MANIFEST_ENTRIES_MAX = 2_000_000;
+
+/** Latest time a snapshot id can carry (9999-12-31T23:59:59.999Z). */
+export const SNAPSHOT_TIME_MS_MAX = 253_402_300_799_999;
+
+/** Snapshot ids: a UTC timestamp then a random suffix, safe as a file name. */
+export const SNAPSHOT_ID_PATTERN = /^\d{8}T\d{9}Z-[0-9a-f]{8}$/;
+
+const snapshotId = z.string().regex(SNAPSHOT_ID_PATTERN, "not a snapshot id");
+const entryPath = z.string().superRefine((path, context) => {
+  const check = checkEntryPath(path);
+  if (!check.ok) context.addIssue({ code: "custom", message: check.message });
+});
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const common = {
+  path: entryPath,
+  mode: z.number().int().min(0).max(0o7777),
+  mtimeMs: z.number().finite(),
+};
+
+/** A regular file: its size, hash, and the snapshot whose archive holds its bytes. */
+export const fileEntrySchema = z.object({
+  type: z.literal("file"),
+  ...common,
+  sizeBytes: count,
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, "not a SHA-256 hex digest"),
+  data: snapshotId,
+}).strict();
+/** A directory (its children are entries of their own). */
+export const dirEntrySchema = z.object({ type: z.literal("dir"), ...common }).strict();
+/** A symbolic link and its target, stored as written (never followed). */
+export const symlinkEntrySchema = z.object({
+  type: z.literal("symlink"),
+  ...common,
+  target: z.string().min(1).refine((t) => !t.includes("\0"), "symlink target contains NUL"),
+}).strict();
+
+/** One entry of a snapshot. */
+export const entrySchema = z.discriminatedUnion("type", [
+  fileEntrySchema,
+  dirEntrySchema,
+  symlinkEntrySchema,
+]);
+
+/** Bytes that travelled through each channel while the snapshot was taken. */
+export const channelBytesSchema = z.object({ storage: count, network: count }).strict();
+
+/** The whole manifest. */
+export const manifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  version: z.literal(MANIFEST_VERSION),
+  id: snapshotId,
+  kind: z.enum(["fs", "db"]),
+  source: z.string().min(1),
+  parent: snapshotId.nullable(),
+  createdMs: z.number().int().nonnegative(),
+  archiveBytes: count,
+  channelBytes: channelBytesSchema,
+  entries: z.array(entrySchema).max(MANIFEST_ENTRIES_MAX),
+  deleted: z.array(entryPath).max(MANIFEST_ENTRIES_MAX),
+}).strict().superRefine((manifest, context) => {
+  const problem = treeProblem(manifest.entries);
+  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+});
+
+/** A validated manifest. */
+export type Manifest = z.infer<typeof manifestSchema>;
+/** One entry of a manifest. */
+export type ManifestEntry = z.infer<typeof entrySchema>;
+/** A file entry. */
+export type FileEntry = z.infer<typeof fileEntrySchema>;
+/** Per-channel byte counters. */
+export type ChannelBytes = z.infer<typeof channelBytesSchema>;
+
+/**
+ * The tree rule: paths are unique, and every entry's parent is a directory entry of the same
+ * manifest. So no entry can sit below a symlink or a file (no writing "through" a symlink).
+ */
+function treeProblem(entries: readonly ManifestEntry[]): string | undefined {
+  const types = new Map<string, ManifestEntry["type"]>();
+  for (const entry of entries) {
+    if (types.has(entry.path)) return `entry ${JSON.stringify(entry.path)} is listed twice`;
+    types.set(entry.path, entry.type);
+  }
+  for (const entry of entries) {
+    const parent = parentPath(entry.path);
+    if (parent === "") continue;
+    const parentType = types.get(parent);
+    if (parentType !== "dir") {
+      const what = parentType === undefined ? "is not listed" : `is a ${parentType}`;
+      return `entry ${JSON.stringify(entry.path)}: its parent ${JSON.stringify(parent)} ${what}`;
+    }
+  }
+  return undefined;
+}
+
+/** The outcome of {@link parseManifest}. */
+export type ManifestParse =
+  | { readonly ok: true; readonly manifest: Manifest }
+  | { readonly ok: false; readonly message: string };
+
+/**
+ * Validates an untrusted value as a manifest.
+ *
+ * @param value parsed JSON from a file or a peer
+ * @returns the manifest, or a message listing the first problems with their locations
+ *
+ * @example Refusing a manifest with an escaping path
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseManifest } from "./manifest.ts";
+ * const parsed = parseManifest({ format: "lanfree-manifest", entries: [{ path: "../x" }] });
+ * assert(!parsed.ok);
+ * ```
+ */
+export function parseManifest(value: unknown): ManifestParse {
+  const result = manifestSchema.safeParse(value);
+  if (result.success) return { ok: true, manifest: result.data };
+  const lines = result.error.issues.slice(0, 3).map((issue) =>
+    `${issue.path.length === 0 ? "manifest" : issue.path.join(".")}: ${issue.message}`
+  );
+  return { ok: false, message: lines.join("; ") };
+}
+
+/**
+ * Makes a snapshot id from a time and eight random hex digits; ids sort by time.
+ *
+ * @param nowMs the creation time, in ms since the epoch
+ * @param randomHex eight lowercase hex digits
+ * @returns the id, for example `20240102T030405006Z-0badcafe`
+ *
+ * @example An id
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeSnapshotId } from "./manifest.ts";
+ * assert(makeSnapshotId(0, "0badcafe") === "19700101T000000000Z-0badcafe");
+ * ```
+ */
+export function makeSnapshotId(nowMs: number, randomHex: string): string {
+  if (!/^[0-9a-f]{8}$/.test(randomHex)) throw new RangeError("randomHex: 8 hex digits needed");
+  if (!Number.isInteger(nowMs) || nowMs < 0 || nowMs > SNAPSHOT_TIME_MS_MAX) {
+    throw new RangeError(`nowMs: ${nowMs} is not a time between 1970 and 9999`);
+  }
+  const iso = new Date(nowMs).toISOString(); // 1970-01-01T00:00:00.000Z
+  const digits = iso.replace(/[-:.]/g, "");
+  return `${digits}-${randomHex}`;
+}

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { parseManifest } from "./manifest.ts";
+import { buildManifest, planSnapshot, type SourceEntry } from "./plan.ts";
+import { testId } from "./_test_data.ts";
+import type { Manifest } from "./manifest.ts";
+
+const file = (path: string, sizeBytes: number, mtimeMs = 1000, mode = 0o644): SourceEntry => ({
+  type: "file",
+  path,
+  sizeBytes,
+  mtimeMs,
+  mode,
+});
+const dir = (path: string): SourceEntry => ({ type: "dir", path, mode: 0o755, mtimeMs: 1 });
+
+function snapshot(
+  n: number,
+  entries: SourceEntry[],
+  parent: Manifest | null,
+) {
+  const plan = planSnapshot(entries, parent);
+  const packed = new Map(
+    plan.changed.filter((e) => e.type === "file").map((e) => [e.path, {
+      sha256: "a".repeat(64),
+      sizeBytes: e.type === "file" ? e.sizeBytes : 0,
+    }]),
+  );
+  return buildManifest(plan, {
+    id: testId(n),
+    kind: "fs",
+    source: "/src",
+    parent,
+    createdMs: n,
+    archiveBytes: 0,
+    channelBytes: { storage: 0, network: 0 },
+    packed,
+  });
+}
+
+Deno.test("planSnapshot() without a parent marks every entry changed", () => {
+  const plan = planSnapshot([dir("d"), file("d/a", 3)]);
+  assert.deepEqual(plan.changed.map((e) => e.path), ["d", "d/a"]);
+  assert.deepEqual(plan.unchanged, []);
+  assert.deepEqual(plan.deleted, []);
+});
+
+Deno.test("planSnapshot() detects changes in size, mtime, mode, type and symlink target", () => {
+  const link = (target: string): SourceEntry => ({
+    type: "symlink",
+    path: "l",
+    target,
+    mode: 0o777,
+    mtimeMs: 1,
+  });
+  const first = snapshot(1, [
+    file("same", 1),
+    file("size", 1),
+    file("time", 1),
+    file("mode", 1),
+    file("kind", 1),
+    link("a"),
+  ], null);
+  const plan = planSnapshot([
+    file("same", 1),
+    file("size", 2),
+    file("time", 1, 2000),
+    file("mode", 1, 1000, 0o600),
+    dir("kind"),
+    link("b"),
+    file("new", 0),
+  ], first);
+  assert.deepEqual(plan.changed.map((e) => e.path), ["size", "time", "mode", "kind", "l", "new"]);
+  assert.deepEqual(plan.unchanged.map((e) => e.path), ["same"]);
+});
+
+Deno.test("buildManifest() keeps unchanged data in the parent and lists deletions", () => {
+  const first = snapshot(1, [dir("d"), file("d/keep", 5), file("d/gone", 5)], null);
+  const second = snapshot(2, [dir("d"), file("d/keep", 5), file("d/new", 7)], first);
+  assert.equal(second.parent, first.id);
+  assert.deepEqual(second.deleted, ["d/gone"]);
+  const data = Object.fromEntries(
+    second.entries.flatMap((e) => e.type === "file" ? [[e.path, e.data]] : []),
+  );
+  assert.deepEqual(data, { "d/keep": testId(1), "d/new": testId(2) });
+  assert.ok(parseManifest(second).ok);
+});
+
+Deno.test("buildManifest() leaves out changed files that were skipped while packing", () => {
+  const plan = planSnapshot([file("a", 1), file("b", 1)]);
+  const manifest = buildManifest(plan, {
+    id: testId(3),
+    kind: "fs",
+    source: "/src",
+    parent: null,
+    createdMs: 0,
+    archiveBytes: 0,
+    channelBytes: { storage: 0, network: 0 },
+    packed: new Map([["a", { sha256: "b".repeat(64), sizeBytes: 1 }]]),
+  });
+  assert.deepEqual(manifest.entries.map((e) => e.path), ["a"]);
+});
+
+Deno.test("an unchanged tree plans nothing to archive", () => {
+  const entries = [dir("d"), file("d/a", 1), file("d/b", 2)];
+  const first = snapshot(1, entries, null);
+  const plan = planSnapshot(entries, first);
+  assert.equal(plan.changed.length, 0);
+  assert.equal(plan.unchanged.length, 3);
+});
