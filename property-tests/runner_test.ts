@@ -32,7 +32,7 @@ Deno.test("runSuites() reports every property of a passing suite as passed with 
   const results = await runSuites([descriptorSuite()], { runs: 7, seed: 42 });
   assert.equal(results.length, 3);
   for (const result of results) {
-    assert.ok(result.passed, result.report);
+    assert.ok(result.passed, result.report ?? "");
     assert.equal(result.runs, 7);
     assert.equal(result.seed, 42);
   }

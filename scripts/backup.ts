@@ -1,191 +1,206 @@
 /**
- * `deno task backup`: for now, a real transfer of a source tree between two endpoints on
- * 127.0.0.1 through the dispatch layer, with every file's SHA-256 checked on arrival.
- *
- * What it does today: asks the router for a storage socket (the data path), falls back to the
- * network data path when storage is not available and says why, then sends each file as framed
- * records over TCP and verifies it on the receiving side. What it does not do yet: write a
- * repository (snapshots, restore, verify arrive with the backup issue). It writes nothing.
+ * `deno task backup`: backs up a directory (or a SQLite database) into a repository. The client
+ * and the server each run in their own Worker host on this machine; they set up their channels
+ * with the seeds' handshakes over 127.0.0.1 and a shared storage region, and file data travels
+ * through storage while control and errors stay on the network.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { createHash } from "node:crypto";
-import { createTcpSockets } from "../src/adapters/tcp.ts";
-import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts";
-import { SocketError } from "../src/core/dispatch/errors.ts";
-import { formatAddress, type Sockets } from "../src/core/dispatch/sockets.ts";
-import { readFrame, writeFrame } from "../src/core/wire/frame.ts";
+import process from "node:process";
+// @deno-types="@types/cli-progress"
+import cliProgress from "cli-progress";
+import { z } from "zod";
+import {
+  type BackupJobOptions,
+  type BackupJobSummary,
+  runBackupJob,
+} from "../src/app/backup_job.ts";
+import type { BackupProgress } from "../src/app/backup_client.ts";
 
-const CHUNK_BYTES = 60 * 1024;
-const FILES_MAX = 100_000;
-const DEPTH_MAX = 64;
-const USAGE = `usage: deno task backup [--source DIR] [--json] [--help]
+const USAGE = `usage: deno task backup [options]
 
-Sends every file under DIR (default: fixtures/sample) from a client endpoint to a server
-endpoint on 127.0.0.1 through lanfree's dispatch layer and checks each file's SHA-256.
-Nothing is written: the repository, restore and verify are not built yet.`;
+Backs up --source (default: the sample tree in fixtures/sample) into --repo (default:
+./.lanfree/repo). The client and the server run as two hosts on this machine: control and
+errors go over TCP on 127.0.0.1, file data through the shared storage region.
 
-interface FileRecord {
-  readonly path: string;
-  readonly bytes: number;
-  readonly sha256: string;
-}
+  --source DIR          directory to back up (fs mode)
+  --repo DIR            repository directory (created if missing)
+  --mode fs|db          file-system backup (default) or a SQLite database (--db)
+  --db FILE             the database to back up in db mode
+  --incremental         only what changed since the latest snapshot of the same source
+  --channel auto|storage|network
+                        auto (default): storage, else the network with the reason;
+                        storage: fail if storage cannot be set up; network: skip storage
+  --region-mib N        size of the storage region (default 64; 0 attaches none)
+  --control-blocks N    control blocks in the region (default 64)
+  --json                print one JSON summary on stdout
+  --help                this text`;
 
-/** Lists regular files under `root`, depth-first, sorted, bounded in count and depth. */
-async function listFiles(root: string, relative = "", depth = 0, out: string[] = []) {
-  if (depth > DEPTH_MAX) throw new Error(`${root}/${relative}: deeper than ${DEPTH_MAX} levels`);
-  const entries = [];
-  for await (const entry of Deno.readDir(`${root}/${relative}`)) entries.push(entry);
-  entries.sort((a, b) => (a.name < b.name ? -1 : 1));
-  for (const entry of entries) {
-    const path = relative === "" ? entry.name : `${relative}/${entry.name}`;
-    if (entry.isDirectory) await listFiles(root, path, depth + 1, out);
-    else if (entry.isFile) out.push(path);
-    if (out.length > FILES_MAX) throw new Error(`${root}: more than ${FILES_MAX} files`);
-  }
-  return out;
-}
+const OptionsSchema = z.strictObject({
+  source: z.string().min(1),
+  repo: z.string().min(1),
+  mode: z.enum(["fs", "db"], { error: "--mode must be fs or db" }),
+  db: z.string().min(1).optional(),
+  incremental: z.boolean(),
+  channel: z.enum(["auto", "storage", "network"], {
+    error: "--channel must be auto, storage or network",
+  }),
+  regionMib: z.int({ error: "--region-mib must be an integer" }).min(0).max(1024, {
+    error: "--region-mib must be at most 1024",
+  }),
+  controlBlocks: z.int({ error: "--control-blocks must be an integer" }).min(1).max(4096, {
+    error: "--control-blocks must be between 1 and 4096",
+  }),
+});
 
-/** Client side: each file is a header frame (JSON), its content frames, and an empty frame. */
-async function sendTree(sockets: Sockets, fd: number, root: string, paths: string[]) {
-  const sent: FileRecord[] = [];
-  const encoder = new TextEncoder();
-  for (const path of paths) {
-    const file = await Deno.open(`${root}/${path}`);
-    const hash = createHash("sha256");
-    let bytes = 0;
-    await writeFrame(sockets, fd, encoder.encode(JSON.stringify({ path })));
-    const chunk = new Uint8Array(CHUNK_BYTES);
-    for (;;) {
-      const got = await file.read(chunk);
-      if (got === null) break;
-      hash.update(chunk.subarray(0, got));
-      bytes += got;
-      await writeFrame(sockets, fd, chunk.subarray(0, got));
-    }
-    file.close();
-    await writeFrame(sockets, fd, new Uint8Array(0));
-    sent.push({ path, bytes, sha256: hash.digest("hex") });
-  }
-  return sent;
-}
-
-/** Server side: reads records until the client closes. */
-async function receiveTree(sockets: Sockets, fd: number) {
-  const received: FileRecord[] = [];
-  const decoder = new TextDecoder();
-  for (let files = 0; files <= FILES_MAX; files++) {
-    const header = await readFrame(sockets, fd);
-    if (header === null) return received;
-    const { path } = JSON.parse(decoder.decode(header)) as { path: string };
-    const hash = createHash("sha256");
-    let bytes = 0;
-    for (;;) {
-      const chunk = await readFrame(sockets, fd);
-      if (chunk === null) throw new Error(`stream ended inside ${path}`);
-      if (chunk.length === 0) break;
-      hash.update(chunk);
-      bytes += chunk.length;
-    }
-    received.push({ path, bytes, sha256: hash.digest("hex") });
-  }
-  throw new Error(`more than ${FILES_MAX} files received`);
-}
-
-/** Tries the storage data path; returns why it is not available, or undefined. */
-async function storageUnavailableReason(sockets: Sockets): Promise<string | undefined> {
-  try {
-    const fd = await sockets.socket("storage");
-    await sockets.close(fd);
-    return undefined;
-  } catch (error) {
-    if (error instanceof SocketError) return error.message;
-    throw error;
-  }
-}
-
-async function main(): Promise<number> {
+/** Parses the command line into job options; throws UsageError with one clear line. */
+export function parseBackupArgs(
+  args: string[],
+): BackupJobOptions & { json: boolean; help: boolean } {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
-      source: { type: "string", default: new URL("../fixtures/sample", import.meta.url).pathname },
+      source: { type: "string" },
+      repo: { type: "string" },
+      mode: { type: "string", default: "fs" },
+      db: { type: "string" },
+      incremental: { type: "boolean", default: false },
+      channel: { type: "string", default: "auto" },
+      "region-mib": { type: "string", default: "64" },
+      "control-blocks": { type: "string", default: "64" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
     strict: true,
     allowPositionals: false,
   });
-  if (values.help) {
+  const parsed = OptionsSchema.safeParse({
+    source: values.source ?? new URL("../fixtures/sample", import.meta.url).pathname,
+    repo: values.repo ?? ".lanfree/repo",
+    mode: values.mode,
+    db: values.db,
+    incremental: values.incremental,
+    channel: values.channel,
+    regionMib: Number(values["region-mib"]),
+    controlBlocks: Number(values["control-blocks"]),
+  });
+  if (!parsed.success) throw new UsageError(parsed.error.issues[0]!.message);
+  const options = parsed.data;
+  if (options.mode === "db" && options.db === undefined) {
+    throw new UsageError("--mode db needs --db FILE");
+  }
+  if (options.mode === "fs" && options.db !== undefined) {
+    throw new UsageError("--db is for --mode db");
+  }
+  return {
+    ...options,
+    source: options.mode === "db" ? options.db! : options.source,
+    json: values.json,
+    help: values.help,
+  };
+}
+
+/** A command-line mistake. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+async function checkSource(source: string, mode: "fs" | "db"): Promise<void> {
+  const info = await Deno.stat(source).catch(() => undefined);
+  if (info === undefined) throw new Error(`source ${source} does not exist`);
+  if (mode === "fs" && !info.isDirectory) throw new Error(`source ${source} is not a directory`);
+  if (mode === "db" && !info.isFile) throw new Error(`database ${source} is not a file`);
+}
+
+/** A progress bar on a terminal, shown only once the job has run for a second. */
+function progressReporter(enabled: boolean) {
+  const startedMs = performance.now();
+  let bar: cliProgress.SingleBar | undefined;
+  return {
+    update(progress: BackupProgress) {
+      if (!enabled || performance.now() - startedMs < 1000) return;
+      const total = Math.max(1, Math.round(progress.totalBytes / 1e6));
+      if (bar === undefined) {
+        bar = new cliProgress.SingleBar({
+          stream: process.stderr,
+          format: "backup {bar} {percentage}% | {value}/{total} MB | {files} files",
+          hideCursor: true,
+        }, cliProgress.Presets.shades_classic);
+        bar.start(total, 0, { files: progress.files });
+      }
+      bar.setTotal(total);
+      bar.update(Math.min(total, Math.round(progress.bytes / 1e6)), { files: progress.files });
+    },
+    stop: () => bar?.stop(),
+  };
+}
+
+function printSummary(summary: BackupJobSummary, repo: string): void {
+  const kind = summary.parent === null ? "full" : `incremental of ${summary.parent}`;
+  const number = (n: number) => n.toLocaleString("en-US");
+  console.log(`lanfree backup: snapshot ${summary.snapshot} (${kind})`);
+  console.log(`  source      ${summary.source} (${summary.mode} mode)`);
+  console.log(
+    `  files       ${number(summary.files)} archived of ${number(summary.filesTotal)}, ` +
+      `${number(summary.fileBytes)} bytes; ${summary.skipped.length} skipped`,
+  );
+  for (const entry of summary.skipped) {
+    console.log(`    skipped ${JSON.stringify(entry.path)}: ${entry.reason}`);
+  }
+  console.log(
+    `  data path   ${
+      summary.dataPath === "storage" ? "storage (through the shared region)" : "network"
+    }`,
+  );
+  if (summary.fallbackReason !== null) console.log(`  fallback    ${summary.fallbackReason}`);
+  console.log(
+    `  bytes       storage ${number(summary.storageBytes)}, network ${
+      number(summary.networkBytes)
+    }`,
+  );
+  console.log(
+    `  throughput  ${summary.megabytesPerSecond.toFixed(1)} MB/s in ${
+      summary.seconds.toFixed(2)
+    } s`,
+  );
+  console.log(`  repository  ${repo}`);
+}
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof parseBackupArgs>;
+  try {
+    options = parseBackupArgs(Deno.args);
+  } catch (error) {
+    console.error(`backup: ${error instanceof Error ? error.message : String(error)} (see --help)`);
+    return 2;
+  }
+  if (options.help) {
     console.log(USAGE);
     return 0;
   }
-  const root = values.source.replace(/\/+$/, "");
-  const paths = await listFiles(root);
-  const sockets = createRouter({
-    network: createTcpSockets({ ioTimeoutMs: 30_000 }),
-    storage: unavailableSockets("storage", "the storage transport has not landed yet"),
-  });
-  const fallback = await storageUnavailableReason(sockets);
-
-  const listener = await sockets.socket("network");
-  await sockets.bind(listener, { kind: "network", host: "127.0.0.1", port: 0 });
-  await sockets.listen(listener, 1);
-  const serverAddress = await sockets.getsockname(listener);
-  const client = await sockets.socket("network");
-  const started = performance.now();
-  const [server] = await Promise.all([
-    sockets.accept(listener),
-    sockets.connect(client, serverAddress),
-  ]);
-  const clientAddress = await sockets.getsockname(client);
-  const [sent, received] = await Promise.all([
-    sendTree(sockets, client, root, paths).finally(() => sockets.close(client)),
-    receiveTree(sockets, server),
-  ]);
-  const seconds = (performance.now() - started) / 1000;
-  await sockets.close(server);
-  await sockets.close(listener);
-
-  const mismatched = sent.filter((file, i) => JSON.stringify(file) !== JSON.stringify(received[i]));
-  const totalBytes = received.reduce((sum, file) => sum + file.bytes, 0);
-  const summary = {
-    source: root,
-    files: received.length,
-    bytes: totalBytes,
-    dataChannel: "network",
-    from: formatAddress(clientAddress),
-    to: formatAddress(serverAddress),
-    storageFallbackReason: fallback ?? null,
-    verified: mismatched.length === 0 && sent.length === received.length,
-    seconds,
-    repositoryWritten: false,
-    notYet: "the repository (snapshots), restore and verify are not built yet; nothing was written",
-  };
-  if (values.json) {
-    console.log(JSON.stringify({ ...summary, received }));
-  } else {
-    console.log(`lanfree: sent ${summary.files} files (${totalBytes} bytes) from ${root}`);
-    console.log(`  data path: network, ${summary.from} -> ${summary.to}`);
-    if (fallback !== undefined) console.log(`  storage path not used: ${fallback}`);
-    for (const file of received) {
-      console.log(
-        `  ${file.sha256.slice(0, 16)}  ${String(file.bytes).padStart(10)}  ${file.path}`,
-      );
-    }
-    console.log(`  every SHA-256 matched: ${summary.verified} (${seconds.toFixed(3)} s)`);
-    console.log(`  not yet: ${summary.notYet}`);
+  await checkSource(options.source, options.mode);
+  const progress = progressReporter(!options.json && Deno.stderr.isTerminal());
+  let summary: BackupJobSummary;
+  try {
+    summary = await runBackupJob({ ...options, onProgress: progress.update });
+  } finally {
+    progress.stop();
   }
-  return summary.verified ? 0 : 1;
+  if (options.json) console.log(JSON.stringify(summary));
+  else printSummary(summary, options.repo);
+  return 0;
 }
 
 if (import.meta.main) {
   try {
     Deno.exit(await main());
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`backup: ${message}`);
+    console.error(`backup: ${error instanceof Error ? error.message : String(error)}`);
     Deno.exit(1);
   }
 }

@@ -4,46 +4,99 @@ const SCRIPT = new URL("./backup.ts", import.meta.url).pathname;
 
 async function runBackup(...args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-net=127.0.0.1", SCRIPT, ...args],
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      "--allow-sys",
+      SCRIPT,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
 }
 
-Deno.test("backup sends the sample tree over 127.0.0.1 and every hash matches", async () => {
-  const { code, stdout } = await runBackup("--json");
-  assert.equal(code, 0);
-  const summary = JSON.parse(stdout);
-  assert.equal(summary.verified, true);
-  assert.equal(summary.dataChannel, "network");
-  assert.match(summary.storageFallbackReason, /ENOTSUP/);
-  assert.equal(summary.repositoryWritten, false);
-  const blob = summary.received.find((file: { path: string }) => file.path === "data/blob.bin");
-  assert.equal(blob.bytes, 300_000);
-  const expected = await crypto.subtle.digest(
-    "SHA-256",
-    await Deno.readFile(new URL("../fixtures/sample/data/blob.bin", import.meta.url)),
-  );
-  assert.equal(
-    blob.sha256,
-    [...new Uint8Array(expected)].map((b) => b.toString(16).padStart(2, "0")).join(""),
-  );
-});
-
-Deno.test("backup of a missing source fails with one line naming it", async () => {
-  const { code, stderr } = await runBackup("--source", "/nonexistent/lanfree-source");
-  assert.equal(code, 1);
-  assert.match(stderr, /\/nonexistent\/lanfree-source/);
+function assertOneCleanLine(stderr: string, pattern: RegExp) {
+  assert.match(stderr, pattern);
   assert.doesNotMatch(stderr, /\n\s+at /, "no stack trace");
+  assert.equal(stderr.trim().split("\n").length, 1, `one line: ${stderr}`);
+}
+
+async function listing(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+Deno.test("backup with no source backs up the sample tree through storage and prints what happened", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-cli-" });
+  try {
+    const human = await runBackup("--repo", `${dir}/repo`);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^lanfree backup: snapshot \S+ \(full\)$/m);
+    assert.match(human.stdout, /data path +storage/);
+    assert.match(human.stdout, /bytes +storage [\d,]+, network [\d,]+/);
+    const json = await runBackup("--repo", `${dir}/repo`, "--incremental", "--json");
+    assert.equal(json.code, 0, json.stderr);
+    const summary = JSON.parse(json.stdout);
+    assert.equal(summary.files, 0, "nothing changed since the first snapshot");
+    assert.equal(summary.filesTotal, 6);
+    assert.equal(summary.dataPath, "storage");
+    assert.ok(summary.parent !== null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
-Deno.test("backup with an unknown flag fails and names the flag", async () => {
-  const { code, stderr } = await runBackup("--bogus");
-  assert.equal(code, 1);
-  assert.match(stderr, /--bogus/);
+Deno.test("backup reports the network fallback and its reason, and refuses it under --channel storage", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-cli-" });
+  try {
+    const fallback = await runBackup("--repo", `${dir}/repo`, "--region-mib", "0");
+    assert.equal(fallback.code, 0, fallback.stderr);
+    assert.match(fallback.stdout, /fallback +no storage region is attached/);
+    const strict = await runBackup(
+      "--repo",
+      `${dir}/repo2`,
+      "--region-mib",
+      "0",
+      "--channel",
+      "storage",
+    );
+    assert.equal(strict.code, 1);
+    assertOneCleanLine(strict.stderr, /--channel storage: no storage region is attached/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bad input gives one clear line naming the thing, a non-zero exit and no change to the repository", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-cli-" });
+  try {
+    const missing = await runBackup("--source", `${dir}/nope`, "--repo", `${dir}/repo`);
+    assert.equal(missing.code, 1);
+    assertOneCleanLine(missing.stderr, /nope does not exist/);
+    const unknown = await runBackup("--frobnicate");
+    assert.equal(unknown.code, 2);
+    assertOneCleanLine(unknown.stderr, /--frobnicate/);
+    const badMode = await runBackup("--mode", "tape");
+    assert.equal(badMode.code, 2);
+    assertOneCleanLine(badMode.stderr, /--mode must be fs or db/);
+    await Deno.mkdir(`${dir}/other`);
+    await Deno.writeTextFile(`${dir}/other/notes.txt`, "someone else's directory");
+    const other = await runBackup("--repo", `${dir}/other`);
+    assert.equal(other.code, 1);
+    assertOneCleanLine(other.stderr, /other/);
+    assert.deepEqual(
+      await listing(`${dir}/other`),
+      ["notes.txt"],
+      "the foreign directory is untouched",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,0 +1,154 @@
+/**
+ * A Worker host for one side of a backup: sets up the channels with the handshake of the job's
+ * mode and path, then runs the backup client or server over them.
+ *
+ * Paths: `storage` uses the file-system flow (fs mode: control and error on the network, data
+ * through storage) or the database flow (db mode: everything through storage); `network` uses
+ * Fig. 4 alone and sends the data on the control connection.
+ *
+ * Messages out: `{ ready }` (a listening side accepts connections), `{ progress }`,
+ * `{ handshakeFailed }`, `{ result }`, `{ error }`.
+ *
+ * @module
+ */
+
+import { createTcpSockets } from "../adapters/tcp.ts";
+import { createStorageSockets, type StorageSockets } from "../adapters/shm.ts";
+import { createRouter, unavailableSockets } from "../core/dispatch/router.ts";
+import type { Sockets } from "../core/dispatch/sockets.ts";
+import { createHandshake } from "../core/handshake/mod.ts";
+import { parseHandshakeConfig } from "../core/handshake/config.ts";
+import { createNetworkOnlyHandshake } from "../core/handshake/network_only.ts";
+import type { Channels, HandshakeMachine } from "../core/handshake/types.ts";
+import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
+import { Session, type SessionChannels } from "./session.ts";
+import { type BackupProgress, runBackupClient } from "./backup_client.ts";
+import { runBackupServer } from "./backup_server.ts";
+import { errorText } from "./backup_client.ts";
+
+/** The job of one side. */
+export interface BackupHostJob {
+  readonly side: "client" | "server";
+  readonly mode: "fs" | "db";
+  readonly path: "storage" | "network";
+  readonly handshake: unknown;
+  /** The storage region, or null when none is attached. */
+  readonly region: SharedArrayBuffer | null;
+  readonly hostId: number;
+  readonly ioTimeoutMs: number;
+  readonly client?: {
+    readonly source: string;
+    readonly incremental: boolean;
+    readonly progressEveryMs: number;
+  };
+  readonly server?: { readonly repo: string; readonly lockWaitMs: number };
+}
+
+type HostMessage = BackupHostJob | { readonly go: true };
+
+const scope = self as unknown as {
+  postMessage(message: unknown): void;
+  onmessage: ((event: MessageEvent<HostMessage>) => void) | null;
+};
+
+let go: () => void = () => {};
+const told = new Promise<void>((resolve) => (go = resolve));
+
+/** Which side listens: the fs client (Fig. 4/4A, and the network path), the db server (Fig. 5). */
+export function listensFirst(job: Pick<BackupHostJob, "side" | "mode" | "path">): boolean {
+  return job.mode === "db" && job.path === "storage"
+    ? job.side === "server"
+    : job.side === "client";
+}
+
+function machineFor(
+  job: BackupHostJob,
+  config: ReturnType<typeof parseHandshakeConfig>,
+): HandshakeMachine {
+  if (!config.ok) throw new Error(config.message);
+  if (job.path === "network") return createNetworkOnlyHandshake(job.side, config.value);
+  const role = job.mode === "fs"
+    ? (job.side === "client" ? "fs-client" : "fs-server")
+    : (job.side === "client" ? "db-client" : "db-server");
+  return createHandshake(role, config.value);
+}
+
+/** Maps a handshake's channels to the session's three. */
+function sessionChannels(channels: Channels): SessionChannels {
+  if (channels.control !== undefined && channels.error !== undefined) {
+    return {
+      control: channels.control,
+      error: channels.error,
+      data: channels.data ?? channels.control,
+    };
+  }
+  const data = channels.data!;
+  return { control: data, error: data, data };
+}
+
+async function runSide(job: BackupHostJob, sockets: Sockets) {
+  const machine = machineFor(job, parseHandshakeConfig(job.handshake));
+  if (!listensFirst(job)) await told;
+  let readyPosted = false;
+  const outcome = await driveHandshake(machine, sockets, {
+    onStep: (m) => {
+      if (!readyPosted && listensFirst(job) && readyToAccept(m)) {
+        readyPosted = true;
+        scope.postMessage({ ready: true });
+      }
+    },
+  });
+  if (outcome.status === "failed") {
+    scope.postMessage({ handshakeFailed: outcome.reason });
+    return;
+  }
+  const session = new Session(sockets, sessionChannels(outcome.channels));
+  const onProgress = (progress: BackupProgress) => scope.postMessage({ progress });
+  try {
+    const result = job.side === "client"
+      ? await runBackupClient(session, {
+        mode: job.mode,
+        source: job.client!.source,
+        incremental: job.client!.incremental,
+        dataChannel: job.path,
+        onProgress,
+        progressEveryMs: job.client!.progressEveryMs,
+      })
+      : await runBackupServer(session, {
+        repo: job.server!.repo,
+        lockWaitMs: job.server!.lockWaitMs,
+        onProgress,
+      });
+    scope.postMessage({ result });
+  } finally {
+    for (const fd of new Set(Object.values(outcome.channels))) {
+      await sockets.close(fd).catch(() => {});
+    }
+    await session.settled();
+  }
+}
+
+async function run(job: BackupHostJob): Promise<void> {
+  let storage: StorageSockets | undefined;
+  try {
+    storage = job.region === null
+      ? undefined
+      : createStorageSockets({ region: job.region, hostId: job.hostId });
+    const sockets = createRouter({
+      network: createTcpSockets({ ioTimeoutMs: job.ioTimeoutMs }),
+      storage: storage ?? unavailableSockets("storage", "no storage region is attached"),
+    });
+    await runSide(job, sockets);
+  } finally {
+    await storage?.dispose();
+  }
+}
+
+scope.onmessage = (event) => {
+  const message = event.data;
+  if ("go" in message) {
+    go();
+    return;
+  }
+  run(message).catch((error) => scope.postMessage({ error: errorText(error) }));
+};
