@@ -75,6 +75,32 @@ export {
   type HandshakeOutcome,
   readyToAccept,
 } from "./src/app/handshake_driver.ts";
+export {
+  BackupJobError,
+  type BackupJobOptions,
+  type BackupJobSummary,
+  runBackupJob,
+} from "./src/app/backup_job.ts";
+export { type LocalBackupOptions, runLocalBackup } from "./src/app/local_backup.ts";
+export { type RestoreOptions, restoreSnapshot, type RestoreSummary } from "./src/app/restore.ts";
+export { type VerifyReport, verifyRepository } from "./src/app/verify.ts";
+export {
+  initRepository,
+  latestSnapshot,
+  listSnapshots,
+  openRepository,
+  readManifest,
+  type Repository,
+} from "./src/app/repository.ts";
+export { type Manifest, manifestSchema } from "./src/core/backup/manifest.ts";
+export { Session, type SessionChannels } from "./src/app/session.ts";
+export { createNetworkOnlyHandshake } from "./src/core/handshake/network_only.ts";
+export {
+  type ControlServices,
+  createControlApp,
+  type StorageOccupancy,
+} from "./src/adapters/http.ts";
+export { type JobExecutor, JobQueue, type JobRequest } from "./src/app/jobs.ts";
 export * from "./property-tests/_suite.ts";
 export * from "./property-tests/_runner.ts";
 export * from "./property-tests/dispatch_suite.ts";

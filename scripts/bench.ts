@@ -8,7 +8,8 @@
  * message between two Workers), and the storage transport's `stp-ring` (MB/s Worker to Worker
  * through the region, 1 MiB sends, 2 GiB), `stp-ring-64k` (64 KiB sends) and `stp-rtt`; and
  * `handshake-fs`, `handshake-db` (median setup ms of 200 handshakes between two Worker hosts over
- * 127.0.0.1 and the region).
+ * 127.0.0.1 and the region); and the backup rows of `bench_backup.ts` (`tar-pipe`, `backup-e2e`,
+ * `restore-e2e`, `backup-noop`, peak RSS for 1 GiB and 4 GiB).
  *
  * @module
  */
@@ -16,6 +17,7 @@
 import { startWorkerHost } from "./_worker_host.ts";
 import type { TcpBenchJob } from "./bench_tcp_worker.ts";
 import { benchStp } from "./bench_stp.ts";
+import { benchBackup } from "./bench_backup.ts";
 import { runHandshakePair } from "../src/app/handshake_pair.ts";
 import { freePortPair } from "../src/app/ports.ts";
 
@@ -125,6 +127,7 @@ export async function runBenchmarks(log: (line: string) => void = () => {}): Pro
   for (const row of await benchStp()) add(row);
   add(await benchHandshake("fs"));
   add(await benchHandshake("db"));
+  for (const row of await benchBackup()) add(row);
   return rows;
 }
 

@@ -1,8 +1,11 @@
 /**
  * Backup benchmark: generates a ~1 GiB dataset (a few thousand files of 4 KiB–1 MiB plus a few
- * large files, random content) and measures `tar-pipe`, a full local backup with SHA-256 of
- * every file, a restore into an empty directory, a no-change incremental backup, and peak RSS
- * of backups of a quarter and of the whole dataset. Adds restic rows when `restic` is on PATH.
+ * large files, random content) and measures, in one run: `tar-pipe` (`tar -cf - | tar -xf -`),
+ * `backup-e2e` (the whole product path: client and server Worker hosts, handshakes, file data
+ * through the storage region, SHA-256 of every file, fsync'd repository), `backup-local` (the
+ * same without channels), `restore-e2e`, `backup-noop` (an incremental backup with no change),
+ * and the peak RSS of end-to-end backups of 1 GiB and of 4 GiB. Adds restic rows when `restic`
+ * is on PATH.
  *
  * Run: `deno run -A scripts/bench_backup.ts` (prints the rows as JSON).
  *
@@ -10,6 +13,7 @@
  */
 
 import { runLocalBackup } from "../src/app/local_backup.ts";
+import { runBackupJob } from "../src/app/backup_job.ts";
 import { restoreSnapshot } from "../src/app/restore.ts";
 
 /** One benchmark result. */
@@ -26,6 +30,8 @@ const SMALL_BYTES_MAX = 1 << 20;
 const LARGE_FILES = 4;
 const LARGE_BYTES = 64 << 20;
 const RSS_SAMPLE_MS = 20;
+const HUGE_FILES = 4;
+const HUGE_BYTES = 1 << 30;
 
 async function randomFile(path: string, sizeBytes: number): Promise<void> {
   const file = await Deno.open(path, { write: true, createNew: true });
@@ -125,6 +131,8 @@ async function resticRows(dir: string, data: string, totalBytes: number): Promis
  */
 export async function benchBackup(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "lanfree-bench-" });
+  const job = (source: string, repo: string, incremental = false) =>
+    runBackupJob({ source, repo, mode: "fs", incremental, channel: "storage" });
   try {
     const data = `${dir}/data`;
     const totalBytes = await generate(data);
@@ -133,26 +141,32 @@ export async function benchBackup(): Promise<BenchRow[]> {
       sh(`tar -cf - -C '${data}' . | tar -xf - -C '${dir}/scratch'`)
     );
     await Deno.remove(`${dir}/scratch`, { recursive: true });
-    const quarter = await withPeakRss(() =>
-      runLocalBackup({ source: `${data}/part1`, repo: `${dir}/repo-quarter` })
-    );
-    const full = await withPeakRss(() => runLocalBackup({ source: data, repo: `${dir}/repo` }));
-    const noop = await runLocalBackup({ source: data, repo: `${dir}/repo`, incremental: true });
+    const e2e = await withPeakRss(() => job(data, `${dir}/repo-e2e`));
+    const noop = await job(data, `${dir}/repo-e2e`, true);
+    const local = await runLocalBackup({ source: data, repo: `${dir}/repo-local` });
     const restore = await restoreSnapshot({
-      repo: `${dir}/repo`,
-      snapshot: full.result.snapshot,
+      repo: `${dir}/repo-e2e`,
+      snapshot: e2e.result.snapshot,
       target: `${dir}/out`,
     });
     await Deno.remove(`${dir}/out`, { recursive: true });
+    await Deno.remove(`${dir}/repo-local`, { recursive: true });
+    await Deno.remove(`${dir}/repo-e2e`, { recursive: true });
+    const huge = `${dir}/huge`;
+    await Deno.mkdir(huge);
+    for (let i = 0; i < HUGE_FILES; i++) await randomFile(`${huge}/huge${i}.bin`, HUGE_BYTES);
+    const e2e4g = await withPeakRss(() => job(huge, `${dir}/repo-4g`));
     const rows: BenchRow[] = [
       { name: "dataset", value: totalBytes / MB, unit: "MB" },
       { name: "tar-pipe", value: totalBytes / MB / tarPipe.seconds, unit: "MB/s" },
-      { name: "backup-local", value: full.result.bytes / MB / full.result.seconds, unit: "MB/s" },
-      { name: "restore-local", value: restore.bytes / MB / restore.seconds, unit: "MB/s" },
+      { name: "backup-e2e", value: e2e.result.megabytesPerSecond, unit: "MB/s" },
+      { name: "backup-local", value: local.bytes / MB / local.seconds, unit: "MB/s" },
+      { name: "restore-e2e", value: restore.bytes / MB / restore.seconds, unit: "MB/s" },
       { name: "backup-noop", value: noop.seconds, unit: "s" },
-      { name: "backup-noop-vs-full", value: (100 * noop.seconds) / full.result.seconds, unit: "%" },
-      { name: "rss-backup-quarter", value: quarter.peakBytes / MB, unit: "MB" },
-      { name: "rss-backup-1g", value: full.peakBytes / MB, unit: "MB" },
+      { name: "backup-noop-vs-full", value: (100 * noop.seconds) / e2e.result.seconds, unit: "%" },
+      { name: "rss-backup-1g", value: e2e.peakBytes / MB, unit: "MB" },
+      { name: "rss-backup-4g", value: e2e4g.peakBytes / MB, unit: "MB" },
+      { name: "backup-e2e-4g", value: e2e4g.result.megabytesPerSecond, unit: "MB/s" },
     ];
     return [...rows, ...(await resticRows(dir, data, totalBytes))];
   } finally {

@@ -245,14 +245,19 @@ function jobEvents(c: Context, jobs: JobQueue, id: string): Response {
     if (unsubscribe === undefined) return;
     stream.onAbort(() => wake?.());
     try {
+      let sent = 0;
       // Bounded: a job ends, and each event is written once.
-      for (let sent = 0; !stream.aborted; sent++) {
+      for (let turns = 0; !stream.aborted && turns < 1_000_000; turns++) {
         const event = queued.shift();
         if (event === undefined) {
           await new Promise<void>((resolve) => (wake = resolve));
           continue;
         }
-        await stream.writeSSE({ event: event.type, data: JSON.stringify(event), id: String(sent) });
+        await stream.writeSSE({
+          event: event.type,
+          data: JSON.stringify(event),
+          id: String(sent++),
+        });
         if (event.type === "state" && ["succeeded", "failed", "cancelled"].includes(event.state)) {
           break;
         }
