@@ -21,6 +21,8 @@ import { freePortPair } from "./ports.ts";
 
 const WORKER = new URL("./backup_host_worker.ts", import.meta.url);
 const PORT_ATTEMPTS_MAX = 5;
+/** How long a failed client's job waits for the server's account of the failure. */
+const ERROR_GRACE_MS = 2_000;
 
 /** Options of {@link runBackupJob}: the CLI's, validated. */
 export interface BackupJobOptions {
@@ -255,6 +257,7 @@ function runHosts(
     const finish = (outcome: { attempt?: Attempt; error?: Error }) => {
       if (settled) return;
       settled = true;
+      clearTimeout(graceTimer);
       for (const host of hosts) host.worker.terminate();
       options.signal?.removeEventListener("abort", onAbort);
       const after = region === null ? Promise.resolve() : reclaimDeadHosts(region);
@@ -263,6 +266,20 @@ function runHosts(
       );
     };
     const onAbort = () => finish({ error: new BackupJobError("backup cancelled") });
+    // A side that fails often takes its peer down with it; the server's account says why (it
+    // includes the client's own report), so give it a moment to arrive before answering.
+    const errors: Partial<Record<"client" | "server", string>> = {};
+    let graceTimer: ReturnType<typeof setTimeout> | undefined;
+    const failWithBestReason = () => {
+      clearTimeout(graceTimer);
+      const side = errors.server !== undefined ? "server" : "client";
+      finish({ error: new BackupJobError(`${side}: ${errors[side]}`) });
+    };
+    const failed = (side: "client" | "server", error: string) => {
+      errors[side] = error;
+      if (side === "server" || errors.server !== undefined) failWithBestReason();
+      else graceTimer ??= setTimeout(failWithBestReason, ERROR_GRACE_MS);
+    };
     options.signal?.addEventListener("abort", onAbort);
     if (options.signal?.aborted) return onAbort();
     for (const host of hosts) {
@@ -278,7 +295,7 @@ function runHosts(
         else if ("handshakeFailed" in message) {
           finish({ attempt: { kind: "handshake-failed", reason: message.handshakeFailed } });
         } else if ("error" in message) {
-          finish({ error: new BackupJobError(`${host.job.side}: ${message.error}`) });
+          failed(host.job.side, message.error);
         } else if ("result" in message) {
           results[host.job.side] = message.result;
           if (results.client !== undefined && results.server !== undefined) {

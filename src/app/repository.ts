@@ -121,20 +121,32 @@ export async function openRepository(path: string): Promise<Repository> {
  * ```
  */
 export async function initRepository(path: string, nowMs = Date.now()): Promise<Repository> {
-  await Deno.mkdir(path, { recursive: true });
-  let empty = true;
-  for await (const _ of Deno.readDir(path)) {
-    empty = false;
-    break;
-  }
-  if (!empty) return await openRepository(path);
-  await Deno.mkdir(`${path}/snapshots`);
-  await Deno.mkdir(`${path}/tmp`);
+  if (!(await isMissingOrEmpty(path))) return await openRepository(path);
+  // Build the repository beside its place and rename it in: two backups creating the same
+  // repository at once then see either nothing or a whole repository, never half of one.
+  const staging = `${path.replace(/\/+$/, "")}.lanfree-init-${crypto.randomUUID()}`;
+  await Deno.mkdir(`${staging}/snapshots`, { recursive: true });
+  await Deno.mkdir(`${staging}/tmp`);
   const marker = { format: REPOSITORY_FORMAT, version: REPOSITORY_VERSION, createdMs: nowMs };
-  const temp = `${path}/tmp/${MARKER_FILE}.partial`;
-  await Deno.writeTextFile(temp, JSON.stringify(marker, null, 2) + "\n");
-  await Deno.rename(temp, `${path}/${MARKER_FILE}`);
+  await Deno.writeTextFile(`${staging}/${MARKER_FILE}`, JSON.stringify(marker, null, 2) + "\n");
+  try {
+    await Deno.rename(staging, path); // replaces a missing or empty directory, atomically
+  } catch (error) {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    if (await isMissingOrEmpty(path)) throw error;
+    return await openRepository(path); // another backup created it first
+  }
   return { path };
+}
+
+async function isMissingOrEmpty(path: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(path)) return false;
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return true;
+    throw error;
+  }
 }
 
 /**
