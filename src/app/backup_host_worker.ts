@@ -102,7 +102,11 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
     scope.postMessage({ handshakeFailed: outcome.reason });
     return;
   }
-  const session = new Session(sockets, sessionChannels(outcome.channels));
+  // Keepalives keep quiet channels (the client's side of the data channel, say) from reaching
+  // the peer's I/O timeout while the other direction is busy.
+  const session = new Session(sockets, sessionChannels(outcome.channels), {
+    keepaliveMs: Math.max(100, Math.floor(job.ioTimeoutMs / 4)),
+  });
   const onProgress = (progress: BackupProgress) => scope.postMessage({ progress });
   try {
     const result = job.side === "client"

@@ -116,7 +116,7 @@ type Attempt =
  */
 export async function runBackupJob(options: BackupJobOptions): Promise<BackupJobSummary> {
   const startedMs = performance.now();
-  const ioTimeoutMs = options.ioTimeoutMs ?? 10_000;
+  const ioTimeoutMs = options.ioTimeoutMs ?? 30_000;
   const regionMib = options.regionMib ?? 64;
   let region: SharedArrayBuffer | null = options.region ?? null;
   let fallbackReason: string | null = null;
@@ -272,12 +272,13 @@ function runHosts(
     let graceTimer: ReturnType<typeof setTimeout> | undefined;
     const failWithBestReason = () => {
       clearTimeout(graceTimer);
-      const side = errors.server !== undefined ? "server" : "client";
-      finish({ error: new BackupJobError(`${side}: ${errors[side]}`) });
+      const reasons = (["server", "client"] as const).filter((side) => errors[side] !== undefined)
+        .map((side) => `${side}: ${errors[side]}`);
+      finish({ error: new BackupJobError(reasons.join("; ")) });
     };
     const failed = (side: "client" | "server", error: string) => {
       errors[side] = error;
-      if (side === "server" || errors.server !== undefined) failWithBestReason();
+      if (errors.server !== undefined && errors.client !== undefined) failWithBestReason();
       else graceTimer ??= setTimeout(failWithBestReason, ERROR_GRACE_MS);
     };
     options.signal?.addEventListener("abort", onAbort);

@@ -79,7 +79,9 @@ export async function runBackupServer(
     return { manifest: committed, skipped };
   } catch (error) {
     await writer?.abort();
-    const reason = clientFailure.reason();
+    // The client's own report travels on the error channel and may trail the broken data
+    // channel that made us fail: wait a little for it, it says why.
+    const reason = await clientFailure.reasonWithin(CLIENT_REPORT_WAIT_MS);
     await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
       () => {},
     );
@@ -104,12 +106,17 @@ async function receiveManifest(
   return joiner.value();
 }
 
+/** How long a failing server waits for the client's `failed` report. */
+const CLIENT_REPORT_WAIT_MS = 1_000;
+
 /** Collects the client's skipped reports and remembers a `failed`. */
 function watchErrors(
   session: Session,
   skipped: Array<{ path: string; reason: string }>,
-): { reason(): string | undefined } {
+): { reasonWithin(waitMs: number): Promise<string | undefined> } {
   let reason: string | undefined;
+  let reported = () => {};
+  const reportedOrEnded = new Promise<void>((resolve) => (reported = resolve));
   (async () => {
     for (let reports = 0; reports < 10_000_000; reports++) {
       const message = parseSessionMessage(await session.nextMessage("error"));
@@ -119,6 +126,16 @@ function watchErrors(
         return;
       }
     }
-  })().catch(() => {});
-  return { reason: () => reason };
+  })().catch(() => {}).finally(() => reported());
+  return {
+    async reasonWithin(waitMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        reportedOrEnded,
+        new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
+      ]);
+      clearTimeout(timer);
+      return reason;
+    },
+  };
 }

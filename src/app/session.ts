@@ -4,8 +4,11 @@
  * one descriptor (the database flow puts everything on storage; the network fallback puts data
  * on the control connection) the frames carry what they are, so one descriptor serves several.
  *
- * Frame: 1 tag byte (1 message, 2 data chunk, 3 end of data), 4-byte big-endian payload length,
- * payload. Messages are JSON `{ channel, body }` of at most 64 KiB; data chunks at most 8 MiB.
+ * Frame: 1 tag byte (1 message, 2 data chunk, 3 end of data, 4 keepalive), 4-byte big-endian
+ * payload length, payload. Every wait on a socket is bounded by its I/O timeout, and a channel
+ * may rightly stay quiet for longer (the client's data channel carries nothing back; the
+ * client's control channel is quiet while the archive streams), so each side sends a keepalive
+ * frame on every descriptor it has not written to for `keepaliveMs`. Messages are JSON `{ channel, body }` of at most 64 KiB; data chunks at most 8 MiB.
  * Sends on one descriptor are serialised; receive queues are bounded and apply back-pressure to
  * the sender through the socket (a full data queue stops reading).
  *
@@ -30,6 +33,7 @@ export type MessageChannel = "control" | "error";
 const TAG_MESSAGE = 1;
 const TAG_DATA = 2;
 const TAG_END = 3;
+const TAG_KEEPALIVE = 4;
 const HEADER_BYTES = 5;
 /** Largest message payload. */
 export const MESSAGE_BYTES_MAX = 64 * 1024;
@@ -107,16 +111,41 @@ export class Session {
   readonly #data = new Inbox<Uint8Array | null>();
   readonly #bytes: ChannelBytes = { storage: 0, network: 0 };
   readonly #pumps: Promise<void>[];
+  readonly #lastSentMs = new Map<number, number>();
+  readonly #keepalive: ReturnType<typeof setInterval> | undefined;
 
   /**
    * @param sockets the router the channels belong to
    * @param channels the descriptors of control, error and data
+   * @param options `keepaliveMs`: send a keepalive on a descriptor quiet for this long; keep
+   *   it well under the peer's I/O timeout (default 2 000; 0 sends none)
    */
-  constructor(sockets: Sockets, channels: SessionChannels) {
+  constructor(sockets: Sockets, channels: SessionChannels, options: { keepaliveMs?: number } = {}) {
     this.#sockets = sockets;
     this.#channels = channels;
     const distinct = [...new Set([channels.control, channels.error, channels.data])];
     this.#pumps = distinct.map((fd) => this.#pump(fd));
+    const keepaliveMs = options.keepaliveMs ?? 2_000;
+    if (keepaliveMs > 0) {
+      for (const fd of distinct) this.#lastSentMs.set(fd, performance.now());
+      this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
+      Promise.allSettled(this.#pumps).then(() => this.close());
+    }
+  }
+
+  /** Stops the keepalives (the receive loops end when the descriptors close). */
+  close(): void {
+    clearInterval(this.#keepalive);
+  }
+
+  #sendKeepalives(keepaliveMs: number): void {
+    const nowMs = performance.now();
+    for (const [fd, lastMs] of this.#lastSentMs) {
+      if (nowMs - lastMs >= keepaliveMs) {
+        this.#lastSentMs.set(fd, nowMs);
+        this.#send(fd, TAG_KEEPALIVE, new Uint8Array(0)).catch(() => {});
+      }
+    }
   }
 
   /** Bytes moved so far, per channel kind. */
@@ -166,6 +195,7 @@ export class Session {
 
   async #send(fd: number, tag: number, payload: Uint8Array): Promise<void> {
     const previous = this.#sendLocks.get(fd) ?? Promise.resolve();
+    this.#lastSentMs.set(fd, performance.now());
     const sending = previous.then(async () => {
       const header = new Uint8Array(HEADER_BYTES);
       header[0] = tag;
@@ -220,6 +250,7 @@ export class Session {
 
   #dispatch(fd: number, tag: number, payload: Uint8Array): void {
     this.#count(fd, HEADER_BYTES + payload.length);
+    if (tag === TAG_KEEPALIVE) return;
     if (tag === TAG_DATA || tag === TAG_END) {
       if (fd !== this.#channels.data) {
         throw new SocketError("EPROTO", `data frame on non-data descriptor ${fd}`);

@@ -33,13 +33,13 @@ async function storagePair(sockets: Sockets) {
   return [client, server] as const;
 }
 
-function world() {
+function world(ioTimeoutMs = 2000) {
   const region = formatRegion({
     stgs: [{ id: 1, extentCount: 8, ephemeralPortMin: 40000, ephemeralPortMax: 40100 }],
     extentBytes: 1 << 20,
     blockCount: 16,
     hostCount: 2,
-    ioTimeoutMs: 2000,
+    ioTimeoutMs,
     leaseMs: 1000,
     backlogMax: 4,
   });
@@ -47,7 +47,7 @@ function world() {
   const storage = createStorageSockets({ region: region.value, hostId: 1, waitMode: "async" });
   return {
     storage,
-    sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs: 2000 }), storage }),
+    sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs }), storage }),
   };
 }
 
@@ -132,3 +132,31 @@ Deno.test("a frame with an unknown tag or a message on the wrong descriptor is E
   await b.settled();
   await storage.dispose();
 });
+
+for (const keepaliveMs of [0, 80]) {
+  Deno.test(`a channel quiet for longer than the I/O timeout ${keepaliveMs ? "survives with keepalives" : "times out without them"}`, async () => {
+    const { storage, sockets } = world(300);
+    const [controlA, controlB] = await tcpPair(sockets);
+    const [dataA, dataB] = await storagePair(sockets);
+    const a = new Session(sockets, { control: controlA, error: controlA, data: dataA }, {
+      keepaliveMs,
+    });
+    const b = new Session(sockets, { control: controlB, error: controlB, data: dataB }, {
+      keepaliveMs,
+    });
+    const late = b.nextMessage("control");
+    late.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    await a.sendMessage("control", "after a long quiet").catch(() => {});
+    if (keepaliveMs > 0) assert.equal(await late, "after a long quiet");
+    else {
+      const error = await late.catch((e) => e);
+      assert.ok(error instanceof SocketError && error.code === "ETIMEDOUT", String(error));
+    }
+    a.close();
+    b.close();
+    for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
+    await Promise.all([a.settled(), b.settled()]);
+    await storage.dispose();
+  });
+}
