@@ -117,14 +117,32 @@ async function checkSource(source: string, mode: "fs" | "db"): Promise<void> {
   if (mode === "db" && !info.isFile) throw new Error(`database ${source} is not a file`);
 }
 
-/** A progress bar on a terminal, shown only once the job has run for a second. */
-function progressReporter(enabled: boolean) {
+/** Progress once the job has run for a second: a bar on a terminal, plain lines otherwise. */
+function progressReporter(mode: "bar" | "lines" | "none") {
   const startedMs = performance.now();
+  const linesEveryMs = 2000;
+  let lastLineMs = 0;
   let bar: cliProgress.SingleBar | undefined;
+  const megabytes = (bytes: number) => Math.round(bytes / 1e6);
   return {
     update(progress: BackupProgress) {
-      if (!enabled || performance.now() - startedMs < 1000) return;
-      const total = Math.max(1, Math.round(progress.totalBytes / 1e6));
+      const nowMs = performance.now();
+      if (mode === "none" || nowMs - startedMs < 1000) return;
+      const total = Math.max(1, megabytes(progress.totalBytes));
+      if (mode === "lines") {
+        if (nowMs - lastLineMs < linesEveryMs) return;
+        lastLineMs = nowMs;
+        const percent = Math.min(
+          100,
+          Math.round((100 * progress.bytes) / Math.max(1, progress.totalBytes)),
+        );
+        console.error(
+          `backup: ${
+            megabytes(progress.bytes)
+          } of ${total} MB (${percent}%), ${progress.files} files`,
+        );
+        return;
+      }
       if (bar === undefined) {
         bar = new cliProgress.SingleBar({
           stream: process.stderr,
@@ -134,7 +152,7 @@ function progressReporter(enabled: boolean) {
         bar.start(total, 0, { files: progress.files });
       }
       bar.setTotal(total);
-      bar.update(Math.min(total, Math.round(progress.bytes / 1e6)), { files: progress.files });
+      bar.update(Math.min(total, megabytes(progress.bytes)), { files: progress.files });
     },
     stop: () => bar?.stop(),
   };
@@ -184,7 +202,9 @@ async function main(): Promise<number> {
     return 0;
   }
   await checkSource(options.source, options.mode);
-  const progress = progressReporter(!options.json && Deno.stderr.isTerminal());
+  const progress = progressReporter(
+    options.json ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
+  );
   let summary: BackupJobSummary;
   try {
     summary = await runBackupJob({ ...options, onProgress: progress.update });
