@@ -113,12 +113,31 @@ export async function benchHandshake(flow: "fs" | "db", runs = 200): Promise<Ben
   return { name: `handshake-${flow}`, value: median(setupMs), unit: "ms" };
 }
 
+/** The ratios the goals are stated in, from rows of this same run. */
+export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
+  const value = (name: string) => rows.find((row) => row.name === name)?.value;
+  const pairs: Array<[string, string]> = [
+    ["stp-ring", "memcpy"],
+    ["stp-ring", "tcp-loopback"],
+    ["stp-rtt", "tcp-rtt"],
+    ["backup-e2e", "tar-pipe"],
+    ["restore-e2e", "tar-pipe"],
+  ];
+  return pairs.flatMap(([over, under]) => {
+    const [a, b] = [value(over), value(under)];
+    return a === undefined || b === undefined || b === 0
+      ? []
+      : [{ name: `${over}/${under}`, value: a / b, unit: "x" }];
+  });
+}
+
 /** Runs every benchmark in one process, one after the other. */
 export async function runBenchmarks(log: (line: string) => void = () => {}): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const add = (row: BenchRow) => {
     rows.push(row);
-    log(`${row.name.padEnd(16)} ${row.value.toFixed(1).padStart(10)} ${row.unit}`);
+    const digits = row.unit === "x" ? 2 : 1;
+    log(`${row.name.padEnd(24)} ${row.value.toFixed(digits).padStart(10)} ${row.unit}`);
   };
   add(benchMemcpy());
   add(await benchTcpStream("deno"));
@@ -128,6 +147,7 @@ export async function runBenchmarks(log: (line: string) => void = () => {}): Pro
   add(await benchHandshake("fs"));
   add(await benchHandshake("db"));
   for (const row of await benchBackup()) add(row);
+  for (const row of ratioRows(rows)) add(row);
   return rows;
 }
 
@@ -138,7 +158,7 @@ if (import.meta.main) {
     console.error(`bench: unknown argument ${unknown[0]} (usage: deno task bench [--json])`);
     Deno.exit(2);
   }
-  if (!json) console.log(`${"name".padEnd(16)} ${"value".padStart(10)} unit`);
+  if (!json) console.log(`${"name".padEnd(24)} ${"value".padStart(10)} unit`);
   const rows = await runBenchmarks(json ? undefined : console.log);
   if (json) console.log(JSON.stringify(rows));
 }

@@ -15,6 +15,8 @@ import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts
 import { handshakeSuite } from "../property-tests/handshake_suite.ts";
 import { wireSuite } from "../property-tests/wire_suite.ts";
 import { stpSuite } from "../property-tests/stp_suite.ts";
+import { backupSuite } from "../property-tests/backup_suite.ts";
+import { denoBackupHarness } from "../property-tests/backup_harness.ts";
 import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
 import { createHandshake } from "../src/core/handshake/mod.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/messages.ts";
@@ -34,6 +36,7 @@ export function lanfreeSuites(): Suite[] {
     stpSuite(sharedArrayBufferRegions),
     wireSuite({ encode: encodeMessage, decode: decodeMessage }),
     handshakeSuite(createHandshake),
+    backupSuite(denoBackupHarness),
   ];
 }
 
