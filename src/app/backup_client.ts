@@ -15,7 +15,7 @@ import {
 } from "../core/backup/protocol.ts";
 import type { Session } from "./session.ts";
 import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
-import type { SkippedEntry } from "./tree_walk.ts";
+import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
 
 /** What the client backs up. */
 export interface BackupClientOptions {
@@ -28,6 +28,10 @@ export interface BackupClientOptions {
   /** Called with packing progress, at most every `progressEveryMs`. */
   readonly onProgress?: (progress: BackupProgress) => void;
   readonly progressEveryMs?: number;
+  /** A port to a hash worker the caller started (see `PackOptions.hashWorker`). */
+  readonly hashWorker?: () => Promise<MessagePort>;
+  /** A walk of the source (fs mode) started while the channels were set up. */
+  readonly walked?: Promise<WalkResult>;
 }
 
 /** How far a backup got: files planned, archive bytes sent, file bytes planned. */
@@ -90,6 +94,8 @@ export async function runBackupClient(
       sourceId,
       snapshotId: begin.snapshotId,
       parent,
+      hashWorker: options.hashWorker,
+      walked: options.mode === "fs" ? options.walked : undefined,
     });
     try {
       return await packAndSend(session, prepared, options, begin.snapshotId);

@@ -7,7 +7,9 @@
  * Fig. 4 alone and sends the data on the control connection.
  *
  * Messages out: `{ ready }` (a listening side accepts connections), `{ progress }`,
- * `{ handshakeFailed }`, `{ result }`, `{ error }`.
+ * `{ handshakeFailed }`, `{ result }`, `{ error }`, and `{ wantHashWorker }` (the client asks
+ * the job for a port to a hash worker, answered by `{ hashPort }`: a Worker started inside a
+ * Worker takes about a second to come up on Deno 2.9, one started by the job does not).
  *
  * @module
  */
@@ -25,6 +27,7 @@ import { Session, type SessionChannels } from "./session.ts";
 import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
 import { errorText } from "./backup_client.ts";
+import { walkTree } from "./tree_walk.ts";
 
 /** The job of one side. */
 export interface BackupHostJob {
@@ -44,7 +47,10 @@ export interface BackupHostJob {
   readonly server?: { readonly repo: string; readonly lockWaitMs: number };
 }
 
-type HostMessage = BackupHostJob | { readonly go: true };
+type HostMessage =
+  | BackupHostJob
+  | { readonly go: true }
+  | { readonly hashPort: MessagePort };
 
 const scope = self as unknown as {
   postMessage(message: unknown): void;
@@ -53,6 +59,14 @@ const scope = self as unknown as {
 
 let go: () => void = () => {};
 const told = new Promise<void>((resolve) => (go = resolve));
+let gotHashPort: (port: MessagePort) => void = () => {};
+
+/** Asks the job for a port to a hash worker (once per host; a host runs one backup). */
+function hashWorkerPort(): Promise<MessagePort> {
+  const port = new Promise<MessagePort>((resolve) => (gotHashPort = resolve));
+  scope.postMessage({ wantHashWorker: true });
+  return port;
+}
 
 /** Which side listens: the fs client (Fig. 4/4A, and the network path), the db server (Fig. 5). */
 export function listensFirst(job: Pick<BackupHostJob, "side" | "mode" | "path">): boolean {
@@ -88,6 +102,11 @@ function sessionChannels(channels: Channels): SessionChannels {
 
 async function runSide(job: BackupHostJob, sockets: Sockets) {
   const machine = machineFor(job, parseHandshakeConfig(job.handshake));
+  // The walk needs no channel: it runs while the handshake does (its errors surface when used).
+  const walked = job.side === "client" && job.mode === "fs"
+    ? walkTree(job.client!.source)
+    : undefined;
+  walked?.catch(() => {});
   if (!listensFirst(job)) await told;
   let readyPosted = false;
   const outcome = await driveHandshake(machine, sockets, {
@@ -117,6 +136,8 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
         dataChannel: job.path,
         onProgress,
         progressEveryMs: job.client!.progressEveryMs,
+        hashWorker: hashWorkerPort,
+        walked,
       })
       : await runBackupServer(session, {
         repo: job.server!.repo,
@@ -152,6 +173,10 @@ scope.onmessage = (event) => {
   const message = event.data;
   if ("go" in message) {
     go();
+    return;
+  }
+  if ("hashPort" in message) {
+    gotHashPort(message.hashPort);
     return;
   }
   run(message).catch((error) => scope.postMessage({ error: errorText(error) }));

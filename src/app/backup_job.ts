@@ -20,6 +20,7 @@ import type { BackupServerResult } from "./backup_server.ts";
 import { freePortPair } from "./ports.ts";
 
 const WORKER = new URL("./backup_host_worker.ts", import.meta.url);
+const HASH_WORKER = new URL("./_hash_worker.ts", import.meta.url);
 const PORT_ATTEMPTS_MAX = 5;
 /** How long a failed client's job waits for the server's account of the failure. */
 const ERROR_GRACE_MS = 2_000;
@@ -253,12 +254,14 @@ function runHosts(
       job,
     }));
     const results: Partial<Record<"client" | "server", unknown>> = {};
+    let hashWorker: Worker | undefined;
     let settled = false;
     const finish = (outcome: { attempt?: Attempt; error?: Error }) => {
       if (settled) return;
       settled = true;
       clearTimeout(graceTimer);
       for (const host of hosts) host.worker.terminate();
+      hashWorker?.terminate();
       options.signal?.removeEventListener("abort", onAbort);
       const after = region === null ? Promise.resolve() : reclaimDeadHosts(region);
       after.then(() =>
@@ -293,7 +296,17 @@ function runHosts(
         if ("ready" in message) {
           hosts.find((h) => !listensFirst(h.job))?.worker.postMessage({ go: true });
         } else if ("progress" in message) onProgress(host, message.progress);
-        else if ("handshakeFailed" in message) {
+        else if ("wantHashWorker" in message && !settled) {
+          // Started here: a Worker started inside the host takes about a second to come up.
+          hashWorker ??= new Worker(HASH_WORKER, { type: "module" });
+          hashWorker.onerror = (event) => {
+            event.preventDefault();
+            finish({ error: new BackupJobError(`hash worker crashed: ${event.message}`) });
+          };
+          const channel = new MessageChannel();
+          hashWorker.postMessage({ port: channel.port1 }, [channel.port1]);
+          host.worker.postMessage({ hashPort: channel.port2 }, [channel.port2]);
+        } else if ("handshakeFailed" in message) {
           finish({ attempt: { kind: "handshake-failed", reason: message.handshakeFailed } });
         } else if ("error" in message) {
           failed(host.job.side, message.error);

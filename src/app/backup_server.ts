@@ -68,6 +68,7 @@ export async function runBackupServer(
     // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
     for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
       await writer.write(chunk);
+      session.releaseData(chunk); // its memory receives a later frame
     }
     const manifest = await manifestText;
     const withCounters = {

@@ -79,9 +79,23 @@ async function prepareTarget(
   return { root: await Deno.realPath(target), fresh };
 }
 
-/** Writes into `root` only: checks every parent, never follows a symlink already there. */
+/** File bytes read from the archive and not yet written: reading waits above this. */
+const WRITE_BACKLOG_BYTES = 16 << 20;
+/** Files being finished (written, timed, closed, moded) behind the reader at most. */
+const FILES_IN_FLIGHT_MAX = 16;
+
+/**
+ * Writes into `root` only: checks every parent, never follows a symlink already there. A file's
+ * bytes are written behind the archive reader (bounded by {@link WRITE_BACKLOG_BYTES} and
+ * {@link FILES_IN_FLIGHT_MAX}), so reading and hashing the next entry overlap the writes;
+ * {@link TargetWriter.drain} waits for them all and reports the first failure.
+ */
 class TargetWriter {
   readonly #dirs = new Set<string>([""]);
+  readonly #inFlight = new Set<Promise<void>>();
+  #backlogBytes = 0;
+  #backlogWaiter: (() => void) | undefined;
+  #failure: unknown = undefined;
   constructor(readonly root: string, readonly fresh: boolean) {}
 
   full(path: string): string {
@@ -112,23 +126,68 @@ class TargetWriter {
   }
 
   async file(entry: FileEntry, snapshot: string, body: AsyncIterable<Uint8Array>): Promise<void> {
+    this.#throwIfFailed();
     await this.clear(entry.path, false);
     const path = this.full(entry.path);
     const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-    try {
-      await checkedBody(entry, snapshot, body, async (chunk) => {
-        for (let offset = 0; offset < chunk.byteLength;) {
-          offset += await file.write(chunk.subarray(offset));
-        }
-      });
-      await file.utime(entry.mtimeMs / 1000, entry.mtimeMs / 1000);
-    } catch (error) {
+    // The file's writes, in order, behind the reader; each chunk leaves the backlog once written.
+    let written: Promise<void> = Promise.resolve();
+    const discard = async () => {
+      await written.catch(() => {});
       file.close();
       await Deno.remove(path).catch(() => {});
+    };
+    try {
+      await checkedBody(entry, snapshot, body, async (chunk) => {
+        await this.#roomFor(chunk.byteLength);
+        this.#backlogBytes += chunk.byteLength;
+        written = written.then(() => writeAll(file, chunk)).finally(() => {
+          this.#backlogBytes -= chunk.byteLength;
+          this.#wakeReader();
+        });
+        written.catch(() => {}); // awaited by the finishing step or by discard()
+      });
+    } catch (error) {
+      await discard();
       throw error;
     }
-    file.close();
-    await Deno.chmod(path, entry.mode);
+    // Modes and mtimes are set once the file is complete, still behind the reader.
+    const finishing = written.then(async () => {
+      await file.utime(entry.mtimeMs / 1000, entry.mtimeMs / 1000);
+      file.close();
+      await Deno.chmod(path, entry.mode);
+    }).catch(async (error) => {
+      this.#failure ??= error;
+      await discard().catch(() => {});
+    });
+    this.#inFlight.add(finishing);
+    finishing.finally(() => this.#inFlight.delete(finishing));
+    if (this.#inFlight.size >= FILES_IN_FLIGHT_MAX) await Promise.race(this.#inFlight);
+  }
+
+  /** Waits for every file still being written; throws the first write failure. */
+  async drain(): Promise<void> {
+    // Bounded: each turn waits for the files present; none are added meanwhile.
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    this.#throwIfFailed();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  async #roomFor(bytes: number): Promise<void> {
+    // Bounded: each wake-up follows a written chunk leaving the backlog.
+    while (this.#backlogBytes > 0 && this.#backlogBytes + bytes > WRITE_BACKLOG_BYTES) {
+      this.#throwIfFailed();
+      await new Promise<void>((resolve) => (this.#backlogWaiter = resolve));
+    }
+  }
+
+  #wakeReader(): void {
+    const waiter = this.#backlogWaiter;
+    this.#backlogWaiter = undefined;
+    waiter?.();
   }
 
   async symlink(entry: ManifestEntry & { type: "symlink" }): Promise<void> {
@@ -139,6 +198,12 @@ class TargetWriter {
   async finishDir(entry: ManifestEntry): Promise<void> {
     await Deno.chmod(this.full(entry.path), entry.mode);
     await Deno.utime(this.full(entry.path), entry.mtimeMs / 1000, entry.mtimeMs / 1000);
+  }
+}
+
+async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < chunk.byteLength;) {
+    offset += await file.write(chunk.subarray(offset));
   }
 }
 
@@ -158,7 +223,8 @@ async function writeFiles(
         await writer.file(entry, archive.snapshot, body);
         bytes += entry.sizeBytes;
       },
-    );
+    ).finally(() => writer.drain().catch(() => {}));
+    await writer.drain();
     for (const wanted of archive.files.keys()) {
       if (!seen.has(wanted)) {
         throw new RestoreError(

@@ -40,7 +40,10 @@ export const MESSAGE_BYTES_MAX = 64 * 1024;
 /** Largest data chunk. */
 export const DATA_CHUNK_BYTES_MAX = 8 * 1024 * 1024;
 const MESSAGES_QUEUED_MAX = 1024;
-const DATA_QUEUED_MAX = 8;
+/** Data frames received ahead of the consumer (the ring behind them buffers more). */
+const DATA_QUEUED_MAX = 2;
+/** Receive buffers handed back by the consumer and kept for the next data frames. */
+const SPARE_BUFFERS_MAX = 2;
 
 /** Bytes moved per channel kind (sent and received, frame headers included). */
 export interface ChannelBytes {
@@ -109,6 +112,7 @@ export class Session {
     error: new Inbox(),
   };
   readonly #data = new Inbox<Uint8Array | null>();
+  readonly #spare: Uint8Array[] = [];
   readonly #bytes: ChannelBytes = { storage: 0, network: 0 };
   readonly #pumps: Promise<void>[];
   readonly #lastSentMs = new Map<number, number>();
@@ -188,6 +192,15 @@ export class Session {
     return this.#data.next();
   }
 
+  /**
+   * Hands a chunk from {@link nextData} back once it is no longer needed, so its memory
+   * receives a later frame instead of a fresh allocation. The chunk must not be used after.
+   */
+  releaseData(chunk: Uint8Array): void {
+    if (this.#spare.length >= SPARE_BUFFERS_MAX || !(chunk.buffer instanceof ArrayBuffer)) return;
+    this.#spare.push(new Uint8Array(chunk.buffer));
+  }
+
   /** Waits until every receive loop has stopped (after the peer closed or `close`). */
   async settled(): Promise<void> {
     await Promise.allSettled(this.#pumps);
@@ -241,11 +254,18 @@ export class Session {
     if (length > max) {
       throw new SocketError("EMSGSIZE", `frame of ${length} bytes (tag ${tag}) exceeds ${max}`);
     }
-    const payload = new Uint8Array(length);
+    const payload = tag === TAG_DATA ? this.#receiveBuffer(length) : new Uint8Array(length);
     if (await recvExactly(this.#sockets, fd, payload) < length) {
       throw new SocketError("EPROTO", `stream ended inside a ${length}-byte frame on ${fd}`);
     }
     return payload;
+  }
+
+  /** A buffer of `length` bytes for a data frame: a spare one if big enough, else a new one. */
+  #receiveBuffer(length: number): Uint8Array {
+    const index = this.#spare.findIndex((buffer) => buffer.length >= length);
+    if (index < 0) return new Uint8Array(length);
+    return this.#spare.splice(index, 1)[0]!.subarray(0, length);
   }
 
   #dispatch(fd: number, tag: number, payload: Uint8Array): void {

@@ -16,7 +16,7 @@ import {
 import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "./errors.ts";
 import { type ChunkSink, packEntries } from "./tar_pack.ts";
-import { type SkippedEntry, walkTree } from "./tree_walk.ts";
+import { type SkippedEntry, type WalkResult, walkTree } from "./tree_walk.ts";
 
 /** Which channel carried the archive, for the manifest's counters. */
 export type ArchiveChannel = "storage" | "network" | "none";
@@ -35,6 +35,10 @@ export interface SourceOptions {
   readonly parent: unknown;
   /** Creation time written into the manifest. */
   readonly nowMs?: number;
+  /** A port to a hash worker the caller started (see `PackOptions.hashWorker`). */
+  readonly hashWorker?: () => Promise<MessagePort>;
+  /** A walk of `source` the caller started earlier (fs mode), instead of walking here. */
+  readonly walked?: Promise<WalkResult>;
 }
 
 /** A planned snapshot, ready to pack. */
@@ -132,7 +136,7 @@ async function findEntries(options: SourceOptions) {
       close: copy.remove,
     };
   }
-  const walked = await walkTree(options.source);
+  const walked = await (options.walked ?? walkTree(options.source));
   return { root: options.source, ...walked, close: () => Promise.resolve() };
 }
 
@@ -160,7 +164,12 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
     skipped: found.skipped,
     close: found.close,
     async pack(sink, channel = "none") {
-      const packed = await packEntries({ root: found.root, entries: plan.changed, sink });
+      const packed = await packEntries({
+        root: found.root,
+        entries: plan.changed,
+        sink,
+        hashWorker: options.hashWorker,
+      });
       const channelBytes: ChannelBytes = { storage: 0, network: 0 };
       if (channel !== "none") channelBytes[channel] = packed.archiveBytes;
       const manifest = buildManifest(plan, {

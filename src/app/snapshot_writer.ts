@@ -13,8 +13,12 @@ import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "./errors.ts";
 import { repoPaths, type Repository } from "./repository.ts";
 
-/** Written bytes after which a background flush starts, so the final sync is short. */
-const FLUSH_EVERY_BYTES = 64 << 20;
+/**
+ * Written bytes after which a background flush starts, so the final sync is short. Small, so
+ * the disk starts early and each flush (which holds up writes to the file while it runs) is
+ * brief; measured 4-16 MiB alike, 64 MiB slower, none much slower (dirty-page throttling).
+ */
+const FLUSH_EVERY_BYTES = 16 << 20;
 /** Most stale entries removed from `tmp/` and `snapshots/` when a writer starts. */
 const STALE_ENTRIES_MAX = 100_000;
 

@@ -7,20 +7,29 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { Buffer } from "node:buffer";
+import { createHash, type Hash } from "node:crypto";
 import tar from "tar-stream";
 import type { PackedFile, SourceEntry } from "../core/backup/plan.ts";
 import type { SkippedEntry } from "./tree_walk.ts";
+import type { HashReply, HashRequest } from "./_hash_worker.ts";
 
-/** Receives archive chunks in order; the next chunk waits until the promise settles. */
+/**
+ * Receives archive chunks in order; the next chunk waits until the promise settles. The chunk's
+ * memory is reused once the promise settles: a sink that keeps the bytes must copy them.
+ */
 export type ChunkSink = (chunk: Uint8Array) => Promise<void>;
 
-/** Archive bytes buffered between reading and the sink (lets reads run ahead of writes). */
-export const PACK_BUFFER_BYTES = 8 << 20;
+/** Archive bytes buffered between reading and the sink: two staging buffers of half this. */
+export const PACK_BUFFER_BYTES = 4 << 20;
 
-/** Default size of one file read. */
+/** Default size of one file read (one hash step; the next read runs while it is hashed). */
 export const READ_CHUNK_BYTES = 1 << 20;
+
+/** Archives with at least this many file bytes hash in a Worker, off the reading thread. */
+export const HASH_WORKER_MIN_BYTES = 32 << 20;
+
+const BLOCK_BYTES = 512;
+const END_OF_ARCHIVE_BYTES = 1024;
 
 /** What packing produced. */
 export interface PackResult {
@@ -40,79 +49,309 @@ export interface PackOptions {
   readonly entries: readonly SourceEntry[];
   readonly sink: ChunkSink;
   readonly readChunkBytes?: number;
+  /**
+   * A port to a hash worker the caller started (see {@link startHashWorker}); by default
+   * packing starts its own when there is enough to hash.
+   */
+  readonly hashWorker?: () => Promise<MessagePort>;
 }
 
-/** Resolves when `stream` accepts more writes; rejects if it dies first. */
-function drained(stream: tar.Pack | ReturnType<tar.Pack["entry"]>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (stream.destroying || stream.destroyed) {
-      reject(new Error("tar stream closed while writing"));
-      return;
+type TarHeader = Partial<tar.Header> & { name: string; type: tar.Header["type"] };
+
+/**
+ * Tar headers from tar-stream's own encoder (ustar, or a PAX header first for long or non-ASCII
+ * names), without its per-entry stream machinery: a pack whose output is captured per call.
+ */
+interface PackInternals {
+  push(chunk: Uint8Array | null): boolean;
+  _encode(header: TarHeader): void;
+}
+
+class HeaderEncoder {
+  readonly #pack: PackInternals;
+  #out: Uint8Array[] = [];
+
+  constructor() {
+    this.#pack = tar.pack() as unknown as PackInternals;
+    this.#pack.push = (chunk) => {
+      if (chunk !== null) this.#out.push(chunk);
+      return true;
+    };
+  }
+
+  /** The header blocks of one entry, defaults applied as `pack.entry` applies them. */
+  encode(header: TarHeader): Uint8Array[] {
+    const full: TarHeader = {
+      ...header,
+      size: !header.size || header.type === "symlink" ? 0 : header.size,
+      mode: header.mode || (header.type === "directory" ? 0o755 : 0o644),
+      uid: 0,
+      gid: 0,
+    };
+    this.#out = [];
+    this.#pack._encode(full);
+    return this.#out;
+  }
+}
+
+/**
+ * SHA-256 of files whose pieces sit in the staging buffers. `update` returns a ticket; the
+ * piece's memory may be reused once `released(ticket)` resolves.
+ */
+interface Hasher {
+  update(file: number, piece: Uint8Array): number;
+  digest(file: number): Promise<string>;
+  released(ticket: number): Promise<void>;
+  close(): void;
+}
+
+/** Hashes on this thread, at once. */
+class InlineHasher implements Hasher {
+  readonly #hashes = new Map<number, Hash>();
+
+  update(file: number, piece: Uint8Array): number {
+    let hash = this.#hashes.get(file);
+    if (hash === undefined) this.#hashes.set(file, hash = createHash("sha256"));
+    hash.update(piece);
+    return 0;
+  }
+
+  digest(file: number): Promise<string> {
+    const hash = this.#hashes.get(file) ?? createHash("sha256");
+    this.#hashes.delete(file);
+    return Promise.resolve(hash.digest("hex"));
+  }
+
+  released(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  close(): void {}
+}
+
+/** What a hash worker is reached through: the Worker itself or a port to it. */
+interface HashEndpoint {
+  postMessage(message: HashRequest): void;
+  onmessage: ((event: MessageEvent<HashReply>) => void) | null;
+}
+
+/** Starts a hash worker (`_hash_worker.ts`). */
+export function startHashWorker(): Worker {
+  return new Worker(new URL("./_hash_worker.ts", import.meta.url), { type: "module" });
+}
+
+/** Hashes in a hash worker, which answers every request in order. */
+class WorkerHasher implements Hasher {
+  #posted = 0;
+  #answered = 0;
+  #failure: Error | undefined;
+  /** Waiters by ticket, in ticket order (answers arrive in order). */
+  readonly #waiters: Array<{ ticket: number; resolve(): void; reject(error: Error): void }> = [];
+  readonly #digests = new Map<number, { resolve(sha256: string): void; reject(e: Error): void }>();
+
+  constructor(readonly endpoint: HashEndpoint, readonly onClose: () => void) {
+    endpoint.onmessage = (event: MessageEvent<HashReply>) => {
+      const reply = event.data;
+      this.#answered = reply.seq;
+      if (reply.sha256 !== undefined) {
+        this.#digests.get(reply.seq)?.resolve(reply.sha256);
+        this.#digests.delete(reply.seq);
+      }
+      // Bounded by the waiters present.
+      while (this.#waiters.length > 0 && this.#waiters[0]!.ticket <= this.#answered) {
+        this.#waiters.shift()!.resolve();
+      }
+    };
+  }
+
+  /** A hasher on a port from `source`, or on a Worker of its own. */
+  static async open(source: (() => Promise<MessagePort>) | undefined): Promise<WorkerHasher> {
+    if (source !== undefined) {
+      const port = await source();
+      return new WorkerHasher(port as unknown as HashEndpoint, () => port.close());
     }
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", closed);
-      resolve();
+    const worker = startHashWorker();
+    const hasher: WorkerHasher = new WorkerHasher(
+      worker as unknown as HashEndpoint,
+      () => worker.terminate(),
+    );
+    worker.onerror = (event) => {
+      event.preventDefault();
+      hasher.#fail(new Error(`hash worker failed: ${event.message}`));
     };
-    const closed = () => {
-      stream.off("drain", done);
-      reject(new Error("tar stream closed while writing"));
-    };
-    stream.on("drain", done);
-    stream.on("close", closed);
-  });
+    return hasher;
+  }
+
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#failure);
+    for (const digest of this.#digests.values()) digest.reject(this.#failure);
+    this.#digests.clear();
+  }
+
+  #post(request: HashRequest): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    this.endpoint.postMessage(request);
+  }
+
+  update(file: number, piece: Uint8Array): number {
+    const seq = ++this.#posted;
+    const buffer = piece.buffer as SharedArrayBuffer;
+    this.#post({ seq, file, buffer, offset: piece.byteOffset, length: piece.length });
+    return seq;
+  }
+
+  digest(file: number): Promise<string> {
+    const seq = ++this.#posted;
+    const result = new Promise<string>((resolve, reject) => {
+      this.#digests.set(seq, { resolve, reject });
+    });
+    result.catch(() => {}); // awaited when the results are collected
+    this.#post({ seq, file, end: true });
+    return result;
+  }
+
+  released(ticket: number): Promise<void> {
+    if (ticket <= this.#answered) return Promise.resolve();
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => this.#waiters.push({ ticket, resolve, reject }));
+  }
+
+  close(): void {
+    this.onClose();
+    this.#fail(new Error("hash worker closed"));
+  }
 }
 
-function entryDone(
-  pack: tar.Pack,
-  header: Partial<tar.Header> & { name: string },
-): { sink: ReturnType<tar.Pack["entry"]>; done: Promise<void> } {
-  let sink!: ReturnType<tar.Pack["entry"]>;
-  const done = new Promise<void>((resolve, reject) => {
-    sink = pack.entry(header, (error) => (error ? reject(error) : resolve()));
-  });
-  done.catch(() => {}); // awaited later; a destroyed pack must not leave it unhandled meanwhile
-  return { sink, done };
+/**
+ * The archive being built in two staging buffers: one fills (file bytes are read straight into
+ * it and hashed there) while the sink takes the other.
+ */
+class Stager {
+  readonly #buffers: [Uint8Array, Uint8Array];
+  #current: 0 | 1 = 0;
+  #used = 0;
+  #sending: Promise<void> = Promise.resolve();
+  /** The last hash ticket of each buffer: it is not refilled before that piece is hashed. */
+  readonly #tickets: [number, number] = [0, 0];
+  archiveBytes = 0;
+
+  constructor(readonly sink: ChunkSink, readonly hasher: Hasher, bufferBytes: number) {
+    // Shared, so the hash worker reads the pieces where they are.
+    const shared = () => new Uint8Array(new SharedArrayBuffer(bufferBytes));
+    this.#buffers = [shared(), shared()];
+  }
+
+  /** Hashes a piece of the current buffer (before the buffer is refilled). */
+  hash(file: number, piece: Uint8Array): void {
+    const index = piece.buffer === this.#buffers[0].buffer ? 0 : 1;
+    this.#tickets[index] = this.hasher.update(file, piece);
+  }
+
+  #buffer(): Uint8Array {
+    return this.#buffers[this.#current];
+  }
+
+  /** Free space of the current buffer, handing it to the sink first when it is full. */
+  async room(): Promise<Uint8Array> {
+    if (this.#used === this.#buffer().length) await this.flush();
+    return this.#buffer().subarray(this.#used);
+  }
+
+  /** Marks `n` bytes of {@link room} as archive bytes. */
+  commit(n: number): void {
+    this.#used += n;
+  }
+
+  async append(bytes: Uint8Array): Promise<void> {
+    // Bounded: each turn copies at least one byte (room() is never empty).
+    for (let offset = 0; offset < bytes.length;) {
+      const room = await this.room();
+      const n = Math.min(room.length, bytes.length - offset);
+      room.set(bytes.subarray(offset, offset + n));
+      this.commit(n);
+      offset += n;
+    }
+  }
+
+  async zeros(count: number): Promise<void> {
+    // Bounded: each turn zeroes at least one byte.
+    for (let left = count; left > 0;) {
+      const room = await this.room();
+      const n = Math.min(room.length, left);
+      room.fill(0, 0, n);
+      this.commit(n);
+      left -= n;
+    }
+  }
+
+  /** Hands the current buffer to the sink once the other one is back. */
+  async flush(): Promise<void> {
+    await this.#sending;
+    if (this.#used === 0) return;
+    const chunk = this.#buffer().subarray(0, this.#used);
+    this.archiveBytes += this.#used;
+    this.#sending = this.sink(chunk);
+    this.#sending.catch(() => {}); // awaited by the next flush or by settle()
+    this.#current = this.#current === 0 ? 1 : 0;
+    this.#used = 0;
+    await this.hasher.released(this.#tickets[this.#current]);
+  }
+
+  /** Waits for the chunk in flight, whatever its outcome. */
+  async settle(): Promise<void> {
+    await this.#sending.catch(() => {});
+  }
 }
 
 /** Starts one read; a read left pending when packing fails must not become unhandled. */
-function readSome(file: Deno.FsFile, want: number): Promise<Buffer | null> {
-  const buffer = Buffer.from(new ArrayBuffer(want));
-  const read = file.read(buffer).then((n) => (n === null ? null : buffer.subarray(0, n)));
+function readInto(file: Deno.FsFile, into: Uint8Array): Promise<number | null> {
+  const read = file.read(into);
   read.catch(() => {});
   return read;
 }
 
-/** Writes one file's bytes (exactly `sizeBytes`, zero-padded if it shrank); returns its hash. */
+/**
+ * Writes one file's bytes (exactly `sizeBytes`, zero-padded if it shrank) read straight into the
+ * staging buffer; hashes each read while the next one runs. Returns the hash, or short.
+ */
 async function packFile(
-  pack: tar.Pack,
+  stager: Stager,
   entry: SourceEntry & { type: "file" },
   file: Deno.FsFile,
   chunkBytes: number,
-): Promise<{ sha256: string; short: boolean }> {
-  const hash = createHash("sha256");
-  const header = { name: entry.path, type: "file" as const, size: entry.sizeBytes };
-  const { sink, done } = entryDone(pack, {
-    ...header,
-    mode: entry.mode,
-    mtime: new Date(entry.mtimeMs),
-  });
+  fileId: number,
+): Promise<{ sha256: Promise<string>; short: boolean }> {
   let remaining = entry.sizeBytes;
-  let short = false;
-  let next = remaining > 0 ? readSome(file, Math.min(chunkBytes, remaining)) : null;
-  while (next !== null) {
-    const read = await next;
-    if (read === null) short = true;
-    const data = read ?? Buffer.alloc(Math.min(chunkBytes, remaining));
-    remaining -= data.byteLength;
-    if (remaining === 0) next = null;
-    else next = short ? Promise.resolve(null) : readSome(file, Math.min(chunkBytes, remaining));
-    if (!short) hash.update(data);
-    if (!sink.write(data)) await drained(sink);
+  let room = remaining > 0 ? await stager.room() : null;
+  let view = room?.subarray(0, Math.min(chunkBytes, remaining, room.length));
+  let next = view === undefined ? null : readInto(file, view);
+  // Bounded: each turn consumes at least one byte of `remaining` or ends on a short read.
+  while (next !== null && view !== undefined) {
+    const n = await next;
+    if (n === null || n === 0) break;
+    const got = view.subarray(0, n);
+    stager.commit(n);
+    remaining -= n;
+    next = null;
+    // A worker hasher reads `got` while the next read runs; its buffer is not refilled before.
+    stager.hash(fileId, got);
+    if (remaining > 0) {
+      room = await stager.room();
+      view = room.subarray(0, Math.min(chunkBytes, remaining, room.length));
+      next = readInto(file, view);
+    }
   }
-  sink.end(undefined);
-  await done;
-  return { sha256: hash.digest("hex"), short };
+  const sha256 = stager.hasher.digest(fileId);
+  const short = remaining > 0;
+  if (short) await stager.zeros(remaining);
+  await stager.zeros(padding(entry.sizeBytes));
+  return { sha256, short };
+}
+
+function padding(sizeBytes: number): number {
+  const over = sizeBytes % BLOCK_BYTES;
+  return over === 0 ? 0 : BLOCK_BYTES - over;
 }
 
 async function openFile(root: string, path: string): Promise<Deno.FsFile | string> {
@@ -125,13 +364,18 @@ async function openFile(root: string, path: string): Promise<Deno.FsFile | strin
   }
 }
 
-async function produce(pack: tar.Pack, options: PackOptions, result: PackResult) {
+async function produce(stager: Stager, options: PackOptions, result: PackResult) {
+  const hashes: Array<{ path: string; sizeBytes: number; sha256: Promise<string> }> = [];
   const chunkBytes = options.readChunkBytes ?? READ_CHUNK_BYTES;
+  const encoder = new HeaderEncoder();
+  const appendAll = async (blocks: Uint8Array[]) => {
+    for (const block of blocks) await stager.append(block);
+  };
   for (const entry of options.entries) {
     const base = { name: entry.path, mode: entry.mode, mtime: new Date(entry.mtimeMs) };
-    if (entry.type === "dir") await entryDone(pack, { ...base, type: "directory" }).done;
+    if (entry.type === "dir") await appendAll(encoder.encode({ ...base, type: "directory" }));
     if (entry.type === "symlink") {
-      await entryDone(pack, { ...base, type: "symlink", linkname: entry.target }).done;
+      await appendAll(encoder.encode({ ...base, type: "symlink", linkname: entry.target }));
     }
     if (entry.type !== "file") continue;
     const file = await openFile(options.root, entry.path);
@@ -140,14 +384,21 @@ async function produce(pack: tar.Pack, options: PackOptions, result: PackResult)
       continue;
     }
     try {
-      const { sha256, short } = await packFile(pack, entry, file, chunkBytes);
+      await appendAll(encoder.encode({ ...base, type: "file", size: entry.sizeBytes }));
+      const { sha256, short } = await packFile(stager, entry, file, chunkBytes, hashes.length);
       if (short) result.skipped.push({ path: entry.path, reason: "shrank during the backup" });
-      else result.packed.set(entry.path, { sha256, sizeBytes: entry.sizeBytes });
+      hashes.push({ path: entry.path, sizeBytes: short ? -1 : entry.sizeBytes, sha256 });
     } finally {
       file.close();
     }
   }
-  pack.finalize();
+  await stager.zeros(END_OF_ARCHIVE_BYTES);
+  await stager.flush();
+  await stager.flush(); // waits for the last chunk
+  for (const { path, sizeBytes, sha256 } of hashes) {
+    const hex = await sha256;
+    if (sizeBytes >= 0) result.packed.set(path, { sha256: hex, sizeBytes });
+  }
 }
 
 /**
@@ -174,27 +425,20 @@ async function produce(pack: tar.Pack, options: PackOptions, result: PackResult)
  * ```
  */
 export async function packEntries(options: PackOptions): Promise<PackResult> {
-  const pack = tar.pack({ highWaterMark: PACK_BUFFER_BYTES });
+  const fileBytes = options.entries.reduce(
+    (sum, e) => sum + (e.type === "file" ? e.sizeBytes : 0),
+    0,
+  );
+  const hasher = fileBytes >= HASH_WORKER_MIN_BYTES
+    ? await WorkerHasher.open(options.hashWorker)
+    : new InlineHasher();
+  const stager = new Stager(options.sink, hasher, PACK_BUFFER_BYTES / 2);
   const result = { packed: new Map<string, PackedFile>(), skipped: [], archiveBytes: 0 };
-  const consumer = (async () => {
-    for await (const chunk of pack as AsyncIterable<Uint8Array>) {
-      result.archiveBytes += chunk.byteLength;
-      await options.sink(chunk);
-    }
-  })();
-  let sinkError: unknown = undefined;
-  const watched = consumer.catch((error) => {
-    sinkError = error;
-    pack.destroy(error instanceof Error ? error : new Error(String(error)));
-  });
   try {
-    await produce(pack, options, result);
-  } catch (error) {
-    pack.destroy(error instanceof Error ? error : new Error(String(error)));
-    await watched;
-    throw sinkError ?? error;
+    await produce(stager, options, result);
+  } finally {
+    await stager.settle();
+    hasher.close();
   }
-  await watched;
-  if (sinkError !== undefined) throw sinkError;
-  return result;
+  return { ...result, archiveBytes: stager.archiveBytes };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { packEntries } from "./tar_pack.ts";
+import { HASH_WORKER_MIN_BYTES, packEntries } from "./tar_pack.ts";
 import { walkTree } from "./tree_walk.ts";
 import { describeTree, gnuTarList, withTempDir, writeFileWith } from "./_testing.ts";
 
@@ -108,5 +108,37 @@ Deno.test("packEntries() fails with the sink's error instead of hanging", async 
       name: "RangeError",
       message: "channel reset",
     });
+  });
+});
+
+Deno.test("packEntries() hashes a large archive off its thread with every file's hash right", async () => {
+  await withTempDir(async (dir) => {
+    const expected = new Map<string, string>();
+    // Enough bytes for the hash worker, in files of many sizes crossing the staging buffers.
+    for (let i = 0, total = 0; total < HASH_WORKER_MIN_BYTES + (4 << 20); i++) {
+      const size = 1 + ((i * 397_531) % (3 << 20));
+      const bytes = crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)));
+      const body = new Uint8Array(size);
+      for (let o = 0; o < size; o += bytes.length) body.set(bytes.subarray(0, size - o), o);
+      body[size - 1] = i & 0xff;
+      await writeFileWith(`${dir}/f${i}`, body);
+      expected.set(`f${i}`, createHash("sha256").update(body).digest("hex"));
+      total += size;
+    }
+    const { entries } = await walkTree(dir);
+    let archiveBytes = 0;
+    const result = await packEntries({
+      root: dir,
+      entries,
+      sink: (chunk) => {
+        archiveBytes += chunk.byteLength;
+        return Promise.resolve(); // a sink faster than hashing: buffers wait for the hasher
+      },
+    });
+    assert.equal(result.archiveBytes, archiveBytes);
+    assert.deepEqual(
+      new Map([...result.packed].map(([path, file]) => [path, file.sha256])),
+      expected,
+    );
   });
 });
