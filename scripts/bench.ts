@@ -104,10 +104,11 @@ export async function benchHandshake(flow: "fs" | "db", runs = 200): Promise<Ben
   });
   const setupMs = initiator.setupMs ?? [];
   if (setupMs.length !== runs) {
+    const reasons = [initiator, listener].map((side) =>
+      side.outcome?.status === "failed" ? JSON.stringify(side.outcome.reason) : side.error
+    ).filter((reason) => reason !== undefined);
     throw new Error(
-      `handshake-${flow}: ${setupMs.length} of ${runs} runs established (${
-        initiator.error ?? listener.error
-      })`,
+      `handshake-${flow}: ${setupMs.length} of ${runs} runs established: ${reasons.join("; ")}`,
     );
   }
   return { name: `handshake-${flow}`, value: median(setupMs), unit: "ms" };
@@ -121,6 +122,7 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["stp-ring", "tcp-loopback"],
     ["stp-rtt", "tcp-rtt"],
     ["backup-e2e", "tar-pipe"],
+    ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
   ];
   return pairs.flatMap(([over, under]) => {

@@ -47,7 +47,7 @@ export const PAIR_REGION_CONFIG: RegionConfig = {
   blockCount: 32,
   hostCount: 4,
   ioTimeoutMs: 2000,
-  leaseMs: 500,
+  leaseMs: 2000,
   backlogMax: 4,
 };
 
