@@ -14,9 +14,8 @@ import { createJobExecutor } from "../src/app/job_executor.ts";
 import { canonicalPath } from "../src/app/paths.ts";
 import { listSnapshots, openRepository } from "../src/app/repository.ts";
 import { jobRegionConfig } from "../src/app/backup_job.ts";
-import { attachRegion, formatRegion } from "../src/core/stp/region.ts";
-import { regionUsage } from "../src/core/stp/usage.ts";
-import { plainMemory } from "../src/core/stp/memory.ts";
+import { formatRegion } from "../src/core/stp/region.ts";
+import { usageOfBuffer } from "../src/core/stp/usage.ts";
 import type { StorageOccupancy } from "../src/adapters/http.ts";
 import { lanfreeSuites } from "./conformance.ts";
 
@@ -32,19 +31,18 @@ function randomToken(): string {
 }
 
 function occupancyOf(region: SharedArrayBuffer): StorageOccupancy {
-  const layout = attachRegion(region);
-  if (!layout.ok) throw new Error(layout.message);
-  const usage = regionUsage(plainMemory(region), layout.value);
+  const usage = usageOfBuffer(region);
+  if (!usage.ok) throw new Error(usage.message);
+  const { layout, blocks, extents, ports } = usage.value;
+  const inStg = (stg: typeof layout.stgs[number]) => (extent: number) =>
+    extent >= stg.firstExtent && extent < stg.firstExtent + stg.extentCount;
   return {
-    controlBlocks: { total: layout.value.blockCount, inUse: usage.blocks.length },
-    stgs: layout.value.stgs.map((stg) => ({
+    controlBlocks: { total: layout.blockCount, inUse: blocks.length },
+    stgs: layout.stgs.map((stg) => ({
       id: stg.id,
-      lengthBytes: stg.extentCount * layout.value.extentBytes,
-      usedBytes:
-        usage.extents.filter((e) => e >= stg.firstExtent && e < stg.firstExtent + stg.extentCount)
-          .length *
-        layout.value.extentBytes,
-      portsInUse: usage.ports.filter((port) => port.startsWith(`${stg.id}:`)).length,
+      lengthBytes: stg.extentCount * layout.extentBytes,
+      usedBytes: extents.filter(inStg(stg)).length * layout.extentBytes,
+      portsInUse: ports.filter((port) => port.startsWith(`${stg.id}:`)).length,
     })),
   };
 }

@@ -8,9 +8,8 @@
  */
 
 import { formatRegion } from "../core/stp/region.ts";
-import type { RegionConfig, RegionLayout } from "../core/stp/layout.ts";
-import { regionUsage } from "../core/stp/usage.ts";
-import { plainMemory } from "../core/stp/memory.ts";
+import type { RegionConfig } from "../core/stp/layout.ts";
+import { usageOfBuffer } from "../core/stp/usage.ts";
 import type { FailureReason } from "../core/handshake/types.ts";
 import type { Manifest } from "../core/backup/manifest.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
@@ -351,7 +350,7 @@ async function reclaimDeadHosts(region: SharedArrayBuffer): Promise<void> {
   try {
     const deadlineMs = Date.now() + janitor.layout.leaseMs * 2 + 100;
     // Bounded: until nothing is left or the dead hosts' leases have certainly run out.
-    while (janitor.reclaim() >= 0 && Date.now() < deadlineMs && blocksHeld(janitor, region) > 0) {
+    while (janitor.reclaim() >= 0 && Date.now() < deadlineMs && blocksHeld(region) > 0) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   } finally {
@@ -359,10 +358,9 @@ async function reclaimDeadHosts(region: SharedArrayBuffer): Promise<void> {
   }
 }
 
-/** Control blocks held in the region by anyone (the janitor holds none). */
-export function blocksHeld(
-  janitor: { readonly layout: RegionLayout },
-  region: SharedArrayBuffer,
-): number {
-  return regionUsage(plainMemory(region), janitor.layout).blocks.length;
+/** Control blocks held in the region by anyone (a janitor holds none). */
+export function blocksHeld(region: SharedArrayBuffer): number {
+  const usage = usageOfBuffer(region);
+  if (!usage.ok) throw new Error(usage.message);
+  return usage.value.blocks.length;
 }

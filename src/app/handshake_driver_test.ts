@@ -10,9 +10,7 @@ import { createHandshake } from "../core/handshake/mod.ts";
 import { type HandshakeConfig, parseHandshakeConfig } from "../core/handshake/config.ts";
 import type { HandshakeRole } from "../core/handshake/types.ts";
 import { formatRegion } from "../core/stp/region.ts";
-import { regionUsage } from "../core/stp/usage.ts";
-import { plainMemory } from "../core/stp/memory.ts";
-import { attachRegion } from "../core/stp/region.ts";
+import { usageOfBuffer } from "../core/stp/usage.ts";
 import { readFrame, recvExactly, writeFrame } from "../core/wire/frame.ts";
 
 const STG = { id: 1, lengthBytes: 1 << 20 };
@@ -51,9 +49,9 @@ function config(wellKnownPort: number, timeoutMs = 3000): HandshakeConfig {
 }
 
 function blocksInUse(region: SharedArrayBuffer): number {
-  const layout = attachRegion(region);
-  if (!layout.ok) throw new Error(layout.message);
-  return regionUsage(plainMemory(region), layout.value).blocks.length;
+  const usage = usageOfBuffer(region);
+  if (!usage.ok) throw new Error(usage.message);
+  return usage.value.blocks.length;
 }
 
 async function pair(listenerRole: HandshakeRole, initiatorRole: HandshakeRole) {

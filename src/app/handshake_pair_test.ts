@@ -2,9 +2,7 @@ import assert from "node:assert/strict";
 import { PAIR_REGION_CONFIG, runHandshakePair } from "./handshake_pair.ts";
 import { freePortPair } from "./ports.ts";
 import { formatRegion } from "../core/stp/region.ts";
-import { attachRegion } from "../core/stp/region.ts";
-import { plainMemory } from "../core/stp/memory.ts";
-import { regionUsage } from "../core/stp/usage.ts";
+import { usageOfBuffer } from "../core/stp/usage.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
 
 function shortTimeoutRegion(): SharedArrayBuffer {
@@ -14,9 +12,9 @@ function shortTimeoutRegion(): SharedArrayBuffer {
 }
 
 function blocksInUse(region: SharedArrayBuffer): number {
-  const layout = attachRegion(region);
-  if (!layout.ok) throw new Error(layout.message);
-  return regionUsage(plainMemory(region), layout.value).blocks.length;
+  const usage = usageOfBuffer(region);
+  if (!usage.ok) throw new Error(usage.message);
+  return usage.value.blocks.length;
 }
 
 /** Reclaims a dead host's blocks as a live host would once its lease ran out. */

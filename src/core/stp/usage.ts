@@ -7,7 +7,9 @@
 
 import { BlockState, F, stateOf } from "./block.ts";
 import { blockWord, extentWord, PORT_WORDS, portWord, type RegionLayout } from "./layout.ts";
-import type { RegionMemory } from "./memory.ts";
+import { plainMemory, type RegionMemory } from "./memory.ts";
+import { attachRegion } from "./region.ts";
+import { ok, type Result } from "../dispatch/errors.ts";
 
 /** The resources in use in a region. */
 export interface RegionUsage {
@@ -59,4 +61,32 @@ export function regionUsage(memory: RegionMemory, layout: RegionLayout): RegionU
     if (memory.load(extentWord(layout, e)) !== 0) extents.push(e);
   }
   return { blocks, ports, extents };
+}
+
+/**
+ * The usage of the region held in `buffer`, validated first: for tests, metrics and janitors
+ * that hold the region's bytes rather than a host.
+ *
+ * @param buffer the region's bytes
+ * @returns its layout and usage, or the attach failure
+ *
+ * @example
+ * ```ts
+ * import { formatRegion } from "./region.ts";
+ * import { usageOfBuffer } from "./usage.ts";
+ * const buffer = formatRegion({
+ *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
+ *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 100, leaseMs: 100, backlogMax: 2,
+ * });
+ * if (!buffer.ok) throw new Error(buffer.message);
+ * const usage = usageOfBuffer(buffer.value);
+ * console.assert(usage.ok && usage.value.blocks.length === 0);
+ * ```
+ */
+export function usageOfBuffer(
+  buffer: ArrayBufferLike,
+): Result<RegionUsage & { readonly layout: RegionLayout }> {
+  const layout = attachRegion(buffer);
+  if (!layout.ok) return layout;
+  return ok({ ...regionUsage(plainMemory(buffer), layout.value), layout: layout.value });
 }
