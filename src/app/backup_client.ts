@@ -76,7 +76,7 @@ export async function runBackupClient(
   session: Session,
   options: BackupClientOptions,
 ): Promise<BackupClientResult> {
-  const serverFailure = watchForFailure(session);
+  const serverFailure = watchErrorChannel(session);
   try {
     const sourceId = await sourceIdentity(options.source);
     await session.sendMessage("control", {
@@ -160,20 +160,48 @@ async function packAndSend(
   return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
 }
 
-/** Listens on the error channel for the peer's `failed`; remembers its message. */
-export function watchForFailure(session: Session): { reason(): string | undefined } {
+/** What the error channel told so far: the peer's `failed` message, if any. */
+export interface ErrorChannelWatch {
+  /** The peer's failure message, if it has arrived. */
+  reason(): string | undefined;
+  /** Waits up to `waitMs` for the peer's failure message (or the channel's end). */
+  reasonWithin(waitMs: number): Promise<string | undefined>;
+}
+
+/**
+ * Reads the error channel in the background: passes `skipped` reports to `onSkipped` and
+ * remembers the peer's `failed` message. Both sides of a backup use it.
+ */
+export function watchErrorChannel(
+  session: Session,
+  onSkipped: (entry: { path: string; reason: string }) => void = () => {},
+): ErrorChannelWatch {
   let reason: string | undefined;
+  let ended = () => {};
+  const endedOrReported = new Promise<void>((resolve) => (ended = resolve));
   (async () => {
     // Bounded: ends when the channel ends or the peer reports a failure.
-    for (;;) {
+    for (let reports = 0; reports < 10_000_000; reports++) {
       const message = parseSessionMessage(await session.nextMessage("error"));
-      if (message.type === "failed") {
+      if (message.type === "skipped") onSkipped({ path: message.path, reason: message.reason });
+      else if (message.type === "failed") {
         reason = message.message;
         return;
       }
     }
-  })().catch(() => {});
-  return { reason: () => reason };
+  })().catch(() => {}).finally(() => ended());
+  return {
+    reason: () => reason,
+    async reasonWithin(waitMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        endedOrReported,
+        new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
+      ]);
+      clearTimeout(timer);
+      return reason;
+    },
+  };
 }
 
 /** The message of any thrown value. */

@@ -13,7 +13,7 @@ import type { Manifest } from "../core/backup/manifest.ts";
 import { initRepository, latestSnapshot } from "./repository.ts";
 import type { Session } from "./session.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
-import { type BackupProgress, errorText } from "./backup_client.ts";
+import { type BackupProgress, errorText, watchErrorChannel } from "./backup_client.ts";
 
 /** Where the server writes. */
 export interface BackupServerOptions {
@@ -44,7 +44,7 @@ export async function runBackupServer(
   options: BackupServerOptions,
 ): Promise<BackupServerResult> {
   const skipped: Array<{ path: string; reason: string }> = [];
-  const clientFailure = watchErrors(session, skipped);
+  const clientFailure = watchErrorChannel(session, (entry) => skipped.push(entry));
   let writer: Awaited<ReturnType<typeof beginSnapshot>> | undefined;
   try {
     const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
@@ -109,34 +109,3 @@ async function receiveManifest(
 
 /** How long a failing server waits for the client's `failed` report. */
 const CLIENT_REPORT_WAIT_MS = 1_000;
-
-/** Collects the client's skipped reports and remembers a `failed`. */
-function watchErrors(
-  session: Session,
-  skipped: Array<{ path: string; reason: string }>,
-): { reasonWithin(waitMs: number): Promise<string | undefined> } {
-  let reason: string | undefined;
-  let reported = () => {};
-  const reportedOrEnded = new Promise<void>((resolve) => (reported = resolve));
-  (async () => {
-    for (let reports = 0; reports < 10_000_000; reports++) {
-      const message = parseSessionMessage(await session.nextMessage("error"));
-      if (message.type === "skipped") skipped.push({ path: message.path, reason: message.reason });
-      else if (message.type === "failed") {
-        reason = message.message;
-        return;
-      }
-    }
-  })().catch(() => {}).finally(() => reported());
-  return {
-    async reasonWithin(waitMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        reportedOrEnded,
-        new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
-      ]);
-      clearTimeout(timer);
-      return reason;
-    },
-  };
-}
