@@ -39,6 +39,8 @@ export interface SourceOptions {
   readonly hashWorker?: () => Promise<MessagePort>;
   /** A walk of `source` the caller started earlier (fs mode), instead of walking here. */
   readonly walked?: Promise<WalkResult>;
+  /** Test hook: runs after the walk and the plan, before the first file is opened for packing. */
+  readonly beforePack?: () => Promise<void>;
 }
 
 /** A planned snapshot, ready to pack. */
@@ -164,6 +166,7 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
     skipped: found.skipped,
     close: found.close,
     async pack(sink, channel = "none") {
+      await options.beforePack?.();
       const packed = await packEntries({
         root: found.root,
         entries: plan.changed,

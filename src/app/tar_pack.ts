@@ -12,6 +12,8 @@ import tar from "tar-stream";
 import type { PackedFile, SourceEntry } from "../core/backup/plan.ts";
 import type { SkippedEntry } from "./tree_walk.ts";
 import type { HashReply, HashRequest } from "./_hash_worker.ts";
+import type { FileHandle } from "node:fs/promises";
+import { openSourceFile } from "./_source_open.ts";
 
 /**
  * Receives archive chunks in order; the next chunk waits until the promise settles. The chunk's
@@ -305,8 +307,8 @@ class Stager {
 }
 
 /** Starts one read; a read left pending when packing fails must not become unhandled. */
-function readInto(file: Deno.FsFile, into: Uint8Array): Promise<number | null> {
-  const read = file.read(into);
+function readInto(file: FileHandle, into: Uint8Array): Promise<number | null> {
+  const read = file.read(into, 0, into.length, null).then((result) => result.bytesRead);
   read.catch(() => {});
   return read;
 }
@@ -318,7 +320,7 @@ function readInto(file: Deno.FsFile, into: Uint8Array): Promise<number | null> {
 async function packFile(
   stager: Stager,
   entry: SourceEntry & { type: "file" },
-  file: Deno.FsFile,
+  file: FileHandle,
   chunkBytes: number,
   fileId: number,
 ): Promise<{ sha256: Promise<string>; short: boolean }> {
@@ -354,16 +356,6 @@ function padding(sizeBytes: number): number {
   return over === 0 ? 0 : BLOCK_BYTES - over;
 }
 
-async function openFile(root: string, path: string): Promise<Deno.FsFile | string> {
-  try {
-    return await Deno.open(`${root}/${path}`, { read: true });
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "vanished during the backup";
-    if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-    return error instanceof Error ? error.message : String(error);
-  }
-}
-
 async function produce(stager: Stager, options: PackOptions, result: PackResult) {
   const hashes: Array<{ path: string; sizeBytes: number; sha256: Promise<string> }> = [];
   const chunkBytes = options.readChunkBytes ?? READ_CHUNK_BYTES;
@@ -378,18 +370,19 @@ async function produce(stager: Stager, options: PackOptions, result: PackResult)
       await appendAll(encoder.encode({ ...base, type: "symlink", linkname: entry.target }));
     }
     if (entry.type !== "file") continue;
-    const file = await openFile(options.root, entry.path);
-    if (typeof file === "string") {
-      result.skipped.push({ path: entry.path, reason: file });
+    const opened = await openSourceFile(`${options.root}/${entry.path}`, entry);
+    if (!opened.ok) {
+      result.skipped.push({ path: entry.path, reason: opened.reason });
       continue;
     }
+    const file = opened.handle;
     try {
       await appendAll(encoder.encode({ ...base, type: "file", size: entry.sizeBytes }));
       const { sha256, short } = await packFile(stager, entry, file, chunkBytes, hashes.length);
       if (short) result.skipped.push({ path: entry.path, reason: "shrank during the backup" });
       hashes.push({ path: entry.path, sizeBytes: short ? -1 : entry.sizeBytes, sha256 });
     } finally {
-      file.close();
+      await file.close();
     }
   }
   await stager.zeros(END_OF_ARCHIVE_BYTES);

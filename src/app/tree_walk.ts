@@ -43,7 +43,13 @@ function reasonOf(error: unknown): string {
 async function entryOf(root: string, path: string): Promise<SourceEntry | SkippedEntry> {
   try {
     const info = await Deno.lstat(`${root}/${path}`);
-    const meta = { path, mode: (info.mode ?? 0o644) & 0o7777, mtimeMs: info.mtime?.getTime() ?? 0 };
+    const meta = {
+      path,
+      mode: (info.mode ?? 0o644) & 0o7777,
+      mtimeMs: info.mtime?.getTime() ?? 0,
+      dev: info.dev,
+      ino: info.ino ?? undefined,
+    };
     if (info.isFile) return { type: "file", ...meta, sizeBytes: info.size };
     if (info.isDirectory) return { type: "dir", ...meta };
     if (info.isSymlink) {

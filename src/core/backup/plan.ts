@@ -25,6 +25,9 @@ export type SourceEntry =
 export interface SourceMeta {
   readonly mode: number;
   readonly mtimeMs: number;
+  /** Device and inode the walk saw: packing opens only that file under this path. */
+  readonly dev?: number;
+  readonly ino?: number;
 }
 
 /** What the new snapshot must do. */
