@@ -33,6 +33,22 @@ export const HASH_WORKER_MIN_BYTES = 32 << 20;
 const BLOCK_BYTES = 512;
 const END_OF_ARCHIVE_BYTES = 1024;
 
+/**
+ * The archive size packing `entries` makes, before packing starts (a PAX header adds to it when
+ * a name needs one): one header block per entry, file data padded to blocks, the end marker.
+ *
+ * @param entries the entries to pack
+ * @returns the estimated archive bytes
+ */
+export function archiveBytesEstimate(entries: readonly SourceEntry[]): number {
+  let bytes = END_OF_ARCHIVE_BYTES;
+  for (const entry of entries) {
+    bytes += BLOCK_BYTES;
+    if (entry.type === "file") bytes += entry.sizeBytes + padding(entry.sizeBytes);
+  }
+  return bytes;
+}
+
 /** What packing produced. */
 export interface PackResult {
   /** Hash and size of every file archived whole. */
