@@ -17,6 +17,7 @@ import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "./errors.ts";
 import { type ChunkSink, packEntries } from "./tar_pack.ts";
 import { type SkippedEntry, type WalkResult, walkTree } from "./tree_walk.ts";
+import { ownerNames } from "./_owners.ts";
 
 /** Which channel carried the archive, for the manifest's counters. */
 export type ArchiveChannel = "storage" | "network" | "none";
@@ -167,11 +168,13 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
     close: found.close,
     async pack(sink, channel = "none") {
       await options.beforePack?.();
+      const names = await ownerNames();
       const packed = await packEntries({
         root: found.root,
         entries: plan.changed,
         sink,
         hashWorker: options.hashWorker,
+        ownerNames: names,
       });
       const channelBytes: ChannelBytes = { storage: 0, network: 0 };
       if (channel !== "none") channelBytes[channel] = packed.archiveBytes;
@@ -184,6 +187,7 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
         archiveBytes: packed.archiveBytes,
         channelBytes,
         packed: packed.packed,
+        ownerNames: names,
       });
       const fileBytes = [...packed.packed.values()].reduce((sum, f) => sum + f.sizeBytes, 0);
       return {

@@ -49,8 +49,13 @@ async function entryOf(root: string, path: string): Promise<SourceEntry | Skippe
       mtimeMs: info.mtime?.getTime() ?? 0,
       dev: info.dev,
       ino: info.ino ?? undefined,
+      uid: info.uid ?? undefined,
+      gid: info.gid ?? undefined,
     };
-    if (info.isFile) return { type: "file", ...meta, sizeBytes: info.size };
+    if (info.isFile) {
+      const linked = (info.nlink ?? 1) > 1 ? { linkKey: `${info.dev}:${info.ino}` } : {};
+      return { type: "file", ...meta, sizeBytes: info.size, ...linked };
+    }
     if (info.isDirectory) return { type: "dir", ...meta };
     if (info.isSymlink) {
       return { type: "symlink", ...meta, target: await Deno.readLink(`${root}/${path}`) };
