@@ -467,3 +467,69 @@ Deno.test("a version-1 repository (no owners, no offsets) is still restored and 
     assert.equal((await Deno.lstat(`${dir}/out/hello.txt`)).mode! & 0o777, 0o640);
   });
 });
+
+Deno.test("hard links are stored as tar link members and restored as links; alone under --path, as a file", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
+    await writeFileWith(`${dir}/src/a`, "shared bytes");
+    await Deno.link(`${dir}/src/a`, `${dir}/src/b`);
+    await Deno.link(`${dir}/src/a`, `${dir}/src/sub/c`);
+    await writeFileWith(`${dir}/src/d`, "alone");
+    const { snapshot } = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const archive = `${dir}/repo/snapshots/${snapshot}.tar`;
+    const listed = await new Deno.Command("tar", { args: ["-tvf", archive] }).output();
+    const lines = new TextDecoder().decode(listed.stdout);
+    assert.match(lines, /^h.* b link to a$/m);
+    assert.match(lines, /^h.* sub\/c link to a$/m);
+    await Deno.mkdir(`${dir}/gnu`);
+    await new Deno.Command("tar", { args: ["-xf", archive, "-C", `${dir}/gnu`] }).output();
+    assert.equal((await Deno.lstat(`${dir}/gnu/sub/c`)).nlink, 3);
+    await restoreSnapshot({ repo: `${dir}/repo`, snapshot, target: `${dir}/out` });
+    const ino = async (p: string) => (await Deno.lstat(`${dir}/out/${p}`)).ino;
+    assert.equal(await ino("b"), await ino("a"));
+    assert.equal(await ino("sub/c"), await ino("a"));
+    assert.notEqual(await ino("d"), await ino("a"));
+    assert.equal(await Deno.readTextFile(`${dir}/out/sub/c`), "shared bytes");
+    await restoreSnapshot({ repo: `${dir}/repo`, snapshot, target: `${dir}/one`, path: "sub/c" });
+    assert.equal(await Deno.readTextFile(`${dir}/one/sub/c`), "shared bytes");
+    assert.equal((await verifyRepository(`${dir}/repo`)).ok, true);
+    const again = await runLocalBackup({
+      source: `${dir}/src`,
+      repo: `${dir}/repo`,
+      incremental: true,
+    });
+    assert.equal(again.files, 0, "an unchanged link group is not archived again");
+  });
+});
+
+Deno.test("--path reads only the member it restores, at the offset the manifest keeps", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src/docs`, { recursive: true });
+    await writeFileWith(`${dir}/src/big.bin`, new Uint8Array(16 << 20).fill(1));
+    await writeFileWith(`${dir}/src/docs/small.txt`, "the one file wanted");
+    await writeFileWith(`${dir}/src/zzz.bin`, new Uint8Array(4 << 20).fill(2));
+    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    let bytesRead = 0;
+    await restoreSnapshot({
+      repo: `${dir}/repo`,
+      snapshot: "latest",
+      target: `${dir}/out`,
+      path: "docs/small.txt",
+      openArchive: async (path) => {
+        const file = await Deno.open(path);
+        return {
+          read: async (into, position) => {
+            await file.seek(position, Deno.SeekMode.Start);
+            const n = (await file.read(into)) ?? 0;
+            bytesRead += n;
+            return n;
+          },
+          close: () => file.close(),
+        };
+      },
+    });
+    assert.equal(await Deno.readTextFile(`${dir}/out/docs/small.txt`), "the one file wanted");
+    assert.ok(bytesRead > 0, "the archive was read through the given reader");
+    assert.ok(bytesRead < 64 << 10, `read ${bytesRead} bytes of a 20 MiB archive`);
+  });
+});
