@@ -59,6 +59,11 @@ export function writeFailure(path: string, error: unknown): RestoreError {
 
 async function effectiveUid(): Promise<number | undefined> {
   try {
+    return Deno.uid() ?? undefined; // needs --allow-sys=uid
+  } catch {
+    // fall through: /proc/self needs --allow-all under Deno's permissions
+  }
+  try {
     const status = await Deno.readTextFile("/proc/self/status");
     const line = status.split("\n").find((l) => l.startsWith("Uid:"));
     const uid = Number(line?.split(/\s+/)[2]);

@@ -57,6 +57,16 @@ function reasonOfOpenError(error: unknown): string {
 }
 
 /**
+ * Whether `path` is a symlink now. Under granular permissions (anything but `--allow-all`) Deno
+ * resolves symlinks itself to check the path and then opens the resolved path, so `O_NOFOLLOW`
+ * cannot refuse a link there: the inode comparison is what keeps the link's target out, and
+ * this says why the inode differs.
+ */
+async function isSymlinkNow(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then((info) => info.isSymlink, () => false);
+}
+
+/**
  * Opens `root/seen.path` for reading if it is the regular file the walk saw.
  *
  * @param fullPath the file's path (root joined with the entry path)
@@ -92,6 +102,12 @@ export async function openSourceFile(fullPath: string, seen: SeenFile): Promise<
     }
   } catch (error) {
     reason = reasonOfOpenError(error);
+  }
+  if (reason !== undefined && (await isSymlinkNow(fullPath))) {
+    reason = "changed type during the backup (now a symlink)";
+  }
+  if (reason === undefined && seen.ino === undefined && (await isSymlinkNow(fullPath))) {
+    reason = "changed type during the backup (now a symlink)";
   }
   if (reason !== undefined || stat === undefined) {
     await handle.close().catch(() => {});
