@@ -36,7 +36,17 @@ errors go over TCP on 127.0.0.1, file data through the shared storage region.
   --region-mib N        size of the storage region (default 64; 0 attaches none)
   --control-blocks N    control blocks in the region (default 64)
   --json                print one JSON summary on stdout
-  --help                this text`;
+  --help                this text
+
+Exit status (restic's convention):
+  0    the snapshot was made and holds every entry of the source
+  1    no snapshot was made (the source, the repository or the channels failed)
+  2    bad usage (unknown flag, bad value)
+  3    the snapshot was made, but some files could not be read and are not in it (they are
+       listed as skipped, with the reason, in the summary and in --json)`;
+
+/** Exit status: a snapshot was made but some files could not be read (restic's convention). */
+export const EXIT_INCOMPLETE = 3;
 
 const OptionsSchema = z.strictObject({
   source: z.string().min(1),
@@ -117,42 +127,79 @@ async function checkSource(source: string, mode: "fs" | "db"): Promise<void> {
   if (mode === "db" && !info.isFile) throw new Error(`database ${source} is not a file`);
 }
 
+/** What the progress display shows: done and total in one unit, and the percentage. */
+export interface ProgressText {
+  readonly done: number;
+  readonly total: number;
+  readonly unit: string;
+  readonly percent: number;
+}
+
+const PROGRESS_UNITS: ReadonlyArray<readonly [string, number]> = [
+  ["GB", 1e9],
+  ["MB", 1e6],
+  ["KB", 1e3],
+];
+
+/**
+ * The numbers a progress bar or line shows: done and total in the one unit that gives the total
+ * at least two digits; the total is never below what was already sent (the planned total is an
+ * estimate of the archive, made before the bar starts), and 100% means everything was sent.
+ *
+ * @param progress bytes sent and the total planned
+ * @returns done and total in one unit, and the percentage
+ *
+ * @example Half of 1 MB
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { progressText } from "./backup.ts";
+ * assert.deepEqual(progressText({ files: 1, bytes: 500_000, totalBytes: 1_000_000 }), {
+ *   done: 500, total: 1000, unit: "KB", percent: 50,
+ * });
+ * ```
+ */
+export function progressText(progress: BackupProgress): ProgressText {
+  const totalBytes = Math.max(progress.totalBytes, progress.bytes, 1);
+  const [unit, scale] = PROGRESS_UNITS.find(([, size]) => totalBytes / size >= 10) ?? ["B", 1];
+  const percent = Math.floor((100 * progress.bytes) / totalBytes);
+  return {
+    done: Math.floor(progress.bytes / scale),
+    total: Math.ceil(totalBytes / scale),
+    unit,
+    percent,
+  };
+}
+
 /** Progress once the job has run for a second: a bar on a terminal, plain lines otherwise. */
 function progressReporter(mode: "bar" | "lines" | "none") {
   const startedMs = performance.now();
   const linesEveryMs = 2000;
   let lastLineMs = 0;
   let bar: cliProgress.SingleBar | undefined;
-  const megabytes = (bytes: number) => Math.round(bytes / 1e6);
   return {
     update(progress: BackupProgress) {
       const nowMs = performance.now();
       if (mode === "none" || nowMs - startedMs < 1000) return;
-      const total = Math.max(1, megabytes(progress.totalBytes));
+      const text = progressText(progress);
       if (mode === "lines") {
         if (nowMs - lastLineMs < linesEveryMs) return;
         lastLineMs = nowMs;
-        const percent = Math.min(
-          100,
-          Math.round((100 * progress.bytes) / Math.max(1, progress.totalBytes)),
-        );
         console.error(
-          `backup: ${
-            megabytes(progress.bytes)
-          } of ${total} MB (${percent}%), ${progress.files} files`,
+          `backup: ${text.done} of ${text.total} ${text.unit} (${text.percent}%), ` +
+            `${progress.files} files`,
         );
         return;
       }
       if (bar === undefined) {
         bar = new cliProgress.SingleBar({
           stream: process.stderr,
-          format: "backup {bar} {percentage}% | {value}/{total} MB | {files} files",
+          format: "backup {bar} {percentage}% | {value}/{total} {unit} | {files} files",
           hideCursor: true,
         }, cliProgress.Presets.shades_classic);
-        bar.start(total, 0, { files: progress.files });
+        bar.start(text.total, 0, { files: progress.files, unit: text.unit });
       }
-      bar.setTotal(total);
-      bar.update(Math.min(total, megabytes(progress.bytes)), { files: progress.files });
+      bar.setTotal(text.total);
+      bar.update(Math.min(text.total, text.done), { files: progress.files, unit: text.unit });
     },
     stop: () => bar?.stop(),
   };
@@ -213,7 +260,7 @@ async function main(): Promise<number> {
   }
   if (options.json) console.log(JSON.stringify(summary));
   else printSummary(summary, options.repo);
-  return 0;
+  return summary.skipped.length > 0 ? EXIT_INCOMPLETE : 0;
 }
 
 if (import.meta.main) {

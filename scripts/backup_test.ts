@@ -100,3 +100,38 @@ Deno.test("bad input gives one clear line naming the thing, a non-zero exit and 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("progress never shows more done than the total, in one unit, below 100% until the end", async () => {
+  const { progressText } = await import("./backup.ts");
+  // Many small files: 36 MB of archive (headers, padding) sent for 1 MB of planned file bytes.
+  const small = progressText({ files: 70_000, bytes: 36_000_000, totalBytes: 1_000_000 });
+  assert.ok(small.done <= small.total, `${small.done} of ${small.total} ${small.unit}`);
+  const half = progressText({ files: 3, bytes: 500_000, totalBytes: 1_000_000 });
+  assert.deepEqual([half.done, half.total, half.percent], [500, 1000, 50]);
+  assert.equal(half.unit, "KB");
+  const start = progressText({ files: 1, bytes: 0, totalBytes: 3_000_000_000 });
+  assert.deepEqual([start.done, start.total, start.unit, start.percent], [0, 3000, "MB", 0]);
+  const almost = progressText({ files: 1, bytes: 999_999, totalBytes: 1_000_000 });
+  assert.ok(almost.percent < 100, "100% only when everything is sent");
+  assert.equal(progressText({ files: 0, bytes: 0, totalBytes: 0 }).total > 0, true);
+});
+
+Deno.test("a backup that made a snapshot but could not read some files exits 3 and its JSON lists them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-cli-" });
+  try {
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.writeTextFile(`${dir}/src/ok.txt`, "fine");
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/src/pipe`] }).output();
+    assert.ok(made.success);
+    const run = await runBackup("--source", `${dir}/src`, "--repo", `${dir}/repo`, "--json");
+    assert.equal(run.code, 3, run.stderr);
+    const summary = JSON.parse(run.stdout);
+    assert.deepEqual(summary.skipped.map((s: { path: string }) => s.path), ["pipe"]);
+    assert.equal(summary.files, 1);
+    const help = await runBackup("--help");
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^ +3 +.*could not be read/m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { restoreSnapshot } from "../src/app/restore.ts";
+import { IncompleteRestore, restoreSnapshot } from "../src/app/restore.ts";
 import {
   consoleIo,
   EXIT_USAGE,
@@ -16,10 +16,24 @@ import {
 } from "../src/app/_cli_support.ts";
 
 const USAGE = `usage: deno task restore --repo DIR --snapshot ID|latest --target DIR
-                         [--path SUBPATH] [--overwrite] [--json] [--help]
+                         [--path SUBPATH] [--overwrite] [--same-permissions] [--json] [--help]
 
 Restores snapshot ID (or the latest) from repository DIR into the target directory (created if
-missing; a non-empty target is refused unless --overwrite). --path restores one file or subtree.`;
+missing; a non-empty target is refused unless --overwrite). --path restores one file or subtree.
+
+Every file is written under a temporary name and gets its real name only once its size and
+SHA-256 match the manifest. A file that cannot be restored (a damaged archive member, a full
+disk) is reported with its path and whether the repository or the target is at fault; every
+other file is restored.
+
+  --same-permissions, --preserve
+                 also restore setuid, setgid and sticky bits (as GNU tar -p); without it only
+                 the rwx bits are restored, as GNU tar does without -p
+  Owners (user and group, by name when the name exists here, else by id) are restored when
+  running as root, as tar does.
+
+Exit status: 0 everything restored; 1 nothing or not everything restored (each entry that was
+not is listed); 2 bad usage.`;
 
 const OPTIONS = {
   repo: { type: "string" },
@@ -27,6 +41,8 @@ const OPTIONS = {
   target: { type: "string" },
   path: { type: "string" },
   overwrite: { type: "boolean" },
+  "same-permissions": { type: "boolean" },
+  preserve: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean" },
 } as const;
@@ -71,6 +87,7 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
       target: values.target!,
       path: values.path,
       overwrite: values.overwrite ?? false,
+      preservePermissions: (values["same-permissions"] ?? false) || (values.preserve ?? false),
     });
     if (values.json) io.out(JSON.stringify(summary));
     else {
@@ -85,6 +102,12 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     }
     return 0;
   } catch (error) {
+    if (error instanceof IncompleteRestore) {
+      if (values.json) io.out(JSON.stringify({ ...error.summary, ok: false }));
+      for (const problem of error.summary.problems) {
+        io.err(`not restored (${problem.side}): ${problem.message}`);
+      }
+    }
     return reportFailure(error, io);
   }
 }

@@ -92,3 +92,57 @@ Deno.test("restore CLI gives one clear line, no stack trace and a non-zero exit 
     await assert.rejects(Deno.lstat(`${dir}/t`), Deno.errors.NotFound);
   });
 });
+
+Deno.test("a restore killed with kill -9 midway leaves no cut-off file under a real name; a rerun completes it", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src`);
+    for (let i = 0; i < 6; i++) {
+      await writeFileWith(`${dir}/src/big${i}`, new Uint8Array(24 << 20).fill(i + 1));
+    }
+    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        SCRIPT,
+        "--repo",
+        `${dir}/repo`,
+        "--snapshot",
+        "latest",
+        "--target",
+        `${dir}/out`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // Wait (bounded) until a file is being written, then kill the process outright.
+    let partialSeen = false;
+    for (let tries = 0; tries < 3000 && !partialSeen; tries++) {
+      const names = await Array.fromAsync(Deno.readDir(`${dir}/out`)).catch(() => []);
+      partialSeen = names.some((e) => e.name.endsWith(".partial"));
+      if (!partialSeen) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    child.kill("SIGKILL");
+    const status = await child.status;
+    assert.ok(partialSeen, "the restore was caught while writing a file");
+    assert.equal(status.signal, "SIGKILL", "the restore was killed, not finished");
+    for await (const entry of Deno.readDir(`${dir}/out`)) {
+      if (entry.name.endsWith(".partial")) continue;
+      const size = (await Deno.stat(`${dir}/out/${entry.name}`)).size;
+      assert.equal(size, 24 << 20, `${entry.name} under its real name is whole`);
+    }
+    const rerun = await cli(
+      "--repo",
+      `${dir}/repo`,
+      "--snapshot",
+      "latest",
+      "--target",
+      `${dir}/out`,
+      "--overwrite",
+    );
+    assert.equal(rerun.code, 0, rerun.err);
+    const real = (await describeTree(`${dir}/out`)).filter((e) => !e.path.endsWith(".partial"));
+    assert.deepEqual(real, await describeTree(`${dir}/src`));
+  });
+});

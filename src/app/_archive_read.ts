@@ -10,7 +10,16 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import tar from "tar-stream";
 import type { FileEntry } from "../core/backup/manifest.ts";
+import fs from "node:fs";
+import { pathToBytes } from "../core/backup/path_rules.ts";
 import { RestoreError } from "./errors.ts";
+import {
+  type ArchiveReader,
+  MemberError,
+  readMemberHead,
+  readSparseMap,
+  type SparseMap,
+} from "./_tar_member.ts";
 
 /** Size of one archive read. */
 const ARCHIVE_READ_BYTES = 1 << 20;
@@ -39,12 +48,13 @@ function drained(stream: tar.Extract): Promise<void> {
 }
 
 async function feed(path: string, extract: tar.Extract): Promise<void> {
-  const file = await Deno.open(path, { read: true });
+  const file = await openArchive(path);
   try {
-    for (let reads = 0; reads < Number.MAX_SAFE_INTEGER; reads++) {
+    for (let reads = 0, at = 0; reads < Number.MAX_SAFE_INTEGER; reads++) {
       const buffer = Buffer.from(new ArrayBuffer(ARCHIVE_READ_BYTES));
-      const n = await file.read(buffer);
-      if (n === null) break;
+      const n = await file.read(buffer, at);
+      if (n === 0) break;
+      at += n;
       if (!extract.write(buffer.subarray(0, n))) await drained(extract);
     }
     extract.end(undefined);
@@ -135,5 +145,88 @@ export async function checkedBody(
   }
   if (hash.digest("hex") !== entry.sha256) {
     throw new RestoreError("hash-mismatch", `${name}: SHA-256 does not match the manifest`);
+  }
+}
+
+/** One piece of a member's stored bytes: hashed always, written at `position` when given. */
+export interface MemberPiece {
+  readonly bytes: Uint8Array;
+  readonly position?: number;
+}
+
+/** Opens an archive for positional reads; it must be a regular file (never blocks on a FIFO). */
+export async function openArchive(path: string): Promise<ArchiveReader> {
+  const handle = await fs.promises.open(path, fs.constants.O_RDONLY | ARCHIVE_NONBLOCK);
+  const stat = await handle.stat();
+  if (!stat.isFile()) {
+    await handle.close();
+    throw new RestoreError("read-failed", `archive ${path} is not a regular file`);
+  }
+  return {
+    read: async (into, position) => (await handle.read(into, 0, into.length, position)).bytesRead,
+    close: () => void handle.close().catch(() => {}),
+  };
+}
+
+/** O_NONBLOCK (the same value on x86_64 and aarch64). */
+const ARCHIVE_NONBLOCK = 0o4000;
+
+/**
+ * Reads the member of `entry` at its offset: checks its header names `memberPath`, then yields
+ * its stored bytes (a sparse member's map is yielded without a position: hashed, not written).
+ *
+ * @param reader the archive
+ * @param offset the member's first header block
+ * @param memberPath the entry path the member must carry
+ * @returns the member's real size and its pieces
+ * @throws {MemberError} when the headers are damaged or name another member
+ */
+export async function openMember(
+  reader: ArchiveReader,
+  offset: number,
+  memberPath: string,
+): Promise<{ realSize: number; storedBytes: number; pieces: AsyncIterable<MemberPiece> }> {
+  const head = await readMemberHead(reader, offset);
+  const wanted = pathToBytes(memberPath);
+  if (head.name.length !== wanted.length || head.name.some((b, i) => b !== wanted[i])) {
+    throw new MemberError(`the member at byte ${offset} is not ${JSON.stringify(memberPath)}`);
+  }
+  if (head.typeFlag !== "0") {
+    throw new MemberError(`the member at byte ${offset} is not a file (type ${head.typeFlag})`);
+  }
+  const sparse = head.sparseRealSize === undefined ? undefined : await readSparseMap(reader, head);
+  const segments: SparseMap = sparse?.map ?? [[0, head.storedBytes]];
+  async function* pieces(): AsyncGenerator<MemberPiece> {
+    let at = head.dataOffset;
+    if (sparse !== undefined) {
+      const map = new Uint8Array(sparse.mapBytes);
+      await readFully(reader, map, at);
+      yield { bytes: map };
+      at += sparse.mapBytes;
+    }
+    for (const [position, length] of segments) {
+      // Bounded: each turn reads one chunk of the segment.
+      for (let done = 0; done < length;) {
+        const chunk = new Uint8Array(Math.min(ARCHIVE_READ_BYTES, length - done));
+        await readFully(reader, chunk, at);
+        yield { bytes: chunk, position: position + done };
+        at += chunk.length;
+        done += chunk.length;
+      }
+    }
+  }
+  return {
+    realSize: head.sparseRealSize ?? head.storedBytes,
+    storedBytes: head.storedBytes,
+    pieces: pieces(),
+  };
+}
+
+async function readFully(reader: ArchiveReader, into: Uint8Array, position: number) {
+  // Bounded: each turn reads at least one byte or throws.
+  for (let at = 0; at < into.length;) {
+    const n = await reader.read(into.subarray(at), position + at);
+    if (n === 0) throw new MemberError(`archive ends at byte ${position + at}`);
+    at += n;
   }
 }

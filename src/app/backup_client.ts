@@ -16,6 +16,7 @@ import {
 import type { Session } from "./session.ts";
 import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
 import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
+import { archiveBytesEstimate } from "./tar_pack.ts";
 
 /** What the client backs up. */
 export interface BackupClientOptions {
@@ -34,7 +35,7 @@ export interface BackupClientOptions {
   readonly walked?: Promise<WalkResult>;
 }
 
-/** How far a backup got: files planned, archive bytes sent, file bytes planned. */
+/** How far a backup got: files planned, archive bytes sent, archive bytes expected. */
 export interface BackupProgress {
   readonly files: number;
   readonly bytes: number;
@@ -131,10 +132,8 @@ async function packAndSend(
   };
   await reportSkipped(prepared.skipped);
   const files = prepared.plan.changed.length;
-  const totalBytes = prepared.plan.changed.reduce(
-    (sum, e) => sum + (e.type === "file" ? e.sizeBytes : 0),
-    0,
-  );
+  // Archive bytes, like `bytes`: the bar's total is known before it starts.
+  const totalBytes = archiveBytesEstimate(prepared.plan.changed);
   let bytes = 0;
   let lastProgressMs = 0;
   const everyMs = options.progressEveryMs ?? 250;

@@ -92,7 +92,15 @@ export async function copyDatabase(dbPath: string, nowMs = Date.now()): Promise<
     const mode = (info.mode ?? 0o644) & 0o7777;
     return {
       root,
-      entry: { type: "file", path: name, sizeBytes: info.size, mode, mtimeMs: nowMs },
+      entry: {
+        type: "file",
+        path: name,
+        sizeBytes: info.size,
+        mode,
+        mtimeMs: nowMs,
+        dev: info.dev,
+        ino: info.ino ?? undefined,
+      },
       remove,
     };
   } catch (error) {

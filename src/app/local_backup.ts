@@ -40,6 +40,8 @@ export interface LocalBackupOptions {
   readonly channel?: ArchiveChannel;
   /** How long to wait for another backup's lock. */
   readonly lockWaitMs?: number;
+  /** Test hook: runs between the walk (scan) and packing. */
+  readonly beforePack?: () => Promise<void>;
 }
 
 /** What a backup did. */
@@ -123,6 +125,7 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       sourceId,
       snapshotId: writer.id,
       parent: parentJson,
+      beforePack: options.beforePack,
     });
     const extra = options.sink;
     const packed = await prepared.pack(async (chunk) => {

@@ -1,17 +1,18 @@
 /**
  * Restores a snapshot (applying its incremental chain) into a target directory: directories
- * first, then file bytes archive by archive (every SHA-256 checked while writing), then
- * symlinks, then directory modes and mtimes deepest first. Only paths from the validated
- * manifest are written, never through a symlink, never outside the target.
+ * first, then file bytes archive by archive (each member read at the offset its manifest keeps,
+ * every SHA-256 checked before the file gets its real name), then hard links and symlinks, then
+ * directory modes and mtimes deepest first. Only paths from the validated manifest are written,
+ * never through a symlink, never outside the target. A file that cannot be restored (a damaged
+ * member, a full disk) is reported with its path and the rest is restored.
  *
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, planRestore, type RestorePlan } from "../core/backup/chain.ts";
+import { CHAIN_LENGTH_MAX, planRestore } from "../core/backup/chain.ts";
 import type { FileEntry, Manifest, ManifestEntry } from "../core/backup/manifest.ts";
-import { parentPath } from "../core/backup/path_rules.ts";
-import { checkedBody, readArchiveFiles } from "./_archive_read.ts";
-import { RestoreError } from "./errors.ts";
+import { type MemberPiece, openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
+import { BackupError, RestoreError } from "./errors.ts";
 import {
   openRepository,
   readManifest,
@@ -19,6 +20,9 @@ import {
   type Repository,
   resolveSnapshot,
 } from "./repository.ts";
+import type { ArchiveReader } from "./_tar_member.ts";
+import { type RestoreHooks, TargetWriter } from "./_restore_target.ts";
+import { createHash } from "node:crypto";
 
 /** Options of {@link restoreSnapshot}. */
 export interface RestoreOptions {
@@ -32,6 +36,24 @@ export interface RestoreOptions {
   readonly path?: string;
   /** Allow a non-empty target (existing entries in the way are replaced). */
   readonly overwrite?: boolean;
+  /**
+   * Keep setuid, setgid and sticky bits (GNU tar's `--same-permissions`/`--preserve`). Without
+   * it only the rwx bits are restored, as GNU tar does without `-p`.
+   */
+  readonly preservePermissions?: boolean;
+  /** How archives are opened (tests count the bytes read through it). */
+  readonly openArchive?: (path: string) => Promise<ArchiveReader>;
+  /** Test hooks (swapping things in the target mid-restore). */
+  readonly hooks?: RestoreHooks;
+}
+
+/** One entry that could not be restored, and on which side the fault lies. */
+export interface RestoreProblem {
+  readonly path: string;
+  /** `repository`: the archive could not be read or is damaged; `target`: it could not be written. */
+  readonly side: "repository" | "target";
+  readonly code: string;
+  readonly message: string;
 }
 
 /** What a restore did. */
@@ -42,7 +64,12 @@ export interface RestoreSummary {
   readonly symlinks: number;
   readonly bytes: number;
   readonly seconds: number;
+  /** Entries not restored (empty when everything was). */
+  readonly problems: RestoreProblem[];
 }
+
+/** Most problems listed in one restore's report (the count is always exact). */
+export const RESTORE_PROBLEMS_LISTED_MAX = 1000;
 
 /** Loads `manifest` and its ancestors, by id. */
 async function loadChain(repo: Repository, manifest: Manifest): Promise<Map<string, Manifest>> {
@@ -59,7 +86,7 @@ async function loadChain(repo: Repository, manifest: Manifest): Promise<Map<stri
 async function prepareTarget(
   target: string,
   overwrite: boolean,
-): Promise<{ root: string; fresh: boolean }> {
+): Promise<{ root: string; fresh: boolean; identity: { dev: number; ino: number } }> {
   await Deno.mkdir(target, { recursive: true });
   const info = await Deno.lstat(target);
   if (!info.isDirectory) {
@@ -76,176 +103,191 @@ async function prepareTarget(
       `target ${target} is not empty (use overwrite to restore into it)`,
     );
   }
-  return { root: await Deno.realPath(target), fresh };
+  const root = await Deno.realPath(target);
+  const real = await Deno.lstat(root);
+  return { root, fresh, identity: { dev: real.dev, ino: real.ino ?? -1 } };
 }
 
-/** File bytes read from the archive and not yet written: reading waits above this. */
-const WRITE_BACKLOG_BYTES = 16 << 20;
-/** Files being finished (written, timed, closed, moded) behind the reader at most. */
-const FILES_IN_FLIGHT_MAX = 16;
+/** A file to write, and the member that holds its bytes. */
+interface FileJob {
+  readonly entry: FileEntry;
+  /** The member's path and offset (a hard link restored alone reads its primary's member). */
+  readonly member: { readonly path: string; readonly offset?: number };
+}
 
-/**
- * Writes into `root` only: checks every parent, never follows a symlink already there. A file's
- * bytes are written behind the archive reader (bounded by {@link WRITE_BACKLOG_BYTES} and
- * {@link FILES_IN_FLIGHT_MAX}), so reading and hashing the next entry overlap the writes;
- * {@link TargetWriter.drain} waits for them all and reports the first failure.
- */
-class TargetWriter {
-  readonly #dirs = new Set<string>([""]);
-  readonly #inFlight = new Set<Promise<void>>();
-  #backlogBytes = 0;
-  #backlogWaiter: (() => void) | undefined;
-  #failure: unknown = undefined;
-  constructor(readonly root: string, readonly fresh: boolean) {}
-
-  full(path: string): string {
-    return `${this.root}/${path}`;
-  }
-
-  /** Makes room for a new entry at `path`: its parent must be a directory we verified. */
-  async clear(path: string, keepDir: boolean): Promise<"absent" | "dir"> {
-    if (!this.#dirs.has(parentPath(path))) {
-      throw new RestoreError(
-        "unsafe-path",
-        `entry ${JSON.stringify(path)}: its parent is not a restored directory`,
-      );
+/** Data jobs by archive, and hard links to make once the files are written. */
+function fileJobs(manifest: Manifest, entries: readonly ManifestEntry[]) {
+  const selected = new Map(entries.map((e) => [e.path, e]));
+  const all = new Map(manifest.entries.map((e) => [e.path, e]));
+  const byArchive = new Map<string, FileJob[]>();
+  const links: Array<readonly [string, string]> = [];
+  const standIns = new Map<string, string>();
+  const add = (job: FileJob) => {
+    const jobs = byArchive.get(job.entry.data) ?? [];
+    if (jobs.length === 0) byArchive.set(job.entry.data, jobs);
+    jobs.push(job);
+  };
+  for (const entry of entries) {
+    if (entry.type !== "file") continue;
+    const primary = entry.hardlink === undefined ? undefined : all.get(entry.hardlink);
+    if (primary === undefined || primary.type !== "file" || primary.hardlink !== undefined) {
+      add({ entry, member: { path: entry.path, offset: entry.offset } });
+    } else if (selected.has(primary.path)) links.push([entry.path, primary.path]);
+    else if (standIns.has(primary.path)) links.push([entry.path, standIns.get(primary.path)!]);
+    else {
+      // Its other names are outside the restored set: restored as a file from the primary's bytes.
+      standIns.set(primary.path, entry.path);
+      add({ entry, member: { path: primary.path, offset: primary.offset } });
     }
-    if (this.fresh) return "absent";
-    const info = await Deno.lstat(this.full(path)).catch(() => null);
-    if (info === null) return "absent";
-    if (keepDir && info.isDirectory) return "dir";
-    await Deno.remove(this.full(path), { recursive: true });
-    return "absent";
   }
+  return { byArchive, links };
+}
 
-  async dir(entry: ManifestEntry): Promise<void> {
-    if ((await this.clear(entry.path, true)) === "absent") {
-      await Deno.mkdir(this.full(entry.path), { mode: 0o700 });
-    }
-    this.#dirs.add(entry.path);
+/** Hashes the pieces as they pass; after the last, checks size and SHA-256 against the entry. */
+async function* checkedPieces(
+  entry: FileEntry,
+  snapshot: string,
+  pieces: AsyncIterable<MemberPiece>,
+): AsyncGenerator<MemberPiece> {
+  const hash = createHash("sha256");
+  let sizeBytes = 0;
+  for await (const piece of pieces) {
+    hash.update(piece.bytes);
+    sizeBytes += piece.bytes.length;
+    yield piece;
   }
+  const stored = entry.sparse?.storedBytes ?? entry.sizeBytes;
+  const name = `file ${JSON.stringify(entry.path)} (snapshot ${snapshot})`;
+  if (sizeBytes !== stored) {
+    throw new RestoreError("size-mismatch", `${name}: ${sizeBytes} bytes, manifest says ${stored}`);
+  }
+  if (hash.digest("hex") !== entry.sha256) {
+    throw new RestoreError("hash-mismatch", `${name}: SHA-256 does not match the manifest`);
+  }
+}
 
-  async file(entry: FileEntry, snapshot: string, body: AsyncIterable<Uint8Array>): Promise<void> {
-    this.#throwIfFailed();
-    await this.clear(entry.path, false);
-    const path = this.full(entry.path);
-    const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-    // The file's writes, in order, behind the reader; each chunk leaves the backlog once written.
-    let written: Promise<void> = Promise.resolve();
-    const discard = async () => {
-      await written.catch(() => {});
-      file.close();
-      await Deno.remove(path).catch(() => {});
-    };
-    try {
-      await checkedBody(entry, snapshot, body, async (chunk) => {
-        await this.#roomFor(chunk.byteLength);
-        this.#backlogBytes += chunk.byteLength;
-        written = written.then(() => writeAll(file, chunk)).finally(() => {
-          this.#backlogBytes -= chunk.byteLength;
-          this.#wakeReader();
-        });
-        written.catch(() => {}); // awaited by the finishing step or by discard()
-      });
-    } catch (error) {
-      await discard();
+/** Records problems: typed errors by side, anything else is a lanfree bug and propagates. */
+class Problems {
+  readonly list: RestoreProblem[] = [];
+  count = 0;
+
+  add(path: string, error: unknown): void {
+    if (
+      !(error instanceof BackupError) && !(error instanceof Error && error.name === "MemberError")
+    ) {
       throw error;
     }
-    // Modes and mtimes are set once the file is complete, still behind the reader.
-    const finishing = written.then(async () => {
-      await file.utime(entry.mtimeMs / 1000, entry.mtimeMs / 1000);
-      file.close();
-      await Deno.chmod(path, entry.mode);
-    }).catch(async (error) => {
-      this.#failure ??= error;
-      await discard().catch(() => {});
-    });
-    this.#inFlight.add(finishing);
-    finishing.finally(() => this.#inFlight.delete(finishing));
-    if (this.#inFlight.size >= FILES_IN_FLIGHT_MAX) await Promise.race(this.#inFlight);
-  }
-
-  /** Waits for every file still being written; throws the first write failure. */
-  async drain(): Promise<void> {
-    // Bounded: each turn waits for the files present; none are added meanwhile.
-    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
-    this.#throwIfFailed();
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== undefined) throw this.#failure;
-  }
-
-  async #roomFor(bytes: number): Promise<void> {
-    // Bounded: each wake-up follows a written chunk leaving the backlog.
-    while (this.#backlogBytes > 0 && this.#backlogBytes + bytes > WRITE_BACKLOG_BYTES) {
-      this.#throwIfFailed();
-      await new Promise<void>((resolve) => (this.#backlogWaiter = resolve));
+    const code = error instanceof BackupError ? error.code : "bad-archive";
+    const side = code === "write-failed" || code === "unsafe-path" ? "target" : "repository";
+    this.count++;
+    if (this.list.length < RESTORE_PROBLEMS_LISTED_MAX) {
+      this.list.push({ path, side, code, message: error.message });
     }
   }
-
-  #wakeReader(): void {
-    const waiter = this.#backlogWaiter;
-    this.#backlogWaiter = undefined;
-    waiter?.();
-  }
-
-  async symlink(entry: ManifestEntry & { type: "symlink" }): Promise<void> {
-    await this.clear(entry.path, false);
-    await Deno.symlink(entry.target, this.full(entry.path));
-  }
-
-  async finishDir(entry: ManifestEntry): Promise<void> {
-    await Deno.chmod(this.full(entry.path), entry.mode);
-    await Deno.utime(this.full(entry.path), entry.mtimeMs / 1000, entry.mtimeMs / 1000);
-  }
 }
 
-async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < chunk.byteLength;) {
-    offset += await file.write(chunk.subarray(offset));
-  }
-}
-
-async function writeFiles(
+async function restoreArchive(
   repo: Repository,
-  plan: RestorePlan,
-  writer: TargetWriter,
+  snapshot: string,
+  jobs: readonly FileJob[],
+  context: {
+    writer: TargetWriter;
+    problems: Problems;
+    open: (p: string) => Promise<ArchiveReader>;
+  },
 ): Promise<number> {
   let bytes = 0;
-  for (const archive of plan.archives) {
-    const path = repoPaths.archive(repo, archive.snapshot);
-    const seen = await readArchiveFiles(
-      path,
-      archive.snapshot,
-      archive.files,
-      async (entry, body) => {
-        await writer.file(entry, archive.snapshot, body);
-        bytes += entry.sizeBytes;
-      },
-    ).finally(() => writer.drain().catch(() => {}));
-    await writer.drain();
-    for (const wanted of archive.files.keys()) {
-      if (!seen.has(wanted)) {
-        throw new RestoreError(
-          "missing-data",
-          `file ${
-            JSON.stringify(wanted)
-          } is missing from the archive of snapshot ${archive.snapshot}`,
-        );
-      }
+  const path = repoPaths.archive(repo, snapshot);
+  const atOffsets = jobs.filter((j) => j.member.offset !== undefined);
+  const byName = jobs.filter((j) => j.member.offset === undefined);
+  if (atOffsets.length > 0) {
+    let reader: ArchiveReader;
+    try {
+      reader = await context.open(path);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      const failure = new RestoreError("read-failed", `archive ${path}: ${reason}`);
+      for (const job of atOffsets) context.problems.add(job.entry.path, failure);
+      return 0;
     }
+    try {
+      const sorted = [...atOffsets].sort((a, b) => a.member.offset! - b.member.offset!);
+      for (const job of sorted) {
+        try {
+          const member = await openMember(reader, job.member.offset!, job.member.path);
+          const check = (p: AsyncIterable<MemberPiece>) => checkedPieces(job.entry, snapshot, p);
+          await context.writer.file(job.entry, member.realSize, member.pieces, check);
+          bytes += job.entry.sizeBytes;
+        } catch (error) {
+          context.problems.add(job.entry.path, error);
+        }
+      }
+    } finally {
+      reader.close();
+    }
+  }
+  if (byName.length > 0) bytes += await restoreByName(path, snapshot, byName, context);
+  return bytes;
+}
+
+/** Version-1 manifests keep no offsets: their archives are read through by member name. */
+async function restoreByName(
+  path: string,
+  snapshot: string,
+  jobs: readonly FileJob[],
+  context: { writer: TargetWriter; problems: Problems },
+): Promise<number> {
+  let bytes = 0;
+  const wanted = new Map(jobs.map((j) => [j.member.path, j.entry]));
+  let seen = new Set<string>();
+  try {
+    seen = await readArchiveFiles(path, snapshot, wanted, async (entry, body) => {
+      async function* pieces(): AsyncGenerator<MemberPiece> {
+        let position = 0;
+        for await (const chunk of body) {
+          yield { bytes: chunk, position };
+          position += chunk.length;
+        }
+      }
+      const check = (p: AsyncIterable<MemberPiece>) => checkedPieces(entry, snapshot, p);
+      try {
+        await context.writer.file(entry, entry.sizeBytes, pieces(), check);
+        bytes += entry.sizeBytes;
+      } catch (error) {
+        context.problems.add(entry.path, error);
+        for await (const _ of body) { /* read past the rest of this member */ }
+      }
+    });
+  } catch (error) {
+    for (const job of jobs) {
+      if (!seen.has(job.member.path)) context.problems.add(job.entry.path, error);
+    }
+    return bytes;
+  }
+  for (const job of jobs) {
+    if (seen.has(job.member.path)) continue;
+    context.problems.add(
+      job.entry.path,
+      new RestoreError(
+        "missing-data",
+        `file ${
+          JSON.stringify(job.entry.path)
+        } is missing from the archive of snapshot ${snapshot}`,
+      ),
+    );
   }
   return bytes;
 }
 
 /**
- * Restores a snapshot into `target`.
+ * Restores a snapshot into `target`. Every intact file is restored even when others are not;
+ * those are listed, each with its path, the side at fault (repository or target) and why.
  *
- * @param options repository, snapshot, target, optional subpath and overwrite
+ * @param options repository, snapshot, target, optional subpath, overwrite, permissions
  * @returns counts, bytes and seconds
- * @throws {RestoreError} on an unsafe path, a non-empty target, a hash or size mismatch
- *   (naming the file) or a damaged archive; {@link RepositoryError} for repository problems
+ * @throws {RestoreError} on an unsafe target, a non-empty target, a bad plan, or `incomplete`
+ *   (after restoring everything else) with the problems in its message and in `problems`;
+ *   {@link RepositoryError} for repository problems
  *
  * @example Restoring the latest snapshot
  * ```ts ignore
@@ -260,25 +302,70 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreS
   const manifest = await resolveSnapshot(repo, options.snapshot);
   const planned = planRestore(manifest, await loadChain(repo, manifest), options.path);
   if (!planned.ok) throw new RestoreError("bad-plan", planned.message);
-  const { root, fresh } = await prepareTarget(options.target, options.overwrite ?? false);
-  const writer = new TargetWriter(root, fresh);
+  const target = await prepareTarget(options.target, options.overwrite ?? false);
+  const writer = new TargetWriter(target.root, target.fresh, options, target.identity);
+  const problems = new Problems();
   const entries = planned.plan.entries;
   const dirs = entries.filter((e) => e.type === "dir");
-  for (const dir of dirs) await writer.dir(dir);
-  const bytes = await writeFiles(repo, planned.plan, writer);
+  const attempt = async (path: string, step: () => Promise<void>) => {
+    try {
+      await step();
+      return 1;
+    } catch (error) {
+      problems.add(path, error);
+      return 0;
+    }
+  };
+  for (const dir of dirs) await attempt(dir.path, () => writer.dir(dir));
+  const { byArchive, links } = fileJobs(manifest, entries);
+  const context = { writer, problems, open: options.openArchive ?? openArchive };
+  let bytes = 0;
+  for (const archive of planned.plan.archives) {
+    bytes += await restoreArchive(
+      repo,
+      archive.snapshot,
+      byArchive.get(archive.snapshot) ?? [],
+      context,
+    );
+  }
+  for (const [path, primary] of links) await attempt(path, () => writer.link(path, primary));
   let symlinks = 0;
   for (const entry of entries) {
-    if (entry.type !== "symlink") continue;
-    await writer.symlink(entry);
-    symlinks++;
+    if (entry.type === "symlink") {
+      symlinks += await attempt(entry.path, () => writer.symlink(entry));
+    }
   }
-  for (const dir of [...dirs].reverse()) await writer.finishDir(dir);
-  return {
+  for (const dir of [...dirs].reverse()) await attempt(dir.path, () => writer.finishDir(dir));
+  const summary: RestoreSummary = {
     snapshot: manifest.id,
-    files: entries.filter((e) => e.type === "file").length,
+    files: entries.filter((e) => e.type === "file").length -
+      problems.list.filter((p) => entries.some((e) => e.type === "file" && e.path === p.path))
+        .length,
     dirs: dirs.length,
     symlinks,
     bytes,
     seconds: (performance.now() - startedMs) / 1000,
+    problems: problems.list,
   };
+  if (problems.count > 0) throw new IncompleteRestore(summary, problems.count);
+  return summary;
+}
+
+/** A restore that restored what it could; `summary.problems` lists what it could not. */
+export class IncompleteRestore extends RestoreError {
+  constructor(readonly summary: RestoreSummary, count: number) {
+    const first = summary.problems.slice(0, 3).map((p) => p.message).join("; ");
+    super(
+      "incomplete",
+      `${count} of the snapshot's entries could not be restored (the rest was): ${first}${
+        count > 3 ? "; ..." : ""
+      }`,
+    );
+    this.name = "IncompleteRestore";
+  }
+
+  /** The first problem's code (what a caller checking one failure wants). */
+  get firstCode(): string | undefined {
+    return this.summary.problems[0]?.code;
+  }
 }

@@ -17,6 +17,7 @@ import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "./errors.ts";
 import { type ChunkSink, packEntries } from "./tar_pack.ts";
 import { type SkippedEntry, type WalkResult, walkTree } from "./tree_walk.ts";
+import { ownerNames } from "./_owners.ts";
 
 /** Which channel carried the archive, for the manifest's counters. */
 export type ArchiveChannel = "storage" | "network" | "none";
@@ -39,6 +40,8 @@ export interface SourceOptions {
   readonly hashWorker?: () => Promise<MessagePort>;
   /** A walk of `source` the caller started earlier (fs mode), instead of walking here. */
   readonly walked?: Promise<WalkResult>;
+  /** Test hook: runs after the walk and the plan, before the first file is opened for packing. */
+  readonly beforePack?: () => Promise<void>;
 }
 
 /** A planned snapshot, ready to pack. */
@@ -164,11 +167,14 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
     skipped: found.skipped,
     close: found.close,
     async pack(sink, channel = "none") {
+      await options.beforePack?.();
+      const names = await ownerNames();
       const packed = await packEntries({
         root: found.root,
         entries: plan.changed,
         sink,
         hashWorker: options.hashWorker,
+        ownerNames: names,
       });
       const channelBytes: ChannelBytes = { storage: 0, network: 0 };
       if (channel !== "none") channelBytes[channel] = packed.archiveBytes;
@@ -181,6 +187,7 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
         archiveBytes: packed.archiveBytes,
         channelBytes,
         packed: packed.packed,
+        ownerNames: names,
       });
       const fileBytes = [...packed.packed.values()].reduce((sum, f) => sum + f.sizeBytes, 0);
       return {

@@ -9,9 +9,13 @@
 
 import { createHash, type Hash } from "node:crypto";
 import tar from "tar-stream";
-import type { PackedFile, SourceEntry } from "../core/backup/plan.ts";
+import type { OwnerNames, PackedFile, SourceEntry } from "../core/backup/plan.ts";
+import { hasRawBytes, pathToBytes } from "../core/backup/path_rules.ts";
+import { paxRecords } from "./_tar_member.ts";
 import type { SkippedEntry } from "./tree_walk.ts";
 import type { HashReply, HashRequest } from "./_hash_worker.ts";
+import type { FileHandle } from "node:fs/promises";
+import { openSourceFile } from "./_source_open.ts";
 
 /**
  * Receives archive chunks in order; the next chunk waits until the promise settles. The chunk's
@@ -30,6 +34,22 @@ export const HASH_WORKER_MIN_BYTES = 32 << 20;
 
 const BLOCK_BYTES = 512;
 const END_OF_ARCHIVE_BYTES = 1024;
+
+/**
+ * The archive size packing `entries` makes, before packing starts (a PAX header adds to it when
+ * a name needs one): one header block per entry, file data padded to blocks, the end marker.
+ *
+ * @param entries the entries to pack
+ * @returns the estimated archive bytes
+ */
+export function archiveBytesEstimate(entries: readonly SourceEntry[]): number {
+  let bytes = END_OF_ARCHIVE_BYTES;
+  for (const entry of entries) {
+    bytes += BLOCK_BYTES;
+    if (entry.type === "file") bytes += entry.sizeBytes + padding(entry.sizeBytes);
+  }
+  return bytes;
+}
 
 /** What packing produced. */
 export interface PackResult {
@@ -54,6 +74,8 @@ export interface PackOptions {
    * packing starts its own when there is enough to hash.
    */
   readonly hashWorker?: () => Promise<MessagePort>;
+  /** Names of owner ids for the headers' uname and gname. */
+  readonly ownerNames?: OwnerNames;
 }
 
 type TarHeader = Partial<tar.Header> & { name: string; type: tar.Header["type"] };
@@ -85,13 +107,26 @@ class HeaderEncoder {
       ...header,
       size: !header.size || header.type === "symlink" ? 0 : header.size,
       mode: header.mode || (header.type === "directory" ? 0o755 : 0o644),
-      uid: 0,
-      gid: 0,
+      uid: fitsUstarId(header.uid) ? header.uid : 0,
+      gid: fitsUstarId(header.gid) ? header.gid : 0,
+      uname: fitsUstarName(header.uname) ? header.uname : undefined,
+      gname: fitsUstarName(header.gname) ? header.gname : undefined,
     };
     this.#out = [];
     this.#pack._encode(full);
     return this.#out;
   }
+}
+
+/** Largest id the 7-digit octal ustar field holds (larger ones go into a PAX record). */
+const USTAR_ID_MAX = 0o777777;
+
+function fitsUstarId(id: number | undefined): id is number {
+  return id !== undefined && id <= USTAR_ID_MAX;
+}
+
+function fitsUstarName(name: string | undefined): name is string {
+  return name !== undefined && /^[\x21-\x7e]{1,31}$/.test(name);
 }
 
 /**
@@ -285,6 +320,11 @@ class Stager {
     }
   }
 
+  /** Archive offset of the next byte appended. */
+  position(): number {
+    return this.archiveBytes + this.#used;
+  }
+
   /** Hands the current buffer to the sink once the other one is back. */
   async flush(): Promise<void> {
     await this.#sending;
@@ -305,8 +345,8 @@ class Stager {
 }
 
 /** Starts one read; a read left pending when packing fails must not become unhandled. */
-function readInto(file: Deno.FsFile, into: Uint8Array): Promise<number | null> {
-  const read = file.read(into);
+function readInto(file: FileHandle, into: Uint8Array): Promise<number | null> {
+  const read = file.read(into, 0, into.length, null).then((result) => result.bytesRead);
   read.catch(() => {});
   return read;
 }
@@ -318,7 +358,7 @@ function readInto(file: Deno.FsFile, into: Uint8Array): Promise<number | null> {
 async function packFile(
   stager: Stager,
   entry: SourceEntry & { type: "file" },
-  file: Deno.FsFile,
+  file: FileHandle,
   chunkBytes: number,
   fileId: number,
 ): Promise<{ sha256: Promise<string>; short: boolean }> {
@@ -354,50 +394,127 @@ function padding(sizeBytes: number): number {
   return over === 0 ? 0 : BLOCK_BYTES - over;
 }
 
-async function openFile(root: string, path: string): Promise<Deno.FsFile | string> {
-  try {
-    return await Deno.open(`${root}/${path}`, { read: true });
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "vanished during the backup";
-    if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-    return error instanceof Error ? error.message : String(error);
+/** A file packed (or linked) so far: its hash is known once the hasher is done. */
+interface Pending {
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly sha256: Promise<string>;
+  readonly offset: number;
+  /** False when the file shrank while read (then it and its links are skipped). */
+  readonly whole: boolean;
+  readonly hardlink?: Pending;
+}
+
+/** Header fields every entry carries: name, mode, mtime, owners. */
+function baseHeader(entry: SourceEntry, names: OwnerNames | undefined) {
+  return {
+    name: entry.path,
+    mode: entry.mode,
+    mtime: new Date(entry.mtimeMs),
+    uid: entry.uid,
+    gid: entry.gid,
+    uname: entry.uid === undefined ? undefined : names?.user(entry.uid),
+    gname: entry.gid === undefined ? undefined : names?.group(entry.gid),
+  };
+}
+
+/**
+ * Header blocks of one entry. Names that are not UTF-8, and owner ids too large for ustar, go
+ * into a PAX header written here with raw values (`hdrcharset=BINARY`, as GNU tar reads it);
+ * the ustar header then carries an ASCII stand-in name.
+ */
+function entryHeader(encoder: HeaderEncoder, header: TarHeader): Uint8Array[] {
+  const records: Array<[string, Uint8Array | string]> = [];
+  const rawName = hasRawBytes(header.name);
+  const rawLink = header.linkname !== undefined && hasRawBytes(header.linkname);
+  if (rawName || rawLink) records.push(["hdrcharset", "BINARY"]);
+  if (rawName) records.push(["path", pathToBytes(header.name)]);
+  if (rawLink) records.push(["linkpath", pathToBytes(header.linkname!)]);
+  if (header.uid !== undefined && !fitsUstarId(header.uid)) {
+    records.push(["uid", String(header.uid)]);
   }
+  if (header.gid !== undefined && !fitsUstarId(header.gid)) {
+    records.push(["gid", String(header.gid)]);
+  }
+  if (records.length === 0) return encoder.encode(header);
+  const pax = paxRecords(records);
+  const standIn = (name: string) => name.replace(/[^\x21-\x7e]/g, "_").slice(-99);
+  return [
+    ...encoder.encode({
+      name: "PaxHeader",
+      type: "pax-header" as TarHeader["type"],
+      size: pax.length,
+      mtime: header.mtime,
+    }),
+    pax,
+    new Uint8Array(padding(pax.length)),
+    ...encoder.encode({
+      ...header,
+      name: rawName ? standIn(header.name) : header.name,
+      linkname: rawLink ? standIn(header.linkname!) : header.linkname,
+    }),
+  ];
 }
 
 async function produce(stager: Stager, options: PackOptions, result: PackResult) {
-  const hashes: Array<{ path: string; sizeBytes: number; sha256: Promise<string> }> = [];
+  const pending: Pending[] = [];
+  const primaries = new Map<string, Pending>();
   const chunkBytes = options.readChunkBytes ?? READ_CHUNK_BYTES;
   const encoder = new HeaderEncoder();
   const appendAll = async (blocks: Uint8Array[]) => {
     for (const block of blocks) await stager.append(block);
   };
   for (const entry of options.entries) {
-    const base = { name: entry.path, mode: entry.mode, mtime: new Date(entry.mtimeMs) };
-    if (entry.type === "dir") await appendAll(encoder.encode({ ...base, type: "directory" }));
+    const base = baseHeader(entry, options.ownerNames);
+    const offset = stager.position();
+    if (entry.type === "dir") await appendAll(entryHeader(encoder, { ...base, type: "directory" }));
     if (entry.type === "symlink") {
-      await appendAll(encoder.encode({ ...base, type: "symlink", linkname: entry.target }));
+      await appendAll(entryHeader(encoder, { ...base, type: "symlink", linkname: entry.target }));
     }
     if (entry.type !== "file") continue;
-    const file = await openFile(options.root, entry.path);
-    if (typeof file === "string") {
-      result.skipped.push({ path: entry.path, reason: file });
+    const primary = entry.linkKey === undefined ? undefined : primaries.get(entry.linkKey);
+    if (primary !== undefined) {
+      await appendAll(entryHeader(encoder, { ...base, type: "link", linkname: primary.path }));
+      pending.push({ ...primary, path: entry.path, offset, hardlink: primary });
       continue;
     }
+    const opened = await openSourceFile(`${options.root}/${entry.path}`, entry);
+    if (!opened.ok) {
+      result.skipped.push({ path: entry.path, reason: opened.reason });
+      continue;
+    }
+    const file = opened.handle;
     try {
-      await appendAll(encoder.encode({ ...base, type: "file", size: entry.sizeBytes }));
-      const { sha256, short } = await packFile(stager, entry, file, chunkBytes, hashes.length);
+      await appendAll(entryHeader(encoder, { ...base, type: "file", size: entry.sizeBytes }));
+      const id = pending.length;
+      const { sha256, short } = await packFile(stager, entry, file, chunkBytes, id);
       if (short) result.skipped.push({ path: entry.path, reason: "shrank during the backup" });
-      hashes.push({ path: entry.path, sizeBytes: short ? -1 : entry.sizeBytes, sha256 });
+      const packed = {
+        path: entry.path,
+        sizeBytes: entry.sizeBytes,
+        sha256,
+        offset,
+        whole: !short,
+      };
+      pending.push(packed);
+      if (entry.linkKey !== undefined && !short) primaries.set(entry.linkKey, packed);
     } finally {
-      file.close();
+      await file.close();
     }
   }
   await stager.zeros(END_OF_ARCHIVE_BYTES);
   await stager.flush();
   await stager.flush(); // waits for the last chunk
-  for (const { path, sizeBytes, sha256 } of hashes) {
-    const hex = await sha256;
-    if (sizeBytes >= 0) result.packed.set(path, { sha256: hex, sizeBytes });
+  for (const file of pending) {
+    const sha256 = await file.sha256;
+    if (!file.whole) continue;
+    const hardlink = file.hardlink === undefined ? {} : { hardlink: file.hardlink.path };
+    result.packed.set(file.path, {
+      sha256,
+      sizeBytes: file.sizeBytes,
+      offset: file.offset,
+      ...hardlink,
+    });
   }
 }
 

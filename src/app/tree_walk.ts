@@ -40,11 +40,32 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Why a name with U+FFFD in it is skipped: Deno handed back a lossy name it cannot open. */
+export const NOT_UTF8_REASON =
+  "its name is not valid UTF-8: Deno's directory listing replaces the bad bytes, and no Deno or " +
+  "node:fs path API takes raw bytes, so lanfree cannot read it byte-exact (see docs/backup.md)";
+
 async function entryOf(root: string, path: string): Promise<SourceEntry | SkippedEntry> {
+  if (path.includes("\ufffd")) {
+    // A lossy name stands for bytes that are not UTF-8 unless the file really is named so.
+    const exists = await Deno.lstat(`${root}/${path}`).then(() => true, () => false);
+    if (!exists) return { path, reason: NOT_UTF8_REASON };
+  }
   try {
     const info = await Deno.lstat(`${root}/${path}`);
-    const meta = { path, mode: (info.mode ?? 0o644) & 0o7777, mtimeMs: info.mtime?.getTime() ?? 0 };
-    if (info.isFile) return { type: "file", ...meta, sizeBytes: info.size };
+    const meta = {
+      path,
+      mode: (info.mode ?? 0o644) & 0o7777,
+      mtimeMs: info.mtime?.getTime() ?? 0,
+      dev: info.dev,
+      ino: info.ino ?? undefined,
+      uid: info.uid ?? undefined,
+      gid: info.gid ?? undefined,
+    };
+    if (info.isFile) {
+      const linked = (info.nlink ?? 1) > 1 ? { linkKey: `${info.dev}:${info.ino}` } : {};
+      return { type: "file", ...meta, sizeBytes: info.size, ...linked };
+    }
     if (info.isDirectory) return { type: "dir", ...meta };
     if (info.isSymlink) {
       return { type: "symlink", ...meta, target: await Deno.readLink(`${root}/${path}`) };

@@ -70,3 +70,22 @@ Deno.test({
     });
   },
 });
+
+Deno.test("walkTree() reports a name that is not UTF-8 with the true reason, not as vanished", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/ok`, "x");
+    // Deno cannot name such a file: make it with a shell.
+    const made = await new Deno.Command("sh", {
+      args: ["-c", `printf x > "$1/bad$(printf '\\377')name"`, "sh", dir],
+    }).output();
+    assert.ok(made.success);
+    const { entries, skipped } = await walkTree(dir);
+    assert.deepEqual(entries.map((e) => e.path), ["ok"]);
+    assert.equal(skipped.length, 1);
+    assert.match(skipped[0]!.reason, /^its name is not valid UTF-8/);
+    assert.doesNotMatch(skipped[0]!.reason, /vanished/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,7 +6,14 @@
  */
 
 import type { FileEntry, Manifest } from "../core/backup/manifest.ts";
-import { checkedBody, readArchiveFiles } from "./_archive_read.ts";
+import {
+  checkedBody,
+  type MemberPiece,
+  openArchive,
+  openMember,
+  readArchiveFiles,
+} from "./_archive_read.ts";
+import { type ArchiveReader, MemberError } from "./_tar_member.ts";
 import { BackupError } from "./errors.ts";
 import {
   listSnapshotIds,
@@ -44,7 +51,8 @@ function filesByArchive(manifests: readonly Manifest[]): Map<string, Map<string,
   const byArchive = new Map<string, Map<string, FileEntry>>();
   for (const manifest of manifests) {
     for (const entry of manifest.entries) {
-      if (entry.type !== "file") continue;
+      // A hard link's bytes are its primary's member, checked with the primary.
+      if (entry.type !== "file" || entry.hardlink !== undefined) continue;
       let files = byArchive.get(entry.data);
       if (files === undefined) byArchive.set(entry.data, files = new Map());
       files.set(entry.path, entry);
@@ -62,6 +70,63 @@ async function checkArchive(
   const note = (problem: VerifyProblem) => {
     if (report.problems.length < VERIFY_PROBLEMS_MAX) report.problems.push(problem);
   };
+  const atOffsets = [...files.values()].filter((f) => f.offset !== undefined);
+  if (atOffsets.length > 0) await checkMembers(repo, snapshot, atOffsets, report, note);
+  const byName = new Map([...files].filter(([, f]) => f.offset === undefined));
+  if (byName.size > 0) await checkByName(repo, snapshot, byName, report, note);
+}
+
+/** Version-2 manifests: each member read at its offset, so one damaged member spares the rest. */
+async function checkMembers(
+  repo: Repository,
+  snapshot: string,
+  files: readonly FileEntry[],
+  report: { files: number; bytes: number },
+  note: (problem: VerifyProblem) => void,
+): Promise<void> {
+  let reader: ArchiveReader;
+  try {
+    reader = await openArchive(repoPaths.archive(repo, snapshot));
+  } catch (error) {
+    const message = `archive of snapshot ${snapshot} cannot be read: ${
+      error instanceof Error ? error.message : String(error)
+    }`;
+    note({ snapshot, code: "bad-archive", message });
+    return;
+  }
+  try {
+    for (const entry of [...files].sort((a, b) => a.offset! - b.offset!)) {
+      try {
+        const member = await openMember(reader, entry.offset!, entry.path);
+        await checkedBody(entry, snapshot, bytesOf(member.pieces));
+        report.files++;
+        report.bytes += entry.sizeBytes;
+      } catch (error) {
+        if (!(error instanceof BackupError) && !(error instanceof MemberError)) throw error;
+        const code = error instanceof BackupError ? error.code : "bad-archive";
+        const message = error instanceof BackupError
+          ? error.message
+          : `file ${JSON.stringify(entry.path)} (snapshot ${snapshot}): ${error.message}`;
+        note({ snapshot, path: entry.path, code, message });
+      }
+    }
+  } finally {
+    reader.close();
+  }
+}
+
+async function* bytesOf(pieces: AsyncIterable<MemberPiece>): AsyncGenerator<Uint8Array> {
+  for await (const piece of pieces) yield piece.bytes;
+}
+
+/** Version-1 manifests: the archive read through, members matched by name. */
+async function checkByName(
+  repo: Repository,
+  snapshot: string,
+  files: ReadonlyMap<string, FileEntry>,
+  report: { files: number; bytes: number },
+  note: (problem: VerifyProblem) => void,
+): Promise<void> {
   let seen = new Set<string>();
   try {
     seen = await readArchiveFiles(

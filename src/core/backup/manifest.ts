@@ -10,8 +10,10 @@ import { checkEntryPath, parentPath } from "./path_rules.ts";
 
 /** Format name written in every manifest. */
 export const MANIFEST_FORMAT = "lanfree-manifest";
-/** Manifest format version this code writes and reads. */
-export const MANIFEST_VERSION = 1;
+/** Manifest format version this code writes. */
+export const MANIFEST_VERSION = 2;
+/** Manifest versions this code reads (version 1 lacks owners, offsets, links and raw names). */
+export const MANIFEST_VERSIONS_READ = [1, 2] as const;
 /** Most entries one manifest may list. */
 export const MANIFEST_ENTRIES_MAX = 2_000_000;
 
@@ -27,10 +29,20 @@ const entryPath = z.string().superRefine((path, context) => {
   if (!check.ok) context.addIssue({ code: "custom", message: check.message });
 });
 const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const ownerId = z.number().int().nonnegative().max(0xffff_ffff);
+const ownerName = z.string().min(1).max(255).refine((n) => !/[\0\n:]/.test(n), "bad owner name");
+const base64 = z.string().max(8192).regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
 const common = {
   path: entryPath,
   mode: z.number().int().min(0).max(0o7777),
   mtimeMs: z.number().finite(),
+  /** Owner ids and names as the walk saw them (version 2). */
+  uid: ownerId.optional(),
+  gid: ownerId.optional(),
+  user: ownerName.optional(),
+  group: ownerName.optional(),
+  /** The path's bytes, base64, when they are not valid UTF-8 (`path` then holds U+DC80..U+DCFF). */
+  rawPath: base64.optional(),
 };
 
 /** A regular file: its size, hash, and the snapshot whose archive holds its bytes. */
@@ -40,6 +52,15 @@ export const fileEntrySchema = z.object({
   sizeBytes: count,
   sha256: z.string().regex(/^[0-9a-f]{64}$/, "not a SHA-256 hex digest"),
   data: snapshotId,
+  /** Where the member's first header block starts in the archive of `data` (version 2). */
+  offset: count.optional(),
+  /** Another path of the same manifest this file is a hard link to (same data). */
+  hardlink: entryPath.optional(),
+  /**
+   * Stored sparsely (PAX sparse 1.0): `storedBytes` is the member's size (map and data), and
+   * `sha256` covers those stored bytes, so checking never reads the holes.
+   */
+  sparse: z.object({ storedBytes: count }).strict().optional(),
 }).strict();
 /** A directory (its children are entries of their own). */
 export const dirEntrySchema = z.object({ type: z.literal("dir"), ...common }).strict();
@@ -48,6 +69,8 @@ export const symlinkEntrySchema = z.object({
   type: z.literal("symlink"),
   ...common,
   target: z.string().min(1).refine((t) => !t.includes("\0"), "symlink target contains NUL"),
+  /** The target's bytes, base64, when they are not valid UTF-8. */
+  rawTarget: base64.optional(),
 }).strict();
 
 /** One entry of a snapshot. */
@@ -63,7 +86,7 @@ export const channelBytesSchema = z.object({ storage: count, network: count }).s
 /** The whole manifest. */
 export const manifestSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
-  version: z.literal(MANIFEST_VERSION),
+  version: z.union([z.literal(1), z.literal(MANIFEST_VERSION)]),
   id: snapshotId,
   kind: z.enum(["fs", "db"]),
   source: z.string().min(1),
@@ -98,6 +121,14 @@ function treeProblem(entries: readonly ManifestEntry[]): string | undefined {
     types.set(entry.path, entry.type);
   }
   for (const entry of entries) {
+    if (entry.type === "file" && entry.hardlink !== undefined) {
+      const primary = types.get(entry.hardlink);
+      if (primary !== "file" || entry.hardlink === entry.path) {
+        return `entry ${JSON.stringify(entry.path)}: its hard link ${
+          JSON.stringify(entry.hardlink)
+        } is not a file of the snapshot`;
+      }
+    }
     const parent = parentPath(entry.path);
     if (parent === "") continue;
     const parentType = types.get(parent);

@@ -35,7 +35,7 @@ Deno.test("parseManifest() refuses duplicates, bad hashes, other formats and jun
   const badHash = { ...testFile("f", 1), sha256: "xyz" };
   assert.equal(parseManifest(testManifest(1, [badHash])).ok, false);
   assert.equal(parseManifest({ ...testManifest(1, []), format: "restic" }).ok, false);
-  assert.equal(parseManifest({ ...testManifest(1, []), version: 2 }).ok, false);
+  assert.equal(parseManifest({ ...testManifest(1, []), version: 3 }).ok, false);
   for (const junk of [null, 3, "x", [], {}]) assert.equal(parseManifest(junk).ok, false);
 });
 

@@ -28,6 +28,94 @@ export type PathCheck = { readonly ok: true } | {
 };
 
 const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+/** First of the code points that stand for a byte of a name that is not UTF-8 (U+DC80..DCFF). */
+const RAW_BYTE_BASE = 0xdc00;
+const RAW_BYTE_PATTERN = /[\udc80-\udcff]/;
+
+/**
+ * Whether a path holds bytes that are not UTF-8 (written as U+DC80..U+DCFF, one per byte, the
+ * "surrogateescape" convention): such a path cannot be handed to Deno's path APIs as a string.
+ *
+ * @param path an entry path
+ * @returns true when some byte of the name is not UTF-8
+ */
+export function hasRawBytes(path: string): boolean {
+  return RAW_BYTE_PATTERN.test(path);
+}
+
+/**
+ * A file name's bytes as a string: valid UTF-8 decodes as usual, every byte of an invalid
+ * sequence becomes U+DC80..U+DCFF. Injective, and the inverse of {@link pathToBytes}.
+ *
+ * @param bytes the raw bytes of a name or path
+ * @returns the string form
+ *
+ * @example A name with a 0xFF byte
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pathFromBytes, pathToBytes } from "./path_rules.ts";
+ * const name = pathFromBytes(new Uint8Array([0x61, 0xff]));
+ * assert.equal(name, "a\udcff");
+ * assert.deepEqual([...pathToBytes(name)], [0x61, 0xff]);
+ * ```
+ */
+export function pathFromBytes(bytes: Uint8Array): string {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    // Bounded by the bytes: each turn consumes one valid character or one raw byte.
+    let out = "";
+    for (let i = 0; i < bytes.length;) {
+      const length = sequenceLength(bytes, i);
+      if (length === 0) out += String.fromCharCode(RAW_BYTE_BASE + bytes[i++]!);
+      else {
+        out += strictDecoder.decode(bytes.subarray(i, i + length));
+        i += length;
+      }
+    }
+    return out;
+  }
+}
+
+/** Length of the valid UTF-8 sequence at `i`, or 0 when the byte there starts none. */
+function sequenceLength(bytes: Uint8Array, i: number): number {
+  const first = bytes[i]!;
+  const length = first < 0x80
+    ? 1
+    : first >= 0xc2 && first < 0xe0
+    ? 2
+    : first >= 0xe0 && first < 0xf0
+    ? 3
+    : first >= 0xf0 && first < 0xf5
+    ? 4
+    : 0;
+  if (length <= 1 || i + length > bytes.length) return length === 1 ? 1 : 0;
+  try {
+    strictDecoder.decode(bytes.subarray(i, i + length));
+    return length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The bytes a path stands for: UTF-8, with U+DC80..U+DCFF back to single bytes.
+ *
+ * @param path a string from {@link pathFromBytes} or any valid path
+ * @returns the raw bytes
+ */
+export function pathToBytes(path: string): Uint8Array {
+  if (!hasRawBytes(path)) return encoder.encode(path);
+  const parts: number[] = [];
+  for (const char of path) {
+    const code = char.charCodeAt(0);
+    if (char.length === 1 && code >= 0xdc80 && code <= 0xdcff) parts.push(code - RAW_BYTE_BASE);
+    else parts.push(...encoder.encode(char));
+  }
+  return new Uint8Array(parts);
+}
 
 function refuse(problem: PathProblem, path: string, why: string): PathCheck {
   return { ok: false, problem, message: `entry path ${JSON.stringify(path)} ${why}` };
@@ -54,7 +142,7 @@ export function checkEntryPath(path: string): PathCheck {
   if (path.length === 0) return refuse("empty", path, "is empty");
   if (path.startsWith("/")) return refuse("absolute", path, "is absolute");
   if (path.includes("\0")) return refuse("nul", path, "contains a NUL character");
-  if (encoder.encode(path).length > ENTRY_PATH_BYTES_MAX) {
+  if (pathToBytes(path).length > ENTRY_PATH_BYTES_MAX) {
     return refuse("too-long", path, `is longer than ${ENTRY_PATH_BYTES_MAX} bytes`);
   }
   for (const segment of path.split("/")) {
@@ -62,7 +150,7 @@ export function checkEntryPath(path: string): PathCheck {
     if (segment === "." || segment === "..") {
       return refuse("dot-segment", path, `has a "${segment}" segment`);
     }
-    if (encoder.encode(segment).length > ENTRY_NAME_BYTES_MAX) {
+    if (pathToBytes(segment).length > ENTRY_NAME_BYTES_MAX) {
       return refuse("too-long", path, `has a name longer than ${ENTRY_NAME_BYTES_MAX} bytes`);
     }
   }
