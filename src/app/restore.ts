@@ -36,11 +36,17 @@ export interface RestoreOptions {
 
 /** What a restore did. */
 export interface RestoreSummary {
+  /** The snapshot restored. */
   readonly snapshot: string;
+  /** Regular files written. */
   readonly files: number;
+  /** Directories made. */
   readonly dirs: number;
+  /** Symlinks made. */
   readonly symlinks: number;
+  /** File bytes written. */
   readonly bytes: number;
+  /** How long the restore took. */
   readonly seconds: number;
 }
 
