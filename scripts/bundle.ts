@@ -7,13 +7,15 @@
  * The code is bundled by esbuild. The declarations are emitted by the TypeScript compiler
  * (`typescript` from npm, the version lanfree pins) and bundled by rollup-plugin-dts: `deno doc
  * --json` describes the API but is not a `.d.ts`, and dts-bundle-generator, tried first, could
- * not inline zod's namespace re-exports correctly (the result did not type-check).
+ * not inline zod's namespace re-exports correctly (the result did not type-check). Rollup runs
+ * as its WebAssembly build (`@rollup/wasm-node`): the native one is a Node addon, which Deno
+ * loads only with `--allow-ffi`.
  *
  * @module
  */
 
 import * as esbuild from "esbuild";
-import { type Plugin, rollup } from "rollup";
+import { type Plugin, rollup } from "@rollup/wasm-node";
 import { dts } from "rollup-plugin-dts";
 
 const ENTRY = new URL("../src/edge.ts", import.meta.url).pathname;
