@@ -20,6 +20,7 @@
  *
  * @example Two network sockets through the dispatch layer
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createRouter, createTcpSockets, readFrame, unavailableSockets, writeFrame } from "./mod.ts";
  *
  * const sockets = createRouter({
@@ -36,12 +37,13 @@
  * ]);
  * await writeFrame(sockets, client, new TextEncoder().encode("hello"));
  * const frame = await readFrame(sockets, server);
- * console.assert(new TextDecoder().decode(frame!) === "hello");
+ * assert.equal(new TextDecoder().decode(frame!), "hello");
  * for (const fd of [client, server, listener]) await sockets.close(fd);
  * ```
  *
  * @example Running the STP conformance suite against your own region implementation
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runSuites, sharedArrayBufferRegions, stpSuite, type RegionFactory } from "./mod.ts";
  *
  * // A user-supplied factory: here it delegates to lanfree's SharedArrayBuffer regions; yours
@@ -52,7 +54,7 @@
  *   attach: (bytes) => sharedArrayBufferRegions.attach(bytes),
  * };
  * const results = await runSuites([stpSuite(myRegions)], { runs: 5, seed: 1 });
- * for (const result of results) console.assert(result.passed, result.report);
+ * for (const result of results) assert.ok(result.passed, result.report);
  * ```
  *
  * @module
