@@ -2,12 +2,25 @@
  * lanfree: backups that move bulk data through a shared storage system while control and
  * error traffic stays on the network.
  *
- * This module is the library surface: the unified socket API and its dispatch layer, the
- * network (TCP) implementation, control-channel framing, and the conformance suites that check
- * any implementation against lanfree's rules.
+ * This module is the library surface for Deno. It holds everything of `./edge` (the
+ * platform-neutral part: the conformance suites and the interfaces they take, the dispatch,
+ * wire, handshake and storage-region cores, manifest validation, the HTTP control app and its
+ * job queue) and adds what needs Deno:
+ *
+ * - the network sockets over Deno TCP ({@link createTcpSockets}) and the storage sockets over a
+ *   SharedArrayBuffer region ({@link createStorageSockets});
+ * - the handshake driver over real sockets ({@link driveHandshake});
+ * - the backup product without its CLI: {@link runBackupJob} (client and server in Worker hosts,
+ *   data through storage or the network), {@link runLocalBackup} (in one process),
+ *   {@link restoreSnapshot}, {@link verifyRepository} and the repository functions.
+ *
+ * Internals (state tables, descriptor tables, the handshake's rows) are in `./internal`, with
+ * no promise that they stay as they are. Using lanfree from another project takes a few lines of
+ * `deno.json`: see the README's "Using it as a library".
  *
  * @example Two network sockets through the dispatch layer
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createRouter, createTcpSockets, readFrame, unavailableSockets, writeFrame } from "./mod.ts";
  *
  * const sockets = createRouter({
@@ -24,12 +37,13 @@
  * ]);
  * await writeFrame(sockets, client, new TextEncoder().encode("hello"));
  * const frame = await readFrame(sockets, server);
- * console.assert(new TextDecoder().decode(frame!) === "hello");
+ * assert.equal(new TextDecoder().decode(frame!), "hello");
  * for (const fd of [client, server, listener]) await sockets.close(fd);
  * ```
  *
  * @example Running the STP conformance suite against your own region implementation
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runSuites, sharedArrayBufferRegions, stpSuite, type RegionFactory } from "./mod.ts";
  *
  * // A user-supplied factory: here it delegates to lanfree's SharedArrayBuffer regions; yours
@@ -40,50 +54,56 @@
  *   attach: (bytes) => sharedArrayBufferRegions.attach(bytes),
  * };
  * const results = await runSuites([stpSuite(myRegions)], { runs: 5, seed: 1 });
- * for (const result of results) console.assert(result.passed, result.report);
+ * for (const result of results) assert.ok(result.passed, result.report);
  * ```
  *
  * @module
  */
 
-export * from "./src/core/dispatch/errors.ts";
-export * from "./src/core/dispatch/descriptor.ts";
-export * from "./src/core/dispatch/sockets.ts";
-export * from "./src/core/dispatch/socket_state.ts";
-export * from "./src/core/dispatch/socket_table.ts";
-export * from "./src/core/dispatch/router.ts";
-export * from "./src/core/wire/frame.ts";
-export * from "./src/core/wire/messages.ts";
-export * from "./src/core/handshake/mod.ts";
-export * from "./src/adapters/tcp.ts";
+export * from "./src/edge.ts";
+
+// Sockets over Deno.
+export { createTcpSockets, type TcpSocketsOptions } from "./src/adapters/tcp.ts";
 export {
   createStorageSockets,
   type StorageSockets,
   type StorageSocketsOptions,
 } from "./src/adapters/shm.ts";
-export { sharedArrayBufferRegions } from "./src/adapters/shm_region.ts";
-export {
-  attachRegion,
-  formatRegion,
-  type Region,
-  type RegionFactory,
-} from "./src/core/stp/region.ts";
-export { planRegion, type RegionConfig, type RegionLayout } from "./src/core/stp/layout.ts";
-export { type RegionUsage, regionUsage } from "./src/core/stp/usage.ts";
+export type { WaitMode } from "./src/adapters/shm_memory.ts";
 export {
   driveHandshake,
+  type DriveOptions,
   type HandshakeOutcome,
   readyToAccept,
 } from "./src/app/handshake_driver.ts";
+
+// The backup product, without its CLI.
 export {
   BackupJobError,
   type BackupJobOptions,
   type BackupJobSummary,
   runBackupJob,
 } from "./src/app/backup_job.ts";
-export { type LocalBackupOptions, runLocalBackup } from "./src/app/local_backup.ts";
+export type { BackupProgress } from "./src/app/backup_client.ts";
+export {
+  type BackupSummary,
+  type LocalBackupOptions,
+  runLocalBackup,
+} from "./src/app/local_backup.ts";
+export type { ChunkSink } from "./src/app/tar_pack.ts";
+export type { ArchiveChannel } from "./src/app/snapshot_source.ts";
+export type { SkippedEntry } from "./src/app/tree_walk.ts";
 export { type RestoreOptions, restoreSnapshot, type RestoreSummary } from "./src/app/restore.ts";
-export { type VerifyReport, verifyRepository } from "./src/app/verify.ts";
+export {
+  BackupError,
+  RepositoryError,
+  type RepositoryErrorCode,
+  RestoreError,
+  type RestoreErrorCode,
+  SourceError,
+  type SourceErrorCode,
+} from "./src/app/errors.ts";
+export { type VerifyProblem, type VerifyReport, verifyRepository } from "./src/app/verify.ts";
 export {
   initRepository,
   latestSnapshot,
@@ -92,18 +112,3 @@ export {
   readManifest,
   type Repository,
 } from "./src/app/repository.ts";
-export { type Manifest, manifestSchema } from "./src/core/backup/manifest.ts";
-export { Session, type SessionChannels } from "./src/app/session.ts";
-export { createNetworkOnlyHandshake } from "./src/core/handshake/network_only.ts";
-export {
-  type ControlServices,
-  createControlApp,
-  type StorageOccupancy,
-} from "./src/adapters/http.ts";
-export { type JobExecutor, JobQueue, type JobRequest } from "./src/app/jobs.ts";
-export * from "./property-tests/_suite.ts";
-export * from "./property-tests/_runner.ts";
-export * from "./property-tests/dispatch_suite.ts";
-export * from "./property-tests/wire_suite.ts";
-export * from "./property-tests/stp_suite.ts";
-export * from "./property-tests/handshake_suite.ts";

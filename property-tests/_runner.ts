@@ -25,11 +25,17 @@ export interface RunOptions {
 
 /** The outcome of one property. */
 export interface PropertyResult {
+  /** The suite's name. */
   readonly suite: string;
+  /** The property, as a sentence. */
   readonly property: string;
+  /** Whether it held (a skipped property counts as passed). */
   readonly passed: boolean;
+  /** Runs made. */
   readonly runs: number;
+  /** How long it ran, ms. */
   readonly timeMs: number;
+  /** The seed of the run (0 when skipped or refused). */
   readonly seed: number;
   /** Present on failure: fast-check's report (counterexample, seed, path). */
   readonly report?: string;

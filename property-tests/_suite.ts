@@ -10,23 +10,73 @@
 
 import fc from "fast-check";
 
-/** Parameters a runner passes to a property (fast-check's own: numRuns, seed, path, ...). */
-export type CheckParameters = fc.Parameters<unknown>;
+/**
+ * Parameters a runner passes to a property: fast-check's `Parameters`. The ones lanfree's
+ * runners set are named; any other fast-check parameter passes through to `fc.check` as is.
+ */
+export interface CheckParameters {
+  /** How many runs. */
+  readonly numRuns?: number;
+  /** The seed that makes a run reproducible. */
+  readonly seed?: number;
+  /** The replay path of a failing run (with that run's seed). */
+  readonly path?: string;
+  /** Any other fast-check parameter. */
+  readonly [parameter: string]: unknown;
+}
 
-/** The outcome of one property run: fast-check's details (seed, path, counterexample). */
-export type CheckDetails = fc.RunDetails<unknown>;
+/**
+ * The outcome of one property run: fast-check's `RunDetails`, as `fc.check` resolves it (a
+ * {@link SuiteProperty} of your own returns that value as is). {@link failureReport} turns a
+ * failed one into fast-check's report.
+ */
+export interface CheckDetails {
+  /** Whether the property failed (a counterexample, too many skips, or an interruption). */
+  readonly failed: boolean;
+  /** Whether the run stopped early (a time limit). */
+  readonly interrupted: boolean;
+  /** Runs made before success or the first failure. */
+  readonly numRuns: number;
+  /** Generated values skipped by preconditions. */
+  readonly numSkips: number;
+  /** Shrinking steps taken from the first failure to the reported one. */
+  readonly numShrinks: number;
+  /** The seed of this run. */
+  readonly seed: number;
+  /** The shrunk failing input, or `null`. */
+  readonly counterexample: unknown;
+  /** What the failing run threw, or `null`. */
+  readonly errorInstance: unknown;
+  /** The path that replays the counterexample (with {@link CheckDetails.seed}), or `null`. */
+  readonly counterexamplePath: string | null;
+  /** Every failing input met while shrinking (when verbose). */
+  readonly failures: readonly unknown[];
+  /** The tree of runs (when verbose). */
+  readonly executionSummary: readonly unknown[];
+  /** fast-check's verbosity level for the report (0, 1 or 2). */
+  readonly verbose: number;
+  /** The parameters the run used. */
+  readonly runConfiguration: unknown;
+}
 
 /** One property of a suite. */
 export interface SuiteProperty {
   /** What must hold, as a sentence. */
   readonly name: string;
-  /** Runs the property; resolves with the details, failed or not (never rejects on failure). */
+  /**
+   * Runs the property; resolves with the details, failed or not (never rejects on failure).
+   *
+   * @param parameters runs, seed, path and any other fast-check parameter
+   * @returns fast-check's run details
+   */
   check(parameters: CheckParameters): Promise<CheckDetails>;
 }
 
 /** A named list of properties over one implementation. */
 export interface Suite {
+  /** Names the suite and the implementation under test (`"stp (SharedArrayBuffer)"`). */
   readonly name: string;
+  /** The properties, run in order. */
   readonly properties: readonly SuiteProperty[];
 }
 
@@ -71,7 +121,8 @@ export function isModelBasedReport(report: string): boolean {
  */
 export function failureReport(details: CheckDetails): string | undefined {
   if (!details.failed) return undefined;
-  const report = fc.defaultReportMessage(details) ?? "property failed";
+  // CheckDetails is fast-check's RunDetails under a name of lanfree's own (see its doc).
+  const report = fc.defaultReportMessage(details as fc.RunDetails<unknown>) ?? "property failed";
   const cause = details.errorInstance;
   const because = cause instanceof Error ? cause.message : cause === null ? "" : String(cause);
   return because.length > 0 && !report.includes(because)

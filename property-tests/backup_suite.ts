@@ -12,31 +12,49 @@ import { defineProperty, type Suite } from "./_suite.ts";
 
 /** One node of a generated tree; `parent` picks among directories created before it. */
 export interface NodeSpec {
+  /** Index among the directories created before this node (modulo their number). */
   readonly parent: number;
+  /** Its name (odd ones included). */
   readonly name: string;
+  /** What to create. */
   readonly kind: "file" | "dir" | "symlink";
+  /** A file's size. */
   readonly sizeBytes: number;
+  /** Seeds a file's content. */
   readonly seed: number;
+  /** Permission bits. */
   readonly mode: number;
+  /** Modification time, ms since the epoch. */
   readonly mtimeMs: number;
+  /** A symlink's target. */
   readonly target: string;
 }
 
 /** One random change; `pick` chooses the entry it applies to. */
 export interface ChangeSpec {
+  /** What to do. */
   readonly op: "modify" | "delete" | "add" | "rename" | "chmod";
+  /** Which entry (modulo their number). */
   readonly pick: number;
+  /** A new name (add, rename). */
   readonly name: string;
+  /** New size (modify, add). */
   readonly sizeBytes: number;
+  /** Seeds new content. */
   readonly seed: number;
+  /** New permission bits (chmod). */
   readonly mode: number;
 }
 
 /** An entry as the harness sees it on disk (its own walk, not the product's). */
 export interface SeenEntry {
+  /** Path relative to the tree's root. */
   readonly path: string;
+  /** `file`, `dir`, `symlink` or what else the walk found. */
   readonly type: string;
+  /** Permission bits. */
   readonly mode: number;
+  /** Modification time, ms (null where it is not compared). */
   readonly mtimeMs: number | null;
   /** Size and content hash of a file, target of a symlink. */
   readonly detail: string;
@@ -44,14 +62,19 @@ export interface SeenEntry {
 
 /** The implementation under test and the disk operations the suite needs. */
 export interface BackupHarness {
+  /** A fresh empty directory. */
   makeDir(): Promise<string>;
+  /** Removes a directory made by `makeDir`. */
   removeDir(path: string): Promise<void>;
   /** Creates the nodes under `root` (which exists), with modes and mtimes. */
   writeTree(root: string, nodes: readonly NodeSpec[]): Promise<void>;
   /** Applies one change to the tree under `root`. */
   applyChange(root: string, change: ChangeSpec): Promise<void>;
+  /** Every entry under `root`, walked by the harness itself. */
   describe(root: string): Promise<SeenEntry[]>;
+  /** Backs `source` up into `repo` (created when missing) with the implementation under test. */
   backup(source: string, repo: string, incremental: boolean): Promise<{ snapshot: string }>;
+  /** Restores a snapshot into `target` with the implementation under test. */
   restore(repo: string, snapshot: string, target: string): Promise<void>;
   /** Paths of the regular files held by a snapshot's archive. */
   archivedFiles(repo: string, snapshot: string): Promise<string[]>;

@@ -18,7 +18,9 @@ import { defineProperty, type Suite } from "./_suite.ts";
 
 /** The codec under test. */
 export interface MessageCodec {
+  /** Encodes a message as one frame payload. */
   encode(message: Message): Uint8Array;
+  /** Decodes a payload, or fails typed (EPROTO, EMSGSIZE) without throwing. */
   decode(payload: Uint8Array): Result<Message>;
 }
 

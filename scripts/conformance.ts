@@ -9,22 +9,23 @@
 import { parseArgs } from "node:util";
 import type { Suite } from "../property-tests/_suite.ts";
 import { type PropertyResult, runSuites } from "../property-tests/_runner.ts";
-import { descriptorSuite, socketsSuite } from "../property-tests/dispatch_suite.ts";
+import { socketsSuite } from "../property-tests/dispatch_suite.ts";
+import { edgeSuites } from "../property-tests/edge_suites.ts";
 import { createTcpSockets } from "../src/adapters/tcp.ts";
 import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts";
-import { handshakeSuite } from "../property-tests/handshake_suite.ts";
-import { wireSuite } from "../property-tests/wire_suite.ts";
-import { stpSuite } from "../property-tests/stp_suite.ts";
 import { backupSuite } from "../property-tests/backup_suite.ts";
 import { denoBackupHarness } from "../property-tests/backup_harness.ts";
-import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
-import { createHandshake } from "../src/core/handshake/mod.ts";
-import { decodeMessage, encodeMessage } from "../src/core/wire/messages.ts";
 
-/** Every suite, bound to lanfree's own implementation, by name. */
+/**
+ * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
+ * {@link edgeSuites}, then the two that need Deno (the sockets model over TCP, the backup suite
+ * over the file system).
+ *
+ * @returns the suites
+ */
 export function lanfreeSuites(): Suite[] {
   return [
-    descriptorSuite(),
+    ...edgeSuites(),
     socketsSuite(() => ({
       sockets: createRouter({
         network: createTcpSockets({ ioTimeoutMs: 5_000 }),
@@ -33,9 +34,6 @@ export function lanfreeSuites(): Suite[] {
       kind: "network",
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
-    stpSuite(sharedArrayBufferRegions),
-    wireSuite({ encode: encodeMessage, decode: decodeMessage }),
-    handshakeSuite(createHandshake),
     backupSuite(denoBackupHarness),
   ];
 }

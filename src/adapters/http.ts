@@ -29,13 +29,29 @@ import { runSuites } from "../../property-tests/_runner.ts";
 
 /** Occupancy of the storage region, for `GET /v1/storage` and metrics. */
 export interface StorageOccupancy {
+  /** Control blocks in the region, and how many are allocated. */
   readonly controlBlocks: { readonly total: number; readonly inUse: number };
+  /** Per STG: its id, its length, the bytes its rings hold, the ports in use. */
   readonly stgs: ReadonlyArray<{
     readonly id: number;
     readonly lengthBytes: number;
     readonly usedBytes: number;
     readonly portsInUse: number;
   }>;
+}
+
+/**
+ * The control app as its host sees it: a standard fetch handler (Hono's app underneath). Both
+ * members are bound functions, so `Deno.serve(app.fetch)` and `{ fetch: app.fetch }` work.
+ */
+export interface ControlApp {
+  /** Answers one request: give it to `Deno.serve`, or call it from a worker's `fetch`. */
+  readonly fetch: (request: Request) => Response | Promise<Response>;
+  /** Answers a request given as a path (`"/health"`) or URL and an init: for in-process callers. */
+  readonly request: (
+    input: string | URL | Request,
+    init?: RequestInit,
+  ) => Response | Promise<Response>;
 }
 
 /** What the app needs from its host. */
@@ -132,9 +148,9 @@ function pathsOf(request: JobRequest): string[] {
  * Builds the control app.
  *
  * @param services the token, roots, jobs, repositories, region and suites
- * @returns the Hono app (`app.fetch` is a standard fetch handler)
+ * @returns the app (Hono underneath): `app.fetch` is a standard fetch handler
  */
-export function createControlApp(services: ControlServices): Hono {
+export function createControlApp(services: ControlServices): ControlApp {
   const app = new Hono();
   const checkPath = async (path: string): Promise<string> => {
     const resolved = await services.resolvePath(path);

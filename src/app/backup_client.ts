@@ -37,8 +37,11 @@ export interface BackupClientOptions {
 
 /** How far a backup got: files planned, archive bytes sent, archive bytes expected. */
 export interface BackupProgress {
+  /** Files planned so far. */
   readonly files: number;
+  /** Archive bytes sent so far. */
   readonly bytes: number;
+  /** File bytes planned (what `bytes` grows toward, headers aside). */
   readonly totalBytes: number;
 }
 

@@ -26,9 +26,13 @@ const ERROR_GRACE_MS = 2_000;
 
 /** Options of {@link runBackupJob}: the CLI's, validated. */
 export interface BackupJobOptions {
+  /** The directory (fs mode) or the SQLite database file (db mode). */
   readonly source: string;
+  /** The repository; created if missing or empty. */
   readonly repo: string;
+  /** `fs`: the file-system flow (server initiates); `db`: the database flow (client initiates). */
   readonly mode: "fs" | "db";
+  /** Only what changed since the latest snapshot of the same source. */
   readonly incremental: boolean;
   /** `auto`: storage, else the network with the reason; `storage`: storage or fail; `network`. */
   readonly channel: "storage" | "network" | "auto";
@@ -38,10 +42,15 @@ export interface BackupJobOptions {
   readonly controlBlocks?: number;
   /** A region to use instead of a fresh one (tests inspect it afterwards). */
   readonly region?: SharedArrayBuffer;
+  /** How long to wait for another backup's repository lock, ms (default 30 000). */
   readonly lockWaitMs?: number;
+  /** Bound of every socket wait, ms (default 30 000). */
   readonly ioTimeoutMs?: number;
+  /** Bound of each handshake, ms (default 5000). */
   readonly handshakeTimeoutMs?: number;
+  /** Called with the client's progress while the archive streams. */
   readonly onProgress?: (progress: BackupProgress) => void;
+  /** Aborts the job (the snapshot is then not committed). */
   readonly signal?: AbortSignal;
   /** Drill: terminate the client host once it reported at least this many bytes. */
   readonly interruptClientAfterBytes?: number;
@@ -51,25 +60,45 @@ export interface BackupJobOptions {
 
 /** What a backup job did. */
 export interface BackupJobSummary {
+  /** The new snapshot's id. */
   readonly snapshot: string;
+  /** The snapshot it is incremental to, or null. */
   readonly parent: string | null;
+  /** The source as recorded in the manifest. */
   readonly source: string;
+  /** The handshake flow used. */
   readonly mode: "fs" | "db";
+  /** The channel the data went through. */
   readonly dataPath: "storage" | "network";
+  /** Why the data went over the network when storage was tried first, or null. */
   readonly fallbackReason: string | null;
+  /** Files archived in this snapshot (new or changed). */
   readonly files: number;
+  /** Files in the snapshot, unchanged ones included. */
   readonly filesTotal: number;
+  /** File bytes archived in this snapshot. */
   readonly fileBytes: number;
+  /** Size of this snapshot's tar archive. */
   readonly archiveBytes: number;
+  /** Bytes that went through the storage region. */
   readonly storageBytes: number;
+  /** Bytes that went over the network. */
   readonly networkBytes: number;
+  /** Entries left out, each with the reason. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
+  /** How long the job took. */
   readonly seconds: number;
+  /** File bytes archived per second, in MB (10^6 bytes). */
   readonly megabytesPerSecond: number;
 }
 
 /** A backup that did not happen, with the reason in words. */
 export class BackupJobError extends Error {
+  /**
+   * Makes the error.
+   *
+   * @param message why the backup did not happen, with the facts
+   */
   constructor(message: string) {
     super(message);
     this.name = "BackupJobError";

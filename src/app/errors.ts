@@ -43,6 +43,13 @@ export type SourceErrorCode =
 export class BackupError extends Error {
   /** The machine-readable reason. */
   readonly code: string;
+  /**
+   * Makes the error.
+   *
+   * @param code the machine-readable reason
+   * @param message what happened, naming the path, snapshot or repository concerned
+   * @param options the underlying cause, if any
+   */
   constructor(code: string, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "BackupError";
@@ -52,7 +59,15 @@ export class BackupError extends Error {
 
 /** A repository cannot be opened, read or written as asked. */
 export class RepositoryError extends BackupError {
+  /** The machine-readable reason. */
   declare readonly code: RepositoryErrorCode;
+  /**
+   * Makes the error.
+   *
+   * @param code the machine-readable reason
+   * @param message what happened, naming the path, snapshot or repository concerned
+   * @param options the underlying cause, if any
+   */
   constructor(code: RepositoryErrorCode, message: string, options?: ErrorOptions) {
     super(code, message, options);
     this.name = "RepositoryError";
@@ -61,7 +76,15 @@ export class RepositoryError extends BackupError {
 
 /** A restore or a verify found something it must not write or accept. */
 export class RestoreError extends BackupError {
+  /** The machine-readable reason. */
   declare readonly code: RestoreErrorCode;
+  /**
+   * Makes the error.
+   *
+   * @param code the machine-readable reason
+   * @param message what happened, naming the path, snapshot or repository concerned
+   * @param options the underlying cause, if any
+   */
   constructor(code: RestoreErrorCode, message: string, options?: ErrorOptions) {
     super(code, message, options);
     this.name = "RestoreError";
@@ -70,7 +93,15 @@ export class RestoreError extends BackupError {
 
 /** The source of a backup cannot be read as a whole. */
 export class SourceError extends BackupError {
+  /** The machine-readable reason. */
   declare readonly code: SourceErrorCode;
+  /**
+   * Makes the error.
+   *
+   * @param code the machine-readable reason
+   * @param message what happened, naming the path, snapshot or repository concerned
+   * @param options the underlying cause, if any
+   */
   constructor(code: SourceErrorCode, message: string, options?: ErrorOptions) {
     super(code, message, options);
     this.name = "SourceError";

@@ -10,6 +10,7 @@
  */
 
 import { z } from "zod";
+import type { SameType } from "../core/assert.ts";
 
 /** Options of a backup job: the same as the CLI's. */
 export const BackupJobSchema = z.strictObject({
@@ -46,30 +47,89 @@ export const JobRequestSchema = z.discriminatedUnion("kind", [
   VerifyJobSchema,
 ]);
 
-/** A validated job request. */
-export type JobRequest = z.infer<typeof JobRequestSchema>;
+/** A validated backup job request (the CLI's options; defaults filled in). */
+export interface BackupJobRequest {
+  /** Names the job. */
+  readonly kind: "backup";
+  /** The tree to back up (file-system mode). */
+  readonly source?: string | undefined;
+  /** The repository. */
+  readonly repo: string;
+  /** `fs` (default) or `db`. */
+  readonly mode: "fs" | "db";
+  /** The SQLite database (database mode). */
+  readonly db?: string | undefined;
+  /** Only what changed since the latest snapshot of the same source (default false). */
+  readonly incremental: boolean;
+  /** `auto` (default): storage, else the network with the reason; `storage`; `network`. */
+  readonly channel: "storage" | "network" | "auto";
+}
+
+/** A validated restore job request. */
+export interface RestoreJobRequest {
+  /** Names the job. */
+  readonly kind: "restore";
+  /** The repository. */
+  readonly repo: string;
+  /** A snapshot id, or `latest` (default). */
+  readonly snapshot: string;
+  /** The directory to restore into. */
+  readonly target: string;
+  /** Only this path of the snapshot. */
+  readonly path?: string | undefined;
+  /** Replace existing files (default false). */
+  readonly overwrite: boolean;
+}
+
+/** A validated verify job request. */
+export interface VerifyJobRequest {
+  /** Names the job. */
+  readonly kind: "verify";
+  /** The repository. */
+  readonly repo: string;
+  /** One snapshot; every snapshot when absent. */
+  readonly snapshot?: string | undefined;
+}
+
+/** A validated job request (what {@link JobRequestSchema} accepts, defaults filled in). */
+export type JobRequest = BackupJobRequest | RestoreJobRequest | VerifyJobRequest;
+// `deno check` fails here when the types above and the schema stop describing the same values.
+const _requestMatchesSchema: SameType<JobRequest, z.output<typeof JobRequestSchema>> = true;
 
 /** Where a job is in its life. */
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 
 /** Progress a job reports while it runs. */
 export interface JobProgress {
+  /** Files done. */
   readonly files: number;
+  /** Bytes done. */
   readonly bytes: number;
+  /** Bytes that went through the storage region. */
   readonly storageBytes: number;
+  /** Bytes that went over the network. */
   readonly networkBytes: number;
 }
 
 /** One job, as the API shows it. */
 export interface JobRecord {
+  /** The job's id (unique in this queue). */
   readonly id: string;
+  /** What was asked for. */
   readonly request: JobRequest;
+  /** Where the job is. */
   state: JobState;
+  /** When it was submitted, on the queue's clock. */
   readonly createdMs: number;
+  /** When it started running. */
   startedMs?: number;
+  /** When it ended. */
   endedMs?: number;
+  /** The latest progress it reported. */
   progress: JobProgress;
+  /** What the executor returned, once succeeded. */
   result?: unknown;
+  /** Why it failed or was cancelled. */
   error?: string;
 }
 
@@ -86,6 +146,11 @@ export type JobExecutor = (
 
 /** Raised when the queue refuses a job. */
 export class JobQueueFullError extends Error {
+  /**
+   * Makes the error.
+   *
+   * @param queuedMax the queue's bound, for the message
+   */
   constructor(queuedMax: number) {
     super(`the job queue is full (${queuedMax} jobs waiting)`);
     this.name = "JobQueueFullError";
@@ -94,9 +159,13 @@ export class JobQueueFullError extends Error {
 
 /** Limits of a {@link JobQueue}. */
 export interface JobQueueLimits {
+  /** Most jobs waiting to run (default 16); more are refused with JobQueueFullError. */
   readonly queuedMax?: number;
+  /** Most ended jobs kept (default 100); the oldest are forgotten. */
   readonly historyMax?: number;
+  /** Most events kept per job (default 256). */
   readonly eventsPerJobMax?: number;
+  /** Most event listeners per job (default 16). */
   readonly listenersPerJobMax?: number;
 }
 
@@ -127,6 +196,8 @@ export class JobQueue {
   #nextId = 1;
 
   /**
+   * Makes an empty queue.
+   *
    * @param execute runs one job
    * @param nowMs the clock
    * @param limits queue, history and event bounds

@@ -31,6 +31,7 @@ export interface LocalBackupOptions {
   readonly repo: string;
   /** Only what changed since the latest snapshot of the same source (fs mode). */
   readonly incremental?: boolean;
+  /** `fs`: a directory tree (default); `db`: one SQLite database. */
   readonly mode?: "fs" | "db";
   /** The SQLite database file (db mode). */
   readonly db?: string;
@@ -46,8 +47,11 @@ export interface LocalBackupOptions {
 
 /** What a backup did. */
 export interface BackupSummary {
+  /** The new snapshot's id. */
   readonly snapshot: string;
+  /** The snapshot it is incremental to, or null. */
   readonly parent: string | null;
+  /** The source as recorded in the manifest. */
   readonly source: string;
   /** Files archived in this snapshot (new or changed). */
   readonly files: number;
@@ -55,10 +59,15 @@ export interface BackupSummary {
   readonly filesTotal: number;
   /** File bytes archived in this snapshot. */
   readonly bytes: number;
+  /** Size of this snapshot's tar archive. */
   readonly archiveBytes: number;
+  /** Paths of the parent that are gone. */
   readonly deleted: number;
+  /** Entries left out. */
   readonly skipped: number;
+  /** Each entry left out, with the reason. */
   readonly skippedEntries: SkippedEntry[];
+  /** How long the backup took. */
   readonly seconds: number;
 }
 

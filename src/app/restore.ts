@@ -58,11 +58,17 @@ export interface RestoreProblem {
 
 /** What a restore did. */
 export interface RestoreSummary {
+  /** The snapshot restored. */
   readonly snapshot: string;
+  /** Regular files written. */
   readonly files: number;
+  /** Directories made. */
   readonly dirs: number;
+  /** Symlinks made. */
   readonly symlinks: number;
+  /** File bytes written. */
   readonly bytes: number;
+  /** How long the restore took. */
   readonly seconds: number;
   /** Entries not restored (empty when everything was). */
   readonly problems: RestoreProblem[];

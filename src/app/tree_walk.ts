@@ -18,7 +18,9 @@ const LSTAT_PARALLEL_MAX = 32;
 
 /** An entry left out of the backup and why. */
 export interface SkippedEntry {
+  /** The entry's path, relative to the source. */
   readonly path: string;
+  /** Why it was left out, in words. */
   readonly reason: string;
 }
 

@@ -33,16 +33,23 @@ export interface VerifyProblem {
   readonly snapshot: string;
   /** The file concerned, if one is. */
   readonly path?: string;
+  /** What kind of problem: a `RestoreError` or `RepositoryError` code (`missing-data`, `hash-mismatch`, ...). */
   readonly code: string;
+  /** What is wrong, with the facts. */
   readonly message: string;
 }
 
 /** What verify checked and found. */
 export interface VerifyReport {
+  /** True when no problem was found. */
   readonly ok: boolean;
+  /** The snapshots checked. */
   readonly snapshots: string[];
+  /** Files whose bytes were read and hashed. */
   readonly files: number;
+  /** File bytes read. */
   readonly bytes: number;
+  /** What was found wrong (at most `VERIFY_PROBLEMS_MAX`). */
   readonly problems: VerifyProblem[];
 }
 

@@ -28,3 +28,11 @@ export class InvariantError extends Error {
 export function invariant(condition: boolean, message: string): asserts condition {
   if (!condition) throw new InvariantError(message);
 }
+
+/**
+ * `true` when `A` and `B` describe the same values (each is assignable to the other), else
+ * `false`. Pins a hand-written public type to the zod schema that validates it, so the two
+ * cannot drift apart unnoticed: `const same: SameType<Message, z.output<typeof MessageSchema>>
+ * = true;` stops compiling when either changes alone.
+ */
+export type SameType<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

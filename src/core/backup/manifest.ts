@@ -7,6 +7,7 @@
 
 import { z } from "zod";
 import { checkEntryPath, parentPath } from "./path_rules.ts";
+import type { SameType } from "../assert.ts";
 
 /** Format name written in every manifest. */
 export const MANIFEST_FORMAT = "lanfree-manifest";
@@ -101,14 +102,74 @@ export const manifestSchema = z.object({
   if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
 });
 
-/** A validated manifest. */
-export type Manifest = z.infer<typeof manifestSchema>;
+/** What every manifest entry records. */
+export interface EntryCommon {
+  /** Path relative to the snapshot's root: `/`-separated, no `.` or `..` component. */
+  readonly path: string;
+  /** Permission bits, 0..0o7777. */
+  readonly mode: number;
+  /** Modification time, ms since the epoch. */
+  readonly mtimeMs: number;
+}
+/** A regular file: its size, hash, and the snapshot whose archive holds its bytes. */
+export interface FileEntry extends EntryCommon {
+  /** Names the entry type. */
+  readonly type: "file";
+  /** Size in bytes. */
+  readonly sizeBytes: number;
+  /** SHA-256 of the content, lowercase hex. */
+  readonly sha256: string;
+  /** The snapshot whose archive holds the bytes (this one, or a parent for unchanged files). */
+  readonly data: string;
+}
+/** A directory (its children are entries of their own). */
+export interface DirEntry extends EntryCommon {
+  /** Names the entry type. */
+  readonly type: "dir";
+}
+/** A symbolic link and its target, stored as written (never followed). */
+export interface SymlinkEntry extends EntryCommon {
+  /** Names the entry type. */
+  readonly type: "symlink";
+  /** The target, as the link holds it. */
+  readonly target: string;
+}
 /** One entry of a manifest. */
-export type ManifestEntry = z.infer<typeof entrySchema>;
-/** A file entry. */
-export type FileEntry = z.infer<typeof fileEntrySchema>;
-/** Per-channel byte counters. */
-export type ChannelBytes = z.infer<typeof channelBytesSchema>;
+export type ManifestEntry = FileEntry | DirEntry | SymlinkEntry;
+/** Per-channel byte counters (counted up while a snapshot is taken). */
+export interface ChannelBytes {
+  /** Bytes that went through the storage region. */
+  storage: number;
+  /** Bytes that went over the network. */
+  network: number;
+}
+/** A validated manifest: what a snapshot holds and where each file's bytes live. */
+export interface Manifest {
+  /** Always {@link MANIFEST_FORMAT}. */
+  readonly format: typeof MANIFEST_FORMAT;
+  /** Always {@link MANIFEST_VERSION}. */
+  readonly version: typeof MANIFEST_VERSION;
+  /** The snapshot id (a UTC timestamp and a random suffix, {@link SNAPSHOT_ID_PATTERN}). */
+  readonly id: string;
+  /** A file-system or a database snapshot. */
+  readonly kind: "fs" | "db";
+  /** What was backed up (a directory or a database path). */
+  readonly source: string;
+  /** The snapshot this one is incremental to, or null for a full one. */
+  readonly parent: string | null;
+  /** When the snapshot was taken, ms since the epoch. */
+  readonly createdMs: number;
+  /** Size of this snapshot's tar archive. */
+  readonly archiveBytes: number;
+  /** Bytes that went through each channel while it was taken. */
+  readonly channelBytes: ChannelBytes;
+  /** Every entry of the tree, parents before children. */
+  readonly entries: ManifestEntry[];
+  /** Paths present in the parent and gone from this snapshot. */
+  readonly deleted: string[];
+}
+// `deno check` fails here when the types above and the schema stop describing the same values.
+const _manifestMatchesSchema: SameType<Manifest, z.output<typeof manifestSchema>> = true;
 
 /**
  * The tree rule: paths are unique, and every entry's parent is a directory entry of the same

@@ -34,7 +34,9 @@ export const STORAGE_FD_MAX = 0x7fff_ffff;
 
 /** The range of descriptor values a space hands out, inclusive on both ends. */
 export interface DescriptorRange {
+  /** The lowest value. */
   readonly min: number;
+  /** The highest value. */
   readonly max: number;
 }
 
@@ -70,13 +72,18 @@ export function kindOfDescriptor(fd: number): SocketKind | undefined {
  * Pure bookkeeping: no I/O. `liveMax` bounds how many descriptors may be open at once.
  */
 export class DescriptorSpace {
+  /** The kind every value of this space routes to. */
   readonly kind: SocketKind;
+  /** The values it hands out. */
   readonly range: DescriptorRange;
+  /** How many values may be live at once (ENOBUFS beyond). */
   readonly liveMax: number;
   #next: number;
   readonly #live = new Set<number>();
 
   /**
+   * Makes an empty space.
+   *
    * @param kind the kind every value of this space routes to
    * @param options `liveMax` (default 65536) and, for tests, a narrower `range` inside the
    *   kind's full range (so wrap-around can be exercised)

@@ -74,6 +74,8 @@ export class SocketError extends Error {
   readonly fd: number | undefined;
 
   /**
+   * Makes a socket error.
+   *
    * @param code the POSIX-style code
    * @param message what happened, in words, with the facts (addresses, sizes, states)
    * @param details the call, the descriptor and the cause
@@ -89,14 +91,19 @@ export class SocketError extends Error {
 
 /** A failure as a value: what cores return instead of throwing. */
 export interface Failure {
+  /** Tells a failure from a success. */
   readonly ok: false;
+  /** What went wrong, as a POSIX-style code. */
   readonly code: SocketErrorCode;
+  /** What happened, in words. */
   readonly message: string;
 }
 
 /** A success carrying a value. */
 export interface Success<T> {
+  /** Tells a success from a failure. */
   readonly ok: true;
+  /** The value. */
   readonly value: T;
 }
 

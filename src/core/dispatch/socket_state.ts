@@ -45,7 +45,7 @@ export type SocketPhase = SocketState["phase"];
 export type StateCall = Exclude<SocketCall, "socket">;
 
 /** A table cell: legal, or the error code and why. */
-type Verdict = "ok" | readonly [SocketErrorCode, string];
+export type Verdict = "ok" | readonly [SocketErrorCode, string];
 
 /**
  * Phase × call → verdict. Read a row as "in this phase, this call is ...". `failed` rows are

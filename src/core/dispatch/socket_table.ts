@@ -20,13 +20,17 @@ import {
 import type { Address } from "./sockets.ts";
 
 /** Calls that wait, one of each kind at a time per descriptor. */
-type WaitingCall = "accept" | "connect" | "send" | "recv";
+export type WaitingCall = "accept" | "connect" | "send" | "recv";
 
 /** One open socket. `H` is the implementation's handle (a TCP connection, a control block). */
 export interface SocketEntry<H> {
+  /** The descriptor. */
   readonly fd: number;
+  /** Its state. */
   state: SocketState;
+  /** The implementation's handle, once it has one. */
   handle: H | undefined;
+  /** The waiting calls in flight on it. */
   readonly pending: Set<WaitingCall>;
 }
 
@@ -56,11 +60,14 @@ export const BACKLOG_MAX = 1024;
  * ```
  */
 export class SocketTable<H> {
+  /** The kind of every descriptor in this table. */
   readonly kind: SocketKind;
   readonly #space: DescriptorSpace;
   readonly #entries = new Map<number, SocketEntry<H>>();
 
   /**
+   * Makes an empty table.
+   *
    * @param kind the kind of every descriptor in this table
    * @param options `liveMax` (how many sockets may be open at once) and a test-only `range`
    */

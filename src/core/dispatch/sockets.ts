@@ -10,6 +10,7 @@ import { fail, ok, type Result } from "./errors.ts";
 
 /** A TCP address: host and port. */
 export interface NetworkAddress {
+  /** Names the kind. */
   readonly kind: "network";
   /** An IPv4 literal; lanfree's adapters bind and connect on 127.0.0.1 in tests. */
   readonly host: string;
@@ -19,6 +20,7 @@ export interface NetworkAddress {
 
 /** A storage address: the storage transport group and a port inside it. */
 export interface StorageAddress {
+  /** Names the kind. */
   readonly kind: "storage";
   /** The STG id, as configured in the region. */
   readonly stg: number;

@@ -12,6 +12,7 @@
 
 import { z } from "zod";
 import { fail, ok, type Result } from "../dispatch/errors.ts";
+import type { SameType } from "../assert.ts";
 
 /** Longest handshake deadline accepted, in ms (ten minutes). */
 export const HANDSHAKE_TIMEOUT_MS_MAX = 600_000;
@@ -67,10 +68,59 @@ export const HandshakeConfigSchema = z.object({
     .default(4),
 });
 
-/** A validated handshake configuration. */
-export type HandshakeConfig = z.output<typeof HandshakeConfigSchema>;
-/** What a caller writes: the defaulted fields may be left out. */
-export type HandshakeConfigInput = z.input<typeof HandshakeConfigSchema>;
+/** The STG a server offers (step 138 / 236). */
+export interface StgInfo {
+  /** The STG id, 0..65535. */
+  readonly id: number;
+  /** The STG's length in bytes, at least 1. */
+  readonly lengthBytes: number;
+}
+
+/** A validated handshake configuration, defaults filled in (see {@link HandshakeConfigInput}). */
+export interface HandshakeConfig {
+  /** The well-known port; the file-system flow also uses WKP+1, so at most 65534. */
+  readonly wellKnownPort: number;
+  /** The address this side binds its sockets to. */
+  readonly localHost: string;
+  /** The address of the peer this side connects to. */
+  readonly peerHost: string;
+  /** The port the connecting side binds before each connect; 0 asks for a dynamic port. */
+  readonly connectorBindPort: number;
+  /** The STG the server offers; required for the server roles, unused by the clients. */
+  readonly stg?: StgInfo | undefined;
+  /** How many network connections the file-system client expects (the seeds say two). */
+  readonly expectedConnections: 2;
+  /** The whole handshake must finish within this long after `start`, in ms. */
+  readonly handshakeTimeoutMs: number;
+  /** The listen backlog of every listening socket. */
+  readonly backlog: number;
+}
+
+/** What a caller writes: the fields with defaults may be left out. */
+export interface HandshakeConfigInput {
+  /** The well-known port (1..65534). */
+  readonly wellKnownPort: number;
+  /** Default `"127.0.0.1"`. */
+  readonly localHost?: string | undefined;
+  /** Default `"127.0.0.1"`. */
+  readonly peerHost?: string | undefined;
+  /** Default 0 (a dynamic port). */
+  readonly connectorBindPort?: number | undefined;
+  /** The STG the server offers; required for the server roles. */
+  readonly stg?: StgInfo | undefined;
+  /** Must be 2 when given. */
+  readonly expectedConnections?: 2 | undefined;
+  /** Default 5000 ms, at most {@link HANDSHAKE_TIMEOUT_MS_MAX}. */
+  readonly handshakeTimeoutMs?: number | undefined;
+  /** Default 4, at most {@link HANDSHAKE_BACKLOG_MAX}. */
+  readonly backlog?: number | undefined;
+}
+
+// `deno check` fails here when the types above and the schema stop describing the same values.
+const _configMatchesSchema: SameType<HandshakeConfig, z.output<typeof HandshakeConfigSchema>> =
+  true;
+const _inputMatchesSchema: SameType<HandshakeConfigInput, z.input<typeof HandshakeConfigSchema>> =
+  true;
 
 /**
  * Validates a handshake configuration.
@@ -116,7 +166,7 @@ export function parseHandshakeConfig(input: unknown): Result<HandshakeConfig> {
  */
 export function parseServerConfig(
   input: unknown,
-): Result<HandshakeConfig & { stg: z.output<typeof StgInfoSchema> }> {
+): Result<HandshakeConfig & { readonly stg: StgInfo }> {
   const parsed = parseHandshakeConfig(input);
   if (!parsed.ok) return parsed;
   const { stg } = parsed.value;

@@ -56,7 +56,8 @@ export type HandshakeInput =
   | { readonly type: "tick" }
   | ResultInput;
 
-interface ActionBase {
+/** What every socket action carries. */
+export interface ActionBase {
   /** The request id; the result comes back as an input with this id. */
   readonly id: number;
   /** The step of the seeds this call performs. */
@@ -83,10 +84,13 @@ export type FailureOrigin = "local" | "remote";
 
 /** Why a handshake failed. */
 export interface FailureReason {
+  /** Who caused it. */
   readonly origin: FailureOrigin;
+  /** What went wrong. */
   readonly code: SocketErrorCode;
   /** The step at which it failed. */
   readonly step: Step;
+  /** What happened, in words. */
   readonly message: string;
 }
 
@@ -104,7 +108,9 @@ export type HandshakeRole = "fs-server" | "fs-client" | "db-client" | "db-server
 
 /** A pure handshake state machine. */
 export interface HandshakeMachine {
+  /** The role this machine plays. */
   readonly role: HandshakeRole;
+  /** Where it is as a whole. */
   readonly status: HandshakeStatus;
   /** The state of each lane (sub-flow), by lane name. */
   readonly laneStates: Readonly<Record<string, string>>;
@@ -185,17 +191,25 @@ export interface RowContext {
 export interface Row {
   /** The seeds' step this row performs. */
   readonly step: Step;
+  /** The lane (sub-flow) the row belongs to. */
   readonly lane: string;
+  /** The lane state the row applies in. */
   readonly state: string;
+  /** The event it reacts to. */
   readonly on: RowEvent;
+  /** The lane state after it. */
   readonly next: string;
+  /** The effects, computed from what the machine knows and the input. */
   readonly act: (context: RowContext, input: HandshakeInput) => readonly Effect[];
 }
 
 /** One role's protocol: its lanes, its table and the channels it establishes. */
 export interface Flow {
+  /** The role it is the protocol of. */
   readonly role: HandshakeRole;
+  /** Its lanes, which run in parallel. */
   readonly lanes: readonly string[];
+  /** Every row of every lane. */
   readonly table: readonly Row[];
   /** Channel name -> descriptor slot; every other slot must be closed at establishment. */
   readonly channels: Readonly<Record<string, FdName>>;

@@ -11,7 +11,7 @@
  */
 
 import { z } from "zod";
-import { invariant } from "../assert.ts";
+import { invariant, type SameType } from "../assert.ts";
 import { fail, ok, type Result } from "../dispatch/errors.ts";
 
 /** "LNFR" as a little-endian Int32: the first word of every region. */
@@ -106,16 +106,51 @@ export const regionConfigSchema = z.object({
   backlogMax: z.number().int().min(1).max(LIMITS.backlogMax),
 });
 
-/** A region configuration. */
-export type RegionConfig = z.input<typeof regionConfigSchema>;
+/** One storage transport group as configured (see {@link LIMITS} for the bounds). */
+export interface StgConfig {
+  /** The STG id users name in a storage address, 0..65535. */
+  readonly id: number;
+  /** How many device extents (each `extentBytes`, one ring each) the STG owns, at least 2. */
+  readonly extentCount: number;
+  /** Lowest dynamic port. */
+  readonly ephemeralPortMin: number;
+  /** Highest dynamic port (not below `ephemeralPortMin`). */
+  readonly ephemeralPortMax: number;
+}
+
+/** A region configuration, checked by {@link planRegion} (see {@link LIMITS} for the bounds). */
+export interface RegionConfig {
+  /** The STGs, 1..16, with unique ids. */
+  readonly stgs: StgConfig[];
+  /** Size of one device extent (one ring), a power of two in bytes. */
+  readonly extentBytes: number;
+  /** Control blocks in the control block table. */
+  readonly blockCount: number;
+  /** Host table entries (host ids 1..hostCount). */
+  readonly hostCount: number;
+  /** Every wait on the region is bounded by this, in ms. */
+  readonly ioTimeoutMs: number;
+  /** A host whose heartbeat is older than this, in ms, is dead and its blocks reclaimable. */
+  readonly leaseMs: number;
+  /** Largest listen backlog. */
+  readonly backlogMax: number;
+}
+// `deno check` fails here when the types above and the schema stop describing the same values.
+const _configMatchesSchema: SameType<RegionConfig, z.input<typeof regionConfigSchema>> = true;
 
 /** One STG in a planned layout. */
 export interface StgLayout {
+  /** Its position in the STG table. */
   readonly index: number;
+  /** The STG id. */
   readonly id: number;
+  /** Its first extent in the device area. */
   readonly firstExtent: number;
+  /** How many extents it owns. */
   readonly extentCount: number;
+  /** Lowest dynamic port. */
   readonly ephemeralMin: number;
+  /** Highest dynamic port. */
   readonly ephemeralMax: number;
   /** Bytes of device space the STG owns ("STG info" length). */
   readonly lengthBytes: number;
@@ -123,21 +158,37 @@ export interface StgLayout {
 
 /** The computed geometry of a region. All offsets in bytes from the region start. */
 export interface RegionLayout {
+  /** Size of the whole region. */
   readonly regionBytes: number;
+  /** Where the STG table starts. */
   readonly stgTableOffset: number;
+  /** Where the host table starts. */
   readonly hostTableOffset: number;
+  /** Host table entries. */
   readonly hostCount: number;
+  /** Where the control block table starts. */
   readonly cbtOffset: number;
+  /** Control blocks in the table. */
   readonly blockCount: number;
+  /** Where the port tables start (one per STG). */
   readonly portTableOffset: number;
+  /** Where the extent owner table starts. */
   readonly extentTableOffset: number;
+  /** Extents in the device area, over all STGs. */
   readonly extentCount: number;
+  /** Size of one extent. */
   readonly extentBytes: number;
+  /** Where the device area starts. */
   readonly deviceOffset: number;
+  /** Size of the device area. */
   readonly deviceBytes: number;
+  /** Bound of every wait, ms (from the header). */
   readonly ioTimeoutMs: number;
+  /** Host lease, ms (from the header). */
   readonly leaseMs: number;
+  /** Largest listen backlog (from the header). */
   readonly backlogMax: number;
+  /** The STGs, in table order. */
   readonly stgs: readonly StgLayout[];
 }
 

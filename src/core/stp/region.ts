@@ -27,7 +27,9 @@ import type { RegionMemory } from "./memory.ts";
 
 /** A region ready for use: its memory and its validated layout. */
 export interface Region {
+  /** The region's memory. */
   readonly memory: RegionMemory;
+  /** Its validated layout. */
   readonly layout: RegionLayout;
 }
 

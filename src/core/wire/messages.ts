@@ -30,6 +30,7 @@ import {
   SOCKET_ERROR_CODES,
   type SocketErrorCode,
 } from "../dispatch/errors.ts";
+import type { SameType } from "../assert.ts";
 
 /** Largest payload of any control message, in bytes. */
 export const MESSAGE_BYTES_MAX = 256;
@@ -114,8 +115,69 @@ export const MessageSchema = z.discriminatedUnion("type", [
   ErrorSchema,
 ]);
 
-/** Any control message. */
-export type Message = z.infer<typeof MessageSchema>;
+/** The well-known string (step 90). */
+export interface WellKnownMessage {
+  /** Tag 1. */
+  readonly type: "wellKnown";
+  /** The string's bytes, 1..{@link WELL_KNOWN_BYTES_MAX}. */
+  readonly bytes: Uint8Array<ArrayBuffer>;
+}
+/** A descriptor value (steps 92, 100, 122, 126). */
+export interface DescriptorMessage {
+  /** Tag 2. */
+  readonly type: "descriptor";
+  /** The descriptor, 0..{@link DESCRIPTOR_VALUE_MAX}. */
+  readonly fd: number;
+}
+/** The STG id (steps 138, 160, 236, 200). */
+export interface StgIdMessage {
+  /** Tag 3. */
+  readonly type: "stgId";
+  /** The STG id, 0..65535. */
+  readonly stg: number;
+}
+/** The STG length (steps 138, 160, 236, 200). */
+export interface StgLengthMessage {
+  /** Tag 4. */
+  readonly type: "stgLength";
+  /** The STG's length in bytes, 1..2^53-1. */
+  readonly lengthBytes: number;
+}
+/** A port (steps 170, 140, 196, 224, 210, 238). */
+export interface PortMessage {
+  /** Tag 5. */
+  readonly type: "port";
+  /** Whether the port is a network (TCP) or a storage (STP) port. */
+  readonly kind: "network" | "storage";
+  /** The port, 1..65535. */
+  readonly port: number;
+}
+/** The acknowledgement (steps 226, 196A). */
+export interface AckMessage {
+  /** Tag 6. */
+  readonly type: "ack";
+}
+/** An error report: a socket error code and a text. */
+export interface ErrorMessage {
+  /** Tag 7. */
+  readonly type: "error";
+  /** What went wrong, as a socket error code. */
+  readonly code: SocketErrorCode;
+  /** What happened, in at most {@link ERROR_TEXT_BYTES_MAX} UTF-8 bytes. */
+  readonly text: string;
+}
+
+/** Any control message (what {@link MessageSchema} accepts). */
+export type Message =
+  | WellKnownMessage
+  | DescriptorMessage
+  | StgIdMessage
+  | StgLengthMessage
+  | PortMessage
+  | AckMessage
+  | ErrorMessage;
+// `deno check` fails here when the type above and the schema stop describing the same messages.
+const _messageMatchesSchema: SameType<Message, z.output<typeof MessageSchema>> = true;
 /** The message of one type. */
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
