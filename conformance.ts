@@ -52,7 +52,7 @@
  *   },
  * };
  * const results = await runSuites([stpSuite(myRegions)], { runs: 5, seed: 1 });
- * for (const result of results) assert.ok(result.passed, result.report);
+ * for (const result of results) assert.ok(result.passed, result.report ?? result.property);
  * ```
  *
  * @module

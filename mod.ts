@@ -54,7 +54,7 @@
  *   attach: (bytes) => sharedArrayBufferRegions.attach(bytes),
  * };
  * const results = await runSuites([stpSuite(myRegions)], { runs: 5, seed: 1 });
- * for (const result of results) assert.ok(result.passed, result.report);
+ * for (const result of results) assert.ok(result.passed, result.report ?? result.property);
  * ```
  *
  * @module
@@ -93,7 +93,14 @@ export {
 export type { ChunkSink } from "./src/app/tar_pack.ts";
 export type { ArchiveChannel } from "./src/app/snapshot_source.ts";
 export type { SkippedEntry } from "./src/app/tree_walk.ts";
-export { type RestoreOptions, restoreSnapshot, type RestoreSummary } from "./src/app/restore.ts";
+export {
+  type RestoreOptions,
+  type RestoreProblem,
+  restoreSnapshot,
+  type RestoreSummary,
+} from "./src/app/restore.ts";
+export type { ArchiveReader } from "./src/app/_tar_member.ts";
+export type { RestoreHooks } from "./src/app/_restore_target.ts";
 export {
   BackupError,
   RepositoryError,

@@ -77,6 +77,7 @@ export function sparseMapBytes(map: SparseMap): Uint8Array {
 export interface ArchiveReader {
   /** Reads up to `into.length` bytes at `position`; 0 at the end. */
   read(into: Uint8Array, position: number): Promise<number>;
+  /** Closes the archive; no read follows. */
   close(): void;
 }
 

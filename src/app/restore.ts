@@ -49,10 +49,13 @@ export interface RestoreOptions {
 
 /** One entry that could not be restored, and on which side the fault lies. */
 export interface RestoreProblem {
+  /** The entry's path in the snapshot. */
   readonly path: string;
   /** `repository`: the archive could not be read or is damaged; `target`: it could not be written. */
   readonly side: "repository" | "target";
+  /** A short code (`damaged`, `read-failed`, `write-failed`, ...). */
   readonly code: string;
+  /** What went wrong, with the facts. */
   readonly message: string;
 }
 

@@ -110,6 +110,16 @@ export interface EntryCommon {
   readonly mode: number;
   /** Modification time, ms since the epoch. */
   readonly mtimeMs: number;
+  /** Owner user id as the walk saw it (version 2). */
+  readonly uid?: number;
+  /** Owner group id as the walk saw it (version 2). */
+  readonly gid?: number;
+  /** Owner user name, where the system names the id (version 2). */
+  readonly user?: string;
+  /** Owner group name, where the system names the id (version 2). */
+  readonly group?: string;
+  /** The path's bytes, base64, when they are not valid UTF-8 (`path` then holds U+DC80..U+DCFF). */
+  readonly rawPath?: string;
 }
 /** A regular file: its size, hash, and the snapshot whose archive holds its bytes. */
 export interface FileEntry extends EntryCommon {
@@ -121,6 +131,12 @@ export interface FileEntry extends EntryCommon {
   readonly sha256: string;
   /** The snapshot whose archive holds the bytes (this one, or a parent for unchanged files). */
   readonly data: string;
+  /** Where the member's first header block starts in the archive of `data` (version 2). */
+  readonly offset?: number;
+  /** Another path of the same manifest this file is a hard link to (same data). */
+  readonly hardlink?: string;
+  /** Stored sparsely (PAX sparse 1.0): the member's size (map and data), which `sha256` covers. */
+  readonly sparse?: { readonly storedBytes: number };
 }
 /** A directory (its children are entries of their own). */
 export interface DirEntry extends EntryCommon {
@@ -133,6 +149,8 @@ export interface SymlinkEntry extends EntryCommon {
   readonly type: "symlink";
   /** The target, as the link holds it. */
   readonly target: string;
+  /** The target's bytes, base64, when they are not valid UTF-8. */
+  readonly rawTarget?: string;
 }
 /** One entry of a manifest. */
 export type ManifestEntry = FileEntry | DirEntry | SymlinkEntry;
@@ -147,8 +165,8 @@ export interface ChannelBytes {
 export interface Manifest {
   /** Always {@link MANIFEST_FORMAT}. */
   readonly format: typeof MANIFEST_FORMAT;
-  /** Always {@link MANIFEST_VERSION}. */
-  readonly version: typeof MANIFEST_VERSION;
+  /** The format version it was written in: {@link MANIFEST_VERSION}, or 1 for older ones. */
+  readonly version: 1 | typeof MANIFEST_VERSION;
   /** The snapshot id (a UTC timestamp and a random suffix, {@link SNAPSHOT_ID_PATTERN}). */
   readonly id: string;
   /** A file-system or a database snapshot. */
