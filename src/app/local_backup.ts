@@ -13,7 +13,7 @@
 
 import type { Manifest } from "../core/backup/manifest.ts";
 import { initRepository, latestSnapshot } from "./repository.ts";
-import { beginSnapshot } from "./snapshot_writer.ts";
+import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
 import {
   type ArchiveChannel,
   checkSource,
@@ -40,6 +40,8 @@ export interface LocalBackupOptions {
   readonly channel?: ArchiveChannel;
   /** How long to wait for another backup's lock. */
   readonly lockWaitMs?: number;
+  /** Drill hook: awaited at every step of the commit protocol (see `WriterStep`). */
+  readonly onWriterStep?: (step: WriterStep) => Promise<void> | void;
 }
 
 /** What a backup did. */
@@ -110,7 +112,10 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
   await checkSource(source, mode);
   const sourceId = await sourceIdentity(source);
   const repo = await initRepository(options.repo);
-  const writer = await beginSnapshot(repo, { lockWaitMs: options.lockWaitMs });
+  const writer = await beginSnapshot(repo, {
+    lockWaitMs: options.lockWaitMs,
+    onStep: options.onWriterStep,
+  });
   let prepared: Awaited<ReturnType<typeof prepareSnapshot>> | undefined;
   try {
     const parent = options.incremental && mode === "fs"

@@ -36,12 +36,29 @@ export interface SnapshotWriter {
   abort(): Promise<void>;
 }
 
+/**
+ * The steps of the commit protocol, in order, as a drill hook sees them: `locked` (the lock is
+ * held), `cleaned` (leftovers removed, temporary archive open), `archive-bytes` (after each
+ * write), `archive-placed` (archive synced and renamed into `snapshots/`), `manifest-written`
+ * (synced in `tmp/`), `committed` (manifest renamed in: the commit point), `released`.
+ */
+export type WriterStep =
+  | "locked"
+  | "cleaned"
+  | "archive-bytes"
+  | "archive-placed"
+  | "manifest-written"
+  | "committed"
+  | "released";
+
 /** Options of {@link beginSnapshot}. */
 export interface BeginOptions {
   /** Time of the snapshot id. */
   readonly nowMs?: number;
   /** How long to wait for another writer's lock. */
   readonly lockWaitMs?: number;
+  /** Drill hook: awaited at every step of the commit protocol (crash tests stop a writer here). */
+  readonly onStep?: (step: WriterStep) => Promise<void> | void;
 }
 
 function randomHex(): string {
@@ -104,16 +121,19 @@ export async function beginSnapshot(
   repo: Repository,
   options: BeginOptions = {},
 ): Promise<SnapshotWriter> {
+  const step = options.onStep ?? (() => {});
   const release = await acquireLock(
     repoPaths.lock(repo),
     options.lockWaitMs ?? LOCK_WAIT_MS_DEFAULT,
   );
   try {
+    await step("locked");
     await removeStale(repo);
     const id = makeSnapshotId(options.nowMs ?? Date.now(), randomHex());
     const tempPath = `${repoPaths.tmp(repo)}/${id}.tar.partial`;
     const file = await Deno.open(tempPath, { write: true, createNew: true });
-    return new Writer(repo, id, tempPath, file, release);
+    await step("cleaned");
+    return new Writer(repo, id, tempPath, file, release, step);
   } catch (error) {
     await release();
     throw error;
@@ -133,6 +153,7 @@ class Writer implements SnapshotWriter {
     readonly tempPath: string,
     readonly file: Deno.FsFile,
     readonly release: () => Promise<void>,
+    readonly step: (step: WriterStep) => Promise<void> | void,
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -142,6 +163,7 @@ class Writer implements SnapshotWriter {
       offset += await this.file.write(chunk.subarray(offset));
     }
     this.bytesWritten += chunk.byteLength;
+    await this.step("archive-bytes");
     if (this.bytesWritten - this.#flushedAt >= FLUSH_EVERY_BYTES && this.#flush === null) {
       this.#flushedAt = this.bytesWritten;
       this.#flush = this.file.syncData().then(
@@ -156,18 +178,18 @@ class Writer implements SnapshotWriter {
     this.#state = "committing";
     const archive = repoPaths.archive(this.repo, this.id);
     let archivePlaced = false;
+    let manifest: Manifest;
     try {
-      const manifest = await this.#checked(value);
+      manifest = await this.#checked(value);
       await this.#flush;
       if (this.#flushError !== undefined) throw this.#flushError;
       await this.file.sync();
       this.file.close();
       await Deno.rename(this.tempPath, archive);
       archivePlaced = true;
+      await this.step("archive-placed");
       await this.#placeManifest(manifest);
       this.#state = "done";
-      await this.release();
-      return manifest;
     } catch (error) {
       if (archivePlaced) await Deno.remove(archive).catch(() => {});
       const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
@@ -176,6 +198,11 @@ class Writer implements SnapshotWriter {
       await this.abort();
       throw error;
     }
+    // Past the commit point: nothing below may undo the snapshot.
+    await this.step("committed");
+    await this.release();
+    await this.step("released");
+    return manifest;
   }
 
   async abort(): Promise<void> {
@@ -231,6 +258,7 @@ class Writer implements SnapshotWriter {
     } finally {
       file.close();
     }
+    await this.step("manifest-written");
     await Deno.rename(temp, repoPaths.manifest(this.repo, this.id));
     await syncDir(repoPaths.snapshots(this.repo));
   }
