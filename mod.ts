@@ -85,10 +85,12 @@ export { type LocalBackupOptions, runLocalBackup } from "./src/app/local_backup.
 export { type RestoreOptions, restoreSnapshot, type RestoreSummary } from "./src/app/restore.ts";
 export { type VerifyReport, verifyRepository } from "./src/app/verify.ts";
 export {
+  chooseParent,
   initRepository,
   latestSnapshot,
   listSnapshots,
   openRepository,
+  type ParentChoice,
   readManifest,
   type Repository,
 } from "./src/app/repository.ts";

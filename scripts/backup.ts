@@ -163,6 +163,7 @@ function printSummary(summary: BackupJobSummary, repo: string): void {
   const number = (n: number) => n.toLocaleString("en-US");
   console.log(`lanfree backup: snapshot ${summary.snapshot} (${kind})`);
   console.log(`  source      ${summary.source} (${summary.mode} mode)`);
+  if (summary.fullReason !== null) console.log(`  full        ${summary.fullReason}`);
   console.log(
     `  files       ${number(summary.files)} archived of ${number(summary.filesTotal)}, ` +
       `${number(summary.fileBytes)} bytes; ${summary.skipped.length} skipped`,

@@ -53,6 +53,8 @@ export interface BackupJobOptions {
 export interface BackupJobSummary {
   readonly snapshot: string;
   readonly parent: string | null;
+  /** Why an incremental backup that was asked for is full (see `chooseParent`), else null. */
+  readonly fullReason: string | null;
   readonly source: string;
   readonly mode: "fs" | "db";
   readonly dataPath: "storage" | "network";
@@ -174,6 +176,7 @@ function summarize(
   return {
     snapshot: manifest.id,
     parent: manifest.parent,
+    fullReason: attempt.server.fullReason,
     source: manifest.source,
     mode: options.mode,
     dataPath,

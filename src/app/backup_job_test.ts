@@ -235,3 +235,30 @@ Deno.test("two backups into one repository at once both succeed, one after the o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an incremental job over a parent whose archive is gone is full and its summary says why", async () => {
+  const dir = await tempDir();
+  try {
+    await writeRandomTree(`${dir}/src`, 2, 1024);
+    const options = {
+      source: `${dir}/src`,
+      repo: `${dir}/repo`,
+      mode: "fs",
+      incremental: true,
+      channel: "network",
+    } as const;
+    const first = await runBackupJob(options);
+    assert.match(first.fullReason ?? "", /no earlier snapshot/);
+    await Deno.remove(`${dir}/repo/snapshots/${first.snapshot}.tar`);
+    const second = await runBackupJob(options);
+    assert.equal(second.parent, null);
+    assert.match(
+      second.fullReason ?? "",
+      new RegExp(`archive of snapshot ${first.snapshot} is missing`),
+    );
+    await restoreSnapshot({ repo: `${dir}/repo`, snapshot: second.snapshot, target: `${dir}/out` });
+    assert.deepEqual(await treeOf(`${dir}/out`), await treeOf(`${dir}/src`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

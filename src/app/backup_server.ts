@@ -10,7 +10,7 @@
 
 import { parseSessionMessage, PartJoiner, splitIntoParts } from "../core/backup/protocol.ts";
 import type { Manifest } from "../core/backup/manifest.ts";
-import { initRepository, latestSnapshot } from "./repository.ts";
+import { chooseParent, initRepository } from "./repository.ts";
 import type { Session } from "./session.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
 import { type BackupProgress, errorText, watchErrorChannel } from "./backup_client.ts";
@@ -27,6 +27,8 @@ export interface BackupServerOptions {
 /** What the server committed. */
 export interface BackupServerResult {
   readonly manifest: Manifest;
+  /** Why an incremental backup that was asked for is full (see `chooseParent`), else null. */
+  readonly fullReason: string | null;
   /** Entries the client reported unreadable. */
   readonly skipped: Array<{ path: string; reason: string }>;
 }
@@ -50,9 +52,12 @@ export async function runBackupServer(
     const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
     const repo = await initRepository(options.repo);
     writer = await beginSnapshot(repo, { lockWaitMs: options.lockWaitMs });
-    const parent = hello.incremental && hello.mode === "fs"
-      ? await latestSnapshot(repo, hello.sourceId, hello.mode)
-      : null;
+    const { parent, fullReason } = await chooseParent(
+      repo,
+      hello.sourceId,
+      hello.mode,
+      hello.incremental,
+    );
     await session.sendMessage("control", {
       type: "begin",
       snapshotId: writer.id,
@@ -77,7 +82,7 @@ export async function runBackupServer(
     };
     const committed = await writer.commit(withCounters);
     await session.sendMessage("control", { type: "committed", snapshotId: committed.id });
-    return { manifest: committed, skipped };
+    return { manifest: committed, fullReason, skipped };
   } catch (error) {
     await writer?.abort();
     // The client's own report travels on the error channel and may trail the broken data

@@ -3,8 +3,8 @@
  * pack, write into the repository, commit. It is the two halves of a networked backup joined
  * by a function call, so the split is visible here:
  *
- * - server: `initRepository` → `beginSnapshot` (id, lock) → `latestSnapshot` (the parent, a
- *   plain JSON value sent to the client) … `writer.write(chunk)` per chunk … `writer.commit`;
+ * - server: `initRepository` → `beginSnapshot` (id, lock) → `chooseParent` (the parent, a
+ *   plain JSON value sent to the client, or why the backup is full) … `writer.write(chunk)` per chunk … `writer.commit`;
  * - client: `sourceIdentity` (sent to the server) → `prepareSnapshot` (walk + plan) →
  *   `prepared.pack(sink)` (chunks to the channel) → the manifest sent back.
  *
@@ -12,7 +12,7 @@
  */
 
 import type { Manifest } from "../core/backup/manifest.ts";
-import { initRepository, latestSnapshot } from "./repository.ts";
+import { chooseParent, initRepository } from "./repository.ts";
 import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
 import {
   type ArchiveChannel,
@@ -48,6 +48,8 @@ export interface LocalBackupOptions {
 export interface BackupSummary {
   readonly snapshot: string;
   readonly parent: string | null;
+  /** Why an incremental backup that was asked for is full (see `chooseParent`), else null. */
+  readonly fullReason: string | null;
   readonly source: string;
   /** Files archived in this snapshot (new or changed). */
   readonly files: number;
@@ -65,11 +67,13 @@ export interface BackupSummary {
 function summarize(
   manifest: Manifest,
   packed: { files: number; fileBytes: number; skipped: SkippedEntry[] },
+  fullReason: string | null,
   seconds: number,
 ): BackupSummary {
   return {
     snapshot: manifest.id,
     parent: manifest.parent,
+    fullReason,
     source: manifest.source,
     files: packed.files,
     filesTotal: manifest.entries.filter((e) => e.type === "file").length,
@@ -118,9 +122,12 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
   });
   let prepared: Awaited<ReturnType<typeof prepareSnapshot>> | undefined;
   try {
-    const parent = options.incremental && mode === "fs"
-      ? await latestSnapshot(repo, sourceId, mode)
-      : null;
+    const { parent, fullReason } = await chooseParent(
+      repo,
+      sourceId,
+      mode,
+      options.incremental ?? false,
+    );
     const parentJson: unknown = JSON.parse(JSON.stringify(parent));
     prepared = await prepareSnapshot({
       mode,
@@ -135,7 +142,7 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       if (extra !== undefined) await extra(chunk);
     }, options.channel ?? "none");
     const manifest = await writer.commit(JSON.parse(JSON.stringify(packed.manifest)));
-    return summarize(manifest, packed, (performance.now() - startedMs) / 1000);
+    return summarize(manifest, packed, fullReason, (performance.now() - startedMs) / 1000);
   } catch (error) {
     await writer.abort();
     throw error;

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { CHAIN_LENGTH_MAX, chainProblem } from "../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
 import { RepositoryError } from "./errors.ts";
 
@@ -249,6 +250,82 @@ export async function latestSnapshot(
     if (manifest.source === source && manifest.kind === kind) return manifest;
   }
   return null;
+}
+
+/** The parent an incremental backup builds on, or why the backup is full. */
+export interface ParentChoice {
+  readonly parent: Manifest | null;
+  /** Why an incremental backup that was asked for is full; null when it is not, or not asked. */
+  readonly fullReason: string | null;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Chooses the parent of a backup: for an incremental one, the newest snapshot of the same source
+ * and kind whose chain is complete (every manifest readable, every archive its files need present
+ * with the size its manifest records). Anything else makes the backup full, with the reason: no
+ * earlier snapshot, a newer manifest that cannot be read (it may be the latest of this source),
+ * or a broken chain. Database snapshots are always full.
+ *
+ * @param repo the repository (under its writer lock)
+ * @param source the source as recorded in manifests
+ * @param kind `fs` or `db`
+ * @param incremental whether an incremental backup was asked for
+ * @returns the parent, or null with the reason
+ */
+export async function chooseParent(
+  repo: Repository,
+  source: string,
+  kind: "fs" | "db",
+  incremental: boolean,
+): Promise<ParentChoice> {
+  if (!incremental) return { parent: null, fullReason: null };
+  if (kind === "db") return { parent: null, fullReason: "database snapshots are always full" };
+  const ids = await listSnapshotIds(repo);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    let manifest: Manifest;
+    try {
+      manifest = await readManifest(repo, ids[i]!);
+    } catch (error) {
+      return {
+        parent: null,
+        fullReason: `the manifest of snapshot ${ids[i]} cannot be read (${
+          messageOf(error)
+        }); it may be the latest of this source, so this backup is full`,
+      };
+    }
+    if (manifest.source !== source || manifest.kind !== kind) continue;
+    const problem = await brokenChain(repo, manifest);
+    if (problem === undefined) return { parent: manifest, fullReason: null };
+    return {
+      parent: null,
+      fullReason: `the parent chain of ${manifest.id} is broken: ${problem}`,
+    };
+  }
+  return { parent: null, fullReason: `no earlier snapshot of ${source} in this repository` };
+}
+
+/** What is wrong with the chain `parent` builds on, or undefined when it is complete. */
+async function brokenChain(repo: Repository, parent: Manifest): Promise<string | undefined> {
+  const known = new Map([[parent.id, parent]]);
+  let next = parent.parent;
+  for (let depth = 0; next !== null && depth < CHAIN_LENGTH_MAX && !known.has(next); depth++) {
+    try {
+      const manifest = await readManifest(repo, next);
+      known.set(manifest.id, manifest);
+      next = manifest.parent;
+    } catch (error) {
+      return `the manifest of snapshot ${next} cannot be read (${messageOf(error)})`;
+    }
+  }
+  const sizes = new Map<string, number | null>();
+  for (const id of known.keys()) {
+    sizes.set(id, await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null));
+  }
+  return chainProblem(parent, known, sizes);
 }
 
 /**
