@@ -16,6 +16,7 @@
 import { CHAIN_LENGTH_MAX, chainProblem } from "../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
 import { RepositoryError } from "./errors.ts";
+import { canonicalPath } from "./paths.ts";
 
 /** Format name written in the marker file. */
 export const REPOSITORY_FORMAT = "lanfree-repository";
@@ -329,19 +330,44 @@ async function brokenChain(repo: Repository, parent: Manifest): Promise<string |
 }
 
 /**
- * Resolves `"latest"` (the newest snapshot of any source) or an id to its manifest.
+ * Resolves a snapshot name to its manifest: an id, or `"latest"`. With a `source`, `"latest"` is
+ * the newest snapshot of that source (named by the path it was backed up from; the path need not
+ * exist any more) and an id must be a snapshot of it; without one, `"latest"` is the newest
+ * snapshot of any source in the repository.
  *
  * @param repo the repository
  * @param snapshot an id or `"latest"`
+ * @param source the source the snapshot must be of
  * @returns the manifest
- * @throws {RepositoryError} `unknown-snapshot`
+ * @throws {RepositoryError} `unknown-snapshot` naming what was looked for
  */
-export async function resolveSnapshot(repo: Repository, snapshot: string): Promise<Manifest> {
-  if (snapshot !== "latest") return await readManifest(repo, snapshot);
+export async function resolveSnapshot(
+  repo: Repository,
+  snapshot: string,
+  source?: string,
+): Promise<Manifest> {
+  const wanted = source === undefined ? undefined : await canonicalPath(source);
+  if (snapshot !== "latest") {
+    const manifest = await readManifest(repo, snapshot);
+    if (wanted !== undefined && manifest.source !== wanted) {
+      throw new RepositoryError(
+        "unknown-snapshot",
+        `snapshot ${snapshot} is of source ${manifest.source}, not ${wanted}`,
+      );
+    }
+    return manifest;
+  }
   const ids = await listSnapshotIds(repo);
-  const last = ids[ids.length - 1];
-  if (last === undefined) {
+  if (ids.length === 0) {
     throw new RepositoryError("unknown-snapshot", `repository ${repo.path} has no snapshots`);
   }
-  return await readManifest(repo, last);
+  if (wanted === undefined) return await readManifest(repo, ids[ids.length - 1]!);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const manifest = await readManifest(repo, ids[i]!);
+    if (manifest.source === wanted) return manifest;
+  }
+  throw new RepositoryError(
+    "unknown-snapshot",
+    `repository ${repo.path} has no snapshot of source ${wanted}`,
+  );
 }

@@ -227,3 +227,26 @@ Deno.test("an incremental over an intact chain builds on it and gives no full re
     assert.match(first.fullReason ?? "", /no earlier snapshot of .* in this repository/);
   });
 });
+
+Deno.test("latest with a source is the newest snapshot of that source; without one, of any source", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/one`);
+    await Deno.mkdir(`${dir}/two`);
+    const one = await runLocalBackup({ source: `${dir}/one`, repo: `${dir}/repo` });
+    const two = await runLocalBackup({ source: `${dir}/two`, repo: `${dir}/repo` });
+    const repo = await openRepository(`${dir}/repo`);
+    assert.equal((await resolveSnapshot(repo, "latest")).id, two.snapshot);
+    assert.equal((await resolveSnapshot(repo, "latest", `${dir}/one`)).id, one.snapshot);
+    assert.equal((await resolveSnapshot(repo, "latest", `${dir}/two/`)).id, two.snapshot);
+    await Deno.remove(`${dir}/one`); // a lost source is still named by its old path
+    assert.equal((await resolveSnapshot(repo, "latest", `${dir}/one`)).id, one.snapshot);
+    await assert.rejects(resolveSnapshot(repo, "latest", `${dir}/three`), {
+      code: "unknown-snapshot",
+      message: /no snapshot of source .*three/,
+    });
+    await assert.rejects(resolveSnapshot(repo, one.snapshot, `${dir}/two`), {
+      code: "unknown-snapshot",
+      message: new RegExp(`snapshot ${one.snapshot} is of source .*one, not .*two`),
+    });
+  });
+});
