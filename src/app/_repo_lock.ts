@@ -114,6 +114,7 @@ function describeHolder(holder: LockHolder | undefined): string {
  *
  * @param path the lock file
  * @param waitMs how long to wait for another writer
+ * @param signal stops the wait (its reason is thrown)
  * @returns a function that releases the lock (idempotent)
  * @throws {RepositoryError} `locked` naming the file and its holder when the wait runs out
  *
@@ -129,7 +130,11 @@ function describeHolder(holder: LockHolder | undefined): string {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function acquireLock(path: string, waitMs: number): Promise<() => Promise<void>> {
+export async function acquireLock(
+  path: string,
+  waitMs: number,
+  signal?: AbortSignal,
+): Promise<() => Promise<void>> {
   const deadline = Date.now() + waitMs;
   const attemptsMax = Math.ceil(waitMs / LOCK_POLL_MS) + 1;
   for (let attempt = 0; attempt < attemptsMax; attempt++) {
@@ -146,6 +151,7 @@ export async function acquireLock(path: string, waitMs: number): Promise<() => P
     }
     if (Date.now() >= deadline) break;
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    signal?.throwIfAborted();
   }
   const holder = await readLockHolder(path);
   throw new RepositoryError(

@@ -7,9 +7,12 @@
  * Fig. 4 alone and sends the data on the control connection.
  *
  * Messages out: `{ ready }` (a listening side accepts connections), `{ progress }`,
- * `{ handshakeFailed }`, `{ result }`, `{ error }`, and `{ wantHashWorker }` (the client asks
- * the job for a port to a hash worker, answered by `{ hashPort }`: a Worker started inside a
- * Worker takes about a second to come up on Deno 2.9, one started by the job does not).
+ * `{ handshakeFailed }`, `{ result }`, `{ error }`, `{ paused }` (a drill stopped the server at a
+ * writer step), and `{ wantHashWorker }` (the client asks the job for a port to a hash worker,
+ * answered by `{ hashPort }`: a Worker started inside a Worker takes about a second to come up
+ * on Deno 2.9, one started by the job does not). Message in, besides the job: `{ cancel }`
+ * stops the backup the way a failure does (the server aborts its snapshot), then the side
+ * reports `{ error }`.
  *
  * @module
  */
@@ -28,6 +31,7 @@ import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
 import { errorText } from "./backup_client.ts";
 import { walkTree } from "./tree_walk.ts";
+import type { WriterStep } from "./snapshot_writer.ts";
 
 /** The job of one side. */
 export interface BackupHostJob {
@@ -44,13 +48,19 @@ export interface BackupHostJob {
     readonly incremental: boolean;
     readonly progressEveryMs: number;
   };
-  readonly server?: { readonly repo: string; readonly lockWaitMs: number };
+  readonly server?: {
+    readonly repo: string;
+    readonly lockWaitMs: number;
+    /** Drill: stop at this writer step, report `{ paused }`, and wait for a cancel. */
+    readonly pauseAt?: WriterStep;
+  };
 }
 
 type HostMessage =
   | BackupHostJob
   | { readonly go: true }
-  | { readonly hashPort: MessagePort };
+  | { readonly hashPort: MessagePort }
+  | { readonly cancel: string };
 
 const scope = self as unknown as {
   postMessage(message: unknown): void;
@@ -59,6 +69,16 @@ const scope = self as unknown as {
 
 let go: () => void = () => {};
 const told = new Promise<void>((resolve) => (go = resolve));
+/** Aborted with a {@link BackupCancelledError} when the job sends `{ cancel }`. */
+const cancelled = new AbortController();
+
+/** The job was cancelled: the side stops as a failure would, with this reason. */
+export class BackupCancelledError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "BackupCancelledError";
+  }
+}
 let gotHashPort: (port: MessagePort) => void = () => {};
 
 /** Asks the job for a port to a hash worker (once per host; a host runs one backup). */
@@ -126,6 +146,14 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
   const session = new Session(sockets, sessionChannels(outcome.channels), {
     keepaliveMs: Math.max(100, Math.floor(job.ioTimeoutMs / 4)),
   });
+  const descriptors = new Set(Object.values(outcome.channels));
+  const stop = () => {
+    session.abort(cancelled.signal.reason);
+    // Sends in flight (a full ring, say) end when their descriptors close.
+    for (const fd of descriptors) sockets.close(fd).catch(() => {});
+  };
+  if (cancelled.signal.aborted) stop();
+  else cancelled.signal.addEventListener("abort", stop);
   const onProgress = (progress: BackupProgress) => scope.postMessage({ progress });
   try {
     const result = job.side === "client"
@@ -143,14 +171,22 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
         repo: job.server!.repo,
         lockWaitMs: job.server!.lockWaitMs,
         onProgress,
+        signal: cancelled.signal,
+        onWriterStep: (step) => pauseForDrill(step, job.server!.pauseAt),
       });
     scope.postMessage({ result });
   } finally {
-    for (const fd of new Set(Object.values(outcome.channels))) {
-      await sockets.close(fd).catch(() => {});
-    }
+    cancelled.signal.removeEventListener("abort", stop);
+    for (const fd of descriptors) await sockets.close(fd).catch(() => {});
     await session.settled();
   }
+}
+
+/** The drill's pause: at `pauseAt`, report it and wait until the job cancels this host. */
+async function pauseForDrill(step: WriterStep, pauseAt: WriterStep | undefined): Promise<void> {
+  if (step !== pauseAt || cancelled.signal.aborted) return;
+  scope.postMessage({ paused: step });
+  await new Promise((resolve) => cancelled.signal.addEventListener("abort", resolve));
 }
 
 async function run(job: BackupHostJob): Promise<void> {
@@ -177,6 +213,10 @@ scope.onmessage = (event) => {
   }
   if ("hashPort" in message) {
     gotHashPort(message.hashPort);
+    return;
+  }
+  if ("cancel" in message) {
+    cancelled.abort(new BackupCancelledError(message.cancel));
     return;
   }
   run(message).catch((error) => scope.postMessage({ error: errorText(error) }));

@@ -17,12 +17,15 @@ import { type BackupHostJob, listensFirst } from "./backup_host_worker.ts";
 import type { BackupClientResult, BackupProgress } from "./backup_client.ts";
 import type { BackupServerResult } from "./backup_server.ts";
 import { freePortPair } from "./ports.ts";
+import { removeLeftovers, type WriterStep } from "./snapshot_writer.ts";
 
 const WORKER = new URL("./backup_host_worker.ts", import.meta.url);
 const HASH_WORKER = new URL("./_hash_worker.ts", import.meta.url);
 const PORT_ATTEMPTS_MAX = 5;
 /** How long a failed client's job waits for the server's account of the failure. */
 const ERROR_GRACE_MS = 2_000;
+/** How long a cancelled job waits for its hosts to stop on their own before terminating them. */
+const CANCEL_GRACE_MS = 10_000;
 
 /** Options of {@link runBackupJob}: the CLI's, validated. */
 export interface BackupJobOptions {
@@ -47,6 +50,10 @@ export interface BackupJobOptions {
   readonly interruptClientAfterBytes?: number;
   /** How often the client reports progress, ms (default 250). */
   readonly progressEveryMs?: number;
+  /** Drill: the server stops at this writer step and waits there until the job is cancelled. */
+  readonly pauseServerAt?: WriterStep;
+  /** Drill: called when the server has stopped at `pauseServerAt`. */
+  readonly onServerPaused?: (step: WriterStep) => void;
 }
 
 /** What a backup job did. */
@@ -211,6 +218,30 @@ interface Host {
   readonly job: BackupHostJob;
 }
 
+/** Worker hosts started and not yet terminated, in this process. */
+let hostsRunning = 0;
+
+/** How many backup Worker hosts (client, server, hash) run in this process right now. */
+export function backupHostsRunning(): number {
+  return hostsRunning;
+}
+
+function startWorker(url: URL): Worker {
+  const worker = new Worker(url, { type: "module" });
+  hostsRunning++;
+  return worker;
+}
+
+const stopped = new WeakSet<Worker>();
+
+/** Terminates a host (idempotent). */
+function stopWorker(worker: Worker | undefined): void {
+  if (worker === undefined || stopped.has(worker)) return;
+  stopped.add(worker);
+  worker.terminate();
+  hostsRunning--;
+}
+
 function attemptOnce(
   options: BackupJobOptions,
   path: "storage" | "network",
@@ -239,7 +270,11 @@ function attemptOnce(
       ...base,
       side: "server",
       hostId: 2,
-      server: { repo: options.repo, lockWaitMs: options.lockWaitMs ?? 30_000 },
+      server: {
+        repo: options.repo,
+        lockWaitMs: options.lockWaitMs ?? 30_000,
+        pauseAt: options.pauseServerAt,
+      },
     },
   ];
   return runHosts(options, jobs, region);
@@ -251,93 +286,156 @@ function runHosts(
   region: SharedArrayBuffer | null,
 ): Promise<Attempt> {
   return new Promise<Attempt>((resolve, reject) => {
-    const hosts: Host[] = jobs.map((job) => ({
-      worker: new Worker(WORKER, { type: "module" }),
-      job,
-    }));
-    const results: Partial<Record<"client" | "server", unknown>> = {};
-    let hashWorker: Worker | undefined;
-    let settled = false;
-    const finish = (outcome: { attempt?: Attempt; error?: Error }) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(graceTimer);
-      for (const host of hosts) host.worker.terminate();
-      hashWorker?.terminate();
-      options.signal?.removeEventListener("abort", onAbort);
-      const after = region === null ? Promise.resolve() : reclaimDeadHosts(region);
-      after.then(() =>
-        outcome.error === undefined ? resolve(outcome.attempt!) : reject(outcome.error)
-      );
-    };
-    const onAbort = () => finish({ error: new BackupJobError("backup cancelled") });
-    // A side that fails often takes its peer down with it; the server's account says why (it
-    // includes the client's own report), so give it a moment to arrive before answering.
-    const errors: Partial<Record<"client" | "server", string>> = {};
-    let graceTimer: ReturnType<typeof setTimeout> | undefined;
-    const failWithBestReason = () => {
-      clearTimeout(graceTimer);
-      const reasons = (["server", "client"] as const).filter((side) => errors[side] !== undefined)
-        .map((side) => `${side}: ${errors[side]}`);
-      finish({ error: new BackupJobError(reasons.join("; ")) });
-    };
-    const failed = (side: "client" | "server", error: string) => {
-      errors[side] = error;
-      if (errors.server !== undefined && errors.client !== undefined) failWithBestReason();
-      else graceTimer ??= setTimeout(failWithBestReason, ERROR_GRACE_MS);
-    };
-    options.signal?.addEventListener("abort", onAbort);
-    if (options.signal?.aborted) return onAbort();
-    for (const host of hosts) {
+    new HostRun(options, jobs, region, resolve, reject).start();
+  });
+}
+
+type Side = "client" | "server";
+
+/**
+ * One attempt's two hosts (and the hash worker): relays their messages, collects results and
+ * errors, and ends the attempt exactly once: hosts terminated, the region's dead blocks
+ * reclaimed, and, if the server host ended without reporting (crashed, or did not stop in time
+ * after a cancel), its snapshot's leftovers removed from the repository.
+ */
+class HostRun {
+  readonly #hosts: Host[];
+  readonly #results: Partial<Record<Side, unknown>> = {};
+  readonly #errors: Partial<Record<Side, string>> = {};
+  #hashWorker: Worker | undefined;
+  #settled = false;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  #cancelReason: string | undefined;
+  #cancelTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #onAbort = () => this.#cancel();
+
+  constructor(
+    readonly options: BackupJobOptions,
+    jobs: BackupHostJob[],
+    readonly region: SharedArrayBuffer | null,
+    readonly resolve: (attempt: Attempt) => void,
+    readonly reject: (error: Error) => void,
+  ) {
+    this.#hosts = jobs.map((job) => ({ worker: startWorker(WORKER), job }));
+  }
+
+  start(): void {
+    this.options.signal?.addEventListener("abort", this.#onAbort);
+    for (const host of this.#hosts) {
       host.worker.onerror = (event) => {
         event.preventDefault();
-        finish({ error: new BackupJobError(`${host.job.side} host crashed: ${event.message}`) });
+        this.#finish({
+          error: new BackupJobError(`${host.job.side} host crashed: ${event.message}`),
+        });
       };
-      host.worker.onmessage = (event) => {
-        const message = event.data;
-        if ("ready" in message) {
-          hosts.find((h) => !listensFirst(h.job))?.worker.postMessage({ go: true });
-        } else if ("progress" in message) onProgress(host, message.progress);
-        else if ("wantHashWorker" in message && !settled) {
-          // Started here: a Worker started inside the host takes about a second to come up.
-          hashWorker ??= new Worker(HASH_WORKER, { type: "module" });
-          hashWorker.onerror = (event) => {
-            event.preventDefault();
-            finish({ error: new BackupJobError(`hash worker crashed: ${event.message}`) });
-          };
-          const channel = new MessageChannel();
-          hashWorker.postMessage({ port: channel.port1 }, [channel.port1]);
-          host.worker.postMessage({ hashPort: channel.port2 }, [channel.port2]);
-        } else if ("handshakeFailed" in message) {
-          finish({ attempt: { kind: "handshake-failed", reason: message.handshakeFailed } });
-        } else if ("error" in message) {
-          failed(host.job.side, message.error);
-        } else if ("result" in message) {
-          results[host.job.side] = message.result;
-          if (results.client !== undefined && results.server !== undefined) {
-            finish({
-              attempt: {
-                kind: "done",
-                client: results.client as BackupClientResult,
-                server: results.server as BackupServerResult,
-              },
-            });
-          }
-        }
-      };
+      host.worker.onmessage = (event) => this.#onMessage(host, event.data);
       host.worker.postMessage(host.job);
     }
-    const onProgress = (host: Host, progress: BackupProgress) => {
-      if (host.job.side !== "client") return;
-      options.onProgress?.(progress);
-      if (
-        options.interruptClientAfterBytes !== undefined &&
-        progress.bytes >= options.interruptClientAfterBytes
-      ) {
-        host.worker.terminate(); // the server must notice on its own, within the region's timeouts
-      }
+    if (this.options.signal?.aborted) this.#cancel();
+  }
+
+  #onMessage(host: Host, message: Record<string, unknown>): void {
+    if ("ready" in message) {
+      this.#hosts.find((h) => !listensFirst(h.job))?.worker.postMessage({ go: true });
+    } else if ("progress" in message) this.#onProgress(host, message.progress as BackupProgress);
+    else if ("paused" in message) this.options.onServerPaused?.(message.paused as WriterStep);
+    else if ("wantHashWorker" in message && !this.#settled) this.#connectHashWorker(host);
+    else if ("handshakeFailed" in message) {
+      if (this.#cancelReason !== undefined) return this.#finishCancelled();
+      const reason = message.handshakeFailed as FailureReason;
+      this.#finish({ attempt: { kind: "handshake-failed", reason } });
+    } else if ("error" in message) this.#failed(host.job.side, message.error as string);
+    else if ("result" in message) {
+      this.#results[host.job.side] = message.result;
+      this.#maybeDone();
+    }
+  }
+
+  #connectHashWorker(host: Host): void {
+    // Started here: a Worker started inside the host takes about a second to come up.
+    const hashWorker = this.#hashWorker ??= startWorker(HASH_WORKER);
+    hashWorker.onerror = (event) => {
+      event.preventDefault();
+      this.#finish({ error: new BackupJobError(`hash worker crashed: ${event.message}`) });
     };
-  });
+    const channel = new MessageChannel();
+    hashWorker.postMessage({ port: channel.port1 }, [channel.port1]);
+    host.worker.postMessage({ hashPort: channel.port2 }, [channel.port2]);
+  }
+
+  #onProgress(host: Host, progress: BackupProgress): void {
+    if (host.job.side !== "client") return;
+    this.options.onProgress?.(progress);
+    const after = this.options.interruptClientAfterBytes;
+    if (after !== undefined && progress.bytes >= after) {
+      stopWorker(host.worker); // the server must notice on its own, within the region's timeouts
+    }
+  }
+
+  #ended(side: Side): boolean {
+    return this.#results[side] !== undefined || this.#errors[side] !== undefined;
+  }
+
+  #maybeDone(): void {
+    const { client, server } = this.#results;
+    if (client !== undefined && server !== undefined) {
+      // Both committed: a cancel that came too late to stop the commit does not undo it.
+      const attempt = { kind: "done", client, server } as Extract<Attempt, { kind: "done" }>;
+      this.#finish({ attempt });
+    } else if (this.#cancelReason !== undefined && this.#ended("client") && this.#ended("server")) {
+      this.#finishCancelled();
+    }
+  }
+
+  /** A side failed. It often takes its peer down too: wait a moment for the other's account. */
+  #failed(side: Side, error: string): void {
+    this.#errors[side] = error;
+    if (this.#cancelReason !== undefined) return this.#maybeDone();
+    if (this.#ended("client") && this.#ended("server")) this.#failWithBestReason();
+    else this.#graceTimer ??= setTimeout(() => this.#failWithBestReason(), ERROR_GRACE_MS);
+  }
+
+  #failWithBestReason(): void {
+    const reasons = (["server", "client"] as const).filter((side) => this.#errors[side])
+      .map((side) => `${side}: ${this.#errors[side]}`);
+    this.#finish({ error: new BackupJobError(reasons.join("; ")) });
+  }
+
+  /** Asks both hosts to stop as a failure would; they are terminated if they do not in time. */
+  #cancel(): void {
+    if (this.#settled || this.#cancelReason !== undefined) return;
+    const reason = this.options.signal?.reason;
+    this.#cancelReason = reason instanceof Error ? reason.message : String(reason ?? "cancelled");
+    for (const host of this.#hosts) host.worker.postMessage({ cancel: this.#cancelReason });
+    this.#cancelTimer = setTimeout(() => this.#finishCancelled(), CANCEL_GRACE_MS);
+  }
+
+  #finishCancelled(): void {
+    this.#finish({
+      error: new BackupJobError(
+        `backup cancelled: ${this.#cancelReason}; the snapshot was aborted and the repository ` +
+          "left as it was",
+      ),
+    });
+  }
+
+  #finish(outcome: { attempt?: Attempt; error?: Error }): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#graceTimer);
+    clearTimeout(this.#cancelTimer);
+    for (const host of this.#hosts) stopWorker(host.worker);
+    stopWorker(this.#hashWorker);
+    this.options.signal?.removeEventListener("abort", this.#onAbort);
+    // A server host that ended without reporting may have left its snapshot half-written.
+    const serverVanished = !this.#ended("server") && outcome.attempt?.kind !== "handshake-failed";
+    (async () => {
+      if (this.region !== null) await reclaimDeadHosts(this.region);
+      if (serverVanished) await removeLeftovers(this.options.repo).catch(() => {});
+    })().then(() =>
+      outcome.error === undefined ? this.resolve(outcome.attempt!) : this.reject(outcome.error)
+    );
+  }
 }
 
 /** After the hosts are gone, frees whatever a dead host left in the region (its lease ran out). */

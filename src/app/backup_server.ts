@@ -12,7 +12,7 @@ import { parseSessionMessage, PartJoiner, splitIntoParts } from "../core/backup/
 import type { Manifest } from "../core/backup/manifest.ts";
 import { chooseParent, initRepository } from "./repository.ts";
 import type { Session } from "./session.ts";
-import { beginSnapshot } from "./snapshot_writer.ts";
+import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
 import { type BackupProgress, errorText, watchErrorChannel } from "./backup_client.ts";
 
 /** Where the server writes. */
@@ -22,6 +22,10 @@ export interface BackupServerOptions {
   readonly lockWaitMs?: number;
   /** Called with the client's progress reports. */
   readonly onProgress?: (progress: BackupProgress) => void;
+  /** Stops waiting for the repository lock (the job was cancelled). */
+  readonly signal?: AbortSignal;
+  /** Drill hook: awaited at every step of the snapshot's commit protocol. */
+  readonly onWriterStep?: (step: WriterStep) => Promise<void> | void;
 }
 
 /** What the server committed. */
@@ -51,7 +55,11 @@ export async function runBackupServer(
   try {
     const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
     const repo = await initRepository(options.repo);
-    writer = await beginSnapshot(repo, { lockWaitMs: options.lockWaitMs });
+    writer = await beginSnapshot(repo, {
+      lockWaitMs: options.lockWaitMs,
+      signal: options.signal,
+      onStep: options.onWriterStep,
+    });
     const { parent, fullReason } = await chooseParent(
       repo,
       hello.sourceId,

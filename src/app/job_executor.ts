@@ -6,20 +6,27 @@
  */
 
 import type { JobExecutor } from "./jobs.ts";
-import { runBackupJob } from "./backup_job.ts";
+import { type BackupJobOptions, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";
 
 /** Where backups without a `source` read from (the sample tree). */
 const SAMPLE_SOURCE = new URL("../../fixtures/sample", import.meta.url).pathname;
 
+/** Drill options every backup job of an executor gets (tests hold a backup mid-flight). */
+export type BackupDrill = Pick<BackupJobOptions, "pauseServerAt" | "onServerPaused">;
+
 /**
  * Builds the executor for a server that owns one storage region.
  *
  * @param region the region every backup job uses, or null for none
+ * @param drill drill options for every backup job (tests only)
  * @returns the executor for a `JobQueue`
  */
-export function createJobExecutor(region: SharedArrayBuffer | null): JobExecutor {
+export function createJobExecutor(
+  region: SharedArrayBuffer | null,
+  drill: BackupDrill = {},
+): JobExecutor {
   return async (request, { signal, report }) => {
     switch (request.kind) {
       case "backup": {
@@ -32,6 +39,7 @@ export function createJobExecutor(region: SharedArrayBuffer | null): JobExecutor
           channel: request.channel,
           ...(region === null ? { regionMib: 0 } : { region }),
           signal,
+          ...drill,
           onProgress: (progress) =>
             report({
               files: progress.files,

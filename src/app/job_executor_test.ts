@@ -4,6 +4,10 @@ import { JobQueue } from "./jobs.ts";
 import { canonicalPath } from "./paths.ts";
 import { listSnapshots, openRepository } from "./repository.ts";
 import { createControlApp } from "../adapters/http.ts";
+import { backupHostsRunning, blocksHeld, jobRegionConfig } from "./backup_job.ts";
+import { runLocalBackup } from "./local_backup.ts";
+import { describeTree } from "./_testing.ts";
+import { formatRegion } from "../core/stp/region.ts";
 
 const auth = { authorization: "Bearer t0ken" };
 
@@ -74,6 +78,66 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
     assert.equal(failing.state, "failed");
     const metrics = await (await app.request("/metrics", { headers: auth })).text();
     assert.match(metrics, /^lanfree_job_failures 1$/m);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Every file under `root` with its bytes (directories by name): to show a tree did not change. */
+async function filesOf(root: string): Promise<string[]> {
+  return (await describeTree(root)).map((e) => `${e.type} ${e.path} ${e.detail}`);
+}
+
+Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary files, hosts and region blocks released", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-cancel-" }));
+  const formatted = formatRegion(jobRegionConfig(64, 64, 10_000));
+  if (!formatted.ok) throw new Error(formatted.message);
+  const region = formatted.value;
+  try {
+    await Deno.mkdir(`${root}/src`);
+    for (let i = 0; i < 4; i++) {
+      await Deno.writeFile(`${root}/src/file ${i}`, new Uint8Array(3 << 20).fill(i + 1));
+    }
+    await runLocalBackup({ source: `${root}/src`, repo: `${root}/repo` });
+    const before = await filesOf(`${root}/repo`);
+    let paused = () => {};
+    const mid = new Promise<void>((resolve) => (paused = resolve));
+    const jobs = new JobQueue(
+      createJobExecutor(region, { pauseServerAt: "archive-bytes", onServerPaused: paused }),
+      () => Date.now(),
+    );
+    const app = createControlApp({
+      token: "t0ken",
+      roots: [root],
+      resolvePath: canonicalPath,
+      jobs,
+      listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
+      storageOccupancy: () => undefined,
+      suites: () => [],
+    });
+    const job = await (await app.request(
+      post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo`, channel: "storage" }),
+    )).json();
+    await mid;
+    assert.ok(await Deno.lstat(`${root}/repo/lock`), "mid-flight: the server holds the lock");
+    assert.equal([...Deno.readDirSync(`${root}/repo/tmp`)].length, 1, "and a partial archive");
+    assert.ok(blocksHeld(region) > 0, "and control blocks in the region");
+    assert.equal(backupHostsRunning(), 2);
+    const deleted = await app.request(`/v1/jobs/${job.id}`, { method: "DELETE", headers: auth });
+    assert.equal(deleted.status, 200);
+    await deleted.body?.cancel();
+    const done = await waitForJob(app, job.id);
+    assert.equal(done.state, "cancelled");
+    assert.match(done.error, /cancelled by request/);
+    assert.deepEqual(await filesOf(`${root}/repo`), before, "the repository is as before");
+    assert.equal(blocksHeld(region), 0, "no control block stays held");
+    assert.equal(backupHostsRunning(), 0, "no Worker host stays up");
+    const next = await runLocalBackup({
+      source: `${root}/src`,
+      repo: `${root}/repo`,
+      lockWaitMs: 0,
+    });
+    assert.equal(next.files, 4, "the next backup takes the lock at once");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

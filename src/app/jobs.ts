@@ -70,7 +70,10 @@ export interface JobRecord {
   endedMs?: number;
   progress: JobProgress;
   result?: unknown;
+  /** The failure, or for a cancelled job the reason and what became of its work. */
   error?: string;
+  /** When a cancel was asked for; a job whose work completed anyway still ends `succeeded`. */
+  cancelRequestedMs?: number;
 }
 
 /** What a job emits. */
@@ -179,10 +182,16 @@ export class JobQueue {
     await this.#settled.get(id);
   }
 
-  /** Cancels a queued or running job. @returns false when the job is unknown or already ended */
+  /**
+   * Cancels a queued job, or asks a running one to stop (its executor sees `signal` abort, and
+   * the job ends `cancelled` when the executor gives up, `succeeded` if the work completed).
+   *
+   * @returns false when the job is unknown or already ended
+   */
   cancel(id: string): boolean {
     const job = this.#jobs.get(id);
     if (job === undefined || isEnded(job.state)) return false;
+    job.cancelRequestedMs ??= this.#nowMs();
     this.#controllers.get(id)?.abort(new Error("cancelled by request"));
     if (job.state === "queued") this.#setState(job, "cancelled");
     return true;
@@ -234,7 +243,8 @@ export class JobQueue {
         this.#emit(job.id, { type: "progress", progress });
       };
       job.result = await this.#execute(job.request, { signal: controller.signal, report });
-      this.#setState(job, controller.signal.aborted ? "cancelled" : "succeeded");
+      // Work that completed is reported as done, even when a cancel came too late to stop it.
+      this.#setState(job, "succeeded");
     } catch (error) {
       job.error = error instanceof Error ? error.message : String(error);
       this.#setState(job, controller.signal.aborted ? "cancelled" : "failed");

@@ -11,7 +11,7 @@
 import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
 import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "./errors.ts";
-import { repoPaths, type Repository } from "./repository.ts";
+import { openRepository, repoPaths, type Repository } from "./repository.ts";
 
 /**
  * Written bytes after which a background flush starts, so the final sync is short. Small, so
@@ -21,6 +21,8 @@ import { repoPaths, type Repository } from "./repository.ts";
 const FLUSH_EVERY_BYTES = 16 << 20;
 /** Most stale entries removed from `tmp/` and `snapshots/` when a writer starts. */
 const STALE_ENTRIES_MAX = 100_000;
+/** How long {@link removeLeftovers} waits for the flock of a writer that is going away. */
+const LEFTOVERS_LOCK_WAIT_MS = 2_000;
 
 /** Accepts one snapshot's archive bytes; then commit or abort. */
 export interface SnapshotWriter {
@@ -59,6 +61,8 @@ export interface BeginOptions {
   readonly lockWaitMs?: number;
   /** Drill hook: awaited at every step of the commit protocol (crash tests stop a writer here). */
   readonly onStep?: (step: WriterStep) => Promise<void> | void;
+  /** Stops waiting for another writer's lock. */
+  readonly signal?: AbortSignal;
 }
 
 function randomHex(): string {
@@ -95,6 +99,34 @@ async function removeStale(repo: Repository): Promise<void> {
 }
 
 /**
+ * Removes what a writer that was stopped without aborting (a terminated Worker host) left in a
+ * repository: takes the lock (a terminated holder's flock goes away with it), removes leftovers
+ * of interrupted writers, and releases the lock, so the repository is as it was before that
+ * writer began. A live writer that keeps the lock keeps its files; a missing repository is left
+ * alone.
+ *
+ * @param repoPath the repository directory
+ * @returns true when it cleaned, false when there was no repository or a live writer holds it
+ */
+export async function removeLeftovers(repoPath: string): Promise<boolean> {
+  const repo = await openRepository(repoPath).catch(() => undefined);
+  if (repo === undefined) return false;
+  let release: () => Promise<void>;
+  try {
+    release = await acquireLock(repoPaths.lock(repo), LEFTOVERS_LOCK_WAIT_MS);
+  } catch (error) {
+    if (error instanceof RepositoryError && error.code === "locked") return false;
+    throw error;
+  }
+  try {
+    await removeStale(repo);
+  } finally {
+    await release();
+  }
+  return true;
+}
+
+/**
  * Starts a snapshot: takes the lock (waiting up to `lockWaitMs`), cleans leftovers of earlier
  * interrupted writers, and opens the temporary archive.
  *
@@ -125,6 +157,7 @@ export async function beginSnapshot(
   const release = await acquireLock(
     repoPaths.lock(repo),
     options.lockWaitMs ?? LOCK_WAIT_MS_DEFAULT,
+    options.signal,
   );
   try {
     await step("locked");
