@@ -79,7 +79,7 @@ async function main(): Promise<number> {
   if (formatted !== undefined && !formatted.ok) throw new Error(formatted.message);
   const region = formatted?.value ?? null;
   const token = Deno.env.get("LANFREE_TOKEN") ?? randomToken();
-  const jobs = new JobQueue(createJobExecutor(region), () => Date.now());
+  const jobs = new JobQueue(createJobExecutor({ region, roots }), () => Date.now());
   const app = createControlApp({
     token,
     roots,

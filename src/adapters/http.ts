@@ -19,9 +19,9 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import {
   type JobEvent,
+  jobPathFields,
   type JobQueue,
   JobQueueFullError,
-  type JobRequest,
   JobRequestSchema,
 } from "../app/jobs.ts";
 import type { Suite } from "../../property-tests/_suite.ts";
@@ -112,22 +112,6 @@ async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
   return parsed.data;
 }
 
-/** The paths a job request would read or write. */
-function pathsOf(request: JobRequest): string[] {
-  switch (request.kind) {
-    case "backup":
-      return [
-        request.repo,
-        ...(request.source === undefined ? [] : [request.source]),
-        ...(request.db === undefined ? [] : [request.db]),
-      ];
-    case "restore":
-      return [request.repo, request.target];
-    case "verify":
-      return [request.repo];
-  }
-}
-
 /**
  * Builds the control app.
  *
@@ -179,7 +163,7 @@ export function createControlApp(services: ControlServices): Hono {
 
   app.post("/v1/jobs", async (c) => {
     const request = await parseBody(c, JobRequestSchema);
-    for (const path of pathsOf(request)) await checkPath(path);
+    for (const [, path] of jobPathFields(request)) await checkPath(path);
     try {
       return c.json(services.jobs.submit(request), 202);
     } catch (error) {

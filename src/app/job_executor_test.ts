@@ -17,6 +17,19 @@ async function waitForJob(app: ReturnType<typeof createControlApp>, id: string) 
   return await (await app.request(`/v1/jobs/${id}`, { headers: auth })).json();
 }
 
+/** The real control app over a job queue, with `root` as its only root. */
+function appOver(jobs: JobQueue, root: string) {
+  return createControlApp({
+    token: "t0ken",
+    roots: [root],
+    resolvePath: canonicalPath,
+    jobs,
+    listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
+    storageOccupancy: () => undefined,
+    suites: () => [],
+  });
+}
+
 function post(body: unknown): Request {
   return new Request("http://lanfree/v1/jobs", {
     method: "POST",
@@ -30,16 +43,10 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
   try {
     await Deno.mkdir(`${root}/src/sub`, { recursive: true });
     await Deno.writeTextFile(`${root}/src/sub/a.txt`, "hello through storage");
-    const jobs = new JobQueue(createJobExecutor(null), () => Date.now());
-    const app = createControlApp({
-      token: "t0ken",
-      roots: [root],
-      resolvePath: canonicalPath,
-      jobs,
-      listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
-      storageOccupancy: () => undefined,
-      suites: () => [],
-    });
+    const app = appOver(
+      new JobQueue(createJobExecutor({ region: null, roots: [root] }), Date.now),
+      root,
+    );
     const backup = await (await app.request(
       post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo` }),
     )).json();
@@ -102,19 +109,9 @@ Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary f
     const before = await filesOf(`${root}/repo`);
     let paused = () => {};
     const mid = new Promise<void>((resolve) => (paused = resolve));
-    const jobs = new JobQueue(
-      createJobExecutor(region, { pauseServerAt: "archive-bytes", onServerPaused: paused }),
-      () => Date.now(),
-    );
-    const app = createControlApp({
-      token: "t0ken",
-      roots: [root],
-      resolvePath: canonicalPath,
-      jobs,
-      listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
-      storageOccupancy: () => undefined,
-      suites: () => [],
-    });
+    const pause = { pauseServerAt: "archive-bytes", onServerPaused: paused } as const;
+    const executor = createJobExecutor({ region, roots: [root], drill: () => pause });
+    const app = appOver(new JobQueue(executor, Date.now), root);
     const job = await (await app.request(
       post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo`, channel: "storage" }),
     )).json();
@@ -140,5 +137,56 @@ Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary f
     assert.equal(next.files, 4, "the next backup takes the lock at once");
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a queued job whose parent directory became a symlink out of the root neither reads nor writes outside", async () => {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-swap-" }));
+  const root = `${base}/root`;
+  try {
+    for (const dir of [`${root}/busy`, `${root}/a/src`, `${root}/c`, `${base}/outside/a/src`]) {
+      await Deno.mkdir(dir, { recursive: true });
+    }
+    await Deno.mkdir(`${base}/outside/c`);
+    await Deno.writeFile(`${root}/busy/big`, new Uint8Array(3 << 20).fill(1));
+    await Deno.writeTextFile(`${root}/a/src/ok.txt`, "inside the root");
+    await Deno.writeTextFile(`${base}/outside/a/src/secret.txt`, "outside the root");
+    await runLocalBackup({ source: `${root}/a/src`, repo: `${root}/repo` });
+    let paused = () => {};
+    const busy = new Promise<void>((resolve) => (paused = resolve));
+    const pause = { pauseServerAt: "archive-bytes", onServerPaused: paused } as const;
+    const drill = (request: { source?: string }) =>
+      request.source === `${root}/busy` ? pause : undefined;
+    const jobs = new JobQueue(createJobExecutor({ region: null, roots: [root], drill }), Date.now);
+    const app = appOver(jobs, root);
+    const submit = async (body: unknown) => (await (await app.request(post(body))).json()).id;
+    const first = await submit({
+      kind: "backup",
+      source: `${root}/busy`,
+      repo: `${root}/busy-repo`,
+    });
+    await busy; // the queue is held busy by a backup mid-flight
+    const backup = await submit({ kind: "backup", source: `${root}/a/src`, repo: `${root}/repo2` });
+    const restore = await submit({
+      kind: "restore",
+      repo: `${root}/repo`,
+      target: `${root}/c/out`,
+    });
+    // While they wait, swap their parent directories for symlinks that lead out of the root.
+    await Deno.rename(`${root}/a`, `${base}/a-moved`);
+    await Deno.symlink(`${base}/outside/a`, `${root}/a`);
+    await Deno.remove(`${root}/c`);
+    await Deno.symlink(`${base}/outside/c`, `${root}/c`);
+    jobs.cancel(first);
+    for (const id of [backup, restore]) {
+      const done = await waitForJob(app, id);
+      assert.equal(done.state, "failed", `${done.request.kind} must be refused`);
+      assert.match(done.error, /outside the roots/);
+    }
+    assert.deepEqual([...Deno.readDirSync(`${base}/outside/c`)], [], "nothing written outside");
+    const repo2 = await Deno.lstat(`${root}/repo2`).then(() => true, () => false);
+    assert.equal(repo2, false, "no snapshot of the outside tree was made");
+  } finally {
+    await Deno.remove(base, { recursive: true });
   }
 });

@@ -27,6 +27,8 @@ export const RestoreJobSchema = z.strictObject({
   kind: z.literal("restore"),
   repo: z.string().min(1),
   snapshot: z.string().min(1).default("latest"),
+  /** With `latest`: the newest snapshot of this source (else the newest of any source). */
+  source: z.string().min(1).optional(),
   target: z.string().min(1),
   path: z.string().min(1).optional(),
   overwrite: z.boolean().default(false),
@@ -48,6 +50,22 @@ export const JobRequestSchema = z.discriminatedUnion("kind", [
 
 /** A validated job request. */
 export type JobRequest = z.infer<typeof JobRequestSchema>;
+
+/**
+ * The file-system paths a request names, by field: each is checked against the server's roots
+ * when the job is submitted and resolved again when it starts.
+ *
+ * @param request a validated request
+ * @returns `[field, path]` pairs
+ */
+export function jobPathFields(request: JobRequest): Array<[string, string]> {
+  const fields: Array<[string, string | undefined]> = request.kind === "backup"
+    ? [["repo", request.repo], ["source", request.source], ["db", request.db]]
+    : request.kind === "restore"
+    ? [["repo", request.repo], ["target", request.target], ["source", request.source]]
+    : [["repo", request.repo]];
+  return fields.filter((field): field is [string, string] => field[1] !== undefined);
+}
 
 /** Where a job is in its life. */
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
