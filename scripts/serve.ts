@@ -78,7 +78,13 @@ async function main(): Promise<number> {
     : formatRegion(jobRegionConfig(regionMib, 64, 10_000));
   if (formatted !== undefined && !formatted.ok) throw new Error(formatted.message);
   const region = formatted?.value ?? null;
-  const token = Deno.env.get("LANFREE_TOKEN") ?? randomToken();
+  const given = Deno.env.get("LANFREE_TOKEN");
+  if (given !== undefined && given.trim() === "") {
+    throw new Error(
+      "LANFREE_TOKEN is set but empty: set it to a secret, or unset it to have one generated",
+    );
+  }
+  const token = given ?? randomToken();
   const jobs = new JobQueue(createJobExecutor({ region, roots }), () => Date.now());
   const app = createControlApp({
     token,
@@ -94,7 +100,7 @@ async function main(): Promise<number> {
     port,
     onListen: ({ hostname, port }) => {
       console.log(`lanfree serve: http://${hostname}:${port} (roots: ${roots.join(", ")})`);
-      if (Deno.env.get("LANFREE_TOKEN") === undefined) console.log(`token: ${token}`);
+      if (given === undefined) console.log(`token: ${token}`);
     },
   }, app.fetch);
   await server.finished;

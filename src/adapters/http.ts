@@ -23,6 +23,7 @@ import {
   type JobQueue,
   JobQueueFullError,
   JobRequestSchema,
+  RequestPathSchema,
 } from "../app/jobs.ts";
 import type { Suite } from "../../property-tests/_suite.ts";
 import { runSuites } from "../../property-tests/_runner.ts";
@@ -86,6 +87,9 @@ function problem(status: ProblemStatus, title: string, detail: string): never {
   throw new HTTPException(status, { res: problemResponse(status, title, detail) });
 }
 
+/** RFC 6750's b64token: what an `Authorization: Bearer` header can carry. */
+const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
+
 function isInside(path: string, root: string): boolean {
   const base = root.endsWith("/") ? root : `${root}/`;
   return path === root || path.startsWith(base);
@@ -117,11 +121,28 @@ async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
  *
  * @param services the token, roots, jobs, repositories, region and suites
  * @returns the Hono app (`app.fetch` is a standard fetch handler)
+ * @throws {TypeError} for a token no request could present (empty, blank, not token68)
  */
 export function createControlApp(services: ControlServices): Hono {
+  if (!TOKEN68.test(services.token)) {
+    throw new TypeError(
+      "the bearer token must be a non-empty token68 (letters, digits, -._~+/ and trailing =): " +
+        "no request could present any other",
+    );
+  }
   const app = new Hono();
   const checkPath = async (path: string): Promise<string> => {
-    const resolved = await services.resolvePath(path);
+    const valid = RequestPathSchema.safeParse(path);
+    if (!valid.success) {
+      problem(400, "Invalid path", `path ${valid.error.issues[0]!.message}`);
+    }
+    let resolved: string;
+    try {
+      resolved = await services.resolvePath(path);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      problem(400, "Invalid path", `${path.slice(0, 200)} cannot be resolved: ${why}`);
+    }
     if (!services.roots.some((root) => isInside(resolved, root))) {
       problem(403, "Outside the roots", `${path} is outside the directories this server may use`);
     }

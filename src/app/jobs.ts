@@ -11,13 +11,24 @@
 
 import { z } from "zod";
 
+/** Longest path a request may name, in UTF-8 bytes (Linux PATH_MAX). */
+export const REQUEST_PATH_BYTES_MAX = 4096;
+
+/** A file-system path in a request: not empty, no NUL byte, at most PATH_MAX bytes. */
+export const RequestPathSchema = z.string().min(1)
+  .refine((path) => !path.includes("\0"), "contains a NUL byte")
+  .refine(
+    (path) => new TextEncoder().encode(path).length <= REQUEST_PATH_BYTES_MAX,
+    `is longer than ${REQUEST_PATH_BYTES_MAX} bytes`,
+  );
+
 /** Options of a backup job: the same as the CLI's. */
 export const BackupJobSchema = z.strictObject({
   kind: z.literal("backup"),
-  source: z.string().min(1).optional(),
-  repo: z.string().min(1),
+  source: RequestPathSchema.optional(),
+  repo: RequestPathSchema,
   mode: z.enum(["fs", "db"]).default("fs"),
-  db: z.string().min(1).optional(),
+  db: RequestPathSchema.optional(),
   incremental: z.boolean().default(false),
   channel: z.enum(["storage", "network", "auto"]).default("auto"),
 });
@@ -25,19 +36,19 @@ export const BackupJobSchema = z.strictObject({
 /** Options of a restore job. */
 export const RestoreJobSchema = z.strictObject({
   kind: z.literal("restore"),
-  repo: z.string().min(1),
+  repo: RequestPathSchema,
   snapshot: z.string().min(1).default("latest"),
   /** With `latest`: the newest snapshot of this source (else the newest of any source). */
-  source: z.string().min(1).optional(),
-  target: z.string().min(1),
-  path: z.string().min(1).optional(),
+  source: RequestPathSchema.optional(),
+  target: RequestPathSchema,
+  path: RequestPathSchema.optional(),
   overwrite: z.boolean().default(false),
 });
 
 /** Options of a verify job. */
 export const VerifyJobSchema = z.strictObject({
   kind: z.literal("verify"),
-  repo: z.string().min(1),
+  repo: RequestPathSchema,
   snapshot: z.string().min(1).optional(),
 });
 
