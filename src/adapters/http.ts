@@ -49,8 +49,10 @@ export interface ControlServices {
   resolvePath(path: string): Promise<string>;
   /** The job queue. */
   readonly jobs: JobQueue;
-  /** Snapshots of a repository (already inside the roots). */
+  /** Summaries (no entries) of a repository's snapshots (the repository is inside the roots). */
   listSnapshots(repo: string): Promise<unknown[]>;
+  /** One page of a snapshot's entries, or undefined for an unknown snapshot. */
+  snapshotEntries(repo: string, id: string, offset: number, limit: number): Promise<unknown>;
   /** The region's occupancy, or undefined when no region is attached. */
   storageOccupancy(): StorageOccupancy | undefined;
   /** The suites `POST /v1/conformance` may run. */
@@ -60,6 +62,15 @@ export interface ControlServices {
   /** Longest a conformance request may run, ms. Default 20 000. */
   readonly conformanceBudgetMs?: number;
 }
+
+/** Most entries `GET /v1/snapshots/:id/entries` returns at once. */
+export const ENTRIES_LIMIT_MAX = 1000;
+
+const EntriesQuerySchema = z.strictObject({
+  repo: z.string(),
+  offset: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  limit: z.coerce.number().int().min(1).max(ENTRIES_LIMIT_MAX).default(100),
+});
 
 const ConformanceRequestSchema = z.strictObject({
   suite: z.string().min(1).optional(),
@@ -211,6 +222,19 @@ export function createControlApp(services: ControlServices): Hono {
     const repo = c.req.query("repo");
     if (repo === undefined) problem(400, "Invalid request", "repo: query parameter is required");
     return c.json(await services.listSnapshots(await checkPath(repo)));
+  });
+  app.get("/v1/snapshots/:id/entries", async (c) => {
+    const parsed = EntriesQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      problem(400, "Invalid request", `${issue.path.join(".") || "query"}: ${issue.message}`);
+    }
+    const { repo, offset, limit } = parsed.data;
+    const id = c.req.param("id");
+    const page = await services.snapshotEntries(await checkPath(repo), id, offset, limit);
+    return page === undefined
+      ? problem(404, "Unknown snapshot", `no snapshot ${id.slice(0, 100)} in ${repo}`)
+      : c.json(page);
   });
   app.get("/v1/storage", (c) => {
     const occupancy = services.storageOccupancy();

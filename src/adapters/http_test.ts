@@ -39,6 +39,8 @@ async function fixture(
     resolvePath: canonicalPath,
     jobs,
     listSnapshots: (repo) => Promise.resolve([{ repo }]),
+    snapshotEntries: (repo, id, offset, limit) =>
+      Promise.resolve(id === "unknown" ? undefined : { repo, id, offset, limit }),
     storageOccupancy: () => options.occupancy,
     suites: () => [descriptorSuite()],
     bodyBytesMax: options.bodyBytesMax ?? 1024,
@@ -317,6 +319,33 @@ Deno.test("the app refuses a bearer token no request could match (empty, blank, 
         JSON.stringify(token),
       );
     }
+  } finally {
+    await f.dispose();
+  }
+});
+
+Deno.test("GET /v1/snapshots/:id/entries pages with a bounded limit: 400 beyond it, 404 for an unknown id", async () => {
+  const f = await fixture();
+  try {
+    const base = `/v1/snapshots/someid/entries?repo=${encodeURIComponent(f.root)}`;
+    const page = await f.app.request(`${base}&offset=5&limit=7`, { headers: auth });
+    assert.deepEqual(await page.json(), { repo: f.root, id: "someid", offset: 5, limit: 7 });
+    const defaults = await f.app.request(base, { headers: auth });
+    assert.deepEqual(await defaults.json(), { repo: f.root, id: "someid", offset: 0, limit: 100 });
+    for (const query of ["&limit=1001", "&limit=0", "&offset=-1", "&limit=abc", "&offset=1.5"]) {
+      await expectProblem(await f.app.request(`${base}${query}`, { headers: auth }), 400);
+    }
+    await expectProblem(
+      await f.app.request(`/v1/snapshots/someid/entries?repo=/etc`, { headers: auth }),
+      403,
+    );
+    await expectProblem(
+      await f.app.request(
+        `/v1/snapshots/unknown/entries?repo=${encodeURIComponent(f.root)}`,
+        { headers: auth },
+      ),
+      404,
+    );
   } finally {
     await f.dispose();
   }

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { createJobExecutor } from "./job_executor.ts";
 import { JobQueue } from "./jobs.ts";
-import { canonicalPath } from "./paths.ts";
-import { listSnapshots, openRepository } from "./repository.ts";
+import { denoControlServices } from "./control_services.ts";
 import { createControlApp } from "../adapters/http.ts";
 import { backupHostsRunning, blocksHeld, jobRegionConfig } from "./backup_job.ts";
 import { runLocalBackup } from "./local_backup.ts";
@@ -17,17 +16,11 @@ async function waitForJob(app: ReturnType<typeof createControlApp>, id: string) 
   return await (await app.request(`/v1/jobs/${id}`, { headers: auth })).json();
 }
 
-/** The real control app over a job queue, with `root` as its only root. */
+/** The real control app and Deno services over a job queue, with `root` as its only root. */
 function appOver(jobs: JobQueue, root: string) {
-  return createControlApp({
-    token: "t0ken",
-    roots: [root],
-    resolvePath: canonicalPath,
-    jobs,
-    listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
-    storageOccupancy: () => undefined,
-    suites: () => [],
-  });
+  return createControlApp(
+    denoControlServices({ token: "t0ken", roots: [root], jobs, region: null, suites: () => [] }),
+  );
 }
 
 function post(body: unknown): Request {
@@ -65,6 +58,15 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
         headers: auth,
       })).json();
     assert.equal(snapshots.length, 1);
+    assert.deepEqual(snapshots[0].entries, { files: 1, dirs: 1, symlinks: 0, fileBytes: 21 });
+    const page = await (await app.request(
+      `/v1/snapshots/${snapshots[0].id}/entries?repo=${
+        encodeURIComponent(`${root}/repo`)
+      }&offset=0&limit=1`,
+      { headers: auth },
+    )).json();
+    assert.deepEqual(page.entries.map((e: { path: string }) => e.path), ["sub"]);
+    assert.equal(page.nextOffset, 1);
     const verify = await waitForJob(
       app,
       (await (await app.request(post({ kind: "verify", repo: `${root}/repo` }))).json()).id,
