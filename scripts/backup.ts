@@ -171,6 +171,9 @@ function printSummary(summary: BackupJobSummary, repo: string): void {
   for (const entry of summary.skipped) {
     console.log(`    skipped ${JSON.stringify(entry.path)}: ${entry.reason}`);
   }
+  for (const entry of summary.excluded) {
+    console.log(`    excluded ${JSON.stringify(entry.path)}: ${entry.reason}`);
+  }
   console.log(
     `  data path   ${
       summary.dataPath === "storage" ? "storage (through the shared region)" : "network"

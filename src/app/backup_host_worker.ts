@@ -31,6 +31,7 @@ import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
 import { errorText } from "./backup_client.ts";
 import { walkTree } from "./tree_walk.ts";
+import { type ExcludedPath, withoutExcluded } from "./source_exclusions.ts";
 import type { WriterStep } from "./snapshot_writer.ts";
 
 /** The job of one side. */
@@ -47,6 +48,8 @@ export interface BackupHostJob {
     readonly source: string;
     readonly incremental: boolean;
     readonly progressEveryMs: number;
+    /** Paths of the source left out on purpose (the repository, when it lies inside). */
+    readonly excluded?: readonly ExcludedPath[];
   };
   readonly server?: {
     readonly repo: string;
@@ -124,7 +127,7 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
   const machine = machineFor(job, parseHandshakeConfig(job.handshake));
   // The walk needs no channel: it runs while the handshake does (its errors surface when used).
   const walked = job.side === "client" && job.mode === "fs"
-    ? walkTree(job.client!.source)
+    ? walkTree(job.client!.source).then((w) => withoutExcluded(w, job.client!.excluded ?? []))
     : undefined;
   walked?.catch(() => {});
   if (!listensFirst(job)) await told;

@@ -17,6 +17,7 @@ import { type BackupHostJob, listensFirst } from "./backup_host_worker.ts";
 import type { BackupClientResult, BackupProgress } from "./backup_client.ts";
 import type { BackupServerResult } from "./backup_server.ts";
 import { freePortPair } from "./ports.ts";
+import { type ExcludedPath, repositoryExclusion } from "./source_exclusions.ts";
 import { removeLeftovers, type WriterStep } from "./snapshot_writer.ts";
 
 const WORKER = new URL("./backup_host_worker.ts", import.meta.url);
@@ -73,9 +74,14 @@ export interface BackupJobSummary {
   readonly storageBytes: number;
   readonly networkBytes: number;
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
+  /** Paths of the source left out on purpose (the repository, when it lies inside). */
+  readonly excluded: readonly ExcludedPath[];
   readonly seconds: number;
   readonly megabytesPerSecond: number;
 }
+
+/** A job's options with what it leaves out of the source. */
+type JobWithExclusions = BackupJobOptions & { readonly excluded: readonly ExcludedPath[] };
 
 /** A backup that did not happen, with the reason in words. */
 export class BackupJobError extends Error {
@@ -123,8 +129,14 @@ type Attempt =
  * @returns the summary
  * @throws BackupJobError with the reason when the backup failed (the repository is unchanged)
  */
-export async function runBackupJob(options: BackupJobOptions): Promise<BackupJobSummary> {
+export async function runBackupJob(
+  requested: BackupJobOptions,
+): Promise<BackupJobSummary> {
   const startedMs = performance.now();
+  const excluded = requested.mode === "fs"
+    ? await repositoryExclusion(requested.source, requested.repo)
+    : [];
+  const options = { ...requested, excluded };
   const ioTimeoutMs = options.ioTimeoutMs ?? 30_000;
   const regionMib = options.regionMib ?? 64;
   let region: SharedArrayBuffer | null = options.region ?? null;
@@ -172,7 +184,7 @@ function describe(reason: FailureReason): string {
 }
 
 function summarize(
-  options: BackupJobOptions,
+  options: JobWithExclusions,
   attempt: Extract<Attempt, { kind: "done" }>,
   dataPath: "storage" | "network",
   fallbackReason: string | null,
@@ -195,13 +207,14 @@ function summarize(
     storageBytes: manifest.channelBytes.storage,
     networkBytes: manifest.channelBytes.network,
     skipped: attempt.client.skipped,
+    excluded: options.excluded,
     seconds,
     megabytesPerSecond: attempt.client.fileBytes / 1e6 / Math.max(seconds, 1e-6),
   };
 }
 
 async function attemptWithPorts(
-  options: BackupJobOptions,
+  options: JobWithExclusions,
   path: "storage" | "network",
   region: SharedArrayBuffer | null,
   ioTimeoutMs: number,
@@ -243,7 +256,7 @@ function stopWorker(worker: Worker | undefined): void {
 }
 
 function attemptOnce(
-  options: BackupJobOptions,
+  options: JobWithExclusions,
   path: "storage" | "network",
   region: SharedArrayBuffer | null,
   ioTimeoutMs: number,
@@ -264,6 +277,7 @@ function attemptOnce(
         source: options.source,
         incremental: options.incremental,
         progressEveryMs: options.progressEveryMs ?? 250,
+        excluded: options.excluded,
       },
     },
     {

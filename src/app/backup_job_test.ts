@@ -3,7 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { createHash } from "node:crypto";
 import { blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "./restore.ts";
-import { listSnapshotIds, openRepository } from "./repository.ts";
+import { listSnapshotIds, openRepository, readManifest } from "./repository.ts";
 import { formatRegion } from "../core/stp/region.ts";
 
 async function tempDir(): Promise<string> {
@@ -258,6 +258,39 @@ Deno.test("an incremental job over a parent whose archive is gone is full and it
     );
     await restoreSnapshot({ repo: `${dir}/repo`, snapshot: second.snapshot, target: `${dir}/out` });
     assert.deepEqual(await treeOf(`${dir}/out`), await treeOf(`${dir}/src`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a repository inside its own source is left out of the backup, and the summary says so", async () => {
+  const dir = await tempDir();
+  try {
+    await writeRandomTree(`${dir}/src`, 2, 4096);
+    const options = {
+      source: `${dir}/src`,
+      repo: `${dir}/src/.lanfree/repo`,
+      mode: "fs",
+      incremental: true,
+      channel: "network",
+    } as const;
+    const first = await runBackupJob(options);
+    const second = await runBackupJob(options);
+    for (const summary of [first, second]) {
+      assert.deepEqual(summary.excluded, [{
+        path: ".lanfree/repo",
+        reason: "the repository this backup writes to",
+      }]);
+    }
+    assert.equal(second.parent, first.snapshot);
+    assert.equal(second.files, 0, "nothing changed: the repository's own growth is not a change");
+    const manifest = await readManifest(await openRepository(options.repo), second.snapshot);
+    assert.deepEqual(
+      manifest.entries.filter((e) => e.path.startsWith(".lanfree/repo")),
+      [],
+      "no entry of the repository itself",
+    );
+    assert.ok(manifest.entries.some((e) => e.path === ".lanfree"), "its parent is kept");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

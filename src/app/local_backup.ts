@@ -21,7 +21,8 @@ import {
   sourceIdentity,
 } from "./snapshot_source.ts";
 import type { ChunkSink } from "./tar_pack.ts";
-import type { SkippedEntry } from "./tree_walk.ts";
+import { type SkippedEntry, walkTree } from "./tree_walk.ts";
+import { type ExcludedPath, repositoryExclusion, withoutExcluded } from "./source_exclusions.ts";
 
 /** Options of {@link runLocalBackup}. */
 export interface LocalBackupOptions {
@@ -61,19 +62,21 @@ export interface BackupSummary {
   readonly deleted: number;
   readonly skipped: number;
   readonly skippedEntries: SkippedEntry[];
+  /** Paths of the source left out on purpose (the repository, when it lies inside). */
+  readonly excluded: readonly ExcludedPath[];
   readonly seconds: number;
 }
 
 function summarize(
   manifest: Manifest,
   packed: { files: number; fileBytes: number; skipped: SkippedEntry[] },
-  fullReason: string | null,
+  facts: { fullReason: string | null; excluded: readonly ExcludedPath[] },
   seconds: number,
 ): BackupSummary {
   return {
     snapshot: manifest.id,
     parent: manifest.parent,
-    fullReason,
+    fullReason: facts.fullReason,
     source: manifest.source,
     files: packed.files,
     filesTotal: manifest.entries.filter((e) => e.type === "file").length,
@@ -82,6 +85,7 @@ function summarize(
     deleted: manifest.deleted.length,
     skipped: packed.skipped.length,
     skippedEntries: packed.skipped,
+    excluded: facts.excluded,
     seconds,
   };
 }
@@ -115,6 +119,7 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
   const source = mode === "db" ? options.db ?? options.source : options.source;
   await checkSource(source, mode);
   const sourceId = await sourceIdentity(source);
+  const excluded = mode === "fs" ? await repositoryExclusion(source, options.repo) : [];
   const repo = await initRepository(options.repo);
   const writer = await beginSnapshot(repo, {
     lockWaitMs: options.lockWaitMs,
@@ -135,6 +140,9 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       sourceId,
       snapshotId: writer.id,
       parent: parentJson,
+      walked: mode === "fs"
+        ? walkTree(source).then((w) => withoutExcluded(w, excluded))
+        : undefined,
     });
     const extra = options.sink;
     const packed = await prepared.pack(async (chunk) => {
@@ -142,7 +150,8 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       if (extra !== undefined) await extra(chunk);
     }, options.channel ?? "none");
     const manifest = await writer.commit(JSON.parse(JSON.stringify(packed.manifest)));
-    return summarize(manifest, packed, fullReason, (performance.now() - startedMs) / 1000);
+    const seconds = (performance.now() - startedMs) / 1000;
+    return summarize(manifest, packed, { fullReason, excluded }, seconds);
   } catch (error) {
     await writer.abort();
     throw error;
