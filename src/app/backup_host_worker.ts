@@ -7,7 +7,7 @@
  * Fig. 4 alone and sends the data on the control connection.
  *
  * Messages out: `{ ready }` (a listening side accepts connections), `{ progress }`,
- * `{ handshakeFailed }`, `{ result }`, `{ error }`, `{ paused }` (a drill stopped the server at a
+ * `{ handshakeFailed }`, `{ result }`, `{ error, origin }`, `{ paused }` (a drill stopped the server at a
  * writer step), and `{ wantHashWorker }` (the client asks the job for a port to a hash worker,
  * answered by `{ hashPort }`: a Worker started inside a Worker takes about a second to come up
  * on Deno 2.9, one started by the job does not). Message in, besides the job: `{ cancel }`
@@ -29,7 +29,8 @@ import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
 import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
-import { errorText } from "./backup_client.ts";
+import { errorText, PeerFailedError } from "./backup_client.ts";
+import { SocketError } from "../core/dispatch/errors.ts";
 import { walkTree } from "./tree_walk.ts";
 import { type ExcludedPath, withoutExcluded } from "./source_exclusions.ts";
 import type { WriterStep } from "./snapshot_writer.ts";
@@ -89,6 +90,17 @@ function hashWorkerPort(): Promise<MessagePort> {
   const port = new Promise<MessagePort>((resolve) => (gotHashPort = resolve));
   scope.postMessage({ wantHashWorker: true });
   return port;
+}
+
+/**
+ * Where a side's failure came from: `peer` (it failed because the peer reported a failure),
+ * `transport` (a socket failed, often because the peer went away), or `own` (the real cause).
+ */
+export type ErrorOrigin = "own" | "peer" | "transport";
+
+function errorOrigin(error: unknown): ErrorOrigin {
+  if (error instanceof PeerFailedError) return "peer";
+  return error instanceof SocketError ? "transport" : "own";
 }
 
 /** Which side listens: the fs client (Fig. 4/4A, and the network path), the db server (Fig. 5). */
@@ -222,5 +234,7 @@ scope.onmessage = (event) => {
     cancelled.abort(new BackupCancelledError(message.cancel));
     return;
   }
-  run(message).catch((error) => scope.postMessage({ error: errorText(error) }));
+  run(message).catch((error) =>
+    scope.postMessage({ error: errorText(error), origin: errorOrigin(error) })
+  );
 };

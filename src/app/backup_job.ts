@@ -13,7 +13,7 @@ import { usageOfBuffer } from "../core/stp/usage.ts";
 import type { FailureReason } from "../core/handshake/types.ts";
 import type { Manifest } from "../core/backup/manifest.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
-import { type BackupHostJob, listensFirst } from "./backup_host_worker.ts";
+import { type BackupHostJob, type ErrorOrigin, listensFirst } from "./backup_host_worker.ts";
 import type { BackupClientResult, BackupProgress } from "./backup_client.ts";
 import type { BackupServerResult } from "./backup_server.ts";
 import { freePortPair } from "./ports.ts";
@@ -306,6 +306,34 @@ function runHosts(
 
 type Side = "client" | "server";
 
+/** A side's failure as its host reported it. */
+interface SideError {
+  readonly text: string;
+  readonly origin: ErrorOrigin;
+}
+
+/**
+ * The job's error from both sides' accounts, real cause first: a side's own failure (server
+ * first when both have one) without the peer's echo of it; failing that, the cause a side
+ * relayed from its peer; socket failures (often just the peer going away) only when nothing
+ * else is known.
+ *
+ * @param errors each side's failure, if it reported one
+ * @returns the message, each account prefixed with its side
+ */
+export function jobErrorMessage(errors: Partial<Record<Side, SideError>>): string {
+  const sides = (["server", "client"] as const).filter((side) => errors[side] !== undefined);
+  const own = sides.filter((side) => errors[side]!.origin === "own");
+  if (own.length > 0) return own.map((side) => `${side}: ${errors[side]!.text}`).join("; ");
+  const relayed = sides.find((side) => errors[side]!.origin === "peer");
+  if (relayed !== undefined) {
+    const peer = relayed === "server" ? "client" : "server";
+    const text = errors[relayed]!.text;
+    return `${peer}: ${text.replace(new RegExp(`^${peer} failed: `), "")}`;
+  }
+  return sides.map((side) => `${side}: ${errors[side]!.text}`).join("; ");
+}
+
 /**
  * One attempt's two hosts (and the hash worker): relays their messages, collects results and
  * errors, and ends the attempt exactly once: hosts terminated, the region's dead blocks
@@ -315,7 +343,7 @@ type Side = "client" | "server";
 class HostRun {
   readonly #hosts: Host[];
   readonly #results: Partial<Record<Side, unknown>> = {};
-  readonly #errors: Partial<Record<Side, string>> = {};
+  readonly #errors: Partial<Record<Side, SideError>> = {};
   #hashWorker: Worker | undefined;
   #settled = false;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -358,8 +386,12 @@ class HostRun {
       if (this.#cancelReason !== undefined) return this.#finishCancelled();
       const reason = message.handshakeFailed as FailureReason;
       this.#finish({ attempt: { kind: "handshake-failed", reason } });
-    } else if ("error" in message) this.#failed(host.job.side, message.error as string);
-    else if ("result" in message) {
+    } else if ("error" in message) {
+      this.#failed(host.job.side, {
+        text: message.error as string,
+        origin: (message.origin as ErrorOrigin | undefined) ?? "own",
+      });
+    } else if ("result" in message) {
       this.#results[host.job.side] = message.result;
       this.#maybeDone();
     }
@@ -402,7 +434,7 @@ class HostRun {
   }
 
   /** A side failed. It often takes its peer down too: wait a moment for the other's account. */
-  #failed(side: Side, error: string): void {
+  #failed(side: Side, error: SideError): void {
     this.#errors[side] = error;
     if (this.#cancelReason !== undefined) return this.#maybeDone();
     if (this.#ended("client") && this.#ended("server")) this.#failWithBestReason();
@@ -410,9 +442,7 @@ class HostRun {
   }
 
   #failWithBestReason(): void {
-    const reasons = (["server", "client"] as const).filter((side) => this.#errors[side])
-      .map((side) => `${side}: ${this.#errors[side]}`);
-    this.#finish({ error: new BackupJobError(reasons.join("; ")) });
+    this.#finish({ error: new BackupJobError(jobErrorMessage(this.#errors)) });
   }
 
   /** Asks both hosts to stop as a failure would; they are terminated if they do not in time. */

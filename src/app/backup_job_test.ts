@@ -5,6 +5,7 @@ import { blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { listSnapshotIds, openRepository, readManifest } from "./repository.ts";
 import { formatRegion } from "../core/stp/region.ts";
+import { spawnBackupChild } from "./_testing.ts";
 
 async function tempDir(): Promise<string> {
   return await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-job-" }));
@@ -240,13 +241,7 @@ Deno.test("an incremental job over a parent whose archive is gone is full and it
   const dir = await tempDir();
   try {
     await writeRandomTree(`${dir}/src`, 2, 1024);
-    const options = {
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: true,
-      channel: "network",
-    } as const;
+    const options = networkJob(dir);
     const first = await runBackupJob(options);
     assert.match(first.fullReason ?? "", /no earlier snapshot/);
     await Deno.remove(`${dir}/repo/snapshots/${first.snapshot}.tar`);
@@ -267,13 +262,7 @@ Deno.test("a repository inside its own source is left out of the backup, and the
   const dir = await tempDir();
   try {
     await writeRandomTree(`${dir}/src`, 2, 4096);
-    const options = {
-      source: `${dir}/src`,
-      repo: `${dir}/src/.lanfree/repo`,
-      mode: "fs",
-      incremental: true,
-      channel: "network",
-    } as const;
+    const options = { ...networkJob(dir), repo: `${dir}/src/.lanfree/repo` };
     const first = await runBackupJob(options);
     const second = await runBackupJob(options);
     for (const summary of [first, second]) {
@@ -295,3 +284,41 @@ Deno.test("a repository inside its own source is left out of the backup, and the
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a failed job's error says the real cause first, once, without the peer's echo or socket noise", async () => {
+  const dir = await tempDir();
+  const child = await (async () => {
+    await writeRandomTree(`${dir}/src`, 2, 1 << 20);
+    await runBackupJob({ ...networkJob(dir), incremental: false });
+    return await spawnBackupChild(`${dir}/src`, `${dir}/repo`, "archive-bytes");
+  })();
+  try {
+    assert.equal(await child.firstLine, "at archive-bytes");
+    const noise = /ECONNRESET|EPIPE|EBADF|peer closed|client:|server failed/;
+    const locked = await runBackupJob({ ...networkJob(dir), lockWaitMs: 200 }).then(
+      () => assert.fail("the repository is locked"),
+      (error: Error) => error.message,
+    );
+    assert.match(locked, /^server: repository is locked by another backup: pid \d+/);
+    assert.doesNotMatch(locked, noise);
+    const missing = await runBackupJob({ ...networkJob(dir), source: `${dir}/gone` }).then(
+      () => assert.fail("the source does not exist"),
+      (error: Error) => error.message,
+    );
+    assert.match(missing, /^client: source .*gone does not exist/);
+    assert.doesNotMatch(missing, /server:|client failed|ECONNRESET|EPIPE|peer closed/);
+  } finally {
+    await child.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function networkJob(dir: string) {
+  return {
+    source: `${dir}/src`,
+    repo: `${dir}/repo`,
+    mode: "fs",
+    incremental: true,
+    channel: "network",
+  } as const;
+}

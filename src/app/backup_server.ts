@@ -13,7 +13,12 @@ import type { Manifest } from "../core/backup/manifest.ts";
 import { chooseParent, initRepository } from "./repository.ts";
 import type { Session } from "./session.ts";
 import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
-import { type BackupProgress, errorText, watchErrorChannel } from "./backup_client.ts";
+import {
+  type BackupProgress,
+  errorText,
+  PeerFailedError,
+  watchErrorChannel,
+} from "./backup_client.ts";
 
 /** Where the server writes. */
 export interface BackupServerOptions {
@@ -99,7 +104,7 @@ export async function runBackupServer(
     await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
       () => {},
     );
-    if (reason !== undefined) throw new Error(`client failed: ${reason}`);
+    if (reason !== undefined) throw new PeerFailedError("client", reason);
     throw error;
   }
 }
