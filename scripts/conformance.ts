@@ -17,6 +17,8 @@ import { wireSuite } from "../property-tests/wire_suite.ts";
 import { stpSuite } from "../property-tests/stp_suite.ts";
 import { backupSuite } from "../property-tests/backup_suite.ts";
 import { denoBackupHarness } from "../property-tests/backup_harness.ts";
+import { reliabilitySuite } from "../property-tests/reliability_suite.ts";
+import { denoReliabilityHarness } from "../property-tests/reliability_harness.ts";
 import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
 import { createHandshake } from "../src/core/handshake/mod.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/messages.ts";
@@ -37,6 +39,11 @@ export function lanfreeSuites(): Suite[] {
     wireSuite({ encode: encodeMessage, decode: decodeMessage }),
     handshakeSuite(createHandshake),
     backupSuite(denoBackupHarness),
+    // Crash drills start and kill backup processes: only where running processes is allowed
+    // (`deno task conformance` and the tests, not `deno task serve`).
+    ...(Deno.permissions.querySync({ name: "run" }).state === "granted"
+      ? [reliabilitySuite(denoReliabilityHarness)]
+      : []),
   ];
 }
 
