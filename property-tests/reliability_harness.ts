@@ -6,10 +6,16 @@
  * @module
  */
 
+import { basename, dirname } from "node:path";
 import { denoBackupHarness } from "./backup_harness.ts";
 import type { CrashPoint, ReliabilityHarness } from "./reliability_suite.ts";
 import { runLocalBackup } from "../src/app/local_backup.ts";
-import { listSnapshotIds, openRepository, repoPaths } from "../src/app/repository.ts";
+import {
+  isStagingName,
+  listSnapshotIds,
+  openRepository,
+  repoPaths,
+} from "../src/app/repository.ts";
 import { restoreSnapshot } from "../src/app/restore.ts";
 import { verifyRepository } from "../src/app/verify.ts";
 import { spawnBackupChild } from "../src/app/_testing.ts";
@@ -50,6 +56,10 @@ async function crashBackup(
 
 async function leftovers(repo: string): Promise<string[]> {
   const found: string[] = [];
+  const [parent, name] = [dirname(repo), basename(repo)];
+  for await (const item of Deno.readDir(parent)) {
+    if (isStagingName(item.name, name)) found.push(`../${item.name}`);
+  }
   const opened = await openRepository(repo).catch(() => undefined);
   if (opened === undefined) return found;
   if (await Deno.lstat(repoPaths.lock(opened)).then(() => true, () => false)) found.push("lock");

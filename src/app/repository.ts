@@ -29,6 +29,20 @@ export const SNAPSHOTS_MAX = 100_000;
 /** Largest manifest file read, in bytes. */
 export const MANIFEST_FILE_BYTES_MAX = 1 << 30;
 
+/** What a repository being created is called beside its place until it is renamed in. */
+export const STAGING_INFIX = ".lanfree-init-";
+/** A staging directory's name: the repository's name, the infix, a UUID. */
+const STAGING_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * True when `name` (in the repository's parent directory) is a staging directory of a
+ * repository called `repoName`.
+ */
+export function isStagingName(name: string, repoName: string): boolean {
+  const prefix = `${repoName}${STAGING_INFIX}`;
+  return name.startsWith(prefix) && STAGING_UUID.test(name.slice(prefix.length));
+}
+
 /** An opened repository. */
 export interface Repository {
   /** The repository directory. */
@@ -126,7 +140,7 @@ export async function initRepository(path: string, nowMs = Date.now()): Promise<
   if (!(await isMissingOrEmpty(path))) return await openRepository(path);
   // Build the repository beside its place and rename it in: two backups creating the same
   // repository at once then see either nothing or a whole repository, never half of one.
-  const staging = `${path.replace(/\/+$/, "")}.lanfree-init-${crypto.randomUUID()}`;
+  const staging = `${path.replace(/\/+$/, "")}${STAGING_INFIX}${crypto.randomUUID()}`;
   await Deno.mkdir(`${staging}/snapshots`, { recursive: true });
   await Deno.mkdir(`${staging}/tmp`);
   const marker = { format: REPOSITORY_FORMAT, version: REPOSITORY_VERSION, createdMs: nowMs };

@@ -250,3 +250,18 @@ Deno.test("latest with a source is the newest snapshot of that source; without o
     });
   });
 });
+
+Deno.test("a repository staged by a backup that died before renaming it in is removed by the next writer", async () => {
+  await withTempDir(async (dir) => {
+    const source = await sampleSource(dir);
+    await runLocalBackup({ source, repo: `${dir}/repo` });
+    // What initRepository leaves when killed between staging and the rename.
+    const staged = `${dir}/repo.lanfree-init-${crypto.randomUUID()}`;
+    await Deno.mkdir(`${staged}/snapshots`, { recursive: true });
+    await Deno.writeTextFile(`${staged}/${MARKER_FILE}`, "{}");
+    await Deno.mkdir(`${dir}/repo.lanfree-init-other-not-ours`); // not a staging name: kept
+    await runLocalBackup({ source, repo: `${dir}/repo`, incremental: true });
+    const beside = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(beside, ["repo", "repo.lanfree-init-other-not-ours", "src"]);
+  });
+});

@@ -11,7 +11,8 @@
 import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
 import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "./errors.ts";
-import { openRepository, repoPaths, type Repository } from "./repository.ts";
+import { basename, dirname } from "node:path";
+import { isStagingName, openRepository, repoPaths, type Repository } from "./repository.ts";
 
 /**
  * Written bytes after which a background flush starts, so the final sync is short. Small, so
@@ -82,9 +83,21 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
-/** Removes leftovers of interrupted writers: all of tmp/ and archives without a manifest. */
+/**
+ * Removes leftovers of interrupted writers: all of tmp/, archives without a manifest, and
+ * staging directories of this repository left beside it by a backup killed while creating it
+ * (safe under the lock: the repository exists, so such a staging directory can never be renamed
+ * in; a creator that loses it opens the existing repository instead).
+ */
 async function removeStale(repo: Repository): Promise<void> {
   let removed = 0;
+  const parent = dirname(repo.path);
+  const name = basename(repo.path);
+  for await (const item of Deno.readDir(parent)) {
+    if (!item.isDirectory || !isStagingName(item.name, name)) continue;
+    if (++removed > STALE_ENTRIES_MAX) break;
+    await Deno.remove(`${parent}/${item.name}`, { recursive: true }).catch(() => {});
+  }
   for await (const item of Deno.readDir(repoPaths.tmp(repo))) {
     if (++removed > STALE_ENTRIES_MAX) break;
     await Deno.remove(`${repoPaths.tmp(repo)}/${item.name}`, { recursive: true });
