@@ -80,6 +80,15 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
     );
     assert.equal(restore.state, "succeeded", restore.error);
     assert.equal(await Deno.readTextFile(`${root}/out/sub/a.txt`), "hello through storage");
+    assert.deepEqual(restore.result.warnings, []);
+    const inside = await waitForJob(
+      app,
+      (await (await app.request(
+        post({ kind: "restore", repo: `${root}/repo`, target: `${root}/src/again` }),
+      )).json()).id,
+    );
+    assert.equal(inside.state, "succeeded", inside.error);
+    assert.match(inside.result.warnings[0], /inside the snapshot's source/);
     const failing = await waitForJob(
       app,
       (await (await app.request(post({ kind: "verify", repo: `${root}/src` }))).json()).id,
