@@ -95,6 +95,12 @@ export {
   type Repository,
 } from "./src/app/repository.ts";
 export { type Manifest, manifestSchema } from "./src/core/backup/manifest.ts";
+export {
+  type EntriesPage,
+  listSnapshotSummaries,
+  readEntriesPage,
+  type SnapshotSummary,
+} from "./src/app/snapshot_summaries.ts";
 export { Session, type SessionChannels } from "./src/app/session.ts";
 export { createNetworkOnlyHandshake } from "./src/core/handshake/network_only.ts";
 export {
