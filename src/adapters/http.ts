@@ -51,8 +51,11 @@ export interface ControlServices {
   readonly jobs: JobQueue;
   /** Summaries (no entries) of a repository's snapshots (the repository is inside the roots). */
   listSnapshots(repo: string): Promise<unknown[]>;
-  /** One page of a snapshot's entries, or undefined for an unknown snapshot. */
-  snapshotEntries(repo: string, id: string, offset: number, limit: number): Promise<unknown>;
+  /**
+   * One page of a snapshot's entries, or undefined for an unknown snapshot. A host without it
+   * (an edge worker with no file system) answers the entries route with 404.
+   */
+  snapshotEntries?(repo: string, id: string, offset: number, limit: number): Promise<unknown>;
   /** The region's occupancy, or undefined when no region is attached. */
   storageOccupancy(): StorageOccupancy | undefined;
   /** The suites `POST /v1/conformance` may run. */
@@ -231,6 +234,9 @@ export function createControlApp(services: ControlServices): Hono {
     }
     const { repo, offset, limit } = parsed.data;
     const id = c.req.param("id");
+    if (services.snapshotEntries === undefined) {
+      problem(404, "Not offered", "this server does not serve snapshot entries");
+    }
     const page = await services.snapshotEntries(await checkPath(repo), id, offset, limit);
     return page === undefined
       ? problem(404, "Unknown snapshot", `no snapshot ${id.slice(0, 100)} in ${repo}`)

@@ -346,6 +346,12 @@ Deno.test("GET /v1/snapshots/:id/entries pages with a bounded limit: 400 beyond 
       ),
       404,
     );
+    const { snapshotEntries: _, ...withoutEntries } = f.services;
+    await expectProblem(
+      await createControlApp(withoutEntries).request(`${base}&limit=1`, { headers: auth }),
+      404,
+      /does not serve snapshot entries/,
+    );
   } finally {
     await f.dispose();
   }
