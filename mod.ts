@@ -91,6 +91,8 @@ export {
   runLocalBackup,
 } from "./src/app/local_backup.ts";
 export type { ChunkSink } from "./src/app/tar_pack.ts";
+export type { WriterStep } from "./src/app/snapshot_writer.ts";
+export type { ExcludedPath } from "./src/app/source_exclusions.ts";
 export type { ArchiveChannel } from "./src/app/snapshot_source.ts";
 export type { SkippedEntry } from "./src/app/tree_walk.ts";
 export {
@@ -112,10 +114,18 @@ export {
 } from "./src/app/errors.ts";
 export { type VerifyProblem, type VerifyReport, verifyRepository } from "./src/app/verify.ts";
 export {
+  chooseParent,
   initRepository,
   latestSnapshot,
   listSnapshots,
   openRepository,
+  type ParentChoice,
   readManifest,
   type Repository,
 } from "./src/app/repository.ts";
+export {
+  type EntriesPage,
+  listSnapshotSummaries,
+  readEntriesPage,
+  type SnapshotSummary,
+} from "./src/app/snapshot_summaries.ts";

@@ -163,13 +163,18 @@ function changedFiles(before: readonly SeenEntry[], after: readonly SeenEntry[])
   }).map((e) => e.path).sort();
 }
 
-function equalTrees(actual: SeenEntry[], expected: SeenEntry[], what: string): void {
+/** Throws naming `what` when two described trees differ. */
+export function equalTrees(actual: SeenEntry[], expected: SeenEntry[], what: string): void {
   const a = JSON.stringify(actual);
   const b = JSON.stringify(expected);
   if (a !== b) throw new Error(`${what}: restored tree differs\nrestored: ${a}\nexpected: ${b}`);
 }
 
-async function inDir<T>(harness: BackupHarness, body: (dir: string) => Promise<T>): Promise<T> {
+/** Runs `body` in a fresh directory from the harness, removed afterwards. */
+export async function inDir<T>(
+  harness: Pick<BackupHarness, "makeDir" | "removeDir">,
+  body: (dir: string) => Promise<T>,
+): Promise<T> {
   const dir = await harness.makeDir();
   try {
     return await body(dir);

@@ -407,13 +407,31 @@ const commandArbitraries = [
   ).map(([i, c]) => new UseClosedCommand(i, c)),
 ];
 
-/** An address nobody listens on: bound to a dynamic port, then closed. */
-async function deadAddressOf(real: Real): Promise<Address> {
-  const fd = await real.sockets.socket(real.kind);
-  await real.sockets.bind(fd, real.anyAddress);
-  const address = await real.sockets.getsockname(fd);
-  await real.sockets.close(fd);
-  return address;
+/**
+ * An address nobody listens on and nobody can take while the run lasts: the local port of a
+ * connection the run holds open (its listener is closed at once). A port that was only bound and
+ * closed could be handed to the next dynamic bind, the run's own or another process's, and a
+ * connect meant to be refused would then succeed.
+ */
+async function closedAddressOf(
+  real: Real,
+): Promise<{ address: Address; release(): Promise<void> }> {
+  const sockets = real.sockets;
+  const listener = await sockets.socket(real.kind);
+  await sockets.bind(listener, real.anyAddress);
+  await sockets.listen(listener, 1);
+  const client = await sockets.socket(real.kind);
+  await sockets.connect(client, await sockets.getsockname(listener));
+  const server = await sockets.accept(listener);
+  const address = await sockets.getsockname(client);
+  await sockets.close(listener);
+  return {
+    address,
+    release: async () => {
+      await sockets.close(client).catch(() => {});
+      await sockets.close(server).catch(() => {});
+    },
+  };
 }
 
 /**
@@ -435,17 +453,15 @@ export function socketsSuite(create: () => Promise<SocketsUnderTest> | SocketsUn
             async (commands) => {
               const underTest = await create();
               const real: Real = underTest;
-              const model: Model = {
-                live: [],
-                closedFds: [],
-                deadAddress: await deadAddressOf(real),
-              };
+              const closed = await closedAddressOf(real);
+              const model: Model = { live: [], closedFds: [], deadAddress: closed.address };
               try {
                 await fc.asyncModelRun(() => ({ model, real }), commands);
               } finally {
                 for (const end of [...model.live]) {
                   await real.sockets.close(end.fd!).catch(() => {});
                 }
+                await closed.release();
                 await underTest.dispose?.();
               }
             },

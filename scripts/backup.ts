@@ -210,12 +210,16 @@ function printSummary(summary: BackupJobSummary, repo: string): void {
   const number = (n: number) => n.toLocaleString("en-US");
   console.log(`lanfree backup: snapshot ${summary.snapshot} (${kind})`);
   console.log(`  source      ${summary.source} (${summary.mode} mode)`);
+  if (summary.fullReason !== null) console.log(`  full        ${summary.fullReason}`);
   console.log(
     `  files       ${number(summary.files)} archived of ${number(summary.filesTotal)}, ` +
       `${number(summary.fileBytes)} bytes; ${summary.skipped.length} skipped`,
   );
   for (const entry of summary.skipped) {
     console.log(`    skipped ${JSON.stringify(entry.path)}: ${entry.reason}`);
+  }
+  for (const entry of summary.excluded) {
+    console.log(`    excluded ${JSON.stringify(entry.path)}: ${entry.reason}`);
   }
   console.log(
     `  data path   ${

@@ -15,6 +15,10 @@ import { createTcpSockets } from "../src/adapters/tcp.ts";
 import { createRouter, unavailableSockets } from "../src/core/dispatch/router.ts";
 import { backupSuite } from "../property-tests/backup_suite.ts";
 import { denoBackupHarness } from "../property-tests/backup_harness.ts";
+import { reliabilitySuite } from "../property-tests/reliability_suite.ts";
+import { denoReliabilityHarness } from "../property-tests/reliability_harness.ts";
+import { restoreReliabilitySuite } from "../property-tests/reliability_restore.ts";
+import { denoRestoreCrashHarness } from "../property-tests/reliability_restore_harness.ts";
 
 /**
  * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
@@ -35,6 +39,12 @@ export function lanfreeSuites(): Suite[] {
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
     backupSuite(denoBackupHarness),
+    restoreReliabilitySuite(denoRestoreCrashHarness),
+    // Crash drills start and kill backup processes: only where running processes is allowed
+    // (`deno task conformance` and the tests, not `deno task serve`).
+    ...(Deno.permissions.querySync({ name: "run" }).state === "granted"
+      ? [reliabilitySuite(denoReliabilityHarness)]
+      : []),
   ];
 }
 

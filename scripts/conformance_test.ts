@@ -48,3 +48,31 @@ Deno.test("conformance refuses an unknown suite and a bad --runs with exit code 
   assert.equal(badRuns.code, 2);
   assert.match(badRuns.stderr, /--runs must be an integer/);
 });
+
+Deno.test("conformance --suite reliability runs the crash drills in real processes", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      "--allow-run",
+      "--allow-sys",
+      SCRIPT,
+      "--suite",
+      "reliability",
+      "--runs",
+      "2",
+      "--seed",
+      "3",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, stdout + new TextDecoder().decode(output.stderr));
+  assert.match(stdout, /^PASS +2 runs .*reliability: a backup killed with SIGKILL/m);
+  assert.match(stdout, /^PASS +2 runs .*reliability \(restore crashes\): a restore that dies/m);
+  assert.match(stdout, /^2 passed, 0 failed$/m);
+});

@@ -7,6 +7,8 @@
 
 import { parseArgs } from "node:util";
 import { IncompleteRestore, restoreSnapshot } from "../src/app/restore.ts";
+import { openRepository, resolveSnapshot } from "../src/app/repository.ts";
+import { targetInsideSourceWarning } from "../src/app/paths.ts";
 import {
   consoleIo,
   EXIT_USAGE,
@@ -16,10 +18,14 @@ import {
 } from "../src/app/_cli_support.ts";
 
 const USAGE = `usage: deno task restore --repo DIR --snapshot ID|latest --target DIR
-                         [--path SUBPATH] [--overwrite] [--same-permissions] [--json] [--help]
+                         [--source DIR] [--path SUBPATH] [--overwrite] [--same-permissions]
+                         [--json] [--help]
 
 Restores snapshot ID (or the latest) from repository DIR into the target directory (created if
 missing; a non-empty target is refused unless --overwrite). --path restores one file or subtree.
+"latest" is the newest snapshot of --source DIR (the path it was backed up from; it need not
+exist any more), or without --source the newest snapshot of any source in the repository.
+A target inside the snapshot's source is restored with a warning.
 
 Every file is written under a temporary name and gets its real name only once its size and
 SHA-256 match the manifest. A file that cannot be restored (a damaged archive member, a full
@@ -38,6 +44,7 @@ not is listed); 2 bad usage.`;
 const OPTIONS = {
   repo: { type: "string" },
   snapshot: { type: "string" },
+  source: { type: "string" },
   target: { type: "string" },
   path: { type: "string" },
   overwrite: { type: "boolean" },
@@ -81,15 +88,19 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     return EXIT_USAGE;
   }
   try {
+    const repo = await openRepository(values.repo!);
+    const manifest = await resolveSnapshot(repo, values.snapshot!, values.source);
+    const warning = await targetInsideSourceWarning(manifest.source, values.target!);
+    if (warning !== undefined) io.err(`warning: ${warning}`);
     const summary = await restoreSnapshot({
-      repo: values.repo!,
-      snapshot: values.snapshot!,
+      repo,
+      snapshot: manifest.id,
       target: values.target!,
       path: values.path,
       overwrite: values.overwrite ?? false,
       preservePermissions: (values["same-permissions"] ?? false) || (values.preserve ?? false),
     });
-    if (values.json) io.out(JSON.stringify(summary));
+    if (values.json) io.out(JSON.stringify({ ...summary, warnings: warning ? [warning] : [] }));
     else {
       const mbPerSecond = summary.bytes / 1e6 / Math.max(summary.seconds, 1e-6);
       io.out(`restored snapshot ${summary.snapshot} into ${values.target}`);

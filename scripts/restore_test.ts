@@ -146,3 +146,23 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file under a r
     assert.deepEqual(real, await describeTree(`${dir}/src`));
   });
 });
+
+Deno.test("restore CLI --source restores the latest snapshot of that source and warns about a target inside it", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/one`);
+    await writeFileWith(`${dir}/one/a`, "from one");
+    await Deno.mkdir(`${dir}/two`);
+    await writeFileWith(`${dir}/two/b`, "from two");
+    await runLocalBackup({ source: `${dir}/one`, repo: `${dir}/repo` });
+    await runLocalBackup({ source: `${dir}/two`, repo: `${dir}/repo` });
+    const args = ["--repo", `${dir}/repo`, "--snapshot", "latest", "--source", `${dir}/one`];
+    const run = await cli(...args, "--target", `${dir}/out`);
+    assert.equal(run.code, 0, run.err);
+    assert.deepEqual(await describeTree(`${dir}/out`), await describeTree(`${dir}/one`));
+    assert.equal(run.err, "", "no warning for a target outside the source");
+    const inside = await cli(...args, "--target", `${dir}/one/restored`, "--json");
+    assert.equal(inside.code, 0, inside.err);
+    assert.match(inside.err, /^warning: target .*one\/restored is inside the snapshot's source/m);
+    assert.match(JSON.parse(inside.out).warnings[0], /inside the snapshot's source/);
+  });
+});

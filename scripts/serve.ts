@@ -11,12 +11,9 @@ import { parseArgs } from "node:util";
 import { createControlApp } from "../src/adapters/http.ts";
 import { JobQueue } from "../src/app/jobs.ts";
 import { createJobExecutor } from "../src/app/job_executor.ts";
-import { canonicalPath } from "../src/app/paths.ts";
-import { listSnapshots, openRepository } from "../src/app/repository.ts";
 import { jobRegionConfig } from "../src/app/backup_job.ts";
 import { formatRegion } from "../src/core/stp/region.ts";
-import { usageOfBuffer } from "../src/core/stp/usage.ts";
-import type { StorageOccupancy } from "../src/adapters/http.ts";
+import { denoControlServices } from "../src/app/control_services.ts";
 import { lanfreeSuites } from "./conformance.ts";
 
 const USAGE = `usage: deno task serve [--port N] [--host H] [--root DIR]... [--region-mib N]
@@ -28,23 +25,6 @@ or one generated now and printed once.`;
 function randomToken(): string {
   return [...crypto.getRandomValues(new Uint8Array(24))].map((b) => b.toString(16).padStart(2, "0"))
     .join("");
-}
-
-function occupancyOf(region: SharedArrayBuffer): StorageOccupancy {
-  const usage = usageOfBuffer(region);
-  if (!usage.ok) throw new Error(usage.message);
-  const { layout, blocks, extents, ports } = usage.value;
-  const inStg = (stg: typeof layout.stgs[number]) => (extent: number) =>
-    extent >= stg.firstExtent && extent < stg.firstExtent + stg.extentCount;
-  return {
-    controlBlocks: { total: layout.blockCount, inUse: blocks.length },
-    stgs: layout.stgs.map((stg) => ({
-      id: stg.id,
-      lengthBytes: stg.extentCount * layout.extentBytes,
-      usedBytes: extents.filter(inStg(stg)).length * layout.extentBytes,
-      portsInUse: ports.filter((port) => port.startsWith(`${stg.id}:`)).length,
-    })),
-  };
 }
 
 async function main(): Promise<number> {
@@ -78,23 +58,23 @@ async function main(): Promise<number> {
     : formatRegion(jobRegionConfig(regionMib, 64, 10_000));
   if (formatted !== undefined && !formatted.ok) throw new Error(formatted.message);
   const region = formatted?.value ?? null;
-  const token = Deno.env.get("LANFREE_TOKEN") ?? randomToken();
-  const jobs = new JobQueue(createJobExecutor(region), () => Date.now());
-  const app = createControlApp({
-    token,
-    roots,
-    resolvePath: canonicalPath,
-    jobs,
-    listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
-    storageOccupancy: () => region === null ? undefined : occupancyOf(region),
-    suites: lanfreeSuites,
-  });
+  const given = Deno.env.get("LANFREE_TOKEN");
+  if (given !== undefined && given.trim() === "") {
+    throw new Error(
+      "LANFREE_TOKEN is set but empty: set it to a secret, or unset it to have one generated",
+    );
+  }
+  const token = given ?? randomToken();
+  const jobs = new JobQueue(createJobExecutor({ region, roots }), () => Date.now());
+  const app = createControlApp(
+    denoControlServices({ token, roots, jobs, region, suites: lanfreeSuites }),
+  );
   const server = Deno.serve({
     hostname: values.host,
     port,
     onListen: ({ hostname, port }) => {
       console.log(`lanfree serve: http://${hostname}:${port} (roots: ${roots.join(", ")})`);
-      if (Deno.env.get("LANFREE_TOKEN") === undefined) console.log(`token: ${token}`);
+      if (given === undefined) console.log(`token: ${token}`);
     },
   }, app.fetch);
   await server.finished;

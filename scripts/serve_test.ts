@@ -69,3 +69,27 @@ Deno.test("deno task serve listens on 127.0.0.1, prints a generated token once, 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("deno task serve refuses to start with an empty or blank LANFREE_TOKEN, saying why", async () => {
+  const root = await Deno.makeTempDir({ prefix: "lanfree-serve-" });
+  try {
+    for (const token of ["", "   "]) {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"]
+          .concat([SCRIPT, "--port", "0", "--root", root]),
+        stdout: "piped",
+        stderr: "piped",
+        env: { LANFREE_TOKEN: token },
+      }).spawn();
+      // A server that starts anyway never exits: stop it after a generous bound and fail.
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const output = await child.output();
+      clearTimeout(timer);
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 1, `LANFREE_TOKEN=${JSON.stringify(token)} must refuse to start`);
+      assert.match(stderr, /LANFREE_TOKEN is set but empty/);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -19,10 +19,11 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import {
   type JobEvent,
+  jobPathFields,
   type JobQueue,
   JobQueueFullError,
-  type JobRequest,
   JobRequestSchema,
+  RequestPathSchema,
 } from "../app/jobs.ts";
 import type { Suite } from "../../property-tests/_suite.ts";
 import { runSuites } from "../../property-tests/_runner.ts";
@@ -64,8 +65,13 @@ export interface ControlServices {
   resolvePath(path: string): Promise<string>;
   /** The job queue. */
   readonly jobs: JobQueue;
-  /** Snapshots of a repository (already inside the roots). */
+  /** Summaries (no entries) of a repository's snapshots (the repository is inside the roots). */
   listSnapshots(repo: string): Promise<unknown[]>;
+  /**
+   * One page of a snapshot's entries, or undefined for an unknown snapshot. A host without it
+   * (an edge worker with no file system) answers the entries route with 404.
+   */
+  snapshotEntries?(repo: string, id: string, offset: number, limit: number): Promise<unknown>;
   /** The region's occupancy, or undefined when no region is attached. */
   storageOccupancy(): StorageOccupancy | undefined;
   /** The suites `POST /v1/conformance` may run. */
@@ -75,6 +81,15 @@ export interface ControlServices {
   /** Longest a conformance request may run, ms. Default 20 000. */
   readonly conformanceBudgetMs?: number;
 }
+
+/** Most entries `GET /v1/snapshots/:id/entries` returns at once. */
+export const ENTRIES_LIMIT_MAX = 1000;
+
+const EntriesQuerySchema = z.strictObject({
+  repo: z.string(),
+  offset: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  limit: z.coerce.number().int().min(1).max(ENTRIES_LIMIT_MAX).default(100),
+});
 
 const ConformanceRequestSchema = z.strictObject({
   suite: z.string().min(1).optional(),
@@ -102,6 +117,9 @@ function problem(status: ProblemStatus, title: string, detail: string): never {
   throw new HTTPException(status, { res: problemResponse(status, title, detail) });
 }
 
+/** RFC 6750's b64token: what an `Authorization: Bearer` header can carry. */
+const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
+
 function isInside(path: string, root: string): boolean {
   const base = root.endsWith("/") ? root : `${root}/`;
   return path === root || path.startsWith(base);
@@ -128,32 +146,33 @@ async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
   return parsed.data;
 }
 
-/** The paths a job request would read or write. */
-function pathsOf(request: JobRequest): string[] {
-  switch (request.kind) {
-    case "backup":
-      return [
-        request.repo,
-        ...(request.source === undefined ? [] : [request.source]),
-        ...(request.db === undefined ? [] : [request.db]),
-      ];
-    case "restore":
-      return [request.repo, request.target];
-    case "verify":
-      return [request.repo];
-  }
-}
-
 /**
  * Builds the control app.
  *
  * @param services the token, roots, jobs, repositories, region and suites
  * @returns the app (Hono underneath): `app.fetch` is a standard fetch handler
+ * @throws {TypeError} for a token no request could present (empty, blank, not token68)
  */
 export function createControlApp(services: ControlServices): ControlApp {
+  if (!TOKEN68.test(services.token)) {
+    throw new TypeError(
+      "the bearer token must be a non-empty token68 (letters, digits, -._~+/ and trailing =): " +
+        "no request could present any other",
+    );
+  }
   const app = new Hono();
   const checkPath = async (path: string): Promise<string> => {
-    const resolved = await services.resolvePath(path);
+    const valid = RequestPathSchema.safeParse(path);
+    if (!valid.success) {
+      problem(400, "Invalid path", `path ${valid.error.issues[0]!.message}`);
+    }
+    let resolved: string;
+    try {
+      resolved = await services.resolvePath(path);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      problem(400, "Invalid path", `${path.slice(0, 200)} cannot be resolved: ${why}`);
+    }
     if (!services.roots.some((root) => isInside(resolved, root))) {
       problem(403, "Outside the roots", `${path} is outside the directories this server may use`);
     }
@@ -195,7 +214,7 @@ export function createControlApp(services: ControlServices): ControlApp {
 
   app.post("/v1/jobs", async (c) => {
     const request = await parseBody(c, JobRequestSchema);
-    for (const path of pathsOf(request)) await checkPath(path);
+    for (const [, path] of jobPathFields(request)) await checkPath(path);
     try {
       return c.json(services.jobs.submit(request), 202);
     } catch (error) {
@@ -222,6 +241,22 @@ export function createControlApp(services: ControlServices): ControlApp {
     const repo = c.req.query("repo");
     if (repo === undefined) problem(400, "Invalid request", "repo: query parameter is required");
     return c.json(await services.listSnapshots(await checkPath(repo)));
+  });
+  app.get("/v1/snapshots/:id/entries", async (c) => {
+    const parsed = EntriesQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      problem(400, "Invalid request", `${issue.path.join(".") || "query"}: ${issue.message}`);
+    }
+    const { repo, offset, limit } = parsed.data;
+    const id = c.req.param("id");
+    if (services.snapshotEntries === undefined) {
+      problem(404, "Not offered", "this server does not serve snapshot entries");
+    }
+    const page = await services.snapshotEntries(await checkPath(repo), id, offset, limit);
+    return page === undefined
+      ? problem(404, "Unknown snapshot", `no snapshot ${id.slice(0, 100)} in ${repo}`)
+      : c.json(page);
   });
   app.get("/v1/storage", (c) => {
     const occupancy = services.storageOccupancy();

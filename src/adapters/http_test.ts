@@ -9,6 +9,7 @@ const auth = { authorization: `Bearer ${TOKEN}` };
 
 interface Fixture {
   root: string;
+  services: ControlServices;
   app: ReturnType<typeof createControlApp>;
   jobs: JobQueue;
   release: () => void;
@@ -17,7 +18,7 @@ interface Fixture {
 
 /** A real app over a temp root; jobs wait until `release()` so tests see running states. */
 async function fixture(
-  options: { occupancy?: StorageOccupancy; fail?: boolean } = {},
+  options: { occupancy?: StorageOccupancy; fail?: boolean; bodyBytesMax?: number } = {},
 ): Promise<Fixture> {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-http-" }));
   let release = () => {};
@@ -38,13 +39,16 @@ async function fixture(
     resolvePath: canonicalPath,
     jobs,
     listSnapshots: (repo) => Promise.resolve([{ repo }]),
+    snapshotEntries: (repo, id, offset, limit) =>
+      Promise.resolve(id === "unknown" ? undefined : { repo, id, offset, limit }),
     storageOccupancy: () => options.occupancy,
     suites: () => [descriptorSuite()],
-    bodyBytesMax: 1024,
+    bodyBytesMax: options.bodyBytesMax ?? 1024,
     conformanceBudgetMs: 5_000,
   };
   return {
     root,
+    services,
     app: createControlApp(services),
     jobs,
     release,
@@ -276,6 +280,79 @@ Deno.test("the app answers over a real Deno.serve on an ephemeral port", async (
     assert.deepEqual(await jobs.json(), []);
   } finally {
     await server.shutdown();
+    await f.dispose();
+  }
+});
+
+Deno.test("a NUL byte, an absurdly long or deep path in a request is 400 problem+json, never 500", async () => {
+  const f = await fixture({ bodyBytesMax: 64 * 1024 });
+  try {
+    const bad = [
+      `${f.root}/a\u0000b`,
+      `${f.root}/${"x".repeat(300)}/repo`, // one component longer than NAME_MAX
+      `${f.root}/${"d/".repeat(3000)}repo`, // deeper and longer than PATH_MAX
+      `${f.root}/${"../".repeat(5000)}`,
+    ];
+    for (const repo of bad) {
+      const shown = JSON.stringify(repo.slice(0, 40));
+      const job = await f.app.request(post("/v1/jobs", { kind: "verify", repo }));
+      assert.equal(job.status, 400, `POST /v1/jobs with repo ${shown}`);
+      await expectProblem(job, 400);
+      const query = `/v1/snapshots?repo=${encodeURIComponent(repo)}`;
+      const list = await f.app.request(query, { headers: auth });
+      assert.equal(list.status, 400, `GET /v1/snapshots with repo ${shown}`);
+      await expectProblem(list, 400);
+    }
+    assert.equal(f.jobs.list().length, 0);
+  } finally {
+    await f.dispose();
+  }
+});
+
+Deno.test("the app refuses a bearer token no request could match (empty, blank, or not token68)", async () => {
+  const f = await fixture();
+  try {
+    for (const token of ["", "  ", "two words", "tab\there"]) {
+      assert.throws(
+        () => createControlApp({ ...f.services, token }),
+        /bearer token/,
+        JSON.stringify(token),
+      );
+    }
+  } finally {
+    await f.dispose();
+  }
+});
+
+Deno.test("GET /v1/snapshots/:id/entries pages with a bounded limit: 400 beyond it, 404 for an unknown id", async () => {
+  const f = await fixture();
+  try {
+    const base = `/v1/snapshots/someid/entries?repo=${encodeURIComponent(f.root)}`;
+    const page = await f.app.request(`${base}&offset=5&limit=7`, { headers: auth });
+    assert.deepEqual(await page.json(), { repo: f.root, id: "someid", offset: 5, limit: 7 });
+    const defaults = await f.app.request(base, { headers: auth });
+    assert.deepEqual(await defaults.json(), { repo: f.root, id: "someid", offset: 0, limit: 100 });
+    for (const query of ["&limit=1001", "&limit=0", "&offset=-1", "&limit=abc", "&offset=1.5"]) {
+      await expectProblem(await f.app.request(`${base}${query}`, { headers: auth }), 400);
+    }
+    await expectProblem(
+      await f.app.request(`/v1/snapshots/someid/entries?repo=/etc`, { headers: auth }),
+      403,
+    );
+    await expectProblem(
+      await f.app.request(
+        `/v1/snapshots/unknown/entries?repo=${encodeURIComponent(f.root)}`,
+        { headers: auth },
+      ),
+      404,
+    );
+    const { snapshotEntries: _, ...withoutEntries } = f.services;
+    await expectProblem(
+      await createControlApp(withoutEntries).request(`${base}&limit=1`, { headers: auth }),
+      404,
+      /does not serve snapshot entries/,
+    );
+  } finally {
     await f.dispose();
   }
 });

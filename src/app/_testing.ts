@@ -104,3 +104,84 @@ export async function writeFileWith(
   await Deno.chmod(path, mode);
   await Deno.utime(path, mtimeSeconds, mtimeSeconds);
 }
+
+/** The permission flags of `deno task backup`, read from deno.json (the tasks' real ones). */
+export async function backupTaskFlags(): Promise<string[]> {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
+  );
+  const words = String(config.tasks.backup).split(/\s+/);
+  return words.filter((word) => word.startsWith("--allow-"));
+}
+
+/** A backup running in a child process with the backup task's permissions. */
+export interface BackupChild {
+  readonly process: Deno.ChildProcess;
+  /** The first line the child printed: `at STEP`, `done SNAPSHOT`, or "" if it printed none. */
+  readonly firstLine: Promise<string>;
+  /** Kills the child (SIGKILL unless told otherwise) and waits for it to end. */
+  kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `_backup_child.ts`: a real `deno` process backing up `source` into `repo` that stops
+ * at the writer step `stopAt` (see `WriterStep`) and waits there to be killed.
+ *
+ * @param source the directory to back up
+ * @param repo the repository
+ * @param stopAt the writer step to stop at, or "none"
+ * @param incremental whether to back up incrementally
+ * @returns the child
+ */
+export async function spawnBackupChild(
+  source: string,
+  repo: string,
+  stopAt: string,
+  incremental = false,
+): Promise<BackupChild> {
+  const script = new URL("./_backup_child.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...await backupTaskFlags(),
+      script,
+      source,
+      repo,
+      stopAt,
+      ...(incremental ? ["--incremental"] : []),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const firstLine = (async () => {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    // Bounded by the child's output: it prints one line, then waits or exits.
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    reader.releaseLock();
+    return text.split("\n")[0] ?? "";
+  })();
+  let ended: Promise<Deno.CommandStatus> | undefined;
+  return {
+    process: child,
+    firstLine,
+    kill(signal = "SIGKILL") {
+      ended ??= (async () => {
+        try {
+          child.kill(signal);
+        } catch {
+          // already exited
+        }
+        const status = await child.status;
+        await child.stdout.cancel().catch(() => {});
+        await child.stderr.cancel().catch(() => {});
+        return status;
+      })();
+      return ended;
+    },
+  };
+}

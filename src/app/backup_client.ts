@@ -111,7 +111,7 @@ export async function runBackupClient(
     await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
       () => {},
     );
-    if (reason !== undefined) throw new SessionProtocolError(`server failed: ${reason}`);
+    if (reason !== undefined) throw new PeerFailedError("server", reason);
     throw error;
   }
 }
@@ -160,6 +160,14 @@ async function packAndSend(
     throw new SessionProtocolError(`server committed ${committed.snapshotId}, not ${snapshotId}`);
   }
   return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
+}
+
+/** This side failed because its peer did: the peer's own account is `reason`. */
+export class PeerFailedError extends Error {
+  constructor(readonly peer: "client" | "server", readonly reason: string) {
+    super(`${peer} failed: ${reason}`);
+    this.name = "PeerFailedError";
+  }
 }
 
 /** What the error channel told so far: the peer's `failed` message, if any. */

@@ -7,9 +7,12 @@
  * Fig. 4 alone and sends the data on the control connection.
  *
  * Messages out: `{ ready }` (a listening side accepts connections), `{ progress }`,
- * `{ handshakeFailed }`, `{ result }`, `{ error }`, and `{ wantHashWorker }` (the client asks
- * the job for a port to a hash worker, answered by `{ hashPort }`: a Worker started inside a
- * Worker takes about a second to come up on Deno 2.9, one started by the job does not).
+ * `{ handshakeFailed }`, `{ result }`, `{ error, origin }`, `{ paused }` (a drill stopped the server at a
+ * writer step), and `{ wantHashWorker }` (the client asks the job for a port to a hash worker,
+ * answered by `{ hashPort }`: a Worker started inside a Worker takes about a second to come up
+ * on Deno 2.9, one started by the job does not). Message in, besides the job: `{ cancel }`
+ * stops the backup the way a failure does (the server aborts its snapshot), then the side
+ * reports `{ error }`.
  *
  * @module
  */
@@ -26,8 +29,11 @@ import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
 import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
-import { errorText } from "./backup_client.ts";
+import { errorText, PeerFailedError } from "./backup_client.ts";
+import { SocketError } from "../core/dispatch/errors.ts";
 import { walkTree } from "./tree_walk.ts";
+import { type ExcludedPath, withoutExcluded } from "./source_exclusions.ts";
+import type { WriterStep } from "./snapshot_writer.ts";
 
 /** The job of one side. */
 export interface BackupHostJob {
@@ -43,14 +49,22 @@ export interface BackupHostJob {
     readonly source: string;
     readonly incremental: boolean;
     readonly progressEveryMs: number;
+    /** Paths of the source left out on purpose (the repository, when it lies inside). */
+    readonly excluded?: readonly ExcludedPath[];
   };
-  readonly server?: { readonly repo: string; readonly lockWaitMs: number };
+  readonly server?: {
+    readonly repo: string;
+    readonly lockWaitMs: number;
+    /** Drill: stop at this writer step, report `{ paused }`, and wait for a cancel. */
+    readonly pauseAt?: WriterStep;
+  };
 }
 
 type HostMessage =
   | BackupHostJob
   | { readonly go: true }
-  | { readonly hashPort: MessagePort };
+  | { readonly hashPort: MessagePort }
+  | { readonly cancel: string };
 
 const scope = self as unknown as {
   postMessage(message: unknown): void;
@@ -59,6 +73,16 @@ const scope = self as unknown as {
 
 let go: () => void = () => {};
 const told = new Promise<void>((resolve) => (go = resolve));
+/** Aborted with a {@link BackupCancelledError} when the job sends `{ cancel }`. */
+const cancelled = new AbortController();
+
+/** The job was cancelled: the side stops as a failure would, with this reason. */
+export class BackupCancelledError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "BackupCancelledError";
+  }
+}
 let gotHashPort: (port: MessagePort) => void = () => {};
 
 /** Asks the job for a port to a hash worker (once per host; a host runs one backup). */
@@ -66,6 +90,17 @@ function hashWorkerPort(): Promise<MessagePort> {
   const port = new Promise<MessagePort>((resolve) => (gotHashPort = resolve));
   scope.postMessage({ wantHashWorker: true });
   return port;
+}
+
+/**
+ * Where a side's failure came from: `peer` (it failed because the peer reported a failure),
+ * `transport` (a socket failed, often because the peer went away), or `own` (the real cause).
+ */
+export type ErrorOrigin = "own" | "peer" | "transport";
+
+function errorOrigin(error: unknown): ErrorOrigin {
+  if (error instanceof PeerFailedError) return "peer";
+  return error instanceof SocketError ? "transport" : "own";
 }
 
 /** Which side listens: the fs client (Fig. 4/4A, and the network path), the db server (Fig. 5). */
@@ -104,7 +139,7 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
   const machine = machineFor(job, parseHandshakeConfig(job.handshake));
   // The walk needs no channel: it runs while the handshake does (its errors surface when used).
   const walked = job.side === "client" && job.mode === "fs"
-    ? walkTree(job.client!.source)
+    ? walkTree(job.client!.source).then((w) => withoutExcluded(w, job.client!.excluded ?? []))
     : undefined;
   walked?.catch(() => {});
   if (!listensFirst(job)) await told;
@@ -126,6 +161,14 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
   const session = new Session(sockets, sessionChannels(outcome.channels), {
     keepaliveMs: Math.max(100, Math.floor(job.ioTimeoutMs / 4)),
   });
+  const descriptors = new Set(Object.values(outcome.channels));
+  const stop = () => {
+    session.abort(cancelled.signal.reason);
+    // Sends in flight (a full ring, say) end when their descriptors close.
+    for (const fd of descriptors) sockets.close(fd).catch(() => {});
+  };
+  if (cancelled.signal.aborted) stop();
+  else cancelled.signal.addEventListener("abort", stop);
   const onProgress = (progress: BackupProgress) => scope.postMessage({ progress });
   try {
     const result = job.side === "client"
@@ -143,14 +186,22 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
         repo: job.server!.repo,
         lockWaitMs: job.server!.lockWaitMs,
         onProgress,
+        signal: cancelled.signal,
+        onWriterStep: (step) => pauseForDrill(step, job.server!.pauseAt),
       });
     scope.postMessage({ result });
   } finally {
-    for (const fd of new Set(Object.values(outcome.channels))) {
-      await sockets.close(fd).catch(() => {});
-    }
+    cancelled.signal.removeEventListener("abort", stop);
+    for (const fd of descriptors) await sockets.close(fd).catch(() => {});
     await session.settled();
   }
+}
+
+/** The drill's pause: at `pauseAt`, report it and wait until the job cancels this host. */
+async function pauseForDrill(step: WriterStep, pauseAt: WriterStep | undefined): Promise<void> {
+  if (step !== pauseAt || cancelled.signal.aborted) return;
+  scope.postMessage({ paused: step });
+  await new Promise((resolve) => cancelled.signal.addEventListener("abort", resolve));
 }
 
 async function run(job: BackupHostJob): Promise<void> {
@@ -179,5 +230,11 @@ scope.onmessage = (event) => {
     gotHashPort(message.hashPort);
     return;
   }
-  run(message).catch((error) => scope.postMessage({ error: errorText(error) }));
+  if ("cancel" in message) {
+    cancelled.abort(new BackupCancelledError(message.cancel));
+    return;
+  }
+  run(message).catch((error) =>
+    scope.postMessage({ error: errorText(error), origin: errorOrigin(error) })
+  );
 };

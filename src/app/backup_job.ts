@@ -13,16 +13,20 @@ import { usageOfBuffer } from "../core/stp/usage.ts";
 import type { FailureReason } from "../core/handshake/types.ts";
 import type { Manifest } from "../core/backup/manifest.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
-import { type BackupHostJob, listensFirst } from "./backup_host_worker.ts";
+import { type BackupHostJob, type ErrorOrigin, listensFirst } from "./backup_host_worker.ts";
 import type { BackupClientResult, BackupProgress } from "./backup_client.ts";
 import type { BackupServerResult } from "./backup_server.ts";
 import { freePortPair } from "./ports.ts";
+import { type ExcludedPath, repositoryExclusion } from "./source_exclusions.ts";
+import { removeLeftovers, type WriterStep } from "./snapshot_writer.ts";
 
 const WORKER = new URL("./backup_host_worker.ts", import.meta.url);
 const HASH_WORKER = new URL("./_hash_worker.ts", import.meta.url);
 const PORT_ATTEMPTS_MAX = 5;
 /** How long a failed client's job waits for the server's account of the failure. */
 const ERROR_GRACE_MS = 2_000;
+/** How long a cancelled job waits for its hosts to stop on their own before terminating them. */
+const CANCEL_GRACE_MS = 10_000;
 
 /** Options of {@link runBackupJob}: the CLI's, validated. */
 export interface BackupJobOptions {
@@ -56,6 +60,10 @@ export interface BackupJobOptions {
   readonly interruptClientAfterBytes?: number;
   /** How often the client reports progress, ms (default 250). */
   readonly progressEveryMs?: number;
+  /** Drill: the server stops at this writer step and waits there until the job is cancelled. */
+  readonly pauseServerAt?: WriterStep;
+  /** Drill: called when the server has stopped at `pauseServerAt`. */
+  readonly onServerPaused?: (step: WriterStep) => void;
 }
 
 /** What a backup job did. */
@@ -64,6 +72,8 @@ export interface BackupJobSummary {
   readonly snapshot: string;
   /** The snapshot it is incremental to, or null. */
   readonly parent: string | null;
+  /** Why an incremental backup that was asked for is full (see `chooseParent`), else null. */
+  readonly fullReason: string | null;
   /** The source as recorded in the manifest. */
   readonly source: string;
   /** The handshake flow used. */
@@ -86,11 +96,16 @@ export interface BackupJobSummary {
   readonly networkBytes: number;
   /** Entries left out, each with the reason. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
+  /** Paths of the source left out on purpose (the repository, when it lies inside). */
+  readonly excluded: readonly ExcludedPath[];
   /** How long the job took. */
   readonly seconds: number;
   /** File bytes archived per second, in MB (10^6 bytes). */
   readonly megabytesPerSecond: number;
 }
+
+/** A job's options with what it leaves out of the source. */
+type JobWithExclusions = BackupJobOptions & { readonly excluded: readonly ExcludedPath[] };
 
 /** A backup that did not happen, with the reason in words. */
 export class BackupJobError extends Error {
@@ -143,8 +158,14 @@ type Attempt =
  * @returns the summary
  * @throws BackupJobError with the reason when the backup failed (the repository is unchanged)
  */
-export async function runBackupJob(options: BackupJobOptions): Promise<BackupJobSummary> {
+export async function runBackupJob(
+  requested: BackupJobOptions,
+): Promise<BackupJobSummary> {
   const startedMs = performance.now();
+  const excluded = requested.mode === "fs"
+    ? await repositoryExclusion(requested.source, requested.repo)
+    : [];
+  const options = { ...requested, excluded };
   const ioTimeoutMs = options.ioTimeoutMs ?? 30_000;
   const regionMib = options.regionMib ?? 64;
   let region: SharedArrayBuffer | null = options.region ?? null;
@@ -192,7 +213,7 @@ function describe(reason: FailureReason): string {
 }
 
 function summarize(
-  options: BackupJobOptions,
+  options: JobWithExclusions,
   attempt: Extract<Attempt, { kind: "done" }>,
   dataPath: "storage" | "network",
   fallbackReason: string | null,
@@ -203,6 +224,7 @@ function summarize(
   return {
     snapshot: manifest.id,
     parent: manifest.parent,
+    fullReason: attempt.server.fullReason,
     source: manifest.source,
     mode: options.mode,
     dataPath,
@@ -214,13 +236,14 @@ function summarize(
     storageBytes: manifest.channelBytes.storage,
     networkBytes: manifest.channelBytes.network,
     skipped: attempt.client.skipped,
+    excluded: options.excluded,
     seconds,
     megabytesPerSecond: attempt.client.fileBytes / 1e6 / Math.max(seconds, 1e-6),
   };
 }
 
 async function attemptWithPorts(
-  options: BackupJobOptions,
+  options: JobWithExclusions,
   path: "storage" | "network",
   region: SharedArrayBuffer | null,
   ioTimeoutMs: number,
@@ -237,8 +260,32 @@ interface Host {
   readonly job: BackupHostJob;
 }
 
+/** Worker hosts started and not yet terminated, in this process. */
+let hostsRunning = 0;
+
+/** How many backup Worker hosts (client, server, hash) run in this process right now. */
+export function backupHostsRunning(): number {
+  return hostsRunning;
+}
+
+function startWorker(url: URL): Worker {
+  const worker = new Worker(url, { type: "module" });
+  hostsRunning++;
+  return worker;
+}
+
+const stopped = new WeakSet<Worker>();
+
+/** Terminates a host (idempotent). */
+function stopWorker(worker: Worker | undefined): void {
+  if (worker === undefined || stopped.has(worker)) return;
+  stopped.add(worker);
+  worker.terminate();
+  hostsRunning--;
+}
+
 function attemptOnce(
-  options: BackupJobOptions,
+  options: JobWithExclusions,
   path: "storage" | "network",
   region: SharedArrayBuffer | null,
   ioTimeoutMs: number,
@@ -259,13 +306,18 @@ function attemptOnce(
         source: options.source,
         incremental: options.incremental,
         progressEveryMs: options.progressEveryMs ?? 250,
+        excluded: options.excluded,
       },
     },
     {
       ...base,
       side: "server",
       hostId: 2,
-      server: { repo: options.repo, lockWaitMs: options.lockWaitMs ?? 30_000 },
+      server: {
+        repo: options.repo,
+        lockWaitMs: options.lockWaitMs ?? 30_000,
+        pauseAt: options.pauseServerAt,
+      },
     },
   ];
   return runHosts(options, jobs, region);
@@ -277,93 +329,186 @@ function runHosts(
   region: SharedArrayBuffer | null,
 ): Promise<Attempt> {
   return new Promise<Attempt>((resolve, reject) => {
-    const hosts: Host[] = jobs.map((job) => ({
-      worker: new Worker(WORKER, { type: "module" }),
-      job,
-    }));
-    const results: Partial<Record<"client" | "server", unknown>> = {};
-    let hashWorker: Worker | undefined;
-    let settled = false;
-    const finish = (outcome: { attempt?: Attempt; error?: Error }) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(graceTimer);
-      for (const host of hosts) host.worker.terminate();
-      hashWorker?.terminate();
-      options.signal?.removeEventListener("abort", onAbort);
-      const after = region === null ? Promise.resolve() : reclaimDeadHosts(region);
-      after.then(() =>
-        outcome.error === undefined ? resolve(outcome.attempt!) : reject(outcome.error)
-      );
-    };
-    const onAbort = () => finish({ error: new BackupJobError("backup cancelled") });
-    // A side that fails often takes its peer down with it; the server's account says why (it
-    // includes the client's own report), so give it a moment to arrive before answering.
-    const errors: Partial<Record<"client" | "server", string>> = {};
-    let graceTimer: ReturnType<typeof setTimeout> | undefined;
-    const failWithBestReason = () => {
-      clearTimeout(graceTimer);
-      const reasons = (["server", "client"] as const).filter((side) => errors[side] !== undefined)
-        .map((side) => `${side}: ${errors[side]}`);
-      finish({ error: new BackupJobError(reasons.join("; ")) });
-    };
-    const failed = (side: "client" | "server", error: string) => {
-      errors[side] = error;
-      if (errors.server !== undefined && errors.client !== undefined) failWithBestReason();
-      else graceTimer ??= setTimeout(failWithBestReason, ERROR_GRACE_MS);
-    };
-    options.signal?.addEventListener("abort", onAbort);
-    if (options.signal?.aborted) return onAbort();
-    for (const host of hosts) {
+    new HostRun(options, jobs, region, resolve, reject).start();
+  });
+}
+
+type Side = "client" | "server";
+
+/** A side's failure as its host reported it. */
+interface SideError {
+  readonly text: string;
+  readonly origin: ErrorOrigin;
+}
+
+/**
+ * The job's error from both sides' accounts, real cause first: a side's own failure (server
+ * first when both have one) without the peer's echo of it; failing that, the cause a side
+ * relayed from its peer; socket failures (often just the peer going away) only when nothing
+ * else is known.
+ *
+ * @param errors each side's failure, if it reported one
+ * @returns the message, each account prefixed with its side
+ */
+export function jobErrorMessage(errors: Partial<Record<Side, SideError>>): string {
+  const sides = (["server", "client"] as const).filter((side) => errors[side] !== undefined);
+  const own = sides.filter((side) => errors[side]!.origin === "own");
+  if (own.length > 0) return own.map((side) => `${side}: ${errors[side]!.text}`).join("; ");
+  const relayed = sides.find((side) => errors[side]!.origin === "peer");
+  if (relayed !== undefined) {
+    const peer = relayed === "server" ? "client" : "server";
+    const text = errors[relayed]!.text;
+    return `${peer}: ${text.replace(new RegExp(`^${peer} failed: `), "")}`;
+  }
+  return sides.map((side) => `${side}: ${errors[side]!.text}`).join("; ");
+}
+
+/**
+ * One attempt's two hosts (and the hash worker): relays their messages, collects results and
+ * errors, and ends the attempt exactly once: hosts terminated, the region's dead blocks
+ * reclaimed, and, if the server host ended without reporting (crashed, or did not stop in time
+ * after a cancel), its snapshot's leftovers removed from the repository.
+ */
+class HostRun {
+  readonly #hosts: Host[];
+  readonly #results: Partial<Record<Side, unknown>> = {};
+  readonly #errors: Partial<Record<Side, SideError>> = {};
+  #hashWorker: Worker | undefined;
+  #settled = false;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  #cancelReason: string | undefined;
+  #cancelTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #onAbort = () => this.#cancel();
+
+  constructor(
+    readonly options: BackupJobOptions,
+    jobs: BackupHostJob[],
+    readonly region: SharedArrayBuffer | null,
+    readonly resolve: (attempt: Attempt) => void,
+    readonly reject: (error: Error) => void,
+  ) {
+    this.#hosts = jobs.map((job) => ({ worker: startWorker(WORKER), job }));
+  }
+
+  start(): void {
+    this.options.signal?.addEventListener("abort", this.#onAbort);
+    for (const host of this.#hosts) {
       host.worker.onerror = (event) => {
         event.preventDefault();
-        finish({ error: new BackupJobError(`${host.job.side} host crashed: ${event.message}`) });
+        this.#finish({
+          error: new BackupJobError(`${host.job.side} host crashed: ${event.message}`),
+        });
       };
-      host.worker.onmessage = (event) => {
-        const message = event.data;
-        if ("ready" in message) {
-          hosts.find((h) => !listensFirst(h.job))?.worker.postMessage({ go: true });
-        } else if ("progress" in message) onProgress(host, message.progress);
-        else if ("wantHashWorker" in message && !settled) {
-          // Started here: a Worker started inside the host takes about a second to come up.
-          hashWorker ??= new Worker(HASH_WORKER, { type: "module" });
-          hashWorker.onerror = (event) => {
-            event.preventDefault();
-            finish({ error: new BackupJobError(`hash worker crashed: ${event.message}`) });
-          };
-          const channel = new MessageChannel();
-          hashWorker.postMessage({ port: channel.port1 }, [channel.port1]);
-          host.worker.postMessage({ hashPort: channel.port2 }, [channel.port2]);
-        } else if ("handshakeFailed" in message) {
-          finish({ attempt: { kind: "handshake-failed", reason: message.handshakeFailed } });
-        } else if ("error" in message) {
-          failed(host.job.side, message.error);
-        } else if ("result" in message) {
-          results[host.job.side] = message.result;
-          if (results.client !== undefined && results.server !== undefined) {
-            finish({
-              attempt: {
-                kind: "done",
-                client: results.client as BackupClientResult,
-                server: results.server as BackupServerResult,
-              },
-            });
-          }
-        }
-      };
+      host.worker.onmessage = (event) => this.#onMessage(host, event.data);
       host.worker.postMessage(host.job);
     }
-    const onProgress = (host: Host, progress: BackupProgress) => {
-      if (host.job.side !== "client") return;
-      options.onProgress?.(progress);
-      if (
-        options.interruptClientAfterBytes !== undefined &&
-        progress.bytes >= options.interruptClientAfterBytes
-      ) {
-        host.worker.terminate(); // the server must notice on its own, within the region's timeouts
-      }
+    if (this.options.signal?.aborted) this.#cancel();
+  }
+
+  #onMessage(host: Host, message: Record<string, unknown>): void {
+    if ("ready" in message) {
+      this.#hosts.find((h) => !listensFirst(h.job))?.worker.postMessage({ go: true });
+    } else if ("progress" in message) this.#onProgress(host, message.progress as BackupProgress);
+    else if ("paused" in message) this.options.onServerPaused?.(message.paused as WriterStep);
+    else if ("wantHashWorker" in message && !this.#settled) this.#connectHashWorker(host);
+    else if ("handshakeFailed" in message) {
+      if (this.#cancelReason !== undefined) return this.#finishCancelled();
+      const reason = message.handshakeFailed as FailureReason;
+      this.#finish({ attempt: { kind: "handshake-failed", reason } });
+    } else if ("error" in message) {
+      this.#failed(host.job.side, {
+        text: message.error as string,
+        origin: (message.origin as ErrorOrigin | undefined) ?? "own",
+      });
+    } else if ("result" in message) {
+      this.#results[host.job.side] = message.result;
+      this.#maybeDone();
+    }
+  }
+
+  #connectHashWorker(host: Host): void {
+    // Started here: a Worker started inside the host takes about a second to come up.
+    const hashWorker = this.#hashWorker ??= startWorker(HASH_WORKER);
+    hashWorker.onerror = (event) => {
+      event.preventDefault();
+      this.#finish({ error: new BackupJobError(`hash worker crashed: ${event.message}`) });
     };
-  });
+    const channel = new MessageChannel();
+    hashWorker.postMessage({ port: channel.port1 }, [channel.port1]);
+    host.worker.postMessage({ hashPort: channel.port2 }, [channel.port2]);
+  }
+
+  #onProgress(host: Host, progress: BackupProgress): void {
+    if (host.job.side !== "client") return;
+    this.options.onProgress?.(progress);
+    const after = this.options.interruptClientAfterBytes;
+    if (after !== undefined && progress.bytes >= after) {
+      stopWorker(host.worker); // the server must notice on its own, within the region's timeouts
+    }
+  }
+
+  #ended(side: Side): boolean {
+    return this.#results[side] !== undefined || this.#errors[side] !== undefined;
+  }
+
+  #maybeDone(): void {
+    const { client, server } = this.#results;
+    if (client !== undefined && server !== undefined) {
+      // Both committed: a cancel that came too late to stop the commit does not undo it.
+      const attempt = { kind: "done", client, server } as Extract<Attempt, { kind: "done" }>;
+      this.#finish({ attempt });
+    } else if (this.#cancelReason !== undefined && this.#ended("client") && this.#ended("server")) {
+      this.#finishCancelled();
+    }
+  }
+
+  /** A side failed. It often takes its peer down too: wait a moment for the other's account. */
+  #failed(side: Side, error: SideError): void {
+    this.#errors[side] = error;
+    if (this.#cancelReason !== undefined) return this.#maybeDone();
+    if (this.#ended("client") && this.#ended("server")) this.#failWithBestReason();
+    else this.#graceTimer ??= setTimeout(() => this.#failWithBestReason(), ERROR_GRACE_MS);
+  }
+
+  #failWithBestReason(): void {
+    this.#finish({ error: new BackupJobError(jobErrorMessage(this.#errors)) });
+  }
+
+  /** Asks both hosts to stop as a failure would; they are terminated if they do not in time. */
+  #cancel(): void {
+    if (this.#settled || this.#cancelReason !== undefined) return;
+    const reason = this.options.signal?.reason;
+    this.#cancelReason = reason instanceof Error ? reason.message : String(reason ?? "cancelled");
+    for (const host of this.#hosts) host.worker.postMessage({ cancel: this.#cancelReason });
+    this.#cancelTimer = setTimeout(() => this.#finishCancelled(), CANCEL_GRACE_MS);
+  }
+
+  #finishCancelled(): void {
+    this.#finish({
+      error: new BackupJobError(
+        `backup cancelled: ${this.#cancelReason}; the snapshot was aborted and the repository ` +
+          "left as it was",
+      ),
+    });
+  }
+
+  #finish(outcome: { attempt?: Attempt; error?: Error }): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#graceTimer);
+    clearTimeout(this.#cancelTimer);
+    for (const host of this.#hosts) stopWorker(host.worker);
+    stopWorker(this.#hashWorker);
+    this.options.signal?.removeEventListener("abort", this.#onAbort);
+    // A server host that ended without reporting may have left its snapshot half-written.
+    const serverVanished = !this.#ended("server") && outcome.attempt?.kind !== "handshake-failed";
+    (async () => {
+      if (this.region !== null) await reclaimDeadHosts(this.region);
+      if (serverVanished) await removeLeftovers(this.options.repo).catch(() => {});
+    })().then(() =>
+      outcome.error === undefined ? this.resolve(outcome.attempt!) : this.reject(outcome.error)
+    );
+  }
 }
 
 /** After the hosts are gone, frees whatever a dead host left in the region (its lease ran out). */

@@ -3,8 +3,9 @@ import { DatabaseSync } from "node:sqlite";
 import { createHash } from "node:crypto";
 import { blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "./restore.ts";
-import { listSnapshotIds, openRepository } from "./repository.ts";
+import { listSnapshotIds, openRepository, readManifest } from "./repository.ts";
 import { formatRegion } from "../core/stp/region.ts";
+import { spawnBackupChild } from "./_testing.ts";
 
 async function tempDir(): Promise<string> {
   return await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-job-" }));
@@ -235,3 +236,89 @@ Deno.test("two backups into one repository at once both succeed, one after the o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an incremental job over a parent whose archive is gone is full and its summary says why", async () => {
+  const dir = await tempDir();
+  try {
+    await writeRandomTree(`${dir}/src`, 2, 1024);
+    const options = networkJob(dir);
+    const first = await runBackupJob(options);
+    assert.match(first.fullReason ?? "", /no earlier snapshot/);
+    await Deno.remove(`${dir}/repo/snapshots/${first.snapshot}.tar`);
+    const second = await runBackupJob(options);
+    assert.equal(second.parent, null);
+    assert.match(
+      second.fullReason ?? "",
+      new RegExp(`archive of snapshot ${first.snapshot} is missing`),
+    );
+    await restoreSnapshot({ repo: `${dir}/repo`, snapshot: second.snapshot, target: `${dir}/out` });
+    assert.deepEqual(await treeOf(`${dir}/out`), await treeOf(`${dir}/src`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a repository inside its own source is left out of the backup, and the summary says so", async () => {
+  const dir = await tempDir();
+  try {
+    await writeRandomTree(`${dir}/src`, 2, 4096);
+    const options = { ...networkJob(dir), repo: `${dir}/src/.lanfree/repo` };
+    const first = await runBackupJob(options);
+    const second = await runBackupJob(options);
+    for (const summary of [first, second]) {
+      assert.deepEqual(summary.excluded, [{
+        path: ".lanfree/repo",
+        reason: "the repository this backup writes to",
+      }]);
+    }
+    assert.equal(second.parent, first.snapshot);
+    assert.equal(second.files, 0, "nothing changed: the repository's own growth is not a change");
+    const manifest = await readManifest(await openRepository(options.repo), second.snapshot);
+    assert.deepEqual(
+      manifest.entries.filter((e) => e.path.startsWith(".lanfree/repo")),
+      [],
+      "no entry of the repository itself",
+    );
+    assert.ok(manifest.entries.some((e) => e.path === ".lanfree"), "its parent is kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a failed job's error says the real cause first, once, without the peer's echo or socket noise", async () => {
+  const dir = await tempDir();
+  const child = await (async () => {
+    await writeRandomTree(`${dir}/src`, 2, 1 << 20);
+    await runBackupJob({ ...networkJob(dir), incremental: false });
+    return await spawnBackupChild(`${dir}/src`, `${dir}/repo`, "archive-bytes");
+  })();
+  try {
+    assert.equal(await child.firstLine, "at archive-bytes");
+    const noise = /ECONNRESET|EPIPE|EBADF|peer closed|client:|server failed/;
+    const locked = await runBackupJob({ ...networkJob(dir), lockWaitMs: 200 }).then(
+      () => assert.fail("the repository is locked"),
+      (error: Error) => error.message,
+    );
+    assert.match(locked, /^server: repository is locked by another backup: pid \d+/);
+    assert.doesNotMatch(locked, noise);
+    const missing = await runBackupJob({ ...networkJob(dir), source: `${dir}/gone` }).then(
+      () => assert.fail("the source does not exist"),
+      (error: Error) => error.message,
+    );
+    assert.match(missing, /^client: source .*gone does not exist/);
+    assert.doesNotMatch(missing, /server:|client failed|ECONNRESET|EPIPE|peer closed/);
+  } finally {
+    await child.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function networkJob(dir: string) {
+  return {
+    source: `${dir}/src`,
+    repo: `${dir}/repo`,
+    mode: "fs",
+    incremental: true,
+    channel: "network",
+  } as const;
+}

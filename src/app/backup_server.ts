@@ -10,10 +10,15 @@
 
 import { parseSessionMessage, PartJoiner, splitIntoParts } from "../core/backup/protocol.ts";
 import type { Manifest } from "../core/backup/manifest.ts";
-import { initRepository, latestSnapshot } from "./repository.ts";
+import { chooseParent, initRepository } from "./repository.ts";
 import type { Session } from "./session.ts";
-import { beginSnapshot } from "./snapshot_writer.ts";
-import { type BackupProgress, errorText, watchErrorChannel } from "./backup_client.ts";
+import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
+import {
+  type BackupProgress,
+  errorText,
+  PeerFailedError,
+  watchErrorChannel,
+} from "./backup_client.ts";
 
 /** Where the server writes. */
 export interface BackupServerOptions {
@@ -22,11 +27,17 @@ export interface BackupServerOptions {
   readonly lockWaitMs?: number;
   /** Called with the client's progress reports. */
   readonly onProgress?: (progress: BackupProgress) => void;
+  /** Stops waiting for the repository lock (the job was cancelled). */
+  readonly signal?: AbortSignal;
+  /** Drill hook: awaited at every step of the snapshot's commit protocol. */
+  readonly onWriterStep?: (step: WriterStep) => Promise<void> | void;
 }
 
 /** What the server committed. */
 export interface BackupServerResult {
   readonly manifest: Manifest;
+  /** Why an incremental backup that was asked for is full (see `chooseParent`), else null. */
+  readonly fullReason: string | null;
   /** Entries the client reported unreadable. */
   readonly skipped: Array<{ path: string; reason: string }>;
 }
@@ -49,10 +60,17 @@ export async function runBackupServer(
   try {
     const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
     const repo = await initRepository(options.repo);
-    writer = await beginSnapshot(repo, { lockWaitMs: options.lockWaitMs });
-    const parent = hello.incremental && hello.mode === "fs"
-      ? await latestSnapshot(repo, hello.sourceId, hello.mode)
-      : null;
+    writer = await beginSnapshot(repo, {
+      lockWaitMs: options.lockWaitMs,
+      signal: options.signal,
+      onStep: options.onWriterStep,
+    });
+    const { parent, fullReason } = await chooseParent(
+      repo,
+      hello.sourceId,
+      hello.mode,
+      hello.incremental,
+    );
     await session.sendMessage("control", {
       type: "begin",
       snapshotId: writer.id,
@@ -77,7 +95,7 @@ export async function runBackupServer(
     };
     const committed = await writer.commit(withCounters);
     await session.sendMessage("control", { type: "committed", snapshotId: committed.id });
-    return { manifest: committed, skipped };
+    return { manifest: committed, fullReason, skipped };
   } catch (error) {
     await writer?.abort();
     // The client's own report travels on the error channel and may trail the broken data
@@ -86,7 +104,7 @@ export async function runBackupServer(
     await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
       () => {},
     );
-    if (reason !== undefined) throw new Error(`client failed: ${reason}`);
+    if (reason !== undefined) throw new PeerFailedError("client", reason);
     throw error;
   }
 }

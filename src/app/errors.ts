@@ -37,7 +37,8 @@ export type SourceErrorCode =
   | "not-a-directory"
   | "not-a-file"
   | "too-large"
-  | "unreadable";
+  | "unreadable"
+  | "is-repository"; // the source is the repository the backup writes to
 
 /** Base class: every backup-side error has a code. */
 export class BackupError extends Error {

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { createJobExecutor } from "./job_executor.ts";
 import { JobQueue } from "./jobs.ts";
-import { canonicalPath } from "./paths.ts";
-import { listSnapshots, openRepository } from "./repository.ts";
+import { denoControlServices } from "./control_services.ts";
 import { createControlApp } from "../adapters/http.ts";
+import { backupHostsRunning, blocksHeld, jobRegionConfig } from "./backup_job.ts";
+import { runLocalBackup } from "./local_backup.ts";
+import { describeTree } from "./_testing.ts";
+import { formatRegion } from "../core/stp/region.ts";
 
 const auth = { authorization: "Bearer t0ken" };
 
@@ -11,6 +14,13 @@ async function waitForJob(app: ReturnType<typeof createControlApp>, id: string) 
   const events = await (await app.request(`/v1/jobs/${id}/events`, { headers: auth })).text();
   assert.match(events, /"state":"(succeeded|failed|cancelled)"/);
   return await (await app.request(`/v1/jobs/${id}`, { headers: auth })).json();
+}
+
+/** The real control app and Deno services over a job queue, with `root` as its only root. */
+function appOver(jobs: JobQueue, root: string) {
+  return createControlApp(
+    denoControlServices({ token: "t0ken", roots: [root], jobs, region: null, suites: () => [] }),
+  );
 }
 
 function post(body: unknown): Request {
@@ -26,16 +36,10 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
   try {
     await Deno.mkdir(`${root}/src/sub`, { recursive: true });
     await Deno.writeTextFile(`${root}/src/sub/a.txt`, "hello through storage");
-    const jobs = new JobQueue(createJobExecutor(null), () => Date.now());
-    const app = createControlApp({
-      token: "t0ken",
-      roots: [root],
-      resolvePath: canonicalPath,
-      jobs,
-      listSnapshots: async (repo) => await listSnapshots(await openRepository(repo)),
-      storageOccupancy: () => undefined,
-      suites: () => [],
-    });
+    const app = appOver(
+      new JobQueue(createJobExecutor({ region: null, roots: [root] }), Date.now),
+      root,
+    );
     const backup = await (await app.request(
       post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo` }),
     )).json();
@@ -54,6 +58,15 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
         headers: auth,
       })).json();
     assert.equal(snapshots.length, 1);
+    assert.deepEqual(snapshots[0].entries, { files: 1, dirs: 1, symlinks: 0, fileBytes: 21 });
+    const page = await (await app.request(
+      `/v1/snapshots/${snapshots[0].id}/entries?repo=${
+        encodeURIComponent(`${root}/repo`)
+      }&offset=0&limit=1`,
+      { headers: auth },
+    )).json();
+    assert.deepEqual(page.entries.map((e: { path: string }) => e.path), ["sub"]);
+    assert.equal(page.nextOffset, 1);
     const verify = await waitForJob(
       app,
       (await (await app.request(post({ kind: "verify", repo: `${root}/repo` }))).json()).id,
@@ -67,6 +80,15 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
     );
     assert.equal(restore.state, "succeeded", restore.error);
     assert.equal(await Deno.readTextFile(`${root}/out/sub/a.txt`), "hello through storage");
+    assert.deepEqual(restore.result.warnings, []);
+    const inside = await waitForJob(
+      app,
+      (await (await app.request(
+        post({ kind: "restore", repo: `${root}/repo`, target: `${root}/src/again` }),
+      )).json()).id,
+    );
+    assert.equal(inside.state, "succeeded", inside.error);
+    assert.match(inside.result.warnings[0], /inside the snapshot's source/);
     const failing = await waitForJob(
       app,
       (await (await app.request(post({ kind: "verify", repo: `${root}/src` }))).json()).id,
@@ -76,5 +98,106 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
     assert.match(metrics, /^lanfree_job_failures 1$/m);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Every file under `root` with its bytes (directories by name): to show a tree did not change. */
+async function filesOf(root: string): Promise<string[]> {
+  return (await describeTree(root)).map((e) => `${e.type} ${e.path} ${e.detail}`);
+}
+
+Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary files, hosts and region blocks released", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-cancel-" }));
+  const formatted = formatRegion(jobRegionConfig(64, 64, 10_000));
+  if (!formatted.ok) throw new Error(formatted.message);
+  const region = formatted.value;
+  try {
+    await Deno.mkdir(`${root}/src`);
+    for (let i = 0; i < 4; i++) {
+      await Deno.writeFile(`${root}/src/file ${i}`, new Uint8Array(3 << 20).fill(i + 1));
+    }
+    await runLocalBackup({ source: `${root}/src`, repo: `${root}/repo` });
+    const before = await filesOf(`${root}/repo`);
+    let paused = () => {};
+    const mid = new Promise<void>((resolve) => (paused = resolve));
+    const pause = { pauseServerAt: "archive-bytes", onServerPaused: paused } as const;
+    const executor = createJobExecutor({ region, roots: [root], drill: () => pause });
+    const app = appOver(new JobQueue(executor, Date.now), root);
+    const job = await (await app.request(
+      post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo`, channel: "storage" }),
+    )).json();
+    await mid;
+    assert.ok(await Deno.lstat(`${root}/repo/lock`), "mid-flight: the server holds the lock");
+    assert.equal([...Deno.readDirSync(`${root}/repo/tmp`)].length, 1, "and a partial archive");
+    assert.ok(blocksHeld(region) > 0, "and control blocks in the region");
+    assert.equal(backupHostsRunning(), 2);
+    const deleted = await app.request(`/v1/jobs/${job.id}`, { method: "DELETE", headers: auth });
+    assert.equal(deleted.status, 200);
+    await deleted.body?.cancel();
+    const done = await waitForJob(app, job.id);
+    assert.equal(done.state, "cancelled");
+    assert.match(done.error, /cancelled by request/);
+    assert.deepEqual(await filesOf(`${root}/repo`), before, "the repository is as before");
+    assert.equal(blocksHeld(region), 0, "no control block stays held");
+    assert.equal(backupHostsRunning(), 0, "no Worker host stays up");
+    const next = await runLocalBackup({
+      source: `${root}/src`,
+      repo: `${root}/repo`,
+      lockWaitMs: 0,
+    });
+    assert.equal(next.files, 4, "the next backup takes the lock at once");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a queued job whose parent directory became a symlink out of the root neither reads nor writes outside", async () => {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-swap-" }));
+  const root = `${base}/root`;
+  try {
+    for (const dir of [`${root}/busy`, `${root}/a/src`, `${root}/c`, `${base}/outside/a/src`]) {
+      await Deno.mkdir(dir, { recursive: true });
+    }
+    await Deno.mkdir(`${base}/outside/c`);
+    await Deno.writeFile(`${root}/busy/big`, new Uint8Array(3 << 20).fill(1));
+    await Deno.writeTextFile(`${root}/a/src/ok.txt`, "inside the root");
+    await Deno.writeTextFile(`${base}/outside/a/src/secret.txt`, "outside the root");
+    await runLocalBackup({ source: `${root}/a/src`, repo: `${root}/repo` });
+    let paused = () => {};
+    const busy = new Promise<void>((resolve) => (paused = resolve));
+    const pause = { pauseServerAt: "archive-bytes", onServerPaused: paused } as const;
+    const drill = (request: { source?: string }) =>
+      request.source === `${root}/busy` ? pause : undefined;
+    const jobs = new JobQueue(createJobExecutor({ region: null, roots: [root], drill }), Date.now);
+    const app = appOver(jobs, root);
+    const submit = async (body: unknown) => (await (await app.request(post(body))).json()).id;
+    const first = await submit({
+      kind: "backup",
+      source: `${root}/busy`,
+      repo: `${root}/busy-repo`,
+    });
+    await busy; // the queue is held busy by a backup mid-flight
+    const backup = await submit({ kind: "backup", source: `${root}/a/src`, repo: `${root}/repo2` });
+    const restore = await submit({
+      kind: "restore",
+      repo: `${root}/repo`,
+      target: `${root}/c/out`,
+    });
+    // While they wait, swap their parent directories for symlinks that lead out of the root.
+    await Deno.rename(`${root}/a`, `${base}/a-moved`);
+    await Deno.symlink(`${base}/outside/a`, `${root}/a`);
+    await Deno.remove(`${root}/c`);
+    await Deno.symlink(`${base}/outside/c`, `${root}/c`);
+    jobs.cancel(first);
+    for (const id of [backup, restore]) {
+      const done = await waitForJob(app, id);
+      assert.equal(done.state, "failed", `${done.request.kind} must be refused`);
+      assert.match(done.error, /outside the roots/);
+    }
+    assert.deepEqual([...Deno.readDirSync(`${base}/outside/c`)], [], "nothing written outside");
+    const repo2 = await Deno.lstat(`${root}/repo2`).then(() => true, () => false);
+    assert.equal(repo2, false, "no snapshot of the outside tree was made");
+  } finally {
+    await Deno.remove(base, { recursive: true });
   }
 });

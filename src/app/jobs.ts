@@ -12,13 +12,24 @@
 import { z } from "zod";
 import type { SameType } from "../core/assert.ts";
 
+/** Longest path a request may name, in UTF-8 bytes (Linux PATH_MAX). */
+export const REQUEST_PATH_BYTES_MAX = 4096;
+
+/** A file-system path in a request: not empty, no NUL byte, at most PATH_MAX bytes. */
+export const RequestPathSchema = z.string().min(1)
+  .refine((path) => !path.includes("\0"), "contains a NUL byte")
+  .refine(
+    (path) => new TextEncoder().encode(path).length <= REQUEST_PATH_BYTES_MAX,
+    `is longer than ${REQUEST_PATH_BYTES_MAX} bytes`,
+  );
+
 /** Options of a backup job: the same as the CLI's. */
 export const BackupJobSchema = z.strictObject({
   kind: z.literal("backup"),
-  source: z.string().min(1).optional(),
-  repo: z.string().min(1),
+  source: RequestPathSchema.optional(),
+  repo: RequestPathSchema,
   mode: z.enum(["fs", "db"]).default("fs"),
-  db: z.string().min(1).optional(),
+  db: RequestPathSchema.optional(),
   incremental: z.boolean().default(false),
   channel: z.enum(["storage", "network", "auto"]).default("auto"),
 });
@@ -26,17 +37,20 @@ export const BackupJobSchema = z.strictObject({
 /** Options of a restore job. */
 export const RestoreJobSchema = z.strictObject({
   kind: z.literal("restore"),
-  repo: z.string().min(1),
+  repo: RequestPathSchema,
   snapshot: z.string().min(1).default("latest"),
-  target: z.string().min(1),
-  path: z.string().min(1).optional(),
+  /** With `latest`: the newest snapshot of this source (else the newest of any source). */
+  source: RequestPathSchema.optional(),
+  target: RequestPathSchema,
+  path: RequestPathSchema.optional(),
   overwrite: z.boolean().default(false),
+  preservePermissions: z.boolean().default(false),
 });
 
 /** Options of a verify job. */
 export const VerifyJobSchema = z.strictObject({
   kind: z.literal("verify"),
-  repo: z.string().min(1),
+  repo: RequestPathSchema,
   snapshot: z.string().min(1).optional(),
 });
 
@@ -73,12 +87,16 @@ export interface RestoreJobRequest {
   readonly repo: string;
   /** A snapshot id, or `latest` (default). */
   readonly snapshot: string;
+  /** With `latest`: the newest snapshot of this source (else the newest of any source). */
+  readonly source?: string | undefined;
   /** The directory to restore into. */
   readonly target: string;
   /** Only this path of the snapshot. */
   readonly path?: string | undefined;
   /** Replace existing files (default false). */
   readonly overwrite: boolean;
+  /** Keep setuid, setgid and sticky bits, as GNU tar's `--same-permissions` (default false). */
+  readonly preservePermissions: boolean;
 }
 
 /** A validated verify job request. */
@@ -95,6 +113,22 @@ export interface VerifyJobRequest {
 export type JobRequest = BackupJobRequest | RestoreJobRequest | VerifyJobRequest;
 // `deno check` fails here when the types above and the schema stop describing the same values.
 const _requestMatchesSchema: SameType<JobRequest, z.output<typeof JobRequestSchema>> = true;
+
+/**
+ * The file-system paths a request names, by field: each is checked against the server's roots
+ * when the job is submitted and resolved again when it starts.
+ *
+ * @param request a validated request
+ * @returns `[field, path]` pairs
+ */
+export function jobPathFields(request: JobRequest): Array<[string, string]> {
+  const fields: Array<[string, string | undefined]> = request.kind === "backup"
+    ? [["repo", request.repo], ["source", request.source], ["db", request.db]]
+    : request.kind === "restore"
+    ? [["repo", request.repo], ["target", request.target], ["source", request.source]]
+    : [["repo", request.repo]];
+  return fields.filter((field): field is [string, string] => field[1] !== undefined);
+}
 
 /** Where a job is in its life. */
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
@@ -129,8 +163,10 @@ export interface JobRecord {
   progress: JobProgress;
   /** What the executor returned, once succeeded. */
   result?: unknown;
-  /** Why it failed or was cancelled. */
+  /** The failure, or for a cancelled job the reason and what became of its work. */
   error?: string;
+  /** When a cancel was asked for; a job whose work completed anyway still ends `succeeded`. */
+  cancelRequestedMs?: number;
 }
 
 /** What a job emits. */
@@ -250,10 +286,16 @@ export class JobQueue {
     await this.#settled.get(id);
   }
 
-  /** Cancels a queued or running job. @returns false when the job is unknown or already ended */
+  /**
+   * Cancels a queued job, or asks a running one to stop (its executor sees `signal` abort, and
+   * the job ends `cancelled` when the executor gives up, `succeeded` if the work completed).
+   *
+   * @returns false when the job is unknown or already ended
+   */
   cancel(id: string): boolean {
     const job = this.#jobs.get(id);
     if (job === undefined || isEnded(job.state)) return false;
+    job.cancelRequestedMs ??= this.#nowMs();
     this.#controllers.get(id)?.abort(new Error("cancelled by request"));
     if (job.state === "queued") this.#setState(job, "cancelled");
     return true;
@@ -305,7 +347,8 @@ export class JobQueue {
         this.#emit(job.id, { type: "progress", progress });
       };
       job.result = await this.#execute(job.request, { signal: controller.signal, report });
-      this.#setState(job, controller.signal.aborted ? "cancelled" : "succeeded");
+      // Work that completed is reported as done, even when a cancel came too late to stop it.
+      this.#setState(job, "succeeded");
     } catch (error) {
       job.error = error instanceof Error ? error.message : String(error);
       this.#setState(job, controller.signal.aborted ? "cancelled" : "failed");

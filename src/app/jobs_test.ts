@@ -75,3 +75,20 @@ Deno.test("a cancelled queued job never runs; subscribers see every event in ord
   ]);
   assert.equal(queue.subscribe("job-404", () => {}), undefined);
 });
+
+Deno.test("a running job cancelled too late to stop its work ends succeeded, with the request noted", async () => {
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const queue = new JobQueue(async () => {
+    await gate; // work that cannot be stopped any more (a snapshot past its commit point)
+    return { snapshot: "committed" };
+  }, () => 42);
+  const job = queue.submit(verify);
+  await Promise.resolve();
+  assert.ok(queue.cancel(job.id));
+  release();
+  await queue.settled(job.id);
+  const ended = queue.get(job.id)!;
+  assert.deepEqual([ended.state, ended.result], ["succeeded", { snapshot: "committed" }]);
+  assert.equal(ended.cancelRequestedMs, 42);
+});

@@ -3,8 +3,8 @@
  * pack, write into the repository, commit. It is the two halves of a networked backup joined
  * by a function call, so the split is visible here:
  *
- * - server: `initRepository` → `beginSnapshot` (id, lock) → `latestSnapshot` (the parent, a
- *   plain JSON value sent to the client) … `writer.write(chunk)` per chunk … `writer.commit`;
+ * - server: `initRepository` → `beginSnapshot` (id, lock) → `chooseParent` (the parent, a
+ *   plain JSON value sent to the client, or why the backup is full) … `writer.write(chunk)` per chunk … `writer.commit`;
  * - client: `sourceIdentity` (sent to the server) → `prepareSnapshot` (walk + plan) →
  *   `prepared.pack(sink)` (chunks to the channel) → the manifest sent back.
  *
@@ -12,8 +12,8 @@
  */
 
 import type { Manifest } from "../core/backup/manifest.ts";
-import { initRepository, latestSnapshot } from "./repository.ts";
-import { beginSnapshot } from "./snapshot_writer.ts";
+import { chooseParent, initRepository } from "./repository.ts";
+import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
 import {
   type ArchiveChannel,
   checkSource,
@@ -21,7 +21,8 @@ import {
   sourceIdentity,
 } from "./snapshot_source.ts";
 import type { ChunkSink } from "./tar_pack.ts";
-import type { SkippedEntry } from "./tree_walk.ts";
+import { type SkippedEntry, walkTree } from "./tree_walk.ts";
+import { type ExcludedPath, repositoryExclusion, withoutExcluded } from "./source_exclusions.ts";
 
 /** Options of {@link runLocalBackup}. */
 export interface LocalBackupOptions {
@@ -43,6 +44,8 @@ export interface LocalBackupOptions {
   readonly lockWaitMs?: number;
   /** Test hook: runs between the walk (scan) and packing. */
   readonly beforePack?: () => Promise<void>;
+  /** Drill hook: awaited at every step of the commit protocol (see `WriterStep`). */
+  readonly onWriterStep?: (step: WriterStep) => Promise<void> | void;
 }
 
 /** What a backup did. */
@@ -51,6 +54,8 @@ export interface BackupSummary {
   readonly snapshot: string;
   /** The snapshot it is incremental to, or null. */
   readonly parent: string | null;
+  /** Why an incremental backup that was asked for is full (see `chooseParent`), else null. */
+  readonly fullReason: string | null;
   /** The source as recorded in the manifest. */
   readonly source: string;
   /** Files archived in this snapshot (new or changed). */
@@ -67,6 +72,8 @@ export interface BackupSummary {
   readonly skipped: number;
   /** Each entry left out, with the reason. */
   readonly skippedEntries: SkippedEntry[];
+  /** Paths of the source left out on purpose (the repository, when it lies inside). */
+  readonly excluded: readonly ExcludedPath[];
   /** How long the backup took. */
   readonly seconds: number;
 }
@@ -74,11 +81,13 @@ export interface BackupSummary {
 function summarize(
   manifest: Manifest,
   packed: { files: number; fileBytes: number; skipped: SkippedEntry[] },
+  facts: { fullReason: string | null; excluded: readonly ExcludedPath[] },
   seconds: number,
 ): BackupSummary {
   return {
     snapshot: manifest.id,
     parent: manifest.parent,
+    fullReason: facts.fullReason,
     source: manifest.source,
     files: packed.files,
     filesTotal: manifest.entries.filter((e) => e.type === "file").length,
@@ -87,6 +96,7 @@ function summarize(
     deleted: manifest.deleted.length,
     skipped: packed.skipped.length,
     skippedEntries: packed.skipped,
+    excluded: facts.excluded,
     seconds,
   };
 }
@@ -120,13 +130,20 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
   const source = mode === "db" ? options.db ?? options.source : options.source;
   await checkSource(source, mode);
   const sourceId = await sourceIdentity(source);
+  const excluded = mode === "fs" ? await repositoryExclusion(source, options.repo) : [];
   const repo = await initRepository(options.repo);
-  const writer = await beginSnapshot(repo, { lockWaitMs: options.lockWaitMs });
+  const writer = await beginSnapshot(repo, {
+    lockWaitMs: options.lockWaitMs,
+    onStep: options.onWriterStep,
+  });
   let prepared: Awaited<ReturnType<typeof prepareSnapshot>> | undefined;
   try {
-    const parent = options.incremental && mode === "fs"
-      ? await latestSnapshot(repo, sourceId, mode)
-      : null;
+    const { parent, fullReason } = await chooseParent(
+      repo,
+      sourceId,
+      mode,
+      options.incremental ?? false,
+    );
     const parentJson: unknown = JSON.parse(JSON.stringify(parent));
     prepared = await prepareSnapshot({
       mode,
@@ -135,6 +152,9 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       snapshotId: writer.id,
       parent: parentJson,
       beforePack: options.beforePack,
+      walked: mode === "fs"
+        ? walkTree(source).then((w) => withoutExcluded(w, excluded))
+        : undefined,
     });
     const extra = options.sink;
     const packed = await prepared.pack(async (chunk) => {
@@ -142,7 +162,8 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       if (extra !== undefined) await extra(chunk);
     }, options.channel ?? "none");
     const manifest = await writer.commit(JSON.parse(JSON.stringify(packed.manifest)));
-    return summarize(manifest, packed, (performance.now() - startedMs) / 1000);
+    const seconds = (performance.now() - startedMs) / 1000;
+    return summarize(manifest, packed, { fullReason, excluded }, seconds);
   } catch (error) {
     await writer.abort();
     throw error;

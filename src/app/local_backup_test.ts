@@ -115,3 +115,22 @@ Deno.test("runLocalBackup() names a missing source or database and writes nothin
     assert.deepEqual((await describeTree(dir)).map((e) => e.path), ["text.db"]);
   });
 });
+
+Deno.test("a local backup leaves out a repository inside its source and says so", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.writeTextFile(`${dir}/src/a.txt`, "alpha");
+    const repo = `${dir}/src/repo`;
+    const first = await runLocalBackup({ source: `${dir}/src`, repo });
+    const second = await runLocalBackup({ source: `${dir}/src`, repo, incremental: true });
+    assert.deepEqual(second.excluded, [{
+      path: "repo",
+      reason: "the repository this backup writes to",
+    }]);
+    assert.deepEqual([first.filesTotal, second.filesTotal, second.files], [1, 1, 0]);
+    await assert.rejects(
+      runLocalBackup({ source: `${dir}/src`, repo: `${dir}/src` }),
+      /is the source itself/,
+    );
+  });
+});

@@ -50,3 +50,39 @@ export async function canonicalPath(path: string): Promise<string> {
   }
   return join(real, ...virtual);
 }
+
+/**
+ * True when `path` is `root` or below it (both canonical absolute paths).
+ *
+ * @param path a canonical path
+ * @param root a canonical directory
+ * @returns whether `path` lies inside `root`
+ */
+export function isInsidePath(path: string, root: string): boolean {
+  const base = root.endsWith("/") ? root : `${root}/`;
+  return path === root || path.startsWith(base);
+}
+
+/**
+ * The warning a restore into `target` deserves when the target lies inside the snapshot's own
+ * source: the next backup of that source would hold the restored copy too.
+ *
+ * @param source the snapshot's source as its manifest records it
+ * @param target the restore target as given
+ * @returns the warning, or undefined
+ *
+ * @example
+ * ```ts
+ * import { targetInsideSourceWarning } from "./paths.ts";
+ * console.assert((await targetInsideSourceWarning("/data", "/data/restored")) !== undefined);
+ * console.assert((await targetInsideSourceWarning("/data", "/elsewhere")) === undefined);
+ * ```
+ */
+export async function targetInsideSourceWarning(
+  source: string,
+  target: string,
+): Promise<string | undefined> {
+  if (!isInsidePath(await canonicalPath(target), source)) return undefined;
+  return `target ${target} is inside the snapshot's source ${source}: ` +
+    `the next backup of ${source} will hold the restored copy too`;
+}

@@ -13,8 +13,10 @@
  * @module
  */
 
+import { CHAIN_LENGTH_MAX, chainProblem } from "../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
 import { RepositoryError } from "./errors.ts";
+import { canonicalPath } from "./paths.ts";
 
 /** Format name written in the marker file. */
 export const REPOSITORY_FORMAT = "lanfree-repository";
@@ -26,6 +28,20 @@ export const MARKER_FILE = "lanfree-repository.json";
 export const SNAPSHOTS_MAX = 100_000;
 /** Largest manifest file read, in bytes. */
 export const MANIFEST_FILE_BYTES_MAX = 1 << 30;
+
+/** What a repository being created is called beside its place until it is renamed in. */
+export const STAGING_INFIX = ".lanfree-init-";
+/** A staging directory's name: the repository's name, the infix, a UUID. */
+const STAGING_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * True when `name` (in the repository's parent directory) is a staging directory of a
+ * repository called `repoName`.
+ */
+export function isStagingName(name: string, repoName: string): boolean {
+  const prefix = `${repoName}${STAGING_INFIX}`;
+  return name.startsWith(prefix) && STAGING_UUID.test(name.slice(prefix.length));
+}
 
 /** An opened repository. */
 export interface Repository {
@@ -124,7 +140,7 @@ export async function initRepository(path: string, nowMs = Date.now()): Promise<
   if (!(await isMissingOrEmpty(path))) return await openRepository(path);
   // Build the repository beside its place and rename it in: two backups creating the same
   // repository at once then see either nothing or a whole repository, never half of one.
-  const staging = `${path.replace(/\/+$/, "")}.lanfree-init-${crypto.randomUUID()}`;
+  const staging = `${path.replace(/\/+$/, "")}${STAGING_INFIX}${crypto.randomUUID()}`;
   await Deno.mkdir(`${staging}/snapshots`, { recursive: true });
   await Deno.mkdir(`${staging}/tmp`);
   const marker = { format: REPOSITORY_FORMAT, version: REPOSITORY_VERSION, createdMs: nowMs };
@@ -251,20 +267,122 @@ export async function latestSnapshot(
   return null;
 }
 
+/** The parent an incremental backup builds on, or why the backup is full. */
+export interface ParentChoice {
+  /** The parent's manifest, or null for a full backup. */
+  readonly parent: Manifest | null;
+  /** Why an incremental backup that was asked for is full; null when it is not, or not asked. */
+  readonly fullReason: string | null;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /**
- * Resolves `"latest"` (the newest snapshot of any source) or an id to its manifest.
+ * Chooses the parent of a backup: for an incremental one, the newest snapshot of the same source
+ * and kind whose chain is complete (every manifest readable, every archive its files need present
+ * with the size its manifest records). Anything else makes the backup full, with the reason: no
+ * earlier snapshot, a newer manifest that cannot be read (it may be the latest of this source),
+ * or a broken chain. Database snapshots are always full.
+ *
+ * @param repo the repository (under its writer lock)
+ * @param source the source as recorded in manifests
+ * @param kind `fs` or `db`
+ * @param incremental whether an incremental backup was asked for
+ * @returns the parent, or null with the reason
+ */
+export async function chooseParent(
+  repo: Repository,
+  source: string,
+  kind: "fs" | "db",
+  incremental: boolean,
+): Promise<ParentChoice> {
+  if (!incremental) return { parent: null, fullReason: null };
+  if (kind === "db") return { parent: null, fullReason: "database snapshots are always full" };
+  const ids = await listSnapshotIds(repo);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    let manifest: Manifest;
+    try {
+      manifest = await readManifest(repo, ids[i]!);
+    } catch (error) {
+      return {
+        parent: null,
+        fullReason: `the manifest of snapshot ${ids[i]} cannot be read (${
+          messageOf(error)
+        }); it may be the latest of this source, so this backup is full`,
+      };
+    }
+    if (manifest.source !== source || manifest.kind !== kind) continue;
+    const problem = await brokenChain(repo, manifest);
+    if (problem === undefined) return { parent: manifest, fullReason: null };
+    return {
+      parent: null,
+      fullReason: `the parent chain of ${manifest.id} is broken: ${problem}`,
+    };
+  }
+  return { parent: null, fullReason: `no earlier snapshot of ${source} in this repository` };
+}
+
+/** What is wrong with the chain `parent` builds on, or undefined when it is complete. */
+async function brokenChain(repo: Repository, parent: Manifest): Promise<string | undefined> {
+  const known = new Map([[parent.id, parent]]);
+  let next = parent.parent;
+  for (let depth = 0; next !== null && depth < CHAIN_LENGTH_MAX && !known.has(next); depth++) {
+    try {
+      const manifest = await readManifest(repo, next);
+      known.set(manifest.id, manifest);
+      next = manifest.parent;
+    } catch (error) {
+      return `the manifest of snapshot ${next} cannot be read (${messageOf(error)})`;
+    }
+  }
+  const sizes = new Map<string, number | null>();
+  for (const id of known.keys()) {
+    sizes.set(id, await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null));
+  }
+  return chainProblem(parent, known, sizes);
+}
+
+/**
+ * Resolves a snapshot name to its manifest: an id, or `"latest"`. With a `source`, `"latest"` is
+ * the newest snapshot of that source (named by the path it was backed up from; the path need not
+ * exist any more) and an id must be a snapshot of it; without one, `"latest"` is the newest
+ * snapshot of any source in the repository.
  *
  * @param repo the repository
  * @param snapshot an id or `"latest"`
+ * @param source the source the snapshot must be of
  * @returns the manifest
- * @throws {RepositoryError} `unknown-snapshot`
+ * @throws {RepositoryError} `unknown-snapshot` naming what was looked for
  */
-export async function resolveSnapshot(repo: Repository, snapshot: string): Promise<Manifest> {
-  if (snapshot !== "latest") return await readManifest(repo, snapshot);
+export async function resolveSnapshot(
+  repo: Repository,
+  snapshot: string,
+  source?: string,
+): Promise<Manifest> {
+  const wanted = source === undefined ? undefined : await canonicalPath(source);
+  if (snapshot !== "latest") {
+    const manifest = await readManifest(repo, snapshot);
+    if (wanted !== undefined && manifest.source !== wanted) {
+      throw new RepositoryError(
+        "unknown-snapshot",
+        `snapshot ${snapshot} is of source ${manifest.source}, not ${wanted}`,
+      );
+    }
+    return manifest;
+  }
   const ids = await listSnapshotIds(repo);
-  const last = ids[ids.length - 1];
-  if (last === undefined) {
+  if (ids.length === 0) {
     throw new RepositoryError("unknown-snapshot", `repository ${repo.path} has no snapshots`);
   }
-  return await readManifest(repo, last);
+  if (wanted === undefined) return await readManifest(repo, ids[ids.length - 1]!);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const manifest = await readManifest(repo, ids[i]!);
+    if (manifest.source === wanted) return manifest;
+  }
+  throw new RepositoryError(
+    "unknown-snapshot",
+    `repository ${repo.path} has no snapshot of source ${wanted}`,
+  );
 }

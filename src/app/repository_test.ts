@@ -8,8 +8,10 @@ import {
   MARKER_FILE,
   openRepository,
   readManifest,
+  repoPaths,
   resolveSnapshot,
 } from "./repository.ts";
+import { restoreSnapshot } from "./restore.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
 import { describeTree, withTempDir, writeFileWith } from "./_testing.ts";
 
@@ -145,5 +147,121 @@ Deno.test("a second writer that cannot wait long enough fails with a locked erro
     }
     const third = await beginSnapshot(repo, { lockWaitMs: 0 });
     await third.abort();
+  });
+});
+
+/** A full backup then an incremental one after a change: the chain A <- B. */
+async function chainOfTwo(dir: string) {
+  const source = await sampleSource(dir);
+  const a = await runLocalBackup({ source, repo: `${dir}/repo` });
+  await writeFileWith(`${source}/a`, "alpha, changed", 0o644, 1_700_000_000);
+  const b = await runLocalBackup({ source, repo: `${dir}/repo`, incremental: true });
+  assert.equal(b.parent, a.snapshot);
+  await writeFileWith(`${source}/new.txt`, "added after B");
+  return { source, a: a.snapshot, b: b.snapshot, repo: { path: `${dir}/repo` } };
+}
+
+async function truncate(path: string, keepBytes: number): Promise<void> {
+  const file = await Deno.open(path, { write: true });
+  await file.truncate(keepBytes);
+  file.close();
+}
+
+/** An incremental backup over a damaged chain: full, says why, and restores to the source. */
+async function expectFullBecause(dir: string, source: string, reason: RegExp) {
+  const summary = await runLocalBackup({ source, repo: `${dir}/repo`, incremental: true });
+  assert.equal(summary.parent, null, "a full backup, not one built on a broken chain");
+  assert.match(summary.fullReason ?? "", reason);
+  assert.equal(summary.filesTotal, summary.files, "every file archived again");
+  await restoreSnapshot({ repo: `${dir}/repo`, snapshot: summary.snapshot, target: `${dir}/out` });
+  assert.deepEqual(await describeTree(`${dir}/out`), await describeTree(source));
+}
+
+Deno.test("an incremental over a cut-off parent manifest makes a full backup and says why", async () => {
+  await withTempDir(async (dir) => {
+    const { source, b, repo } = await chainOfTwo(dir);
+    await truncate(repoPaths.manifest(repo, b), 100);
+    await expectFullBecause(dir, source, new RegExp(`manifest of snapshot ${b} cannot be read`));
+  });
+});
+
+Deno.test("an incremental whose grandparent manifest is cut off makes a full backup and says why", async () => {
+  await withTempDir(async (dir) => {
+    const { source, a, b, repo } = await chainOfTwo(dir);
+    await truncate(repoPaths.manifest(repo, a), 100);
+    await expectFullBecause(
+      dir,
+      source,
+      new RegExp(`parent chain of ${b} is broken: the manifest of snapshot ${a} cannot be read`),
+    );
+  });
+});
+
+Deno.test("an incremental whose parent's archive was deleted makes a full backup and says why", async () => {
+  await withTempDir(async (dir) => {
+    const { source, b, repo } = await chainOfTwo(dir);
+    await Deno.remove(repoPaths.archive(repo, b));
+    await expectFullBecause(dir, source, new RegExp(`archive of snapshot ${b} is missing`));
+  });
+});
+
+Deno.test("an incremental over a cut-off archive in the chain makes a full backup and says why", async () => {
+  await withTempDir(async (dir) => {
+    const { source, a, repo } = await chainOfTwo(dir);
+    const size = (await Deno.stat(repoPaths.archive(repo, a))).size;
+    await truncate(repoPaths.archive(repo, a), size - 512);
+    await expectFullBecause(
+      dir,
+      source,
+      new RegExp(`archive of snapshot ${a} has ${size - 512} bytes; its manifest records ${size}`),
+    );
+  });
+});
+
+Deno.test("an incremental over an intact chain builds on it and gives no full reason", async () => {
+  await withTempDir(async (dir) => {
+    const { source, b } = await chainOfTwo(dir);
+    const c = await runLocalBackup({ source, repo: `${dir}/repo`, incremental: true });
+    assert.deepEqual([c.parent, c.fullReason, c.files], [b, null, 1]);
+    const first = await runLocalBackup({ source, repo: `${dir}/other`, incremental: true });
+    assert.match(first.fullReason ?? "", /no earlier snapshot of .* in this repository/);
+  });
+});
+
+Deno.test("latest with a source is the newest snapshot of that source; without one, of any source", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/one`);
+    await Deno.mkdir(`${dir}/two`);
+    const one = await runLocalBackup({ source: `${dir}/one`, repo: `${dir}/repo` });
+    const two = await runLocalBackup({ source: `${dir}/two`, repo: `${dir}/repo` });
+    const repo = await openRepository(`${dir}/repo`);
+    assert.equal((await resolveSnapshot(repo, "latest")).id, two.snapshot);
+    assert.equal((await resolveSnapshot(repo, "latest", `${dir}/one`)).id, one.snapshot);
+    assert.equal((await resolveSnapshot(repo, "latest", `${dir}/two/`)).id, two.snapshot);
+    await Deno.remove(`${dir}/one`); // a lost source is still named by its old path
+    assert.equal((await resolveSnapshot(repo, "latest", `${dir}/one`)).id, one.snapshot);
+    await assert.rejects(resolveSnapshot(repo, "latest", `${dir}/three`), {
+      code: "unknown-snapshot",
+      message: /no snapshot of source .*three/,
+    });
+    await assert.rejects(resolveSnapshot(repo, one.snapshot, `${dir}/two`), {
+      code: "unknown-snapshot",
+      message: new RegExp(`snapshot ${one.snapshot} is of source .*one, not .*two`),
+    });
+  });
+});
+
+Deno.test("a repository staged by a backup that died before renaming it in is removed by the next writer", async () => {
+  await withTempDir(async (dir) => {
+    const source = await sampleSource(dir);
+    await runLocalBackup({ source, repo: `${dir}/repo` });
+    // What initRepository leaves when killed between staging and the rename.
+    const staged = `${dir}/repo.lanfree-init-${crypto.randomUUID()}`;
+    await Deno.mkdir(`${staged}/snapshots`, { recursive: true });
+    await Deno.writeTextFile(`${staged}/${MARKER_FILE}`, "{}");
+    await Deno.mkdir(`${dir}/repo.lanfree-init-other-not-ours`); // not a staging name: kept
+    await runLocalBackup({ source, repo: `${dir}/repo`, incremental: true });
+    const beside = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(beside, ["repo", "repo.lanfree-init-other-not-ours", "src"]);
   });
 });

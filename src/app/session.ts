@@ -142,6 +142,17 @@ export class Session {
     clearInterval(this.#keepalive);
   }
 
+  /**
+   * Fails every pending and later receive with `reason` (the job was cancelled) and stops the
+   * keepalives. Sends still in flight end when the caller closes the descriptors.
+   */
+  abort(reason: Error): void {
+    for (const inbox of [this.#messages.control, this.#messages.error, this.#data]) {
+      (inbox as Inbox<unknown>).fail(reason);
+    }
+    this.close();
+  }
+
   #sendKeepalives(keepaliveMs: number): void {
     const nowMs = performance.now();
     for (const [fd, lastMs] of this.#lastSentMs) {

@@ -11,7 +11,8 @@
 import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
 import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "./errors.ts";
-import { repoPaths, type Repository } from "./repository.ts";
+import { basename, dirname } from "node:path";
+import { isStagingName, openRepository, repoPaths, type Repository } from "./repository.ts";
 
 /**
  * Written bytes after which a background flush starts, so the final sync is short. Small, so
@@ -21,6 +22,8 @@ import { repoPaths, type Repository } from "./repository.ts";
 const FLUSH_EVERY_BYTES = 16 << 20;
 /** Most stale entries removed from `tmp/` and `snapshots/` when a writer starts. */
 const STALE_ENTRIES_MAX = 100_000;
+/** How long {@link removeLeftovers} waits for the flock of a writer that is going away. */
+const LEFTOVERS_LOCK_WAIT_MS = 2_000;
 
 /** Accepts one snapshot's archive bytes; then commit or abort. */
 export interface SnapshotWriter {
@@ -36,12 +39,31 @@ export interface SnapshotWriter {
   abort(): Promise<void>;
 }
 
+/**
+ * The steps of the commit protocol, in order, as a drill hook sees them: `locked` (the lock is
+ * held), `cleaned` (leftovers removed, temporary archive open), `archive-bytes` (after each
+ * write), `archive-placed` (archive synced and renamed into `snapshots/`), `manifest-written`
+ * (synced in `tmp/`), `committed` (manifest renamed in: the commit point), `released`.
+ */
+export type WriterStep =
+  | "locked"
+  | "cleaned"
+  | "archive-bytes"
+  | "archive-placed"
+  | "manifest-written"
+  | "committed"
+  | "released";
+
 /** Options of {@link beginSnapshot}. */
 export interface BeginOptions {
   /** Time of the snapshot id. */
   readonly nowMs?: number;
   /** How long to wait for another writer's lock. */
   readonly lockWaitMs?: number;
+  /** Drill hook: awaited at every step of the commit protocol (crash tests stop a writer here). */
+  readonly onStep?: (step: WriterStep) => Promise<void> | void;
+  /** Stops waiting for another writer's lock. */
+  readonly signal?: AbortSignal;
 }
 
 function randomHex(): string {
@@ -61,9 +83,21 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
-/** Removes leftovers of interrupted writers: all of tmp/ and archives without a manifest. */
+/**
+ * Removes leftovers of interrupted writers: all of tmp/, archives without a manifest, and
+ * staging directories of this repository left beside it by a backup killed while creating it
+ * (safe under the lock: the repository exists, so such a staging directory can never be renamed
+ * in; a creator that loses it opens the existing repository instead).
+ */
 async function removeStale(repo: Repository): Promise<void> {
   let removed = 0;
+  const parent = dirname(repo.path);
+  const name = basename(repo.path);
+  for await (const item of Deno.readDir(parent)) {
+    if (!item.isDirectory || !isStagingName(item.name, name)) continue;
+    if (++removed > STALE_ENTRIES_MAX) break;
+    await Deno.remove(`${parent}/${item.name}`, { recursive: true }).catch(() => {});
+  }
   for await (const item of Deno.readDir(repoPaths.tmp(repo))) {
     if (++removed > STALE_ENTRIES_MAX) break;
     await Deno.remove(`${repoPaths.tmp(repo)}/${item.name}`, { recursive: true });
@@ -75,6 +109,34 @@ async function removeStale(repo: Repository): Promise<void> {
     if (++removed > STALE_ENTRIES_MAX) break;
     await Deno.remove(`${repoPaths.snapshots(repo)}/${name}`);
   }
+}
+
+/**
+ * Removes what a writer that was stopped without aborting (a terminated Worker host) left in a
+ * repository: takes the lock (a terminated holder's flock goes away with it), removes leftovers
+ * of interrupted writers, and releases the lock, so the repository is as it was before that
+ * writer began. A live writer that keeps the lock keeps its files; a missing repository is left
+ * alone.
+ *
+ * @param repoPath the repository directory
+ * @returns true when it cleaned, false when there was no repository or a live writer holds it
+ */
+export async function removeLeftovers(repoPath: string): Promise<boolean> {
+  const repo = await openRepository(repoPath).catch(() => undefined);
+  if (repo === undefined) return false;
+  let release: () => Promise<void>;
+  try {
+    release = await acquireLock(repoPaths.lock(repo), LEFTOVERS_LOCK_WAIT_MS);
+  } catch (error) {
+    if (error instanceof RepositoryError && error.code === "locked") return false;
+    throw error;
+  }
+  try {
+    await removeStale(repo);
+  } finally {
+    await release();
+  }
+  return true;
 }
 
 /**
@@ -104,16 +166,20 @@ export async function beginSnapshot(
   repo: Repository,
   options: BeginOptions = {},
 ): Promise<SnapshotWriter> {
+  const step = options.onStep ?? (() => {});
   const release = await acquireLock(
     repoPaths.lock(repo),
     options.lockWaitMs ?? LOCK_WAIT_MS_DEFAULT,
+    options.signal,
   );
   try {
+    await step("locked");
     await removeStale(repo);
     const id = makeSnapshotId(options.nowMs ?? Date.now(), randomHex());
     const tempPath = `${repoPaths.tmp(repo)}/${id}.tar.partial`;
     const file = await Deno.open(tempPath, { write: true, createNew: true });
-    return new Writer(repo, id, tempPath, file, release);
+    await step("cleaned");
+    return new Writer(repo, id, tempPath, file, release, step);
   } catch (error) {
     await release();
     throw error;
@@ -133,6 +199,7 @@ class Writer implements SnapshotWriter {
     readonly tempPath: string,
     readonly file: Deno.FsFile,
     readonly release: () => Promise<void>,
+    readonly step: (step: WriterStep) => Promise<void> | void,
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -142,6 +209,7 @@ class Writer implements SnapshotWriter {
       offset += await this.file.write(chunk.subarray(offset));
     }
     this.bytesWritten += chunk.byteLength;
+    await this.step("archive-bytes");
     if (this.bytesWritten - this.#flushedAt >= FLUSH_EVERY_BYTES && this.#flush === null) {
       this.#flushedAt = this.bytesWritten;
       this.#flush = this.file.syncData().then(
@@ -156,18 +224,18 @@ class Writer implements SnapshotWriter {
     this.#state = "committing";
     const archive = repoPaths.archive(this.repo, this.id);
     let archivePlaced = false;
+    let manifest: Manifest;
     try {
-      const manifest = await this.#checked(value);
+      manifest = await this.#checked(value);
       await this.#flush;
       if (this.#flushError !== undefined) throw this.#flushError;
       await this.file.sync();
       this.file.close();
       await Deno.rename(this.tempPath, archive);
       archivePlaced = true;
+      await this.step("archive-placed");
       await this.#placeManifest(manifest);
       this.#state = "done";
-      await this.release();
-      return manifest;
     } catch (error) {
       if (archivePlaced) await Deno.remove(archive).catch(() => {});
       const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
@@ -176,6 +244,11 @@ class Writer implements SnapshotWriter {
       await this.abort();
       throw error;
     }
+    // Past the commit point: nothing below may undo the snapshot.
+    await this.step("committed");
+    await this.release();
+    await this.step("released");
+    return manifest;
   }
 
   async abort(): Promise<void> {
@@ -231,6 +304,7 @@ class Writer implements SnapshotWriter {
     } finally {
       file.close();
     }
+    await this.step("manifest-written");
     await Deno.rename(temp, repoPaths.manifest(this.repo, this.id));
     await syncDir(repoPaths.snapshots(this.repo));
   }

@@ -129,3 +129,48 @@ export function planRestore(
   });
   return { ok: true, plan: { entries, archives } };
 }
+
+/**
+ * Why an incremental backup must not build on `parent`, or `undefined` when it may: the parent
+ * must be restorable as far as manifests and archive sizes show. Its chain of manifests must be
+ * complete (every ancestor known, no loop), every file must point into that chain, and every
+ * archive holding a file of the parent must exist with the size its manifest records.
+ *
+ * @param parent the manifest the incremental would build on
+ * @param known the manifests of its chain that could be read, by id
+ * @param archiveSizes the size of each snapshot's archive on disk, `null` when it is missing
+ * @returns the problem in words, naming the snapshot concerned
+ *
+ * @example A parent whose archive is gone
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { chainProblem } from "./chain.ts";
+ * import type { Manifest } from "./manifest.ts";
+ * const id = "19700101T000000000Z-00000000";
+ * const parent: Manifest = {
+ *   format: "lanfree-manifest", version: 1, id, kind: "fs", source: "/d", parent: null,
+ *   createdMs: 0, archiveBytes: 2048, channelBytes: { storage: 0, network: 0 }, deleted: [],
+ *   entries: [{ type: "file", path: "f", mode: 0o644, mtimeMs: 0, sizeBytes: 1, sha256: "0".repeat(64), data: id }],
+ * };
+ * assert.match(chainProblem(parent, new Map([[id, parent]]), new Map([[id, null]]))!, /missing/);
+ * ```
+ */
+export function chainProblem(
+  parent: Manifest,
+  known: ReadonlyMap<string, Manifest>,
+  archiveSizes: ReadonlyMap<string, number | null>,
+): string | undefined {
+  const planned = planRestore(parent, known);
+  if (!planned.ok) return planned.message;
+  for (const { snapshot } of planned.plan.archives) {
+    const expected = known.get(snapshot)!.archiveBytes;
+    const actual = archiveSizes.get(snapshot);
+    if (actual === null || actual === undefined) {
+      return `the archive of snapshot ${snapshot} is missing`;
+    }
+    if (actual !== expected) {
+      return `the archive of snapshot ${snapshot} has ${actual} bytes; its manifest records ${expected}`;
+    }
+  }
+  return undefined;
+}

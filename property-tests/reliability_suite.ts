@@ -1,0 +1,126 @@
+/**
+ * Repository-level reliability: whatever moment a backup dies at, the repository stays valid
+ * and the next backup goes on. Properties are in one list, each a crash drill against a
+ * {@link ReliabilityHarness} (the disk, the processes and the product under test), so the suite
+ * imports nothing from a runtime and later drills (a restore killed midway, say) add a harness
+ * method and a property here.
+ *
+ * @module
+ */
+
+import fc from "fast-check";
+import { defineProperty, type Suite, type SuiteProperty } from "./_suite.ts";
+import { equalTrees, inDir, type NodeSpec, type SeenEntry, treeArbitrary } from "./backup_suite.ts";
+
+/** The steps of the writer's commit protocol a drill can stop a backup at (`WriterStep`). */
+export const WRITER_STEPS = [
+  "locked",
+  "cleaned",
+  "archive-bytes",
+  "archive-placed",
+  "manifest-written",
+  "committed",
+  "released",
+] as const;
+
+/** Where a backup process is killed: at a writer step, or after a delay from its start. */
+export type CrashPoint =
+  | { readonly kind: "step"; readonly step: typeof WRITER_STEPS[number] }
+  | { readonly kind: "delay"; readonly delayMs: number };
+
+/** The implementation under test and the disk and process operations the suite needs. */
+export interface ReliabilityHarness {
+  makeDir(): Promise<string>;
+  removeDir(path: string): Promise<void>;
+  /** Creates the nodes under `root`, with modes and mtimes. */
+  writeTree(root: string, nodes: readonly NodeSpec[]): Promise<void>;
+  describe(root: string): Promise<SeenEntry[]>;
+  /** A backup in this process (the rerun after a crash); it must not wait long for a lock. */
+  backup(source: string, repo: string, incremental: boolean): Promise<{ snapshot: string }>;
+  /**
+   * A backup in a separate process, killed with SIGKILL at `crash`.
+   *
+   * @returns whether it was killed or ended on its own first
+   */
+  crashBackup(
+    source: string,
+    repo: string,
+    incremental: boolean,
+    crash: CrashPoint,
+  ): Promise<"killed" | "completed">;
+  /** Problems verify finds in every snapshot (none for a valid repository). */
+  verify(repo: string): Promise<string[]>;
+  /** Ids of the committed snapshots. */
+  snapshots(repo: string): Promise<string[]>;
+  restore(repo: string, snapshot: string, target: string): Promise<void>;
+  /** What an interrupted writer left: a lock file, files in `tmp/`, archives without manifest. */
+  leftovers(repo: string): Promise<string[]>;
+}
+
+/** Crash points: every writer step, and random moments from the process's start. */
+export function crashPointArbitrary(): fc.Arbitrary<CrashPoint> {
+  return fc.oneof(
+    fc.constantFrom(...WRITER_STEPS).map((step) => ({ kind: "step" as const, step })),
+    fc.integer({ min: 0, max: 1500 }).map((delayMs) => ({ kind: "delay" as const, delayMs })),
+  );
+}
+
+/** Small random trees: the drills are about crash points, not file sizes. */
+function smallTreeArbitrary(): fc.Arbitrary<NodeSpec[]> {
+  return treeArbitrary().map((nodes) =>
+    nodes.map((node) => ({ ...node, sizeBytes: Math.min(node.sizeBytes, 70_000) }))
+  );
+}
+
+/** A killed backup then a rerun: the repository is valid and every snapshot restores. */
+function crashThenRerun(harness: ReliabilityHarness): SuiteProperty {
+  return defineProperty(
+    "a backup killed with SIGKILL at a random step or moment, then a rerun, leaves a valid repository whose every snapshot restores",
+    { numRuns: 20 },
+    () =>
+      fc.asyncProperty(
+        smallTreeArbitrary(),
+        crashPointArbitrary(),
+        fc.boolean(),
+        fc.boolean(),
+        (nodes, crash, withParent, incremental) =>
+          inDir(harness, async (dir) => {
+            const [source, repo] = [`${dir}/src`, `${dir}/repo`];
+            await harness.writeTree(source, nodes);
+            if (withParent) await harness.backup(source, repo, false);
+            await harness.crashBackup(source, repo, incremental, crash);
+            await harness.backup(source, repo, incremental);
+            await expectValid(harness, dir, await harness.describe(source));
+          }),
+      ),
+  );
+}
+
+/** Verify passes, nothing is left over, and every snapshot restores to the (unchanged) source. */
+async function expectValid(
+  harness: ReliabilityHarness,
+  dir: string,
+  source: SeenEntry[],
+): Promise<void> {
+  const repo = `${dir}/repo`;
+  const problems = await harness.verify(repo);
+  if (problems.length > 0) throw new Error(`verify found: ${problems.join("; ")}`);
+  const leftovers = await harness.leftovers(repo);
+  if (leftovers.length > 0) throw new Error(`left over after the rerun: ${leftovers.join(", ")}`);
+  for (const snapshot of await harness.snapshots(repo)) {
+    const target = `${dir}/out-${snapshot}`;
+    await harness.restore(repo, snapshot, target);
+    equalTrees(await harness.describe(target), source, `snapshot ${snapshot}`);
+  }
+}
+
+/**
+ * The reliability suite.
+ *
+ * @param harness the implementation, disk and processes
+ * @returns the suite
+ */
+export function reliabilitySuite(harness: ReliabilityHarness): Suite {
+  const properties: SuiteProperty[] = [crashThenRerun(harness)];
+  return { name: "reliability", properties };
+}
