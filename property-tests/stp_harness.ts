@@ -6,10 +6,10 @@
  */
 
 import type { Result } from "../src/core/dispatch/errors.ts";
-import { registerHost } from "../src/core/stp/hosts.ts";
+import { claimHost } from "../src/core/stp/hosts.ts";
 import type { RegionConfig } from "../src/core/stp/layout.ts";
 import type { Region, RegionFactory } from "../src/core/stp/region.ts";
-import type { StpContext } from "../src/core/stp/steps.ts";
+import { runSteps, type StpContext } from "../src/core/stp/steps.ts";
 
 /** A region small enough to exhaust blocks, ports and extents in a few commands. */
 export const SMALL_CONFIG: RegionConfig = {
@@ -34,7 +34,7 @@ export function value<T>(result: Result<T>): T {
   return result.value;
 }
 
-/** A fresh region from the factory with hosts 1..count registered. */
+/** A fresh region from the factory with `count` hosts claimed (slots 1..count). */
 export function hostsOn(
   factory: RegionFactory,
   config: RegionConfig,
@@ -42,8 +42,8 @@ export function hostsOn(
 ): { region: Region; hosts: StpContext[] } {
   const region = value(factory.create(config));
   const hosts: StpContext[] = [];
-  for (let hostId = 1; hostId <= count; hostId++) {
-    value(registerHost(region.memory, region.layout, hostId, NOW_MS));
+  for (let n = 1; n <= count; n++) {
+    const { hostId } = value(runSteps(claimHost(region.memory, region.layout, NOW_MS, 0)));
     hosts.push({ memory: region.memory, layout: region.layout, hostId, nowMs: NOW_MS });
   }
   return { region, hosts };

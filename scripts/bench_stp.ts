@@ -47,9 +47,9 @@ async function pairRun(server: Partial<HostJob>, client: Partial<HostJob>) {
     rounds: 0,
     hash: false,
   };
-  const receiver = startHost({ ...base, job: "receive", hostId: 1, ...server });
+  const receiver = startHost({ ...base, job: "receive", ...server });
   await receiver.next("listening", REPORT_TIMEOUT_MS);
-  const sender = startHost({ ...base, job: "send", hostId: 2, ...client });
+  const sender = startHost({ ...base, job: "send", ...client });
   const reports = await Promise.all([
     receiver.next("done", REPORT_TIMEOUT_MS),
     sender.next("done", REPORT_TIMEOUT_MS),

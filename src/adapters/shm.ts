@@ -8,11 +8,12 @@
  * @module
  */
 
-import { unwrap } from "../core/dispatch/errors.ts";
+import { fail, type Failure, ok, type Result, unwrap } from "../core/dispatch/errors.ts";
 import { SocketTable } from "../core/dispatch/socket_table.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
-import { registerHost, renewLease, unregisterHost } from "../core/stp/hosts.ts";
-import type { RegionLayout } from "../core/stp/layout.ts";
+import { claimHost, releaseHost, renewLease } from "../core/stp/hosts.ts";
+import { HOST, hostWord, type RegionLayout } from "../core/stp/layout.ts";
+import type { RegionMemory } from "../core/stp/memory.ts";
 import * as ops from "../core/stp/ops.ts";
 import { attachRegion } from "../core/stp/region.ts";
 import { runSteps, type StpContext } from "../core/stp/steps.ts";
@@ -24,8 +25,8 @@ import { storageSockets } from "./shm_sockets.ts";
 export interface StorageSocketsOptions {
   /** The region, formatted by `formatRegion`. */
   readonly region: SharedArrayBuffer;
-  /** This host's id, 1..hostCount of the region, unique among live hosts. */
-  readonly hostId: number;
+  /** A label the region records with this host's slot (`region show`); default `Deno.pid`. */
+  readonly pid?: number;
   /** How to wait; default `sync` in Workers, `async` on the main thread. */
   readonly waitMode?: WaitMode;
   /** Loads to spin before blocking in a wait (default 2000). */
@@ -38,6 +39,10 @@ export interface StorageSocketsOptions {
 export interface StorageSockets extends Sockets {
   /** The region's layout. */
   readonly layout: RegionLayout;
+  /** The host slot this host claimed (the owner id in its control blocks). */
+  readonly hostId: number;
+  /** How many times that slot has been claimed, this claim included. */
+  readonly incarnation: number;
   /** Reclaims the blocks of every host whose lease ran out; returns how many. */
   reclaim(): number;
   /** Closes every open descriptor, stops the heartbeat and gives up the lease. */
@@ -47,9 +52,9 @@ export interface StorageSockets extends Sockets {
 /**
  * Opens storage sockets for one host on a region.
  *
- * @param options the region, the host id and wait settings
- * @returns the storage sockets (throws a SocketError EINVAL for a bad region, EADDRINUSE when the
- *   host id is held by a live host)
+ * @param options the region and wait settings
+ * @returns the storage sockets on a host slot claimed for them (throws a SocketError EINVAL for
+ *   a bad region, ENOBUFS when every host slot is held by a live host)
  *
  * @example Opening a host and a socket
  * ```ts
@@ -61,7 +66,7 @@ export interface StorageSockets extends Sockets {
  *   backlogMax: 2,
  * });
  * if (!region.ok) throw new Error(region.message);
- * const host = createStorageSockets({ region: region.value, hostId: 1 });
+ * const host = createStorageSockets({ region: region.value });
  * const fd = await host.socket("storage");
  * await host.bind(fd, { kind: "storage", stg: 1, port: 0 });
  * console.assert((await host.getsockname(fd)).port >= 50000);
@@ -72,44 +77,95 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
   const layout = unwrap(attachRegion(options.region));
   const { memory, words } = atomicsMemory(options.region);
   const clock = options.clock ?? Date.now;
-  const hostId = options.hostId;
-  unwrap(registerHost(memory, layout, hostId, clock()));
-  let renewedMs = clock();
-  const ctx = (): StpContext => {
-    const nowMs = clock();
-    if (nowMs - renewedMs >= layout.leaseMs / 8) {
-      // A busy host never yields to its heartbeat timer: renew on the call path as well.
-      renewLease(memory, layout, hostId, nowMs);
-      renewedMs = nowMs;
-    }
-    return { memory, layout, hostId, nowMs };
-  };
-  runSteps(ops.sweepDeadHosts(ctx())); // a previous incarnation's leftovers
-  const heartbeat = setInterval(
-    () => renewLease(memory, layout, hostId, clock()),
-    layout.leaseMs / 4,
-  );
+  const lease = new Lease(memory, layout, clock, options.pid ?? Deno.pid);
+  const hostId = lease.hostId;
+  const ctx = (): StpContext => ({ memory, layout, hostId, nowMs: lease.renewIfDue() });
+  runSteps(ops.reclaimPredecessor(ctx())); // what the slot's previous incarnation left
+  runSteps(ops.sweepDeadHosts(ctx()));
+  const heartbeat = setInterval(() => lease.renew(), layout.leaseMs / 4);
   Deno.unrefTimer(heartbeat);
   const pump = new Pump(
     words,
     layout,
     options.waitMode ?? defaultWaitMode(),
     options.spinCount ?? 2000,
-    () => renewLease(memory, layout, hostId, clock()),
+    () => lease.renew(),
   );
   const table = new SocketTable<Handle>("storage");
-  const sockets = storageSockets(table, ctx, pump);
+  const sockets = storageSockets(table, ctx, pump, () => lease.held());
   return {
     ...sockets,
     layout,
+    hostId,
+    incarnation: lease.incarnation,
     reclaim() {
-      renewLease(memory, layout, hostId, clock());
+      lease.renew();
       return runSteps(ops.sweepDeadHosts(ctx()));
     },
     async dispose() {
       clearInterval(heartbeat);
       for (const fd of table.descriptors()) await sockets.close(fd).catch(() => {});
-      unregisterHost(memory, layout, hostId);
+      runSteps(ops.sweepDeadHosts(ctx()));
+      lease.release();
     },
   };
+}
+
+/**
+ * This host's slot and its lease: claimed at creation, renewed by compare-and-exchange (on a
+ * timer, after each wait slice, and on the call path when busy), given up on dispose.
+ */
+class Lease {
+  readonly hostId: number;
+  readonly incarnation: number;
+  #beat: number;
+  #renewedMs: number;
+  #lost: Failure | undefined;
+
+  constructor(
+    readonly memory: RegionMemory,
+    readonly layout: RegionLayout,
+    readonly clock: () => number,
+    pid: number,
+  ) {
+    const nowMs = clock();
+    const claim = unwrap(runSteps(claimHost(memory, layout, nowMs, pid)), { call: "socket" });
+    this.hostId = claim.hostId;
+    this.incarnation = claim.incarnation;
+    this.#beat = claim.beat;
+    this.#renewedMs = nowMs;
+  }
+
+  /** Renews now; after a failed renewal the lease stays lost. */
+  renew(): number {
+    const nowMs = this.clock();
+    if (this.#lost !== undefined) return nowMs;
+    const renewed = renewLease(this.memory, this.layout, this.hostId, this.#beat, nowMs);
+    if (renewed.ok) this.#beat = renewed.value;
+    else this.#lost = renewed;
+    this.#renewedMs = nowMs;
+    return nowMs;
+  }
+
+  /** Renews when an eighth of the lease has passed (a busy host never yields to its timer). */
+  renewIfDue(): number {
+    const nowMs = this.clock();
+    return nowMs - this.#renewedMs >= this.layout.leaseMs / 8 ? this.renew() : nowMs;
+  }
+
+  /** Ok while this host still holds its slot; ECONNRESET once the lease was lost. */
+  held(): Result<void> {
+    if (this.#lost !== undefined) return this.#lost;
+    const beat = this.memory.load(hostWord(this.layout, this.hostId, HOST.heartbeat));
+    if (beat !== this.#beat) {
+      this.#lost = fail("ECONNRESET", `host slot ${this.hostId} was reclaimed: lease lost`);
+      return this.#lost;
+    }
+    return ok(undefined);
+  }
+
+  /** Gives the slot back (if still held). */
+  release(): void {
+    if (this.#lost === undefined) releaseHost(this.memory, this.layout, this.hostId, this.#beat);
+  }
 }

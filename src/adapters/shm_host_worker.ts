@@ -18,7 +18,6 @@ import { createStorageSockets, type StorageSockets } from "./shm.ts";
 export interface HostJob {
   readonly job: "receive" | "send" | "echo" | "ping";
   readonly region: SharedArrayBuffer;
-  readonly hostId: number;
   readonly stg: number;
   readonly port: number;
   readonly totalBytes: number;
@@ -141,7 +140,6 @@ scope.onmessage = async (event: MessageEvent<HostJob>) => {
   const job = event.data;
   const host = createStorageSockets({
     region: job.region,
-    hostId: job.hostId,
     ...(job.waitMode === undefined ? {} : { waitMode: job.waitMode }),
   });
   try {

@@ -44,7 +44,7 @@ export function startHost(job: HostJob): WorkerHost {
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`worker host ${job.hostId} sent no ${kind} report in ${timeoutMs} ms`));
+          reject(new Error(`worker host (${job.job}) sent no ${kind} report in ${timeoutMs} ms`));
         }, timeoutMs);
         waiters.add(check);
         check();

@@ -37,7 +37,6 @@ export interface BackupHostJob {
   readonly handshake: unknown;
   /** The storage region, or null when none is attached. */
   readonly region: SharedArrayBuffer | null;
-  readonly hostId: number;
   readonly ioTimeoutMs: number;
   readonly client?: {
     readonly source: string;
@@ -156,9 +155,7 @@ async function runSide(job: BackupHostJob, sockets: Sockets) {
 async function run(job: BackupHostJob): Promise<void> {
   let storage: StorageSockets | undefined;
   try {
-    storage = job.region === null
-      ? undefined
-      : createStorageSockets({ region: job.region, hostId: job.hostId });
+    storage = job.region === null ? undefined : createStorageSockets({ region: job.region });
     const sockets = createRouter({
       network: createTcpSockets({ ioTimeoutMs: job.ioTimeoutMs }),
       storage: storage ?? unavailableSockets("storage", "no storage region is attached"),

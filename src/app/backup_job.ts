@@ -225,7 +225,6 @@ function attemptOnce(
     {
       ...base,
       side: "client",
-      hostId: 1,
       client: {
         source: options.source,
         incremental: options.incremental,
@@ -235,7 +234,6 @@ function attemptOnce(
     {
       ...base,
       side: "server",
-      hostId: 2,
       server: { repo: options.repo, lockWaitMs: options.lockWaitMs ?? 30_000 },
     },
   ];
@@ -341,7 +339,7 @@ function runHosts(
 async function reclaimDeadHosts(region: SharedArrayBuffer): Promise<void> {
   const janitor = (() => {
     try {
-      return createStorageSockets({ region, hostId: 3, waitMode: "async" });
+      return createStorageSockets({ region, waitMode: "async" });
     } catch {
       return undefined; // the region is not usable (a test passed a broken one): nothing to free
     }

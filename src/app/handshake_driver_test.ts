@@ -34,8 +34,8 @@ interface Host {
   storage: StorageSockets;
 }
 
-function host(region: SharedArrayBuffer, hostId: number): Host {
-  const storage = createStorageSockets({ region, hostId, waitMode: "async" });
+function host(region: SharedArrayBuffer): Host {
+  const storage = createStorageSockets({ region, waitMode: "async" });
   return {
     storage,
     sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs: 2000 }), storage }),
@@ -57,8 +57,8 @@ function blocksInUse(region: SharedArrayBuffer): number {
 async function pair(listenerRole: HandshakeRole, initiatorRole: HandshakeRole) {
   const region = testRegion();
   const wkp = freePortPair();
-  const listener = host(region, 1);
-  const initiator = host(region, 2);
+  const listener = host(region);
+  const initiator = host(region);
   let ready = () => {};
   const listenerReady = new Promise<void>((resolve) => (ready = resolve));
   const listening = driveHandshake(createHandshake(listenerRole, config(wkp)), listener.sockets, {
@@ -152,7 +152,7 @@ Deno.test("the database flow over real TCP and the region: everything ends up on
 
 Deno.test("a file-system server with no client fails with ECONNREFUSED and leaves nothing open", async () => {
   const region = testRegion();
-  const server = host(region, 2);
+  const server = host(region);
   const outcome = await driveHandshake(
     createHandshake("fs-server", config(freePortPair())),
     server.sockets,
@@ -165,7 +165,7 @@ Deno.test("a file-system server with no client fails with ECONNREFUSED and leave
 
 Deno.test("a file-system client whose server never comes fails with ETIMEDOUT at its deadline", async () => {
   const region = testRegion();
-  const client = host(region, 1);
+  const client = host(region);
   const outcome = await driveHandshake(
     createHandshake("fs-client", config(freePortPair(), 300)),
     client.sockets,

@@ -25,7 +25,6 @@ export interface HandshakeHostJob {
   readonly role: HandshakeRole;
   readonly config: unknown;
   readonly region: SharedArrayBuffer;
-  readonly hostId: number;
   /** Bytes to move over the data channel after establishment (sender: the initiator). */
   readonly dataBytes: number;
   /** Report every step (for kill-at-step tests). */
@@ -90,7 +89,7 @@ async function useChannels(job: HandshakeHostJob, sockets: Sockets, channels: Ch
 async function run(job: HandshakeHostJob): Promise<void> {
   const config = parseHandshakeConfig(job.config);
   if (!config.ok) throw new Error(config.message);
-  const storage = createStorageSockets({ region: job.region, hostId: job.hostId });
+  const storage = createStorageSockets({ region: job.region });
   const sockets = createRouter({ network: createTcpSockets({ ioTimeoutMs: 5_000 }), storage });
   const repeat = job.repeat ?? 1;
   const setupMs: number[] = [];

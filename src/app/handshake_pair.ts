@@ -137,12 +137,12 @@ async function runPairOnce(
   const base = { config, region, dataBytes: options.dataBytes ?? 0, repeat: options.repeat ?? 1 };
   const sides: { initiator?: Side } = {};
   const listener = startSide(
-    { ...base, role: roles[0], hostId: 1 },
+    { ...base, role: roles[0] },
     (round) => sides.initiator?.worker.postMessage({ go: round }),
     () => {},
   );
   const initiator: Side = sides.initiator = startSide(
-    { ...base, role: roles[1], hostId: 2, reportSteps: options.killInitiatorAtStep !== undefined },
+    { ...base, role: roles[1], reportSteps: options.killInitiatorAtStep !== undefined },
     () => {},
     (step) => {
       if (step === options.killInitiatorAtStep) {

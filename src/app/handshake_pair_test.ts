@@ -20,7 +20,7 @@ function blocksInUse(region: SharedArrayBuffer): number {
 /** Reclaims a dead host's blocks as a live host would once its lease ran out. */
 async function reclaimAfterLease(region: SharedArrayBuffer): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const janitor = createStorageSockets({ region, hostId: 3, waitMode: "async" });
+  const janitor = createStorageSockets({ region, waitMode: "async" });
   janitor.reclaim();
   await janitor.dispose();
 }

@@ -44,7 +44,7 @@ function world(ioTimeoutMs = 2000) {
     backlogMax: 4,
   });
   if (!region.ok) throw new Error(region.message);
-  const storage = createStorageSockets({ region: region.value, hostId: 1, waitMode: "async" });
+  const storage = createStorageSockets({ region: region.value, waitMode: "async" });
   return {
     storage,
     sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs }), storage }),

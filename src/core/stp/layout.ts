@@ -76,8 +76,11 @@ export const S = {
   portHint: 5,
 } as const;
 
-/** Host table entry word indices. */
-export const HOST = { heartbeat: 0, incarnation: 1 } as const;
+/**
+ * Host table entry word indices: the lease (heartbeat, 0 = slot free), the incarnation (claims
+ * so far) and the holder's process id (a label for `region show`).
+ */
+export const HOST = { heartbeat: 0, incarnation: 1, pid: 2 } as const;
 
 const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 

@@ -12,13 +12,19 @@ import { F } from "./block.ts";
 import { type Accepted, acceptStep } from "./accept.ts";
 import type { BlockRef } from "./block.ts";
 import { allocateBlock, bindBlock, listenBlock } from "./cbt.ts";
-import { closeBlock, reclaimBlock, RECLAIMERS, sweepDeadHosts } from "./close.ts";
+import {
+  closeBlock,
+  reclaimBlock,
+  RECLAIMERS,
+  reclaimPredecessor,
+  sweepDeadHosts,
+} from "./close.ts";
 import { type PendingConnect, type Poll, pollConnect, startConnect } from "./connect.ts";
 import type { Step, StpContext } from "./steps.ts";
 
 export type { Accepted, BlockRef, PendingConnect, Poll };
 export { cancelConnect } from "./connect.ts";
-export { reclaimBlock, sweepDeadHosts };
+export { reclaimBlock, reclaimPredecessor, sweepDeadHosts };
 
 /**
  * Allocates a control block (`socket`).

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Result } from "../dispatch/errors.ts";
-import { registerHost, unregisterHost } from "./hosts.ts";
-import type { RegionConfig } from "./layout.ts";
+import { claimHost, releaseHost } from "./hosts.ts";
+import { HOST, hostWord, type RegionConfig } from "./layout.ts";
 import { plainMemory } from "./memory.ts";
 import * as ops from "./ops.ts";
 import { attachRegion, formatRegion } from "./region.ts";
@@ -31,8 +31,9 @@ function region(config = CONFIG): { a: StpContext; b: StpContext } {
   const buffer = value(formatRegion(config));
   const layout = value(attachRegion(buffer));
   const memory = plainMemory(buffer);
-  value(registerHost(memory, layout, 1, 1000));
-  value(registerHost(memory, layout, 2, 1000));
+  const one = value(runSteps(claimHost(memory, layout, 1000, 0)));
+  const two = value(runSteps(claimHost(memory, layout, 1000, 0)));
+  assert.deepEqual([one.hostId, two.hostId], [1, 2]);
   return {
     a: { memory, layout, hostId: 1, nowMs: 1000 },
     b: { memory, layout, hostId: 2, nowMs: 1000 },
@@ -121,7 +122,7 @@ Deno.test("a dead host's blocks are reset for its peer and then reclaimed", () =
   const { a, b } = region();
   const { server, client, accepted } = connectPair(a, b, 80);
   const serverEnd = value(openRingEnd(a, accepted));
-  unregisterHost(b.memory, b.layout, 2);
+  releaseHost(b.memory, b.layout, 2, b.memory.load(hostWord(b.layout, 2, HOST.heartbeat)));
   const step = recvStep(a, serverEnd, new Uint8Array(4));
   assert.equal(step.kind === "failed" && step.code, "ECONNRESET");
   assert.equal(runSteps(ops.sweepDeadHosts(a)), 1);
