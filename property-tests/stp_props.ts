@@ -172,7 +172,7 @@ function layoutInside(layout: RegionLayout, bytes: number): boolean {
 export function attachFuzzProperty(
   factory: RegionFactory,
 ): fc.IProperty<[Uint8Array, Array<[number, number]>, number]> {
-  const pristine = new Uint8Array(value(formatRegion(SMALL_CONFIG)));
+  const pristine = new Uint8Array(value(formatRegion(SMALL_CONFIG, crypto.randomUUID())));
   const headerAndTable = HEADER_WORDS + SMALL_CONFIG.stgs.length * STG_WORDS;
   return fc.property(
     fc.uint8Array({ maxLength: 1024 }),

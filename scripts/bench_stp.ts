@@ -26,7 +26,7 @@ function region(): SharedArrayBuffer {
     ioTimeoutMs: 30_000,
     leaseMs: 5000,
     backlogMax: 1,
-  });
+  }, crypto.randomUUID());
   if (!made.ok) throw new Error(made.message);
   return made.value;
 }

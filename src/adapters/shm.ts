@@ -64,7 +64,7 @@ export interface StorageSockets extends Sockets {
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 200, leaseMs: 1000,
  *   backlogMax: 2,
- * });
+ * }, crypto.randomUUID());
  * if (!region.ok) throw new Error(region.message);
  * const host = createStorageSockets({ region: region.value });
  * const fd = await host.socket("storage");

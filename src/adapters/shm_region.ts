@@ -34,7 +34,7 @@ function attachShared(buffer: SharedArrayBuffer): Result<Region> {
 export const sharedArrayBufferRegions: RegionFactory = {
   name: "SharedArrayBuffer",
   create(config: RegionConfig): Result<Region> {
-    const buffer = formatRegion(config);
+    const buffer = formatRegion(config, crypto.randomUUID());
     return buffer.ok ? attachShared(buffer.value) : buffer;
   },
   attach(bytes: Uint8Array): Result<Region> {

@@ -19,7 +19,7 @@ const CONFIG: RegionConfig = {
 };
 
 function region(config = CONFIG): SharedArrayBuffer {
-  const made = formatRegion(config);
+  const made = formatRegion(config, crypto.randomUUID());
   if (!made.ok) throw new Error(made.message);
   return made.value;
 }

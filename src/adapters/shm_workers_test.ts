@@ -26,7 +26,7 @@ function region(
     leaseMs: 1000,
     backlogMax: 2,
     ...config,
-  });
+  }, crypto.randomUUID());
   if (!made.ok) throw new Error(made.message);
   return made.value;
 }

@@ -123,6 +123,7 @@ export async function runBackupJob(options: BackupJobOptions): Promise<BackupJob
   if (region === null && regionMib > 0 && options.channel !== "network") {
     const formatted = formatRegion(
       jobRegionConfig(regionMib, options.controlBlocks ?? 64, ioTimeoutMs),
+      crypto.randomUUID(),
     );
     if (!formatted.ok) {
       fallbackReason = `the storage region could not be formatted: ${formatted.message}`;

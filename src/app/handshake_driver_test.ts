@@ -24,7 +24,7 @@ function testRegion(): SharedArrayBuffer {
     ioTimeoutMs: 2000,
     leaseMs: 1000,
     backlogMax: 4,
-  });
+  }, crypto.randomUUID());
   if (!region.ok) throw new Error(region.message);
   return region.value;
 }

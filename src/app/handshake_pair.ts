@@ -53,7 +53,7 @@ export const PAIR_REGION_CONFIG: RegionConfig = {
 
 /** Formats a region for a pair of hosts. */
 export function pairRegion(): SharedArrayBuffer {
-  const region = formatRegion(PAIR_REGION_CONFIG);
+  const region = formatRegion(PAIR_REGION_CONFIG, crypto.randomUUID());
   if (!region.ok) throw new Error(region.message);
   return region.value;
 }

@@ -6,7 +6,10 @@ import { usageOfBuffer } from "../core/stp/usage.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
 
 function shortTimeoutRegion(): SharedArrayBuffer {
-  const region = formatRegion({ ...PAIR_REGION_CONFIG, ioTimeoutMs: 400, leaseMs: 200 });
+  const region = formatRegion(
+    { ...PAIR_REGION_CONFIG, ioTimeoutMs: 400, leaseMs: 200 },
+    crypto.randomUUID(),
+  );
   if (!region.ok) throw new Error(region.message);
   return region.value;
 }

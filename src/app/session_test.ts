@@ -42,7 +42,7 @@ function world(ioTimeoutMs = 2000) {
     ioTimeoutMs,
     leaseMs: 1000,
     backlogMax: 4,
-  });
+  }, crypto.randomUUID());
   if (!region.ok) throw new Error(region.message);
   const storage = createStorageSockets({ region: region.value, waitMode: "async" });
   return {

@@ -25,7 +25,7 @@ function value<T>(result: Result<T>): T {
 }
 
 function region() {
-  const buffer = value(formatRegion(CONFIG));
+  const buffer = value(formatRegion(CONFIG, crypto.randomUUID()));
   return { memory: plainMemory(buffer), layout: value(attachRegion(buffer)) };
 }
 

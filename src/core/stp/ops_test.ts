@@ -28,7 +28,7 @@ function value<T>(result: Result<T>): T {
 }
 
 function region(config = CONFIG): { a: StpContext; b: StpContext } {
-  const buffer = value(formatRegion(config));
+  const buffer = value(formatRegion(config, crypto.randomUUID()));
   const layout = value(attachRegion(buffer));
   const memory = plainMemory(buffer);
   const one = value(runSteps(claimHost(memory, layout, 1000, 0)));

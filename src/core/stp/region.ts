@@ -18,6 +18,8 @@ import {
   REGION_MAGIC,
   REGION_VERSION,
   type RegionConfig,
+  regionIdOf,
+  regionIdWords,
   type RegionLayout,
   S,
   STG_WORDS,
@@ -65,6 +67,8 @@ function headerWords(layout: RegionLayout): number[] {
   words[H.ioTimeoutMs] = layout.ioTimeoutMs;
   words[H.leaseMs] = layout.leaseMs;
   words[H.backlogMax] = layout.backlogMax;
+  const id = regionIdWords(layout.regionId);
+  if (id.ok) id.value.forEach((word, i) => (words[H.regionId + i] = word));
   return words;
 }
 
@@ -95,7 +99,9 @@ export function formatInto(memory: RegionMemory, layout: RegionLayout): void {
  * Plans and writes a fresh region into a new SharedArrayBuffer.
  *
  * @param config the region configuration
- * @returns the buffer, or EINVAL when the configuration is invalid
+ * @param regionId the region's id: a fresh random UUID (`crypto.randomUUID()`), so that two
+ *   regions are never taken for one
+ * @returns the buffer, or EINVAL when the configuration or the id is invalid
  *
  * @example Formatting and attaching
  * ```ts
@@ -104,14 +110,17 @@ export function formatInto(memory: RegionMemory, layout: RegionLayout): void {
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 49152, ephemeralPortMax: 49200 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 1000, leaseMs: 500,
  *   backlogMax: 4,
- * });
+ * }, "6f1c2d3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5");
  * if (!buffer.ok) throw new Error(buffer.message);
  * const layout = attachRegion(buffer.value);
- * console.assert(layout.ok && layout.value.stgs[0]?.id === 1);
+ * console.assert(layout.ok && layout.value.regionId === "6f1c2d3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5");
  * ```
  */
-export function formatRegion(config: RegionConfig): Result<SharedArrayBuffer> {
-  const layout = planRegion(config);
+export function formatRegion(
+  config: RegionConfig,
+  regionId: string,
+): Result<SharedArrayBuffer> {
+  const layout = planRegion(config, regionId);
   if (!layout.ok) return layout;
   const buffer = new SharedArrayBuffer(layout.value.regionBytes);
   formatInto(wordWriter(buffer), layout.value);
@@ -135,8 +144,8 @@ function wordWriter(buffer: SharedArrayBuffer): RegionMemory {
   };
 }
 
-/** Reads the configuration back from a buffer, checking each word is inside it. */
-function readConfig(words: Int32Array): Result<RegionConfig> {
+/** Reads the configuration and the id back from a buffer, checking each word is inside it. */
+function readConfig(words: Int32Array): Result<{ config: RegionConfig; regionId: string }> {
   const word = (
     i: number,
   ): number | undefined => (i >= 0 && i < words.length ? words[i] : undefined);
@@ -161,7 +170,7 @@ function readConfig(words: Int32Array): Result<RegionConfig> {
       ephemeralPortMax: at(S.ephemeralMax),
     });
   }
-  return ok({
+  const config = {
     stgs,
     extentBytes: word(H.extentBytes) ?? 0,
     blockCount: word(H.blockCount) ?? 0,
@@ -169,7 +178,9 @@ function readConfig(words: Int32Array): Result<RegionConfig> {
     ioTimeoutMs: word(H.ioTimeoutMs) ?? 0,
     leaseMs: word(H.leaseMs) ?? 0,
     backlogMax: word(H.backlogMax) ?? 0,
-  });
+  };
+  const id = [0, 1, 2, 3].map((i) => word(H.regionId + i) ?? 0);
+  return ok({ config, regionId: regionIdOf(id) });
 }
 
 /**
@@ -180,9 +191,9 @@ function readConfig(words: Int32Array): Result<RegionConfig> {
  */
 export function attachRegion(buffer: ArrayBufferLike): Result<RegionLayout> {
   const words = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
-  const config = readConfig(words);
-  if (!config.ok) return config;
-  const planned = planRegion(config.value);
+  const stored = readConfig(words);
+  if (!stored.ok) return stored;
+  const planned = planRegion(stored.value.config, stored.value.regionId);
   if (!planned.ok) return fail("EINVAL", `inconsistent geometry: ${planned.message}`);
   const layout = planned.value;
   if (layout.regionBytes > buffer.byteLength) {
