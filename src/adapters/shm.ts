@@ -15,19 +15,24 @@ import { claimHost, releaseHost, renewLease } from "../core/stp/hosts.ts";
 import { HOST, hostWord, type RegionLayout } from "../core/stp/layout.ts";
 import type { RegionMemory } from "../core/stp/memory.ts";
 import * as ops from "../core/stp/ops.ts";
-import { attachRegion } from "../core/stp/region.ts";
+import type { Region } from "../core/stp/region.ts";
 import { runSteps, type StpContext } from "../core/stp/steps.ts";
-import { atomicsMemory, defaultWaitMode, type WaitMode } from "./shm_memory.ts";
+import { defaultWaitMode, type WaitMode } from "./shm_memory.ts";
+import { sharedRegion } from "./shm_region.ts";
 import { type Handle, Pump } from "./shm_pump.ts";
 import { storageSockets } from "./shm_sockets.ts";
 
 /** Options of {@link createStorageSockets}. */
 export interface StorageSocketsOptions {
-  /** The region, formatted by `formatRegion`. */
-  readonly region: SharedArrayBuffer;
+  /**
+   * The region: a SharedArrayBuffer formatted by `formatRegion` (attached here), or a region
+   * already attached (a file region from `openRegionFile`, say). The caller keeps owning it:
+   * `dispose` does not close it.
+   */
+  readonly region: SharedArrayBuffer | Region;
   /** A label the region records with this host's slot (`region show`); default `Deno.pid`. */
   readonly pid?: number;
-  /** How to wait; default `sync` in Workers, `async` on the main thread. */
+  /** How to wait on a SharedArrayBuffer region (default `async`, see `defaultWaitMode`). */
   readonly waitMode?: WaitMode;
   /** Loads to spin before blocking in a wait (default 2000). */
   readonly spinCount?: number;
@@ -74,8 +79,10 @@ export interface StorageSockets extends Sockets {
  * ```
  */
 export function createStorageSockets(options: StorageSocketsOptions): StorageSockets {
-  const layout = unwrap(attachRegion(options.region));
-  const { memory, words } = atomicsMemory(options.region);
+  const region = options.region instanceof SharedArrayBuffer
+    ? unwrap(sharedRegion(options.region, options.waitMode ?? defaultWaitMode()))
+    : options.region;
+  const { memory, layout } = region;
   const clock = options.clock ?? Date.now;
   const lease = new Lease(memory, layout, clock, options.pid ?? Deno.pid);
   const hostId = lease.hostId;
@@ -84,13 +91,7 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
   runSteps(ops.sweepDeadHosts(ctx()));
   const heartbeat = setInterval(() => lease.renew(), layout.leaseMs / 4);
   Deno.unrefTimer(heartbeat);
-  const pump = new Pump(
-    words,
-    layout,
-    options.waitMode ?? defaultWaitMode(),
-    options.spinCount ?? 2000,
-    () => lease.renew(),
-  );
+  const pump = new Pump(region, options.spinCount ?? 2000, () => lease.renew());
   const table = new SocketTable<Handle>("storage");
   const sockets = storageSockets(table, ctx, pump, () => lease.held());
   return {

@@ -1,11 +1,12 @@
 /**
  * The SharedArrayBuffer region memory: the core's {@link RegionMemory} with Atomics, and the
- * bounded waits the shm adapter performs on it.
+ * bounded wait a region over it offers.
  *
  * @module
  */
 
 import type { RegionMemory } from "../core/stp/memory.ts";
+import type { WaitResult } from "../core/stp/region.ts";
 
 /**
  * A {@link RegionMemory} over a SharedArrayBuffer: every word access is an Atomics operation,
@@ -63,33 +64,27 @@ export function defaultWaitMode(): WaitMode {
 }
 
 /**
- * Waits until `words[index]` differs from `value`, at most `timeoutMs`. Spins `spinCount` loads
- * first (cheap when the peer answers within microseconds), then blocks. The main thread keeps a
- * timer alive while waiting, since a pending `waitAsync` alone does not keep Deno running.
+ * The wait of a SharedArrayBuffer region: `Atomics.wait` or `Atomics.waitAsync` on its words.
+ * The main thread keeps a timer alive while waiting, since a pending `waitAsync` alone does not
+ * keep Deno running.
  *
- * @returns when the word changed or the time ran out (the caller re-checks either way)
+ * @param words the region's Int32 view
+ * @param mode blocking or asynchronous
+ * @returns the `Region.wait` function
  */
-export async function waitWord(
+export function atomicsWait(
   words: Int32Array,
-  index: number,
-  value: number,
-  timeoutMs: number,
   mode: WaitMode,
-  spinCount: number,
-): Promise<void> {
-  for (let spin = 0; spin < spinCount; spin++) {
-    if (Atomics.load(words, index) !== value) return;
-  }
-  if (mode === "sync") {
-    Atomics.wait(words, index, value, timeoutMs);
-    return;
-  }
-  const waited = Atomics.waitAsync(words, index, value, timeoutMs);
-  if (!waited.async) return;
-  const keepAlive = setTimeout(() => {}, timeoutMs + 1);
-  try {
-    await waited.value;
-  } finally {
-    clearTimeout(keepAlive);
-  }
+): (index: number, value: number, timeoutMs: number) => Promise<WaitResult> {
+  return async (index, value, timeoutMs) => {
+    if (mode === "sync") return Atomics.wait(words, index, value, timeoutMs);
+    const waited = Atomics.waitAsync(words, index, value, timeoutMs);
+    if (!waited.async) return waited.value;
+    const keepAlive = setTimeout(() => {}, timeoutMs + 1);
+    try {
+      return await waited.value;
+    } finally {
+      clearTimeout(keepAlive);
+    }
+  };
 }

@@ -27,10 +27,30 @@ import {
 } from "./layout.ts";
 import type { RegionMemory } from "./memory.ts";
 
-/** A region ready for use: its memory and its validated layout. */
+/** How a wait ended: woken (or spuriously), the word already differed, or the time ran out. */
+export type WaitResult = "ok" | "not-equal" | "timed-out";
+
+/**
+ * A region ready for use: its memory, its validated layout, and how a host waits on one of its
+ * words. The core never waits; adapters wait where a core step says (`WaitOn`).
+ */
 export interface Region {
   readonly memory: RegionMemory;
   readonly layout: RegionLayout;
+  /**
+   * Waits while word `index` holds `value`, until a `memory.notify(index)` (by any host) wakes
+   * it, at most `timeoutMs`.
+   *
+   * @returns `not-equal` when the word already differed, `timed-out` when nothing woke the
+   *   waiter in time, `ok` otherwise
+   */
+  wait(index: number, value: number, timeoutMs: number): Promise<WaitResult>;
+  /**
+   * Releases what the region holds (a file mapping, a descriptor); a region without resources
+   * leaves it out. Nothing may touch `memory` afterwards (an implementation makes such a use
+   * throw rather than crash); waits still pending end early.
+   */
+  close?(): void;
 }
 
 /**
