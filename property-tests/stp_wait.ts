@@ -20,8 +20,9 @@ import { connectedPair, patternBytes, SMALL_CONFIG, value, withHosts } from "./s
  * lost wake-up (or a wait that never sleeps on the word) can reach it.
  */
 const WAIT_MS = 1000;
-/** Largest number of steps one side takes (each moves bytes or waits). */
-const STEPS_MAX = 10_000;
+/** Largest number of steps per byte one side takes (each moves a byte or more, or waits). */
+const STEPS_PER_BYTE_MAX = 4;
+const stepsMax = (bytes: number) => STEPS_PER_BYTE_MAX * bytes + 1000;
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -50,8 +51,9 @@ async function writer(
   for (let piece = 0; at < bytes.length; piece++) {
     await pause(pausesMs[piece % pausesMs.length] ?? 0);
     const end = Math.min(bytes.length, at + (writes[piece % writes.length] ?? 1));
+    const bound = stepsMax(end - at);
     for (let steps = 0; at < end; steps++) {
-      if (steps > STEPS_MAX) throw new Error("the writer made no progress");
+      if (steps > bound) throw new Error("the writer made no progress");
       const step = sendStep(ctx, send.end, bytes.subarray(at, end));
       if (step.kind === "moved") at += step.bytes;
       else if (step.kind === "waiting") await waitOn(region, step.wait, "the writer");
@@ -71,7 +73,7 @@ async function reader(
 ): Promise<Uint8Array> {
   const got = new Uint8Array(total + 1);
   let read = 0;
-  for (let steps = 0; steps <= STEPS_MAX; steps++) {
+  for (let steps = 0; steps <= stepsMax(total); steps++) {
     const into = got.subarray(read, Math.min(got.length, read + readBytes));
     const step = recvStep(ctx, receive.end, into);
     if (step.kind === "eof") return got.subarray(0, read);

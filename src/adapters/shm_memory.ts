@@ -9,10 +9,14 @@ import type { RegionMemory } from "../core/stp/memory.ts";
 import type { WaitResult } from "../core/stp/region.ts";
 
 /**
- * A {@link RegionMemory} over a SharedArrayBuffer: every word access is an Atomics operation,
- * every publish is followed by `Atomics.notify`.
+ * A {@link RegionMemory} over a region's bytes: every word access is an Atomics operation,
+ * every publish is followed by a notify (`Atomics.notify` on a SharedArrayBuffer). Atomics
+ * load, store, compareExchange and add work on any buffer, a file mapping shared by several
+ * processes included; `Atomics.notify` wakes only waiters of this process, so such a region
+ * passes its own `notify` (a futex wake).
  *
  * @param buffer the region
+ * @param notify wakes every waiter on a word (default `Atomics.notify`)
  * @returns the memory and the Int32 view waits use
  *
  * @example
@@ -24,7 +28,8 @@ import type { WaitResult } from "../core/stp/region.ts";
  * ```
  */
 export function atomicsMemory(
-  buffer: SharedArrayBuffer,
+  buffer: ArrayBufferLike,
+  notify?: (index: number) => void,
 ): { memory: RegionMemory; words: Int32Array } {
   const words = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
   const bytes = new Uint8Array(buffer);
@@ -37,9 +42,9 @@ export function atomicsMemory(
     compareExchange: (index, expected, replacement) =>
       Atomics.compareExchange(words, index, expected, replacement),
     add: (index, delta) => Atomics.add(words, index, delta),
-    notify: (index) => {
+    notify: notify ?? ((index) => {
       Atomics.notify(words, index);
-    },
+    }),
     readBytes: (byteOffset, into) => {
       into.set(bytes.subarray(byteOffset, byteOffset + into.length));
     },

@@ -210,17 +210,29 @@ function readConfig(words: Int32Array): Result<{ config: RegionConfig; regionId:
  * @returns the layout, or EINVAL saying what is wrong (magic, version, geometry, bounds)
  */
 export function attachRegion(buffer: ArrayBufferLike): Result<RegionLayout> {
-  const words = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+  return checkRegionHeader(new Int32Array(buffer, 0, buffer.byteLength >>> 2), buffer.byteLength);
+}
+
+/** Bytes from the start of a region that hold everything {@link checkRegionHeader} reads. */
+export const HEADER_AND_STG_TABLE_BYTES = (HEADER_WORDS + LIMITS.stgsMax * STG_WORDS) * 4;
+
+/**
+ * Validates a region from its first words (the header and the STG table) and its total size,
+ * without the rest of its bytes: what a file region checks before it maps anything.
+ *
+ * @param words the region's first words (at least the header; at most
+ *   {@link HEADER_AND_STG_TABLE_BYTES} are read; nothing outside `words` is)
+ * @param byteLength the region's total size in bytes
+ * @returns the layout, or EINVAL saying what is wrong (magic, version, geometry, size)
+ */
+export function checkRegionHeader(words: Int32Array, byteLength: number): Result<RegionLayout> {
   const stored = readConfig(words);
   if (!stored.ok) return stored;
   const planned = planRegion(stored.value.config, stored.value.regionId);
   if (!planned.ok) return fail("EINVAL", `inconsistent geometry: ${planned.message}`);
   const layout = planned.value;
-  if (layout.regionBytes > buffer.byteLength) {
-    return fail(
-      "EINVAL",
-      `region needs ${layout.regionBytes} bytes, buffer has ${buffer.byteLength}`,
-    );
+  if (layout.regionBytes > byteLength) {
+    return fail("EINVAL", `region needs ${layout.regionBytes} bytes, buffer has ${byteLength}`);
   }
   const expected = headerWords(layout);
   for (let i = 0; i < HEADER_WORDS; i++) {
