@@ -1,7 +1,8 @@
 /**
  * The few libc calls the file region needs, through Deno FFI (`--allow-ffi`): `open`,
- * `ftruncate`, `mmap`, `munmap`, `close`, `syscall` (for `futex`) and `__errno_location`.
- * Loaded once, on first use. Nothing here decides anything: callers check every result.
+ * `ftruncate`, `mmap`, `munmap`, `close`, `syscall` (for `futex`), `__errno_location`, and the
+ * file calls of `_libc_files.ts`. Loaded once, on first use. Nothing here decides anything:
+ * callers check every result.
  *
  * @module
  */
@@ -13,6 +14,14 @@ const SYMBOLS = {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  link: { parameters: ["buffer", "buffer"], result: "i32" },
+  unlink: { parameters: ["buffer"], result: "i32" },
+  mkdir: { parameters: ["buffer", "u32"], result: "i32" },
+  rmdir: { parameters: ["buffer"], result: "i32" },
+  mkdtemp: { parameters: ["buffer"], result: "pointer" },
   /** `syscall(SYS_futex, addr, FUTEX_WAIT, value, timespec, NULL, 0)`, off the JS thread. */
   futexWait: {
     name: "syscall",
@@ -46,6 +55,7 @@ const ERRNO_NAMES: Readonly<Record<number, string>> = {
   12: "ENOMEM",
   13: "EACCES",
   17: "EEXIST",
+  39: "ENOTEMPTY",
   19: "ENODEV",
   20: "ENOTDIR",
   21: "EISDIR",

@@ -10,13 +10,15 @@
  * Opening a file validates it before anything is mapped or written: a missing file, a file of
  * another format or layout version, one too small for a header, or one shorter than its header
  * says gives a {@link RegionFileError} naming the file, and the file is opened read-only until
- * it has passed. Truncating a file while processes have it mapped makes their next access to
+ * it has passed. Every file call goes through libc too (`_libc_files.ts`): Deno 2.9 opens
+ * nothing under `/dev` with its own APIs unless the process runs with `--allow-all`. Truncating a file while processes have it mapped makes their next access to
  * the lost pages fail with SIGBUS, as for any memory-mapped database: do not.
  *
  * @module
  */
 
 import { fail, ok } from "../core/dispatch/errors.ts";
+import { type HostSlot, hostSlots } from "../core/stp/hosts.ts";
 import {
   H,
   HEADER_WORDS,
@@ -43,6 +45,7 @@ import {
   O,
   PROT_READ_WRITE,
 } from "./_libc.ts";
+import { LibcFileError, linkFile, readPrefix, unlinkFile, writeNewFile } from "./_libc_files.ts";
 import { type WakeMethod, wordWaiter } from "./futex.ts";
 import { atomicsMemory } from "./shm_memory.ts";
 
@@ -60,6 +63,7 @@ export type RegionFileProblem =
   | "too-small"
   | "truncated"
   | "invalid"
+  | "in-use"
   | "ffi"
   | "io";
 
@@ -110,28 +114,23 @@ function symbolsFor(path: string): Libc {
 }
 
 /** Reads the first bytes of a file (read-only) and its size. */
-function readPrefix(path: string): { prefix: Uint8Array; size: number } {
-  let file: Deno.FsFile;
+function readHead(path: string): { prefix: Uint8Array; size: number } {
   try {
-    file = Deno.openSync(path, { read: true });
+    const { bytes, size } = readPrefix(path, HEADER_AND_STG_TABLE_BYTES);
+    return { prefix: bytes, size };
   } catch (error) {
-    const problem = error instanceof Deno.errors.NotFound ? "not-found" : "io";
-    throw new RegionFileError(path, problem, error instanceof Error ? error.message : `${error}`);
+    throw fileError(path, error);
   }
-  try {
-    const info = file.statSync();
-    if (!info.isFile) throw new RegionFileError(path, "invalid", "not a regular file");
-    const prefix = new Uint8Array(Math.min(info.size, HEADER_AND_STG_TABLE_BYTES));
-    let got = 0;
-    for (let reads = 0; got < prefix.length && reads < prefix.length; reads++) {
-      const n = file.readSync(prefix.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
-    return { prefix: prefix.subarray(0, got), size: info.size };
-  } finally {
-    file.close();
+}
+
+/** A libc file failure as a region file error. */
+function fileError(path: string, error: unknown): unknown {
+  if (!(error instanceof LibcFileError)) return error;
+  if (error.errno === "ENOENT") return new RegionFileError(path, "not-found", error.message);
+  if (error.errno === "EEXIST") {
+    return new RegionFileError(path, "exists", "already exists; refusing to replace it");
   }
+  return new RegionFileError(path, "io", error.message);
 }
 
 /**
@@ -186,9 +185,9 @@ export function checkRegionFile(path: string, prefix: Uint8Array, size: number):
  * @throws {RegionFileError} naming the file when it is missing, not a region, of another
  *   version, too small or truncated; nothing has been written to it then
  *
- * @example Creating, reopening and closing a region file
- * ```ts ignore
- * import { createRegionFile, openRegionFile } from "./region_file.ts";
+ * @example Creating, reopening and removing a region file
+ * ```ts
+ * import { createRegionFile, openRegionFile, removeRegionFile } from "./region_file.ts";
  * const path = `/dev/shm/lanfree-example-${crypto.randomUUID()}`;
  * createRegionFile(path, {
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
@@ -199,11 +198,11 @@ export function checkRegionFile(path: string, prefix: Uint8Array, size: number):
  * console.assert(region.layout.stgs[0]?.id === 1);
  * region.close();
  * await region.closed;
- * Deno.removeSync(path);
+ * removeRegionFile(path);
  * ```
  */
 export function openRegionFile(path: string, options: RegionFileOptions = {}): RegionFile {
-  const { prefix, size } = readPrefix(path);
+  const { prefix, size } = readHead(path);
   const layout = checkRegionFile(path, prefix, size);
   const symbols = symbolsFor(path);
   const fd = symbols.open(cPath(path), O.RDWR | O.CLOEXEC, 0);
@@ -254,18 +253,53 @@ export function createRegionFile(
     }
     return region;
   } finally {
-    Deno.removeSync(staging);
+    unlinkFile(staging);
   }
+}
+
+/**
+ * Removes a region file, after checking it is one and that no host holds a live lease on it.
+ *
+ * @param path the region file
+ * @param options `force`: remove it even while hosts hold live leases (they keep their mapping
+ *   until they close it; nobody new can open the file)
+ * @returns the slots that held a live lease (removed anyway with `force`)
+ * @throws {RegionFileError} for a file that is not a region (never removed), `in-use` when a
+ *   host holds a live lease and `force` is not set
+ */
+export function removeRegionFile(
+  path: string,
+  options: { readonly force?: boolean } = {},
+): HostSlot[] {
+  const region = openRegionFile(path);
+  let live: HostSlot[];
+  try {
+    live = hostSlots(region.memory, region.layout, Date.now()).filter((h) => h.status === "live");
+  } finally {
+    region.close();
+  }
+  if (live.length > 0 && options.force !== true) {
+    const who = live.map((h) => `slot ${h.hostId} (pid ${h.pid})`).join(", ");
+    throw new RegionFileError(
+      path,
+      "in-use",
+      `live leases held by ${who}; force removes it anyway`,
+    );
+  }
+  try {
+    unlinkFile(path);
+  } catch (error) {
+    throw fileError(path, error);
+  }
+  return live;
 }
 
 /** Links the staged file to its name; never replaces an existing file. */
 function linkNew(staging: string, path: string): void {
   try {
-    Deno.linkSync(staging, path);
+    linkFile(staging, path);
   } catch (error) {
-    const problem = error instanceof Deno.errors.AlreadyExists ? "exists" : "io";
-    const message = problem === "exists" ? "already exists; refusing to replace it" : `${error}`;
-    throw new RegionFileError(path, problem, message);
+    throw fileError(path, error);
   }
 }
 
@@ -321,6 +355,7 @@ function mapRegion(
     memory,
     layout: layout.value,
     wait: (index, value, timeoutMs) => waiter.wait(index, value, timeoutMs),
+    view: (byteOffset, length) => new Uint8Array(buffer, byteOffset, length),
     path,
     wakeMethod: waiter.method,
     close,
@@ -343,7 +378,7 @@ export function fileRegions(directory: string, options: RegionFileOptions = {}):
     ...region,
     close() {
       region.close();
-      Deno.removeSync(region.path);
+      unlinkFile(region.path);
     },
   });
   return {
@@ -358,11 +393,11 @@ export function fileRegions(directory: string, options: RegionFileOptions = {}):
     },
     attach(bytes) {
       const path = fresh();
-      Deno.writeFileSync(path, bytes);
+      writeNewFile(path, bytes);
       try {
         return ok(removingOnClose(openRegionFile(path, options)));
       } catch (error) {
-        Deno.removeSync(path);
+        unlinkFile(path);
         if (error instanceof RegionFileError) return fail("EINVAL", error.message);
         throw error;
       }

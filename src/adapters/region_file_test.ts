@@ -8,8 +8,16 @@ import {
   type RegionFile,
   RegionFileError,
   type RegionFileProblem,
+  removeRegionFile,
 } from "./region_file.ts";
 import { createStorageSockets } from "./shm.ts";
+import {
+  makeTempDirectory,
+  readWholeFile,
+  removeDirectory,
+  unlinkFile,
+  writeNewFile,
+} from "./_libc_files.ts";
 
 const CONFIG: RegionConfig = {
   stgs: [
@@ -24,14 +32,23 @@ const CONFIG: RegionConfig = {
   backlogMax: 2,
 };
 
-/** Runs `body` with a fresh directory under /dev/shm, removed afterwards. */
-async function inDirectory(body: (directory: string) => Promise<void> | void): Promise<void> {
-  const directory = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "lanfree-test-" });
+/**
+ * Runs `body` with a fresh directory under /dev/shm and removes it afterwards, with the files
+ * `body` lists (Deno's own file APIs refuse /dev without --allow-all; libc does not).
+ */
+async function inDirectory(
+  body: (directory: string) => Promise<string[] | void> | string[] | void,
+): Promise<void> {
+  const directory = makeTempDirectory("/dev/shm/lanfree-test-");
+  let files: string[] | void;
   try {
-    await body(directory);
-  } finally {
-    await Deno.remove(directory, { recursive: true });
+    files = await body(directory);
+  } catch (error) {
+    new Deno.Command("rm", { args: ["-rf", directory] }).outputSync(); // best effort
+    throw error;
   }
+  for (const name of files ?? []) unlinkFile(`${directory}/${name}`);
+  removeDirectory(directory); // ENOTEMPTY if anything was left behind
 }
 
 async function closeAll(...regions: RegionFile[]): Promise<void> {
@@ -56,10 +73,12 @@ Deno.test("a region file created here is opened by a second mapping with the sam
     const opened = openRegionFile(`${directory}/r`);
     assert.equal(opened.layout.regionId, created.layout.regionId);
     assert.deepEqual(opened.layout, created.layout);
+    assert.equal(opened.path, `${directory}/r`);
     assert.equal(opened.wakeMethod, "futex");
     created.memory.store(opened.layout.cbtOffset / 4 + 1, 77);
     assert.equal(opened.memory.load(opened.layout.cbtOffset / 4 + 1), 77, "MAP_SHARED");
     await closeAll(created, opened);
+    return ["r"];
   });
 });
 
@@ -102,6 +121,7 @@ Deno.test("hosts on two mappings of one region file connect, wait on each other 
       extents: [],
     });
     await closeAll(serverRegion, clientRegion);
+    return ["r"];
   });
 });
 
@@ -125,8 +145,7 @@ Deno.test("a missing, foreign, old, tiny or truncated file fails typed, naming i
     };
     for (const [name, [bytes, problem]] of Object.entries(files)) {
       const path = `${directory}/${name}`;
-      if (bytes !== undefined) Deno.writeFileSync(path, bytes);
-      const before = bytes === undefined ? undefined : Deno.statSync(path).mtime?.getTime();
+      if (bytes !== undefined) writeNewFile(path, bytes);
       try {
         openRegionFile(path);
         assert.fail(`${name} opened`);
@@ -135,26 +154,25 @@ Deno.test("a missing, foreign, old, tiny or truncated file fails typed, naming i
         assert.equal(error.problem, problem, `${name}: ${error.message}`);
         assert.ok(error.message.includes(path), error.message);
       }
-      if (bytes !== undefined) {
-        assert.deepEqual(Deno.readFileSync(path), bytes, `${name} was written to`);
-        assert.equal(Deno.statSync(path).mtime?.getTime(), before);
-      }
+      if (bytes !== undefined) assert.deepEqual(readWholeFile(path), bytes, `${name} changed`);
     }
+    return Object.keys(files).filter((name) => name !== "missing");
   });
 });
 
 Deno.test("create refuses to replace an existing file and leaves no staging file behind", async () => {
   await inDirectory((directory) => {
     const path = `${directory}/taken`;
-    Deno.writeTextFileSync(path, "precious");
+    const precious = new TextEncoder().encode("precious");
+    writeNewFile(path, precious);
     assert.equal(problemOf(() => createRegionFile(path, CONFIG)), "exists");
-    assert.equal(Deno.readTextFileSync(path), "precious");
+    assert.deepEqual(readWholeFile(path), precious);
     assert.equal(
       problemOf(() => createRegionFile(`${directory}/bad`, { ...CONFIG, stgs: [] })),
       "invalid",
     );
     assert.equal(problemOf(() => createRegionFile(`${directory}/none/r`, CONFIG)), "io");
-    assert.deepEqual([...Deno.readDirSync(directory)].map((e) => e.name), ["taken"]);
+    return ["taken"]; // and nothing else: removing the directory fails if a staging file is left
   });
 });
 
@@ -173,6 +191,7 @@ Deno.test("close ends a pending wait early and makes later use of the memory thr
       TypeError,
     );
     assert.equal(await region.wait(word, 0, 60_000), "ok", "a wait after close returns at once");
+    return ["r"];
   });
 });
 
@@ -186,6 +205,7 @@ Deno.test("the polling fallback sees a change without any wake and times out wit
     setTimeout(() => region.memory.store(word, 1), 5); // a store, no notify
     assert.equal(await region.wait(word, 0, 60_000), "ok");
     await closeAll(region);
+    return ["r"];
   });
 });
 
@@ -210,5 +230,23 @@ Deno.test("a process that closes its region with a wait pending exits at once", 
     assert.equal(child.code, 0, new TextDecoder().decode(child.stderr));
     assert.equal(new TextDecoder().decode(child.stdout).trim(), "wait ok");
     assert.ok(seconds < 60, `the child lived ${seconds} s: its pending wait kept it alive`);
+    return ["r"];
+  });
+});
+
+Deno.test("removing a region file is refused while a host holds a live lease, and never removes a non-region", async () => {
+  await inDirectory(async (directory) => {
+    const region = createRegionFile(`${directory}/r`, CONFIG);
+    const host = createStorageSockets({ region });
+    assert.equal(problemOf(() => removeRegionFile(`${directory}/r`)), "in-use");
+    await host.dispose();
+    region.close();
+    assert.deepEqual(removeRegionFile(`${directory}/r`), []);
+    writeNewFile(`${directory}/notes`, new TextEncoder().encode("not a region\n".repeat(20)));
+    assert.equal(
+      problemOf(() => removeRegionFile(`${directory}/notes`, { force: true })),
+      "not-a-region",
+    );
+    return ["notes"];
   });
 });

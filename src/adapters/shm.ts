@@ -21,6 +21,7 @@ import { defaultWaitMode, type WaitMode } from "./shm_memory.ts";
 import { sharedRegion } from "./shm_region.ts";
 import { type Handle, Pump } from "./shm_pump.ts";
 import { storageSockets } from "./shm_sockets.ts";
+import { type ZeroCopySockets, zeroCopySockets } from "./shm_zero_copy.ts";
 
 /** Options of {@link createStorageSockets}. */
 export interface StorageSocketsOptions {
@@ -40,8 +41,8 @@ export interface StorageSocketsOptions {
   readonly clock?: () => number;
 }
 
-/** Storage sockets plus the host-level controls. */
-export interface StorageSockets extends Sockets {
+/** Storage sockets: the unified API, the zero-copy calls, and the host-level controls. */
+export interface StorageSockets extends Sockets, ZeroCopySockets {
   /** The region's layout. */
   readonly layout: RegionLayout;
   /** The host slot this host claimed (the owner id in its control blocks). */
@@ -96,6 +97,7 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
   const sockets = storageSockets(table, ctx, pump, () => lease.held());
   return {
     ...sockets,
+    ...zeroCopySockets(table, ctx, pump, region),
     layout,
     hostId,
     incarnation: lease.incarnation,

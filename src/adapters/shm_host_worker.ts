@@ -13,6 +13,7 @@
 import { createHash } from "node:crypto";
 import { SocketError } from "../core/dispatch/errors.ts";
 import { createStorageSockets, type StorageSockets } from "./shm.ts";
+import { patternChunk } from "./_test_pattern.ts";
 
 /** A job for a worker host. */
 export interface HostJob {
@@ -82,19 +83,6 @@ async function receive(host: StorageSockets, job: HostJob, echo: boolean): Promi
   await host.close(fd);
   await host.close(listener);
   post({ kind: "done", bytes, sha256: hash.digest("hex"), micros: [], elapsedMs });
-}
-
-/** The pattern a sender sends: a fixed random-looking chunk, its first 8 bytes the chunk number. */
-function patternChunk(chunkBytes: number): Uint8Array {
-  const chunk = new Uint8Array(chunkBytes);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < chunk.length; i++) {
-    x = (x ^ (x << 13)) >>> 0;
-    x = (x ^ (x >>> 17)) >>> 0;
-    x = (x ^ (x << 5)) >>> 0;
-    chunk[i] = x & 0xff;
-  }
-  return chunk;
 }
 
 async function send(host: StorageSockets, job: HostJob): Promise<void> {

@@ -24,6 +24,10 @@ import type { WaitOn } from "../core/stp/steps.ts";
 export interface Handle {
   readonly ref: ops.BlockRef;
   end?: RingEnd;
+  /** The span handed out by `reserve`, until `commit` (a scratch copy: commit copies it in). */
+  reserved?: { readonly view: Uint8Array; readonly byteOffset: number; readonly copy: boolean };
+  /** Whether a span handed out by `peek` awaits its `release`. */
+  peeked?: boolean;
 }
 
 /** Largest number of wake-ups one call waits through (each is bounded in time as well). */

@@ -38,7 +38,12 @@ export function sharedRegion(
   const layout = attachRegion(buffer);
   if (!layout.ok) return layout;
   const { memory, words } = atomicsMemory(buffer);
-  return ok({ memory, layout: layout.value, wait: atomicsWait(words, waitMode) });
+  return ok({
+    memory,
+    layout: layout.value,
+    wait: atomicsWait(words, waitMode),
+    view: (byteOffset, length) => new Uint8Array(buffer, byteOffset, length),
+  });
 }
 
 /**

@@ -46,6 +46,12 @@ export interface Region {
    */
   wait(index: number, value: number, timeoutMs: number): Promise<WaitResult>;
   /**
+   * A view of `length` bytes of the region from `byteOffset`, for the zero-copy paths (a
+   * producer fills ring space in place, a consumer reads it in place). A region without it is
+   * still usable: those paths then copy through a scratch buffer.
+   */
+  view?(byteOffset: number, length: number): Uint8Array;
+  /**
    * Releases what the region holds (a file mapping, a descriptor); a region without resources
    * leaves it out. Nothing may touch `memory` afterwards (an implementation makes such a use
    * throw rather than crash); waits still pending end early.
