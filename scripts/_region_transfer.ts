@@ -69,12 +69,14 @@ export async function receiveCommand(args: RegionArgs): Promise<void> {
     await host.bind(listener, address);
     await host.listen(listener, 1);
     const { port } = await host.getsockname(listener);
+    const facts = { stg: address.stg, port, hostId: host.hostId, incarnation: host.incarnation };
     report(
       "listening",
-      { stg: address.stg, port, hostId: host.hostId, pid: Deno.pid },
+      { ...facts, pid: Deno.pid, block: host.blockOf(listener) },
       `listening on stg ${address.stg} port ${port} (host slot ${host.hostId})`,
     );
     const fd = await host.accept(listener);
+    report("accepted", { ...facts, block: host.blockOf(fd) });
     await host.close(listener);
     const hash = createHash("sha256");
     const startedMs = performance.now();
@@ -161,7 +163,9 @@ export async function sendCommand(args: RegionArgs): Promise<void> {
       stg: address.stg,
       port: address.port,
       hostId: host.hostId,
+      incarnation: host.incarnation,
       pid: Deno.pid,
+      block: host.blockOf(fd),
     });
     const hash = createHash("sha256");
     const startedMs = performance.now();

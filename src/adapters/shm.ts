@@ -8,7 +8,14 @@
  * @module
  */
 
-import { fail, type Failure, ok, type Result, unwrap } from "../core/dispatch/errors.ts";
+import {
+  fail,
+  type Failure,
+  ok,
+  type Result,
+  SocketError,
+  unwrap,
+} from "../core/dispatch/errors.ts";
 import { SocketTable } from "../core/dispatch/socket_table.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
 import { claimHost, releaseHost, renewLease } from "../core/stp/hosts.ts";
@@ -49,6 +56,11 @@ export interface StorageSockets extends Sockets, ZeroCopySockets {
   readonly hostId: number;
   /** How many times that slot has been claimed, this claim included. */
   readonly incarnation: number;
+  /**
+   * The control block behind a storage descriptor: its index in the CBT and the generation it
+   * had when this socket took it (what `region show` lists). EBADF for a descriptor not open.
+   */
+  blockOf(fd: number): { readonly index: number; readonly generation: number };
   /** Reclaims the blocks of every host whose lease ran out; returns how many. */
   reclaim(): number;
   /** Closes every open descriptor, stops the heartbeat and gives up the lease. */
@@ -101,6 +113,11 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
     layout,
     hostId,
     incarnation: lease.incarnation,
+    blockOf(fd) {
+      const entry = unwrap(table.lookup(fd));
+      if (entry.handle === undefined) throw new SocketError("EBADF", "no control block", { fd });
+      return { index: entry.handle.ref.index, generation: entry.handle.ref.gen };
+    },
     reclaim() {
       lease.renew();
       return runSteps(ops.sweepDeadHosts(ctx()));
