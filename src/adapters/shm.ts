@@ -19,7 +19,9 @@ import {
 import { SocketTable } from "../core/dispatch/socket_table.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
 import { claimHost, releaseHost, renewLease } from "../core/stp/hosts.ts";
+import type { AttachedRegion, StgInfo } from "../core/handshake/config.ts";
 import { HOST, hostWord, type RegionLayout } from "../core/stp/layout.ts";
+import { pickStg } from "../core/stp/stg_pick.ts";
 import type { RegionMemory } from "../core/stp/memory.ts";
 import * as ops from "../core/stp/ops.ts";
 import type { Region } from "../core/stp/region.ts";
@@ -61,6 +63,13 @@ export interface StorageSockets extends Sockets, ZeroCopySockets {
    * had when this socket took it (what `region show` lists). EBADF for a descriptor not open.
    */
   blockOf(fd: number): { readonly index: number; readonly generation: number };
+  /**
+   * The STG info to offer a peer (steps 138 / 236): an STG of this region with room for one
+   * connection's rings, that STG's own length, and the region's id. ENOBUFS when no STG has room.
+   */
+  offerStg(): Result<StgInfo>;
+  /** What a peer's STG info is checked against (steps 160-162 / 200-202): this region. */
+  attachedRegion(): AttachedRegion;
   /** Reclaims the blocks of every host whose lease ran out; returns how many. */
   reclaim(): number;
   /** Closes every open descriptor, stops the heartbeat and gives up the lease. */
@@ -117,6 +126,19 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
       const entry = unwrap(table.lookup(fd));
       if (entry.handle === undefined) throw new SocketError("EBADF", "no control block", { fd });
       return { index: entry.handle.ref.index, generation: entry.handle.ref.gen };
+    },
+    offerStg() {
+      const stg = pickStg(memory, layout);
+      if (!stg.ok) return stg;
+      return ok({
+        id: stg.value.id,
+        lengthBytes: stg.value.lengthBytes,
+        regionId: layout.regionId,
+      });
+    },
+    attachedRegion() {
+      const stgs = layout.stgs.map((stg) => ({ id: stg.id, lengthBytes: stg.lengthBytes }));
+      return { regionId: layout.regionId, stgs };
     },
     reclaim() {
       lease.renew();

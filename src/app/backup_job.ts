@@ -218,7 +218,6 @@ function attemptOnce(
 ): Promise<Attempt> {
   const handshake = {
     wellKnownPort,
-    stg: region === null ? undefined : { id: 1, lengthBytes: region.byteLength },
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   };
   const base = { mode: options.mode, path, handshake, region, ioTimeoutMs };

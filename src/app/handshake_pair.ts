@@ -131,7 +131,6 @@ async function runPairOnce(
     : ["db-server", "db-client"];
   const config = {
     wellKnownPort: options.wellKnownPort,
-    stg: { id: 1, lengthBytes: PAIR_REGION_CONFIG.extentBytes * 8 },
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 3000,
   };
   const base = { config, region, dataBytes: options.dataBytes ?? 0, repeat: options.repeat ?? 1 };

@@ -12,6 +12,7 @@
 
 import { z } from "zod";
 import { fail, ok, type Result } from "../dispatch/errors.ts";
+import { RegionIdTextSchema } from "../wire/messages.ts";
 
 /** Longest handshake deadline accepted, in ms (ten minutes). */
 export const HANDSHAKE_TIMEOUT_MS_MAX = 600_000;
@@ -25,14 +26,37 @@ const port = (what: string) =>
     error: `${what} must be at least 1`,
   }).max(65535, { error: `${what} must be at most 65535` });
 
-/** Schema of the STG the server offers: its id and length (step 138 / 236). */
-export const StgInfoSchema = z.object({
+const stgFields = {
   id: z.int({ error: "stg.id must be an integer" }).min(0, { error: "stg.id must be >= 0" })
     .max(65535, { error: "stg.id must be <= 65535" }),
   lengthBytes: z.int({ error: "stg.lengthBytes must be an integer" }).min(1, {
     error: "stg.lengthBytes must be at least 1 byte",
   }).max(Number.MAX_SAFE_INTEGER, { error: "stg.lengthBytes is too large" }),
+};
+
+/**
+ * Schema of the STG the server offers (steps 138 / 236): its id, that STG's own length, and the
+ * id of the region it lies in.
+ */
+export const StgInfoSchema = z.object({
+  ...stgFields,
+  regionId: RegionIdTextSchema,
 });
+
+/** The STG a server offers. */
+export type StgInfo = z.output<typeof StgInfoSchema>;
+
+/**
+ * Schema of the region a side attached, as the side that receives the STG info checks it
+ * (steps 160-162 / 200-202): the region's id and each STG's id and length.
+ */
+export const AttachedRegionSchema = z.object({
+  regionId: RegionIdTextSchema,
+  stgs: z.array(z.object(stgFields)).min(1).max(16),
+});
+
+/** The region a side attached. */
+export type AttachedRegion = z.output<typeof AttachedRegionSchema>;
 
 /** Schema of a handshake configuration, with defaults. */
 export const HandshakeConfigSchema = z.object({
@@ -50,6 +74,11 @@ export const HandshakeConfigSchema = z.object({
   }).default(0),
   /** The STG the server offers; required for the server roles, unused by the clients. */
   stg: StgInfoSchema.optional(),
+  /**
+   * The region this side attached; the client roles check the STG info they receive against
+   * it (without it they fail at steps 160 / 200: no region attached).
+   */
+  region: AttachedRegionSchema.optional(),
   /** How many network connections the file-system client expects (the seeds say two). */
   expectedConnections: z.literal(FS_NETWORK_CONNECTIONS, {
     error: "expectedConnections must be 2: the file-system flow opens control and error",
