@@ -9,7 +9,8 @@
  * - the wait is an FFI call declared `nonblocking`, so it sleeps on a thread of Deno's blocking
  *   pool, not on the JS thread, and is bounded by a relative timespec;
  * - the wake is a synchronous call;
- * - a short spin comes first: a peer that answers within microseconds costs no system call.
+ * - a short spin comes first: a peer that answers within microseconds costs no system call
+ *   (adaptive: a spin that keeps failing, as when both sides share one core, shrinks to none).
  *
  * The system call number differs by architecture (`futex` is 202 on x86_64, 98 on aarch64).
  * Where it is not available (another architecture, no FFI) the waiter polls instead: it re-reads
@@ -92,7 +93,7 @@ export function wordWaiter(
     );
   }
   const state = { closed: false, pending: new Map<number, number>() };
-  const spinMs = (options.spinMicros ?? 50) / 1000;
+  const spin = new AdaptiveSpin((options.spinMicros ?? 50) / 1000);
   const sleep = method === "futex"
     ? futexSleep(symbols as Libc, sys as bigint, base)
     : pollSleep(words, state);
@@ -100,13 +101,18 @@ export function wordWaiter(
     method,
     async wait(index, value, timeoutMs) {
       if (state.closed) return "ok";
-      const spinUntil = performance.now() + spinMs;
-      for (let spin = 0; spin < 64 || performance.now() < spinUntil; spin++) {
-        if (Atomics.load(words, index) !== value) return spin === 0 ? "not-equal" : "ok";
+      const spinUntil = performance.now() + spin.budgetMs;
+      for (let loads = 0; loads < 64 || performance.now() < spinUntil; loads++) {
+        if (Atomics.load(words, index) !== value) {
+          if (loads >= 64) spin.caught();
+          return loads === 0 ? "not-equal" : "ok";
+        }
       }
       state.pending.set(index, (state.pending.get(index) ?? 0) + 1);
       try {
-        return await sleep(index, value, timeoutMs);
+        const result = await sleep(index, value, timeoutMs);
+        spin.slept();
+        return result;
       } finally {
         const left = (state.pending.get(index) ?? 1) - 1;
         if (left === 0) state.pending.delete(index);
@@ -142,6 +148,43 @@ export function wordWaiter(
     },
   };
 }
+
+/**
+ * How long a wait spins before it sleeps, adapted to what spinning buys. A spin pays off when
+ * the peer runs on another core and answers within microseconds; when both share a core (a
+ * loaded machine), spinning only delays the peer, and every round trip costs the whole spin
+ * twice. So each wait the spin caught adds a quarter of the maximum to the budget and each it
+ * missed takes an eighth away (a few misses in a run of hits change little; a core shared for
+ * good ends the spinning after eight waits); every {@link PROBE_EVERY} waits one wait spins the
+ * full maximum again, so a spin that pays off again is found.
+ */
+export class AdaptiveSpin {
+  #budgetMs: number;
+  #waits = 0;
+
+  /** @param maxMs the longest spin, ms (also the first) */
+  constructor(readonly maxMs: number) {
+    this.#budgetMs = maxMs;
+  }
+
+  /** The spin of the next wait, ms. */
+  get budgetMs(): number {
+    return ++this.#waits % PROBE_EVERY === 0 ? this.maxMs : this.#budgetMs;
+  }
+
+  /** The spin saw the change. */
+  caught(): void {
+    this.#budgetMs = Math.min(this.maxMs, this.#budgetMs + this.maxMs / 4);
+  }
+
+  /** The wait had to sleep. */
+  slept(): void {
+    this.#budgetMs = Math.max(0, this.#budgetMs - this.maxMs / 8);
+  }
+}
+
+/** One wait in this many spins the whole budget again (see {@link AdaptiveSpin}). */
+export const PROBE_EVERY = 32;
 
 /** One futex sleep: `ok` when woken, `not-equal` when the word differed, `timed-out`. */
 function futexSleep(

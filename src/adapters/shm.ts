@@ -113,7 +113,9 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
   runSteps(ops.sweepDeadHosts(ctx()));
   const heartbeat = setInterval(() => lease.renew(), layout.leaseMs / 4);
   Deno.unrefTimer(heartbeat);
-  const pump = new Pump(region, options.spinCount ?? 2000, () => lease.renew());
+  // A file region's wait spins adaptively itself; a SharedArrayBuffer's spins here first.
+  const spinCount = options.spinCount ?? (options.region instanceof SharedArrayBuffer ? 2000 : 0);
+  const pump = new Pump(region, spinCount, () => lease.renew());
   const table = new SocketTable<Handle>("storage");
   const sockets = storageSockets(table, ctx, pump, () => lease.held());
   return {

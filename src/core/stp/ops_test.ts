@@ -138,3 +138,20 @@ Deno.test("allocate reports ENOBUFS when every control block is taken", () => {
   const none = runSteps(ops.allocate(a, 0));
   assert.equal(!none.ok && none.code, "ENOBUFS");
 });
+
+Deno.test("a sender waiting for ring space is woken when its peer reads, not when its peer sends", () => {
+  const { a, b } = region();
+  const { client, accepted } = connectPair(a, b, 80);
+  const clientEnd = value(openRingEnd(b, client));
+  const serverEnd = value(openRingEnd(a, accepted));
+  const full = new Uint8Array(CONFIG.extentBytes);
+  assert.deepEqual(sendStep(b, clientEnd, full), { kind: "moved", bytes: full.length });
+  const blocked = sendStep(b, clientEnd, new Uint8Array(1));
+  assert.equal(blocked.kind, "waiting");
+  if (blocked.kind !== "waiting") return;
+  const unchanged = () => a.memory.load(blocked.wait.index) === blocked.wait.value;
+  sendStep(a, serverEnd, new Uint8Array(5)); // data the other way: no space for the sender
+  assert.ok(unchanged(), "the sender's wait word moved on data it cannot use (a spurious wake)");
+  recvStep(a, serverEnd, new Uint8Array(10));
+  assert.ok(!unchanged(), "reading frees space: the sender's wait word moves");
+});

@@ -5,8 +5,10 @@
  * 2^28 bytes, so `(tail - head) >>> 0` is the byte count in the ring and `counter & (size - 1)`
  * the position, across any number of wraps of the counters: transfers of any length work.
  *
- * Publish order: the producer copies the bytes, then stores `txTail`, then rings its doorbell;
- * the consumer copies out, then stores `rxHead`, then rings its doorbell. A side that closes
+ * Publish order: the producer copies the bytes, then stores `txTail`, then rings its doorbell
+ * (what a consumer waiting for data waits on); the consumer copies out, then stores `rxHead`,
+ * then rings its space bell (what a producer waiting for space waits on). State changes ring
+ * both. A side that closes
  * stores its state after its last `txTail`, so a consumer that reads the peer's state before its
  * tail never misses bytes sent before end-of-stream.
  *
@@ -43,10 +45,12 @@ export interface RingEnd {
   readonly txTailIndex: number;
   readonly rxHeadIndex: number;
   readonly doorbellIndex: number;
+  readonly spaceBellIndex: number;
   readonly peerStateIndex: number;
   readonly peerTxTailIndex: number;
   readonly peerRxHeadIndex: number;
   readonly peerDoorbellIndex: number;
+  readonly peerSpaceBellIndex: number;
   /** Bytes written so far (only this end writes `txTail`). */
   tail: number;
   /** Bytes read so far (only this end writes `rxHead`). */
@@ -88,10 +92,12 @@ export function openRingEnd(ctx: StpContext, ref: BlockRef): Result<RingEnd> {
     txTailIndex: own(F.txTail),
     rxHeadIndex: own(F.rxHead),
     doorbellIndex: own(F.doorbell),
+    spaceBellIndex: own(F.spaceBell),
     peerStateIndex: peers(F.state),
     peerTxTailIndex: peers(F.txTail),
     peerRxHeadIndex: peers(F.rxHead),
     peerDoorbellIndex: peers(F.doorbell),
+    peerSpaceBellIndex: peers(F.spaceBell),
     tail: loadField(ctx, ref.index, F.txTail),
     head: loadField(ctx, ref.index, F.rxHead),
     reserved: 0,
@@ -129,14 +135,13 @@ function brokenConnection(ctx: StpContext, end: RingEnd, peerWord: number): Brok
 /** The step when nothing can move: a failure if the peer is dead, else where to wait. */
 function blocked(
   ctx: StpContext,
-  end: RingEnd,
   peerWord: number,
-  doorbell: number,
+  wait: WaitOn,
 ): Extract<RingStep, { kind: "waiting" | "failed" }> {
   if (!hostAlive(ctx.memory, ctx.layout, ownerOf(peerWord), ctx.nowMs)) {
     return broken("ECONNRESET", `peer host ${ownerOf(peerWord)} lost its lease`);
   }
-  return { kind: "waiting", wait: { index: end.peerDoorbellIndex, value: doorbell } };
+  return { kind: "waiting", wait };
 }
 
 /** Where a producer may write or a consumer may read in place: a contiguous span of the region. */
@@ -161,7 +166,7 @@ export type SpanStep = RingSpan | Exclude<RingStep, { kind: "moved" }>;
  */
 export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanStep {
   const memory = ctx.memory;
-  const doorbell = memory.load(end.peerDoorbellIndex);
+  const bell = memory.load(end.peerSpaceBellIndex);
   const peerWord = memory.load(end.peerStateIndex);
   const failure = brokenConnection(ctx, end, peerWord);
   if (failure !== undefined) return failure;
@@ -171,7 +176,9 @@ export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): Sp
   const used = ringUsed(end.tail, memory.load(end.peerRxHeadIndex));
   if (used > end.ringBytes) return broken("EPROTO", `ring holds ${used} bytes, more than its size`);
   const count = Math.min(end.ringBytes - used, Math.max(0, Math.trunc(maxBytes)));
-  if (count === 0 && maxBytes >= 1) return blocked(ctx, end, peerWord, doorbell);
+  if (count === 0 && maxBytes >= 1) {
+    return blocked(ctx, peerWord, { index: end.peerSpaceBellIndex, value: bell });
+  }
   const [position, first] = ringSpans(end.tail, count, end.ringBytes);
   end.reserved = first;
   return { kind: "span", byteOffset: end.txOffset + position, length: first };
@@ -225,7 +232,7 @@ export function peekStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanS
     end.peeked = 0;
     return { kind: "span", byteOffset: end.rxOffset, length: 0 };
   }
-  return blocked(ctx, end, peerWord, doorbell);
+  return blocked(ctx, peerWord, { index: end.peerDoorbellIndex, value: doorbell });
 }
 
 /**
@@ -241,8 +248,8 @@ export function releaseStep(ctx: StpContext, end: RingEnd, bytes: number): Resul
   if (bytes === 0) return ok(0);
   end.head = (end.head + bytes) | 0;
   ctx.memory.store(end.rxHeadIndex, end.head);
-  ctx.memory.add(end.doorbellIndex, 1);
-  ctx.memory.notify(end.doorbellIndex);
+  ctx.memory.add(end.spaceBellIndex, 1);
+  ctx.memory.notify(end.spaceBellIndex);
   return ok(bytes);
 }
 
