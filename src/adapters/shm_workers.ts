@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { HostJob, HostReport } from "./shm_host_worker.ts";
+import type { HostReport, WorkerHostJob as HostJob } from "./shm_host_worker.ts";
 
 /** A worker host and the reports it has posted. */
 export interface WorkerHost {

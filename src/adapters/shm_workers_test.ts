@@ -4,7 +4,7 @@ import type { RegionConfig } from "../core/stp/layout.ts";
 import { regionUsage } from "../core/stp/usage.ts";
 import { sharedArrayBufferRegions } from "./shm_region.ts";
 import { createStorageSockets } from "./shm.ts";
-import type { HostJob } from "./shm_host_worker.ts";
+import type { WorkerHostJob as HostJob } from "./shm_host_worker.ts";
 import { startHost } from "./shm_workers.ts";
 import { attachRegion } from "../core/stp/region.ts";
 import { atomicsMemory } from "./shm_memory.ts";
