@@ -75,6 +75,8 @@ export class RegionFileError extends Error {
   readonly problem: RegionFileProblem;
 
   /**
+   * Builds the error; its message starts with `region file <path>:`.
+   *
    * @param path the region file
    * @param problem what is wrong
    * @param message the facts, in words

@@ -43,8 +43,15 @@ export const StgInfoSchema = z.object({
   regionId: RegionIdTextSchema,
 });
 
-/** The STG a server offers. */
-export type StgInfo = z.output<typeof StgInfoSchema>;
+/** The STG a server offers: its id, that STG's own length, the id of its region. */
+export interface StgInfo {
+  /** The STG id. */
+  readonly id: number;
+  /** That STG's own length in bytes (its extents), not the region's. */
+  readonly lengthBytes: number;
+  /** The id of the region the STG lies in. */
+  readonly regionId: string;
+}
 
 /**
  * Schema of the region a side attached, as the side that receives the STG info checks it
@@ -55,8 +62,13 @@ export const AttachedRegionSchema = z.object({
   stgs: z.array(z.object(stgFields)).min(1).max(16),
 });
 
-/** The region a side attached. */
-export type AttachedRegion = z.output<typeof AttachedRegionSchema>;
+/** The region a side attached: its id and each STG's id and length. */
+export interface AttachedRegion {
+  /** The region's id. */
+  readonly regionId: string;
+  /** Each STG's id and length. */
+  readonly stgs: ReadonlyArray<{ readonly id: number; readonly lengthBytes: number }>;
+}
 
 /** Schema of a handshake configuration, with defaults. */
 export const HandshakeConfigSchema = z.object({

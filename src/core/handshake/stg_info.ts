@@ -15,7 +15,9 @@ import type { Learned, Step } from "./types.ts";
 
 /** Why the STG info does not fit this side's region. */
 export interface StgInfoMismatch {
+  /** The failure's code (EADDRNOTAVAIL). */
   readonly code: SocketErrorCode;
+  /** `step N: ` and what differed. */
   readonly message: string;
 }
 

@@ -173,10 +173,13 @@ export function* freeDeadSlots(
 
 /** One host slot as `region show` reports it. */
 export interface HostSlot {
+  /** The slot, 1..hostCount. */
   readonly hostId: number;
   /** `free`, `live` (lease held) or `dead` (lease ran out, not yet reclaimed). */
   readonly status: "free" | "live" | "dead";
+  /** How many times the slot has been claimed. */
   readonly incarnation: number;
+  /** The process id its holder recorded (0 when unknown). */
   readonly pid: number;
   /** Milliseconds since the last renewal; null for a free slot. */
   readonly leaseAgeMs: number | null;

@@ -144,11 +144,17 @@ export type RegionConfig = z.input<typeof regionConfigSchema>;
 
 /** One STG in a planned layout. */
 export interface StgLayout {
+  /** Its position in the STG table. */
   readonly index: number;
+  /** The STG id users name in a storage address. */
   readonly id: number;
+  /** Its first extent in the extent table. */
   readonly firstExtent: number;
+  /** How many extents (one ring each) it owns. */
   readonly extentCount: number;
+  /** Its lowest dynamic port. */
   readonly ephemeralMin: number;
+  /** Its highest dynamic port. */
   readonly ephemeralMax: number;
   /** Bytes of device space the STG owns ("STG info" length). */
   readonly lengthBytes: number;

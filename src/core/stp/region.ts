@@ -35,7 +35,9 @@ export type WaitResult = "ok" | "not-equal" | "timed-out";
  * words. The core never waits; adapters wait where a core step says (`WaitOn`).
  */
 export interface Region {
+  /** Word and byte access to the region. */
   readonly memory: RegionMemory;
+  /** Its validated layout (with its id). */
   readonly layout: RegionLayout;
   /**
    * Waits while word `index` holds `value`, until a `memory.notify(index)` (by any host) wakes

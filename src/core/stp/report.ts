@@ -20,10 +20,13 @@ import type { RegionMemory } from "./memory.ts";
 
 /** One STG as `region show` reports it. */
 export interface StgReport {
+  /** The STG id. */
   readonly id: number;
   /** Device bytes the STG owns (what the handshakes send as its length). */
   readonly lengthBytes: number;
+  /** Its extents (one ring each): how many, how many hold a ring, how many are free. */
   readonly extents: { readonly total: number; readonly used: number; readonly free: number };
+  /** Its dynamic port range. */
   readonly ephemeralPorts: { readonly min: number; readonly max: number };
   /** Ports held by a control block, ascending. */
   readonly portsInUse: number[];
@@ -31,28 +34,43 @@ export interface StgReport {
 
 /** One control block that is not free. */
 export interface BlockReport {
+  /** The block's index in the CBT. */
   readonly index: number;
+  /** Its state's name (`listening`, `connected`, ...). */
   readonly state: string;
+  /** The host slot in its owner bits. */
   readonly owner: number;
+  /** Its generation (bumped at each allocation). */
   readonly generation: number;
-  /** The STG id and port the block holds or uses, when bound. */
+  /** The STG id of the port the block holds, when it holds one. */
   readonly stg: number | null;
+  /** That port. */
   readonly port: number | null;
 }
 
 /** A whole region, as `region show` reports it. */
 export interface RegionReport {
+  /** The region's id (a UUID written when it was formatted). */
   readonly regionId: string;
+  /** Its layout version. */
   readonly version: number;
+  /** Its size in bytes. */
   readonly regionBytes: number;
+  /** The size of each extent (each ring), bytes. */
   readonly extentBytes: number;
+  /** The I/O timeout every host applies, ms. */
   readonly ioTimeoutMs: number;
+  /** How long a host's lease lasts without renewal, ms. */
   readonly leaseMs: number;
+  /** The largest listen backlog. */
   readonly backlogMax: number;
+  /** Each STG. */
   readonly stgs: StgReport[];
   /** How many blocks are in each state (every state named, zeros included). */
   readonly blocksByState: Record<string, number>;
+  /** The blocks that are not free. */
   readonly blocks: BlockReport[];
+  /** Every host slot. */
   readonly hosts: HostSlot[];
 }
 
