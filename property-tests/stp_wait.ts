@@ -13,6 +13,7 @@ import type { Region, RegionFactory } from "../src/core/stp/region.ts";
 import { recvStep, sendStep } from "../src/core/stp/ring.ts";
 import { runSteps, type StpContext, type WaitOn } from "../src/core/stp/steps.ts";
 import { connectedPair, patternBytes, SMALL_CONFIG, value, withHosts } from "./stp_harness.ts";
+import { pollingWait } from "../src/adapters/shm_memory.ts";
 
 /**
  * How long one wait may take before the property calls the wake-up lost. Every wait here is
@@ -28,7 +29,11 @@ const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** Waits where a step said; a `timed-out` wait is a lost wake-up. */
 async function waitOn(region: Region, wait: WaitOn, who: string): Promise<void> {
-  const result = await region.wait(wait.index, wait.value, WAIT_MS);
+  const result = await (region.wait?.bind(region) ?? pollingWait(region.memory))(
+    wait.index,
+    wait.value,
+    WAIT_MS,
+  );
   if (result === "timed-out") {
     const now = region.memory.load(wait.index);
     throw new Error(

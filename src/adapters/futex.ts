@@ -26,6 +26,7 @@
 
 import type { WaitResult } from "../core/stp/region.ts";
 import { type Libc, libc } from "./_libc.ts";
+import { pollWord } from "./shm_memory.ts";
 
 /** How a waiter sleeps: `futex`, or `poll` (re-read every millisecond) where futex is missing. */
 export type WakeMethod = "futex" | "poll";
@@ -38,8 +39,6 @@ export const SYS_FUTEX: Readonly<Partial<Record<typeof Deno.build.arch, bigint>>
 const FUTEX_WAIT = 0;
 const FUTEX_WAKE = 1;
 const WAKE_ALL = 0x7fff_ffff;
-/** Sleep between two reads of a polling wait, ms. */
-export const POLL_SLEEP_MS = 1;
 /** Largest number of wake rounds `drain` makes before it gives up on a wait (each 1 ms). */
 const DRAIN_ROUNDS_MAX = 10_000;
 
@@ -219,19 +218,11 @@ function futexSleep(
   };
 }
 
-/** One polling sleep: re-reads the word every {@link POLL_SLEEP_MS} until it changes or time. */
+/** One polling sleep: re-reads the word every millisecond until it changes, close, or time. */
 function pollSleep(
   words: Int32Array,
   state: { readonly closed: boolean },
 ): (index: number, value: number, timeoutMs: number) => Promise<WaitResult> {
-  return async (index, value, timeoutMs) => {
-    const deadlineMs = performance.now() + timeoutMs;
-    const roundsMax = Math.ceil(timeoutMs / POLL_SLEEP_MS) + 1;
-    for (let round = 0; round < roundsMax; round++) {
-      await new Promise((resolve) => setTimeout(resolve, POLL_SLEEP_MS));
-      if (state.closed || Atomics.load(words, index) !== value) return "ok";
-      if (performance.now() >= deadlineMs) break;
-    }
-    return "timed-out";
-  };
+  return (index, value, timeoutMs) =>
+    pollWord(() => Atomics.load(words, index), value, timeoutMs, () => state.closed);
 }

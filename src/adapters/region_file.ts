@@ -34,6 +34,7 @@ import {
   HEADER_AND_STG_TABLE_BYTES,
   type Region,
   type RegionFactory,
+  type WaitResult,
 } from "../core/stp/region.ts";
 import {
   cPath,
@@ -95,6 +96,8 @@ export interface RegionFile extends Region {
   readonly path: string;
   /** How hosts wait on it: `futex`, or `poll` where futex is not available. */
   readonly wakeMethod: WakeMethod;
+  /** Waits on a word of the mapping (futex, or polling); see `Region.wait`. */
+  wait(index: number, value: number, timeoutMs: number): Promise<WaitResult>;
   /** Unmaps the file and closes its descriptor once pending waits have ended (see `closed`). */
   close(): void;
   /** Resolves when the mapping and the descriptor are released after `close`. */

@@ -93,3 +93,54 @@ export function atomicsWait(
     }
   };
 }
+
+/** Sleep between two reads of a polling wait, ms. */
+export const POLL_SLEEP_MS = 1;
+
+/**
+ * Waits by re-reading a word every {@link POLL_SLEEP_MS} until it differs from `value`, `stop`
+ * says so, or `timeoutMs` has passed: the wait of a region that has no way to be woken.
+ *
+ * @param read reads the word
+ * @param value the value to wait past
+ * @param timeoutMs how long at most
+ * @param stop ends the wait early (a closed region)
+ * @returns `ok` when the word changed (or `stop`), `timed-out` otherwise
+ */
+export async function pollWord(
+  read: () => number,
+  value: number,
+  timeoutMs: number,
+  stop: () => boolean = () => false,
+): Promise<WaitResult> {
+  const deadlineMs = performance.now() + timeoutMs;
+  const roundsMax = Math.ceil(timeoutMs / POLL_SLEEP_MS) + 1;
+  for (let round = 0; round < roundsMax; round++) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_SLEEP_MS));
+    if (stop() || read() !== value) return "ok";
+    if (performance.now() >= deadlineMs) break;
+  }
+  return "timed-out";
+}
+
+/**
+ * The wait of a region that brings none (`Region.wait` is optional): poll the word.
+ *
+ * @param memory the region's memory
+ * @returns a `Region.wait` function
+ *
+ * @example
+ * ```ts
+ * import { atomicsMemory, pollingWait } from "./shm_memory.ts";
+ * const { memory } = atomicsMemory(new SharedArrayBuffer(64));
+ * console.assert(await pollingWait(memory)(0, 0, 3) === "timed-out");
+ * ```
+ */
+export function pollingWait(
+  memory: RegionMemory,
+): (index: number, value: number, timeoutMs: number) => Promise<WaitResult> {
+  return (index, value, timeoutMs) =>
+    memory.load(index) !== value
+      ? Promise.resolve("not-equal")
+      : pollWord(() => memory.load(index), value, timeoutMs);
+}

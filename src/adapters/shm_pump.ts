@@ -19,6 +19,7 @@ import type * as ops from "../core/stp/ops.ts";
 import type { Region } from "../core/stp/region.ts";
 import type { RingEnd } from "../core/stp/ring.ts";
 import type { WaitOn } from "../core/stp/steps.ts";
+import { pollingWait } from "./shm_memory.ts";
 
 /** What a storage descriptor refers to in the region. */
 export interface Handle {
@@ -40,6 +41,7 @@ const WAKEUPS_MAX = 100_000_000;
  */
 export class Pump {
   readonly layout: RegionLayout;
+  readonly #wait: NonNullable<Region["wait"]>;
 
   constructor(
     readonly region: Region,
@@ -47,6 +49,7 @@ export class Pump {
     readonly renew: () => void,
   ) {
     this.layout = region.layout;
+    this.#wait = region.wait?.bind(region) ?? pollingWait(region.memory);
   }
 
   /** Waits on `wait` until it changes or `deadlineMs`; false when the deadline has passed. */
@@ -58,7 +61,7 @@ export class Pump {
       if (memory.load(wait.index) !== wait.value) return true;
     }
     const sliceMs = Math.max(1, Math.min(remainingMs, this.layout.leaseMs / 4));
-    await this.region.wait(wait.index, wait.value, sliceMs);
+    await this.#wait(wait.index, wait.value, sliceMs);
     this.renew();
     return true;
   }

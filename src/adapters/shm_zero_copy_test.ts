@@ -122,9 +122,9 @@ Deno.test("reserve and peek are checked like send and recv: order, pending calls
   await client.dispose();
 });
 
-Deno.test("a region without views still serves reserve and peek, through copies", async () => {
+Deno.test("a region without views or a wait still serves reserve and peek, through copies and polling", async () => {
   const r = region();
-  const withoutView: Region = { memory: r.memory, layout: r.layout, wait: r.wait };
+  const withoutView: Region = { memory: r.memory, layout: r.layout };
   const message = new Uint8Array(3 * CONFIG.extentBytes + 7).map((_, i) => (i * 5) & 0xff);
   const { received } = await zeroCopyTransfer(withoutView, message, 2500);
   assert.deepEqual(received, message);

@@ -41,12 +41,13 @@ export interface Region {
   readonly layout: RegionLayout;
   /**
    * Waits while word `index` holds `value`, until a `memory.notify(index)` (by any host) wakes
-   * it, at most `timeoutMs`.
+   * it, at most `timeoutMs`. A region without it is waited on by polling the word every
+   * millisecond (`pollingWait`).
    *
    * @returns `not-equal` when the word already differed, `timed-out` when nothing woke the
    *   waiter in time, `ok` otherwise
    */
-  wait(index: number, value: number, timeoutMs: number): Promise<WaitResult>;
+  wait?(index: number, value: number, timeoutMs: number): Promise<WaitResult>;
   /**
    * A view of `length` bytes of the region from `byteOffset`, for the zero-copy paths (a
    * producer fills ring space in place, a consumer reads it in place). A region without it is
