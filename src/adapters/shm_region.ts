@@ -28,7 +28,7 @@ import { atomicsMemory, atomicsWait, defaultWaitMode, type WaitMode } from "./sh
  * }, crypto.randomUUID());
  * if (!buffer.ok) throw new Error(buffer.message);
  * const region = sharedRegion(buffer.value);
- * console.assert(region.ok && await region.value.wait(0, 0, 1) === "not-equal");
+ * console.assert(region.ok && await region.value.wait?.(0, 0, 1) === "not-equal");
  * ```
  */
 export function sharedRegion(
