@@ -41,7 +41,7 @@
  * const myRegions: RegionFactory = {
  *   name: "my-regions",
  *   create(config) {
- *     const formatted = formatRegion(config);
+ *     const formatted = formatRegion(config, crypto.randomUUID());
  *     return formatted.ok ? this.attach(new Uint8Array(formatted.value)) : formatted;
  *   },
  *   attach(bytes) {
@@ -107,14 +107,15 @@ export {
   type MessageOf,
   type MessageType,
   type PortMessage,
+  type RegionIdMessage,
   type StgIdMessage,
   type StgLengthMessage,
   type WellKnownMessage,
 } from "./src/core/wire/messages.ts";
-export type { Region, RegionFactory } from "./src/core/stp/region.ts";
+export type { Region, RegionFactory, WaitResult } from "./src/core/stp/region.ts";
 export type { RegionMemory } from "./src/core/stp/memory.ts";
 export type { RegionConfig, RegionLayout, StgConfig, StgLayout } from "./src/core/stp/layout.ts";
-export type { HandshakeConfig, StgInfo } from "./src/core/handshake/config.ts";
+export type { AttachedRegion, HandshakeConfig, StgInfo } from "./src/core/handshake/config.ts";
 export type {
   ActionBase,
   Channels,
@@ -125,6 +126,7 @@ export type {
   HandshakeMachine,
   HandshakeRole,
   HandshakeStatus,
+  Learned,
   ResultInput,
   SocketAction,
   Step,

@@ -129,3 +129,28 @@ export {
   readEntriesPage,
   type SnapshotSummary,
 } from "./src/app/snapshot_summaries.ts";
+export {
+  createRegionFile,
+  DEFAULT_REGION_DIRECTORY,
+  fileRegions,
+  openRegionFile,
+  type RegionFile,
+  RegionFileError,
+  type RegionFileOptions,
+  type RegionFileProblem,
+  removeRegionFile,
+} from "./src/adapters/region_file.ts";
+export { futexAvailable, type WakeMethod } from "./src/adapters/futex.ts";
+export { sharedRegion } from "./src/adapters/shm_region.ts";
+export type { ZeroCopySockets } from "./src/adapters/shm_zero_copy.ts";
+export type { RegionMemory } from "./src/core/stp/memory.ts";
+export type { StgLayout } from "./src/core/stp/layout.ts";
+export { type HostSlot, hostSlots } from "./src/core/stp/hosts.ts";
+export { pickStg, RINGS_PER_CONNECTION } from "./src/core/stp/stg_pick.ts";
+export {
+  type BlockReport,
+  type RegionReport,
+  regionReport,
+  type StgReport,
+} from "./src/core/stp/report.ts";
+export { checkStgInfo, type StgInfoMismatch } from "./src/core/handshake/stg_info.ts";

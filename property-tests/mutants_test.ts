@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { runSuites } from "./_runner.ts";
+import { failureReport } from "./_suite.ts";
 import { stpSuite } from "./stp_suite.ts";
 import { handshakeSuite } from "./handshake_suite.ts";
 import { wireSuite } from "./wire_suite.ts";
@@ -77,6 +78,27 @@ Deno.test("the STP suite catches a ring that drops a byte", async () => {
     failed.some((name) => name.includes("ring")),
     `the ring property did not fail: ${failed}`,
   );
+});
+
+Deno.test("the STP suite catches a region whose notify drops wake-ups", async () => {
+  // Publishes happen, wake-ups do not: a waiter sleeps until its timeout.
+  const broken = mutantRegions("wake-up-dropping", (memory) => ({
+    byteLength: memory.byteLength,
+    load: (i) => memory.load(i),
+    store: (i, v) => memory.store(i, v),
+    add: (i, d) => memory.add(i, d),
+    compareExchange: (i, e, r) => memory.compareExchange(i, e, r),
+    readBytes: (o, into) => memory.readBytes(o, into),
+    writeBytes: (o, from) => memory.writeBytes(o, from),
+    notify: () => {},
+  }));
+  const property = stpSuite(broken).properties.find((p) =>
+    p.name.includes("woken by every notify")
+  );
+  // Each failing run waits out its timeout: stop at the first failure instead of shrinking.
+  const details = await property!.check({ endOnFailure: true });
+  assert.ok(details.failed, "the wait/notify property did not fail");
+  assert.match(failureReport(details) ?? "", /lost wake-up/);
 });
 
 /** A machine that skips sending the well-known string (step 90) but acts as if it sent it. */

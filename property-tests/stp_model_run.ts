@@ -9,7 +9,7 @@ import * as ops from "../src/core/stp/ops.ts";
 import type { RegionFactory } from "../src/core/stp/region.ts";
 import { runSteps } from "../src/core/stp/steps.ts";
 import { regionUsage } from "../src/core/stp/usage.ts";
-import { hostsOn, SMALL_CONFIG } from "./stp_harness.ts";
+import { SMALL_CONFIG, withHosts } from "./stp_harness.ts";
 import {
   Allocate,
   Bind,
@@ -162,21 +162,26 @@ const commands = [
  * @returns a fast-check property
  */
 export function cbtModelProperty(factory: RegionFactory): fc.IProperty<[Iterable<Cmd>]> {
-  return fc.property(fc.commands(commands, { size: "+1" }), (cmds) => {
-    const { region, hosts } = hostsOn(factory, SMALL_CONFIG, 3);
-    const model: Model = {
-      sockets: [],
-      blocksMax: SMALL_CONFIG.blockCount,
-      extentsFree: new Map(SMALL_CONFIG.stgs.map((s) => [s.id, s.extentCount])),
-    };
-    const real: Real = { region, hosts, refs: new Map(), pending: new Map() };
-    fc.modelRun(() => ({ model, real }), cmds);
-    for (let round = 0; round <= model.sockets.length && live(model).length > 0; round++) {
-      new Close(0).run(model, real);
-    }
-    const usage = regionUsage(region.memory, region.layout);
-    if (usage.blocks.length + usage.ports.length + usage.extents.length !== 0) {
-      throw new Error(`after closing everything the region still holds ${JSON.stringify(usage)}`);
-    }
-  });
+  return fc.property(
+    fc.commands(commands, { size: "+1" }),
+    (cmds) =>
+      withHosts(factory, SMALL_CONFIG, 3, ({ region, hosts }) => {
+        const model: Model = {
+          sockets: [],
+          blocksMax: SMALL_CONFIG.blockCount,
+          extentsFree: new Map(SMALL_CONFIG.stgs.map((s) => [s.id, s.extentCount])),
+        };
+        const real: Real = { region, hosts, refs: new Map(), pending: new Map() };
+        fc.modelRun(() => ({ model, real }), cmds);
+        for (let round = 0; round <= model.sockets.length && live(model).length > 0; round++) {
+          new Close(0).run(model, real);
+        }
+        const usage = regionUsage(region.memory, region.layout);
+        if (usage.blocks.length + usage.ports.length + usage.extents.length !== 0) {
+          throw new Error(
+            `after closing everything the region still holds ${JSON.stringify(usage)}`,
+          );
+        }
+      }),
+  );
 }

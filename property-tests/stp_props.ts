@@ -15,9 +15,9 @@ import {
 } from "../src/core/stp/layout.ts";
 import * as ops from "../src/core/stp/ops.ts";
 import { formatRegion, type RegionFactory } from "../src/core/stp/region.ts";
-import { openRingEnd, recvStep, sendStep } from "../src/core/stp/ring.ts";
+import { recvStep, sendStep } from "../src/core/stp/ring.ts";
 import { runSteps, type Step, type StpContext, type WaitOn } from "../src/core/stp/steps.ts";
-import { hostsOn, SMALL_CONFIG, value } from "./stp_harness.ts";
+import { connectedPair, patternBytes, SMALL_CONFIG, value, withHosts } from "./stp_harness.ts";
 
 const RACE_CONFIG: RegionConfig = {
   ...SMALL_CONFIG,
@@ -67,43 +67,47 @@ async function pollUntilReady<T>(
 export function raceProperty(
   factory: RegionFactory,
 ): fc.IAsyncPropertyWithHooks<[fc.Scheduler, number]> {
-  return fc.asyncProperty(fc.scheduler(), fc.integer({ min: 1, max: 3 }), async (s, perHost) => {
-    const { region, hosts } = hostsOn(factory, RACE_CONFIG, 3);
-    const [h1, h2, h3] = hosts as [StpContext, StpContext, StpContext];
-    const listener = value(runSteps(ops.allocate(h1, 0)));
-    value(runSteps(ops.bind(h1, listener, 1, 5)));
-    value(runSteps(ops.listen(h1, listener, RACE_CONFIG.backlogMax)));
-    const connectOne = async (ctx: StpContext, label: string) => {
-      const block = value(await drive(s, label, ops.allocate(ctx, 0)));
-      const pending = value(await drive(s, label, ops.connect(ctx, block, 1, 5)));
-      await pollUntilReady(s, ctx, label, () => ops.pollConnected(ctx, block, pending));
-      return block;
-    };
-    const connectors = [h2, h3].flatMap((ctx) =>
-      Array.from({ length: perHost }, (_, i) => connectOne(ctx, `host ${ctx.hostId} #${i}`))
-    );
-    const acceptAll = async () => {
-      const accepted: ops.BlockRef[] = [];
-      for (let i = 0; i < 2 * perHost; i++) {
-        const got = await pollUntilReady(s, h1, `accept #${i}`, () => ops.accept(h1, listener));
-        accepted.push(got.block);
-      }
-      return accepted;
-    };
-    const [accepted, ...connected] = await s.waitFor(Promise.all([acceptAll(), ...connectors]));
-    const all = [listener, ...(accepted as ops.BlockRef[]), ...(connected as ops.BlockRef[])];
-    if (new Set(all.map((b) => b.index)).size !== all.length) {
-      throw new Error("a block was allocated twice");
-    }
-    const peerOf = (b: ops.BlockRef) =>
-      region.memory.load(blockWord(region.layout, b.index, F.peerIndex));
-    for (const c of connected as ops.BlockRef[]) {
-      const a = (accepted as ops.BlockRef[]).filter((x) => peerOf(x) === c.index);
-      if (a.length !== 1 || peerOf(c) !== a[0]?.index) {
-        throw new Error(`connector ${c.index} paired ${a.length} times`);
-      }
-    }
-  });
+  return fc.asyncProperty(
+    fc.scheduler(),
+    fc.integer({ min: 1, max: 3 }),
+    (s, perHost) =>
+      withHosts(factory, RACE_CONFIG, 3, async ({ region, hosts }) => {
+        const [h1, h2, h3] = hosts as [StpContext, StpContext, StpContext];
+        const listener = value(runSteps(ops.allocate(h1, 0)));
+        value(runSteps(ops.bind(h1, listener, 1, 5)));
+        value(runSteps(ops.listen(h1, listener, RACE_CONFIG.backlogMax)));
+        const connectOne = async (ctx: StpContext, label: string) => {
+          const block = value(await drive(s, label, ops.allocate(ctx, 0)));
+          const pending = value(await drive(s, label, ops.connect(ctx, block, 1, 5)));
+          await pollUntilReady(s, ctx, label, () => ops.pollConnected(ctx, block, pending));
+          return block;
+        };
+        const connectors = [h2, h3].flatMap((ctx) =>
+          Array.from({ length: perHost }, (_, i) => connectOne(ctx, `host ${ctx.hostId} #${i}`))
+        );
+        const acceptAll = async () => {
+          const accepted: ops.BlockRef[] = [];
+          for (let i = 0; i < 2 * perHost; i++) {
+            const got = await pollUntilReady(s, h1, `accept #${i}`, () => ops.accept(h1, listener));
+            accepted.push(got.block);
+          }
+          return accepted;
+        };
+        const [accepted, ...connected] = await s.waitFor(Promise.all([acceptAll(), ...connectors]));
+        const all = [listener, ...(accepted as ops.BlockRef[]), ...(connected as ops.BlockRef[])];
+        if (new Set(all.map((b) => b.index)).size !== all.length) {
+          throw new Error("a block was allocated twice");
+        }
+        const peerOf = (b: ops.BlockRef) =>
+          region.memory.load(blockWord(region.layout, b.index, F.peerIndex));
+        for (const c of connected as ops.BlockRef[]) {
+          const a = (accepted as ops.BlockRef[]).filter((x) => peerOf(x) === c.index);
+          if (a.length !== 1 || peerOf(c) !== a[0]?.index) {
+            throw new Error(`connector ${c.index} paired ${a.length} times`);
+          }
+        }
+      }),
+  );
 }
 
 /**
@@ -119,46 +123,39 @@ export function ringProperty(
     fc.array(fc.integer({ min: 1, max: 3 * ringBytes }), { minLength: 1, maxLength: 12 }),
     fc.constantFrom(0, 0x7fff_ff00, -256, 12345),
     fc.integer({ min: 0, max: 255 }),
-    (writes, reads, start, salt) => {
-      const { region, hosts } = hostsOn(factory, SMALL_CONFIG, 2);
-      const [a, b] = hosts as [StpContext, StpContext];
-      const l = value(runSteps(ops.allocate(a, 0)));
-      value(runSteps(ops.bind(a, l, 1, 9)));
-      value(runSteps(ops.listen(a, l, 1)));
-      const c = value(runSteps(ops.allocate(b, 0)));
-      value(runSteps(ops.connect(b, c, 1, 9)));
-      const got = value(runSteps(ops.accept(a, l)));
-      if (got.kind !== "ready") throw new Error("accept did not pair");
-      region.memory.store(blockWord(region.layout, c.index, F.txTail), start);
-      region.memory.store(blockWord(region.layout, got.value.block.index, F.rxHead), start);
-      const tx = value(openRingEnd(b, c));
-      const rx = value(openRingEnd(a, got.value.block));
-      const total = writes.reduce((sum, n) => sum + n, 0);
-      const sent = Uint8Array.from({ length: total }, (_, i) => (i * 31 + salt) & 0xff);
-      const received = new Uint8Array(total);
-      let written = 0;
-      let read = 0;
-      let writeIndex = 0;
-      let writeEnd = writes[0] ?? 0;
-      for (let round = 0; round < 4 * total + 100 && read < total; round++) {
-        if (written < total) {
-          const step = sendStep(b, tx, sent.subarray(written, writeEnd));
-          if (step.kind === "moved") written += step.bytes;
-          else if (step.kind !== "waiting") throw new Error(`send: ${JSON.stringify(step)}`);
-          if (written === writeEnd) writeEnd += writes[++writeIndex] ?? 0;
+    (writes, reads, start, salt) =>
+      withHosts(factory, SMALL_CONFIG, 2, ({ region, hosts }) => {
+        const [a, b] = hosts as [StpContext, StpContext];
+        const pair = connectedPair(region, a, b, start);
+        const [tx, rx, c] = [pair.sender.end, pair.receiver.end, pair.sender.ref];
+        const total = writes.reduce((sum, n) => sum + n, 0);
+        const sent = patternBytes(total, salt);
+        const received = new Uint8Array(total);
+        let written = 0;
+        let read = 0;
+        let writeIndex = 0;
+        let writeEnd = writes[0] ?? 0;
+        for (let round = 0; round < 4 * total + 100 && read < total; round++) {
+          if (written < total) {
+            const step = sendStep(b, tx, sent.subarray(written, writeEnd));
+            if (step.kind === "moved") written += step.bytes;
+            else if (step.kind !== "waiting") throw new Error(`send: ${JSON.stringify(step)}`);
+            if (written === writeEnd) writeEnd += writes[++writeIndex] ?? 0;
+          }
+          const want = reads[round % reads.length] ?? 1;
+          const step = recvStep(a, rx, received.subarray(read, Math.min(total, read + want)));
+          if (step.kind === "moved") read += step.bytes;
+          else if (step.kind !== "waiting") throw new Error(`recv: ${JSON.stringify(step)}`);
         }
-        const want = reads[round % reads.length] ?? 1;
-        const step = recvStep(a, rx, received.subarray(read, Math.min(total, read + want)));
-        if (step.kind === "moved") read += step.bytes;
-        else if (step.kind !== "waiting") throw new Error(`recv: ${JSON.stringify(step)}`);
-      }
-      if (read !== total || !sent.every((byte, i) => received[i] === byte)) {
-        throw new Error(`received ${read} of ${total} bytes, or in the wrong order`);
-      }
-      value(runSteps(ops.close(b, c)));
-      const eof = recvStep(a, rx, new Uint8Array(1));
-      if (eof.kind !== "eof") throw new Error(`expected end of stream, got ${JSON.stringify(eof)}`);
-    },
+        if (read !== total || !sent.every((byte, i) => received[i] === byte)) {
+          throw new Error(`received ${read} of ${total} bytes, or in the wrong order`);
+        }
+        value(runSteps(ops.close(b, c)));
+        const eof = recvStep(a, rx, new Uint8Array(1));
+        if (eof.kind !== "eof") {
+          throw new Error(`expected end of stream, got ${JSON.stringify(eof)}`);
+        }
+      }),
   );
 }
 
@@ -172,7 +169,7 @@ function layoutInside(layout: RegionLayout, bytes: number): boolean {
 export function attachFuzzProperty(
   factory: RegionFactory,
 ): fc.IProperty<[Uint8Array, Array<[number, number]>, number]> {
-  const pristine = new Uint8Array(value(formatRegion(SMALL_CONFIG)));
+  const pristine = new Uint8Array(value(formatRegion(SMALL_CONFIG, crypto.randomUUID())));
   const headerAndTable = HEADER_WORDS + SMALL_CONFIG.stgs.length * STG_WORDS;
   return fc.property(
     fc.uint8Array({ maxLength: 1024 }),
@@ -180,6 +177,7 @@ export function attachFuzzProperty(
     fc.nat(pristine.length),
     (random, mutations, length) => {
       const randomResult = factory.attach(random);
+      if (randomResult.ok) randomResult.value.close?.();
       if (randomResult.ok && !layoutInside(randomResult.value.layout, random.length)) {
         throw new Error("random bytes attached with a layout outside the buffer");
       }
@@ -187,6 +185,7 @@ export function attachFuzzProperty(
       const words = new DataView(mutated.buffer);
       for (const [word, replacement] of mutations) words.setInt32(word * 4, replacement, true);
       const result = factory.attach(mutated);
+      if (result.ok) result.value.close?.();
       if (result.ok && !layoutInside(result.value.layout, mutated.length)) {
         throw new Error("a mutated header attached with a layout outside the buffer");
       }

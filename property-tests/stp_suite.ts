@@ -9,12 +9,14 @@ import { defineProperty, type Suite } from "./_suite.ts";
 import type { RegionFactory } from "../src/core/stp/region.ts";
 import { cbtModelProperty } from "./stp_model_run.ts";
 import { attachFuzzProperty, raceProperty, ringProperty } from "./stp_props.ts";
+import { waitNotifyProperty } from "./stp_wait.ts";
+import { zeroCopyRingProperty } from "./stp_zero_copy.ts";
 
 /**
  * Builds the STP suite for a region implementation.
  *
  * @param factory makes and attaches regions of the implementation under test
- * @returns the suite: CBT model, races, ring, attach fuzz
+ * @returns the suite: CBT model, races, ring, zero-copy ring, wait/notify, attach fuzz
  */
 export function stpSuite(factory: RegionFactory): Suite {
   return {
@@ -34,6 +36,16 @@ export function stpSuite(factory: RegionFactory): Suite {
         "the ring delivers exactly the bytes sent, in order, then end-of-stream",
         { numRuns: 100 },
         () => ringProperty(factory),
+      ),
+      defineProperty(
+        "reserve/commit and peek/release move exactly the committed bytes, in order",
+        { numRuns: 100 },
+        () => zeroCopyRingProperty(factory),
+      ),
+      defineProperty(
+        "a host waiting with the region's wait is woken by every notify: no lost wake-up",
+        { numRuns: 25 },
+        () => waitNotifyProperty(factory),
       ),
       defineProperty(
         "attach never crashes, hangs or reads outside the buffer on random or mutated bytes",

@@ -50,6 +50,14 @@ export function messageArbitrary(): fc.Arbitrary<Message> {
         new TextEncoder().encode(t).length <= ERROR_TEXT_BYTES_MAX
       ),
     }),
+    fc.uint8Array({ minLength: 16, maxLength: 16 }).map((bytes) => {
+      const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+      const regionId = [8, 4, 4, 4, 12].reduce<[string[], number]>(
+        ([parts, at], n) => [[...parts, hex.slice(at, at + n)], at + n],
+        [[], 0],
+      )[0].join("-");
+      return { type: "regionId" as const, regionId };
+    }),
   );
 }
 

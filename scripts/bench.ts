@@ -6,7 +6,10 @@
  * 127.0.0.1 between two Worker hosts, 1 MiB writes, 1 GiB moved), `tcp-sockets` (the same
  * through lanfree's TCP `Sockets` adapter), `tcp-rtt` (median µs round trip of a 16-byte
  * message between two Workers), and the storage transport's `stp-ring` (MB/s Worker to Worker
- * through the region, 1 MiB sends, 2 GiB), `stp-ring-64k` (64 KiB sends) and `stp-rtt`; and
+ * through the region, 1 MiB sends, 2 GiB), `stp-ring-64k` (64 KiB sends), `stp-rtt` and
+ * `stp-ring-zc` (the zero-copy reserve/commit path); the process-to-process rows of
+ * `bench_proc.ts` (`stp-ring-proc` through a region file, `tcp-loopback-proc`, `stp-rtt-proc`,
+ * `tcp-rtt-proc`); and
  * `handshake-fs`, `handshake-db` (median setup ms of 200 handshakes between two Worker hosts over
  * 127.0.0.1 and the region); and the backup rows of `bench_backup.ts` (`tar-pipe`, `backup-e2e`,
  * `restore-e2e`, `backup-noop`, peak RSS for 1 GiB and 4 GiB); and `edge-cold-start-ms` (median
@@ -18,6 +21,7 @@
 import { startWorkerHost } from "./_worker_host.ts";
 import type { TcpBenchJob } from "./bench_tcp_worker.ts";
 import { benchStp } from "./bench_stp.ts";
+import { benchProc } from "./bench_proc.ts";
 import { benchBackup } from "./bench_backup.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
 import { runHandshakePair } from "../src/app/handshake_pair.ts";
@@ -123,6 +127,9 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["stp-ring", "memcpy"],
     ["stp-ring", "tcp-loopback"],
     ["stp-rtt", "tcp-rtt"],
+    ["stp-ring-proc", "tcp-loopback-proc"],
+    ["stp-rtt-proc", "tcp-rtt-proc"],
+    ["stp-ring-zc", "memcpy"],
     ["backup-e2e", "tar-pipe"],
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
@@ -135,35 +142,63 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
   });
 }
 
-/** Runs every benchmark in one process, one after the other. */
-export async function runBenchmarks(log: (line: string) => void = () => {}): Promise<BenchRow[]> {
+/** The benchmark groups, in the order they run; `--only` picks some by name. */
+export const BENCH_GROUPS: Readonly<Record<string, () => Promise<BenchRow[]>>> = {
+  memcpy: () => Promise.resolve([benchMemcpy()]),
+  tcp: async () => [
+    await benchTcpStream("deno"),
+    await benchTcpStream("sockets"),
+    await benchTcpRtt(),
+  ],
+  stp: benchStp,
+  proc: benchProc,
+  handshake: async () => [await benchHandshake("fs"), await benchHandshake("db")],
+  backup: benchBackup,
+  edge: async () => [await benchEdgeColdStart()],
+};
+
+/**
+ * Runs the benchmark groups in one process, one after the other, then the ratio rows of what
+ * ran.
+ *
+ * @param log prints each row as it is measured
+ * @param only group names to run (default all)
+ * @returns every row
+ */
+export async function runBenchmarks(
+  log: (line: string) => void = () => {},
+  only: readonly string[] = Object.keys(BENCH_GROUPS),
+): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const add = (row: BenchRow) => {
     rows.push(row);
     const digits = row.unit === "x" ? 2 : 1;
     log(`${row.name.padEnd(24)} ${row.value.toFixed(digits).padStart(10)} ${row.unit}`);
   };
-  add(benchMemcpy());
-  add(await benchTcpStream("deno"));
-  add(await benchTcpStream("sockets"));
-  add(await benchTcpRtt());
-  for (const row of await benchStp()) add(row);
-  add(await benchHandshake("fs"));
-  add(await benchHandshake("db"));
-  for (const row of await benchBackup()) add(row);
-  add(await benchEdgeColdStart());
+  for (const [name, group] of Object.entries(BENCH_GROUPS)) {
+    if (only.includes(name)) { for (const row of await group()) add(row); }
+  }
   for (const row of ratioRows(rows)) add(row);
   return rows;
 }
 
+const USAGE = `usage: deno task bench [--json] [--only GROUP,...]
+groups: ${Object.keys(BENCH_GROUPS).join(", ")} (default: all)`;
+
 if (import.meta.main) {
   const json = Deno.args.includes("--json");
-  const unknown = Deno.args.filter((arg) => arg !== "--json");
+  const onlyAt = Deno.args.indexOf("--only");
+  const only = onlyAt < 0 ? Object.keys(BENCH_GROUPS) : (Deno.args[onlyAt + 1] ?? "").split(",");
+  const known = new Set(["--json", "--only", ...(onlyAt < 0 ? [] : [Deno.args[onlyAt + 1]])]);
+  const unknown = [
+    ...Deno.args.filter((arg) => !known.has(arg)),
+    ...only.filter((g) => !(g in BENCH_GROUPS)),
+  ];
   if (unknown.length > 0) {
-    console.error(`bench: unknown argument ${unknown[0]} (usage: deno task bench [--json])`);
+    console.error(`bench: unknown argument or group ${unknown[0]}\n${USAGE}`);
     Deno.exit(2);
   }
   if (!json) console.log(`${"name".padEnd(24)} ${"value".padStart(10)} unit`);
-  const rows = await runBenchmarks(json ? undefined : console.log);
+  const rows = await runBenchmarks(json ? undefined : console.log, only);
   if (json) console.log(JSON.stringify(rows));
 }

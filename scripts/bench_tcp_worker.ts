@@ -21,30 +21,28 @@ export type TcpBenchJob =
   | { readonly role: "ping"; readonly port: number; readonly rounds: number };
 
 const LOOPBACK = "127.0.0.1";
-/** The worker's global scope, typed for what this file uses. */
-const scope = self as unknown as {
-  postMessage(message: unknown): void;
-  onmessage: ((event: MessageEvent<TcpBenchJob>) => void) | null;
-};
-const post = (message: unknown) => scope.postMessage(message);
+/** Where a job's results go: the Worker's `postMessage`, or a process's stdout. */
+export type Post = (message: unknown) => void;
 
-async function sinkDeno(chunkBytes: number) {
+async function sinkDeno(chunkBytes: number, post: Post) {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
   post({ port: (listener.addr as Deno.NetAddr).port });
   const conn = await listener.accept();
   const into = new Uint8Array(chunkBytes);
   let receivedBytes = 0;
+  const startedMs = performance.now();
   for (;;) {
     const got = await conn.read(into);
     if (got === null) break;
     receivedBytes += got;
   }
+  const elapsedMs = performance.now() - startedMs; // from the connection to end of stream
   conn.close();
   listener.close();
-  post({ receivedBytes });
+  post({ receivedBytes, elapsedMs });
 }
 
-async function sinkSockets(chunkBytes: number) {
+async function sinkSockets(chunkBytes: number, post: Post) {
   const net = createTcpSockets({ ioTimeoutMs: 60_000 });
   const listener = await net.socket("network");
   await net.bind(listener, { kind: "network", host: LOOPBACK, port: 0 });
@@ -63,7 +61,7 @@ async function sinkSockets(chunkBytes: number) {
   post({ receivedBytes });
 }
 
-async function source(job: Extract<TcpBenchJob, { role: "source" }>) {
+async function source(job: Extract<TcpBenchJob, { role: "source" }>, post: Post) {
   const chunk = new Uint8Array(job.chunkBytes);
   crypto.getRandomValues(chunk.subarray(0, Math.min(chunk.length, 65536)));
   if (job.api === "deno") {
@@ -83,7 +81,7 @@ async function source(job: Extract<TcpBenchJob, { role: "source" }>) {
   post({ done: true });
 }
 
-async function echo() {
+async function echo(post: Post) {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
   post({ port: (listener.addr as Deno.NetAddr).port });
   const conn = await listener.accept();
@@ -98,7 +96,7 @@ async function echo() {
   listener.close();
 }
 
-async function ping(port: number, rounds: number) {
+async function ping(port: number, rounds: number, post: Post) {
   const conn = await Deno.connect({ hostname: LOOPBACK, port });
   conn.setNoDelay(true);
   const message = new Uint8Array(16);
@@ -115,14 +113,28 @@ async function ping(port: number, rounds: number) {
   post({ roundTripsUs });
 }
 
-scope.onmessage = (event) => {
-  const job = event.data;
+/**
+ * Runs one TCP benchmark job, posting its results (and `{ error }` on failure).
+ *
+ * @param job what to do
+ * @param post where results go
+ */
+export function runTcpJob(job: TcpBenchJob, post: Post): Promise<void> {
   const run = job.role === "sink"
-    ? (job.api === "deno" ? sinkDeno(job.chunkBytes) : sinkSockets(job.chunkBytes))
+    ? (job.api === "deno" ? sinkDeno(job.chunkBytes, post) : sinkSockets(job.chunkBytes, post))
     : job.role === "source"
-    ? source(job)
+    ? source(job, post)
     : job.role === "echo"
-    ? echo()
-    : ping(job.port, job.rounds);
-  run.catch((error) => post({ error: String(error) }));
+    ? echo(post)
+    : ping(job.port, job.rounds, post);
+  return run.catch((error) => post({ error: String(error) }));
+}
+
+/** The worker's global scope, typed for what this file uses (absent in a main module). */
+const scope = self as unknown as {
+  postMessage?(message: unknown): void;
+  onmessage: ((event: MessageEvent<TcpBenchJob>) => void) | null;
 };
+if (typeof scope.postMessage === "function") {
+  scope.onmessage = (event) => runTcpJob(event.data, (m) => scope.postMessage!(m));
+}

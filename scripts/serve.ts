@@ -55,7 +55,7 @@ async function main(): Promise<number> {
   const roots = await Promise.all((values.root ?? ["."]).map((root) => Deno.realPath(root)));
   const formatted = regionMib === 0
     ? undefined
-    : formatRegion(jobRegionConfig(regionMib, 64, 10_000));
+    : formatRegion(jobRegionConfig(regionMib, 64, 10_000), crypto.randomUUID());
   if (formatted !== undefined && !formatted.ok) throw new Error(formatted.message);
   const region = formatted?.value ?? null;
   const given = Deno.env.get("LANFREE_TOKEN");

@@ -8,25 +8,41 @@
  * @module
  */
 
-import { unwrap } from "../core/dispatch/errors.ts";
+import {
+  fail,
+  type Failure,
+  ok,
+  type Result,
+  SocketError,
+  unwrap,
+} from "../core/dispatch/errors.ts";
 import { SocketTable } from "../core/dispatch/socket_table.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
-import { registerHost, renewLease, unregisterHost } from "../core/stp/hosts.ts";
-import type { RegionLayout } from "../core/stp/layout.ts";
+import { claimHost, releaseHost, renewLease } from "../core/stp/hosts.ts";
+import type { AttachedRegion, StgInfo } from "../core/handshake/config.ts";
+import { HOST, hostWord, type RegionLayout } from "../core/stp/layout.ts";
+import { pickStg } from "../core/stp/stg_pick.ts";
+import type { RegionMemory } from "../core/stp/memory.ts";
 import * as ops from "../core/stp/ops.ts";
-import { attachRegion } from "../core/stp/region.ts";
+import type { Region } from "../core/stp/region.ts";
 import { runSteps, type StpContext } from "../core/stp/steps.ts";
-import { atomicsMemory, defaultWaitMode, type WaitMode } from "./shm_memory.ts";
+import { defaultWaitMode, type WaitMode } from "./shm_memory.ts";
+import { sharedRegion } from "./shm_region.ts";
 import { type Handle, Pump } from "./shm_pump.ts";
 import { storageSockets } from "./shm_sockets.ts";
+import { type ZeroCopySockets, zeroCopySockets } from "./shm_zero_copy.ts";
 
 /** Options of {@link createStorageSockets}. */
 export interface StorageSocketsOptions {
-  /** The region, formatted by `formatRegion`. */
-  readonly region: SharedArrayBuffer;
-  /** This host's id, 1..hostCount of the region, unique among live hosts. */
-  readonly hostId: number;
-  /** How to wait; default `sync` in Workers, `async` on the main thread. */
+  /**
+   * The region: a SharedArrayBuffer formatted by `formatRegion` (attached here), or a region
+   * already attached (a file region from `openRegionFile`, say). The caller keeps owning it:
+   * `dispose` does not close it.
+   */
+  readonly region: SharedArrayBuffer | Region;
+  /** A label the region records with this host's slot (`region show`); default `Deno.pid`. */
+  readonly pid?: number;
+  /** How to wait on a SharedArrayBuffer region (default `async`, see `defaultWaitMode`). */
   readonly waitMode?: WaitMode;
   /** Loads to spin before blocking in a wait (default 2000). */
   readonly spinCount?: number;
@@ -34,10 +50,26 @@ export interface StorageSocketsOptions {
   readonly clock?: () => number;
 }
 
-/** Storage sockets plus the host-level controls. */
-export interface StorageSockets extends Sockets {
+/** Storage sockets: the unified API, the zero-copy calls, and the host-level controls. */
+export interface StorageSockets extends Sockets, ZeroCopySockets {
   /** The region's layout. */
   readonly layout: RegionLayout;
+  /** The host slot this host claimed (the owner id in its control blocks). */
+  readonly hostId: number;
+  /** How many times that slot has been claimed, this claim included. */
+  readonly incarnation: number;
+  /**
+   * The control block behind a storage descriptor: its index in the CBT and the generation it
+   * had when this socket took it (what `region show` lists). EBADF for a descriptor not open.
+   */
+  blockOf(fd: number): { readonly index: number; readonly generation: number };
+  /**
+   * The STG info to offer a peer (steps 138 / 236): an STG of this region with room for one
+   * connection's rings, that STG's own length, and the region's id. ENOBUFS when no STG has room.
+   */
+  offerStg(): Result<StgInfo>;
+  /** What a peer's STG info is checked against (steps 160-162 / 200-202): this region. */
+  attachedRegion(): AttachedRegion;
   /** Reclaims the blocks of every host whose lease ran out; returns how many. */
   reclaim(): number;
   /** Closes every open descriptor, stops the heartbeat and gives up the lease. */
@@ -47,9 +79,9 @@ export interface StorageSockets extends Sockets {
 /**
  * Opens storage sockets for one host on a region.
  *
- * @param options the region, the host id and wait settings
- * @returns the storage sockets (throws a SocketError EINVAL for a bad region, EADDRINUSE when the
- *   host id is held by a live host)
+ * @param options the region and wait settings
+ * @returns the storage sockets on a host slot claimed for them (throws a SocketError EINVAL for
+ *   a bad region, ENOBUFS when every host slot is held by a live host)
  *
  * @example Opening a host and a socket
  * ```ts
@@ -59,9 +91,9 @@ export interface StorageSockets extends Sockets {
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 200, leaseMs: 1000,
  *   backlogMax: 2,
- * });
+ * }, crypto.randomUUID());
  * if (!region.ok) throw new Error(region.message);
- * const host = createStorageSockets({ region: region.value, hostId: 1 });
+ * const host = createStorageSockets({ region: region.value });
  * const fd = await host.socket("storage");
  * await host.bind(fd, { kind: "storage", stg: 1, port: 0 });
  * console.assert((await host.getsockname(fd)).port >= 50000);
@@ -69,47 +101,115 @@ export interface StorageSockets extends Sockets {
  * ```
  */
 export function createStorageSockets(options: StorageSocketsOptions): StorageSockets {
-  const layout = unwrap(attachRegion(options.region));
-  const { memory, words } = atomicsMemory(options.region);
+  const region = options.region instanceof SharedArrayBuffer
+    ? unwrap(sharedRegion(options.region, options.waitMode ?? defaultWaitMode()))
+    : options.region;
+  const { memory, layout } = region;
   const clock = options.clock ?? Date.now;
-  const hostId = options.hostId;
-  unwrap(registerHost(memory, layout, hostId, clock()));
-  let renewedMs = clock();
-  const ctx = (): StpContext => {
-    const nowMs = clock();
-    if (nowMs - renewedMs >= layout.leaseMs / 8) {
-      // A busy host never yields to its heartbeat timer: renew on the call path as well.
-      renewLease(memory, layout, hostId, nowMs);
-      renewedMs = nowMs;
-    }
-    return { memory, layout, hostId, nowMs };
-  };
-  runSteps(ops.sweepDeadHosts(ctx())); // a previous incarnation's leftovers
-  const heartbeat = setInterval(
-    () => renewLease(memory, layout, hostId, clock()),
-    layout.leaseMs / 4,
-  );
+  const lease = new Lease(memory, layout, clock, options.pid ?? Deno.pid);
+  const hostId = lease.hostId;
+  const ctx = (): StpContext => ({ memory, layout, hostId, nowMs: lease.renewIfDue() });
+  runSteps(ops.reclaimPredecessor(ctx())); // what the slot's previous incarnation left
+  runSteps(ops.sweepDeadHosts(ctx()));
+  const heartbeat = setInterval(() => lease.renew(), layout.leaseMs / 4);
   Deno.unrefTimer(heartbeat);
-  const pump = new Pump(
-    words,
-    layout,
-    options.waitMode ?? defaultWaitMode(),
-    options.spinCount ?? 2000,
-    () => renewLease(memory, layout, hostId, clock()),
-  );
+  // A file region's wait spins adaptively itself; a SharedArrayBuffer's spins here first.
+  const spinCount = options.spinCount ?? (options.region instanceof SharedArrayBuffer ? 2000 : 0);
+  const pump = new Pump(region, spinCount, () => lease.renew());
   const table = new SocketTable<Handle>("storage");
-  const sockets = storageSockets(table, ctx, pump);
+  const sockets = storageSockets(table, ctx, pump, () => lease.held());
   return {
     ...sockets,
+    ...zeroCopySockets(table, ctx, pump, region),
     layout,
+    hostId,
+    incarnation: lease.incarnation,
+    blockOf(fd) {
+      const entry = unwrap(table.lookup(fd));
+      if (entry.handle === undefined) throw new SocketError("EBADF", "no control block", { fd });
+      return { index: entry.handle.ref.index, generation: entry.handle.ref.gen };
+    },
+    offerStg() {
+      const stg = pickStg(memory, layout);
+      if (!stg.ok) return stg;
+      return ok({
+        id: stg.value.id,
+        lengthBytes: stg.value.lengthBytes,
+        regionId: layout.regionId,
+      });
+    },
+    attachedRegion() {
+      const stgs = layout.stgs.map((stg) => ({ id: stg.id, lengthBytes: stg.lengthBytes }));
+      return { regionId: layout.regionId, stgs };
+    },
     reclaim() {
-      renewLease(memory, layout, hostId, clock());
+      lease.renew();
       return runSteps(ops.sweepDeadHosts(ctx()));
     },
     async dispose() {
       clearInterval(heartbeat);
       for (const fd of table.descriptors()) await sockets.close(fd).catch(() => {});
-      unregisterHost(memory, layout, hostId);
+      runSteps(ops.sweepDeadHosts(ctx()));
+      lease.release();
     },
   };
+}
+
+/**
+ * This host's slot and its lease: claimed at creation, renewed by compare-and-exchange (on a
+ * timer, after each wait slice, and on the call path when busy), given up on dispose.
+ */
+class Lease {
+  readonly hostId: number;
+  readonly incarnation: number;
+  #beat: number;
+  #renewedMs: number;
+  #lost: Failure | undefined;
+
+  constructor(
+    readonly memory: RegionMemory,
+    readonly layout: RegionLayout,
+    readonly clock: () => number,
+    pid: number,
+  ) {
+    const nowMs = clock();
+    const claim = unwrap(runSteps(claimHost(memory, layout, nowMs, pid)), { call: "socket" });
+    this.hostId = claim.hostId;
+    this.incarnation = claim.incarnation;
+    this.#beat = claim.beat;
+    this.#renewedMs = nowMs;
+  }
+
+  /** Renews now; after a failed renewal the lease stays lost. */
+  renew(): number {
+    const nowMs = this.clock();
+    if (this.#lost !== undefined) return nowMs;
+    const renewed = renewLease(this.memory, this.layout, this.hostId, this.#beat, nowMs);
+    if (renewed.ok) this.#beat = renewed.value;
+    else this.#lost = renewed;
+    this.#renewedMs = nowMs;
+    return nowMs;
+  }
+
+  /** Renews when an eighth of the lease has passed (a busy host never yields to its timer). */
+  renewIfDue(): number {
+    const nowMs = this.clock();
+    return nowMs - this.#renewedMs >= this.layout.leaseMs / 8 ? this.renew() : nowMs;
+  }
+
+  /** Ok while this host still holds its slot; ECONNRESET once the lease was lost. */
+  held(): Result<void> {
+    if (this.#lost !== undefined) return this.#lost;
+    const beat = this.memory.load(hostWord(this.layout, this.hostId, HOST.heartbeat));
+    if (beat !== this.#beat) {
+      this.#lost = fail("ECONNRESET", `host slot ${this.hostId} was reclaimed: lease lost`);
+      return this.#lost;
+    }
+    return ok(undefined);
+  }
+
+  /** Gives the slot back (if still held). */
+  release(): void {
+    if (this.#lost === undefined) releaseHost(this.memory, this.layout, this.hostId, this.#beat);
+  }
 }

@@ -16,35 +16,52 @@ import type { StateCall } from "../core/dispatch/socket_state.ts";
 import type { StorageAddress } from "../core/dispatch/sockets.ts";
 import type { RegionLayout } from "../core/stp/layout.ts";
 import type * as ops from "../core/stp/ops.ts";
+import type { Region } from "../core/stp/region.ts";
 import type { RingEnd } from "../core/stp/ring.ts";
 import type { WaitOn } from "../core/stp/steps.ts";
-import { type WaitMode, waitWord } from "./shm_memory.ts";
+import { pollingWait } from "./shm_memory.ts";
 
 /** What a storage descriptor refers to in the region. */
 export interface Handle {
   readonly ref: ops.BlockRef;
   end?: RingEnd;
+  /** The span handed out by `reserve`, until `commit` (a scratch copy: commit copies it in). */
+  reserved?: { readonly view: Uint8Array; readonly byteOffset: number; readonly copy: boolean };
+  /** Whether a span handed out by `peek` awaits its `release`. */
+  peeked?: boolean;
 }
 
 /** Largest number of wake-ups one call waits through (each is bounded in time as well). */
 const WAKEUPS_MAX = 100_000_000;
 
-/** Waits where the core says, in slices short enough to keep the lease renewed. */
+/**
+ * Waits where the core says, in slices short enough to keep the lease renewed: spins
+ * `spinCount` loads first (cheap when the peer answers within microseconds), then waits with
+ * the region's own `wait`.
+ */
 export class Pump {
+  readonly layout: RegionLayout;
+  readonly #wait: NonNullable<Region["wait"]>;
+
   constructor(
-    readonly words: Int32Array,
-    readonly layout: RegionLayout,
-    readonly mode: WaitMode,
+    readonly region: Region,
     readonly spinCount: number,
     readonly renew: () => void,
-  ) {}
+  ) {
+    this.layout = region.layout;
+    this.#wait = region.wait?.bind(region) ?? pollingWait(region.memory);
+  }
 
   /** Waits on `wait` until it changes or `deadlineMs`; false when the deadline has passed. */
   async wait(wait: WaitOn, deadlineMs: number): Promise<boolean> {
     const remainingMs = deadlineMs - Date.now();
     if (remainingMs <= 0) return false;
+    const memory = this.region.memory;
+    for (let spin = 0; spin < this.spinCount; spin++) {
+      if (memory.load(wait.index) !== wait.value) return true;
+    }
     const sliceMs = Math.max(1, Math.min(remainingMs, this.layout.leaseMs / 4));
-    await waitWord(this.words, wait.index, wait.value, sliceMs, this.mode, this.spinCount);
+    await this.#wait(wait.index, wait.value, sliceMs);
     this.renew();
     return true;
   }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SocketError, toSocketError, unwrap } from "../core/dispatch/errors.ts";
+import { type Result, SocketError, toSocketError, unwrap } from "../core/dispatch/errors.ts";
 import type { SocketKind } from "../core/dispatch/descriptor.ts";
 import type { SocketTable } from "../core/dispatch/socket_table.ts";
 import { localAddressOf } from "../core/dispatch/socket_state.ts";
@@ -33,12 +33,15 @@ const RING_STEPS_MAX = 1_000_000_000;
  * @param table the storage descriptor table
  * @param ctx returns the caller context (region, host, clock) for a core call
  * @param pump the waiter
+ * @param leaseHeld ok while this host holds its slot: no block is allocated (by `socket` or
+ *   `accept`) after the lease was lost, since its owner bits would name another host
  * @returns the methods of the unified API for storage descriptors
  */
 export function storageSockets(
   table: SocketTable<Handle>,
   ctx: () => StpContext,
   pump: Pump,
+  leaseHeld: () => Result<void>,
 ): Sockets {
   let hint = 0;
   const ring = (fd: number, call: "send" | "recv", end: RingEnd | undefined): RingEnd => {
@@ -51,6 +54,7 @@ export function storageSockets(
         if (kind !== "storage") {
           throw new SocketError("EAFNOSUPPORT", `storage sockets cannot be ${kind}`);
         }
+        unwrap(leaseHeld(), { call: "socket" });
         const block = unwrap(runSteps(ops.allocate(ctx(), hint++)), { call: "socket" });
         const fd = table.open({ ref: block });
         if (!fd.ok) runSteps(ops.close(ctx(), block));
@@ -83,7 +87,7 @@ export function storageSockets(
         if (local === undefined) throw new SocketError("EINVAL", "socket has no address", { fd });
         return local;
       }),
-    accept: (fd) => acceptOn(table, ctx, pump, fd),
+    accept: (fd) => acceptOn(table, ctx, pump, fd, leaseHeld),
     connect: (fd, address) => connectTo(table, ctx, pump, fd, address),
     async send(fd: number, bytes: Uint8Array) {
       const end = ring(fd, "send", begin(table, fd, "send").handle.end);
@@ -144,10 +148,14 @@ async function acceptOn(
   ctx: () => StpContext,
   pump: Pump,
   fd: number,
+  leaseHeld: () => Result<void>,
 ): Promise<number> {
   const entry = begin(table, fd, "accept");
   const listener = entry.handle.ref;
-  const accepted = await pump.until(() => runSteps(ops.accept(ctx(), listener)), "accept");
+  const accepted = await pump.until(() => {
+    const held = leaseHeld();
+    return held.ok ? runSteps(ops.accept(ctx(), listener)) : held;
+  }, "accept");
   if (!accepted.ok) return failCall(table, fd, "accept", accepted.code, accepted.message);
   const block = accepted.value.block;
   const end = unwrap(openRingEnd(ctx(), block), { call: "accept", fd });

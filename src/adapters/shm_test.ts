@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { SocketError } from "../core/dispatch/errors.ts";
 import { STORAGE_FD_MIN } from "../core/dispatch/descriptor.ts";
 import { attachRegion, formatRegion } from "../core/stp/region.ts";
-import type { RegionConfig } from "../core/stp/layout.ts";
+import { HOST, hostWord, type RegionConfig } from "../core/stp/layout.ts";
 import { regionUsage } from "../core/stp/usage.ts";
+import { heartbeatOf } from "../core/stp/hosts.ts";
 import { createStorageSockets, type StorageSockets } from "./shm.ts";
 import { atomicsMemory } from "./shm_memory.ts";
 
@@ -18,7 +19,7 @@ const CONFIG: RegionConfig = {
 };
 
 function region(config = CONFIG): SharedArrayBuffer {
-  const made = formatRegion(config);
+  const made = formatRegion(config, crypto.randomUUID());
   if (!made.ok) throw new Error(made.message);
   return made.value;
 }
@@ -74,8 +75,8 @@ async function readAll(
 
 Deno.test("two hosts on one region connect, exchange bytes, and leave the region as formatted", async () => {
   const buffer = region();
-  const server = createStorageSockets({ region: buffer, hostId: 1 });
-  const client = createStorageSockets({ region: buffer, hostId: 2 });
+  const server = createStorageSockets({ region: buffer });
+  const client = createStorageSockets({ region: buffer });
   const { listener, connector, accepted } = await pair(server, client, 700);
   assert.ok(accepted >= STORAGE_FD_MIN && connector >= STORAGE_FD_MIN);
   assert.deepEqual(await server.getsockname(accepted), { kind: "storage", stg: 3, port: 700 });
@@ -99,7 +100,7 @@ Deno.test("two hosts on one region connect, exchange bytes, and leave the region
 });
 
 Deno.test("storage sockets reject calls out of order like every socket kind", async () => {
-  const host = createStorageSockets({ region: region(), hostId: 1 });
+  const host = createStorageSockets({ region: region() });
   const fd = await host.socket("storage");
   assert.equal(await code(host.send(fd, new Uint8Array(1))), "ENOTCONN");
   assert.equal(await code(host.listen(fd, 1)), "EINVAL");
@@ -112,8 +113,8 @@ Deno.test("storage sockets reject calls out of order like every socket kind", as
 
 Deno.test("a full ring makes send wait for the reader instead of dropping bytes", async () => {
   const buffer = region();
-  const server = createStorageSockets({ region: buffer, hostId: 1 });
-  const client = createStorageSockets({ region: buffer, hostId: 2 });
+  const server = createStorageSockets({ region: buffer });
+  const client = createStorageSockets({ region: buffer });
   const { connector, accepted } = await pair(server, client, 701);
   const message = new Uint8Array(5 * CONFIG.extentBytes + 17).map((_, i) => i % 251);
   const [received] = await Promise.all([
@@ -127,8 +128,8 @@ Deno.test("a full ring makes send wait for the reader instead of dropping bytes"
 
 Deno.test("send and recv fail with ETIMEDOUT when the peer stays silent past the timeout", async () => {
   const buffer = region();
-  const server = createStorageSockets({ region: buffer, hostId: 1 });
-  const client = createStorageSockets({ region: buffer, hostId: 2 });
+  const server = createStorageSockets({ region: buffer });
+  const client = createStorageSockets({ region: buffer });
   const { connector, accepted } = await pair(server, client, 702);
   assert.equal(await code(server.recv(accepted, new Uint8Array(4))), "ETIMEDOUT");
   const tooMuch = new Uint8Array(CONFIG.extentBytes + 1);
@@ -139,7 +140,7 @@ Deno.test("send and recv fail with ETIMEDOUT when the peer stays silent past the
 
 Deno.test("connect is refused with nobody listening and accept times out with nobody connecting", async () => {
   const buffer = region();
-  const host = createStorageSockets({ region: buffer, hostId: 1 });
+  const host = createStorageSockets({ region: buffer });
   const fd = await host.socket("storage");
   assert.equal(await code(host.connect(fd, { kind: "storage", stg: 3, port: 9 })), "ECONNREFUSED");
   const listener = await host.socket("storage");
@@ -155,10 +156,9 @@ Deno.test("a peer whose lease ran out makes recv fail with ECONNRESET and its bl
   let skewMs = 0;
   const server = createStorageSockets({
     region: buffer,
-    hostId: 1,
     clock: () => Date.now() + skewMs,
   });
-  const client = createStorageSockets({ region: buffer, hostId: 2 });
+  const client = createStorageSockets({ region: buffer });
   const { listener, accepted } = await pair(server, client, 703);
   skewMs = 10 * CONFIG.leaseMs; // from the server's clock, the client stopped renewing long ago
   assert.equal(await code(server.recv(accepted, new Uint8Array(4))), "ECONNRESET");
@@ -169,4 +169,26 @@ Deno.test("a peer whose lease ran out makes recv fail with ECONNRESET and its bl
   await server.dispose();
   skewMs = 0;
   await client.dispose();
+});
+
+Deno.test("hosts claim distinct slots and a host whose slot was taken over allocates nothing", async () => {
+  const buffer = region();
+  const first = createStorageSockets({ region: buffer, pid: 11 });
+  const second = createStorageSockets({ region: buffer, pid: 12 });
+  assert.deepEqual([first.hostId, second.hostId, first.incarnation], [1, 2, 1]);
+  // Another process reclaimed the first host's slot (as if its lease had run out) and took it.
+  const layout = attachRegion(buffer);
+  if (!layout.ok) throw new Error(layout.message);
+  const heartbeat = hostWord(layout.value, first.hostId, HOST.heartbeat);
+  const usurper = heartbeatOf(Date.now() + 1);
+  Atomics.store(new Int32Array(buffer), heartbeat, usurper);
+  assert.equal(await code(first.socket("storage")), "ECONNRESET");
+  assert.deepEqual(usage(buffer).blocks, []);
+  await first.dispose();
+  await second.dispose();
+  assert.equal(
+    Atomics.load(new Int32Array(buffer), heartbeat),
+    usurper,
+    "a lost slot is left alone",
+  );
 });

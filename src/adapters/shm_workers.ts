@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { HostJob, HostReport } from "./shm_host_worker.ts";
+import type { HostReport, WorkerHostJob as HostJob } from "./shm_host_worker.ts";
 
 /** A worker host and the reports it has posted. */
 export interface WorkerHost {
@@ -44,7 +44,7 @@ export function startHost(job: HostJob): WorkerHost {
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`worker host ${job.hostId} sent no ${kind} report in ${timeoutMs} ms`));
+          reject(new Error(`worker host (${job.job}) sent no ${kind} report in ${timeoutMs} ms`));
         }, timeoutMs);
         waiters.add(check);
         check();

@@ -4,7 +4,7 @@ import type { RegionConfig } from "../core/stp/layout.ts";
 import { regionUsage } from "../core/stp/usage.ts";
 import { sharedArrayBufferRegions } from "./shm_region.ts";
 import { createStorageSockets } from "./shm.ts";
-import type { HostJob } from "./shm_host_worker.ts";
+import type { WorkerHostJob as HostJob } from "./shm_host_worker.ts";
 import { startHost } from "./shm_workers.ts";
 import { attachRegion } from "../core/stp/region.ts";
 import { atomicsMemory } from "./shm_memory.ts";
@@ -26,14 +26,14 @@ function region(
     leaseMs: 1000,
     backlogMax: 2,
     ...config,
-  });
+  }, crypto.randomUUID());
   if (!made.ok) throw new Error(made.message);
   return made.value;
 }
 
 function job(
   buffer: SharedArrayBuffer,
-  fields: Partial<HostJob> & Pick<HostJob, "job" | "hostId">,
+  fields: Partial<HostJob> & Pick<HostJob, "job">,
 ): HostJob {
   return { region: buffer, stg: 1, port: 10, totalBytes: 0, chunkBytes: MIB, rounds: 0, ...fields };
 }
@@ -46,9 +46,9 @@ function usage(buffer: SharedArrayBuffer) {
 
 async function transfer(buffer: SharedArrayBuffer, pair: number, totalBytes: number) {
   const port = 10 + pair;
-  const receiver = startHost(job(buffer, { job: "receive", hostId: 2 * pair + 1, port }));
+  const receiver = startHost(job(buffer, { job: "receive", port }));
   assert.equal((await receiver.next("listening", REPORT_TIMEOUT_MS)).kind, "listening");
-  const sender = startHost(job(buffer, { job: "send", hostId: 2 * pair + 2, port, totalBytes }));
+  const sender = startHost(job(buffer, { job: "send", port, totalBytes }));
   const [sent, received] = await Promise.all([
     sender.next("done", REPORT_TIMEOUT_MS),
     receiver.next("done", REPORT_TIMEOUT_MS),
@@ -74,10 +74,10 @@ Deno.test("eight pairs of worker hosts transfer at once on one region", async ()
 
 Deno.test("a host terminated mid-transfer makes its peer fail and its blocks are reclaimed", async () => {
   const buffer = region(1, MIB, { hostCount: 4 });
-  const receiver = startHost(job(buffer, { job: "receive", hostId: 1 }));
+  const receiver = startHost(job(buffer, { job: "receive" }));
   await receiver.next("listening", REPORT_TIMEOUT_MS);
   const sender = startHost(
-    job(buffer, { job: "send", hostId: 2, totalBytes: Number.MAX_SAFE_INTEGER }),
+    job(buffer, { job: "send", totalBytes: Number.MAX_SAFE_INTEGER }),
   );
   await receiver.next("progress", REPORT_TIMEOUT_MS);
   sender.worker.terminate();
@@ -90,7 +90,7 @@ Deno.test("a host terminated mid-transfer makes its peer fail and its blocks are
   );
   assert.ok(detectMs <= 10_000 + 2000, `detected after ${detectMs} ms, the timeout is 10000 ms`);
   await new Promise((resolve) => setTimeout(resolve, 300)); // let the receiver close and dispose
-  const sweeper = createStorageSockets({ region: buffer, hostId: 3 });
+  const sweeper = createStorageSockets({ region: buffer });
   sweeper.reclaim();
   await sweeper.dispose();
   assert.deepEqual(usage(buffer), { blocks: [], ports: [], extents: [] });

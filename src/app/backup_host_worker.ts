@@ -24,8 +24,13 @@ import type { Sockets } from "../core/dispatch/sockets.ts";
 import { createHandshake } from "../core/handshake/mod.ts";
 import { parseHandshakeConfig } from "../core/handshake/config.ts";
 import { createNetworkOnlyHandshake } from "../core/handshake/network_only.ts";
-import type { Channels, HandshakeMachine } from "../core/handshake/types.ts";
-import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
+import type {
+  Channels,
+  FailureReason,
+  HandshakeMachine,
+  HandshakeRole,
+} from "../core/handshake/types.ts";
+import { driveHandshake, readyToAccept, withStorageInfo } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
 import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
@@ -43,7 +48,6 @@ export interface BackupHostJob {
   readonly handshake: unknown;
   /** The storage region, or null when none is attached. */
   readonly region: SharedArrayBuffer | null;
-  readonly hostId: number;
   readonly ioTimeoutMs: number;
   readonly client?: {
     readonly source: string;
@@ -110,16 +114,25 @@ export function listensFirst(job: Pick<BackupHostJob, "side" | "mode" | "path">)
     : job.side === "client";
 }
 
-function machineFor(
-  job: BackupHostJob,
-  config: ReturnType<typeof parseHandshakeConfig>,
-): HandshakeMachine {
-  if (!config.ok) throw new Error(config.message);
-  if (job.path === "network") return createNetworkOnlyHandshake(job.side, config.value);
-  const role = job.mode === "fs"
+function roleOf(job: BackupHostJob): HandshakeRole {
+  return job.mode === "fs"
     ? (job.side === "client" ? "fs-client" : "fs-server")
     : (job.side === "client" ? "db-client" : "db-server");
-  return createHandshake(role, config.value);
+}
+
+/** The side's machine; on the storage path its STG info comes from the region it attached. */
+function machineFor(
+  job: BackupHostJob,
+  storage: StorageSockets | undefined,
+): HandshakeMachine | FailureReason {
+  const filled = job.path === "storage"
+    ? withStorageInfo(job.handshake, roleOf(job), storage)
+    : { config: job.handshake };
+  if ("failed" in filled) return filled.failed;
+  const config = parseHandshakeConfig(filled.config);
+  if (!config.ok) throw new Error(config.message);
+  if (job.path === "network") return createNetworkOnlyHandshake(job.side, config.value);
+  return createHandshake(roleOf(job), config.value);
 }
 
 /** Maps a handshake's channels to the session's three. */
@@ -135,8 +148,12 @@ function sessionChannels(channels: Channels): SessionChannels {
   return { control: data, error: data, data };
 }
 
-async function runSide(job: BackupHostJob, sockets: Sockets) {
-  const machine = machineFor(job, parseHandshakeConfig(job.handshake));
+async function runSide(job: BackupHostJob, sockets: Sockets, storage?: StorageSockets) {
+  const machine = machineFor(job, storage);
+  if (!("handle" in machine)) {
+    scope.postMessage({ handshakeFailed: machine });
+    return;
+  }
   // The walk needs no channel: it runs while the handshake does (its errors surface when used).
   const walked = job.side === "client" && job.mode === "fs"
     ? walkTree(job.client!.source).then((w) => withoutExcluded(w, job.client!.excluded ?? []))
@@ -207,14 +224,12 @@ async function pauseForDrill(step: WriterStep, pauseAt: WriterStep | undefined):
 async function run(job: BackupHostJob): Promise<void> {
   let storage: StorageSockets | undefined;
   try {
-    storage = job.region === null
-      ? undefined
-      : createStorageSockets({ region: job.region, hostId: job.hostId });
+    storage = job.region === null ? undefined : createStorageSockets({ region: job.region });
     const sockets = createRouter({
       network: createTcpSockets({ ioTimeoutMs: job.ioTimeoutMs }),
       storage: storage ?? unavailableSockets("storage", "no storage region is attached"),
     });
-    await runSide(job, sockets);
+    await runSide(job, sockets, storage);
   } finally {
     await storage?.dispose();
   }

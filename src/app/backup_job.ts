@@ -173,6 +173,7 @@ export async function runBackupJob(
   if (region === null && regionMib > 0 && options.channel !== "network") {
     const formatted = formatRegion(
       jobRegionConfig(regionMib, options.controlBlocks ?? 64, ioTimeoutMs),
+      crypto.randomUUID(),
     );
     if (!formatted.ok) {
       fallbackReason = `the storage region could not be formatted: ${formatted.message}`;
@@ -293,7 +294,6 @@ function attemptOnce(
 ): Promise<Attempt> {
   const handshake = {
     wellKnownPort,
-    stg: region === null ? undefined : { id: 1, lengthBytes: region.byteLength },
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   };
   const base = { mode: options.mode, path, handshake, region, ioTimeoutMs };
@@ -301,7 +301,6 @@ function attemptOnce(
     {
       ...base,
       side: "client",
-      hostId: 1,
       client: {
         source: options.source,
         incremental: options.incremental,
@@ -312,7 +311,6 @@ function attemptOnce(
     {
       ...base,
       side: "server",
-      hostId: 2,
       server: {
         repo: options.repo,
         lockWaitMs: options.lockWaitMs ?? 30_000,
@@ -515,7 +513,7 @@ class HostRun {
 async function reclaimDeadHosts(region: SharedArrayBuffer): Promise<void> {
   const janitor = (() => {
     try {
-      return createStorageSockets({ region, hostId: 3, waitMode: "async" });
+      return createStorageSockets({ region, waitMode: "async" });
     } catch {
       return undefined; // the region is not usable (a test passed a broken one): nothing to free
     }

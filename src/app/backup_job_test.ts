@@ -188,7 +188,7 @@ Deno.test("a client host terminated mid-transfer leaves the repository unchanged
       channel: "auto",
     });
     const before = await repoListing(`${dir}/repo`);
-    const formatted = formatRegion(jobRegionConfig(64, 64, 2_000));
+    const formatted = formatRegion(jobRegionConfig(64, 64, 2_000), crypto.randomUUID());
     if (!formatted.ok) throw new Error(formatted.message);
     await assert.rejects(
       runBackupJob({

@@ -7,7 +7,8 @@
  * @module
  */
 
-import { SocketError } from "../core/dispatch/errors.ts";
+import { type Result, SocketError } from "../core/dispatch/errors.ts";
+import type { AttachedRegion, StgInfo } from "../core/handshake/config.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
 import { readFrame, writeFrame } from "../core/wire/frame.ts";
 import { decodeMessage, encodeMessage } from "../core/wire/messages.ts";
@@ -16,6 +17,7 @@ import type {
   FailureReason,
   HandshakeInput,
   HandshakeMachine,
+  HandshakeRole,
   SocketAction,
 } from "../core/handshake/types.ts";
 
@@ -180,4 +182,38 @@ async function waitForInput(
     else if (inFlight === 0) resolve();
   });
   clearTimeout(timer);
+}
+
+/** What {@link withStorageInfo} needs of a host's storage sockets. */
+export interface StorageInfoSource {
+  offerStg(): Result<StgInfo>;
+  attachedRegion(): AttachedRegion;
+}
+
+/**
+ * Fills a side's handshake configuration with what its attached region says: the side that
+ * sends the STG info (`fs-server`, `db-server`) offers an STG of its region with room for the
+ * connection's rings; the side that receives it (`fs-client`, `db-client`) checks what it gets
+ * against its region. Without storage the configuration is returned as it was.
+ *
+ * @param config the side's configuration (as passed to `parseHandshakeConfig`)
+ * @param role the side's role
+ * @param storage the side's storage sockets, if a region is attached
+ * @returns the configuration, or the failure of the step that needed an STG (ENOBUFS)
+ */
+export function withStorageInfo(
+  config: unknown,
+  role: HandshakeRole,
+  storage: StorageInfoSource | undefined,
+): { readonly config: unknown } | { readonly failed: FailureReason } {
+  if (storage === undefined || typeof config !== "object" || config === null) return { config };
+  if (role === "fs-client" || role === "db-client") {
+    return { config: { ...config, region: storage.attachedRegion() } };
+  }
+  const stg = storage.offerStg();
+  if (!stg.ok) {
+    const step = role === "fs-server" ? "138" : "236";
+    return { failed: { origin: "local", code: stg.code, step, message: stg.message } };
+  }
+  return { config: { ...config, stg: stg.value } };
 }

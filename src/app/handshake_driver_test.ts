@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
+import { driveHandshake, readyToAccept, withStorageInfo } from "./handshake_driver.ts";
 import { freePortPair } from "./ports.ts";
 import { createTcpSockets } from "../adapters/tcp.ts";
 import { createStorageSockets, type StorageSockets } from "../adapters/shm.ts";
 import { createRouter } from "../core/dispatch/router.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
 import { createHandshake } from "../core/handshake/mod.ts";
-import { type HandshakeConfig, parseHandshakeConfig } from "../core/handshake/config.ts";
+import { parseHandshakeConfig } from "../core/handshake/config.ts";
 import type { HandshakeRole } from "../core/handshake/types.ts";
 import { formatRegion } from "../core/stp/region.ts";
 import { usageOfBuffer } from "../core/stp/usage.ts";
@@ -24,7 +24,7 @@ function testRegion(): SharedArrayBuffer {
     ioTimeoutMs: 2000,
     leaseMs: 1000,
     backlogMax: 4,
-  });
+  }, crypto.randomUUID());
   if (!region.ok) throw new Error(region.message);
   return region.value;
 }
@@ -34,18 +34,25 @@ interface Host {
   storage: StorageSockets;
 }
 
-function host(region: SharedArrayBuffer, hostId: number): Host {
-  const storage = createStorageSockets({ region, hostId, waitMode: "async" });
+function host(region: SharedArrayBuffer): Host {
+  const storage = createStorageSockets({ region, waitMode: "async" });
   return {
     storage,
     sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs: 2000 }), storage }),
   };
 }
 
-function config(wellKnownPort: number, timeoutMs = 3000): HandshakeConfig {
-  const parsed = parseHandshakeConfig({ wellKnownPort, stg: STG, handshakeTimeoutMs: timeoutMs });
+/** A side's configuration, with the STG info of the region its host attached. */
+function config(role: HandshakeRole, h: Host, wellKnownPort: number, timeoutMs = 3000) {
+  const filled = withStorageInfo({ wellKnownPort, handshakeTimeoutMs: timeoutMs }, role, h.storage);
+  if ("failed" in filled) throw new Error(filled.failed.message);
+  const parsed = parseHandshakeConfig(filled.config);
   if (!parsed.ok) throw new Error(parsed.message);
   return parsed.value;
+}
+
+function machine(role: HandshakeRole, h: Host, wellKnownPort: number, timeoutMs = 3000) {
+  return createHandshake(role, config(role, h, wellKnownPort, timeoutMs));
 }
 
 function blocksInUse(region: SharedArrayBuffer): number {
@@ -54,18 +61,22 @@ function blocksInUse(region: SharedArrayBuffer): number {
   return usage.value.blocks.length;
 }
 
-async function pair(listenerRole: HandshakeRole, initiatorRole: HandshakeRole) {
+async function pair(
+  listenerRole: HandshakeRole,
+  initiatorRole: HandshakeRole,
+  initiatorRegion?: SharedArrayBuffer,
+) {
   const region = testRegion();
   const wkp = freePortPair();
-  const listener = host(region, 1);
-  const initiator = host(region, 2);
+  const listener = host(region);
+  const initiator = host(initiatorRegion ?? region);
   let ready = () => {};
   const listenerReady = new Promise<void>((resolve) => (ready = resolve));
-  const listening = driveHandshake(createHandshake(listenerRole, config(wkp)), listener.sockets, {
+  const listening = driveHandshake(machine(listenerRole, listener, wkp), listener.sockets, {
     onStep: (machine) => readyToAccept(machine) && ready(),
   });
   await listenerReady;
-  const initiated = driveHandshake(createHandshake(initiatorRole, config(wkp)), initiator.sockets);
+  const initiated = driveHandshake(machine(initiatorRole, initiator, wkp), initiator.sockets);
   const [a, b] = await Promise.all([listening, initiated]);
   return { region, listener, initiator, listenerOutcome: a, initiatorOutcome: b };
 }
@@ -152,9 +163,9 @@ Deno.test("the database flow over real TCP and the region: everything ends up on
 
 Deno.test("a file-system server with no client fails with ECONNREFUSED and leaves nothing open", async () => {
   const region = testRegion();
-  const server = host(region, 2);
+  const server = host(region);
   const outcome = await driveHandshake(
-    createHandshake("fs-server", config(freePortPair())),
+    machine("fs-server", server, freePortPair()),
     server.sockets,
   );
   assert.equal(outcome.status, "failed");
@@ -165,13 +176,69 @@ Deno.test("a file-system server with no client fails with ECONNREFUSED and leave
 
 Deno.test("a file-system client whose server never comes fails with ETIMEDOUT at its deadline", async () => {
   const region = testRegion();
-  const client = host(region, 1);
+  const client = host(region);
   const outcome = await driveHandshake(
-    createHandshake("fs-client", config(freePortPair(), 300)),
+    machine("fs-client", client, freePortPair(), 300),
     client.sockets,
   );
   assert.equal(outcome.status, "failed");
   if (outcome.status === "failed") assert.equal(outcome.reason.code, "ETIMEDOUT");
   await client.storage.dispose();
   assert.equal(blocksInUse(region), 0);
+});
+
+for (
+  const [listenerRole, initiatorRole, step] of [
+    ["fs-client", "fs-server", "160"],
+    ["db-server", "db-client", "200"],
+  ] as const
+) {
+  Deno.test(`sides that attached different regions fail at step ${step} saying so, both at once (${listenerRole})`, async () => {
+    const other = testRegion();
+    const outcomes = await pair(listenerRole, initiatorRole, other);
+    const receiver = listenerRole === "fs-client"
+      ? outcomes.listenerOutcome
+      : outcomes.initiatorOutcome;
+    const sender = listenerRole === "fs-client"
+      ? outcomes.initiatorOutcome
+      : outcomes.listenerOutcome;
+    assert.equal(receiver.status, "failed");
+    assert.equal(sender.status, "failed");
+    if (receiver.status !== "failed" || sender.status !== "failed") return;
+    assert.equal(receiver.reason.code, "EADDRNOTAVAIL");
+    assert.equal(receiver.reason.step, step);
+    assert.match(receiver.reason.message, /both sides attached different regions/);
+    assert.notEqual(sender.reason.code, "ETIMEDOUT", sender.reason.message);
+    await outcomes.listener.storage.dispose();
+    await outcomes.initiator.storage.dispose();
+    assert.equal(blocksInUse(outcomes.region), 0);
+    assert.equal(blocksInUse(other), 0);
+  });
+}
+
+Deno.test("withStorageInfo offers the host's STG to senders, its region to receivers, and fails where no STG has room", () => {
+  const region = testRegion();
+  const h = host(region);
+  const sent = withStorageInfo({ wellKnownPort: 7000 }, "db-server", h.storage);
+  assert.ok("config" in sent);
+  assert.deepEqual((sent.config as { stg: unknown }).stg, {
+    id: 1,
+    lengthBytes: 8 * 256 * 1024,
+    regionId: h.storage.layout.regionId,
+  });
+  const received = withStorageInfo({ wellKnownPort: 7000 }, "fs-client", h.storage);
+  assert.ok("config" in received);
+  assert.deepEqual((received.config as { region: unknown }).region, h.storage.attachedRegion());
+  const full = withStorageInfo({ wellKnownPort: 7000 }, "fs-server", {
+    offerStg: () => ({ ok: false, code: "ENOBUFS", message: "no STG has room for 2 rings" }),
+    attachedRegion: () => h.storage.attachedRegion(),
+  });
+  assert.ok("failed" in full);
+  assert.deepEqual(full.failed, {
+    origin: "local",
+    code: "ENOBUFS",
+    step: "138",
+    message: "no STG has room for 2 rings",
+  });
+  h.storage.dispose();
 });

@@ -18,14 +18,13 @@ import { createHandshake } from "../core/handshake/mod.ts";
 import { parseHandshakeConfig } from "../core/handshake/config.ts";
 import type { Channels, HandshakeRole } from "../core/handshake/types.ts";
 import { readFrame, writeFrame } from "../core/wire/frame.ts";
-import { driveHandshake, readyToAccept } from "./handshake_driver.ts";
+import { driveHandshake, readyToAccept, withStorageInfo } from "./handshake_driver.ts";
 
 /** What the main thread asks a handshake host to do. */
 export interface HandshakeHostJob {
   readonly role: HandshakeRole;
   readonly config: unknown;
   readonly region: SharedArrayBuffer;
-  readonly hostId: number;
   /** Bytes to move over the data channel after establishment (sender: the initiator). */
   readonly dataBytes: number;
   /** Report every step (for kill-at-step tests). */
@@ -88,9 +87,15 @@ async function useChannels(job: HandshakeHostJob, sockets: Sockets, channels: Ch
 }
 
 async function run(job: HandshakeHostJob): Promise<void> {
-  const config = parseHandshakeConfig(job.config);
+  const storage = createStorageSockets({ region: job.region });
+  const filled = withStorageInfo(job.config, job.role, storage);
+  if ("failed" in filled) {
+    scope.postMessage({ outcome: { status: "failed", reason: filled.failed, setupMs: 0 } });
+    scope.postMessage({ done: true, setupMs: [] });
+    return await storage.dispose();
+  }
+  const config = parseHandshakeConfig(filled.config);
   if (!config.ok) throw new Error(config.message);
-  const storage = createStorageSockets({ region: job.region, hostId: job.hostId });
   const sockets = createRouter({ network: createTcpSockets({ ioTimeoutMs: 5_000 }), storage });
   const repeat = job.repeat ?? 1;
   const setupMs: number[] = [];

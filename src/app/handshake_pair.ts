@@ -53,7 +53,7 @@ export const PAIR_REGION_CONFIG: RegionConfig = {
 
 /** Formats a region for a pair of hosts. */
 export function pairRegion(): SharedArrayBuffer {
-  const region = formatRegion(PAIR_REGION_CONFIG);
+  const region = formatRegion(PAIR_REGION_CONFIG, crypto.randomUUID());
   if (!region.ok) throw new Error(region.message);
   return region.value;
 }
@@ -131,18 +131,17 @@ async function runPairOnce(
     : ["db-server", "db-client"];
   const config = {
     wellKnownPort: options.wellKnownPort,
-    stg: { id: 1, lengthBytes: PAIR_REGION_CONFIG.extentBytes * 8 },
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 3000,
   };
   const base = { config, region, dataBytes: options.dataBytes ?? 0, repeat: options.repeat ?? 1 };
   const sides: { initiator?: Side } = {};
   const listener = startSide(
-    { ...base, role: roles[0], hostId: 1 },
+    { ...base, role: roles[0] },
     (round) => sides.initiator?.worker.postMessage({ go: round }),
     () => {},
   );
   const initiator: Side = sides.initiator = startSide(
-    { ...base, role: roles[1], hostId: 2, reportSteps: options.killInitiatorAtStep !== undefined },
+    { ...base, role: roles[1], reportSteps: options.killInitiatorAtStep !== undefined },
     () => {},
     (step) => {
       if (step === options.killInitiatorAtStep) {

@@ -6,7 +6,10 @@ import { usageOfBuffer } from "../core/stp/usage.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
 
 function shortTimeoutRegion(): SharedArrayBuffer {
-  const region = formatRegion({ ...PAIR_REGION_CONFIG, ioTimeoutMs: 400, leaseMs: 200 });
+  const region = formatRegion(
+    { ...PAIR_REGION_CONFIG, ioTimeoutMs: 400, leaseMs: 200 },
+    crypto.randomUUID(),
+  );
   if (!region.ok) throw new Error(region.message);
   return region.value;
 }
@@ -20,7 +23,7 @@ function blocksInUse(region: SharedArrayBuffer): number {
 /** Reclaims a dead host's blocks as a live host would once its lease ran out. */
 async function reclaimAfterLease(region: SharedArrayBuffer): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const janitor = createStorageSockets({ region, hostId: 3, waitMode: "async" });
+  const janitor = createStorageSockets({ region, waitMode: "async" });
   janitor.reclaim();
   await janitor.dispose();
 }

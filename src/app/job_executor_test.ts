@@ -108,7 +108,7 @@ async function filesOf(root: string): Promise<string[]> {
 
 Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary files, hosts and region blocks released", async () => {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-cancel-" }));
-  const formatted = formatRegion(jobRegionConfig(64, 64, 10_000));
+  const formatted = formatRegion(jobRegionConfig(64, 64, 10_000), crypto.randomUUID());
   if (!formatted.ok) throw new Error(formatted.message);
   const region = formatted.value;
   try {

@@ -42,9 +42,9 @@ function world(ioTimeoutMs = 2000) {
     ioTimeoutMs,
     leaseMs: 1000,
     backlogMax: 4,
-  });
+  }, crypto.randomUUID());
   if (!region.ok) throw new Error(region.message);
-  const storage = createStorageSockets({ region: region.value, hostId: 1, waitMode: "async" });
+  const storage = createStorageSockets({ region: region.value, waitMode: "async" });
   return {
     storage,
     sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs }), storage }),

@@ -5,6 +5,7 @@
  */
 
 import { invariant } from "../assert.ts";
+import type { SocketErrorCode } from "../dispatch/errors.ts";
 import type { NetworkAddress, StorageAddress } from "../dispatch/sockets.ts";
 import type { Message } from "../wire/messages.ts";
 import type { Effect, FdName, HandshakeInput, Row, RowContext, RowEvent, Step } from "./types.ts";
@@ -57,4 +58,7 @@ export const accept = (fd: FdName, as: FdName): Effect => ({ call: "accept", fd,
 export const close = (fd: FdName, step?: Step): Effect =>
   step === undefined ? { call: "close", fd } : { call: "close", fd, step };
 export const done: Effect = { call: "done" };
-export const reject = (message: string): Effect => ({ call: "reject", message });
+export const reject = (
+  message: string,
+  options: { readonly code?: SocketErrorCode; readonly step?: Step } = {},
+): Effect => ({ call: "reject", message, ...options });

@@ -13,6 +13,7 @@
 import { z } from "zod";
 import { fail, ok, type Result } from "../dispatch/errors.ts";
 import type { SameType } from "../assert.ts";
+import { RegionIdTextSchema } from "../wire/messages.ts";
 
 /** Longest handshake deadline accepted, in ms (ten minutes). */
 export const HANDSHAKE_TIMEOUT_MS_MAX = 600_000;
@@ -26,14 +27,49 @@ const port = (what: string) =>
     error: `${what} must be at least 1`,
   }).max(65535, { error: `${what} must be at most 65535` });
 
-/** Schema of the STG the server offers: its id and length (step 138 / 236). */
-export const StgInfoSchema = z.object({
+const stgFields = {
   id: z.int({ error: "stg.id must be an integer" }).min(0, { error: "stg.id must be >= 0" })
     .max(65535, { error: "stg.id must be <= 65535" }),
   lengthBytes: z.int({ error: "stg.lengthBytes must be an integer" }).min(1, {
     error: "stg.lengthBytes must be at least 1 byte",
   }).max(Number.MAX_SAFE_INTEGER, { error: "stg.lengthBytes is too large" }),
+};
+
+/**
+ * Schema of the STG the server offers (steps 138 / 236): its id, that STG's own length, and the
+ * id of the region it lies in.
+ */
+export const StgInfoSchema = z.object({
+  ...stgFields,
+  regionId: RegionIdTextSchema,
 });
+
+/** The STG a server offers: its id, that STG's own length, the id of its region. */
+export interface StgInfo {
+  /** The STG id. */
+  readonly id: number;
+  /** That STG's own length in bytes (its extents), not the region's. */
+  readonly lengthBytes: number;
+  /** The id of the region the STG lies in. */
+  readonly regionId: string;
+}
+
+/**
+ * Schema of the region a side attached, as the side that receives the STG info checks it
+ * (steps 160-162 / 200-202): the region's id and each STG's id and length.
+ */
+export const AttachedRegionSchema = z.object({
+  regionId: RegionIdTextSchema,
+  stgs: z.array(z.object(stgFields)).min(1).max(16),
+});
+
+/** The region a side attached: its id and each STG's id and length. */
+export interface AttachedRegion {
+  /** The region's id. */
+  readonly regionId: string;
+  /** Each STG's id and length. */
+  readonly stgs: { readonly id: number; readonly lengthBytes: number }[];
+}
 
 /** Schema of a handshake configuration, with defaults. */
 export const HandshakeConfigSchema = z.object({
@@ -51,6 +87,11 @@ export const HandshakeConfigSchema = z.object({
   }).default(0),
   /** The STG the server offers; required for the server roles, unused by the clients. */
   stg: StgInfoSchema.optional(),
+  /**
+   * The region this side attached; the client roles check the STG info they receive against
+   * it (without it they fail at steps 160 / 200: no region attached).
+   */
+  region: AttachedRegionSchema.optional(),
   /** How many network connections the file-system client expects (the seeds say two). */
   expectedConnections: z.literal(FS_NETWORK_CONNECTIONS, {
     error: "expectedConnections must be 2: the file-system flow opens control and error",
@@ -68,14 +109,6 @@ export const HandshakeConfigSchema = z.object({
     .default(4),
 });
 
-/** The STG a server offers (step 138 / 236). */
-export interface StgInfo {
-  /** The STG id, 0..65535. */
-  readonly id: number;
-  /** The STG's length in bytes, at least 1. */
-  readonly lengthBytes: number;
-}
-
 /** A validated handshake configuration, defaults filled in (see {@link HandshakeConfigInput}). */
 export interface HandshakeConfig {
   /** The well-known port; the file-system flow also uses WKP+1, so at most 65534. */
@@ -88,6 +121,11 @@ export interface HandshakeConfig {
   readonly connectorBindPort: number;
   /** The STG the server offers; required for the server roles, unused by the clients. */
   readonly stg?: StgInfo | undefined;
+  /**
+   * The region this side attached; the client roles check the STG info they receive against
+   * it (without it they fail at steps 160 / 200: no region attached).
+   */
+  readonly region?: AttachedRegion | undefined;
   /** How many network connections the file-system client expects (the seeds say two). */
   readonly expectedConnections: 2;
   /** The whole handshake must finish within this long after `start`, in ms. */
@@ -108,6 +146,8 @@ export interface HandshakeConfigInput {
   readonly connectorBindPort?: number | undefined;
   /** The STG the server offers; required for the server roles. */
   readonly stg?: StgInfo | undefined;
+  /** The region this side attached (the client roles check the STG info against it). */
+  readonly region?: AttachedRegion | undefined;
   /** Must be 2 when given. */
   readonly expectedConnections?: 2 | undefined;
   /** Default 5000 ms, at most {@link HANDSHAKE_TIMEOUT_MS_MAX}. */

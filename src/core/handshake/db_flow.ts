@@ -2,8 +2,9 @@
  * The database flow (Fig. 5): the client initiates; one lane (`main`), strictly in order.
  *
  * The client listens on a dynamic port, connects to the server's WKP and sends that port; the
- * server acknowledges, connects back to the dynamic port and sends the STG info there; the
- * client answers with its dynamic STP port over the same connection; STP connect/accept; both
+ * server acknowledges, connects back to the dynamic port and sends the STG info there (step 236:
+ * the STG id, that STG's length and, added by lanfree, the region id); the client checks all
+ * three against the region it attached (200-202) and answers with its dynamic STP port; STP connect/accept; both
  * sides close the dynamic-port connection (214, 246). Result: one channel, `data`, through
  * storage. Rows are `step, lane, state, event, next state, effects`. `N-x` marks a call the
  * seeds imply before step N (the server's WKP listener, the bind before 234); `N+` marks what
@@ -29,6 +30,8 @@ import {
 } from "./_rows.ts";
 import type { HandshakeConfig } from "./config.ts";
 import { createTableMachine } from "./machine.ts";
+import { NIL_REGION_ID } from "../stp/layout.ts";
+import { checkStgInfo } from "./stg_info.ts";
 import { DONE, type Flow, type HandshakeMachine, IDLE, type Row } from "./types.ts";
 
 // deno-fmt-ignore
@@ -56,9 +59,16 @@ export const DB_CLIENT_TABLE: readonly Row[] = [
     if (m.type === "stgId") c.learned.stg = m.stg;
     return [recv("dyn")];
   }),
-  row("202",  "main", "STG_LENGTH_AWAITED",    "received:stgLength", "DATA_LISTENER_OPENING", (c, i) => {
+  row("200",  "main", "STG_LENGTH_AWAITED",    "received:stgLength", "REGION_ID_AWAITED", (c, i) => {
     const m = received(i);
     if (m.type === "stgLength") c.learned.stgLengthBytes = m.lengthBytes;
+    return [recv("dyn")];
+  }),
+  row("202",  "main", "REGION_ID_AWAITED",     "received:regionId", "DATA_LISTENER_OPENING", (c, i) => {
+    const m = received(i);
+    if (m.type === "regionId") c.learned.regionId = m.regionId;
+    const mismatch = checkStgInfo("200", c.learned, c.config.region);
+    if (mismatch !== undefined) return [reject(mismatch.message, { code: mismatch.code, step: "200" })];
     return [socket("storage", "dataListener")];
   }),
   row("204",  "main", "DATA_LISTENER_OPENING", "opened",    "DATA_LISTENER_BINDING", (c) => [{ call: "bind", fd: "dataListener", address: storage(c, 0) }]),
@@ -93,7 +103,8 @@ export const DB_SERVER_TABLE: readonly Row[] = [
   row("234",  "main", "DYN_BINDING",           "bound",     "DYN_CONNECTING",     (c) => [{ call: "connect", fd: "dyn", address: peer(c, c.learned.peerPort ?? 0) }]),
   row("236",  "main", "DYN_CONNECTING",        "connected", "STG_ID_SENDING",     (c) => [send("dyn", { type: "stgId", stg: c.learned.stg ?? 0 })]),
   row("236",  "main", "STG_ID_SENDING",        "sent",      "STG_LENGTH_SENDING", (c) => [send("dyn", { type: "stgLength", lengthBytes: c.config.stg?.lengthBytes ?? 1 })]),
-  row("238",  "main", "STG_LENGTH_SENDING",    "sent",      "PORT_AWAITED_STP",   () => [recv("dyn")]),
+  row("236",  "main", "STG_LENGTH_SENDING",    "sent",      "REGION_ID_SENDING",  (c) => [send("dyn", { type: "regionId", regionId: c.config.stg?.regionId ?? NIL_REGION_ID })]),
+  row("238",  "main", "REGION_ID_SENDING",     "sent",      "PORT_AWAITED_STP",   () => [recv("dyn")]),
   row("240",  "main", "PORT_AWAITED_STP",      "received:port", "DATA_OPENING",   (c, i) => {
     const m = received(i);
     if (m.type !== "port" || m.kind !== "storage") return [reject("step 238 needs a storage port")];
@@ -154,7 +165,7 @@ export function createDbClient(config: HandshakeConfig): HandshakeMachine {
  * import assert from "node:assert/strict";
  * import { createDbServer } from "./db_flow.ts";
  * import { parseServerConfig } from "./config.ts";
- * const config = parseServerConfig({ wellKnownPort: 7000, stg: { id: 1, lengthBytes: 4096 } });
+ * const config = parseServerConfig({ wellKnownPort: 7000, stg: { id: 1, lengthBytes: 4096, regionId: crypto.randomUUID() } });
  * if (!config.ok) throw new Error(config.message);
  * const [first] = createDbServer(config.value).handle({ type: "start" }, 0);
  * assert.ok(first?.type === "socket" && first.step === "222-socket");

@@ -5,8 +5,10 @@
  *   string (zeros), the client answers with the descriptor of its accepted socket, the server
  *   opens the second connection and echoes that descriptor back, which the client checks.
  *   Result: channels `control` and `error`.
- * - Lane `stg` (Fig. 4A): a bootstrap connection on WKP+1 carries the STG id and length to the
- *   client and the client's dynamic STP port back; then STP connect/accept. Result: `data`.
+ * - Lane `stg` (Fig. 4A): a bootstrap connection on WKP+1 carries the STG info to the client
+ *   (step 138: the STG id, that STG's length and, added by lanfree, the region id), which checks
+ *   all three against the region it attached (steps 160-162) and sends its dynamic STP port back;
+ *   then STP connect/accept. Result: `data`.
  *
  * Each lane advances on its own inputs; the machine is established when both lanes are DONE.
  * Rows are `step, lane, state, event, next state, effects`; the step is the seeds' number of
@@ -34,6 +36,8 @@ import {
 } from "./_rows.ts";
 import type { HandshakeConfig } from "./config.ts";
 import { createTableMachine } from "./machine.ts";
+import { NIL_REGION_ID } from "../stp/layout.ts";
+import { checkStgInfo } from "./stg_info.ts";
 import { DONE, type Flow, type HandshakeMachine, IDLE, type Row } from "./types.ts";
 
 const isZeros = (bytes: Uint8Array): boolean =>
@@ -63,7 +67,8 @@ export const FS_SERVER_TABLE: readonly Row[] = [
   row("136", "stg", "BOOT_BINDING",       "bound",     "BOOT_CONNECTING",    (c) => [{ call: "connect", fd: "boot", address: peer(c, c.config.wellKnownPort + 1) }]),
   row("138", "stg", "BOOT_CONNECTING",    "connected", "STG_ID_SENDING",     (c) => [send("boot", { type: "stgId", stg: c.learned.stg ?? 0 })]),
   row("138", "stg", "STG_ID_SENDING",     "sent",      "STG_LENGTH_SENDING", (c) => [send("boot", { type: "stgLength", lengthBytes: c.config.stg?.lengthBytes ?? 1 })]),
-  row("140", "stg", "STG_LENGTH_SENDING", "sent",      "PORT_AWAITED",       () => [recv("boot")]),
+  row("138", "stg", "STG_LENGTH_SENDING", "sent",      "REGION_ID_SENDING",  (c) => [send("boot", { type: "regionId", regionId: c.config.stg?.regionId ?? NIL_REGION_ID })]),
+  row("140", "stg", "REGION_ID_SENDING",  "sent",      "PORT_AWAITED",       () => [recv("boot")]),
   row("142", "stg", "PORT_AWAITED",       "received:port", "DATA_OPENING",   (c, i) => {
     const m = received(i);
     if (m.type !== "port" || m.kind !== "storage") return [reject("step 140 needs a storage port")];
@@ -109,9 +114,16 @@ export const FS_CLIENT_TABLE: readonly Row[] = [
     if (m.type === "stgId") c.learned.stg = m.stg;
     return [recv("boot")];
   }),
-  row("162", "stg", "STG_LENGTH_AWAITED",  "received:stgLength", "DATA_LISTENER_OPENING", (c, i) => {
+  row("160", "stg", "STG_LENGTH_AWAITED",  "received:stgLength", "REGION_ID_AWAITED", (c, i) => {
     const m = received(i);
     if (m.type === "stgLength") c.learned.stgLengthBytes = m.lengthBytes;
+    return [recv("boot")];
+  }),
+  row("162", "stg", "REGION_ID_AWAITED",   "received:regionId", "DATA_LISTENER_OPENING", (c, i) => {
+    const m = received(i);
+    if (m.type === "regionId") c.learned.regionId = m.regionId;
+    const mismatch = checkStgInfo("160", c.learned, c.config.region);
+    if (mismatch !== undefined) return [reject(mismatch.message, { code: mismatch.code, step: "160" })];
     return [socket("storage", "dataListener")];
   }),
   row("164", "stg", "DATA_LISTENER_OPENING", "opened",  "DATA_LISTENER_BINDING", (c) => [{ call: "bind", fd: "dataListener", address: storage(c, 0) }]),
@@ -155,7 +167,7 @@ export const FS_CLIENT_FLOW: Flow = {
  * import assert from "node:assert/strict";
  * import { createFsServer } from "./fs_flow.ts";
  * import { parseServerConfig } from "./config.ts";
- * const config = parseServerConfig({ wellKnownPort: 7000, stg: { id: 1, lengthBytes: 4096 } });
+ * const config = parseServerConfig({ wellKnownPort: 7000, stg: { id: 1, lengthBytes: 4096, regionId: crypto.randomUUID() } });
  * if (!config.ok) throw new Error(config.message);
  * const actions = createFsServer(config.value).handle({ type: "start" }, 0);
  * assert.ok(actions.map((a) => "step" in a ? a.step : a.type).join(",") === "82,132");

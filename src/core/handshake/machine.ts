@@ -257,7 +257,8 @@ class TableMachine implements HandshakeMachine {
     const effects = row.act(context, input);
     const rejected = effects.find((e) => e.call === "reject");
     if (rejected !== undefined && rejected.call === "reject") {
-      return this.#fail("remote", "EPROTO", row.step, rejected.message);
+      const code = rejected.code ?? "EPROTO";
+      return this.#fail("remote", code, rejected.step ?? row.step, rejected.message);
     }
     checkRowShape(row, effects);
     this.#lanes.set(row.lane, row.next);

@@ -15,7 +15,10 @@ import {
 } from "./types.ts";
 
 function config() {
-  const parsed = parseServerConfig({ wellKnownPort: 7000, stg: { id: 2, lengthBytes: 4096 } });
+  const parsed = parseServerConfig({
+    wellKnownPort: 7000,
+    stg: { id: 2, lengthBytes: 4096, regionId: crypto.randomUUID() },
+  });
   if (!parsed.ok) throw new Error(parsed.message);
   return parsed.value;
 }

@@ -7,7 +7,7 @@
  * import assert from "node:assert/strict";
  * import { createHandshake } from "./mod.ts";
  * import { parseServerConfig } from "./config.ts";
- * const config = parseServerConfig({ wellKnownPort: 7000, stg: { id: 1, lengthBytes: 4096 } });
+ * const config = parseServerConfig({ wellKnownPort: 7000, stg: { id: 1, lengthBytes: 4096, regionId: crypto.randomUUID() } });
  * if (!config.ok) throw new Error(config.message);
  * assert.ok(createHandshake("db-server", config.value).status === "idle");
  * ```

@@ -707,6 +707,9 @@ function checkChannels(world: SimWorld): string[] {
 /** The flows a pair can run. */
 export type SimFlow = "fs" | "db";
 
+/** The id of the region both simulated sides attached. */
+export const SIM_REGION_ID = "5e1f0000-0000-4000-8000-00000000c0de";
+
 /**
  * Builds a pair of machines for a flow, configured for one simulated host.
  *
@@ -727,7 +730,8 @@ export function simPair(
     expectedConnections: 2,
     handshakeTimeoutMs: 5000,
     backlog: 4,
-    stg: { id: 1, lengthBytes: 1 << 20 },
+    stg: { id: 1, lengthBytes: 1 << 20, regionId: SIM_REGION_ID },
+    region: { regionId: SIM_REGION_ID, stgs: [{ id: 1, lengthBytes: 1 << 20 }] },
     ...overrides,
   };
   const wkp = config.wellKnownPort;

@@ -143,6 +143,8 @@ export interface Learned {
   stg?: number;
   /** The STG length received (steps 160, 200). */
   stgLengthBytes?: number;
+  /** The region id received with the STG info (steps 160, 200). */
+  regionId?: string;
   /** This side's dynamic network port (step 188). */
   ownPort?: number;
 }
@@ -163,7 +165,14 @@ export type Effect =
   | Request
   | { readonly call: "close"; readonly fd: FdName; readonly step?: Step }
   | { readonly call: "done" }
-  | { readonly call: "reject"; readonly message: string };
+  | {
+    readonly call: "reject";
+    readonly message: string;
+    /** The code of the failure (default EPROTO: the peer broke the protocol). */
+    readonly code?: SocketErrorCode;
+    /** The step the failure names (default the row's). */
+    readonly step?: Step;
+  };
 
 /** What a row reacts to: the start, a call's result, or a received message of a type. */
 export type RowEvent =

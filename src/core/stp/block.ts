@@ -90,6 +90,12 @@ export const F = {
   targetIndex: 11,
   targetGen: 12,
   remotePort: 13,
+  /**
+   * Bumped (and notified) when this block's consumer frees ring space (its `rxHead` advances)
+   * and with every state change: what a producer waiting for space waits on, so it is not woken
+   * by the data its peer sends it the other way.
+   */
+  spaceBell: 14,
   /** Bytes written into the tx ring, modulo 2^32 (its own cache line). */
   txTail: 16,
   /** Bytes read from the rx ring, modulo 2^32. */

@@ -10,8 +10,8 @@ import { ok, type Result } from "../dispatch/errors.ts";
 import { type BlockRef, BlockState, F, genOf, ownerOf, stateOf, withState } from "./block.ts";
 import { finishRelease, ownWord, releaseFrom } from "./cbt.ts";
 import type { Poll } from "./connect.ts";
-import { hostAlive } from "./hosts.ts";
-import { closeConnected, peerGone, resetConnected, tryReleasePair } from "./pair.ts";
+import { freeDeadSlots, hostAlive } from "./hosts.ts";
+import { closeConnected, resetConnected, tryReleasePair } from "./pair.ts";
 import {
   casState,
   doorbellOf,
@@ -89,23 +89,23 @@ function acceptorGone(ctx: StpContext, block: number): boolean {
  *
  * @param ctx the reclaiming host
  * @param block the block index
+ * @param ownerDead treat the owner as dead whatever its heartbeat says (a claimer reclaiming
+ *   the blocks its slot's previous incarnation left behind)
  * @returns true when the block was freed or reset
  */
-export function* reclaimBlock(ctx: StpContext, block: number): Step<boolean> {
+export function* reclaimBlock(ctx: StpContext, block: number, ownerDead = false): Step<boolean> {
   if (block < 0 || block >= ctx.layout.blockCount) return false;
   const word = loadField(ctx, block, F.state);
   const state = stateOf(word);
   if (state === BlockState.free) return false;
-  if ((state === BlockState.closed || state === BlockState.reset) && peerGone(ctx, block)) {
+  // Both ends of a pair ended: nobody uses either any more, whoever owns them.
+  if (state === BlockState.closed || state === BlockState.reset) {
     return (yield* tryReleasePair(ctx, block)) > 0;
   }
-  if (hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs)) return false;
+  if (!ownerDead && hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs)) return false;
   switch (state) {
     case BlockState.connected:
       return yield* resetConnected(ctx, block, word);
-    case BlockState.closed:
-    case BlockState.reset:
-      return (yield* tryReleasePair(ctx, block)) > 0;
     case BlockState.listening:
       return yield* closeListener(ctx, block, word);
     case BlockState.pairing:
@@ -123,7 +123,8 @@ export function* reclaimBlock(ctx: StpContext, block: number): Step<boolean> {
 }
 
 /**
- * Sweeps the whole CBT, reclaiming every block of a dead host.
+ * Sweeps the whole CBT, reclaiming every block of a dead host, then frees the slots of dead
+ * hosts that hold nothing any more.
  *
  * @param ctx the reclaiming host
  * @returns how many blocks were freed or reset
@@ -132,6 +133,24 @@ export function* sweepDeadHosts(ctx: StpContext): Step<number> {
   let reclaimed = 0;
   for (let b = 0; b < ctx.layout.blockCount; b++) {
     if (yield* reclaimBlock(ctx, b)) reclaimed++;
+  }
+  yield* freeDeadSlots(ctx.memory, ctx.layout, ctx.nowMs);
+  return reclaimed;
+}
+
+/**
+ * Reclaims the blocks a previous incarnation of this host's slot left behind. Run right after
+ * claiming the slot and before allocating anything: every block that names the slot as its owner
+ * then belongs to the dead predecessor.
+ *
+ * @param ctx the host that just claimed its slot
+ * @returns how many blocks were freed or reset
+ */
+export function* reclaimPredecessor(ctx: StpContext): Step<number> {
+  let reclaimed = 0;
+  for (let b = 0; b < ctx.layout.blockCount; b++) {
+    if (ownerOf(loadField(ctx, b, F.state)) !== ctx.hostId) continue;
+    if (yield* reclaimBlock(ctx, b, true)) reclaimed++;
   }
   return reclaimed;
 }

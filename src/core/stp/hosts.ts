@@ -1,20 +1,36 @@
 /**
- * Host leases. Each host (1..hostCount) has a heartbeat word in the host table: the low 32 bits
- * of the wall clock in milliseconds at its last renewal (0 = not registered). A host is alive
- * while its heartbeat is at most `leaseMs` old; the blocks a dead host owns (the owner bits of
- * their state words) are reclaimable by anyone. Time comes in as `nowMs`.
+ * Host slots and leases. A process that attaches a region claims a **host slot** (1..hostCount)
+ * by compare-and-exchange on the slot's heartbeat word: a free slot (heartbeat 0) first, else
+ * one whose lease ran out. The heartbeat is the low 32 bits of the wall clock in milliseconds at
+ * the holder's last renewal; a host is alive while its heartbeat is at most `leaseMs` old. Each
+ * claim counts a new **incarnation** of the slot.
+ *
+ * Renewal is a compare-and-exchange from the value this host last wrote, so a host that was too
+ * slow and whose slot was reclaimed or taken over learns it at its next renewal (ECONNRESET)
+ * instead of renewing someone else's lease. A slot taken over from a dead host may still hold
+ * that host's blocks (their owner bits name the slot): the claimer reclaims them at once
+ * ({@link reclaimPredecessor}), before it allocates anything. Time comes in as `nowMs`.
  *
  * @module
  */
 
 import { fail, ok, type Result } from "../dispatch/errors.ts";
-import { HOST, hostWord, type RegionLayout } from "./layout.ts";
+import { BlockState, F, ownerOf, stateOf } from "./block.ts";
+import { blockWord, HOST, hostWord, type RegionLayout } from "./layout.ts";
 import type { RegionMemory } from "./memory.ts";
+import type { Step } from "./steps.ts";
 
-/** The clock as a heartbeat word: `nowMs` modulo 2^32, never 0 (0 means "not registered"). */
+/** The clock as a heartbeat word: `nowMs` modulo 2^32, never 0 (0 means "slot free"). */
 export function heartbeatOf(nowMs: number): number {
   const word = (nowMs % 0x1_0000_0000) | 0;
   return word === 0 ? 1 : word;
+}
+
+/** Whether a heartbeat word is a live lease at `nowMs`. */
+export function beatAlive(beat: number, nowMs: number, leaseMs: number): boolean {
+  if (beat === 0) return false;
+  const ageMs = (heartbeatOf(nowMs) - beat) | 0;
+  return ageMs <= leaseMs && ageMs >= -leaseMs;
 }
 
 /**
@@ -33,50 +49,162 @@ export function hostAlive(
   nowMs: number,
 ): boolean {
   if (hostId < 1 || hostId > layout.hostCount) return false;
-  const beat = memory.load(hostWord(layout, hostId, HOST.heartbeat));
-  if (beat === 0) return false;
-  const ageMs = (heartbeatOf(nowMs) - beat) | 0;
-  return ageMs <= layout.leaseMs && ageMs >= -layout.leaseMs;
+  return beatAlive(memory.load(hostWord(layout, hostId, HOST.heartbeat)), nowMs, layout.leaseMs);
 }
 
-/** Renews a host's lease. */
+/** A host slot this process holds. */
+export interface HostClaim {
+  /** The slot, 1..hostCount: the owner id in the blocks this host allocates. */
+  readonly hostId: number;
+  /** How many times the slot has been claimed, this claim included. */
+  readonly incarnation: number;
+  /** The heartbeat word this host wrote last (renewals expect it). */
+  readonly beat: number;
+}
+
+/**
+ * Claims a host slot: the first free one, else the first whose lease ran out. Two claimers
+ * never get the same slot (each claim is a compare-and-exchange of the heartbeat word).
+ *
+ * @param memory the region memory
+ * @param layout the region layout
+ * @param nowMs the wall clock in milliseconds
+ * @param pid a label shown by `region show` (a process id; 0 when unknown)
+ * @returns the claim, or ENOBUFS when every slot is held by a live host
+ */
+export function* claimHost(
+  memory: RegionMemory,
+  layout: RegionLayout,
+  nowMs: number,
+  pid: number,
+): Step<Result<HostClaim>> {
+  const beat = heartbeatOf(nowMs);
+  for (const wantFree of [true, false]) {
+    for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
+      const index = hostWord(layout, hostId, HOST.heartbeat);
+      const old = memory.load(index);
+      if (wantFree ? old !== 0 : old === 0 || beatAlive(old, nowMs, layout.leaseMs)) continue;
+      yield;
+      if (memory.compareExchange(index, old, beat) !== old) continue;
+      const incarnation = (memory.add(hostWord(layout, hostId, HOST.incarnation), 1) + 1) | 0;
+      memory.store(hostWord(layout, hostId, HOST.pid), pid | 0);
+      return ok({ hostId, incarnation, beat });
+    }
+  }
+  return fail("ENOBUFS", `no free host slot: all ${layout.hostCount} are held by live hosts`);
+}
+
+/**
+ * Renews a host's lease.
+ *
+ * @param memory the region memory
+ * @param layout the region layout
+ * @param hostId the host's slot
+ * @param lastBeat the heartbeat this host wrote last
+ * @param nowMs the wall clock in milliseconds
+ * @returns the new heartbeat, or ECONNRESET when the slot no longer holds `lastBeat` (the lease
+ *   ran out and the slot was reclaimed or taken over)
+ */
 export function renewLease(
   memory: RegionMemory,
   layout: RegionLayout,
   hostId: number,
+  lastBeat: number,
   nowMs: number,
-): void {
-  memory.store(hostWord(layout, hostId, HOST.heartbeat), heartbeatOf(nowMs));
+): Result<number> {
+  const next = heartbeatOf(nowMs);
+  const index = hostWord(layout, hostId, HOST.heartbeat);
+  const found = memory.compareExchange(index, lastBeat, next);
+  if (found !== lastBeat) {
+    return fail(
+      "ECONNRESET",
+      `host slot ${hostId} was reclaimed (heartbeat ${found}, expected ${lastBeat}): lease lost`,
+    );
+  }
+  return ok(next);
 }
 
-/**
- * Registers a host: takes its lease and counts a new incarnation. The caller then reclaims the
- * blocks a previous incarnation of the same id left behind (`reclaimHost`).
- *
- * @returns the incarnation number, EINVAL for an id outside 1..hostCount, or EADDRINUSE when
- *   another live host holds the id
- */
-export function registerHost(
+/** Gives up a host's slot (its remaining blocks become reclaimable at once), if still held. */
+export function releaseHost(
   memory: RegionMemory,
   layout: RegionLayout,
   hostId: number,
-  nowMs: number,
-): Result<number> {
-  if (!Number.isInteger(hostId) || hostId < 1 || hostId > layout.hostCount) {
-    return fail("EINVAL", `host id ${hostId} is outside 1..${layout.hostCount}`);
-  }
-  const heartbeat = hostWord(layout, hostId, HOST.heartbeat);
-  const beat = memory.load(heartbeat);
-  if (hostAlive(memory, layout, hostId, nowMs)) {
-    return fail("EADDRINUSE", `host id ${hostId} is held by a live host`);
-  }
-  if (memory.compareExchange(heartbeat, beat, heartbeatOf(nowMs)) !== beat) {
-    return fail("EADDRINUSE", `host id ${hostId} was registered concurrently`);
-  }
-  return ok(memory.add(hostWord(layout, hostId, HOST.incarnation), 1) + 1);
+  lastBeat: number,
+): void {
+  memory.compareExchange(hostWord(layout, hostId, HOST.heartbeat), lastBeat, 0);
 }
 
-/** Gives up a host's lease: its remaining blocks become reclaimable at once. */
-export function unregisterHost(memory: RegionMemory, layout: RegionLayout, hostId: number): void {
-  memory.store(hostWord(layout, hostId, HOST.heartbeat), 0);
+/** States a block can stay in after its owner died without anyone needing the owner alive. */
+const OWNERLESS: ReadonlySet<number> = new Set([
+  BlockState.free,
+  BlockState.closed,
+  BlockState.reset,
+]);
+
+/**
+ * Frees the slots of dead hosts that hold no block any more (blocks `closed` or `reset` are
+ * freed with their pair, whoever owns them). Run after a sweep has reclaimed dead hosts' blocks.
+ *
+ * @param memory the region memory
+ * @param layout the region layout
+ * @param nowMs the wall clock in milliseconds
+ * @returns how many slots were freed
+ */
+export function* freeDeadSlots(
+  memory: RegionMemory,
+  layout: RegionLayout,
+  nowMs: number,
+): Step<number> {
+  const holding = new Set<number>();
+  for (let b = 0; b < layout.blockCount; b++) {
+    const word = memory.load(blockWord(layout, b, F.state));
+    if (!OWNERLESS.has(stateOf(word))) holding.add(ownerOf(word));
+  }
+  let freed = 0;
+  for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
+    const index = hostWord(layout, hostId, HOST.heartbeat);
+    const beat = memory.load(index);
+    if (beat === 0 || beatAlive(beat, nowMs, layout.leaseMs) || holding.has(hostId)) continue;
+    yield;
+    if (memory.compareExchange(index, beat, 0) === beat) freed++;
+  }
+  return freed;
+}
+
+/** One host slot as `region show` reports it. */
+export interface HostSlot {
+  /** The slot, 1..hostCount. */
+  readonly hostId: number;
+  /** `free`, `live` (lease held) or `dead` (lease ran out, not yet reclaimed). */
+  readonly status: "free" | "live" | "dead";
+  /** How many times the slot has been claimed. */
+  readonly incarnation: number;
+  /** The process id its holder recorded (0 when unknown). */
+  readonly pid: number;
+  /** Milliseconds since the last renewal; null for a free slot. */
+  readonly leaseAgeMs: number | null;
+}
+
+/**
+ * Reads every host slot.
+ *
+ * @param memory the region memory
+ * @param layout the region layout
+ * @param nowMs the wall clock in milliseconds
+ * @returns the slots 1..hostCount
+ */
+export function hostSlots(memory: RegionMemory, layout: RegionLayout, nowMs: number): HostSlot[] {
+  const slots: HostSlot[] = [];
+  for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
+    const beat = memory.load(hostWord(layout, hostId, HOST.heartbeat));
+    const status = beat === 0 ? "free" : beatAlive(beat, nowMs, layout.leaseMs) ? "live" : "dead";
+    slots.push({
+      hostId,
+      status,
+      incarnation: memory.load(hostWord(layout, hostId, HOST.incarnation)) >>> 0,
+      pid: memory.load(hostWord(layout, hostId, HOST.pid)) >>> 0,
+      leaseAgeMs: beat === 0 ? null : (heartbeatOf(nowMs) - beat) | 0,
+    });
+  }
+  return slots;
 }

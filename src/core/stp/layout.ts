@@ -16,8 +16,8 @@ import { fail, ok, type Result } from "../dispatch/errors.ts";
 
 /** "LNFR" as a little-endian Int32: the first word of every region. */
 export const REGION_MAGIC = 0x52464e4c;
-/** Layout version written by {@link planRegion}; attach refuses any other. */
-export const REGION_VERSION = 1;
+/** Layout version written by `formatInto`; attach refuses any other (2: the region id). */
+export const REGION_VERSION = 2;
 /** Largest region: every byte offset must fit a signed 32-bit word. */
 export const REGION_BYTES_MAX = 0x7fff_ffc0;
 /** Header size in Int32 words (one 128-byte area). */
@@ -64,7 +64,37 @@ export const H = {
   ioTimeoutMs: 15,
   leaseMs: 16,
   backlogMax: 17,
+  /** Four words: the region id, a UUID's 16 bytes in order. */
+  regionId: 18,
 } as const;
+
+/** The id a planned layout carries until a region is formatted with its own. */
+export const NIL_REGION_ID = "00000000-0000-0000-0000-000000000000";
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The four header words of a region id.
+ *
+ * @param regionId a UUID in its canonical form (lower-case hex, 8-4-4-4-12)
+ * @returns the words, or EINVAL for anything else
+ */
+export function regionIdWords(regionId: string): Result<[number, number, number, number]> {
+  if (!UUID_PATTERN.test(regionId)) {
+    return fail("EINVAL", `region id ${JSON.stringify(regionId)} is not a lower-case UUID`);
+  }
+  const hex = regionId.replaceAll("-", "");
+  const word = (i: number) => Number.parseInt(hex.slice(i * 8, i * 8 + 8), 16) | 0;
+  return ok([word(0), word(1), word(2), word(3)]);
+}
+
+/** The region id held in four header words (the inverse of {@link regionIdWords}). */
+export function regionIdOf(words: readonly number[]): string {
+  const hex = words.map((w) => (w >>> 0).toString(16).padStart(8, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+    hex.slice(20, 32)
+  }`;
+}
 
 /** STG table entry word indices. */
 export const S = {
@@ -76,8 +106,11 @@ export const S = {
   portHint: 5,
 } as const;
 
-/** Host table entry word indices. */
-export const HOST = { heartbeat: 0, incarnation: 1 } as const;
+/**
+ * Host table entry word indices: the lease (heartbeat, 0 = slot free), the incarnation (claims
+ * so far) and the holder's process id (a label for `region show`).
+ */
+export const HOST = { heartbeat: 0, incarnation: 1, pid: 2 } as const;
 
 const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 
@@ -142,15 +175,15 @@ const _configMatchesSchema: SameType<RegionConfig, z.input<typeof regionConfigSc
 export interface StgLayout {
   /** Its position in the STG table. */
   readonly index: number;
-  /** The STG id. */
+  /** The STG id users name in a storage address. */
   readonly id: number;
-  /** Its first extent in the device area. */
+  /** Its first extent in the extent table. */
   readonly firstExtent: number;
-  /** How many extents it owns. */
+  /** How many extents (one ring each) it owns. */
   readonly extentCount: number;
-  /** Lowest dynamic port. */
+  /** Its lowest dynamic port. */
   readonly ephemeralMin: number;
-  /** Highest dynamic port. */
+  /** Its highest dynamic port. */
   readonly ephemeralMax: number;
   /** Bytes of device space the STG owns ("STG info" length). */
   readonly lengthBytes: number;
@@ -158,6 +191,11 @@ export interface StgLayout {
 
 /** The computed geometry of a region. All offsets in bytes from the region start. */
 export interface RegionLayout {
+  /**
+   * The region's id, a random UUID written when it was formatted (what a handshake compares to
+   * tell two sides attached the same region); {@link NIL_REGION_ID} in a layout only planned.
+   */
+  readonly regionId: string;
   /** Size of the whole region. */
   readonly regionBytes: number;
   /** Where the STG table starts. */
@@ -198,8 +236,10 @@ const alignUp = (bytes: number): number => Math.ceil(bytes / ALIGN_BYTES) * ALIG
  * Computes the layout of a region from its configuration.
  *
  * @param config the configuration (checked here)
- * @returns the layout, or EINVAL with the reason when the configuration is invalid or the
- *   region would exceed `REGION_BYTES_MAX`
+ * @param regionId the id the layout carries (default {@link NIL_REGION_ID}; a formatted region
+ *   has its own)
+ * @returns the layout, or EINVAL with the reason when the configuration is invalid, the id is
+ *   not a UUID, or the region would exceed `REGION_BYTES_MAX`
  *
  * @example Planning a small region
  * ```ts
@@ -212,7 +252,12 @@ const alignUp = (bytes: number): number => Math.ceil(bytes / ALIGN_BYTES) * ALIG
  * console.assert(planned.ok && planned.value.extentCount === 4);
  * ```
  */
-export function planRegion(config: RegionConfig): Result<RegionLayout> {
+export function planRegion(
+  config: RegionConfig,
+  regionId: string = NIL_REGION_ID,
+): Result<RegionLayout> {
+  const idWords = regionIdWords(regionId);
+  if (!idWords.ok) return idWords;
   const parsed = regionConfigSchema.safeParse(config);
   if (!parsed.success) {
     return fail("EINVAL", `invalid region config: ${parsed.error.issues[0]?.message ?? "?"}`);
@@ -246,6 +291,7 @@ export function planRegion(config: RegionConfig): Result<RegionLayout> {
   });
   invariant(firstExtent === extentCount, "STG extents cover the device area exactly");
   return ok({
+    regionId,
     regionBytes,
     stgTableOffset,
     hostTableOffset,

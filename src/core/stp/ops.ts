@@ -12,13 +12,19 @@ import { F } from "./block.ts";
 import { type Accepted, acceptStep } from "./accept.ts";
 import type { BlockRef } from "./block.ts";
 import { allocateBlock, bindBlock, listenBlock } from "./cbt.ts";
-import { closeBlock, reclaimBlock, RECLAIMERS, sweepDeadHosts } from "./close.ts";
+import {
+  closeBlock,
+  reclaimBlock,
+  RECLAIMERS,
+  reclaimPredecessor,
+  sweepDeadHosts,
+} from "./close.ts";
 import { type PendingConnect, type Poll, pollConnect, startConnect } from "./connect.ts";
 import type { Step, StpContext } from "./steps.ts";
 
 export type { Accepted, BlockRef, PendingConnect, Poll };
 export { cancelConnect } from "./connect.ts";
-export { reclaimBlock, sweepDeadHosts };
+export { reclaimBlock, reclaimPredecessor, sweepDeadHosts };
 
 /**
  * Allocates a control block (`socket`).
@@ -32,18 +38,20 @@ export { reclaimBlock, sweepDeadHosts };
  * import { allocate } from "./ops.ts";
  * import { formatRegion, attachRegion } from "./region.ts";
  * import { plainMemory } from "./memory.ts";
- * import { registerHost } from "./hosts.ts";
+ * import { claimHost } from "./hosts.ts";
  * import { runSteps } from "./steps.ts";
  * const buffer = formatRegion({
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 100, leaseMs: 100,
  *   backlogMax: 2,
- * });
+ * }, crypto.randomUUID());
  * if (!buffer.ok) throw new Error(buffer.message);
  * const layout = attachRegion(buffer.value);
  * if (!layout.ok) throw new Error(layout.message);
- * const ctx = { memory: plainMemory(buffer.value), layout: layout.value, hostId: 1, nowMs: 1000 };
- * registerHost(ctx.memory, ctx.layout, 1, 1000);
+ * const memory = plainMemory(buffer.value);
+ * const claim = runSteps(claimHost(memory, layout.value, 1000, 0));
+ * if (!claim.ok) throw new Error(claim.message);
+ * const ctx = { memory, layout: layout.value, hostId: claim.value.hostId, nowMs: 1000 };
  * const block = runSteps(allocate(ctx, 0));
  * console.assert(block.ok && block.value.index === 0);
  * ```

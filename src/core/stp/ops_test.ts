@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Result } from "../dispatch/errors.ts";
-import { registerHost, unregisterHost } from "./hosts.ts";
-import type { RegionConfig } from "./layout.ts";
+import { claimHost, releaseHost } from "./hosts.ts";
+import { HOST, hostWord, type RegionConfig } from "./layout.ts";
 import { plainMemory } from "./memory.ts";
 import * as ops from "./ops.ts";
 import { attachRegion, formatRegion } from "./region.ts";
@@ -28,11 +28,12 @@ function value<T>(result: Result<T>): T {
 }
 
 function region(config = CONFIG): { a: StpContext; b: StpContext } {
-  const buffer = value(formatRegion(config));
+  const buffer = value(formatRegion(config, crypto.randomUUID()));
   const layout = value(attachRegion(buffer));
   const memory = plainMemory(buffer);
-  value(registerHost(memory, layout, 1, 1000));
-  value(registerHost(memory, layout, 2, 1000));
+  const one = value(runSteps(claimHost(memory, layout, 1000, 0)));
+  const two = value(runSteps(claimHost(memory, layout, 1000, 0)));
+  assert.deepEqual([one.hostId, two.hostId], [1, 2]);
   return {
     a: { memory, layout, hostId: 1, nowMs: 1000 },
     b: { memory, layout, hostId: 2, nowMs: 1000 },
@@ -121,7 +122,7 @@ Deno.test("a dead host's blocks are reset for its peer and then reclaimed", () =
   const { a, b } = region();
   const { server, client, accepted } = connectPair(a, b, 80);
   const serverEnd = value(openRingEnd(a, accepted));
-  unregisterHost(b.memory, b.layout, 2);
+  releaseHost(b.memory, b.layout, 2, b.memory.load(hostWord(b.layout, 2, HOST.heartbeat)));
   const step = recvStep(a, serverEnd, new Uint8Array(4));
   assert.equal(step.kind === "failed" && step.code, "ECONNRESET");
   assert.equal(runSteps(ops.sweepDeadHosts(a)), 1);
@@ -136,4 +137,21 @@ Deno.test("allocate reports ENOBUFS when every control block is taken", () => {
   for (let i = 0; i < CONFIG.blockCount; i++) value(runSteps(ops.allocate(a, i)));
   const none = runSteps(ops.allocate(a, 0));
   assert.equal(!none.ok && none.code, "ENOBUFS");
+});
+
+Deno.test("a sender waiting for ring space is woken when its peer reads, not when its peer sends", () => {
+  const { a, b } = region();
+  const { client, accepted } = connectPair(a, b, 80);
+  const clientEnd = value(openRingEnd(b, client));
+  const serverEnd = value(openRingEnd(a, accepted));
+  const full = new Uint8Array(CONFIG.extentBytes);
+  assert.deepEqual(sendStep(b, clientEnd, full), { kind: "moved", bytes: full.length });
+  const blocked = sendStep(b, clientEnd, new Uint8Array(1));
+  assert.equal(blocked.kind, "waiting");
+  if (blocked.kind !== "waiting") return;
+  const unchanged = () => a.memory.load(blocked.wait.index) === blocked.wait.value;
+  sendStep(a, serverEnd, new Uint8Array(5)); // data the other way: no space for the sender
+  assert.ok(unchanged(), "the sender's wait word moved on data it cannot use (a spurious wake)");
+  recvStep(a, serverEnd, new Uint8Array(10));
+  assert.ok(!unchanged(), "reading frees space: the sender's wait word moves");
 });

@@ -18,6 +18,8 @@ import {
   REGION_MAGIC,
   REGION_VERSION,
   type RegionConfig,
+  regionIdOf,
+  regionIdWords,
   type RegionLayout,
   S,
   STG_WORDS,
@@ -25,12 +27,39 @@ import {
 } from "./layout.ts";
 import type { RegionMemory } from "./memory.ts";
 
-/** A region ready for use: its memory and its validated layout. */
+/** How a wait ended: woken (or spuriously), the word already differed, or the time ran out. */
+export type WaitResult = "ok" | "not-equal" | "timed-out";
+
+/**
+ * A region ready for use: its memory, its validated layout, and how a host waits on one of its
+ * words. The core never waits; adapters wait where a core step says (`WaitOn`).
+ */
 export interface Region {
-  /** The region's memory. */
+  /** Word and byte access to the region. */
   readonly memory: RegionMemory;
-  /** Its validated layout. */
+  /** Its validated layout (with its id). */
   readonly layout: RegionLayout;
+  /**
+   * Waits while word `index` holds `value`, until a `memory.notify(index)` (by any host) wakes
+   * it, at most `timeoutMs`. A region without it is waited on by polling the word every
+   * millisecond (`pollingWait`).
+   *
+   * @returns `not-equal` when the word already differed, `timed-out` when nothing woke the
+   *   waiter in time, `ok` otherwise
+   */
+  wait?(index: number, value: number, timeoutMs: number): Promise<WaitResult>;
+  /**
+   * A view of `length` bytes of the region from `byteOffset`, for the zero-copy paths (a
+   * producer fills ring space in place, a consumer reads it in place). A region without it is
+   * still usable: those paths then copy through a scratch buffer.
+   */
+  view?(byteOffset: number, length: number): Uint8Array;
+  /**
+   * Releases what the region holds (a file mapping, a descriptor); a region without resources
+   * leaves it out. Nothing may touch `memory` afterwards (an implementation makes such a use
+   * throw rather than crash); waits still pending end early.
+   */
+  close?(): void;
 }
 
 /**
@@ -67,6 +96,8 @@ function headerWords(layout: RegionLayout): number[] {
   words[H.ioTimeoutMs] = layout.ioTimeoutMs;
   words[H.leaseMs] = layout.leaseMs;
   words[H.backlogMax] = layout.backlogMax;
+  const id = regionIdWords(layout.regionId);
+  if (id.ok) id.value.forEach((word, i) => (words[H.regionId + i] = word));
   return words;
 }
 
@@ -97,7 +128,9 @@ export function formatInto(memory: RegionMemory, layout: RegionLayout): void {
  * Plans and writes a fresh region into a new SharedArrayBuffer.
  *
  * @param config the region configuration
- * @returns the buffer, or EINVAL when the configuration is invalid
+ * @param regionId the region's id: a fresh random UUID (`crypto.randomUUID()`), so that two
+ *   regions are never taken for one
+ * @returns the buffer, or EINVAL when the configuration or the id is invalid
  *
  * @example Formatting and attaching
  * ```ts
@@ -106,14 +139,17 @@ export function formatInto(memory: RegionMemory, layout: RegionLayout): void {
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 49152, ephemeralPortMax: 49200 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 1000, leaseMs: 500,
  *   backlogMax: 4,
- * });
+ * }, "6f1c2d3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5");
  * if (!buffer.ok) throw new Error(buffer.message);
  * const layout = attachRegion(buffer.value);
- * console.assert(layout.ok && layout.value.stgs[0]?.id === 1);
+ * console.assert(layout.ok && layout.value.regionId === "6f1c2d3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5");
  * ```
  */
-export function formatRegion(config: RegionConfig): Result<SharedArrayBuffer> {
-  const layout = planRegion(config);
+export function formatRegion(
+  config: RegionConfig,
+  regionId: string,
+): Result<SharedArrayBuffer> {
+  const layout = planRegion(config, regionId);
   if (!layout.ok) return layout;
   const buffer = new SharedArrayBuffer(layout.value.regionBytes);
   formatInto(wordWriter(buffer), layout.value);
@@ -137,8 +173,8 @@ function wordWriter(buffer: SharedArrayBuffer): RegionMemory {
   };
 }
 
-/** Reads the configuration back from a buffer, checking each word is inside it. */
-function readConfig(words: Int32Array): Result<RegionConfig> {
+/** Reads the configuration and the id back from a buffer, checking each word is inside it. */
+function readConfig(words: Int32Array): Result<{ config: RegionConfig; regionId: string }> {
   const word = (
     i: number,
   ): number | undefined => (i >= 0 && i < words.length ? words[i] : undefined);
@@ -163,7 +199,7 @@ function readConfig(words: Int32Array): Result<RegionConfig> {
       ephemeralPortMax: at(S.ephemeralMax),
     });
   }
-  return ok({
+  const config = {
     stgs,
     extentBytes: word(H.extentBytes) ?? 0,
     blockCount: word(H.blockCount) ?? 0,
@@ -171,7 +207,9 @@ function readConfig(words: Int32Array): Result<RegionConfig> {
     ioTimeoutMs: word(H.ioTimeoutMs) ?? 0,
     leaseMs: word(H.leaseMs) ?? 0,
     backlogMax: word(H.backlogMax) ?? 0,
-  });
+  };
+  const id = [0, 1, 2, 3].map((i) => word(H.regionId + i) ?? 0);
+  return ok({ config, regionId: regionIdOf(id) });
 }
 
 /**
@@ -181,17 +219,29 @@ function readConfig(words: Int32Array): Result<RegionConfig> {
  * @returns the layout, or EINVAL saying what is wrong (magic, version, geometry, bounds)
  */
 export function attachRegion(buffer: ArrayBufferLike): Result<RegionLayout> {
-  const words = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
-  const config = readConfig(words);
-  if (!config.ok) return config;
-  const planned = planRegion(config.value);
+  return checkRegionHeader(new Int32Array(buffer, 0, buffer.byteLength >>> 2), buffer.byteLength);
+}
+
+/** Bytes from the start of a region that hold everything {@link checkRegionHeader} reads. */
+export const HEADER_AND_STG_TABLE_BYTES = (HEADER_WORDS + LIMITS.stgsMax * STG_WORDS) * 4;
+
+/**
+ * Validates a region from its first words (the header and the STG table) and its total size,
+ * without the rest of its bytes: what a file region checks before it maps anything.
+ *
+ * @param words the region's first words (at least the header; at most
+ *   {@link HEADER_AND_STG_TABLE_BYTES} are read; nothing outside `words` is)
+ * @param byteLength the region's total size in bytes
+ * @returns the layout, or EINVAL saying what is wrong (magic, version, geometry, size)
+ */
+export function checkRegionHeader(words: Int32Array, byteLength: number): Result<RegionLayout> {
+  const stored = readConfig(words);
+  if (!stored.ok) return stored;
+  const planned = planRegion(stored.value.config, stored.value.regionId);
   if (!planned.ok) return fail("EINVAL", `inconsistent geometry: ${planned.message}`);
   const layout = planned.value;
-  if (layout.regionBytes > buffer.byteLength) {
-    return fail(
-      "EINVAL",
-      `region needs ${layout.regionBytes} bytes, buffer has ${buffer.byteLength}`,
-    );
+  if (layout.regionBytes > byteLength) {
+    return fail("EINVAL", `region needs ${layout.regionBytes} bytes, buffer has ${byteLength}`);
   }
   const expected = headerWords(layout);
   for (let i = 0; i < HEADER_WORDS; i++) {

@@ -5,8 +5,10 @@
  * 2^28 bytes, so `(tail - head) >>> 0` is the byte count in the ring and `counter & (size - 1)`
  * the position, across any number of wraps of the counters: transfers of any length work.
  *
- * Publish order: the producer copies the bytes, then stores `txTail`, then rings its doorbell;
- * the consumer copies out, then stores `rxHead`, then rings its doorbell. A side that closes
+ * Publish order: the producer copies the bytes, then stores `txTail`, then rings its doorbell
+ * (what a consumer waiting for data waits on); the consumer copies out, then stores `rxHead`,
+ * then rings its space bell (what a producer waiting for space waits on). State changes ring
+ * both. A side that closes
  * stores its state after its last `txTail`, so a consumer that reads the peer's state before its
  * tail never misses bytes sent before end-of-stream.
  *
@@ -43,14 +45,20 @@ export interface RingEnd {
   readonly txTailIndex: number;
   readonly rxHeadIndex: number;
   readonly doorbellIndex: number;
+  readonly spaceBellIndex: number;
   readonly peerStateIndex: number;
   readonly peerTxTailIndex: number;
   readonly peerRxHeadIndex: number;
   readonly peerDoorbellIndex: number;
+  readonly peerSpaceBellIndex: number;
   /** Bytes written so far (only this end writes `txTail`). */
   tail: number;
   /** Bytes read so far (only this end writes `rxHead`). */
   head: number;
+  /** Bytes of the tx ring reserved by the last reserve and not yet committed. */
+  reserved: number;
+  /** Bytes of the rx ring peeked by the last peek and not yet released. */
+  peeked: number;
 }
 
 /**
@@ -84,12 +92,16 @@ export function openRingEnd(ctx: StpContext, ref: BlockRef): Result<RingEnd> {
     txTailIndex: own(F.txTail),
     rxHeadIndex: own(F.rxHead),
     doorbellIndex: own(F.doorbell),
+    spaceBellIndex: own(F.spaceBell),
     peerStateIndex: peers(F.state),
     peerTxTailIndex: peers(F.txTail),
     peerRxHeadIndex: peers(F.rxHead),
     peerDoorbellIndex: peers(F.doorbell),
+    peerSpaceBellIndex: peers(F.spaceBell),
     tail: loadField(ctx, ref.index, F.txTail),
     head: loadField(ctx, ref.index, F.rxHead),
+    reserved: 0,
+    peeked: 0,
   });
 }
 
@@ -121,21 +133,40 @@ function brokenConnection(ctx: StpContext, end: RingEnd, peerWord: number): Brok
 }
 
 /** The step when nothing can move: a failure if the peer is dead, else where to wait. */
-function blocked(ctx: StpContext, end: RingEnd, peerWord: number, doorbell: number): RingStep {
+function blocked(
+  ctx: StpContext,
+  peerWord: number,
+  wait: WaitOn,
+): Extract<RingStep, { kind: "waiting" | "failed" }> {
   if (!hostAlive(ctx.memory, ctx.layout, ownerOf(peerWord), ctx.nowMs)) {
     return broken("ECONNRESET", `peer host ${ownerOf(peerWord)} lost its lease`);
   }
-  return { kind: "waiting", wait: { index: end.peerDoorbellIndex, value: doorbell } };
+  return { kind: "waiting", wait };
 }
 
+/** Where a producer may write or a consumer may read in place: a contiguous span of the region. */
+export interface RingSpan {
+  readonly kind: "span";
+  /** Byte offset of the span in the region. */
+  readonly byteOffset: number;
+  /** Its length in bytes (at least 1 unless 0 bytes were asked for). */
+  readonly length: number;
+}
+
+/** What a reserve or peek step found. */
+export type SpanStep = RingSpan | Exclude<RingStep, { kind: "moved" }>;
+
 /**
- * Writes as much of `bytes` into the tx ring as fits (`send`, one step).
+ * Reserves free space of the tx ring for the producer to fill in place (zero-copy `send`): the
+ * contiguous part of the free space at the tail, at most `maxBytes`. When the free space wraps
+ * around the ring's end, only the part up to the end is returned; the next reserve, after a
+ * commit, returns the rest. Nothing is published until {@link commitStep}.
  *
- * @returns moved (at least 1 byte), waiting (ring full), EPIPE (peer closed), ECONNRESET
+ * @returns a span, waiting (ring full), EPIPE (peer closed), ECONNRESET, EPROTO
  */
-export function sendStep(ctx: StpContext, end: RingEnd, bytes: Uint8Array): RingStep {
+export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanStep {
   const memory = ctx.memory;
-  const doorbell = memory.load(end.peerDoorbellIndex);
+  const bell = memory.load(end.peerSpaceBellIndex);
   const peerWord = memory.load(end.peerStateIndex);
   const failure = brokenConnection(ctx, end, peerWord);
   if (failure !== undefined) return failure;
@@ -144,45 +175,122 @@ export function sendStep(ctx: StpContext, end: RingEnd, bytes: Uint8Array): Ring
   }
   const used = ringUsed(end.tail, memory.load(end.peerRxHeadIndex));
   if (used > end.ringBytes) return broken("EPROTO", `ring holds ${used} bytes, more than its size`);
-  const count = Math.min(end.ringBytes - used, bytes.length);
-  if (count === 0) return blocked(ctx, end, peerWord, doorbell);
+  const count = Math.min(end.ringBytes - used, Math.max(0, Math.trunc(maxBytes)));
+  if (count === 0 && maxBytes >= 1) {
+    return blocked(ctx, peerWord, { index: end.peerSpaceBellIndex, value: bell });
+  }
   const [position, first] = ringSpans(end.tail, count, end.ringBytes);
-  memory.writeBytes(end.txOffset + position, bytes.subarray(0, first));
-  if (first < count) memory.writeBytes(end.txOffset, bytes.subarray(first, count));
-  end.tail = (end.tail + count) | 0;
-  memory.store(end.txTailIndex, end.tail);
-  memory.add(end.doorbellIndex, 1);
-  memory.notify(end.doorbellIndex);
-  return { kind: "moved", bytes: count };
+  end.reserved = first;
+  return { kind: "span", byteOffset: end.txOffset + position, length: first };
 }
 
 /**
- * Reads at most `into.length` bytes from the rx ring into `into` (`recv`, one step).
+ * Publishes `bytes` of the span the last {@link reserveStep} returned: the consumer sees them
+ * from now on. Committing 0 bytes gives the reservation up.
  *
- * @returns moved (at least 1 byte), eof (peer closed and ring drained), waiting, ECONNRESET
+ * @returns EINVAL when `bytes` is not a whole number within the reservation
  */
-export function recvStep(ctx: StpContext, end: RingEnd, into: Uint8Array): RingStep {
+export function commitStep(ctx: StpContext, end: RingEnd, bytes: number): Result<number> {
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > end.reserved) {
+    return fail("EINVAL", `commit of ${bytes} bytes, but ${end.reserved} are reserved`);
+  }
+  end.reserved = 0;
+  if (bytes === 0) return ok(0);
+  end.tail = (end.tail + bytes) | 0;
+  ctx.memory.store(end.txTailIndex, end.tail);
+  ctx.memory.add(end.doorbellIndex, 1);
+  ctx.memory.notify(end.doorbellIndex);
+  return ok(bytes);
+}
+
+/**
+ * Finds bytes waiting in the rx ring for the consumer to read in place (zero-copy `recv`): the
+ * contiguous part at the head, at most `maxBytes`. Nothing is given back until
+ * {@link releaseStep}.
+ *
+ * @returns a span, eof (peer closed and ring drained), waiting, ECONNRESET, EPROTO
+ */
+export function peekStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanStep {
   const memory = ctx.memory;
+  // The peer's state before its tail: end-of-stream is reported only once the ring is drained.
   const doorbell = memory.load(end.peerDoorbellIndex);
   const peerWord = memory.load(end.peerStateIndex);
   const available = ringUsed(memory.load(end.peerTxTailIndex), end.head);
   if (available > end.ringBytes) {
     return broken("EPROTO", `ring holds ${available} bytes, more than its size`);
   }
-  const count = Math.min(available, into.length);
-  if (count > 0) {
+  const count = Math.min(available, Math.max(0, Math.trunc(maxBytes)));
+  if (count > 0 || (maxBytes < 1 && available > 0)) {
     const [position, first] = ringSpans(end.head, count, end.ringBytes);
-    memory.readBytes(end.rxOffset + position, into.subarray(0, first));
-    if (first < count) memory.readBytes(end.rxOffset, into.subarray(first, count));
-    end.head = (end.head + count) | 0;
-    memory.store(end.rxHeadIndex, end.head);
-    memory.add(end.doorbellIndex, 1);
-    memory.notify(end.doorbellIndex);
-    return { kind: "moved", bytes: count };
+    end.peeked = first;
+    return { kind: "span", byteOffset: end.rxOffset + position, length: first };
   }
   const failure = brokenConnection(ctx, end, peerWord);
   if (failure !== undefined) return failure;
   if (stateOf(peerWord) === BlockState.closed) return { kind: "eof" };
-  if (into.length === 0) return { kind: "moved", bytes: 0 };
-  return blocked(ctx, end, peerWord, doorbell);
+  if (maxBytes < 1) {
+    end.peeked = 0;
+    return { kind: "span", byteOffset: end.rxOffset, length: 0 };
+  }
+  return blocked(ctx, peerWord, { index: end.peerDoorbellIndex, value: doorbell });
+}
+
+/**
+ * Gives `bytes` of the span the last {@link peekStep} returned back to the producer.
+ *
+ * @returns EINVAL when `bytes` is not a whole number within the peeked span
+ */
+export function releaseStep(ctx: StpContext, end: RingEnd, bytes: number): Result<number> {
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > end.peeked) {
+    return fail("EINVAL", `release of ${bytes} bytes, but ${end.peeked} were peeked`);
+  }
+  end.peeked = 0;
+  if (bytes === 0) return ok(0);
+  end.head = (end.head + bytes) | 0;
+  ctx.memory.store(end.rxHeadIndex, end.head);
+  ctx.memory.add(end.spaceBellIndex, 1);
+  ctx.memory.notify(end.spaceBellIndex);
+  return ok(bytes);
+}
+
+/**
+ * Writes as much of `bytes` into the tx ring as fits (`send`, one step): reserve, copy, commit,
+ * once more for the part after the ring's end when the free space wraps.
+ *
+ * @returns moved (at least 1 byte), waiting (ring full), EPIPE (peer closed), ECONNRESET
+ */
+export function sendStep(ctx: StpContext, end: RingEnd, bytes: Uint8Array): RingStep {
+  let moved = 0;
+  for (let span = 0; span < 2 && moved < bytes.length; span++) {
+    const reserved = reserveStep(ctx, end, bytes.length - moved);
+    if (reserved.kind !== "span") return moved > 0 ? { kind: "moved", bytes: moved } : reserved;
+    ctx.memory.writeBytes(reserved.byteOffset, bytes.subarray(moved, moved + reserved.length));
+    moved += unwrapCount(commitStep(ctx, end, reserved.length));
+  }
+  return { kind: "moved", bytes: moved };
+}
+
+/**
+ * Reads at most `into.length` bytes from the rx ring into `into` (`recv`, one step): peek,
+ * copy, release, once more for the part after the ring's end.
+ *
+ * @returns moved (at least 1 byte; 0 only for an empty `into`), eof (peer closed and ring
+ *   drained), waiting, ECONNRESET
+ */
+export function recvStep(ctx: StpContext, end: RingEnd, into: Uint8Array): RingStep {
+  let moved = 0;
+  for (let span = 0; span < 2 && (moved < into.length || into.length === 0); span++) {
+    const peeked = peekStep(ctx, end, into.length - moved);
+    if (peeked.kind !== "span") return moved > 0 ? { kind: "moved", bytes: moved } : peeked;
+    ctx.memory.readBytes(peeked.byteOffset, into.subarray(moved, moved + peeked.length));
+    moved += unwrapCount(releaseStep(ctx, end, peeked.length));
+    if (into.length === 0) break;
+  }
+  return { kind: "moved", bytes: moved };
+}
+
+/** The count of a commit or release the step itself sized (never out of range). */
+function unwrapCount(result: Result<number>): number {
+  invariant(result.ok, "a step commits or releases exactly what it reserved or peeked");
+  return result.value;
 }

@@ -71,11 +71,16 @@ export function casState(ctx: StpContext, block: number, expected: number, next:
   return ctx.memory.compareExchange(index, expected, next) === (expected | 0);
 }
 
-/** Rings a block's doorbell: bump it and wake every waiter (after any publish about it). */
+/**
+ * Rings a block's doorbells after a state change or any other publish about it: bump both the
+ * doorbell and the space bell and wake every waiter on either.
+ */
 export function ringDoorbell(ctx: StpContext, block: number): void {
-  const index = blockWord(ctx.layout, block, F.doorbell);
-  ctx.memory.add(index, 1);
-  ctx.memory.notify(index);
+  for (const field of [F.doorbell, F.spaceBell]) {
+    const index = blockWord(ctx.layout, block, field);
+    ctx.memory.add(index, 1);
+    ctx.memory.notify(index);
+  }
 }
 
 /** Where to wait for news about a block: its doorbell, as it is now. */

@@ -37,7 +37,7 @@ export interface RegionUsage {
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 100, leaseMs: 100,
  *   backlogMax: 2,
- * });
+ * }, crypto.randomUUID());
  * if (!buffer.ok) throw new Error(buffer.message);
  * const layout = attachRegion(buffer.value);
  * if (!layout.ok) throw new Error(layout.message);
@@ -77,7 +77,7 @@ export function regionUsage(memory: RegionMemory, layout: RegionLayout): RegionU
  * const buffer = formatRegion({
  *   stgs: [{ id: 1, extentCount: 2, ephemeralPortMin: 50000, ephemeralPortMax: 50010 }],
  *   extentBytes: 4096, blockCount: 4, hostCount: 2, ioTimeoutMs: 100, leaseMs: 100, backlogMax: 2,
- * });
+ * }, crypto.randomUUID());
  * if (!buffer.ok) throw new Error(buffer.message);
  * const usage = usageOfBuffer(buffer.value);
  * console.assert(usage.ok && usage.value.blocks.length === 0);

@@ -14,6 +14,7 @@
  * | 5   | `port`      | u8 kind (0 network, 1 storage), u16 port (1..65535) | 4       |
  * | 6   | `ack`       | nothing                                       | 1             |
  * | 7   | `error`     | u8 code index in `SOCKET_ERROR_CODES`, UTF-8 text (0..{@link ERROR_TEXT_BYTES_MAX}) | 2..202 |
+ * | 8   | `regionId`  | the region's UUID, 16 bytes in order          | 17            |
  *
  * Decoding never throws: an empty payload, an unknown tag, a wrong length, an out-of-range
  * value or bad UTF-8 is an EPROTO failure, and a payload over {@link MESSAGE_BYTES_MAX} is
@@ -57,6 +58,7 @@ export const MESSAGE_TAGS = {
   port: 5,
   ack: 6,
   error: 7,
+  regionId: 8,
 } as const;
 
 /** The name of a message type. */
@@ -87,6 +89,16 @@ export const StgLengthSchema = z.object({
   type: z.literal("stgLength"),
   lengthBytes: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
 });
+/** A region id: a UUID in lower-case canonical form. */
+export const RegionIdTextSchema = z.string().regex(
+  /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+  { error: "a region id is a lower-case UUID" },
+);
+/** Schema of the region id that goes with the STG info (steps 138/160, 236/200). */
+export const RegionIdSchema = z.object({
+  type: z.literal("regionId"),
+  regionId: RegionIdTextSchema,
+});
 /** Schema of a port (steps 170, 140, 196, 224, 210, 238). */
 export const PortSchema = z.object({
   type: z.literal("port"),
@@ -113,6 +125,7 @@ export const MessageSchema = z.discriminatedUnion("type", [
   PortSchema,
   AckSchema,
   ErrorSchema,
+  RegionIdSchema,
 ]);
 
 /** The well-known string (step 90). */
@@ -167,6 +180,14 @@ export interface ErrorMessage {
   readonly text: string;
 }
 
+/** The region id that goes with the STG info (steps 138/160, 236/200). */
+export interface RegionIdMessage {
+  /** Tag 8. */
+  readonly type: "regionId";
+  /** The region's UUID, lower-case canonical form. */
+  readonly regionId: string;
+}
+
 /** Any control message (what {@link MessageSchema} accepts). */
 export type Message =
   | WellKnownMessage
@@ -175,7 +196,8 @@ export type Message =
   | StgLengthMessage
   | PortMessage
   | AckMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | RegionIdMessage;
 // `deno check` fails here when the type above and the schema stop describing the same messages.
 const _messageMatchesSchema: SameType<Message, z.output<typeof MessageSchema>> = true;
 /** The message of one type. */
@@ -219,6 +241,8 @@ function bodyBytes(message: Message): number {
       return 0;
     case "error":
       return 1 + utf8Length(message.text);
+    case "regionId":
+      return 16;
   }
 }
 
@@ -246,6 +270,11 @@ function writeBody(message: Message, view: DataView, bytes: Uint8Array): void {
       view.setUint8(1, SOCKET_ERROR_CODES.indexOf(message.code));
       bytes.set(new TextEncoder().encode(message.text), 2);
       return;
+    case "regionId": {
+      const hex = message.regionId.replaceAll("-", "");
+      for (let i = 0; i < 16; i++) bytes[1 + i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+      return;
+    }
   }
 }
 
@@ -282,6 +311,7 @@ const FIXED_PAYLOAD_BYTES: Readonly<Partial<Record<number, number>>> = {
   [MESSAGE_TAGS.stgLength]: 9,
   [MESSAGE_TAGS.port]: 4,
   [MESSAGE_TAGS.ack]: 1,
+  [MESSAGE_TAGS.regionId]: 17,
 };
 
 /** Strict UTF-8 of the error text, or `null` (which the schema rejects) when it is not UTF-8. */
@@ -312,6 +342,13 @@ function readCandidate(tag: number, payload: Uint8Array, view: DataView): unknow
     }
     case MESSAGE_TAGS.ack:
       return { type: "ack" };
+    case MESSAGE_TAGS.regionId: {
+      const hex = [...payload.subarray(1, 17)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${
+        hex.slice(16, 20)
+      }-${hex.slice(20)}`;
+      return { type: "regionId", regionId: uuid };
+    }
     default: {
       const code = view.getUint8(1);
       return {

@@ -26,6 +26,16 @@ Deno.test("the STG length round-trips up to 2^53 - 1 and rejects 2^53", () => {
   assert.equal(decodeMessage(over).ok, false);
 });
 
+Deno.test("a region id is its UUID's 16 bytes behind tag 8 and round-trips", () => {
+  const regionId = "0123abcd-4567-89ef-fedc-ba9876543210";
+  const payload = encodeMessage({ type: "regionId", regionId });
+  assert.deepEqual([...payload.subarray(0, 5)], [8, 0x01, 0x23, 0xab, 0xcd]);
+  assert.equal(payload.length, 17);
+  assert.deepEqual(decodeMessage(payload), { ok: true, value: { type: "regionId", regionId } });
+  assert.equal(decodeMessage(payload.subarray(0, 16)).ok, false, "a short region id");
+  assert.throws(() => encodeMessage({ type: "regionId", regionId: "not-a-uuid" }), TypeError);
+});
+
 Deno.test("decode returns EMSGSIZE for a payload over the maximum", () => {
   const result = decodeMessage(new Uint8Array(MESSAGE_BYTES_MAX + 1).fill(1));
   assert.ok(!result.ok);

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import type { Result } from "../dispatch/errors.ts";
+import { claimHost, hostAlive, hostSlots, renewLease } from "./hosts.ts";
+import type { RegionConfig } from "./layout.ts";
+import { plainMemory } from "./memory.ts";
+import * as ops from "./ops.ts";
+import { attachRegion, formatRegion } from "./region.ts";
+import { openRingEnd, recvStep } from "./ring.ts";
+import { runSteps, type StpContext } from "./steps.ts";
+import { regionUsage } from "./usage.ts";
+
+const CONFIG: RegionConfig = {
+  stgs: [{ id: 7, extentCount: 4, ephemeralPortMin: 50000, ephemeralPortMax: 50003 }],
+  extentBytes: 4096,
+  blockCount: 6,
+  hostCount: 2,
+  ioTimeoutMs: 1000,
+  leaseMs: 500,
+  backlogMax: 2,
+};
+
+function value<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`${result.code}: ${result.message}`);
+  return result.value;
+}
+
+function region() {
+  const buffer = value(formatRegion(CONFIG, crypto.randomUUID()));
+  return { memory: plainMemory(buffer), layout: value(attachRegion(buffer)) };
+}
+
+function host(r: ReturnType<typeof region>, nowMs: number): StpContext & { beat: number } {
+  const claim = value(runSteps(claimHost(r.memory, r.layout, nowMs, 4242)));
+  const ctx = { ...r, hostId: claim.hostId, nowMs, beat: claim.beat };
+  runSteps(ops.reclaimPredecessor(ctx));
+  return ctx;
+}
+
+Deno.test("claimHost hands out free slots in order and ENOBUFS when every slot is live", () => {
+  const r = region();
+  assert.equal(host(r, 1000).hostId, 1);
+  assert.equal(host(r, 1000).hostId, 2);
+  const none = runSteps(claimHost(r.memory, r.layout, 1100, 0));
+  assert.equal(!none.ok && none.code, "ENOBUFS");
+  assert.deepEqual(hostSlots(r.memory, r.layout, 1100).map((s) => [s.status, s.pid]), [
+    ["live", 4242],
+    ["live", 4242],
+  ]);
+});
+
+Deno.test("a dead host's slot, taken again, does not keep the dead incarnation's blocks", () => {
+  const r = region();
+  const dead = host(r, 1000);
+  const peer = host(r, 1000);
+  const listener = value(runSteps(ops.allocate(dead, 0)));
+  value(runSteps(ops.bind(dead, listener, 7, 80)));
+  value(runSteps(ops.listen(dead, listener, 1)));
+  const client = value(runSteps(ops.allocate(peer, 1)));
+  const pending = value(runSteps(ops.connect(peer, client, 7, 80)));
+  const accepted = value(runSteps(ops.accept(dead, listener)));
+  assert.equal(accepted.kind, "ready");
+  assert.equal(value(runSteps(ops.pollConnected(peer, client, pending))).kind, "ready");
+  // The first host dies; the peer renews; a new process claims the dead slot after the lease.
+  const peerLater = { ...peer, nowMs: 2000 };
+  value(renewLease(r.memory, r.layout, peer.hostId, peer.beat, 2000));
+  const again = host(r, 2000);
+  assert.equal(again.hostId, dead.hostId);
+  const slot = hostSlots(r.memory, r.layout, 2000)[0];
+  assert.equal(slot?.incarnation, 2);
+  const end = value(openRingEnd(peerLater, client));
+  const step = recvStep(peerLater, end, new Uint8Array(4));
+  assert.equal(step.kind === "failed" && step.code, "ECONNRESET");
+  value(runSteps(ops.close(peerLater, client)));
+  assert.deepEqual(regionUsage(r.memory, r.layout), { blocks: [], ports: [], extents: [] });
+});
+
+Deno.test("a host whose slot was taken over learns it at its next renewal", () => {
+  const r = region();
+  const slow = host(r, 1000);
+  host(r, 1000);
+  const usurper = host(r, 1600); // the slow host's lease ran out at 1500
+  assert.equal(usurper.hostId, slow.hostId);
+  const renewed = renewLease(r.memory, r.layout, slow.hostId, slow.beat, 1700);
+  assert.equal(!renewed.ok && renewed.code, "ECONNRESET");
+  assert.ok(hostAlive(r.memory, r.layout, usurper.hostId, 1700));
+});
+
+Deno.test("a sweep frees a dead host's blocks and then its slot", () => {
+  const r = region();
+  const dead = host(r, 1000);
+  const sweeper = host(r, 1000);
+  const block = value(runSteps(ops.allocate(dead, 0)));
+  value(runSteps(ops.bind(dead, block, 7, 81)));
+  value(renewLease(r.memory, r.layout, sweeper.hostId, sweeper.beat, 3000));
+  assert.equal(runSteps(ops.sweepDeadHosts({ ...sweeper, nowMs: 3000 })), 1);
+  assert.deepEqual(hostSlots(r.memory, r.layout, 3000).map((s) => s.status), ["free", "live"]);
+  assert.deepEqual(regionUsage(r.memory, r.layout), { blocks: [], ports: [], extents: [] });
+});
