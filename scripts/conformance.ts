@@ -19,6 +19,8 @@ import { reliabilitySuite } from "../property-tests/reliability_suite.ts";
 import { denoReliabilityHarness } from "../property-tests/reliability_harness.ts";
 import { restoreReliabilitySuite } from "../property-tests/reliability_restore.ts";
 import { denoRestoreCrashHarness } from "../property-tests/reliability_restore_harness.ts";
+import { retentionSuite } from "../property-tests/retention_suite.ts";
+import { applyKeepRules } from "../src/core/backup/retention.ts";
 
 /**
  * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
@@ -39,6 +41,7 @@ export function lanfreeSuites(): Suite[] {
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
     backupSuite(denoBackupHarness),
+    retentionSuite(applyKeepRules),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed
     // (`deno task conformance` and the tests, not `deno task serve`).
