@@ -17,8 +17,8 @@ export const WRITER_STEPS = [
   "locked",
   "cleaned",
   "archive-bytes",
-  "archive-placed",
   "manifest-written",
+  "archive-placed",
   "committed",
   "released",
 ] as const;
