@@ -20,7 +20,9 @@ import { denoReliabilityHarness } from "../property-tests/reliability_harness.ts
 import { restoreReliabilitySuite } from "../property-tests/reliability_restore.ts";
 import { denoRestoreCrashHarness } from "../property-tests/reliability_restore_harness.ts";
 import { retentionSuite } from "../property-tests/retention_suite.ts";
+import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
+import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
 
 /**
  * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
@@ -42,6 +44,7 @@ export function lanfreeSuites(): Suite[] {
     })),
     backupSuite(denoBackupHarness),
     retentionSuite(applyKeepRules),
+    prunePlanSuite({ plan: planPrune, move: moveReferences }),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed
     // (`deno task conformance` and the tests, not `deno task serve`).
