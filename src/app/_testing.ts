@@ -185,3 +185,17 @@ export async function spawnBackupChild(
     },
   };
 }
+
+/**
+ * Copies a directory tree as it is at this moment (`cp -a`): the files a process killed right
+ * now would leave on disk (its flocks die with it, so a copied lock file is unlocked).
+ *
+ * @param from the directory
+ * @param to where the copy goes (must not exist)
+ */
+export async function copyTree(from: string, to: string): Promise<void> {
+  const output = await new Deno.Command("cp", { args: ["-a", from, to], stderr: "piped" }).output();
+  if (!output.success) {
+    throw new Error(`cp -a ${from} ${to} failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
+}
