@@ -66,7 +66,7 @@ export interface PrunedArchive {
   /** Its size before. */
   readonly sizeBytes: number;
   /** `keep`, `remove` or `repack`. */
-  readonly action: ArchiveVerdict["action"];
+  readonly action: "keep" | "remove" | "repack";
   /** Why. */
   readonly reason: string;
   /** For a repack: the new archive (absent in a dry run) and its size. */

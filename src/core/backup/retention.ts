@@ -94,9 +94,13 @@ export interface RetentionClock {
 
 /** A parsed `within` duration. */
 export interface KeepDuration {
+  /** Calendar years. */
   readonly years: number;
+  /** Calendar months. */
   readonly months: number;
+  /** Calendar days. */
   readonly days: number;
+  /** Hours (of 3600 s). */
   readonly hours: number;
 }
 
