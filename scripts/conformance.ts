@@ -20,6 +20,8 @@ import { denoReliabilityHarness } from "../property-tests/reliability_harness.ts
 import { restoreReliabilitySuite } from "../property-tests/reliability_restore.ts";
 import { denoRestoreCrashHarness } from "../property-tests/reliability_restore_harness.ts";
 import { retentionSuite } from "../property-tests/retention_suite.ts";
+import { retentionLifecycleSuite } from "../property-tests/retention_lifecycle_suite.ts";
+import { denoLifecycleHarness } from "../property-tests/retention_lifecycle_harness.ts";
 import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
 import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
@@ -45,6 +47,7 @@ export function lanfreeSuites(): Suite[] {
     backupSuite(denoBackupHarness),
     retentionSuite(applyKeepRules),
     prunePlanSuite({ plan: planPrune, move: moveReferences }),
+    retentionLifecycleSuite(denoLifecycleHarness),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed
     // (`deno task conformance` and the tests, not `deno task serve`).
