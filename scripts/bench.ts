@@ -9,8 +9,11 @@
  * through the region, 1 MiB sends, 2 GiB), `stp-ring-64k` (64 KiB sends) and `stp-rtt`; and
  * `handshake-fs`, `handshake-db` (median setup ms of 200 handshakes between two Worker hosts over
  * 127.0.0.1 and the region); and the backup rows of `bench_backup.ts` (`tar-pipe`, `backup-e2e`,
- * `restore-e2e`, `backup-noop`, peak RSS for 1 GiB and 4 GiB); and `edge-cold-start-ms` (median
- * ms from starting workerd with the edge bundle to its first response).
+ * `restore-e2e`, `backup-noop`, peak RSS for 1 GiB and 4 GiB); the retention rows of
+ * `bench_prune.ts` (`prune-1g`: forget and prune of ten snapshots of the 1 GiB dataset down to
+ * three, beside `restic-prune` on the same data when restic is installed); and
+ * `edge-cold-start-ms` (median ms from starting workerd with the edge bundle to its first
+ * response).
  *
  * @module
  */
@@ -19,6 +22,7 @@ import { startWorkerHost } from "./_worker_host.ts";
 import type { TcpBenchJob } from "./bench_tcp_worker.ts";
 import { benchStp } from "./bench_stp.ts";
 import { benchBackup } from "./bench_backup.ts";
+import { benchPrune } from "./bench_prune.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
 import { runHandshakePair } from "../src/app/handshake_pair.ts";
 import { freePortPair } from "../src/app/ports.ts";
@@ -126,6 +130,7 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["backup-e2e", "tar-pipe"],
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
+    ["prune-1g", "restic-prune"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];
@@ -151,6 +156,7 @@ export async function runBenchmarks(log: (line: string) => void = () => {}): Pro
   add(await benchHandshake("fs"));
   add(await benchHandshake("db"));
   for (const row of await benchBackup()) add(row);
+  for (const row of await benchPrune()) add(row);
   add(await benchEdgeColdStart());
   for (const row of ratioRows(rows)) add(row);
   return rows;
