@@ -91,6 +91,61 @@ function manifestReading(archives: readonly ArchiveFacts[]): Manifest {
   };
 }
 
+function verdictsFollowTheRules(planner: PrunePlanner, archives: ArchiveFacts[], max: number) {
+  const plan = planner.plan(archives, max);
+  for (const archive of archives) {
+    const action = plan.get(archive.id)?.action;
+    const expected = archive.hasManifest
+      ? ["keep"]
+      : archive.needed.length === 0
+      ? ["remove"]
+      : ["keep", "repack"];
+    if (!expected.includes(action ?? "none")) fail(`${action} for`, archive);
+  }
+}
+
+function repacksPackEveryMember(planner: PrunePlanner, archives: ArchiveFacts[]) {
+  for (const archive of archives) {
+    const verdict = planner.plan([archive], 0).get(archive.id)!;
+    if (verdict.action !== "repack") continue;
+    const sorted = [...archive.needed].sort((x, y) => x.start - y.start);
+    let at = 0;
+    for (const [index, move] of verdict.moves.entries()) {
+      const span = sorted[index];
+      if (span === undefined || move.from.start !== span.start || move.to !== at) {
+        fail("moves differ from the needed members", { archive, verdict });
+      }
+      at += span.end - span.start;
+    }
+    if (verdict.moves.length !== sorted.length) fail("members lost", verdict);
+    if (verdict.newBytes !== at + END_MARKER_BYTES) fail("size", verdict);
+    if (verdict.newBytes > archive.sizeBytes) fail("a repack grew", verdict);
+  }
+}
+
+function movesChangeOnlyReferences(planner: PrunePlanner, archives: ArchiveFacts[]) {
+  const manifest = manifestReading(archives);
+  const moves = new Map<string, ArchiveMove>();
+  for (const [id, verdict] of planner.plan(archives, 0)) {
+    if (verdict.action !== "repack") continue;
+    moves.set(id, {
+      to: `${id}-new`,
+      starts: new Map(verdict.moves.map((m) => [m.from.start, m.to])),
+    });
+  }
+  const moved = planner.move(manifest, moves, () => undefined);
+  if (moves.size === 0 && moved !== null) fail("nothing to move, yet moved", moved);
+  for (const [index, entry] of manifest.entries.entries()) {
+    const file = entry as FileEntry;
+    const after = (moved ?? manifest).entries[index];
+    const move = moves.get(file.data);
+    const want = move === undefined
+      ? entry
+      : { ...entry, data: move.to, offset: move.starts.get(file.offset!) };
+    if (JSON.stringify(after) !== JSON.stringify(want)) fail("moved wrongly", { entry, after });
+  }
+}
+
 /**
  * The prune-plan suite.
  *
@@ -98,6 +153,7 @@ function manifestReading(archives: readonly ArchiveFacts[]): Manifest {
  * @returns the suite
  */
 export function prunePlanSuite(planner: PrunePlanner): Suite {
+  const share = fc.double({ min: 0, max: 1, noNaN: true });
   return {
     name: "prune plan",
     properties: [
@@ -105,73 +161,21 @@ export function prunePlanSuite(planner: PrunePlanner): Suite {
         "kept snapshots' archives stay, read archives are never removed, unread ones always are",
         { numRuns: 300 },
         () =>
-          fc.property(archivesArbitrary(), fc.double({ min: 0, max: 1, noNaN: true }), (a, max) => {
-            const plan = planner.plan(a, max);
-            for (const archive of a) {
-              const action = plan.get(archive.id)?.action;
-              const expected = archive.hasManifest
-                ? ["keep"]
-                : archive.needed.length === 0
-                ? ["remove"]
-                : ["keep", "repack"];
-              if (!expected.includes(action ?? "none")) fail(`${action} for`, archive);
-            }
-          }),
+          fc.property(
+            archivesArbitrary(),
+            share,
+            (a, max) => verdictsFollowTheRules(planner, a, max),
+          ),
       ),
       defineProperty(
         "a repack moves every needed member once, in order, packed from the start",
         { numRuns: 300 },
-        () =>
-          fc.property(archivesArbitrary(), (archives) => {
-            for (const archive of archives) {
-              const verdict = planner.plan([archive], 0).get(archive.id)!;
-              if (verdict.action !== "repack") continue;
-              const sorted = [...archive.needed].sort((x, y) => x.start - y.start);
-              let at = 0;
-              for (const [index, move] of verdict.moves.entries()) {
-                const span = sorted[index];
-                if (span === undefined || move.from.start !== span.start || move.to !== at) {
-                  fail("moves differ from the needed members", { archive, verdict });
-                }
-                at += span.end - span.start;
-              }
-              if (verdict.moves.length !== sorted.length) fail("members lost", verdict);
-              if (verdict.newBytes !== at + END_MARKER_BYTES) fail("size", verdict);
-              if (verdict.newBytes > archive.sizeBytes) fail("a repack grew", verdict);
-            }
-          }),
+        () => fc.property(archivesArbitrary(), (a) => repacksPackEveryMember(planner, a)),
       ),
       defineProperty(
         "moving references changes only the data and offset of files in repacked archives",
         { numRuns: 300 },
-        () =>
-          fc.property(archivesArbitrary(), (archives) => {
-            const manifest = manifestReading(archives);
-            const plan = planner.plan(archives, 0);
-            const moves = new Map<string, ArchiveMove>();
-            for (const [id, verdict] of plan) {
-              if (verdict.action !== "repack") continue;
-              const starts = new Map(verdict.moves.map((m) => [m.from.start, m.to]));
-              moves.set(id, { to: `${id}-new`, starts });
-            }
-            const moved = planner.move(manifest, moves, () => undefined);
-            if (moves.size === 0 || manifest.entries.length === 0) {
-              if (moved !== null && moves.size === 0) fail("nothing to move, yet moved", moved);
-              return;
-            }
-            for (const [index, entry] of manifest.entries.entries()) {
-              const after = (moved ?? manifest).entries[index] as FileEntry;
-              const move = moves.get((entry as FileEntry).data);
-              const want = move === undefined ? entry : {
-                ...entry,
-                data: move.to,
-                offset: move.starts.get((entry as FileEntry).offset!),
-              };
-              if (JSON.stringify(after) !== JSON.stringify(want)) {
-                fail("moved wrongly", { entry, after });
-              }
-            }
-          }),
+        () => fc.property(archivesArbitrary(), (a) => movesChangeOnlyReferences(planner, a)),
       ),
     ],
   };

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { runLocalBackup } from "../src/app/local_backup.ts";
 import { listSnapshotIds, openRepository, readManifest } from "../src/app/repository.ts";
 import { withTempDir, writeFileWith } from "../src/app/_testing.ts";
+import { main as forgetMain } from "./forget.ts";
+import { main as pruneMain } from "./prune.ts";
+import { main as consolidateMain } from "./consolidate.ts";
 
 /** Runs `deno task NAME` the way deno.json defines it (its permissions), from the repository. */
 async function task(name: string, ...args: string[]) {
@@ -65,9 +68,10 @@ Deno.test("deno task forget, prune and consolidate: keep the last two, prune, th
   });
 });
 
-Deno.test("the retention tasks give one clear line and exit 2 on bad usage, 1 on a bad repository", async () => {
+Deno.test("the retention commands give one clear line and exit 2 on bad usage, 1 on a bad repository", async () => {
   await withTempDir(async (dir) => {
-    const cases: Array<[string, string[], number, RegExp]> = [
+    const commands = { forget: forgetMain, prune: pruneMain, consolidate: consolidateMain };
+    const cases: Array<[keyof typeof commands, string[], number, RegExp]> = [
       ["forget", ["--repo", dir, "--keep-weekly=-3"], 2, /--keep-weekly must be a count/],
       ["forget", ["--repo", dir, "--keep-within", "3w"], 2, /keep-within: duration "3w"/],
       ["forget", ["--repo", dir, "--time-zone", "Mars/Base", "--keep-last", "1"], 2, /time zone/],
@@ -77,10 +81,11 @@ Deno.test("the retention tasks give one clear line and exit 2 on bad usage, 1 on
       ["consolidate", ["--repo", dir, "--snapshot", "nope", "--extra"], 2, /extra/],
     ];
     for (const [name, args, code, message] of cases) {
-      const run = await task(name, ...args);
-      assert.equal(run.code, code, `${name} ${args.join(" ")}: ${run.err}`);
-      assert.match(run.err, message);
-      assert.doesNotMatch(run.err, /\n\s+at /);
+      const err: string[] = [];
+      const exit = await commands[name](args, { out: () => {}, err: (line) => err.push(line) });
+      assert.equal(exit, code, `${name} ${args.join(" ")}: ${err.join("\n")}`);
+      assert.match(err[0] ?? "", message);
+      assert.doesNotMatch(err.join("\n"), /\n\s+at /, "no stack trace");
     }
   });
 });
