@@ -11,9 +11,6 @@
 import type { FileEntry, Manifest, ManifestEntry } from "./manifest.ts";
 import { checkEntryPath, isWithin, parentPath } from "./path_rules.ts";
 
-/** Longest parent chain followed (a longer one is treated as corrupt). */
-export const CHAIN_LENGTH_MAX = 100_000;
-
 /** One tar block: the least a member takes (its header). */
 const BLOCK_BYTES = 512;
 
