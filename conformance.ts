@@ -82,6 +82,8 @@ export {
   type SeenEntry,
 } from "./property-tests/backup_suite.ts";
 
+export { type KeepPolicy, retentionSuite } from "./property-tests/retention_suite.ts";
+
 // The types the suites' arguments reach.
 export type { SocketKind } from "./src/core/dispatch/descriptor.ts";
 export {
@@ -131,3 +133,10 @@ export type {
   SocketAction,
   Step,
 } from "./src/core/handshake/types.ts";
+export type {
+  KeepDecision,
+  KeepRules,
+  RetentionClock,
+  RetentionGroup,
+  RetentionSnapshot,
+} from "./src/core/backup/retention.ts";

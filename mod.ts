@@ -114,6 +114,31 @@ export {
 } from "./src/app/errors.ts";
 export { type VerifyProblem, type VerifyReport, verifyRepository } from "./src/app/verify.ts";
 export {
+  type ForgetOptions,
+  type ForgetReport,
+  forgetSnapshots,
+  type ForgetStep,
+} from "./src/app/forget.ts";
+export {
+  type PrunedArchive,
+  type PruneOptions,
+  type PruneReport,
+  pruneRepository,
+  type PruneStep,
+} from "./src/app/prune.ts";
+export {
+  type ConsolidateOptions,
+  type ConsolidateReport,
+  consolidateSnapshot,
+  type ConsolidateStep,
+} from "./src/app/consolidate.ts";
+export {
+  applyRetention,
+  type RetentionOptions,
+  type RetentionReport,
+} from "./src/app/retention.ts";
+export type { CommonStep, MaintenanceOptions } from "./src/app/_maintenance.ts";
+export {
   chooseParent,
   initRepository,
   latestSnapshot,

@@ -134,7 +134,8 @@ export function treeArbitrary(): fc.Arbitrary<NodeSpec[]> {
   return fc.array(node, { minLength: 1, maxLength: 20 });
 }
 
-function changeArbitrary(): fc.Arbitrary<ChangeSpec> {
+/** Random changes to a tree: modify, delete, add, rename, chmod (odd names included). */
+export function changeArbitrary(): fc.Arbitrary<ChangeSpec> {
   return fc.record({
     op: fc.constantFrom(
       "modify" as const,

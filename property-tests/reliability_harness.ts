@@ -8,17 +8,27 @@
 
 import { basename, dirname } from "node:path";
 import { denoBackupHarness } from "./backup_harness.ts";
-import type { CrashPoint, ReliabilityHarness } from "./reliability_suite.ts";
+import type {
+  CrashPoint,
+  MaintenanceCrash,
+  MaintenanceOperation,
+  ReliabilityHarness,
+} from "./reliability_suite.ts";
+import type { ManifestEntry } from "../src/core/backup/manifest.ts";
+import { consolidateSnapshot } from "../src/app/consolidate.ts";
+import { forgetSnapshots } from "../src/app/forget.ts";
+import { pruneRepository } from "../src/app/prune.ts";
 import { runLocalBackup } from "../src/app/local_backup.ts";
 import {
   isStagingName,
   listSnapshotIds,
+  listSnapshots,
   openRepository,
   repoPaths,
 } from "../src/app/repository.ts";
 import { restoreSnapshot } from "../src/app/restore.ts";
 import { verifyRepository } from "../src/app/verify.ts";
-import { spawnBackupChild } from "../src/app/_testing.ts";
+import { type BackupChild, spawnBackupChild, spawnMaintenanceChild } from "../src/app/_testing.ts";
 
 /** How long the rerun may wait for a lock: a dead writer's lock must not need the wait. */
 const RERUN_LOCK_WAIT_MS = 5_000;
@@ -29,15 +39,23 @@ async function crashBackup(
   incremental: boolean,
   crash: CrashPoint,
 ): Promise<"killed" | "completed"> {
-  const child = await spawnBackupChild(
-    source,
-    repo,
-    crash.kind === "step" ? crash.step : "none",
-    incremental,
-  );
+  const stopAt = crash.kind === "step" ? crash.step : "none";
+  return await killAt(await spawnBackupChild(source, repo, stopAt, incremental), crash);
+}
+
+/**
+ * Kills `child` with SIGKILL once it reports its step, or after the delay; a child that ended
+ * on its own first (it never reached the step, or finished within the delay) must have ended
+ * well.
+ */
+async function killAt(
+  child: BackupChild,
+  crash: CrashPoint | MaintenanceCrash,
+): Promise<"killed" | "completed"> {
   let ended = false;
   const status = child.process.status.then(() => (ended = true));
-  if (crash.kind === "step") await child.firstLine;
+  let reached = true;
+  if (crash.kind === "step") reached = (await child.firstLine).startsWith("at ");
   else {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
@@ -46,11 +64,12 @@ async function crashBackup(
     ]);
     clearTimeout(timer);
   }
-  const killed = !ended;
-  const result = await child.kill("SIGKILL");
+  const killed = reached && !ended;
+  const result = killed ? await child.kill("SIGKILL") : await child.process.status;
   if (!killed && !result.success) {
-    throw new Error(`the backup child failed on its own (exit ${result.code})`);
+    throw new Error(`the child failed on its own (exit ${result.code})`);
   }
+  if (!killed) await child.kill(); // closes its pipes
   return killed ? "killed" : "completed";
 }
 
@@ -64,14 +83,29 @@ async function leftovers(repo: string): Promise<string[]> {
   if (opened === undefined) return found;
   if (await Deno.lstat(repoPaths.lock(opened)).then(() => true, () => false)) found.push("lock");
   for await (const item of Deno.readDir(repoPaths.tmp(opened))) found.push(`tmp/${item.name}`);
-  const names = new Set<string>();
-  for await (const item of Deno.readDir(repoPaths.snapshots(opened))) names.add(item.name);
-  for (const name of names) {
-    if (name.endsWith(".tar") && !names.has(`${name.slice(0, -4)}.manifest.json`)) {
-      found.push(`snapshots/${name}`);
+  // An archive without a manifest is a leftover unless a kept snapshot still reads it (the
+  // archive of a forgotten snapshot awaiting prune, or one prune wrote).
+  const manifests = await listSnapshots(opened);
+  const used = new Set(manifests.flatMap((m) => [m.id, ...m.entries.flatMap(dataOf)]));
+  for await (const item of Deno.readDir(repoPaths.snapshots(opened))) {
+    if (item.name.endsWith(".tar") && !used.has(item.name.slice(0, -4))) {
+      found.push(`snapshots/${item.name}`);
     }
   }
   return found;
+}
+
+function dataOf(entry: ManifestEntry): string[] {
+  return entry.type === "file" ? [entry.data] : [];
+}
+
+async function crashMaintenance(
+  operation: MaintenanceOperation,
+  repo: string,
+  crash: MaintenanceCrash,
+): Promise<"killed" | "completed"> {
+  const stopAt = crash.kind === "step" ? crash.step : "none";
+  return await killAt(await spawnMaintenanceChild(operation, repo, stopAt), crash);
 }
 
 /** The harness over lanfree's backup, verify and restore, and real child processes. */
@@ -87,4 +121,15 @@ export const denoReliabilityHarness: ReliabilityHarness = {
   snapshots: async (repo) => await listSnapshotIds(await openRepository(repo)),
   restore: async (repo, snapshot, target) => void await restoreSnapshot({ repo, snapshot, target }),
   leftovers,
+  applyChange: denoBackupHarness.applyChange,
+  forgetAllButLatest: async (repo) =>
+    void await forgetSnapshots({ repo, rules: { last: 1 }, lockWaitMs: RERUN_LOCK_WAIT_MS }),
+  maintain: async (operation, repo) => {
+    if (operation === "prune") {
+      await pruneRepository({ repo, maxUnusedPercent: 0, lockWaitMs: RERUN_LOCK_WAIT_MS });
+    } else {
+      await consolidateSnapshot({ repo, snapshot: "latest", lockWaitMs: RERUN_LOCK_WAIT_MS });
+    }
+  },
+  crashMaintenance,
 };

@@ -18,8 +18,12 @@ import {
   runBackupJob,
 } from "../src/app/backup_job.ts";
 import type { BackupProgress } from "../src/app/backup_client.ts";
+import { applyRetention, type RetentionReport } from "../src/app/retention.ts";
+import { formatBytes, KEEP_OPTIONS, KEEP_USAGE, keepRulesOf } from "../src/app/_retention_cli.ts";
+import { localTimeZone } from "../src/app/_maintenance.ts";
+import { hasKeepRule, type KeepRules } from "../src/core/backup/retention.ts";
 
-const USAGE = `usage: deno task backup [options]
+const USAGE = `usage: deno task backup [options] [--keep-* ...]
 
 Backs up --source (default: the sample tree in fixtures/sample) into --repo (default:
 ./.lanfree/repo). The client and the server run as two hosts on this machine: control and
@@ -38,12 +42,18 @@ errors go over TCP on 127.0.0.1, file data through the shared storage region.
   --json                print one JSON summary on stdout
   --help                this text
 
+Automatic retention: with any --keep-* option, once the snapshot is committed the snapshots of
+this source and mode that no rule keeps are forgotten and the repository is pruned (as
+deno task forget --prune would); the summary says what was removed.
+${KEEP_USAGE}
+
 Exit status (restic's convention):
   0    the snapshot was made and holds every entry of the source
   1    no snapshot was made (the source, the repository or the channels failed)
   2    bad usage (unknown flag, bad value)
   3    the snapshot was made, but some files could not be read and are not in it (they are
-       listed as skipped, with the reason, in the summary and in --json)`;
+       listed as skipped, with the reason, in the summary and in --json)
+  With --keep-*, a retention that fails after the snapshot was made exits 1 and says so.`;
 
 /** Exit status: a snapshot was made but some files could not be read (restic's convention). */
 export const EXIT_INCOMPLETE = 3;
@@ -68,7 +78,11 @@ const OptionsSchema = z.strictObject({
 /** Parses the command line into job options; throws UsageError with one clear line. */
 export function parseBackupArgs(
   args: string[],
-): BackupJobOptions & { json: boolean; help: boolean } {
+): BackupJobOptions & {
+  json: boolean;
+  help: boolean;
+  keep?: { rules: KeepRules; timeZone: string };
+} {
   const { values } = parseArgs({
     args,
     options: {
@@ -82,6 +96,7 @@ export function parseBackupArgs(
       "control-blocks": { type: "string", default: "64" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      ...KEEP_OPTIONS,
     },
     strict: true,
     allowPositionals: false,
@@ -104,11 +119,18 @@ export function parseBackupArgs(
   if (options.mode === "fs" && options.db !== undefined) {
     throw new UsageError("--db is for --mode db");
   }
+  let keep: { rules: KeepRules; timeZone: string } | undefined;
+  try {
+    keep = keepRulesOf(values, localTimeZone());
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
   return {
     ...options,
     source: options.mode === "db" ? options.db! : options.source,
     json: values.json,
     help: values.help,
+    ...(hasKeepRule(keep.rules) ? { keep } : {}),
   };
 }
 
@@ -262,9 +284,54 @@ async function main(): Promise<number> {
   } finally {
     progress.stop();
   }
-  if (options.json) console.log(JSON.stringify(summary));
-  else printSummary(summary, options.repo);
+  const retention = options.keep === undefined
+    ? undefined
+    : await retain(summary, options.repo, options.keep);
+  if (options.json) console.log(JSON.stringify({ ...summary, ...retention }));
+  else {
+    printSummary(summary, options.repo);
+    if (retention?.retention !== undefined) {
+      for (const line of retentionLines(retention.retention)) console.log(`  ${line}`);
+    }
+  }
+  if (retention?.retentionError !== undefined) {
+    console.error(
+      `backup: snapshot ${summary.snapshot} was made, but retention failed: ${retention.retentionError}`,
+    );
+    return 1;
+  }
   return summary.skipped.length > 0 ? EXIT_INCOMPLETE : 0;
+}
+
+/** Forget and prune after the backup; a failure is reported, never thrown. */
+async function retain(
+  summary: BackupJobSummary,
+  repo: string,
+  keep: { rules: KeepRules; timeZone: string },
+): Promise<{ retention?: RetentionReport; retentionError?: string }> {
+  try {
+    const retention = await applyRetention({
+      repo,
+      ...keep,
+      source: summary.source,
+      kind: summary.mode,
+    });
+    return { retention };
+  } catch (error) {
+    return { retentionError: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/** What retention removed, in the summary's words. */
+function retentionLines(report: RetentionReport): string[] {
+  const { forget, prune } = report;
+  const count = (action: string) => prune.archives.filter((a) => a.action === action).length;
+  return [
+    `retention   kept ${forget.kept.length} snapshots of this source, forgot ${forget.removed.length}` +
+    (forget.removed.length > 0 ? `: ${forget.removed.join(", ")}` : ""),
+    `  prune     ${count("remove")} archives removed, ${count("repack")} repacked, ` +
+    `${formatBytes(prune.bytesBefore - prune.bytesAfter)} freed`,
+  ];
 }
 
 if (import.meta.main) {

@@ -135,3 +135,42 @@ Deno.test("a backup that made a snapshot but could not read some files exits 3 a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("backup --keep-last 2 forgets and prunes this source's older snapshots after the commit, and says so", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-cli-" });
+  try {
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.mkdir(`${dir}/other`);
+    const repo = `${dir}/repo`;
+    const other = await runBackup("--source", `${dir}/other`, "--repo", repo, "--json");
+    assert.equal(other.code, 0, other.stderr);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await Deno.writeTextFile(`${dir}/src/f${i}`, `file ${i}`);
+      await Deno.writeTextFile(`${dir}/src/changing`, `version ${i}`.repeat(100 * (i + 1)));
+      const args = ["--source", `${dir}/src`, "--repo", repo, "--incremental", "--keep-last", "2"];
+      const run = await runBackup(...args, ...(i < 2 ? ["--json"] : []));
+      assert.equal(run.code, 0, run.stderr);
+      if (i < 2) ids.push(JSON.parse(run.stdout).snapshot);
+      else {assert.match(
+          run.stdout,
+          new RegExp(`retention +kept 2 snapshots of this source, forgot 1: ${ids[0]}`),
+        );}
+    }
+    const names = await listing(`${repo}/snapshots`);
+    const manifests = names.filter((n) => n.endsWith(".manifest.json"));
+    assert.equal(manifests.length, 3, "two of src, and the other source's one untouched");
+    assert.ok(manifests.includes(`${JSON.parse(other.stdout).snapshot}.manifest.json`));
+    // Its archive went too: the member the kept snapshots still read was repacked.
+    assert.ok(
+      !names.some((n) => n.startsWith(ids[0]!)),
+      "the forgotten snapshot's archive is pruned",
+    );
+    assert.equal(names.length, 7, `three snapshots, their archives and a repacked one: ${names}`);
+    const bad = await runBackup("--source", `${dir}/src`, "--repo", repo, "--keep-daily", "x");
+    assert.equal(bad.code, 2);
+    assertOneCleanLine(bad.stderr, /--keep-daily must be a count/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

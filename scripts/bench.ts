@@ -12,8 +12,11 @@
  * `tcp-rtt-proc`); and
  * `handshake-fs`, `handshake-db` (median setup ms of 200 handshakes between two Worker hosts over
  * 127.0.0.1 and the region); and the backup rows of `bench_backup.ts` (`tar-pipe`, `backup-e2e`,
- * `restore-e2e`, `backup-noop`, peak RSS for 1 GiB and 4 GiB); and `edge-cold-start-ms` (median
- * ms from starting workerd with the edge bundle to its first response).
+ * `restore-e2e`, `backup-noop`, peak RSS for 1 GiB and 4 GiB); the retention rows of
+ * `bench_prune.ts` (`prune-1g`: forget and prune of ten snapshots of the 1 GiB dataset down to
+ * three, beside `restic-prune` on the same data when restic is installed); and
+ * `edge-cold-start-ms` (median ms from starting workerd with the edge bundle to its first
+ * response).
  *
  * @module
  */
@@ -23,6 +26,7 @@ import type { TcpBenchJob } from "./bench_tcp_worker.ts";
 import { benchStp } from "./bench_stp.ts";
 import { benchProc } from "./bench_proc.ts";
 import { benchBackup } from "./bench_backup.ts";
+import { benchPrune } from "./bench_prune.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
 import { runHandshakePair } from "../src/app/handshake_pair.ts";
 import { freePortPair } from "../src/app/ports.ts";
@@ -133,6 +137,7 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["backup-e2e", "tar-pipe"],
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
+    ["prune-1g", "restic-prune"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];
@@ -154,6 +159,7 @@ export const BENCH_GROUPS: Readonly<Record<string, () => Promise<BenchRow[]>>> =
   proc: benchProc,
   handshake: async () => [await benchHandshake("fs"), await benchHandshake("db")],
   backup: benchBackup,
+  prune: benchPrune,
   edge: async () => [await benchEdgeColdStart()],
 };
 

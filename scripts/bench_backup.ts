@@ -34,7 +34,8 @@ const RSS_SAMPLE_MS = 20;
 const HUGE_FILES = 4;
 const HUGE_BYTES = 1 << 30;
 
-async function randomFile(path: string, sizeBytes: number): Promise<void> {
+/** Writes `sizeBytes` random bytes to a new file. */
+export async function randomFile(path: string, sizeBytes: number): Promise<void> {
   const file = await Deno.open(path, { write: true, createNew: true });
   try {
     const block = new Uint8Array(Math.min(sizeBytes, 1 << 20));
@@ -52,7 +53,7 @@ async function randomFile(path: string, sizeBytes: number): Promise<void> {
 }
 
 /** Writes the dataset: a quarter of the small files under `part1`, the rest under `part2`. */
-async function generate(root: string): Promise<number> {
+export async function generate(root: string): Promise<number> {
   let total = 0;
   for (let i = 0; i < SMALL_FILES; i++) {
     const dir = `${root}/${i < SMALL_FILES / 4 ? "part1" : "part2"}/d${
@@ -71,7 +72,8 @@ async function generate(root: string): Promise<number> {
   return total;
 }
 
-async function timed<T>(body: () => Promise<T>): Promise<{ result: T; seconds: number }> {
+/** Runs `body` and measures it. */
+export async function timed<T>(body: () => Promise<T>): Promise<{ result: T; seconds: number }> {
   const start = performance.now();
   const result = await body();
   return { result, seconds: (performance.now() - start) / 1000 };
@@ -91,12 +93,14 @@ async function withPeakRss<T>(body: () => Promise<T>): Promise<{ result: T; peak
   }
 }
 
-async function sh(script: string): Promise<void> {
+/** Runs a shell script; throws with its stderr when it fails. */
+export async function sh(script: string): Promise<void> {
   const out = await new Deno.Command("sh", { args: ["-c", script], stderr: "piped" }).output();
   if (!out.success) throw new Error(`${script}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
-async function onPath(command: string): Promise<boolean> {
+/** True when `command` is on PATH. */
+export async function onPath(command: string): Promise<boolean> {
   const out = await new Deno.Command("sh", {
     args: ["-c", `command -v ${command}`],
     stdout: "null",

@@ -19,6 +19,12 @@ import { reliabilitySuite } from "../property-tests/reliability_suite.ts";
 import { denoReliabilityHarness } from "../property-tests/reliability_harness.ts";
 import { restoreReliabilitySuite } from "../property-tests/reliability_restore.ts";
 import { denoRestoreCrashHarness } from "../property-tests/reliability_restore_harness.ts";
+import { retentionSuite } from "../property-tests/retention_suite.ts";
+import { retentionLifecycleSuite } from "../property-tests/retention_lifecycle_suite.ts";
+import { denoLifecycleHarness } from "../property-tests/retention_lifecycle_harness.ts";
+import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
+import { applyKeepRules } from "../src/core/backup/retention.ts";
+import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
 
 /**
  * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
@@ -39,6 +45,9 @@ export function lanfreeSuites(): Suite[] {
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
     backupSuite(denoBackupHarness),
+    retentionSuite(applyKeepRules),
+    prunePlanSuite({ plan: planPrune, move: moveReferences }),
+    retentionLifecycleSuite(denoLifecycleHarness),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed
     // (`deno task conformance` and the tests, not `deno task serve`).

@@ -74,5 +74,7 @@ Deno.test("conformance --suite reliability runs the crash drills in real process
   assert.equal(output.code, 0, stdout + new TextDecoder().decode(output.stderr));
   assert.match(stdout, /^PASS +2 runs .*reliability: a backup killed with SIGKILL/m);
   assert.match(stdout, /^PASS +2 runs .*reliability \(restore crashes\): a restore that dies/m);
-  assert.match(stdout, /^2 passed, 0 failed$/m);
+  assert.match(stdout, /^PASS +2 runs .*reliability: a prune killed with SIGKILL/m);
+  assert.match(stdout, /^PASS +2 runs .*reliability: a consolidate killed with SIGKILL/m);
+  assert.match(stdout, /^4 passed, 0 failed$/m);
 });

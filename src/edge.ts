@@ -125,6 +125,15 @@ export {
   type SymlinkEntry,
 } from "./core/backup/manifest.ts";
 
+// Retention policy (restic's keep rules).
+export {
+  applyKeepRules,
+  hasKeepRule,
+  type KeepDuration,
+  keepRulesProblem,
+  parseKeepDuration,
+} from "./core/backup/retention.ts";
+
 // HTTP control app and job queue.
 export {
   type ControlApp,
@@ -134,6 +143,8 @@ export {
 } from "./adapters/http.ts";
 export {
   type BackupJobRequest,
+  type ConsolidateJobRequest,
+  type ForgetJobRequest,
   type JobEvent,
   type JobExecutor,
   type JobProgress,
@@ -143,6 +154,7 @@ export {
   type JobRecord,
   type JobRequest,
   type JobState,
+  type PruneJobRequest,
   type RestoreJobRequest,
   type VerifyJobRequest,
 } from "./app/jobs.ts";

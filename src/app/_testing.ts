@@ -107,10 +107,20 @@ export async function writeFileWith(
 
 /** The permission flags of `deno task backup`, read from deno.json (the tasks' real ones). */
 export async function backupTaskFlags(): Promise<string[]> {
+  return await taskFlags("backup");
+}
+
+/**
+ * The permission flags of a `deno task`, read from deno.json (the tasks' real ones).
+ *
+ * @param task the task's name
+ * @returns its `--allow-*` flags
+ */
+export async function taskFlags(task: string): Promise<string[]> {
   const config = JSON.parse(
     await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
   );
-  const words = String(config.tasks.backup).split(/\s+/);
+  const words = String(config.tasks[task]).split(/\s+/);
   return words.filter((word) => word.startsWith("--allow-"));
 }
 
@@ -139,17 +149,35 @@ export async function spawnBackupChild(
   stopAt: string,
   incremental = false,
 ): Promise<BackupChild> {
-  const script = new URL("./_backup_child.ts", import.meta.url).pathname;
+  const args = [source, repo, stopAt, ...(incremental ? ["--incremental"] : [])];
+  return spawnChild("_backup_child.ts", await backupTaskFlags(), args);
+}
+
+/**
+ * Starts `_maintenance_child.ts`: a real `deno` process running prune (repacking any archive
+ * with an unused byte) or consolidate with the prune task's permissions, that stops at the step
+ * `stopAt` and waits there to be killed.
+ *
+ * @param operation `prune` or `consolidate`
+ * @param repo the repository
+ * @param stopAt the step to stop at, or "none"
+ * @param snapshot the snapshot to consolidate
+ * @returns the child
+ */
+export async function spawnMaintenanceChild(
+  operation: "prune" | "consolidate",
+  repo: string,
+  stopAt: string,
+  snapshot = "latest",
+): Promise<BackupChild> {
+  const flags = await taskFlags(operation);
+  return spawnChild("_maintenance_child.ts", flags, [operation, repo, stopAt, snapshot]);
+}
+
+/** Starts `script` (beside this file) with `flags` and `args`; its first line is read. */
+function spawnChild(script: string, flags: string[], args: string[]): BackupChild {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...await backupTaskFlags(),
-      script,
-      source,
-      repo,
-      stopAt,
-      ...(incremental ? ["--incremental"] : []),
-    ],
+    args: ["run", ...flags, new URL(`./${script}`, import.meta.url).pathname, ...args],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -184,4 +212,18 @@ export async function spawnBackupChild(
       return ended;
     },
   };
+}
+
+/**
+ * Copies a directory tree as it is at this moment (`cp -a`): the files a process killed right
+ * now would leave on disk (its flocks die with it, so a copied lock file is unlocked).
+ *
+ * @param from the directory
+ * @param to where the copy goes (must not exist)
+ */
+export async function copyTree(from: string, to: string): Promise<void> {
+  const output = await new Deno.Command("cp", { args: ["-a", from, to], stderr: "piped" }).output();
+  if (!output.success) {
+    throw new Error(`cp -a ${from} ${to} failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
 }

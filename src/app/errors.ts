@@ -26,7 +26,7 @@ export type RestoreErrorCode =
   | "size-mismatch"
   | "missing-data" // an archive lacks a file the manifest says it holds
   | "bad-archive" // an archive is not a readable tar
-  | "bad-plan" // the manifest chain cannot be resolved, or the subpath is unknown
+  | "bad-plan" // the subpath is not a valid path, or not in the snapshot
   | "read-failed" // the repository could not be read (an I/O error, a damaged member header)
   | "write-failed" // the target could not be written (ENOSPC, EACCES, EROFS ...)
   | "incomplete"; // a restore finished but some entries could not be restored (listed)

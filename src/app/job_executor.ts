@@ -1,6 +1,7 @@
 /**
  * The real work behind HTTP jobs: a backup runs as the CLI's does (two Worker hosts over
- * 127.0.0.1 and the server's storage region), a restore and a verify as their CLIs do.
+ * 127.0.0.1 and the server's storage region), a restore, a verify, a forget, a prune and a
+ * consolidate as their CLIs do.
  *
  * Paths are resolved again when a job starts, not only when it was submitted: a parent directory
  * swapped for a symlink while the job waited must not lead it out of the roots. The work is
@@ -10,8 +11,12 @@
  * @module
  */
 
-import { type JobExecutor, jobPathFields, type JobRequest } from "./jobs.ts";
-import { type BackupJobOptions, runBackupJob } from "./backup_job.ts";
+import { type BackupJobRequest, type JobExecutor, jobPathFields, type JobRequest } from "./jobs.ts";
+import { type BackupJobOptions, type BackupJobSummary, runBackupJob } from "./backup_job.ts";
+import { consolidateSnapshot } from "./consolidate.ts";
+import { forgetSnapshots } from "./forget.ts";
+import { pruneRepository } from "./prune.ts";
+import { applyRetention, type RetentionReport } from "./retention.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";
 import { canonicalPath, isInsidePath, targetInsideSourceWarning } from "./paths.ts";
@@ -104,7 +109,8 @@ export function createJobExecutor(options: JobExecutorOptions): JobExecutor {
           storageBytes: summary.storageBytes,
           networkBytes: summary.networkBytes,
         });
-        return summary;
+        if (request.keep === undefined) return summary;
+        return { ...summary, retention: await retainAfter(summary, request, signal) };
       }
       case "restore": {
         const repo = await openRepository(request.repo);
@@ -130,6 +136,56 @@ export function createJobExecutor(options: JobExecutorOptions): JobExecutor {
         }
         return verified;
       }
+      case "forget": {
+        const forget = await forgetSnapshots({
+          repo: request.repo,
+          rules: request.keep,
+          timeZone: request.timeZone,
+          source: request.source,
+          dryRun: request.dryRun,
+          signal,
+        });
+        if (!request.prune) return { forget };
+        const prune = await pruneRepository({ repo: request.repo, dryRun: request.dryRun, signal });
+        return { forget, prune };
+      }
+      case "prune":
+        return await pruneRepository({
+          repo: request.repo,
+          dryRun: request.dryRun,
+          maxUnusedPercent: request.maxUnusedPercent,
+          signal,
+        });
+      case "consolidate":
+        return await consolidateSnapshot({
+          repo: request.repo,
+          snapshot: request.snapshot,
+          source: request.source,
+          signal,
+        });
     }
   };
+}
+
+/** A backup job's retention; a failure fails the job, naming the snapshot that was made. */
+async function retainAfter(
+  summary: BackupJobSummary,
+  request: BackupJobRequest,
+  signal: AbortSignal,
+): Promise<RetentionReport> {
+  try {
+    return await applyRetention({
+      repo: request.repo,
+      rules: request.keep ?? {},
+      timeZone: request.timeZone,
+      source: summary.source,
+      kind: summary.mode,
+      signal,
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`snapshot ${summary.snapshot} was made, but retention failed: ${reason}`, {
+      cause: error,
+    });
+  }
 }

@@ -201,3 +201,64 @@ Deno.test("a queued job whose parent directory became a symlink out of the root 
     await Deno.remove(base, { recursive: true });
   }
 });
+
+Deno.test("HTTP forget, prune and consolidate jobs do what their CLIs do, and a backup job with keep applies retention", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-jobs-" }));
+  try {
+    await Deno.mkdir(`${root}/src`);
+    const [source, repo] = [`${root}/src`, `${root}/repo`];
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await Deno.writeTextFile(`${source}/f${i}`, `file ${i}`);
+      ids.push((await runLocalBackup({ source, repo, incremental: i > 0 })).snapshot);
+    }
+    const app = appOver(
+      new JobQueue(createJobExecutor({ region: null, roots: [root] }), Date.now),
+      root,
+    );
+    const run = async (body: unknown) => {
+      const job = await waitForJob(app, (await (await app.request(post(body))).json()).id);
+      assert.equal(job.state, "succeeded", job.error);
+      return job.result;
+    };
+    const dry = await run({ kind: "forget", repo, keep: { last: 2 }, dryRun: true });
+    assert.deepEqual([dry.forget.removed, dry.prune], [[ids[0]], undefined]);
+    const consolidated = await run({ kind: "consolidate", repo, snapshot: "latest", source });
+    assert.deepEqual([consolidated.snapshot, consolidated.formerParent], [ids[2], ids[1]]);
+    const forget = await run({ kind: "forget", repo, keep: { last: 1 }, prune: true });
+    assert.deepEqual(forget.forget.removed, [ids[0], ids[1]]);
+    assert.deepEqual(forget.prune.archives.map((a: { action: string }) => a.action), [
+      "remove",
+      "remove",
+      "keep",
+    ]);
+    const pruned = await run({ kind: "prune", repo, maxUnusedPercent: 0 });
+    assert.deepEqual(pruned.archives.map((a: { action: string }) => a.action), ["keep"]);
+    await Deno.writeTextFile(`${source}/f3`, "file 3");
+    const backup = await run({
+      kind: "backup",
+      source,
+      repo,
+      incremental: true,
+      keep: { last: 1 },
+    });
+    assert.deepEqual(backup.retention.forget.removed, [ids[2]]);
+    assert.deepEqual(backup.retention.forget.kept, [backup.snapshot]);
+    const bad: Array<[unknown, RegExp]> = [
+      [{ kind: "forget", repo, keep: { daily: "x" } }, /daily/],
+      [{ kind: "forget", repo, keep: { within: "3w" } }, /keep-within: duration .*3w/],
+      [{ kind: "forget", repo, keep: { last: 1 }, timeZone: "Mars/Base" }, /time zone/],
+      [{ kind: "prune", repo, maxUnusedPercent: 200 }, /maxUnusedPercent/],
+      [{ kind: "consolidate", repo }, /snapshot/],
+    ];
+    for (const [body, message] of bad) {
+      const response = await app.request(post(body));
+      assert.equal(response.status, 400, JSON.stringify(body));
+      assert.match(JSON.stringify(await response.json()), message);
+    }
+    const outside = { kind: "forget", repo, keep: { last: 1 }, source: "/etc" };
+    assert.equal((await app.request(post(outside))).status, 403, "a source outside the roots");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -1,5 +1,6 @@
 /**
- * The job queue behind the HTTP control endpoint: backups, restores and verifies run one at a
+ * The job queue behind the HTTP control endpoint: backups, restores, verifies and retention
+ * (forget, prune, consolidate) run one at a
  * time (they share repositories and the storage region), each with a state, progress, a result
  * or an error, and a stream of events. Bounded everywhere: queued jobs, kept history, events
  * kept per job and listeners per job.
@@ -11,6 +12,12 @@
 
 import { z } from "zod";
 import type { SameType } from "../core/assert.ts";
+import {
+  KEEP_COUNT_MAX,
+  KEEP_UNLIMITED,
+  type KeepRules,
+  keepRulesProblem,
+} from "../core/backup/retention.ts";
 
 /** Longest path a request may name, in UTF-8 bytes (Linux PATH_MAX). */
 export const REQUEST_PATH_BYTES_MAX = 4096;
@@ -23,6 +30,32 @@ export const RequestPathSchema = z.string().min(1)
     `is longer than ${REQUEST_PATH_BYTES_MAX} bytes`,
   );
 
+const keepCount = z.int().min(KEEP_UNLIMITED).max(KEEP_COUNT_MAX).optional();
+
+/** Keep rules in a request: restic's, counts (-1 for unlimited) and a `within` duration. */
+export const KeepRulesSchema = z.strictObject({
+  last: keepCount,
+  hourly: keepCount,
+  daily: keepCount,
+  weekly: keepCount,
+  monthly: keepCount,
+  yearly: keepCount,
+  within: z.string().min(1).max(64).optional(),
+});
+
+/** An IANA time zone name (checked against the runtime's zone data). */
+const TimeZoneSchema = z.string().min(1).max(64);
+
+/** Refuses keep rules or a time zone the policy cannot apply, naming the problem. */
+function checkKeep(
+  value: { keep?: KeepRules | undefined; timeZone?: string | undefined },
+  context: z.RefinementCtx,
+): void {
+  if (value.keep === undefined) return;
+  const problem = keepRulesProblem(value.keep, value.timeZone ?? "UTC");
+  if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+}
+
 /** Options of a backup job: the same as the CLI's. */
 export const BackupJobSchema = z.strictObject({
   kind: z.literal("backup"),
@@ -32,7 +65,11 @@ export const BackupJobSchema = z.strictObject({
   db: RequestPathSchema.optional(),
   incremental: z.boolean().default(false),
   channel: z.enum(["storage", "network", "auto"]).default("auto"),
-});
+  /** Retention after the commit: forget this source's snapshots no rule keeps, then prune. */
+  keep: KeepRulesSchema.optional(),
+  /** The zone the keep rules count periods in (default: the server's local zone). */
+  timeZone: TimeZoneSchema.optional(),
+}).superRefine(checkKeep);
 
 /** Options of a restore job. */
 export const RestoreJobSchema = z.strictObject({
@@ -54,11 +91,44 @@ export const VerifyJobSchema = z.strictObject({
   snapshot: z.string().min(1).optional(),
 });
 
+/** Options of a forget job: the same as the CLI's. */
+export const ForgetJobSchema = z.strictObject({
+  kind: z.literal("forget"),
+  repo: RequestPathSchema,
+  keep: KeepRulesSchema,
+  /** Only the snapshots of this source. */
+  source: RequestPathSchema.optional(),
+  timeZone: TimeZoneSchema.optional(),
+  dryRun: z.boolean().default(false),
+  /** Prune afterwards. */
+  prune: z.boolean().default(false),
+}).superRefine(checkKeep);
+
+/** Options of a prune job. */
+export const PruneJobSchema = z.strictObject({
+  kind: z.literal("prune"),
+  repo: RequestPathSchema,
+  dryRun: z.boolean().default(false),
+  maxUnusedPercent: z.number().min(0).max(100).optional(),
+});
+
+/** Options of a consolidate job. */
+export const ConsolidateJobSchema = z.strictObject({
+  kind: z.literal("consolidate"),
+  repo: RequestPathSchema,
+  snapshot: z.string().min(1),
+  /** With `latest`: the newest snapshot of this source. */
+  source: RequestPathSchema.optional(),
+});
+
 /** Any job request. */
 export const JobRequestSchema = z.discriminatedUnion("kind", [
   BackupJobSchema,
   RestoreJobSchema,
   VerifyJobSchema,
+  ForgetJobSchema,
+  PruneJobSchema,
+  ConsolidateJobSchema,
 ]);
 
 /** A validated backup job request (the CLI's options; defaults filled in). */
@@ -77,6 +147,10 @@ export interface BackupJobRequest {
   readonly incremental: boolean;
   /** `auto` (default): storage, else the network with the reason; `storage`; `network`. */
   readonly channel: "storage" | "network" | "auto";
+  /** Retention after the commit: forget this source's snapshots no rule keeps, then prune. */
+  readonly keep?: KeepRules | undefined;
+  /** The zone the keep rules count periods in (default: the server's local zone). */
+  readonly timeZone?: string | undefined;
 }
 
 /** A validated restore job request. */
@@ -109,8 +183,56 @@ export interface VerifyJobRequest {
   readonly snapshot?: string | undefined;
 }
 
+/** A validated forget job request. */
+export interface ForgetJobRequest {
+  /** Names the job. */
+  readonly kind: "forget";
+  /** The repository. */
+  readonly repo: string;
+  /** The keep rules (none: nothing is removed). */
+  readonly keep: KeepRules;
+  /** Only the snapshots of this source. */
+  readonly source?: string | undefined;
+  /** The zone periods are counted in (default: the server's local zone). */
+  readonly timeZone?: string | undefined;
+  /** Decide and report only (default false). */
+  readonly dryRun: boolean;
+  /** Prune afterwards (default false). */
+  readonly prune: boolean;
+}
+
+/** A validated prune job request. */
+export interface PruneJobRequest {
+  /** Names the job. */
+  readonly kind: "prune";
+  /** The repository. */
+  readonly repo: string;
+  /** Decide and report only (default false). */
+  readonly dryRun: boolean;
+  /** Percent of an archive that may be unused before it is repacked (default 5). */
+  readonly maxUnusedPercent?: number | undefined;
+}
+
+/** A validated consolidate job request. */
+export interface ConsolidateJobRequest {
+  /** Names the job. */
+  readonly kind: "consolidate";
+  /** The repository. */
+  readonly repo: string;
+  /** A snapshot id, or `latest`. */
+  readonly snapshot: string;
+  /** With `latest`: the newest snapshot of this source. */
+  readonly source?: string | undefined;
+}
+
 /** A validated job request (what {@link JobRequestSchema} accepts, defaults filled in). */
-export type JobRequest = BackupJobRequest | RestoreJobRequest | VerifyJobRequest;
+export type JobRequest =
+  | BackupJobRequest
+  | RestoreJobRequest
+  | VerifyJobRequest
+  | ForgetJobRequest
+  | PruneJobRequest
+  | ConsolidateJobRequest;
 // `deno check` fails here when the types above and the schema stop describing the same values.
 const _requestMatchesSchema: SameType<JobRequest, z.output<typeof JobRequestSchema>> = true;
 
@@ -126,6 +248,8 @@ export function jobPathFields(request: JobRequest): Array<[string, string]> {
     ? [["repo", request.repo], ["source", request.source], ["db", request.db]]
     : request.kind === "restore"
     ? [["repo", request.repo], ["target", request.target], ["source", request.source]]
+    : request.kind === "forget" || request.kind === "consolidate"
+    ? [["repo", request.repo], ["source", request.source]]
     : [["repo", request.repo]];
   return fields.filter((field): field is [string, string] => field[1] !== undefined);
 }

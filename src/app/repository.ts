@@ -13,7 +13,7 @@
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, chainProblem } from "../core/backup/chain.ts";
+import { type ArchiveState, chainProblem } from "../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
 import { RepositoryError } from "./errors.ts";
 import { canonicalPath } from "./paths.ts";
@@ -324,24 +324,32 @@ export async function chooseParent(
   return { parent: null, fullReason: `no earlier snapshot of ${source} in this repository` };
 }
 
-/** What is wrong with the chain `parent` builds on, or undefined when it is complete. */
+/**
+ * What is wrong with the archives `parent`'s files point into, or undefined when they are whole:
+ * each archive's size is compared with its own snapshot's manifest where it has one (a manifest
+ * that is there but cannot be read breaks the chain); a forgotten snapshot's archive, or one
+ * prune wrote, must at least reach past the members the parent reads from it.
+ */
 async function brokenChain(repo: Repository, parent: Manifest): Promise<string | undefined> {
-  const known = new Map([[parent.id, parent]]);
-  let next = parent.parent;
-  for (let depth = 0; next !== null && depth < CHAIN_LENGTH_MAX && !known.has(next); depth++) {
-    try {
-      const manifest = await readManifest(repo, next);
-      known.set(manifest.id, manifest);
-      next = manifest.parent;
-    } catch (error) {
-      return `the manifest of snapshot ${next} cannot be read (${messageOf(error)})`;
+  const archives = new Map<string, ArchiveState>();
+  for (const entry of parent.entries) {
+    if (entry.type !== "file" || archives.has(entry.data)) continue;
+    const id = entry.data;
+    let recordedBytes: number | null = null;
+    if (id === parent.id) recordedBytes = parent.archiveBytes;
+    else {
+      try {
+        recordedBytes = (await readManifest(repo, id)).archiveBytes;
+      } catch (error) {
+        if (!(error instanceof RepositoryError && error.code === "unknown-snapshot")) {
+          return `the manifest of snapshot ${id} cannot be read (${messageOf(error)})`;
+        }
+      }
     }
+    const sizeBytes = await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null);
+    archives.set(id, { sizeBytes, recordedBytes });
   }
-  const sizes = new Map<string, number | null>();
-  for (const id of known.keys()) {
-    sizes.set(id, await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null));
-  }
-  return chainProblem(parent, known, sizes);
+  return chainProblem(parent, archives);
 }
 
 /**

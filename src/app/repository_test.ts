@@ -13,6 +13,7 @@ import {
 } from "./repository.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
+import { verifyRepository } from "./verify.ts";
 import { describeTree, withTempDir, writeFileWith } from "./_testing.ts";
 
 /** Every file's path, content and mtime; directories by path (their mtimes move with temp files). */
@@ -108,7 +109,13 @@ Deno.test("leftovers of an interrupted writer are invisible and cleaned by the n
   await withTempDir(async (dir) => {
     const repo = await initRepository(`${dir}/repo`);
     await Deno.writeTextFile(`${dir}/repo/tmp/20240101T000000000Z-00000001.tar.partial`, "junk");
-    await Deno.writeTextFile(`${dir}/repo/snapshots/20240101T000000000Z-00000001.tar`, "orphan");
+    // A writer killed between placing its archive and the commit point: the archive in
+    // snapshots/ and its manifest, not yet renamed in, in tmp/.
+    await Deno.writeTextFile(`${dir}/repo/snapshots/20240101T000000000Z-00000002.tar`, "orphan");
+    await Deno.writeTextFile(
+      `${dir}/repo/tmp/20240101T000000000Z-00000002.manifest.json.partial`,
+      "{}",
+    );
     assert.deepEqual(await listSnapshotIds(repo), []);
     const writer = await beginSnapshot(repo);
     await writer.abort();
@@ -263,5 +270,34 @@ Deno.test("a repository staged by a backup that died before renaming it in is re
     await runLocalBackup({ source, repo: `${dir}/repo`, incremental: true });
     const beside = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.deepEqual(beside, ["repo", "repo.lanfree-init-other-not-ours", "src"]);
+  });
+});
+
+/** Forgets a snapshot the way `forget` does: its manifest goes, its archive stays. */
+async function removeManifest(repo: { path: string }, id: string): Promise<void> {
+  await Deno.remove(repoPaths.manifest(repo, id));
+}
+
+Deno.test("a snapshot whose parent was forgotten still restores, verifies and is built on", async () => {
+  await withTempDir(async (dir) => {
+    const { source, a, b, repo } = await chainOfTwo(dir);
+    await removeManifest(repo, a);
+    await restoreSnapshot({ repo: repo.path, snapshot: b, target: `${dir}/out-b` });
+    const report = await verifyRepository(repo.path);
+    assert.deepEqual([report.ok, report.snapshots], [true, [b]]);
+    const c = await runLocalBackup({ source, repo: repo.path, incremental: true });
+    assert.deepEqual([c.parent, c.fullReason, c.files], [b, null, 1]);
+    await restoreSnapshot({ repo: repo.path, snapshot: c.snapshot, target: `${dir}/out-c` });
+    assert.deepEqual(await describeTree(`${dir}/out-c`), await describeTree(source));
+  });
+});
+
+Deno.test("a writer leaves a forgotten snapshot's archive alone: a kept snapshot may still need it", async () => {
+  await withTempDir(async (dir) => {
+    const { source, a, b, repo } = await chainOfTwo(dir);
+    await removeManifest(repo, a);
+    await runLocalBackup({ source, repo: repo.path });
+    assert.ok((await Deno.stat(repoPaths.archive(repo, a))).isFile);
+    await restoreSnapshot({ repo: repo.path, snapshot: b, target: `${dir}/out` });
   });
 });

@@ -9,17 +9,11 @@
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, planRestore } from "../core/backup/chain.ts";
+import { planRestore } from "../core/backup/chain.ts";
 import type { FileEntry, Manifest, ManifestEntry } from "../core/backup/manifest.ts";
 import { type MemberPiece, openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
 import { BackupError, RestoreError } from "./errors.ts";
-import {
-  openRepository,
-  readManifest,
-  repoPaths,
-  type Repository,
-  resolveSnapshot,
-} from "./repository.ts";
+import { openRepository, repoPaths, type Repository, resolveSnapshot } from "./repository.ts";
 import type { ArchiveReader } from "./_tar_member.ts";
 import { type RestoreHooks, TargetWriter } from "./_restore_target.ts";
 import { createHash } from "node:crypto";
@@ -79,18 +73,6 @@ export interface RestoreSummary {
 
 /** Most problems listed in one restore's report (the count is always exact). */
 export const RESTORE_PROBLEMS_LISTED_MAX = 1000;
-
-/** Loads `manifest` and its ancestors, by id. */
-async function loadChain(repo: Repository, manifest: Manifest): Promise<Map<string, Manifest>> {
-  const known = new Map([[manifest.id, manifest]]);
-  let parent = manifest.parent;
-  for (let depth = 0; parent !== null && depth < CHAIN_LENGTH_MAX && !known.has(parent); depth++) {
-    const next = await readManifest(repo, parent);
-    known.set(next.id, next);
-    parent = next.parent;
-  }
-  return known;
-}
 
 async function prepareTarget(
   target: string,
@@ -309,7 +291,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreS
   const startedMs = performance.now();
   const repo = typeof options.repo === "string" ? await openRepository(options.repo) : options.repo;
   const manifest = await resolveSnapshot(repo, options.snapshot);
-  const planned = planRestore(manifest, await loadChain(repo, manifest), options.path);
+  const planned = planRestore(manifest, options.path);
   if (!planned.ok) throw new RestoreError("bad-plan", planned.message);
   const target = await prepareTarget(options.target, options.overwrite ?? false);
   const writer = new TargetWriter(target.root, target.fresh, options, target.identity);

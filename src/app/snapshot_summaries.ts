@@ -129,6 +129,53 @@ export async function snapshotSummary(repo: Repository, id: string): Promise<Sna
   return { id, ...fields, entries, deleted } as SnapshotSummary;
 }
 
+/** What retention needs to know of a snapshot: who it belongs to and when it was taken. */
+export interface SnapshotHead {
+  /** The snapshot id. */
+  readonly id: string;
+  /** `fs` or `db`. */
+  readonly kind: "fs" | "db";
+  /** What was backed up. */
+  readonly source: string;
+  /** When it was taken, ms since the epoch. */
+  readonly createdMs: number;
+}
+
+const HEAD_FIELDS = ["kind", "source", "createdMs"] as const;
+
+/**
+ * Reads a snapshot's kind, source and time, stopping as soon as it has them (they come before
+ * the entries in every manifest lanfree writes, so a large manifest is not read through).
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @returns the head
+ * @throws {RepositoryError} `corrupt` when the manifest cannot be read or lacks a field
+ */
+export async function readSnapshotHead(repo: Repository, id: string): Promise<SnapshotHead> {
+  const fields: Record<string, unknown> = {};
+  const path = repoPaths.manifest(repo, id);
+  try {
+    await streamManifest(path, HEAD_FIELDS.map((f) => `$.${f}`), ({ key, value }) => {
+      fields[String(key)] = value;
+      return HEAD_FIELDS.some((field) => !(field in fields));
+    });
+  } catch (error) {
+    throw new RepositoryError("corrupt", `manifest ${path}: ${messageOf(error)}`, { cause: error });
+  }
+  const { kind, source, createdMs } = fields;
+  if (
+    (kind !== "fs" && kind !== "db") || typeof source !== "string" ||
+    !Number.isSafeInteger(createdMs)
+  ) {
+    throw new RepositoryError(
+      "corrupt",
+      `manifest ${path} has no valid kind, source and createdMs (${JSON.stringify(fields)})`,
+    );
+  }
+  return { id, kind, source, createdMs: createdMs as number };
+}
+
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

@@ -1,9 +1,11 @@
 /**
  * Writing one snapshot into a repository: takes the repository lock, accepts the archive bytes
- * as they arrive, and commits with the manifest. Commit protocol: archive synced and renamed
- * into `snapshots/`, then the manifest written to `tmp/`, synced and renamed into `snapshots/`
- * (that rename is the commit point), then the directory synced and the lock released. An abort,
- * or any failure before the commit point, removes everything the writer created.
+ * as they arrive, and commits with the manifest. Commit protocol: archive synced; the manifest
+ * written to `tmp/` and synced (it also tells the next writer that an archive without a manifest
+ * is this writer's orphan); the archive renamed into `snapshots/`; the manifest renamed into
+ * `snapshots/` (that rename is the commit point), then the directory synced and the lock
+ * released. An abort, or any failure before the commit point, removes everything the writer
+ * created.
  *
  * @module
  */
@@ -11,8 +13,8 @@
 import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
 import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "./errors.ts";
-import { basename, dirname } from "node:path";
-import { isStagingName, openRepository, repoPaths, type Repository } from "./repository.ts";
+import { openRepository, repoPaths, type Repository } from "./repository.ts";
+import { MANIFEST_NOTE, removeStale, syncDir, writeManifestNote } from "./_repo_files.ts";
 
 /**
  * Written bytes after which a background flush starts, so the final sync is short. Small, so
@@ -20,8 +22,6 @@ import { isStagingName, openRepository, repoPaths, type Repository } from "./rep
  * brief; measured 4-16 MiB alike, 64 MiB slower, none much slower (dirty-page throttling).
  */
 const FLUSH_EVERY_BYTES = 16 << 20;
-/** Most stale entries removed from `tmp/` and `snapshots/` when a writer starts. */
-const STALE_ENTRIES_MAX = 100_000;
 /** How long {@link removeLeftovers} waits for the flock of a writer that is going away. */
 const LEFTOVERS_LOCK_WAIT_MS = 2_000;
 
@@ -42,15 +42,16 @@ export interface SnapshotWriter {
 /**
  * The steps of the commit protocol, in order, as a drill hook sees them: `locked` (the lock is
  * held), `cleaned` (leftovers removed, temporary archive open), `archive-bytes` (after each
- * write), `archive-placed` (archive synced and renamed into `snapshots/`), `manifest-written`
- * (synced in `tmp/`), `committed` (manifest renamed in: the commit point), `released`.
+ * write), `manifest-written` (archive synced, manifest synced in `tmp/`), `archive-placed`
+ * (archive renamed into `snapshots/`), `committed` (manifest renamed in: the commit point),
+ * `released`.
  */
 export type WriterStep =
   | "locked"
   | "cleaned"
   | "archive-bytes"
-  | "archive-placed"
   | "manifest-written"
+  | "archive-placed"
   | "committed"
   | "released";
 
@@ -69,46 +70,6 @@ export interface BeginOptions {
 function randomHex(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(4));
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true }).catch(() => null);
-  if (dir === null) return;
-  try {
-    await dir.sync();
-  } catch {
-    // some platforms cannot sync directories; the rename is still atomic
-  } finally {
-    dir.close();
-  }
-}
-
-/**
- * Removes leftovers of interrupted writers: all of tmp/, archives without a manifest, and
- * staging directories of this repository left beside it by a backup killed while creating it
- * (safe under the lock: the repository exists, so such a staging directory can never be renamed
- * in; a creator that loses it opens the existing repository instead).
- */
-async function removeStale(repo: Repository): Promise<void> {
-  let removed = 0;
-  const parent = dirname(repo.path);
-  const name = basename(repo.path);
-  for await (const item of Deno.readDir(parent)) {
-    if (!item.isDirectory || !isStagingName(item.name, name)) continue;
-    if (++removed > STALE_ENTRIES_MAX) break;
-    await Deno.remove(`${parent}/${item.name}`, { recursive: true }).catch(() => {});
-  }
-  for await (const item of Deno.readDir(repoPaths.tmp(repo))) {
-    if (++removed > STALE_ENTRIES_MAX) break;
-    await Deno.remove(`${repoPaths.tmp(repo)}/${item.name}`, { recursive: true });
-  }
-  const names = new Set<string>();
-  for await (const item of Deno.readDir(repoPaths.snapshots(repo))) names.add(item.name);
-  for (const name of names) {
-    if (!name.endsWith(".tar") || names.has(`${name.slice(0, -4)}.manifest.json`)) continue;
-    if (++removed > STALE_ENTRIES_MAX) break;
-    await Deno.remove(`${repoPaths.snapshots(repo)}/${name}`);
-  }
 }
 
 /**
@@ -231,15 +192,18 @@ class Writer implements SnapshotWriter {
       if (this.#flushError !== undefined) throw this.#flushError;
       await this.file.sync();
       this.file.close();
+      const note = await writeManifestNote(this.repo, manifest, "commit");
+      await this.step("manifest-written");
       await Deno.rename(this.tempPath, archive);
       archivePlaced = true;
       await this.step("archive-placed");
-      await this.#placeManifest(manifest);
+      await Deno.rename(note, repoPaths.manifest(this.repo, this.id));
+      await syncDir(repoPaths.snapshots(this.repo));
       this.#state = "done";
     } catch (error) {
       if (archivePlaced) await Deno.remove(archive).catch(() => {});
-      const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
-      await Deno.remove(temp).catch(() => {});
+      const note = `${repoPaths.tmp(this.repo)}/${this.id}${MANIFEST_NOTE.commit}`;
+      await Deno.remove(note).catch(() => {});
       this.#state = "open";
       await this.abort();
       throw error;
@@ -290,23 +254,6 @@ class Writer implements SnapshotWriter {
       }
     }
     return manifest;
-  }
-
-  async #placeManifest(manifest: Manifest): Promise<void> {
-    const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
-    const file = await Deno.open(temp, { write: true, createNew: true });
-    try {
-      const bytes = new TextEncoder().encode(JSON.stringify(manifest));
-      for (let offset = 0; offset < bytes.byteLength;) {
-        offset += await file.write(bytes.subarray(offset));
-      }
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await this.step("manifest-written");
-    await Deno.rename(temp, repoPaths.manifest(this.repo, this.id));
-    await syncDir(repoPaths.snapshots(this.repo));
   }
 
   #expectOpen(): void {

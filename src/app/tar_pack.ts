@@ -456,6 +456,25 @@ function entryHeader(encoder: HeaderEncoder, header: TarHeader): Uint8Array[] {
   ];
 }
 
+/**
+ * The header blocks packing writes for a directory or a symlink (consolidate writes those a
+ * synthetic full archive lacks with it).
+ *
+ * @param entry the directory or symlink
+ * @param ownerNames names of its owner ids, for uname and gname
+ * @returns the blocks (a PAX header first when the name or target needs one)
+ */
+export function headerBlocks(
+  entry: SourceEntry & { readonly type: "dir" | "symlink" },
+  ownerNames?: OwnerNames,
+): Uint8Array[] {
+  const base = baseHeader(entry, ownerNames);
+  const header: TarHeader = entry.type === "dir"
+    ? { ...base, type: "directory" }
+    : { ...base, type: "symlink", linkname: entry.target };
+  return entryHeader(new HeaderEncoder(), header);
+}
+
 async function produce(stager: Stager, options: PackOptions, result: PackResult) {
   const pending: Pending[] = [];
   const primaries = new Map<string, Pending>();

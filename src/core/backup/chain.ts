@@ -1,7 +1,9 @@
 /**
- * Restore-chain resolution: which entries a restore writes and which snapshot's archive holds
- * each file's bytes. A snapshot's manifest lists the whole tree; each file entry names the
- * snapshot (itself or an ancestor) whose archive holds its data.
+ * Restore planning: which entries a restore writes and which archive holds each file's bytes.
+ * A snapshot's manifest lists the whole tree; each file entry names (`data`) the archive that
+ * holds its bytes: the snapshot's own, an ancestor's, a forgotten snapshot's that awaits prune,
+ * or one prune wrote when it repacked. The parent chain is history (what an incremental was
+ * planned against): restoring follows `data`, never `parent`, so a forgotten parent is no loss.
  *
  * @module
  */
@@ -9,11 +11,12 @@
 import type { FileEntry, Manifest, ManifestEntry } from "./manifest.ts";
 import { checkEntryPath, isWithin, parentPath } from "./path_rules.ts";
 
-/** Longest parent chain followed (a longer one is treated as corrupt). */
-export const CHAIN_LENGTH_MAX = 100_000;
+/** One tar block: the least a member takes (its header). */
+const BLOCK_BYTES = 512;
 
-/** The files to read from one snapshot's archive. */
+/** The files to read from one archive. */
 export interface ArchiveReads {
+  /** The archive (`snapshots/<id>.tar`). */
   readonly snapshot: string;
   /** By path: the file entries whose bytes this archive holds. */
   readonly files: ReadonlyMap<string, FileEntry>;
@@ -23,12 +26,12 @@ export interface ArchiveReads {
 export interface RestorePlan {
   /** Selected entries, parents before children. */
   readonly entries: readonly ManifestEntry[];
-  /** One item per archive to read, oldest first. */
+  /** One item per archive to read, in id order (oldest first). */
   readonly archives: readonly ArchiveReads[];
 }
 
 /** Why a restore cannot be planned. */
-export type RestoreProblem = "bad-path" | "path-not-found" | "missing-snapshot" | "bad-chain";
+export type RestoreProblem = "bad-path" | "path-not-found";
 
 /** The outcome of {@link planRestore}. */
 export type RestorePlanResult =
@@ -37,25 +40,6 @@ export type RestorePlanResult =
 
 function fail(problem: RestoreProblem, message: string): RestorePlanResult {
   return { ok: false, problem, message };
-}
-
-/** Ids of `manifest` and its ancestors, newest first; an error message if the chain breaks. */
-function ancestry(
-  manifest: Manifest,
-  known: ReadonlyMap<string, Manifest>,
-): string[] | string {
-  const ids: string[] = [manifest.id];
-  let parent = manifest.parent;
-  while (parent !== null) {
-    if (ids.length >= CHAIN_LENGTH_MAX || ids.includes(parent)) {
-      return `snapshot ${manifest.id}: its parent chain loops or is longer than ${CHAIN_LENGTH_MAX}`;
-    }
-    const next = known.get(parent);
-    if (next === undefined) return `snapshot ${manifest.id} needs parent ${parent}, not found`;
-    ids.push(parent);
-    parent = next.parent;
-  }
-  return ids;
 }
 
 /** Entries within `subpath` plus the directories leading to it; all entries without one. */
@@ -67,10 +51,9 @@ function selectEntries(manifest: Manifest, subpath: string | undefined): Manifes
 }
 
 /**
- * Plans a restore of `manifest` (optionally only `subpath`) from the manifests available.
+ * Plans a restore of `manifest` (optionally only `subpath`).
  *
  * @param manifest the snapshot to restore
- * @param known every manifest of the repository, by id (the chain is looked up here)
  * @param subpath a file or directory inside the snapshot to restore alone
  * @returns the entries to write and the archives to read, or the problem
  *
@@ -85,15 +68,11 @@ function selectEntries(manifest: Manifest, subpath: string | undefined): Manifes
  *   channelBytes: { storage: 0, network: 0 }, deleted: [],
  *   entries: [{ type: "dir", path: "a", mode: 0o755, mtimeMs: 0 }],
  * };
- * const result = planRestore(manifest, new Map());
+ * const result = planRestore(manifest);
  * assert(result.ok && result.plan.archives.length === 0);
  * ```
  */
-export function planRestore(
-  manifest: Manifest,
-  known: ReadonlyMap<string, Manifest>,
-  subpath?: string,
-): RestorePlanResult {
+export function planRestore(manifest: Manifest, subpath?: string): RestorePlanResult {
   if (subpath !== undefined) {
     const check = checkEntryPath(subpath);
     if (!check.ok) return fail("bad-path", check.message);
@@ -105,40 +84,50 @@ export function planRestore(
       `snapshot ${manifest.id} has no entry ${JSON.stringify(subpath)}`,
     );
   }
-  const chain = ancestry(manifest, known);
-  if (typeof chain === "string") return fail("missing-snapshot", chain);
-  const inChain = new Set(chain);
   const reads = new Map<string, Map<string, FileEntry>>();
   for (const entry of entries) {
     if (entry.type !== "file") continue;
-    if (!inChain.has(entry.data)) {
-      return fail(
-        "bad-chain",
-        `file ${
-          JSON.stringify(entry.path)
-        }: data in ${entry.data}, not an ancestor of ${manifest.id}`,
-      );
-    }
     let files = reads.get(entry.data);
     if (files === undefined) reads.set(entry.data, files = new Map());
     files.set(entry.path, entry);
   }
-  const archives = [...chain].reverse().flatMap((snapshot) => {
-    const files = reads.get(snapshot);
-    return files === undefined ? [] : [{ snapshot, files }];
-  });
+  const archives = [...reads.keys()].sort().map((snapshot) => ({
+    snapshot,
+    files: reads.get(snapshot)!,
+  }));
   return { ok: true, plan: { entries, archives } };
+}
+
+/** An archive a snapshot's files point into, as found on disk. */
+export interface ArchiveState {
+  /** Its size on disk, or null when it is missing. */
+  readonly sizeBytes: number | null;
+  /**
+   * The size its own snapshot's manifest records, or null when it has none (a forgotten
+   * snapshot's archive awaiting prune, or one written by prune's repacking).
+   */
+  readonly recordedBytes: number | null;
+}
+
+/** Where the last member of `files` ends at the least (its header and its stored bytes). */
+function leastEnd(files: Iterable<FileEntry>): number {
+  let end = 0;
+  for (const file of files) {
+    if (file.offset === undefined) continue;
+    const stored = file.hardlink !== undefined ? 0 : file.sparse?.storedBytes ?? file.sizeBytes;
+    end = Math.max(end, file.offset + BLOCK_BYTES + stored);
+  }
+  return end;
 }
 
 /**
  * Why an incremental backup must not build on `parent`, or `undefined` when it may: the parent
- * must be restorable as far as manifests and archive sizes show. Its chain of manifests must be
- * complete (every ancestor known, no loop), every file must point into that chain, and every
- * archive holding a file of the parent must exist with the size its manifest records.
+ * must be restorable as far as archive sizes show. Every archive holding a file of the parent
+ * must exist; with the size its own manifest records when it has one, else at least large
+ * enough for the members the parent reads from it.
  *
  * @param parent the manifest the incremental would build on
- * @param known the manifests of its chain that could be read, by id
- * @param archiveSizes the size of each snapshot's archive on disk, `null` when it is missing
+ * @param archives each archive the parent's files point into, by id
  * @returns the problem in words, naming the snapshot concerned
  *
  * @example A parent whose archive is gone
@@ -152,24 +141,28 @@ export function planRestore(
  *   createdMs: 0, archiveBytes: 2048, channelBytes: { storage: 0, network: 0 }, deleted: [],
  *   entries: [{ type: "file", path: "f", mode: 0o644, mtimeMs: 0, sizeBytes: 1, sha256: "0".repeat(64), data: id }],
  * };
- * assert.match(chainProblem(parent, new Map([[id, parent]]), new Map([[id, null]]))!, /missing/);
+ * const gone = new Map([[id, { sizeBytes: null, recordedBytes: 2048 }]]);
+ * assert.match(chainProblem(parent, gone)!, /missing/);
  * ```
  */
 export function chainProblem(
   parent: Manifest,
-  known: ReadonlyMap<string, Manifest>,
-  archiveSizes: ReadonlyMap<string, number | null>,
+  archives: ReadonlyMap<string, ArchiveState>,
 ): string | undefined {
-  const planned = planRestore(parent, known);
+  const planned = planRestore(parent);
   if (!planned.ok) return planned.message;
-  for (const { snapshot } of planned.plan.archives) {
-    const expected = known.get(snapshot)!.archiveBytes;
-    const actual = archiveSizes.get(snapshot);
-    if (actual === null || actual === undefined) {
+  for (const { snapshot, files } of planned.plan.archives) {
+    const state = archives.get(snapshot);
+    if (state === undefined || state.sizeBytes === null) {
       return `the archive of snapshot ${snapshot} is missing`;
     }
-    if (actual !== expected) {
-      return `the archive of snapshot ${snapshot} has ${actual} bytes; its manifest records ${expected}`;
+    const { sizeBytes, recordedBytes } = state;
+    if (recordedBytes !== null && sizeBytes !== recordedBytes) {
+      return `the archive of snapshot ${snapshot} has ${sizeBytes} bytes; its manifest records ${recordedBytes}`;
+    }
+    const least = leastEnd(files.values());
+    if (sizeBytes < least) {
+      return `the archive of snapshot ${snapshot} has ${sizeBytes} bytes; its members need at least ${least}`;
     }
   }
   return undefined;

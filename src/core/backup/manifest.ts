@@ -97,6 +97,8 @@ export const manifestSchema = z.object({
   channelBytes: channelBytesSchema,
   entries: z.array(entrySchema).max(MANIFEST_ENTRIES_MAX),
   deleted: z.array(entryPath).max(MANIFEST_ENTRIES_MAX),
+  /** Set by consolidate: the parent it was incremental to, and when it was made to stand alone. */
+  consolidated: z.object({ parent: snapshotId, consolidatedMs: count }).strict().optional(),
 }).strict().superRefine((manifest, context) => {
   const problem = treeProblem(manifest.entries);
   if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
@@ -185,6 +187,11 @@ export interface Manifest {
   readonly entries: ManifestEntry[];
   /** Paths present in the parent and gone from this snapshot. */
   readonly deleted: string[];
+  /**
+   * Set by consolidate (a synthetic full): the parent this snapshot was incremental to (history
+   * only: `parent` is then null and its archive holds every file), and when.
+   */
+  readonly consolidated?: { readonly parent: string; readonly consolidatedMs: number };
 }
 // `deno check` fails here when the types above and the schema stop describing the same values.
 const _manifestMatchesSchema: SameType<Manifest, z.output<typeof manifestSchema>> = true;

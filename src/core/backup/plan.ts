@@ -88,11 +88,20 @@ export function planSnapshot(
     const old = before.get(entry.path);
     const group = entry.linkKey === undefined ? undefined : groups.get(entry.linkKey);
     if (group !== undefined && !sameGroup(group, before)) changed.push(entry);
-    else if (old !== undefined && sameEntry(entry, old)) unchanged.push(withOwners(old, entry));
-    else changed.push(entry);
+    else if (old !== undefined && sameEntry(entry, old) && (group !== undefined || !isLink(old))) {
+      unchanged.push(withOwners(old, entry));
+    } else changed.push(entry);
   }
   const deleted = [...before.keys()].filter((path) => !seen.has(path));
   return { changed, unchanged, deleted };
+}
+
+/**
+ * A second name of a hard-linked file in the parent: kept as is only inside an unchanged group
+ * (a name whose other names are gone is archived again, since its member is only a link).
+ */
+function isLink(entry: ManifestEntry): boolean {
+  return entry.type === "file" && entry.hardlink !== undefined;
 }
 
 /** The parent's entry with today's owner ids when the parent (a version-1 manifest) had none. */

@@ -107,3 +107,26 @@ Deno.test("an unchanged tree plans nothing to archive", () => {
   assert.equal(plan.changed.length, 0);
   assert.equal(plan.unchanged.length, 3);
 });
+
+Deno.test("a name left alone when its hard link's primary is deleted is archived again, so the manifest stays valid", () => {
+  const linked = (path: string): SourceEntry => ({ ...file(path, 5), linkKey: "1:7" });
+  const plan1 = planSnapshot([linked("a"), linked("b")]);
+  const first = buildManifest(plan1, {
+    id: testId(1),
+    kind: "fs",
+    source: "/src",
+    parent: null,
+    createdMs: 1,
+    archiveBytes: 0,
+    channelBytes: { storage: 0, network: 0 },
+    packed: new Map([
+      ["a", { sha256: "a".repeat(64), sizeBytes: 5, offset: 0 }],
+      ["b", { sha256: "a".repeat(64), sizeBytes: 5, offset: 1024, hardlink: "a" }],
+    ]),
+  });
+  // "a" is deleted: "b" now has one name (no link key) and is otherwise unchanged.
+  const plan = planSnapshot([file("b", 5)], first);
+  assert.deepEqual(plan.changed.map((e) => e.path), ["b"]);
+  const second = snapshot(2, [file("b", 5)], first);
+  assert.ok(parseManifest(second).ok, JSON.stringify(second.entries));
+});
