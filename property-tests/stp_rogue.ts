@@ -50,6 +50,8 @@ const START_MS = 1_000_000;
 /** Virtual time one wait sleeps at most (the adapter's slice). */
 const SLICE_MS = 50;
 const LISTEN_PORT = 9;
+/** Most scheduler turns a rogue write waits, so writes land throughout the transfer. */
+const ROGUE_DELAY_MAX = 80;
 
 /** Where a rogue write lands. */
 type Area = "header" | "stg" | "host" | "block" | "port" | "extent" | "ring";
@@ -58,10 +60,11 @@ type Change =
   | { readonly kind: "set"; readonly value: number }
   | { readonly kind: "flip"; readonly bit: number }
   | { readonly kind: "add"; readonly delta: number };
-/** One write of the rogue host. */
+/** One write of the rogue host, after `delay` turns of the scheduler. */
 export interface RogueWrite {
   readonly area: Area;
   readonly at: number;
+  readonly delay: number;
   readonly change: Change;
 }
 
@@ -93,6 +96,7 @@ const BLOCK_FIELDS = [
 const rogueWrite: fc.Arbitrary<RogueWrite> = fc.record({
   area: fc.constantFrom<Area>("header", "stg", "host", "block", "block", "block", "port", "extent"),
   at: fc.nat(1 << 20),
+  delay: fc.nat(ROGUE_DELAY_MAX),
   change: fc.oneof(
     fc.record({
       kind: fc.constant("set" as const),
@@ -114,6 +118,7 @@ const rogueWrite: fc.Arbitrary<RogueWrite> = fc.record({
 const ringWrite: fc.Arbitrary<RogueWrite> = fc.record({
   area: fc.constant<Area>("ring"),
   at: fc.nat(1 << 20),
+  delay: fc.nat(ROGUE_DELAY_MAX),
   change: fc.record({ kind: fc.constant("flip" as const), bit: fc.integer({ min: 0, max: 31 }) }),
 });
 
@@ -128,12 +133,11 @@ function rogueTarget(region: Region, write: RogueWrite): number {
       return stgWord(layout, at % layout.stgs.length, (at >> 4) % STG_WORDS);
     case "host":
       return hostWord(layout, 1 + (at % layout.hostCount), (at >> 4) % 8);
-    case "block":
-      return blockWord(
-        layout,
-        at % layout.blockCount,
-        BLOCK_FIELDS[(at >> 4) % BLOCK_FIELDS.length]!,
-      );
+    case "block": {
+      // Mostly the blocks the honest hosts use: the listener, the connector, the accepted one.
+      const block = [0, 3, 4, at % layout.blockCount][(at >> 8) % 4]!;
+      return blockWord(layout, block, BLOCK_FIELDS[(at >> 4) % BLOCK_FIELDS.length]!);
+    }
     case "port": {
       const ports = [LISTEN_PORT, 100, 101, 102, 103, (at >> 4) & 0xffff];
       return portWord(layout, 0, ports[at % ports.length]!);
@@ -237,6 +241,7 @@ class Honest {
     const label = `host ${this.hostId} opens the ring of #${ref.index}`;
     this.world.log.push(`${label}: ${end.ok ? "ok" : `${end.code} ${end.message}`}`);
     if (!end.ok) checkTyped(this.world, label, end);
+    else this.world.opened(this.hostId, ref, end.value);
     return end;
   }
 
@@ -283,7 +288,6 @@ async function server(host: Honest, received: number[]): Promise<boolean> {
   if (!accepted.ok) return false;
   const block = accepted.value.block;
   host.held.push(block);
-  host.world.connection.acceptor = { ref: block, hostId: host.hostId };
   if (!host.world.names(block, host.hostId)) {
     host.world.violations.push(`accept returned block ${block.index}, which does not name it`);
   }
@@ -303,7 +307,6 @@ async function client(host: Honest, bytes: Uint8Array, pieceBytes: number): Prom
   if (!allocated.ok) return false;
   const ref = allocated.value;
   host.held.push(ref);
-  host.world.connection.connector = { ref, hostId: host.hostId };
   const pending = await connectWithRetries(host, ref);
   if (!pending.ok) return false;
   const connected = await host.until(
@@ -424,12 +427,14 @@ async function runWorld(
   const claim = () => value(claimHostNow(world, region)).hostId;
   const [a, b] = [new Honest(world, region, claim()), new Honest(world, region, claim())];
   const received: number[] = [];
-  const rogue = writes.map((write, i) =>
-    s.schedule(Promise.resolve(), `rogue write ${i}`).then(() => {
-      const index = rogueTarget(region, write);
-      region.memory.store(index, applyChange(region.memory.load(index), write.change));
-    })
-  );
+  const rogue = writes.map(async (write, i) => {
+    for (let turn = 0; turn <= write.delay; turn++) {
+      await s.schedule(Promise.resolve(), turn < write.delay ? "rogue waits" : `rogue write ${i}`);
+    }
+    const index = rogueTarget(region, write);
+    region.memory.store(index, applyChange(region.memory.load(index), write.change));
+  });
+  const report = () => `\n${world.violations.join("\n")}\nlog:\n  ${world.log.join("\n  ")}`;
   const [served, sent] = await s.waitFor((async () => {
     const done = await Promise.all([
       runHost(a, () => server(a, received)),
@@ -438,11 +443,10 @@ async function runWorld(
     ]);
     await newcomer(world, region);
     return done;
-  })());
-  const report = () => `\nlog:\n  ${world.log.join("\n  ")}`;
-  if (world.violations.length > 0) {
-    throw new Error(`${world.violations.join("\n")}${report()}`);
-  }
+  })()).catch((error) => {
+    throw new Error(`${error instanceof Error ? error.message : error}${report()}`);
+  });
+  if (world.violations.length > 0) throw new Error(`the rules were broken:${report()}`);
   if (writes.length === 0) {
     const intact = served && sent && received.length === bytes.length &&
       bytes.every((byte, i) => received[i] === byte);

@@ -11,6 +11,7 @@ import type fc from "fast-check";
 import { type BlockRef, F, genOf, ownerOf } from "../src/core/stp/block.ts";
 import { blockWord, extentWord, type RegionLayout } from "../src/core/stp/layout.ts";
 import type { RegionMemory } from "../src/core/stp/memory.ts";
+import type { RingEnd } from "../src/core/stp/ring.ts";
 import type { Step, WaitOn } from "../src/core/stp/steps.ts";
 
 /** Largest number of yields one core operation may take in the simulation. */
@@ -23,12 +24,16 @@ interface Sleeper {
   readonly resolve: () => void;
 }
 
-/** The connection the honest hosts set up: the acceptor's block and the connector's. */
-export interface Connection {
-  /** The block `accept` returned (its extents hold both rings), and its host. */
-  acceptor?: { readonly ref: BlockRef; readonly hostId: number };
-  /** The connector's block, and its host. */
-  connector?: { readonly ref: BlockRef; readonly hostId: number };
+/** A ring end a honest host opened, as the region showed it at that moment. */
+interface OpenedRing {
+  /** The host's own block. */
+  readonly own: BlockRef;
+  /** The two extents of the connection (tx, rx). */
+  readonly extents: readonly number[];
+  /** The block the extent table said holds them. */
+  readonly holder: number;
+  /** That block's state word without its state bits (owner and generation) then. */
+  readonly holderIdentity: number;
 }
 
 /**
@@ -42,8 +47,7 @@ export class World {
   readonly violations: string[] = [];
   /** One line per honest operation, for the failure report. */
   readonly log: string[] = [];
-  /** The connection of the two honest hosts, as they learned it from their own calls. */
-  readonly connection: Connection = {};
+  readonly #rings = new Map<number, OpenedRing>();
   readonly #sleepers = new Set<Sleeper>();
   #running = 0;
 
@@ -144,12 +148,38 @@ export class World {
   }
 
   /**
-   * Checks that a honest host touches only ring bytes of its own connection: one extent, held
-   * (per the extent table, now) by the acceptor's block, with that block and the host's own
-   * block still naming their hosts and generations.
+   * Records the ring end a honest host just opened, checking it against the region: both
+   * extents held by one block, which is the host's own block or the end's peer, and the host's
+   * own block naming it.
+   */
+  opened(hostId: number, own: BlockRef, end: RingEnd): void {
+    const { layout, raw } = this;
+    const extentAt = (offset: number) =>
+      Math.floor((offset - layout.deviceOffset) / layout.extentBytes);
+    const extents = [extentAt(end.txOffset), extentAt(end.rxOffset)];
+    const holders = extents.map((e) => raw.load(extentWord(layout, e)) - 1);
+    const holder = holders[0]!;
+    const fine = extents.every((e) => e >= 0 && e < layout.extentCount) &&
+      holders[1] === holder && (holder === own.index || holder === end.peer.index) &&
+      this.names(own, hostId);
+    if (!fine) {
+      this.violations.push(
+        `host ${hostId} opened a ring on extents ${extents} held by ${holders}, not by its own ` +
+          `block ${own.index} or its peer ${end.peer.index}`,
+      );
+      return;
+    }
+    const holderIdentity = raw.load(blockWord(layout, holder, F.state)) & ~0xf;
+    this.#rings.set(hostId, { own, extents, holder, holderIdentity });
+  }
+
+  /**
+   * Checks that a honest host touches only ring bytes of the ring end it opened: one of its two
+   * extents, still held (per the extent table, now) by the same block under the same owner and
+   * generation as at open, with the host's own block still naming it.
    */
   checkRingAccess(hostId: number, what: string, byteOffset: number, length: number): boolean {
-    const { layout } = this;
+    const { layout, raw } = this;
     const relative = byteOffset - layout.deviceOffset;
     const extent = Math.floor(relative / layout.extentBytes);
     const inOneExtent = relative >= 0 && length >= 0 && extent < layout.extentCount &&
@@ -162,15 +192,17 @@ export class World {
       return false;
     }
     if (length === 0) return true;
-    const { acceptor, connector } = this.connection;
-    const mine = acceptor?.hostId === hostId ? acceptor : connector;
-    const owner = this.raw.load(extentWord(layout, extent)) - 1;
-    const ok = acceptor !== undefined && mine?.hostId === hostId && owner === acceptor.ref.index &&
-      this.names(acceptor.ref, acceptor.hostId) && this.names(mine.ref, hostId);
+    const ring = this.#rings.get(hostId);
+    const holder = raw.load(extentWord(layout, extent)) - 1;
+    const identity = holder >= 0 && holder < layout.blockCount
+      ? raw.load(blockWord(layout, holder, F.state)) & ~0xf
+      : undefined;
+    const ok = ring !== undefined && ring.extents.includes(extent) && holder === ring.holder &&
+      identity === ring.holderIdentity && this.names(ring.own, hostId);
     if (!ok) {
       this.violations.push(
-        `host ${hostId} ${what} ${length} bytes of extent ${extent} (held by block ${owner}), ` +
-          `which is not the ring of its own live connection ${JSON.stringify(this.connection)}`,
+        `host ${hostId} ${what} ${length} bytes of extent ${extent} (now held by block ` +
+          `${holder}), not the ring it opened (${JSON.stringify(ring)}) or no longer its own`,
       );
     }
     return ok;

@@ -136,7 +136,8 @@ function checkedRings(
   const owner = ctx.memory.load(extentWord(ctx.layout, tx.value)) - 1;
   const rxOwner = ctx.memory.load(extentWord(ctx.layout, rx.value)) - 1;
   if ((owner !== block && owner !== peer) || rxOwner !== owner) {
-    const why = `held by block ${owner}, not by this pair (${block}, ${peer})`;
+    const held = owner < 0 ? "free" : `held by block ${owner}`;
+    const why = `${held}, not held by this pair (${block}, ${peer}) for both rings`;
     return badWord(ctx.layout, extentWord(ctx.layout, tx.value), owner + 1, why);
   }
   return ok({ tx: tx.value, rx: rx.value, owner });
