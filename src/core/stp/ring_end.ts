@@ -214,7 +214,11 @@ export function openRingEnd(ctx: StpContext, ref: BlockRef): Result<RingEnd> {
     ringOwner: rings.value.owner,
     txExtentIndex: extentWord(ctx.layout, rings.value.tx),
     rxExtentIndex: extentWord(ctx.layout, rings.value.rx),
-    ...counters.value,
+    // Listed one by one (no spread): the ring steps read this object on every call.
+    tail: counters.value.tail,
+    head: counters.value.head,
+    peerTail: counters.value.peerTail,
+    peerHead: counters.value.peerHead,
     reserved: 0,
     peeked: 0,
   });
@@ -310,9 +314,8 @@ export function counterFailure(
   which: "tail" | "head",
   value: number,
 ): Broken | undefined {
-  const [last, limit] = which === "tail"
-    ? [end.peerTail, end.head + end.ringBytes]
-    : [end.peerHead, end.tail];
+  const last = which === "tail" ? end.peerTail : end.peerHead;
+  const limit = which === "tail" ? end.head + end.ringBytes : end.tail;
   if (((value - last) >>> 0) <= ((limit - last) >>> 0)) return undefined;
   const failure = fenceFor(ctx, {
     suspect: end.peerHost,
