@@ -11,9 +11,12 @@
  * so a slot claimed again meanwhile is not fenced for its predecessor's words.
  *
  * Only words that one host alone writes and that the reader can attribute are grounds for a
- * fence: a peer's ring counters and its state word during a connection, and a listener's
- * backlog. A value nobody can be blamed for (a port or extent table entry, a block's garbage
- * state word found by a sweep) fails the operation that read it and fences nobody.
+ * fence: a peer's heartbeat (ahead of the clock by more than a lease), a peer's ring counters
+ * and its state word during a connection, and a listener's backlog. A value nobody can be
+ * blamed for (a port or extent table entry, a block's garbage state word found by a sweep)
+ * fails the operation that read it and fences nobody. A fence cannot tell a host that wrote a
+ * bad word from a host whose word a third process overwrote: it buys safety (no block or ring
+ * used by two hosts), not availability.
  *
  * @module
  */
@@ -33,7 +36,6 @@ export const FENCE_REASONS = [
   "its ring's txTail moved backwards or past the ring",
   "its ring's rxHead moved backwards or past the other side's txTail",
   "its listener's backlog is outside 1..backlogMax",
-  "its connected block's fields do not match its peer's",
 ] as const;
 
 /** Index of a reason in {@link FENCE_REASONS}. */
@@ -44,7 +46,6 @@ export const FenceReason = {
   ringTail: 4,
   ringHead: 5,
   backlog: 6,
-  pairing: 7,
 } as const;
 
 /** One of {@link FenceReason}. */
