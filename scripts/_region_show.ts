@@ -74,10 +74,10 @@ function hostLines(host: RegionReport["hosts"][number]): string[] {
   ];
   const fence = host.fence;
   if (fence !== null) {
+    const verdict = fence.current ? "fenced" : "was fenced";
     lines.push(
-      `     ${fence.current ? "fenced" : "was fenced"} (incarnation ${fence.incarnation}) by host ` +
-        `${fence.byHost}: ${fence.reason}: ${fence.wordName} (word ${fence.word}) was ` +
-        `${fence.value}`,
+      `     ${verdict} (incarnation ${fence.incarnation}) by host ${fence.byHost}: ` +
+        `${fence.reason}: ${fence.wordName} (word ${fence.word}) was ${fence.value}`,
     );
   }
   return lines;
