@@ -76,7 +76,7 @@ function connected(a: StpContext, b: StpContext) {
 
 function assertFailure(result: { ok: boolean; code?: string; message?: string }, code: string) {
   assert.equal(result.ok, false, `expected ${code}, got ${JSON.stringify(result)}`);
-  assert.equal(result.code, code, result.message);
+  assert.equal(result.code, code, result.message ?? "");
 }
 
 Deno.test("wordName names every table's words", () => {
