@@ -104,11 +104,19 @@ function listenerAt(
   );
 }
 
-/** The listener's backlog, or EPROTO (its owner fenced) for one outside 1..backlogMax. */
+/**
+ * The listener's backlog: 0 when it stopped listening meanwhile (its block may already be reused,
+ * its fields cleared), EPROTO (its owner fenced) for one outside 1..backlogMax read while the
+ * listener stayed the same.
+ */
 function backlogOf(ctx: StpContext, listener: BlockRef): Result<number> {
+  const word = loadField(ctx, listener.index, F.state);
   const backlog = loadField(ctx, listener.index, F.backlog);
   if (backlog >= 1 && backlog <= ctx.layout.backlogMax) return ok(backlog);
-  const owner = ownerOf(loadField(ctx, listener.index, F.state));
+  const same = loadField(ctx, listener.index, F.state) === word &&
+    stateOf(word) === BlockState.listening && genOf(word) === listener.gen;
+  if (!same) return ok(0);
+  const owner = ownerOf(word);
   return fenceFor(ctx, {
     suspect: { hostId: owner, incarnation: incarnationOf(ctx.memory, ctx.layout, owner) },
     reason: FenceReason.backlog,

@@ -72,6 +72,9 @@ export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): Sp
   const memory = ctx.memory;
   const bell = memory.load(end.peerSpaceBellIndex);
   const peerWord = memory.load(end.peerStateIndex);
+  const head = memory.load(end.peerRxHeadIndex);
+  // Our own word is checked after every load of the peer's: if we are still connected now, the
+  // pair was not released (nor the peer's block reused) while they were read.
   const failure = endFailure(ctx, end, peerWord, end.txExtentIndex);
   if (failure !== undefined) return failure;
   const state = stateOf(peerWord);
@@ -81,7 +84,6 @@ export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): Sp
   if (state !== BlockState.connected && state !== BlockState.pairing) {
     return broken("EPIPE", "the peer closed the connection");
   }
-  const head = memory.load(end.peerRxHeadIndex);
   const bad = counterFailure(ctx, end, "head", head);
   if (bad !== undefined) return bad;
   end.peerHead = head;
@@ -128,6 +130,7 @@ export function peekStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanS
   const doorbell = memory.load(end.peerDoorbellIndex);
   const peerWord = memory.load(end.peerStateIndex);
   const tail = memory.load(end.peerTxTailIndex);
+  // Our own word is checked after every load of the peer's (see reserveStep).
   const failure = endFailure(ctx, end, peerWord, end.rxExtentIndex);
   if (failure !== undefined) return failure;
   const bad = counterFailure(ctx, end, "tail", tail);

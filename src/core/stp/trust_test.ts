@@ -248,3 +248,18 @@ Deno.test("a fence applies to one incarnation: the slot's next claim starts unfe
   assert.ok(!fenced(memory, layout, 2));
   assert.equal(fenceRecord(memory, layout, 2)?.current, false, "the record stays readable");
 });
+
+Deno.test("a listener that closes while a connect is in flight refuses it and fences nobody", () => {
+  const { a, b, memory, layout } = region();
+  const server = listener(a, 80);
+  const client = value(runSteps(ops.allocate(b, 3)));
+  value(runSteps(ops.bind(b, client, 7, 0)));
+  const connect = ops.connect(b, client, 7, 80);
+  assert.equal(connect.next().done, false, "connect yields before publishing `connecting`");
+  // Meanwhile the listener closes and its block is taken again (its backlog field cleared).
+  value(runSteps(ops.close(a, server)));
+  assert.equal(value(runSteps(ops.allocate(a, server.index))).index, server.index);
+  const result = runSteps(connect);
+  assertFailure(result, "ECONNREFUSED");
+  assert.ok(!fenced(memory, layout, 1), "an honest host is not fenced for a race");
+});
