@@ -105,7 +105,7 @@ export function* allocateBlock(
 
 /**
  * The block a port table word names: none (0), a block of the region, or EPROTO for a word
- * that names no block or names a free block while it stays unchanged (a stale or stray value:
+ * that names no block or names a free block while both stay unchanged (a stale or stray value:
  * a releaser clears the port word before it frees the block, so this never happens honestly).
  */
 export function portOccupant(
@@ -120,10 +120,12 @@ export function portOccupant(
   if (block < 0 || block >= ctx.layout.blockCount) {
     return badWord(ctx.layout, index, word, `names no control block (1..${ctx.layout.blockCount})`);
   }
-  const free = stateOf(loadField(ctx, block, F.state)) === BlockState.free;
-  if (free && ctx.memory.load(index) === word) {
-    return badWord(ctx.layout, index, word, `names control block ${block}, which is free`);
-  }
+  const state = loadField(ctx, block, F.state);
+  // Both words unchanged across the reads: the block was free while the word named it (a block
+  // freed and then taken and bound again to this port meanwhile would show another state word).
+  const stale = stateOf(state) === BlockState.free && ctx.memory.load(index) === word &&
+    loadField(ctx, block, F.state) === state;
+  if (stale) return badWord(ctx.layout, index, word, `names control block ${block}, which is free`);
   return ok(block);
 }
 
