@@ -171,6 +171,7 @@ export type { ZeroCopySockets } from "./src/adapters/shm_zero_copy.ts";
 export type { RegionMemory } from "./src/core/stp/memory.ts";
 export type { StgLayout } from "./src/core/stp/layout.ts";
 export { type HostSlot, hostSlots } from "./src/core/stp/hosts.ts";
+export type { FenceRecord } from "./src/core/stp/fence.ts";
 export { pickStg, RINGS_PER_CONNECTION } from "./src/core/stp/stg_pick.ts";
 export {
   type BlockReport,

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { runSuites } from "./_runner.ts";
 import { failureReport } from "./_suite.ts";
 import { stpSuite } from "./stp_suite.ts";
@@ -16,6 +17,7 @@ import { ok } from "../src/core/dispatch/errors.ts";
 import { createHandshake } from "../src/core/handshake/mod.ts";
 import type { HandshakeAction, HandshakeMachine } from "../src/core/handshake/types.ts";
 import { decodeMessage, encodeMessage } from "../src/core/wire/messages.ts";
+import type { rogueHostProperty } from "./stp_rogue.ts";
 
 /** A factory whose regions' memory is changed by `mutate`. */
 function mutantRegions(
@@ -143,4 +145,76 @@ Deno.test("the wire suite catches a codec that loses a field", async () => {
     }),
   );
   assert.ok(failed.length > 0, "no wire property failed for a codec that truncates ports");
+});
+
+/** Copies a directory tree (files and subdirectories). */
+async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isDirectory) await copyTree(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    else if (entry.isFile) await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
+  }
+}
+
+/**
+ * The rogue-host property over a copy of the STP core in which one check is skipped: `check`,
+ * found exactly once in `file` (under `src/core/stp/`), is replaced by `skipped`. The copy lives
+ * in a fresh temporary directory, removed by `dispose`.
+ */
+async function rogueOverMutant(
+  file: string,
+  check: string,
+  skipped: string,
+): Promise<{ property: typeof rogueHostProperty; dispose: () => Promise<void> }> {
+  const project = new URL("..", import.meta.url).pathname;
+  const root = await Deno.makeTempDir({ prefix: "lanfree-mutant-" });
+  await copyTree(`${project}/src/core`, `${root}/src/core`);
+  await Deno.mkdir(`${root}/property-tests`);
+  for (const name of ["stp_rogue.ts", "stp_rogue_world.ts", "stp_harness.ts"]) {
+    await Deno.copyFile(`${project}/property-tests/${name}`, `${root}/property-tests/${name}`);
+  }
+  const path = `${root}/src/core/stp/${file}`;
+  const source = await Deno.readTextFile(path);
+  assert.equal(source.split(check).length, 2, `the check is in ${file} exactly once: ${check}`);
+  await Deno.writeTextFile(path, source.replace(check, skipped));
+  const module = await import(`file://${root}/property-tests/stp_rogue.ts`);
+  return {
+    property: module.rogueHostProperty,
+    dispose: () => Deno.remove(root, { recursive: true }),
+  };
+}
+
+/** Runs the rogue-host property over a mutant until its first failure; returns the report. */
+async function rogueFailure(file: string, check: string, skipped: string): Promise<string> {
+  const mutant = await rogueOverMutant(file, check, skipped);
+  try {
+    const details = await fc.check(mutant.property(sharedArrayBufferRegions), {
+      numRuns: 5000,
+      endOnFailure: true,
+    });
+    assert.ok(details.failed, `the rogue-host property passed 5000 runs with ${file} mutated`);
+    return failureReport(details) ?? "";
+  } finally {
+    await mutant.dispose();
+  }
+}
+
+Deno.test("the rogue-host property catches a ring step that skips the check of its extent entry", async () => {
+  // Without it a host keeps writing into a ring the extent table no longer gives its connection.
+  const report = await rogueFailure(
+    "ring_end.ts",
+    "if (holder !== end.ringOwner + 1) {",
+    "if (false) {",
+  );
+  assert.match(report, /outside its ring|not the ring it opened/);
+});
+
+Deno.test("the rogue-host property catches a port table read that skips the block range check", async () => {
+  // Without it a port word naming block 4096 sends connect or bind outside the region.
+  const report = await rogueFailure(
+    "cbt.ts",
+    "if (block < 0 || block >= ctx.layout.blockCount) {",
+    "if (false) {",
+  );
+  assert.match(report, /outside the region/);
 });

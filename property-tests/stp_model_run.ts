@@ -9,7 +9,7 @@ import * as ops from "../src/core/stp/ops.ts";
 import type { RegionFactory } from "../src/core/stp/region.ts";
 import { runSteps } from "../src/core/stp/steps.ts";
 import { regionUsage } from "../src/core/stp/usage.ts";
-import { SMALL_CONFIG, withHosts } from "./stp_harness.ts";
+import { SMALL_CONFIG, value, withHosts } from "./stp_harness.ts";
 import {
   Allocate,
   Bind,
@@ -48,7 +48,7 @@ class Connect implements Cmd {
       if (port === undefined) {
         return expectCode(pending, "EADDRNOTAVAIL", "connect without a dynamic port");
       }
-      const chosen = ops.blockAddress(ctxOf(r, s), refOf(r, s)).port;
+      const chosen = value(ops.blockAddress(ctxOf(r, s), refOf(r, s))).port;
       if (!ephemeralFree(m, STG, chosen)) throw new Error(`dynamic port ${chosen} was not free`);
       Object.assign(s, { phase: "bound", stg: STG, port: chosen, holdsPort: true });
     }

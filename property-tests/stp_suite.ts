@@ -9,6 +9,7 @@ import { defineProperty, type Suite } from "./_suite.ts";
 import type { RegionFactory } from "../src/core/stp/region.ts";
 import { cbtModelProperty } from "./stp_model_run.ts";
 import { attachFuzzProperty, raceProperty, ringProperty } from "./stp_props.ts";
+import { rogueHostProperty } from "./stp_rogue.ts";
 import { waitNotifyProperty } from "./stp_wait.ts";
 import { zeroCopyRingProperty } from "./stp_zero_copy.ts";
 
@@ -16,7 +17,8 @@ import { zeroCopyRingProperty } from "./stp_zero_copy.ts";
  * Builds the STP suite for a region implementation.
  *
  * @param factory makes and attaches regions of the implementation under test
- * @returns the suite: CBT model, races, ring, zero-copy ring, wait/notify, attach fuzz
+ * @returns the suite: CBT model, races, ring, zero-copy ring, wait/notify, rogue host, attach
+ *   fuzz
  */
 export function stpSuite(factory: RegionFactory): Suite {
   return {
@@ -46,6 +48,13 @@ export function stpSuite(factory: RegionFactory): Suite {
         "a host waiting with the region's wait is woken by every notify: no lost wake-up",
         { numRuns: 25 },
         () => waitNotifyProperty(factory),
+      ),
+      defineProperty(
+        "a rogue host writing random words anywhere in the region cannot make an honest host " +
+          "crash, hang, leave its ring or share a block: every operation ends with a result or " +
+          "a typed error",
+        { numRuns: 1000 },
+        () => rogueHostProperty(factory),
       ),
       defineProperty(
         "attach never crashes, hangs or reads outside the buffer on random or mutated bytes",

@@ -53,19 +53,32 @@ export function formatReport(path: string, report: RegionReport): string {
   lines.push(`control blocks: ${counts}`);
   for (const block of report.blocks) {
     const where = block.stg === null ? "" : ` stg ${block.stg} port ${block.port}`;
+    const problem = block.problem === null ? "" : `; corrupt: ${block.problem}`;
     lines.push(
       `  #${block.index} ${block.state}, owner host ${block.owner}, generation ` +
-        `${block.generation}${where}`,
+        `${block.generation}${where}${problem}`,
     );
   }
   lines.push("host slots");
-  for (const host of report.hosts) {
+  for (const host of report.hosts) lines.push(...hostLines(host));
+  return lines.join("\n");
+}
+
+/** A host slot's line, and the line saying who fenced it and why, if it was ever fenced. */
+function hostLines(host: RegionReport["hosts"][number]): string[] {
+  const lines = [
+    host.status === "free"
+      ? `  ${host.hostId}: free (incarnations so far ${host.incarnation})`
+      : `  ${host.hostId}: ${host.status}, pid ${host.pid}, incarnation ${host.incarnation}, ` +
+        `lease age ${host.leaseAgeMs} ms`,
+  ];
+  const fence = host.fence;
+  if (fence !== null) {
+    const verdict = fence.current ? "fenced" : "was fenced";
     lines.push(
-      host.status === "free"
-        ? `  ${host.hostId}: free (incarnations so far ${host.incarnation})`
-        : `  ${host.hostId}: ${host.status}, pid ${host.pid}, incarnation ${host.incarnation}, ` +
-          `lease age ${host.leaseAgeMs} ms`,
+      `     ${verdict} (incarnation ${fence.incarnation}) by host ${fence.byHost}: ` +
+        `${fence.reason}: ${fence.wordName} (word ${fence.word}) was ${fence.value}`,
     );
   }
-  return lines.join("\n");
+  return lines;
 }

@@ -2,6 +2,11 @@ import assert from "node:assert/strict";
 import { readWholeFile, unlinkFile, writeNewFile } from "../src/adapters/_libc_files.ts";
 import { parseBytes, parseRegionArgs, parseStg, UsageError } from "./region.ts";
 import { region, REGION_FLAGS, REGION_SCRIPT, withShmDirectory } from "./_region_testing.ts";
+import { openRegionFile } from "../src/adapters/region_file.ts";
+import { createStorageSockets } from "../src/adapters/shm.ts";
+import type { SocketError } from "../src/core/dispatch/errors.ts";
+import { F } from "../src/core/stp/block.ts";
+import { blockWord } from "../src/core/stp/layout.ts";
 
 const GEOMETRY = [
   "--stg",
@@ -111,6 +116,63 @@ Deno.test("region recv and send move stdin to stdout between two processes, with
     const shown = JSON.parse((await region(["show", path, "--json"])).stdout);
     assert.deepEqual(shown.blocks, [], "every block was given back");
     assert.ok(shown.hosts.every((h: { status: string }) => h.status === "free"));
+    return ["r"];
+  });
+});
+
+Deno.test("a host whose ring counter goes backwards is fenced, and region show says by whom and why", async () => {
+  await withShmDirectory(async (directory) => {
+    const path = `${directory}/r`;
+    const created = await region(["create", "--path", path, ...GEOMETRY, "--hosts", "3"]);
+    assert.equal(created.code, 0, created.stderr);
+    const file = openRegionFile(path);
+    const [server, client] = [
+      createStorageSockets({ region: file }),
+      createStorageSockets({ region: file }),
+    ];
+    try {
+      const listener = await server.socket("storage");
+      await server.bind(listener, { kind: "storage", stg: 1, port: 40001 });
+      await server.listen(listener, 1);
+      const connector = await client.socket("storage");
+      const [accepted] = await Promise.all([
+        server.accept(listener),
+        client.connect(connector, { kind: "storage", stg: 1, port: 40001 }),
+      ]);
+      await client.send(connector, new Uint8Array(100));
+      assert.equal(await server.recv(accepted, new Uint8Array(10)), 10);
+      // The client's process "misbehaves": its txTail goes back from 100 to 50.
+      const block = client.blockOf(connector).index;
+      file.memory.store(blockWord(file.layout, block, F.txTail), 50);
+      file.memory.store(blockWord(file.layout, 60, F.state), 13); // and a block's state: garbage
+      await assert.rejects(
+        server.recv(accepted, new Uint8Array(10)),
+        (error: SocketError) =>
+          error.code === "EPROTO" &&
+          /control block \d+ txTail \(word \d+\) is 50/.test(error.message),
+      );
+      await assert.rejects(
+        client.socket("storage"),
+        (error: SocketError) =>
+          error.code === "ECONNRESET" && /fenced by host 1/.test(error.message),
+      );
+      const shown = await region(["show", path]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(
+        shown.stdout,
+        new RegExp(
+          `2: fenced, pid \\d+, incarnation 1, .*\\n +fenced \\(incarnation 1\\) by host 1: its ` +
+            `ring's txTail moved backwards or past the ring: control block ${block} txTail ` +
+            `\\(word \\d+\\) was 50`,
+        ),
+      );
+      assert.match(shown.stdout, /#60 state 13, owner host 0, generation 0; corrupt: state 13 is/);
+    } finally {
+      await server.dispose();
+      await client.dispose();
+      file.close();
+      await file.closed;
+    }
     return ["r"];
   });
 });

@@ -18,6 +18,7 @@ import {
 } from "../core/dispatch/errors.ts";
 import { SocketTable } from "../core/dispatch/socket_table.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
+import { fenceRecord, incarnationOf } from "../core/stp/fence.ts";
 import { claimHost, releaseHost, renewLease } from "../core/stp/hosts.ts";
 import type { AttachedRegion, StgInfo } from "../core/handshake/config.ts";
 import { HOST, hostWord, type RegionLayout } from "../core/stp/layout.ts";
@@ -180,9 +181,11 @@ class Lease {
     this.#renewedMs = nowMs;
   }
 
-  /** Renews now; after a failed renewal the lease stays lost. */
+  /** Renews now; after a failed renewal (or a fence, or a changed incarnation) it stays lost. */
   renew(): number {
     const nowMs = this.clock();
+    if (this.#lost !== undefined) return nowMs;
+    this.#lost = this.#standing();
     if (this.#lost !== undefined) return nowMs;
     const renewed = renewLease(this.memory, this.layout, this.hostId, this.#beat, nowMs);
     if (renewed.ok) this.#beat = renewed.value;
@@ -205,7 +208,31 @@ class Lease {
       this.#lost = fail("ECONNRESET", `host slot ${this.hostId} was reclaimed: lease lost`);
       return this.#lost;
     }
-    return ok(undefined);
+    this.#lost = this.#standing();
+    return this.#lost ?? ok(undefined);
+  }
+
+  /**
+   * Why this host no longer holds its slot although its heartbeat is still there: the slot's
+   * incarnation word changed (taken over, or overwritten), or another host fenced this one.
+   */
+  #standing(): Failure | undefined {
+    const { memory, layout, hostId } = this;
+    const incarnation = incarnationOf(memory, layout, hostId);
+    if (incarnation !== this.incarnation) {
+      return fail(
+        "ECONNRESET",
+        `host slot ${hostId} is incarnation ${incarnation}, this host claimed ${this.incarnation}: ` +
+          "the slot was taken over or overwritten",
+      );
+    }
+    const fence = fenceRecord(memory, layout, hostId);
+    if (fence === null || !fence.current) return undefined;
+    return fail(
+      "ECONNRESET",
+      `host slot ${hostId} was fenced by host ${fence.byHost}: ${fence.reason} ` +
+        `(${fence.wordName}, word ${fence.word}, was ${fence.value})`,
+    );
   }
 
   /** Gives the slot back (if still held). */

@@ -5,14 +5,19 @@
  * @module
  */
 
-import { type Result, SocketError, toSocketError, unwrap } from "../core/dispatch/errors.ts";
+import { ok, type Result, SocketError, toSocketError, unwrap } from "../core/dispatch/errors.ts";
 import type { SocketKind } from "../core/dispatch/descriptor.ts";
 import type { SocketTable } from "../core/dispatch/socket_table.ts";
 import { localAddressOf } from "../core/dispatch/socket_state.ts";
-import { type Address, checkAddress, type Sockets } from "../core/dispatch/sockets.ts";
+import {
+  type Address,
+  checkAddress,
+  type Sockets,
+  type StorageAddress,
+} from "../core/dispatch/sockets.ts";
 import * as ops from "../core/stp/ops.ts";
 import { openRingEnd, recvStep, type RingEnd, type RingStep, sendStep } from "../core/stp/ring.ts";
-import { runSteps, type StpContext } from "../core/stp/steps.ts";
+import { doorbellOf, runSteps, type StpContext } from "../core/stp/steps.ts";
 import { begin, failCall, type Handle, type Pump, storageAddress } from "./shm_pump.ts";
 
 /** Runs a call that does not wait, turning a throw into a rejection. */
@@ -142,6 +147,14 @@ export function storageSockets(
   };
 }
 
+/** An accepted connection with its ring opened and its addresses. */
+interface AcceptedEnd {
+  readonly block: ops.BlockRef;
+  readonly end: RingEnd;
+  readonly local: StorageAddress;
+  readonly remote: StorageAddress;
+}
+
 /** `accept`: waits for a connector, pairs it, opens the new descriptor. */
 async function acceptOn(
   table: SocketTable<Handle>,
@@ -152,19 +165,44 @@ async function acceptOn(
 ): Promise<number> {
   const entry = begin(table, fd, "accept");
   const listener = entry.handle.ref;
-  const accepted = await pump.until(() => {
+  const accepted = await pump.until((): Result<ops.Poll<AcceptedEnd>> => {
     const held = leaseHeld();
-    return held.ok ? runSteps(ops.accept(ctx(), listener)) : held;
+    if (!held.ok) return held;
+    const step = runSteps(ops.accept(ctx(), listener));
+    if (!step.ok) return step;
+    if (step.value.kind === "waiting") return ok(step.value);
+    return openAccepted(ctx, listener, step.value.value);
   }, "accept");
   if (!accepted.ok) return failCall(table, fd, "accept", accepted.code, accepted.message);
-  const block = accepted.value.block;
-  const end = unwrap(openRingEnd(ctx(), block), { call: "accept", fd });
-  const local = storageAddress(ops.blockAddress(ctx(), block));
-  const remote = storageAddress({ stg: local.stg, port: accepted.value.remotePort });
+  const { block, end, local, remote } = accepted.value;
   const opened = table.openConnected(local, remote, { ref: block, end });
   table.complete(fd, "accept", { type: "done" });
   if (!opened.ok) runSteps(ops.close(ctx(), block));
   return unwrap(opened, { call: "accept", fd });
+}
+
+/**
+ * Opens the ring and the addresses of an accepted connection. One whose words cannot be read
+ * back as a connection (a peer or ring that another process overwrote) is closed, and accept
+ * goes on waiting for the next connector: the listener is not to blame.
+ */
+function openAccepted(
+  ctx: () => StpContext,
+  listener: ops.BlockRef,
+  accepted: ops.Accepted,
+): Result<ops.Poll<AcceptedEnd>> {
+  const block = accepted.block;
+  const end = openRingEnd(ctx(), block);
+  const address = end.ok ? ops.blockAddress(ctx(), block) : end;
+  if (!end.ok || !address.ok) {
+    runSteps(ops.close(ctx(), block));
+    // Poll again at once: a wait on a value the word does not hold returns without sleeping.
+    const doorbell = doorbellOf(ctx(), listener.index);
+    return ok({ kind: "waiting", wait: { index: doorbell.index, value: doorbell.value ^ 1 } });
+  }
+  const local = storageAddress(address.value);
+  const remote = storageAddress({ stg: local.stg, port: accepted.remotePort });
+  return ok({ kind: "ready", value: { block, end: end.value, local, remote } });
 }
 
 /** `connect`: queues on the listener, waits to be accepted, opens the rings. */
@@ -195,6 +233,8 @@ async function connectTo(
   const end = openRingEnd(ctx(), ref);
   if (!end.ok) return failCall(table, fd, "connect", end.code, end.message);
   entry.handle.end = end.value;
-  const local = storageAddress(ops.blockAddress(ctx(), ref));
+  const own = ops.blockAddress(ctx(), ref);
+  if (!own.ok) return failCall(table, fd, "connect", own.code, own.message);
+  const local = storageAddress(own.value);
   table.complete(fd, "connect", { type: "connected", local, remote: checked });
 }

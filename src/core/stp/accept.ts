@@ -9,6 +9,7 @@ import { fail, ok, type Result } from "../dispatch/errors.ts";
 import { type BlockRef, BlockState, F, genOf, stateOf, withState } from "./block.ts";
 import { allocateBlock, ownWord, releaseFrom } from "./cbt.ts";
 import { carveRings, oldestConnector, type Poll } from "./connect.ts";
+import { extentWord } from "./layout.ts";
 import { tryReleasePair } from "./pair.ts";
 import {
   casState,
@@ -20,6 +21,7 @@ import {
   storeField,
   type StpContext,
 } from "./steps.ts";
+import { loadPort, loadStg } from "./trust.ts";
 
 /** An accepted connection: the new block and the connector's port. */
 export interface Accepted {
@@ -59,9 +61,15 @@ function* pair(
   listener: BlockRef,
   connector: number,
   claimed: number,
+  remotePort: number,
   reclaim: Reclaimers,
 ): Step<Result<Accepted>> {
-  const stgIndex = loadField(ctx, listener.index, F.stgIndex);
+  const addresses = listenerAddress(ctx, listener, remotePort);
+  if (!addresses.ok) {
+    refuse(ctx, connector, claimed);
+    return addresses;
+  }
+  const { stgIndex } = addresses.value;
   const block = yield* allocateBlock(ctx, connector + 1, reclaim);
   if (!block.ok) {
     refuse(ctx, connector, claimed);
@@ -71,31 +79,82 @@ function* pair(
   if (rings === undefined && (yield* reclaim.sweep(ctx)) > 0) {
     rings = yield* carveRings(ctx, stgIndex, block.value.index);
   }
-  if (rings === undefined) {
-    yield* releaseFrom(ctx, block.value.index, loadField(ctx, block.value.index, F.state));
+  const own = ownWord(ctx, block.value);
+  if (rings === undefined || !own.ok || stateOf(own.value) !== BlockState.allocated) {
+    if (own.ok) yield* releaseFrom(ctx, block.value.index, own.value);
+    for (const e of rings ?? []) {
+      ctx.memory.compareExchange(extentWord(ctx.layout, e), block.value.index + 1, 0);
+    }
     refuse(ctx, connector, claimed);
-    return fail("ENOBUFS", `no ring space left in the STG of listener ${listener.index}`);
+    if (rings === undefined) {
+      return fail("ENOBUFS", `no ring space left in the STG of listener ${listener.index}`);
+    }
+    return own.ok ? fail("ECONNRESET", `block ${block.value.index} was taken while pairing`) : own;
   }
-  const [a, b] = rings as [number, number];
-  const listenerPort = loadField(ctx, listener.index, F.port);
-  const remotePort = loadField(ctx, connector, F.port);
-  const blockWord = loadField(ctx, block.value.index, F.state);
-  storeField(ctx, block.value.index, F.stgIndex, stgIndex);
-  storeField(ctx, block.value.index, F.port, listenerPort);
-  fillSide(ctx, block.value.index, { index: connector, gen: genOf(claimed) }, [a, b], remotePort);
-  fillSide(ctx, connector, block.value, [b, a], listenerPort);
+  return yield* publishPair(ctx, connector, claimed, {
+    block: block.value,
+    word: own.value,
+    rings: rings as [number, number],
+    addresses: addresses.value,
+  });
+}
+
+/** Fills both blocks of a pair and publishes `connected` on each, ours first. */
+function* publishPair(
+  ctx: StpContext,
+  connector: number,
+  claimed: number,
+  ours: {
+    readonly block: BlockRef;
+    readonly word: number;
+    readonly rings: readonly [number, number];
+    readonly addresses: PairAddresses;
+  },
+): Step<Result<Accepted>> {
+  const { block, word, rings: [a, b] } = ours;
+  const { stgIndex, listenerPort, remotePort } = ours.addresses;
+  storeField(ctx, block.index, F.stgIndex, stgIndex);
+  storeField(ctx, block.index, F.port, listenerPort);
+  fillSide(ctx, block.index, { index: connector, gen: genOf(claimed) }, [a, b], remotePort);
+  fillSide(ctx, connector, block, [b, a], listenerPort);
   yield;
-  casState(ctx, block.value.index, blockWord, withState(blockWord, BlockState.connected));
+  if (!casState(ctx, block.index, word, withState(word, BlockState.connected))) {
+    refuse(ctx, connector, claimed);
+    return fail("ECONNRESET", `block ${block.index} was taken while pairing`);
+  }
   yield;
   if (!casState(ctx, connector, claimed, withState(claimed, BlockState.connected))) {
     // The connector gave up (its host judged ours dead). Undo our half.
-    const word = loadField(ctx, block.value.index, F.state);
-    casState(ctx, block.value.index, word, withState(word, BlockState.closed));
-    yield* tryReleasePair(ctx, block.value.index);
+    const now = loadField(ctx, block.index, F.state);
+    if (stateOf(now) === BlockState.connected) {
+      casState(ctx, block.index, now, withState(now, BlockState.closed));
+    }
+    yield* tryReleasePair(ctx, block.index);
     return fail("ECONNRESET", `connector ${connector} went away while pairing`);
   }
   ringDoorbell(ctx, connector);
-  return ok({ block: block.value, remotePort });
+  const held = ownWord(ctx, block);
+  return held.ok ? ok({ block, remotePort }) : held;
+}
+
+/** Where a pair lives: the listener's STG and port, and the connector's port. */
+interface PairAddresses {
+  readonly stgIndex: number;
+  readonly listenerPort: number;
+  readonly remotePort: number;
+}
+
+/** The listener's STG and port, each checked before use, and the connector's port. */
+function listenerAddress(
+  ctx: StpContext,
+  listener: BlockRef,
+  remotePort: number,
+): Result<PairAddresses> {
+  const stg = loadStg(ctx, listener.index);
+  if (!stg.ok) return stg;
+  const listenerPort = loadPort(ctx, listener.index, F.port);
+  if (!listenerPort.ok) return listenerPort;
+  return ok({ stgIndex: stg.value.index, listenerPort: listenerPort.value, remotePort });
 }
 
 /**
@@ -130,7 +189,13 @@ export function* acceptStep(
       casState(ctx, connector, claimed, word);
       continue;
     }
-    const accepted = yield* pair(ctx, listener, connector, claimed, reclaim);
+    // A connector whose own port cannot be is refused; the listener goes on.
+    const remotePort = loadPort(ctx, connector, F.port);
+    if (!remotePort.ok) {
+      refuse(ctx, connector, claimed);
+      continue;
+    }
+    const accepted = yield* pair(ctx, listener, connector, claimed, remotePort.value, reclaim);
     if (!accepted.ok) return accepted;
     return ok({ kind: "ready", value: accepted.value });
   }

@@ -120,6 +120,14 @@ export const ownerOf = (word: number): number => (word >>> 4) & 0xff;
 /** The generation in a state word. */
 export const genOf = (word: number): number => word >>> 12;
 
+/**
+ * Whether a state word may move to `state`: false for a state outside the enum (read from a
+ * region word that cannot be), so a caller never computes a transition from one.
+ */
+export function canMove(word: number, state: BlockState): boolean {
+  return BLOCK_TRANSITIONS[stateOf(word)]?.includes(state) === true;
+}
+
 /** The same word with another state (owner and generation kept). */
 export function withState(word: number, state: BlockState): number {
   invariant(

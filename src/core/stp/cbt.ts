@@ -13,6 +13,7 @@ import {
   BLOCK_STATE_NAMES,
   type BlockRef,
   BlockState,
+  canMove,
   F,
   genOf,
   ownerOf,
@@ -21,7 +22,7 @@ import {
   withOwner,
   withState,
 } from "./block.ts";
-import { extentWord, portWord, S, stgById, type StgLayout, stgWord } from "./layout.ts";
+import { blockWord, extentWord, portWord, S, stgById, type StgLayout, stgWord } from "./layout.ts";
 import {
   casState,
   loadField,
@@ -31,6 +32,7 @@ import {
   storeField,
   type StpContext,
 } from "./steps.ts";
+import { badWord, stateWordProblem } from "./trust.ts";
 
 /** Fields cleared when a block returns to the pool (the state word is written last). */
 const CLEARED_FIELDS = [
@@ -62,6 +64,10 @@ export function ownWord(ctx: StpContext, ref: BlockRef): Result<number> {
   if (stateOf(word) === BlockState.reset) {
     return fail("ECONNRESET", `control block ${ref.index} was reset (lease lost)`);
   }
+  const problem = stateWordProblem(word, ctx.layout.hostCount);
+  if (problem !== undefined) {
+    return badWord(ctx.layout, blockWord(ctx.layout, ref.index, F.state), word, problem);
+  }
   return ok(word);
 }
 
@@ -87,11 +93,40 @@ export function* allocateBlock(
       if (stateOf(word) !== BlockState.free) continue;
       yield;
       const next = packState(BlockState.allocated, ctx.hostId, genOf(word) + 1);
-      if (casState(ctx, index, word, next)) return ok({ index, gen: genOf(next) });
+      if (!casState(ctx, index, word, next)) continue;
+      // Whatever a crashed releaser or a stray write left in a free block's fields is not kept.
+      for (const field of CLEARED_FIELDS) storeField(ctx, index, field, 0);
+      return ok({ index, gen: genOf(next) });
     }
     if (pass === 0 && (yield* reclaim.sweep(ctx)) === 0) break;
   }
   return fail("ENOBUFS", `no free control block (${count} in the table)`);
+}
+
+/**
+ * The block a port table word names: none (0), a block of the region, or EPROTO for a word
+ * that names no block or names a free block while both stay unchanged (a stale or stray value:
+ * a releaser clears the port word before it frees the block, so this never happens honestly).
+ */
+export function portOccupant(
+  ctx: StpContext,
+  stg: StgLayout,
+  port: number,
+): Result<number | undefined> {
+  const index = portWord(ctx.layout, stg.index, port);
+  const word = ctx.memory.load(index);
+  if (word === 0) return ok(undefined);
+  const block = word - 1;
+  if (block < 0 || block >= ctx.layout.blockCount) {
+    return badWord(ctx.layout, index, word, `names no control block (1..${ctx.layout.blockCount})`);
+  }
+  const state = loadField(ctx, block, F.state);
+  // Both words unchanged across the reads: the block was free while the word named it (a block
+  // freed and then taken and bound again to this port meanwhile would show another state word).
+  const stale = stateOf(state) === BlockState.free && ctx.memory.load(index) === word &&
+    loadField(ctx, block, F.state) === state;
+  if (stale) return badWord(ctx.layout, index, word, `names control block ${block}, which is free`);
+  return ok(block);
 }
 
 /** Claims a port word for `block`; reclaims a dead occupant once. */
@@ -104,13 +139,14 @@ function* claimPort(
 ): Step<Result<number>> {
   const index = portWord(ctx.layout, stg.index, port);
   for (let attempt = 0; attempt < 2; attempt++) {
-    const occupant = ctx.memory.load(index);
-    if (occupant === 0) {
+    const occupant = portOccupant(ctx, stg, port);
+    if (!occupant.ok) return occupant;
+    if (occupant.value === undefined) {
       yield;
       if (ctx.memory.compareExchange(index, 0, block + 1) === 0) return ok(port);
       continue;
     }
-    if (attempt === 0 && (yield* reclaim.block(ctx, occupant - 1))) continue;
+    if (attempt === 0 && (yield* reclaim.block(ctx, occupant.value))) continue;
     break;
   }
   return fail("EADDRINUSE", `stg ${stg.id} port ${port} is in use`);
@@ -217,9 +253,9 @@ function releaseResources(ctx: StpContext, block: number): void {
  *
  * @param ctx the caller (the host in the block's owner bits)
  * @param block the block index
+ * @param word the `releasing` state word this host wrote (its generation is kept)
  */
-export function finishRelease(ctx: StpContext, block: number): void {
-  const word = loadField(ctx, block, F.state);
+export function finishRelease(ctx: StpContext, block: number, word: number): void {
   invariant(stateOf(word) === BlockState.releasing, "only a releasing block is freed");
   releaseResources(ctx, block);
   for (const field of CLEARED_FIELDS) storeField(ctx, block, field, 0);
@@ -229,8 +265,10 @@ export function finishRelease(ctx: StpContext, block: number): void {
 
 /** Moves a block from `word` to `releasing` (owned by this host) and frees it; false if raced. */
 export function* releaseFrom(ctx: StpContext, block: number, word: number): Step<boolean> {
+  if (!canMove(word, BlockState.releasing)) return false;
   yield;
-  if (!casState(ctx, block, word, withOwner(word, BlockState.releasing, ctx.hostId))) return false;
-  finishRelease(ctx, block);
+  const releasing = withOwner(word, BlockState.releasing, ctx.hostId);
+  if (!casState(ctx, block, word, releasing)) return false;
+  finishRelease(ctx, block, releasing);
   return true;
 }

@@ -38,9 +38,10 @@ function* refuseQueue(ctx: StpContext, listener: number, gen: number): Step<void
 /** Stops a listener (`listening` -> `releasing`), refuses its queue and frees it. */
 function* closeListener(ctx: StpContext, block: number, word: number): Step<boolean> {
   yield;
-  if (!casState(ctx, block, word, withOwner(word, BlockState.releasing, ctx.hostId))) return false;
+  const releasing = withOwner(word, BlockState.releasing, ctx.hostId);
+  if (!casState(ctx, block, word, releasing)) return false;
   yield* refuseQueue(ctx, block, genOf(word));
-  finishRelease(ctx, block);
+  finishRelease(ctx, block, releasing);
   return true;
 }
 
@@ -97,7 +98,9 @@ export function* reclaimBlock(ctx: StpContext, block: number, ownerDead = false)
   if (block < 0 || block >= ctx.layout.blockCount) return false;
   const word = loadField(ctx, block, F.state);
   const state = stateOf(word);
-  if (state === BlockState.free) return false;
+  // A state outside the enum says nothing about who holds what: the block is left alone
+  // (`region show` lists it) rather than freeing resources an honest host may still use.
+  if (state === BlockState.free || state > BlockState.releasing) return false;
   // Both ends of a pair ended: nobody uses either any more, whoever owns them.
   if (state === BlockState.closed || state === BlockState.reset) {
     return (yield* tryReleasePair(ctx, block)) > 0;
@@ -110,13 +113,13 @@ export function* reclaimBlock(ctx: StpContext, block: number, ownerDead = false)
       return yield* closeListener(ctx, block, word);
     case BlockState.pairing:
       return acceptorGone(ctx, block) && (yield* releaseFrom(ctx, block, word));
-    case BlockState.releasing:
+    case BlockState.releasing: {
       yield;
-      if (!casState(ctx, block, word, withOwner(word, BlockState.releasing, ctx.hostId))) {
-        return false;
-      }
-      finishRelease(ctx, block);
+      const releasing = withOwner(word, BlockState.releasing, ctx.hostId);
+      if (!casState(ctx, block, word, releasing)) return false;
+      finishRelease(ctx, block, releasing);
       return true;
+    }
     default:
       return yield* releaseFrom(ctx, block, word);
   }

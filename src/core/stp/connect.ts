@@ -12,8 +12,9 @@
 
 import { fail, ok, type Result } from "../dispatch/errors.ts";
 import { type BlockRef, BlockState, F, genOf, ownerOf, stateOf, withState } from "./block.ts";
-import { bindBlock, ownWord } from "./cbt.ts";
-import { extentWord, portWord, stgById } from "./layout.ts";
+import { bindBlock, ownWord, portOccupant } from "./cbt.ts";
+import { fenceFor, FenceReason, incarnationOf } from "./fence.ts";
+import { extentWord, portWord, stgById, type StgLayout } from "./layout.ts";
 import { hostAlive } from "./hosts.ts";
 import {
   casState,
@@ -27,6 +28,7 @@ import {
   type StpContext,
   type WaitOn,
 } from "./steps.ts";
+import { badWord, loadPort, loadStg } from "./trust.ts";
 
 /** A connect in flight: the listener it is queued on. */
 export interface PendingConnect {
@@ -68,10 +70,68 @@ function queuedAhead(ctx: StpContext, listener: BlockRef, ticket: number, self: 
 }
 
 /**
+ * The listener at (stg, port), if a live one listens there. The port word names the block; a
+ * listening block it names must hold that very port, unless the word changed meanwhile (the
+ * listener closed and its block was reused: nobody listens there now).
+ *
+ * @returns the listener, undefined when nobody listens, EPROTO for a port word that names no
+ *   block, a free block, or a listener holding another port
+ */
+function listenerAt(
+  ctx: StpContext,
+  stg: StgLayout,
+  port: number,
+): Result<BlockRef | undefined> {
+  const occupant = portOccupant(ctx, stg, port);
+  if (!occupant.ok) return occupant;
+  const index = occupant.value;
+  if (index === undefined) return ok(undefined);
+  const word = loadField(ctx, index, F.state);
+  const listener = { index, gen: genOf(word) };
+  if (listenerOf(ctx, listener) === undefined) return ok(undefined);
+  const holds = loadField(ctx, index, F.portHeld) === 1 &&
+    loadField(ctx, index, F.stgIndex) === stg.index && loadField(ctx, index, F.port) === port;
+  if (holds) return ok(listener);
+  const portIndex = portWord(ctx.layout, stg.index, port);
+  const unchanged = ctx.memory.load(portIndex) === index + 1 &&
+    loadField(ctx, index, F.state) === word;
+  if (!unchanged) return ok(undefined);
+  return badWord(
+    ctx.layout,
+    portIndex,
+    index + 1,
+    `names listener ${index}, which holds another port`,
+  );
+}
+
+/**
+ * The listener's backlog: 0 when it stopped listening meanwhile (its block may already be reused,
+ * its fields cleared), EPROTO (its owner fenced) for one outside 1..backlogMax read while the
+ * listener stayed the same.
+ */
+function backlogOf(ctx: StpContext, listener: BlockRef): Result<number> {
+  const word = loadField(ctx, listener.index, F.state);
+  const backlog = loadField(ctx, listener.index, F.backlog);
+  if (backlog >= 1 && backlog <= ctx.layout.backlogMax) return ok(backlog);
+  const same = loadField(ctx, listener.index, F.state) === word &&
+    stateOf(word) === BlockState.listening && genOf(word) === listener.gen;
+  if (!same) return ok(0);
+  const owner = ownerOf(word);
+  return fenceFor(ctx, {
+    suspect: { hostId: owner, incarnation: incarnationOf(ctx.memory, ctx.layout, owner) },
+    reason: FenceReason.backlog,
+    word: fieldIndex(ctx, listener.index, F.backlog),
+    value: backlog,
+    why: `not a backlog (1..${ctx.layout.backlogMax})`,
+  });
+}
+
+/**
  * Queues a block on the listener at (stg, port) (`connect`, first half).
  *
  * @returns the pending connect, or ECONNREFUSED (nobody listens, backlog full), EADDRNOTAVAIL
- *   (no dynamic port for the connector), EINVAL (bound in another STG), ECONNRESET (reclaimed)
+ *   (no dynamic port for the connector), EINVAL (bound in another STG), ECONNRESET (reclaimed),
+ *   EPROTO (a port table word or the listener's backlog that cannot be)
  */
 export function* startConnect(
   ctx: StpContext,
@@ -91,15 +151,18 @@ export function* startConnect(
     if (!word.ok) return word;
   }
   if (stateOf(word.value) !== BlockState.bound) return fail("EINVAL", "connect on a busy block");
-  if (loadField(ctx, ref.index, F.stgIndex) !== stg.index) {
+  const own = loadStg(ctx, ref.index);
+  if (!own.ok) return own;
+  if (own.value.index !== stg.index) {
     return fail("EINVAL", `socket is bound in another STG than ${stgId}`);
   }
-  const occupant = ctx.memory.load(portWord(ctx.layout, stg.index, port)) - 1;
-  const listener = { index: occupant, gen: genOf(loadField(ctx, Math.max(0, occupant), F.state)) };
-  if (occupant < 0 || listenerOf(ctx, listener) === undefined) {
+  const found = listenerAt(ctx, stg, port);
+  if (!found.ok) return found;
+  const listener = found.value;
+  if (listener === undefined) {
     return fail("ECONNREFUSED", `nobody listens on stg ${stgId} port ${port}`);
   }
-  const ticket = ctx.memory.add(fieldIndex(ctx, occupant, F.ticket), 1);
+  const ticket = ctx.memory.add(fieldIndex(ctx, listener.index, F.ticket), 1);
   storeField(ctx, ref.index, F.targetIndex, listener.index);
   storeField(ctx, ref.index, F.targetGen, listener.gen);
   storeField(ctx, ref.index, F.ticket, ticket);
@@ -107,15 +170,16 @@ export function* startConnect(
   if (!casState(ctx, ref.index, word.value, withState(word.value, BlockState.connecting))) {
     return fail("ECONNRESET", `control block ${ref.index} was reclaimed during connect`);
   }
-  const backlog = loadField(ctx, occupant, F.backlog);
+  const backlog = backlogOf(ctx, listener);
   if (
-    listenerOf(ctx, listener) === undefined ||
-    queuedAhead(ctx, listener, ticket, ref.index) >= backlog
+    !backlog.ok || listenerOf(ctx, listener) === undefined ||
+    queuedAhead(ctx, listener, ticket, ref.index) >= backlog.value
   ) {
     yield* withdraw(ctx, ref);
+    if (!backlog.ok) return backlog;
     return fail("ECONNREFUSED", `stg ${stgId} port ${port} refused: not listening or backlog full`);
   }
-  ringDoorbell(ctx, occupant);
+  ringDoorbell(ctx, listener.index);
   return ok({ listener });
 }
 
@@ -135,7 +199,8 @@ export function* pollConnect(
   if (!word.ok) return word;
   const state = stateOf(word.value);
   if (state === BlockState.connected) {
-    return ok({ kind: "ready", value: loadField(ctx, ref.index, F.remotePort) });
+    const remotePort = loadPort(ctx, ref.index, F.remotePort);
+    return remotePort.ok ? ok({ kind: "ready", value: remotePort.value }) : remotePort;
   }
   const listenerGone = listenerOf(ctx, pending.listener) === undefined;
   if (state === BlockState.refused || (state === BlockState.connecting && listenerGone)) {

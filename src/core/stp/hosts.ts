@@ -14,11 +14,20 @@
  * @module
  */
 
-import { fail, ok, type Result } from "../dispatch/errors.ts";
+import { fail, type Failure, ok, type Result } from "../dispatch/errors.ts";
 import { BlockState, F, ownerOf, stateOf } from "./block.ts";
+import {
+  fenced,
+  fenceFor,
+  FenceReason,
+  type FenceRecord,
+  fenceRecord,
+  incarnationOf,
+  type Suspect,
+} from "./fence.ts";
 import { blockWord, HOST, hostWord, type RegionLayout } from "./layout.ts";
 import type { RegionMemory } from "./memory.ts";
-import type { Step } from "./steps.ts";
+import type { Step, StpContext } from "./steps.ts";
 
 /** The clock as a heartbeat word: `nowMs` modulo 2^32, never 0 (0 means "slot free"). */
 export function heartbeatOf(nowMs: number): number {
@@ -40,7 +49,8 @@ export function beatAlive(beat: number, nowMs: number, leaseMs: number): boolean
  * @param layout the region layout
  * @param hostId the host (1..hostCount)
  * @param nowMs the wall clock in milliseconds
- * @returns true while the last heartbeat is within `leaseMs` of `nowMs`
+ * @returns true while the last heartbeat is within `leaseMs` of `nowMs` and the host is not
+ *   fenced
  */
 export function hostAlive(
   memory: RegionMemory,
@@ -49,7 +59,48 @@ export function hostAlive(
   nowMs: number,
 ): boolean {
   if (hostId < 1 || hostId > layout.hostCount) return false;
-  return beatAlive(memory.load(hostWord(layout, hostId, HOST.heartbeat)), nowMs, layout.leaseMs);
+  const beat = memory.load(hostWord(layout, hostId, HOST.heartbeat));
+  return beatAlive(beat, nowMs, layout.leaseMs) && !fenced(memory, layout, hostId);
+}
+
+/**
+ * Why a connection's peer host cannot be counted on any more, if so: fenced, replaced (its slot
+ * holds another incarnation than the one the connection was opened with), lease run out
+ * (ECONNRESET), or a heartbeat ahead of the clock by more than a lease, a value no live host
+ * writes (EPROTO; the host is fenced).
+ *
+ * @param ctx the reader
+ * @param peer the peer host and the incarnation the connection was opened with
+ * @returns the failure, or undefined while the peer is alive
+ */
+export function peerHostFailure(ctx: StpContext, peer: Suspect): Failure | undefined {
+  const { memory, layout, nowMs } = ctx;
+  const { hostId } = peer;
+  if (fenced(memory, layout, hostId)) {
+    return fail("ECONNRESET", `peer host ${hostId} was fenced`);
+  }
+  const incarnation = incarnationOf(memory, layout, hostId);
+  if (incarnation !== peer.incarnation) {
+    return fail(
+      "ECONNRESET",
+      `peer host ${hostId} is incarnation ${incarnation} now, not ${peer.incarnation}: its ` +
+        "holder was replaced",
+    );
+  }
+  const word = hostWord(layout, hostId, HOST.heartbeat);
+  const beat = memory.load(word);
+  if (beatAlive(beat, nowMs, layout.leaseMs)) return undefined;
+  const aheadMs = -((heartbeatOf(nowMs) - beat) | 0);
+  if (beat !== 0 && aheadMs > layout.leaseMs) {
+    return fenceFor(ctx, {
+      suspect: peer,
+      reason: FenceReason.heartbeat,
+      word,
+      value: beat,
+      why: `${aheadMs} ms ahead of the clock, more than the ${layout.leaseMs} ms lease`,
+    });
+  }
+  return fail("ECONNRESET", `peer host ${hostId} lost its lease`);
 }
 
 /** A host slot this process holds. */
@@ -164,7 +215,7 @@ export function* freeDeadSlots(
   for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
     const index = hostWord(layout, hostId, HOST.heartbeat);
     const beat = memory.load(index);
-    if (beat === 0 || beatAlive(beat, nowMs, layout.leaseMs) || holding.has(hostId)) continue;
+    if (beat === 0 || hostAlive(memory, layout, hostId, nowMs) || holding.has(hostId)) continue;
     yield;
     if (memory.compareExchange(index, beat, 0) === beat) freed++;
   }
@@ -175,14 +226,19 @@ export function* freeDeadSlots(
 export interface HostSlot {
   /** The slot, 1..hostCount. */
   readonly hostId: number;
-  /** `free`, `live` (lease held) or `dead` (lease ran out, not yet reclaimed). */
-  readonly status: "free" | "live" | "dead";
+  /**
+   * `free`, `live` (lease held), `dead` (lease ran out, not yet reclaimed) or `fenced` (its
+   * records were found inconsistent: dead whatever its heartbeat says; `fence` says why).
+   */
+  readonly status: "free" | "live" | "dead" | "fenced";
   /** How many times the slot has been claimed. */
   readonly incarnation: number;
   /** The process id its holder recorded (0 when unknown). */
   readonly pid: number;
   /** Milliseconds since the last renewal; null for a free slot. */
   readonly leaseAgeMs: number | null;
+  /** The slot's last fence record (of this incarnation or an earlier one), or null if never. */
+  readonly fence: FenceRecord | null;
 }
 
 /**
@@ -197,13 +253,21 @@ export function hostSlots(memory: RegionMemory, layout: RegionLayout, nowMs: num
   const slots: HostSlot[] = [];
   for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
     const beat = memory.load(hostWord(layout, hostId, HOST.heartbeat));
-    const status = beat === 0 ? "free" : beatAlive(beat, nowMs, layout.leaseMs) ? "live" : "dead";
+    const fence = fenceRecord(memory, layout, hostId);
+    const status = beat === 0
+      ? "free"
+      : fence?.current === true
+      ? "fenced"
+      : beatAlive(beat, nowMs, layout.leaseMs)
+      ? "live"
+      : "dead";
     slots.push({
       hostId,
       status,
       incarnation: memory.load(hostWord(layout, hostId, HOST.incarnation)) >>> 0,
       pid: memory.load(hostWord(layout, hostId, HOST.pid)) >>> 0,
       leaseAgeMs: beat === 0 ? null : (heartbeatOf(nowMs) - beat) | 0,
+      fence,
     });
   }
   return slots;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Result } from "../dispatch/errors.ts";
+import { value } from "./_testing.ts";
 import { claimHost, hostAlive, hostSlots, renewLease } from "./hosts.ts";
 import type { RegionConfig } from "./layout.ts";
 import { plainMemory } from "./memory.ts";
@@ -18,11 +18,6 @@ const CONFIG: RegionConfig = {
   leaseMs: 500,
   backlogMax: 2,
 };
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`${result.code}: ${result.message}`);
-  return result.value;
-}
 
 function region() {
   const buffer = value(formatRegion(CONFIG, crypto.randomUUID()));

@@ -108,9 +108,22 @@ export const S = {
 
 /**
  * Host table entry word indices: the lease (heartbeat, 0 = slot free), the incarnation (claims
- * so far) and the holder's process id (a label for `region show`).
+ * so far) and the holder's process id (a label for `region show`); then the **fence record**
+ * (all zero until a host is fenced): why (a `FENCE_REASONS` index), which incarnation, the
+ * region word that was found inconsistent and its value, and the host that found it. The
+ * incarnation is written last: a slot is fenced while `fence` is not 0 and `fenceIncarnation`
+ * equals its incarnation, so a new claim of the slot is never fenced by its predecessor's record.
  */
-export const HOST = { heartbeat: 0, incarnation: 1, pid: 2 } as const;
+export const HOST = {
+  heartbeat: 0,
+  incarnation: 1,
+  pid: 2,
+  fence: 3,
+  fenceWord: 4,
+  fenceValue: 5,
+  fencedBy: 6,
+  fenceIncarnation: 7,
+} as const;
 
 const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 

@@ -5,10 +5,9 @@
  * @module
  */
 
-import { invariant } from "../assert.ts";
-import type { Result } from "../dispatch/errors.ts";
-import { blockWord } from "./layout.ts";
+import { ok, type Result } from "../dispatch/errors.ts";
 import { F } from "./block.ts";
+import { loadPort, loadStg } from "./trust.ts";
 import { type Accepted, acceptStep } from "./accept.ts";
 import type { BlockRef } from "./block.ts";
 import { allocateBlock, bindBlock, listenBlock } from "./cbt.ts";
@@ -104,10 +103,17 @@ export function close(ctx: StpContext, ref: BlockRef): Step<Result<Poll<void>>> 
   return closeBlock(ctx, ref);
 }
 
-/** The STG id and port a block holds or uses (its local storage address). */
-export function blockAddress(ctx: StpContext, ref: BlockRef): { stg: number; port: number } {
-  const stgIndex = ctx.memory.load(blockWord(ctx.layout, ref.index, F.stgIndex));
-  const stg = ctx.layout.stgs[stgIndex];
-  invariant(stg !== undefined, "a bound block names an STG of the region");
-  return { stg: stg.id, port: ctx.memory.load(blockWord(ctx.layout, ref.index, F.port)) };
+/**
+ * The STG id and port a block holds or uses (its local storage address).
+ *
+ * @returns the address, or EPROTO when the block's STG index or port cannot be
+ */
+export function blockAddress(
+  ctx: StpContext,
+  ref: BlockRef,
+): Result<{ stg: number; port: number }> {
+  const stg = loadStg(ctx, ref.index);
+  if (!stg.ok) return stg;
+  const port = loadPort(ctx, ref.index, F.port);
+  return port.ok ? ok({ stg: stg.value.id, port: port.value }) : port;
 }

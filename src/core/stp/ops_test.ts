@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Result } from "../dispatch/errors.ts";
+import { value } from "./_testing.ts";
 import { claimHost, releaseHost } from "./hosts.ts";
 import { HOST, hostWord, type RegionConfig } from "./layout.ts";
 import { plainMemory } from "./memory.ts";
@@ -21,11 +21,6 @@ const CONFIG: RegionConfig = {
   leaseMs: 500,
   backlogMax: 2,
 };
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`${result.code}: ${result.message}`);
-  return result.value;
-}
 
 function region(config = CONFIG): { a: StpContext; b: StpContext } {
   const buffer = value(formatRegion(config, crypto.randomUUID()));

@@ -22,14 +22,27 @@ const PAIRED: ReadonlySet<number> = new Set([
 ]);
 
 /**
- * Whether the peer a block references is gone: freed, reused (another generation), or in a
- * state a paired block cannot be in.
+ * The peer a block references, when it is still its peer: a block of the region (not the block
+ * itself) whose generation is the one recorded and whose state a paired block can be in.
+ * Otherwise the peer is gone: freed, reused (another generation), or named by a value that
+ * cannot be (a peer index outside the table is no peer at all).
+ *
+ * @returns the peer's index and state word, or undefined when it is gone
  */
+export function livePeer(
+  ctx: StpContext,
+  block: number,
+): { readonly index: number; readonly word: number } | undefined {
+  const index = loadField(ctx, block, F.peerIndex);
+  if (index < 0 || index >= ctx.layout.blockCount || index === block) return undefined;
+  const word = loadField(ctx, index, F.state);
+  const paired = genOf(word) === loadField(ctx, block, F.peerGen) && PAIRED.has(stateOf(word));
+  return paired ? { index, word } : undefined;
+}
+
+/** Whether the peer a block references is gone (see {@link livePeer}). */
 export function peerGone(ctx: StpContext, block: number): boolean {
-  const peer = loadField(ctx, block, F.peerIndex);
-  if (peer < 0 || peer >= ctx.layout.blockCount) return true;
-  const word = loadField(ctx, peer, F.state);
-  return genOf(word) !== loadField(ctx, block, F.peerGen) || !PAIRED.has(stateOf(word));
+  return livePeer(ctx, block) === undefined;
 }
 
 /**
@@ -41,25 +54,21 @@ export function peerGone(ctx: StpContext, block: number): boolean {
 export function* tryReleasePair(ctx: StpContext, block: number): Step<number> {
   const word = loadField(ctx, block, F.state);
   if (!ENDED.has(stateOf(word))) return 0;
-  if (peerGone(ctx, block)) return (yield* releaseFrom(ctx, block, word)) ? 1 : 0;
-  const peer = loadField(ctx, block, F.peerIndex);
-  const peerWord = loadField(ctx, peer, F.state);
-  if (!ENDED.has(stateOf(peerWord))) return 0;
-  const [low, lowWord, high, highWord] = block < peer
-    ? [block, word, peer, peerWord]
-    : [peer, peerWord, block, word];
+  const peer = livePeer(ctx, block);
+  if (peer === undefined) return (yield* releaseFrom(ctx, block, word)) ? 1 : 0;
+  if (!ENDED.has(stateOf(peer.word))) return 0;
+  const [low, lowWord, high, highWord] = block < peer.index
+    ? [block, word, peer.index, peer.word]
+    : [peer.index, peer.word, block, word];
   yield;
-  if (!casState(ctx, low, lowWord, withOwner(lowWord, BlockState.releasing, ctx.hostId))) return 0;
+  const lowReleasing = withOwner(lowWord, BlockState.releasing, ctx.hostId);
+  if (!casState(ctx, low, lowWord, lowReleasing)) return 0;
   yield;
   // Nobody else moves `high` now: any other releaser must first win the arbiter.
-  const tookHigh = casState(
-    ctx,
-    high,
-    highWord,
-    withOwner(highWord, BlockState.releasing, ctx.hostId),
-  );
-  finishRelease(ctx, low);
-  if (tookHigh) finishRelease(ctx, high);
+  const highReleasing = withOwner(highWord, BlockState.releasing, ctx.hostId);
+  const tookHigh = casState(ctx, high, highWord, highReleasing);
+  finishRelease(ctx, low, lowReleasing);
+  if (tookHigh) finishRelease(ctx, high, highReleasing);
   return tookHigh ? 2 : 1;
 }
 

@@ -1,6 +1,7 @@
 /**
  * What `region show` prints: the header, each STG's extents and ports in use, the control
- * blocks by state and owner, and each host slot with its lease age. Pure: reads the region
+ * blocks by state and owner (with what is wrong with a state word that cannot be), and each host
+ * slot with its lease age and, for a fenced host, who fenced it and why. Pure: reads the region
  * through its memory, time comes in as `nowMs`.
  *
  * @module
@@ -17,6 +18,7 @@ import {
   type RegionLayout,
 } from "./layout.ts";
 import type { RegionMemory } from "./memory.ts";
+import { stateWordProblem } from "./trust.ts";
 
 /** One STG as `region show` reports it. */
 export interface StgReport {
@@ -46,6 +48,11 @@ export interface BlockReport {
   readonly stg: number | null;
   /** That port. */
   readonly port: number | null;
+  /**
+   * Why its state word cannot be, or null: a state outside the enum, or an owner that is not a
+   * host slot. Such a block is left alone by allocation and reclaim (see `trust.ts`).
+   */
+  readonly problem: string | null;
 }
 
 /** A whole region, as `region show` reports it. */
@@ -105,6 +112,7 @@ function blockReport(memory: RegionMemory, layout: RegionLayout, index: number):
     generation: genOf(word),
     stg,
     port: stg === null ? null : memory.load(blockWord(layout, index, F.port)),
+    problem: stateWordProblem(word, layout.hostCount) ?? null,
   };
 }
 

@@ -16,12 +16,19 @@
  */
 
 import { invariant } from "../assert.ts";
-import { fail, ok, type Result, type SocketErrorCode } from "../dispatch/errors.ts";
-import { type BlockRef, BlockState, F, genOf, ownerOf, stateOf } from "./block.ts";
-import { hostAlive } from "./hosts.ts";
-import { extentOffset } from "./layout.ts";
-import { ownWord } from "./cbt.ts";
-import { fieldIndex, loadField, type StpContext, type WaitOn } from "./steps.ts";
+import { fail, ok, type Result } from "../dispatch/errors.ts";
+import { BlockState, stateOf } from "./block.ts";
+import {
+  blocked,
+  type Broken,
+  broken,
+  counterFailure,
+  endFailure,
+  type RingEnd,
+} from "./ring_end.ts";
+import type { StpContext, WaitOn } from "./steps.ts";
+
+export { openRingEnd, type RingEnd } from "./ring_end.ts";
 
 /** Bytes in a ring. */
 export const ringUsed = (tail: number, head: number): number => (tail - head) >>> 0;
@@ -34,115 +41,12 @@ export function ringSpans(counter: number, count: number, ringBytes: number): [n
   return [position, first];
 }
 
-/** One end of a connection, as the adapter keeps it: word indices and the local counters. */
-export interface RingEnd {
-  readonly ref: BlockRef;
-  readonly peer: BlockRef;
-  readonly ringBytes: number;
-  readonly txOffset: number;
-  readonly rxOffset: number;
-  readonly stateIndex: number;
-  readonly txTailIndex: number;
-  readonly rxHeadIndex: number;
-  readonly doorbellIndex: number;
-  readonly spaceBellIndex: number;
-  readonly peerStateIndex: number;
-  readonly peerTxTailIndex: number;
-  readonly peerRxHeadIndex: number;
-  readonly peerDoorbellIndex: number;
-  readonly peerSpaceBellIndex: number;
-  /** Bytes written so far (only this end writes `txTail`). */
-  tail: number;
-  /** Bytes read so far (only this end writes `rxHead`). */
-  head: number;
-  /** Bytes of the tx ring reserved by the last reserve and not yet committed. */
-  reserved: number;
-  /** Bytes of the rx ring peeked by the last peek and not yet released. */
-  peeked: number;
-}
-
-/**
- * Opens the ring end of a connected block.
- *
- * @returns the end, or ECONNRESET when the block is no longer this host's connected block
- */
-export function openRingEnd(ctx: StpContext, ref: BlockRef): Result<RingEnd> {
-  const word = ownWord(ctx, ref);
-  if (!word.ok) return word;
-  if (stateOf(word.value) !== BlockState.connected) {
-    return fail("ENOTCONN", "block is not connected");
-  }
-  const peer = {
-    index: loadField(ctx, ref.index, F.peerIndex),
-    gen: loadField(ctx, ref.index, F.peerGen),
-  };
-  const tx = loadField(ctx, ref.index, F.txExtent) - 1;
-  const rx = loadField(ctx, ref.index, F.rxExtent) - 1;
-  invariant(tx >= 0 && tx < ctx.layout.extentCount, "a connected block has a tx ring");
-  invariant(rx >= 0 && rx < ctx.layout.extentCount, "a connected block has an rx ring");
-  const own = (field: number) => fieldIndex(ctx, ref.index, field);
-  const peers = (field: number) => fieldIndex(ctx, peer.index, field);
-  return ok({
-    ref,
-    peer,
-    ringBytes: ctx.layout.extentBytes,
-    txOffset: extentOffset(ctx.layout, tx),
-    rxOffset: extentOffset(ctx.layout, rx),
-    stateIndex: own(F.state),
-    txTailIndex: own(F.txTail),
-    rxHeadIndex: own(F.rxHead),
-    doorbellIndex: own(F.doorbell),
-    spaceBellIndex: own(F.spaceBell),
-    peerStateIndex: peers(F.state),
-    peerTxTailIndex: peers(F.txTail),
-    peerRxHeadIndex: peers(F.rxHead),
-    peerDoorbellIndex: peers(F.doorbell),
-    peerSpaceBellIndex: peers(F.spaceBell),
-    tail: loadField(ctx, ref.index, F.txTail),
-    head: loadField(ctx, ref.index, F.rxHead),
-    reserved: 0,
-    peeked: 0,
-  });
-}
-
 /** What one send or recv step did. */
 export type RingStep =
   | { readonly kind: "moved"; readonly bytes: number }
   | { readonly kind: "eof" }
   | { readonly kind: "waiting"; readonly wait: WaitOn }
-  | { readonly kind: "failed"; readonly code: SocketErrorCode; readonly message: string };
-
-type Broken = Extract<RingStep, { kind: "failed" }>;
-const broken = (code: SocketErrorCode, message: string): Broken => ({
-  kind: "failed",
-  code,
-  message,
-});
-
-/** Checks our block and the peer's; a failure when the connection is broken. */
-function brokenConnection(ctx: StpContext, end: RingEnd, peerWord: number): Broken | undefined {
-  const own = ctx.memory.load(end.stateIndex);
-  if (genOf(own) !== end.ref.gen || stateOf(own) !== BlockState.connected) {
-    return broken("ECONNRESET", "our control block was reclaimed (lease lost)");
-  }
-  const state = stateOf(peerWord);
-  if (genOf(peerWord) !== end.peer.gen || state === BlockState.reset || state === BlockState.free) {
-    return broken("ECONNRESET", "the peer's control block was reset or reclaimed");
-  }
-  return undefined;
-}
-
-/** The step when nothing can move: a failure if the peer is dead, else where to wait. */
-function blocked(
-  ctx: StpContext,
-  peerWord: number,
-  wait: WaitOn,
-): Extract<RingStep, { kind: "waiting" | "failed" }> {
-  if (!hostAlive(ctx.memory, ctx.layout, ownerOf(peerWord), ctx.nowMs)) {
-    return broken("ECONNRESET", `peer host ${ownerOf(peerWord)} lost its lease`);
-  }
-  return { kind: "waiting", wait };
-}
+  | Broken;
 
 /** Where a producer may write or a consumer may read in place: a contiguous span of the region. */
 export interface RingSpan {
@@ -168,16 +72,26 @@ export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): Sp
   const memory = ctx.memory;
   const bell = memory.load(end.peerSpaceBellIndex);
   const peerWord = memory.load(end.peerStateIndex);
-  const failure = brokenConnection(ctx, end, peerWord);
+  const head = memory.load(end.peerRxHeadIndex);
+  // Our own word is checked after every load of the peer's: if we are still connected now, the
+  // pair was not released (nor the peer's block reused) while they were read.
+  const failure = endFailure(ctx, end, peerWord, end.txExtentIndex);
   if (failure !== undefined) return failure;
-  if (stateOf(peerWord) !== BlockState.connected && stateOf(peerWord) !== BlockState.pairing) {
+  const state = stateOf(peerWord);
+  if (state === BlockState.reset) {
+    return broken("ECONNRESET", "the peer's control block was reset or reclaimed");
+  }
+  if (state !== BlockState.connected && state !== BlockState.pairing) {
     return broken("EPIPE", "the peer closed the connection");
   }
-  const used = ringUsed(end.tail, memory.load(end.peerRxHeadIndex));
-  if (used > end.ringBytes) return broken("EPROTO", `ring holds ${used} bytes, more than its size`);
+  const bad = counterFailure(ctx, end, "head", head);
+  if (bad !== undefined) return bad;
+  end.peerHead = head;
+  const used = ringUsed(end.tail, head);
+  invariant(used <= end.ringBytes, "a checked rxHead leaves at most a ring in use");
   const count = Math.min(end.ringBytes - used, Math.max(0, Math.trunc(maxBytes)));
   if (count === 0 && maxBytes >= 1) {
-    return blocked(ctx, peerWord, { index: end.peerSpaceBellIndex, value: bell });
+    return blocked(ctx, end, { index: end.peerSpaceBellIndex, value: bell });
   }
   const [position, first] = ringSpans(end.tail, count, end.ringBytes);
   end.reserved = first;
@@ -215,24 +129,31 @@ export function peekStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanS
   // The peer's state before its tail: end-of-stream is reported only once the ring is drained.
   const doorbell = memory.load(end.peerDoorbellIndex);
   const peerWord = memory.load(end.peerStateIndex);
-  const available = ringUsed(memory.load(end.peerTxTailIndex), end.head);
-  if (available > end.ringBytes) {
-    return broken("EPROTO", `ring holds ${available} bytes, more than its size`);
-  }
+  const tail = memory.load(end.peerTxTailIndex);
+  // Our own word is checked after every load of the peer's (see reserveStep).
+  const failure = endFailure(ctx, end, peerWord, end.rxExtentIndex);
+  if (failure !== undefined) return failure;
+  const bad = counterFailure(ctx, end, "tail", tail);
+  if (bad !== undefined) return bad;
+  end.peerTail = tail;
+  const available = ringUsed(tail, end.head);
+  invariant(available <= end.ringBytes, "a checked txTail leaves at most a ring to read");
   const count = Math.min(available, Math.max(0, Math.trunc(maxBytes)));
   if (count > 0 || (maxBytes < 1 && available > 0)) {
     const [position, first] = ringSpans(end.head, count, end.ringBytes);
     end.peeked = first;
     return { kind: "span", byteOffset: end.rxOffset + position, length: first };
   }
-  const failure = brokenConnection(ctx, end, peerWord);
-  if (failure !== undefined) return failure;
-  if (stateOf(peerWord) === BlockState.closed) return { kind: "eof" };
+  const state = stateOf(peerWord);
+  if (state === BlockState.reset) {
+    return broken("ECONNRESET", "the peer's control block was reset or reclaimed");
+  }
+  if (state === BlockState.closed) return { kind: "eof" };
   if (maxBytes < 1) {
     end.peeked = 0;
     return { kind: "span", byteOffset: end.rxOffset, length: 0 };
   }
-  return blocked(ctx, peerWord, { index: end.peerDoorbellIndex, value: doorbell });
+  return blocked(ctx, end, { index: end.peerDoorbellIndex, value: doorbell });
 }
 
 /**
