@@ -5,7 +5,10 @@
  * on the control connection) the frames carry what they are, so one descriptor serves several.
  *
  * Frame: 1 tag byte (1 message, 2 data chunk, 3 end of data, 4 keepalive), 4-byte big-endian
- * payload length, payload. Every wait on a socket is bounded by its I/O timeout, and a channel
+ * payload length, 4-byte big-endian CRC-32 of the payload, payload. The storage transport checks
+ * every control word of the region but not the bytes in its rings (a stray write by another
+ * process mapping the region reaches the receiver), so the receiver checks each payload's CRC-32
+ * and fails the channel with EPROTO on a mismatch: a corrupted backup is never committed. Every wait on a socket is bounded by its I/O timeout, and a channel
  * may rightly stay quiet for longer (the client's data channel carries nothing back; the
  * client's control channel is quiet while the archive streams), so each side sends a keepalive
  * frame on every descriptor it has not written to for `keepaliveMs`. Messages are JSON `{ channel, body }` of at most 64 KiB; data chunks at most 8 MiB.
@@ -19,6 +22,7 @@ import { kindOfDescriptor } from "../core/dispatch/descriptor.ts";
 import { SocketError } from "../core/dispatch/errors.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
 import { recvExactly } from "../core/wire/frame.ts";
+import { crc32 } from "node:zlib";
 
 /** The named channels of a session and their descriptors (several may be the same). */
 export interface SessionChannels {
@@ -34,7 +38,7 @@ const TAG_MESSAGE = 1;
 const TAG_DATA = 2;
 const TAG_END = 3;
 const TAG_KEEPALIVE = 4;
-const HEADER_BYTES = 5;
+const HEADER_BYTES = 9;
 /** Largest message payload. */
 export const MESSAGE_BYTES_MAX = 64 * 1024;
 /** Largest data chunk. */
@@ -223,7 +227,9 @@ export class Session {
     const sending = previous.then(async () => {
       const header = new Uint8Array(HEADER_BYTES);
       header[0] = tag;
-      new DataView(header.buffer).setUint32(1, payload.length, false);
+      const view = new DataView(header.buffer);
+      view.setUint32(1, payload.length, false);
+      view.setUint32(5, payload.length === 0 ? 0 : crc32(payload), false);
       await this.#sockets.send(fd, header);
       if (payload.length > 0) await this.#sockets.send(fd, payload);
       this.#count(fd, HEADER_BYTES + payload.length);
@@ -247,12 +253,21 @@ export class Session {
         if (got < HEADER_BYTES) {
           throw new SocketError("EPROTO", `stream ended inside a frame header on ${fd}`);
         }
-        const length = new DataView(header.buffer).getUint32(1, false);
-        this.#dispatch(
-          fd,
-          header[0]!,
-          length === 0 ? new Uint8Array(0) : await this.#payload(fd, header[0]!, length),
-        );
+        const view = new DataView(header.buffer);
+        const length = view.getUint32(1, false);
+        const payload = length === 0
+          ? new Uint8Array(0)
+          : await this.#payload(fd, header[0]!, length);
+        const sum = length === 0 ? 0 : crc32(payload);
+        if (sum !== view.getUint32(5, false)) {
+          throw new SocketError(
+            "EPROTO",
+            `a ${length}-byte frame (tag ${header[0]}) on descriptor ${fd} failed its CRC-32 ` +
+              `check: the received bytes hash to ${sum.toString(16)}, the sender's to ` +
+              `${view.getUint32(5, false).toString(16)} (corrupted in transit)`,
+          );
+        }
+        this.#dispatch(fd, header[0]!, payload);
       }
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));

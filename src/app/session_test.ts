@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
 import { Session } from "./session.ts";
 import { createTcpSockets } from "../adapters/tcp.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
@@ -73,7 +74,7 @@ Deno.test("control and error messages go on the network and data through storage
   assert.deepEqual(received, chunks);
   assert.deepEqual(await b.nextMessage("error"), { type: "skipped", path: "x" });
   await sending;
-  assert.equal(a.bytes.storage, (3 << 20) + 10 + 3 * 5);
+  assert.equal(a.bytes.storage, (3 << 20) + 10 + 3 * 9); // 9-byte headers: tag, length, CRC-32
   assert.ok(a.bytes.network > 0);
   for (const fd of [controlA, controlB, errorA, errorB, dataA, dataB]) await sockets.close(fd);
   await Promise.all([a.settled(), b.settled()]);
@@ -116,16 +117,46 @@ Deno.test("a peer that closes makes every pending receive fail with a typed erro
   await storage.dispose();
 });
 
+/** A session frame made by hand: tag, big-endian length, big-endian CRC-32, payload. */
+function frame(tag: number, payload: Uint8Array, sum = crc32(payload)): Uint8Array {
+  const bytes = new Uint8Array(9 + payload.length);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = tag;
+  view.setUint32(1, payload.length, false);
+  view.setUint32(5, sum, false);
+  bytes.set(payload, 9);
+  return bytes;
+}
+
+Deno.test("a frame whose payload does not match its CRC-32 fails the channel with EPROTO", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const [dataA, dataB] = await tcpPair(sockets);
+  const b = new Session(sockets, { control: controlB, error: controlB, data: dataB });
+  const chunk = new Uint8Array(4096).fill(7);
+  await sockets.send(dataA, frame(2, chunk));
+  assert.deepEqual(await b.nextData(), chunk);
+  const flipped = chunk.slice();
+  flipped[100] = 7 ^ 0xff;
+  await sockets.send(dataA, frame(2, flipped, crc32(chunk)));
+  const error = await b.nextData().catch((e) => e);
+  assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+  assert.match(error.message, /failed its CRC-32 check/);
+  for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
+  await b.settled();
+  await storage.dispose();
+});
+
 Deno.test("a frame with an unknown tag or a message on the wrong descriptor is EPROTO", async () => {
   const { storage, sockets } = world();
   const [controlA, controlB] = await tcpPair(sockets);
   const [dataA, dataB] = await tcpPair(sockets);
   const b = new Session(sockets, { control: controlB, error: controlB, data: dataB });
-  await sockets.send(controlA, new Uint8Array([9, 0, 0, 0, 0]));
+  await sockets.send(controlA, new Uint8Array([9, 0, 0, 0, 0, 0, 0, 0, 0]));
   const error = await b.nextMessage("control").catch((e) => e);
   assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
   const misplaced = new TextEncoder().encode(JSON.stringify({ channel: "control", body: 1 }));
-  await sockets.send(dataA, new Uint8Array([1, 0, 0, 0, misplaced.length, ...misplaced]));
+  await sockets.send(dataA, frame(1, misplaced));
   const dataError = await b.nextData().catch((e) => e);
   assert.ok(dataError instanceof SocketError && dataError.code === "EPROTO", String(dataError));
   for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
