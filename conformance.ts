@@ -62,6 +62,7 @@ export {
   type CheckDetails,
   type CheckParameters,
   failureReport,
+  type StrayErrors,
   type Suite,
   type SuiteProperty,
 } from "./property-tests/_suite.ts";

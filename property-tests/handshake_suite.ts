@@ -77,6 +77,11 @@ function faultArbitrary(steps: Record<SimFlow, Record<Side, string[]>>, flow: Si
   });
 }
 
+/**
+ * The steps each side of each flow takes in a clean run (where faults can be placed). It runs
+ * the machines under test, so a property computes it when it is built, never the suite: a
+ * machine that throws then fails that property instead of the suite's construction.
+ */
 function stepsOf(factory: MachineFactory): Record<SimFlow, Record<Side, string[]>> {
   const of = (flow: SimFlow, side: Side) => [
     ...new Set(goldenTranscript(flow, factory).filter((l) => l.side === side).map((l) => l.step)),
@@ -123,12 +128,12 @@ export function handshakeSuite(factory: MachineFactory): Suite {
 }
 
 function faultProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) => SimPairT) {
-  const steps = stepsOf(factory);
   return defineProperty(
     "with faults at any step both sides end, nothing leaks, and no disagreement is silent",
     { numRuns: 1000 },
-    () =>
-      fc.property(
+    () => {
+      const steps = stepsOf(factory);
+      return fc.property(
         fc.constantFrom(...FLOWS).chain((f) =>
           fc.tuple(
             fc.constant(f),
@@ -148,7 +153,8 @@ function faultProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) =
             }
           }
         },
-      ),
+      );
+    },
   );
 }
 
@@ -284,12 +290,12 @@ class Inject implements fc.Command<Model, Real> {
 }
 
 function modelProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) => SimPairT) {
-  const steps = stepsOf(factory);
   return defineProperty(
     "model-based: machines never leave an end state, never hold descriptors they should not",
     { numRuns: 300 },
-    () =>
-      fc.property(
+    () => {
+      const steps = stepsOf(factory);
+      return fc.property(
         fc.constantFrom(...FLOWS).chain((f) =>
           fc.tuple(
             fc.constant(f),
@@ -315,6 +321,7 @@ function modelProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) =
           if (model.killed || model.faulted) expectClean(outcome);
           else expectEstablished(outcome);
         },
-      ),
+      );
+    },
   );
 }
