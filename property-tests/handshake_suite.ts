@@ -11,7 +11,9 @@
  *   control block leaks, both established means paired channels, and when one side is
  *   established and the other not, the established side's channels already show the peer's end
  *   (no silent disagreement: the two-generals window is the only one left);
- * - after failure a machine stays failed, and a failed machine holds no descriptor.
+ * - after failure a machine stays failed, and a failed machine holds no descriptor;
+ * - a well-formed message with one field changed on its way (`handshake_tamper.ts`) fails the
+ *   side that checks or uses the value, at that step, with a typed reason, never established.
  *
  * @module
  */
@@ -31,34 +33,14 @@ import {
 } from "../src/core/handshake/sim.ts";
 import type { HandshakeMachine, HandshakeRole } from "../src/core/handshake/types.ts";
 import { defineProperty, type Suite } from "./_suite.ts";
+import { expectClean, expectEstablished, failWith } from "./_handshake_outcome.ts";
+import { tamperProperty } from "./handshake_tamper.ts";
 
 /** Builds a machine for a role: the implementation under test. */
 export type MachineFactory = (role: HandshakeRole, config: HandshakeConfig) => HandshakeMachine;
 
 const WELL_KNOWN_PORT = 7000;
 const FLOWS: readonly SimFlow[] = ["fs", "db"];
-
-function failWith(outcome: SimOutcome, what: string): never {
-  const tail = outcome.transcript.slice(-12).join("\n  ");
-  throw new Error(
-    `${what}\nviolations: ${outcome.violations.join("; ")}\nserver: ${
-      JSON.stringify(outcome.server)
-    }\nclient: ${JSON.stringify(outcome.client)}\nfired: ${
-      JSON.stringify(outcome.fired)
-    }\nlast calls:\n  ${tail}`,
-  );
-}
-
-function expectClean(outcome: SimOutcome): void {
-  if (outcome.violations.length > 0) failWith(outcome, "the run broke a rule");
-}
-
-function expectEstablished(outcome: SimOutcome): void {
-  expectClean(outcome);
-  if (outcome.server.status !== "established" || outcome.client.status !== "established") {
-    failWith(outcome, "a run without faults must establish both sides");
-  }
-}
 
 /** Picks from fast-check's list of choices, cycling, 0 once it is empty. */
 function chooser(choices: readonly number[]): (n: number) => number {
@@ -121,6 +103,11 @@ export function handshakeSuite(factory: MachineFactory): Suite {
           ),
       ),
       faultProperty(factory, pair),
+      defineProperty(
+        "a well-formed message with a field changed on its way fails the side that checks or uses it, at that step, typed",
+        { numRuns: 300 },
+        () => tamperProperty(factory),
+      ),
       schedulerProperty(pair),
       modelProperty(factory, pair),
     ],

@@ -1,0 +1,92 @@
+/**
+ * One deliberately broken implementation per class of bug the suites once missed (issue 12),
+ * each run through the exported suite that must catch it. A suite that passed here could not
+ * fail for that class. (The first mutants, and the region-validation ones, are in
+ * `mutants_test.ts`.)
+ */
+
+import assert from "node:assert/strict";
+import { runSuites } from "./_runner.ts";
+import type { Suite } from "./_suite.ts";
+import { handshakeSuite, type MachineFactory } from "./handshake_suite.ts";
+import { withHandle } from "./handshake_tamper.ts";
+import { createHandshake } from "../src/core/handshake/mod.ts";
+import type { HandshakeConfig } from "../src/core/handshake/config.ts";
+import type { HandshakeRole } from "../src/core/handshake/types.ts";
+import { type Message, wellKnownString } from "../src/core/wire/messages.ts";
+
+/** Runs one property (by a part of its name) and returns its failure report, or fails. */
+async function caught(suite: Suite, property: string, runs?: number): Promise<string> {
+  const [result] = await runSuites([suite], { property, ...(runs === undefined ? {} : { runs }) });
+  assert.ok(result !== undefined, `${suite.name} has no property "${property}"`);
+  assert.ok(!result.passed, `"${result.property}" passed ${result.runs} runs: the mutant escaped`);
+  return result.report ?? "";
+}
+
+/** lanfree's machines, but `role` sees every received message through `launder`. */
+function laundering(
+  role: HandshakeRole,
+  launder: (message: Message, config: HandshakeConfig) => Message,
+): MachineFactory {
+  return (r, config) => {
+    const machine = createHandshake(r, config);
+    if (r !== role) return machine;
+    return withHandle(
+      machine,
+      (own, input, nowMs) =>
+        own(
+          input.type === "received" ? { ...input, message: launder(input.message, config) } : input,
+          nowMs,
+        ),
+    );
+  };
+}
+
+const TAMPERED = "changed on its way";
+
+Deno.test("the handshake suite catches a file-system client that accepts any well-known string", async () => {
+  const mutant = laundering(
+    "fs-client",
+    (message) =>
+      message.type === "wellKnown" ? { type: "wellKnown", bytes: wellKnownString() } : message,
+  );
+  assert.match(await caught(handshakeSuite(mutant), TAMPERED), /well-known string/);
+});
+
+Deno.test("the handshake suite catches a database client that accepts another region's STG info", async () => {
+  const mutant = laundering("db-client", (message, config) => {
+    const stg = config.region?.stgs[0];
+    if (message.type === "stgId" && stg !== undefined) return { type: "stgId", stg: stg.id };
+    if (message.type === "stgLength" && stg !== undefined) {
+      return { type: "stgLength", lengthBytes: stg.lengthBytes };
+    }
+    if (message.type === "regionId" && config.region !== undefined) {
+      return { type: "regionId", regionId: config.region.regionId };
+    }
+    return message;
+  });
+  assert.match(await caught(handshakeSuite(mutant), TAMPERED), /STG id|STG length|region id/);
+});
+
+Deno.test("the handshake suite catches a file-system client that accepts any echoed descriptor", async () => {
+  const mutant: MachineFactory = (role, config) => {
+    const machine = createHandshake(role, config);
+    if (role !== "fs-client") return machine;
+    let sent: number | undefined;
+    return withHandle(machine, (own, input, nowMs) => {
+      const echo = input.type === "received" && input.message.type === "descriptor" &&
+        sent !== undefined;
+      const actions = own(
+        echo ? { ...input, message: { type: "descriptor", fd: sent! } } : input,
+        nowMs,
+      );
+      for (const action of actions) {
+        if (action.type === "send" && action.message.type === "descriptor") {
+          sent = action.message.fd;
+        }
+      }
+      return actions;
+    });
+  };
+  assert.match(await caught(handshakeSuite(mutant), TAMPERED), /descriptor/);
+});
