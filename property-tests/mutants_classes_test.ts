@@ -14,6 +14,9 @@ import { createHandshake } from "../src/core/handshake/mod.ts";
 import type { HandshakeConfig } from "../src/core/handshake/config.ts";
 import type { HandshakeRole } from "../src/core/handshake/types.ts";
 import { type Message, wellKnownString } from "../src/core/wire/messages.ts";
+import { framesSuite } from "./frames_suite.ts";
+import { wireFrames } from "./frames_lanfree.ts";
+import { FRAME_BYTES_MAX_DEFAULT } from "../src/core/wire/frame.ts";
 
 /** Runs one property (by a part of its name) and returns its failure report, or fails. */
 async function caught(suite: Suite, property: string, runs?: number): Promise<string> {
@@ -89,4 +92,17 @@ Deno.test("the handshake suite catches a file-system client that accepts any ech
     });
   };
   assert.match(await caught(handshakeSuite(mutant), TAMPERED), /descriptor/);
+});
+
+Deno.test("the frames suite catches a frame reader that accepts the maximum plus one byte", async () => {
+  const mutant = framesSuite(wireFrames(FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_DEFAULT + 1));
+  assert.match(
+    await caught(mutant, "announcing more than the maximum"),
+    /expected a SocketError EMSGSIZE/,
+  );
+});
+
+Deno.test("the frames suite catches a frame reader that refuses a frame of exactly the maximum", async () => {
+  const mutant = framesSuite(wireFrames(FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_DEFAULT - 1));
+  assert.match(await caught(mutant, "exactly the maximum"), /EMSGSIZE/);
 });

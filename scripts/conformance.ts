@@ -25,13 +25,15 @@ import { retentionSuite } from "../property-tests/retention_suite.ts";
 import { retentionLifecycleSuite } from "../property-tests/retention_lifecycle_suite.ts";
 import { denoLifecycleHarness } from "../property-tests/retention_lifecycle_harness.ts";
 import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
+import { framesSuite } from "../property-tests/frames_suite.ts";
+import { lanfreeFrameCodecs } from "../property-tests/frames_lanfree.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
 import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
 
 /**
  * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
- * {@link edgeSuites}, then the two that need Deno (the sockets model over TCP, the backup suite
- * over the file system).
+ * {@link edgeSuites}, then the sockets model over TCP, the frame limits of the handshake's and
+ * the session's frames, and the suites over the file system and processes.
  *
  * @returns the suites
  */
@@ -46,6 +48,9 @@ export function lanfreeSuites(): Suite[] {
       kind: "network",
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
+    // Frame limits of the handshake's frames and the session's (the session is the backup
+    // product's own, so these stay out of the edge bundle).
+    ...lanfreeFrameCodecs().map(framesSuite),
     backupSuite(denoBackupHarness),
     retentionSuite(applyKeepRules),
     prunePlanSuite({ plan: planPrune, move: moveReferences }),
