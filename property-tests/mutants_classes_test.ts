@@ -17,6 +17,12 @@ import { type Message, wellKnownString } from "../src/core/wire/messages.ts";
 import { framesSuite } from "./frames_suite.ts";
 import { wireFrames } from "./frames_lanfree.ts";
 import { FRAME_BYTES_MAX_DEFAULT } from "../src/core/wire/frame.ts";
+import { stpSuite } from "./stp_suite.ts";
+import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
+import type { Region } from "../src/core/stp/region.ts";
+import { changedRegions } from "./stp_harness.ts";
+import { blockWord } from "../src/core/stp/layout.ts";
+import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
 
 /** Runs one property (by a part of its name) and returns its failure report, or fails. */
 async function caught(suite: Suite, property: string, runs?: number): Promise<string> {
@@ -105,4 +111,47 @@ Deno.test("the frames suite catches a frame reader that accepts the maximum plus
 Deno.test("the frames suite catches a frame reader that refuses a frame of exactly the maximum", async () => {
   const mutant = framesSuite(wireFrames(FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_DEFAULT - 1));
   assert.match(await caught(mutant, "exactly the maximum"), /EMSGSIZE/);
+});
+
+/** SharedArrayBuffer regions, each changed by `change`. */
+const mutantRegions = (name: string, change: (region: Region) => Region) =>
+  changedRegions(name, sharedArrayBufferRegions, change);
+
+const LEASES = "leases run out";
+
+Deno.test("the STP suite catches a region that accepts a stale block reference after the block was reused", async () => {
+  // It clears a freed block's state word whole, generation included: the block's next use gets
+  // the generation of its last one, so the reference a dead host's zombie kept names it again.
+  const mutant = mutantRegions("generation-forgetting", (region) => {
+    const stateWords = new Set(
+      Array.from(
+        { length: region.layout.blockCount },
+        (_, b) => blockWord(region.layout, b, F.state),
+      ),
+    );
+    const memory = region.memory;
+    return {
+      ...region,
+      memory: {
+        byteLength: memory.byteLength,
+        load: (i) => memory.load(i),
+        compareExchange: (i, e, r) => memory.compareExchange(i, e, r),
+        add: (i, d) => memory.add(i, d),
+        notify: (i) => memory.notify(i),
+        readBytes: (o, into) => memory.readBytes(o, into),
+        writeBytes: (o, from) => memory.writeBytes(o, from),
+        store: (i, v) =>
+          memory.store(i, stateWords.has(i) && stateOf(v) === BlockState.free ? 0 : v),
+      },
+    };
+  });
+  assert.match(await caught(stpSuite(mutant), LEASES, 300), /stale reference.*expected ECONNRESET/);
+});
+
+Deno.test("the STP suite catches a region whose backlog limit is one too high", async () => {
+  const mutant = mutantRegions("backlog-off-by-one", (region) => ({
+    ...region,
+    layout: { ...region.layout, backlogMax: region.layout.backlogMax + 1 },
+  }));
+  assert.match(await caught(stpSuite(mutant), LEASES), /backlog|ECONNREFUSED/);
 });
