@@ -21,6 +21,13 @@ import { stpSuite } from "./stp_suite.ts";
 import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
 import type { Region } from "../src/core/stp/region.ts";
 import { changedRegions } from "./stp_harness.ts";
+import { type BackupHarness, backupSuite, REFUSALS } from "./backup_suite.ts";
+import { denoBackupHarness } from "./backup_harness.ts";
+import { repoPaths } from "../src/app/repository.ts";
+import { type Manifest, parseManifest } from "../src/core/backup/manifest.ts";
+import { openArchive } from "../src/app/_archive_read.ts";
+import { type ArchiveReader, readMemberHead } from "../src/app/_tar_member.ts";
+import { createHash } from "node:crypto";
 import { blockWord } from "../src/core/stp/layout.ts";
 import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
 
@@ -154,4 +161,72 @@ Deno.test("the STP suite catches a region whose backlog limit is one too high", 
     layout: { ...region.layout, backlogMax: region.layout.backlogMax + 1 },
   }));
   assert.match(await caught(stpSuite(mutant), LEASES), /backlog|ECONNREFUSED/);
+});
+
+/**
+ * A restore as a careless third party could write one: the manifest taken as stored (or
+ * validated), each file read at its member offset and written to `target/path`, its SHA-256
+ * checked or not. Metadata is not restored: only what the refusal properties look at.
+ */
+async function carelessRestore(
+  repo: string,
+  snapshot: string,
+  target: string,
+  checks: { readonly hashes: boolean; readonly paths: boolean },
+): Promise<void> {
+  const raw = JSON.parse(await Deno.readTextFile(repoPaths.manifest({ path: repo }, snapshot)));
+  const parsed = checks.paths
+    ? parseManifest(raw)
+    : { ok: true as const, manifest: raw as Manifest };
+  if (!parsed.ok) throw new Error(`bad manifest: ${parsed.message}`);
+  await Deno.mkdir(target, { recursive: true });
+  for (const entry of parsed.manifest.entries) {
+    const at = `${target}/${entry.path}`;
+    if (entry.type === "dir") await Deno.mkdir(at, { recursive: true });
+    else if (entry.type === "symlink") await Deno.symlink(entry.target, at);
+    else {
+      const reader = await openArchive(repoPaths.archive({ path: repo }, entry.data));
+      const bytes = await readStored(reader, entry.offset!).finally(() => reader.close());
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      if (checks.hashes && sha256 !== entry.sha256) throw new Error(`${entry.path}: hash mismatch`);
+      await Deno.mkdir(at.slice(0, at.lastIndexOf("/")), { recursive: true });
+      await Deno.writeFile(at, bytes);
+    }
+  }
+}
+
+/** A member's stored bytes, read at its offset (its name unchecked). */
+async function readStored(reader: ArchiveReader, offset: number): Promise<Uint8Array> {
+  const head = await readMemberHead(reader, offset);
+  const bytes = new Uint8Array(head.storedBytes);
+  for (let filled = 0; filled < bytes.length;) {
+    const got = await reader.read(bytes.subarray(filled), head.dataOffset + filled);
+    if (got === 0) throw new Error(`the archive ends inside the member at ${offset}`);
+    filled += got;
+  }
+  return bytes;
+}
+
+const withRestore = (checks: { hashes: boolean; paths: boolean }): BackupHarness => ({
+  ...denoBackupHarness,
+  restore: (repo, snapshot, target) => carelessRestore(repo, snapshot, target, checks),
+});
+
+Deno.test("the backup suite catches a restore that skips hash checks", async () => {
+  const mutant = backupSuite(withRestore({ hashes: false, paths: true }));
+  assert.match(await caught(mutant, REFUSALS[0], 5), /restore after a byte of .* succeeded/);
+});
+
+Deno.test("the backup suite catches a restore that accepts a .. path", async () => {
+  const mutant = backupSuite(withRestore({ hashes: true, paths: false }));
+  assert.match(await caught(mutant, REFUSALS[1], 3), /restore with a leading \.\. .* succeeded/);
+});
+
+Deno.test("the careless restore with both checks passes the refusal properties (the mutants fail for their missing check)", async () => {
+  const results = await runSuites([backupSuite(withRestore({ hashes: true, paths: true }))], {
+    property: "makes restore fail",
+    runs: 3,
+  });
+  assert.equal(results.length, 2);
+  for (const result of results) assert.ok(result.passed, result.report);
 });
