@@ -228,5 +228,5 @@ Deno.test("the careless restore with both checks passes the refusal properties (
     runs: 3,
   });
   assert.equal(results.length, 2);
-  for (const result of results) assert.ok(result.passed, result.report);
+  for (const result of results) assert.ok(result.passed, result.report ?? "");
 });

@@ -85,9 +85,9 @@ Deno.test("every way a property trips an invariant is that property's failure, w
     assert.equal(failure.replay?.seed, 99);
     assert.match(failure.report!, /invariant violated/);
   }
-  assert.ok(holds!.passed, holds!.report);
+  assert.ok(holds!.passed, holds!.report ?? "");
   for (const failure of [predicate!, escaped!]) {
-    assert.equal(failure.counterexample, `[${TRIP_AT}]`, failure.report);
+    assert.equal(failure.counterexample, `[${TRIP_AT}]`, failure.report ?? "");
     assert.ok(failure.replay?.path !== undefined, `${failure.property} replays by path`);
   }
   assert.match(generation!.counterexample!, /generating the input threw InvariantError/);
