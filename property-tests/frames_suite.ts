@@ -26,8 +26,13 @@ export interface FrameCodec {
    * message), varied by `seed`.
    */
   payload(length: number, seed: number): Uint8Array;
-  /** The header this framing writes before a payload of `length` bytes (to forge one). */
-  header(length: number): Uint8Array;
+  /**
+   * The header this framing writes before a payload of `length` bytes, to forge frames: with
+   * `payload` given, exactly the writer's (checksums included); without it (a header announcing
+   * more than the maximum, whose payload is never read), fields after the length may be
+   * anything.
+   */
+  header(length: number, payload?: Uint8Array): Uint8Array;
   /**
    * Opens a writing end on `writeFd` and a reading end on `readFd`, both of `sockets` (the two
    * ends of one stream).
@@ -287,7 +292,7 @@ async function arrivesWhole(
   }
   await withEnds(codec, cuts, async (ends, pipe) => {
     if (forged) {
-      pipe.inject(WRITE_FD, codec.header(length));
+      pipe.inject(WRITE_FD, codec.header(length, payload));
       pipe.inject(WRITE_FD, payload);
     } else await ends.write(payload);
     // The writer is done: a reader wanting more than was sent sees the end, never hangs.
