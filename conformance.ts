@@ -1,13 +1,14 @@
 /**
  * lanfree's conformance suites, for checking an implementation of your own against lanfree's
- * rules: the descriptor rule and the socket model, the control-message codec, the storage
- * transport over a region, the two handshakes, and a backup implementation. Each suite takes the
- * implementation under test as an argument, so none of them needs Deno; {@link runSuites} runs
- * them and reports, for a failure, the counterexample with the seed and path that replay it.
+ * rules: the descriptor rule and the socket model, the control-message codec, frame limits,
+ * the storage transport over a region, the two handshakes, and a backup implementation. Each
+ * suite takes the implementation under test as an argument, so none of them needs Deno;
+ * {@link runSuites} runs them and reports, for a failure, the counterexample with the seed and
+ * path that replay it.
  *
  * Also exported: every interface a suite takes ({@link RegionFactory} and the
  * {@link RegionMemory} a region lives in, {@link SocketsUnderTest}, {@link MessageCodec},
- * {@link MachineFactory}, {@link BackupHarness}) and the types those reach.
+ * {@link FrameCodec}, {@link MachineFactory}, {@link BackupHarness}) and the types those reach.
  *
  * @example Checking a region implementation of your own
  * ```ts
@@ -62,6 +63,7 @@ export {
   type CheckDetails,
   type CheckParameters,
   failureReport,
+  type StrayErrors,
   type Suite,
   type SuiteProperty,
 } from "./property-tests/_suite.ts";
@@ -72,6 +74,7 @@ export {
   type SocketsUnderTest,
 } from "./property-tests/dispatch_suite.ts";
 export { type MessageCodec, wireSuite } from "./property-tests/wire_suite.ts";
+export { type FrameCodec, type FrameEnds, framesSuite } from "./property-tests/frames_suite.ts";
 export { stpSuite } from "./property-tests/stp_suite.ts";
 export { handshakeSuite, type MachineFactory } from "./property-tests/handshake_suite.ts";
 export {

@@ -13,6 +13,7 @@ Deno.test("mod.ts exports every suite, backupSuite included, and the app surface
     "stpSuite",
     "handshakeSuite",
     "backupSuite",
+    "framesSuite",
     "runSuites",
     "edgeSuites",
     "createRouter",
@@ -58,7 +59,14 @@ Deno.test("internals stay out of mod.ts and live in ./internal", () => {
 });
 
 Deno.test("./conformance holds the suites and runner, and mod.ts re-exports all of it", () => {
-  const suites = ["descriptorSuite", "socketsSuite", "wireSuite", "stpSuite", "handshakeSuite"];
+  const suites = [
+    "descriptorSuite",
+    "socketsSuite",
+    "wireSuite",
+    "stpSuite",
+    "handshakeSuite",
+    "framesSuite",
+  ];
   assert.deepEqual([...suites, "backupSuite", "runSuites"].filter((n) => !has(conformance, n)), []);
   assert.deepEqual(Object.keys(conformance).filter((name) => !has(lanfree, name)), []);
 });

@@ -9,6 +9,9 @@
  */
 
 import fc from "fast-check";
+import { EscapedError, guardedProperty, type StrayErrors } from "./_guard.ts";
+
+export type { StrayErrors } from "./_guard.ts";
 
 /**
  * Parameters a runner passes to a property: fast-check's `Parameters`. The ones lanfree's
@@ -21,6 +24,12 @@ export interface CheckParameters {
   readonly seed?: number;
   /** The replay path of a failing run (with that run's seed). */
   readonly path?: string;
+  /**
+   * lanfree's own, not fast-check's: where errors that escape the property are collected.
+   * Given, each run waits for escaped errors and fails when one escaped during it (slower: a
+   * runner passes it only to find the run a stray error came from).
+   */
+  readonly strays?: StrayErrors;
   /** Any other fast-check parameter. */
   readonly [parameter: string]: unknown;
 }
@@ -82,7 +91,8 @@ export interface Suite {
 
 /**
  * Declares a property from a builder of a fast-check (async) property. The builder runs once
- * per check, so each check gets fresh state.
+ * per check, so each check gets fresh state. A throw while generating an input fails that run
+ * like a throw in the predicate does (see `_guard.ts`).
  *
  * @param name what must hold
  * @param defaults parameters used unless the runner overrides them (for example a lower
@@ -98,8 +108,9 @@ export function defineProperty(
   return {
     name,
     async check(parameters) {
-      const merged = { ...defaults, ...parameters } as fc.Parameters<unknown>;
-      return await fc.check(build() as fc.IAsyncProperty<unknown>, merged);
+      const { strays, ...merged } = { ...defaults, ...parameters };
+      const property = guardedProperty(build() as fc.IRawProperty<unknown>, strays);
+      return await fc.check(property, merged as fc.Parameters<unknown>);
     },
   };
 }
@@ -125,7 +136,19 @@ export function failureReport(details: CheckDetails): string | undefined {
   const report = fc.defaultReportMessage(details as fc.RunDetails<unknown>) ?? "property failed";
   const cause = details.errorInstance;
   const because = cause instanceof Error ? cause.message : cause === null ? "" : String(cause);
-  return because.length > 0 && !report.includes(because)
+  const withCause = because.length > 0 && !report.includes(because)
     ? `${report}\nbecause: ${because}`
     : report;
+  const where = whereThrown(cause instanceof EscapedError ? cause.errors[0] : cause);
+  return where === "" ? withCause : `${withCause}\n${where}`;
+}
+
+/** Stack frames shown for a failing run's error (where an `invariant()` fired, say). */
+const FRAMES_SHOWN = 4;
+
+/** The first frames of an error's stack, indented; "" for a value that is not an Error. */
+function whereThrown(error: unknown): string {
+  if (!(error instanceof Error) || error.stack === undefined) return "";
+  const frames = error.stack.split("\n").filter((line) => /^\s+at /.test(line));
+  return frames.slice(0, FRAMES_SHOWN).map((line) => `  ${line.trim()}`).join("\n");
 }

@@ -7,7 +7,10 @@
 
 import tar from "tar-stream";
 import { runLocalBackup } from "../src/app/local_backup.ts";
-import { repoPaths } from "../src/app/repository.ts";
+import { openRepository, readManifest, repoPaths } from "../src/app/repository.ts";
+import { verifyRepository } from "../src/app/verify.ts";
+import { openArchive } from "../src/app/_archive_read.ts";
+import { readMemberHead } from "../src/app/_tar_member.ts";
 import { restoreSnapshot } from "../src/app/restore.ts";
 import { describeTree } from "../src/app/_testing.ts";
 import type { BackupHarness, ChangeSpec, NodeSpec, SeenEntry } from "./backup_suite.ts";
@@ -102,6 +105,58 @@ async function archivedFiles(repo: string, snapshot: string): Promise<string[]> 
   return names;
 }
 
+/** A snapshot's manifest entry for a file, or an error naming what is missing. */
+async function fileEntry(repo: string, snapshot: string, path: string) {
+  const manifest = await readManifest(await openRepository(repo), snapshot);
+  const entry = manifest.entries.find((e) => e.path === path);
+  if (entry?.type !== "file") throw new Error(`snapshot ${snapshot} has no file ${path}`);
+  const primary = entry.hardlink === undefined
+    ? entry
+    : manifest.entries.find((e) => e.path === entry.hardlink);
+  if (primary?.type !== "file" || primary.offset === undefined) {
+    throw new Error(`file ${path} of snapshot ${snapshot} has no member offset (version 1?)`);
+  }
+  return primary;
+}
+
+/** Flips every bit of one byte of a file's stored content, in the archive that holds it. */
+async function corruptFileByte(
+  repo: string,
+  snapshot: string,
+  path: string,
+  at: number,
+): Promise<boolean> {
+  const entry = await fileEntry(repo, snapshot, path);
+  const archive = repoPaths.archive({ path: repo }, entry.data);
+  const reader = await openArchive(archive);
+  const head = await readMemberHead(reader, entry.offset!).finally(() => reader.close());
+  if (head.sparseRealSize !== undefined) throw new Error(`${path} is stored sparse`);
+  if (head.storedBytes === 0) return false;
+  const file = await Deno.open(archive, { read: true, write: true });
+  try {
+    const byte = new Uint8Array(1);
+    const position = head.dataOffset + (at % head.storedBytes);
+    await file.seek(position, Deno.SeekMode.Start);
+    if (await file.read(byte) !== 1) throw new Error(`no byte at ${position} of ${archive}`);
+    byte[0] = byte[0]! ^ 0xff;
+    await file.seek(position, Deno.SeekMode.Start);
+    await file.write(byte);
+  } finally {
+    file.close();
+  }
+  return true;
+}
+
+/** Renames one entry of a manifest as stored, bypassing every check (an attacker's edit). */
+async function renameEntry(repo: string, snapshot: string, from: string, to: string) {
+  const path = repoPaths.manifest({ path: repo }, snapshot);
+  const manifest = JSON.parse(await Deno.readTextFile(path)) as { entries: { path: string }[] };
+  const entry = manifest.entries.find((e) => e.path === from);
+  if (entry === undefined) throw new Error(`snapshot ${snapshot} has no entry ${from}`);
+  entry.path = to;
+  await Deno.writeTextFile(path, JSON.stringify(manifest));
+}
+
 /** The harness over lanfree's local backup and the real disk. */
 export const denoBackupHarness: BackupHarness = {
   makeDir: () => Deno.makeTempDir({ prefix: "lanfree-prop-" }),
@@ -112,4 +167,8 @@ export const denoBackupHarness: BackupHarness = {
   backup: (source, repo, incremental) => runLocalBackup({ source, repo, incremental }),
   restore: async (repo, snapshot, target) => void await restoreSnapshot({ repo, snapshot, target }),
   archivedFiles,
+  verify: async (repo, snapshot) =>
+    (await verifyRepository(repo, snapshot)).problems.map((p) => p.message),
+  corruptFileByte,
+  renameEntry,
 };

@@ -1,14 +1,17 @@
 /**
  * Conformance suite of a backup implementation: random trees survive backup and restore with
  * their metadata, and an incremental snapshot after random changes restores to the changed tree
- * while archiving only the changed files. The disk side is a {@link BackupHarness} argument, so
- * the suite itself imports nothing from a runtime.
+ * while archiving only the changed files; restore and verify refuse a changed byte of stored
+ * content and a listing path that escapes the target or holds a NUL (`backup_refusals.ts`). The
+ * disk side is a {@link BackupHarness} argument, so the suite itself imports nothing from a
+ * runtime.
  *
  * @module
  */
 
 import fc from "fast-check";
 import { defineProperty, type Suite } from "./_suite.ts";
+import { corruptByteProperty, hostilePathProperty } from "./backup_refusals.ts";
 
 /** One node of a generated tree; `parent` picks among directories created before it. */
 export interface NodeSpec {
@@ -78,6 +81,26 @@ export interface BackupHarness {
   restore(repo: string, snapshot: string, target: string): Promise<void>;
   /** Paths of the regular files held by a snapshot's archive. */
   archivedFiles(repo: string, snapshot: string): Promise<string[]>;
+  /**
+   * Verifies a snapshot with the implementation under test.
+   *
+   * @returns the problems found, one line each (empty when the snapshot is sound); rejects
+   *   when it cannot verify at all
+   */
+  verify(repo: string, snapshot: string): Promise<string[]>;
+  /**
+   * Changes one stored byte of the content of file `path` of `snapshot`, wherever the
+   * implementation keeps it (in a parent's data too), as a failing disk or a tamperer would:
+   * the byte at `at` modulo the file's size.
+   *
+   * @returns false when the file has no content to change (it is empty)
+   */
+  corruptFileByte(repo: string, snapshot: string, path: string, at: number): Promise<boolean>;
+  /**
+   * Renames entry `from` of `snapshot`'s listing to `to`, leaving the rest as stored (a
+   * repository written by an attacker): `to` may escape the target or hold a NUL.
+   */
+  renameEntry(repo: string, snapshot: string, from: string, to: string): Promise<void>;
 }
 
 /** Size of the occasional large file (larger than the 8 MiB ring and the 1 MiB read size). */
@@ -184,6 +207,12 @@ export async function inDir<T>(
   }
 }
 
+/** The properties of what restore and verify must refuse (a test of the product path skips them). */
+export const REFUSALS = [
+  "one changed byte of a file's stored content makes restore fail without writing wrong bytes, and verify report it",
+  "a listing path with .., absolute, below a symlink or with a NUL makes restore fail writing nothing outside its target, and verify report it",
+] as const;
+
 /**
  * The backup suite.
  *
@@ -238,6 +267,16 @@ export function backupSuite(harness: BackupHarness): Suite {
                 }
               }),
           ),
+      ),
+      defineProperty(
+        REFUSALS[0],
+        { numRuns: 10 },
+        () => corruptByteProperty(harness),
+      ),
+      defineProperty(
+        REFUSALS[1],
+        { numRuns: 8 },
+        () => hostilePathProperty(harness),
       ),
     ],
   };

@@ -11,7 +11,9 @@
  *   control block leaks, both established means paired channels, and when one side is
  *   established and the other not, the established side's channels already show the peer's end
  *   (no silent disagreement: the two-generals window is the only one left);
- * - after failure a machine stays failed, and a failed machine holds no descriptor.
+ * - after failure a machine stays failed, and a failed machine holds no descriptor;
+ * - a well-formed message with one field changed on its way (`handshake_tamper.ts`) fails the
+ *   side that checks or uses the value, at that step, with a typed reason, never established.
  *
  * @module
  */
@@ -31,34 +33,14 @@ import {
 } from "../src/core/handshake/sim.ts";
 import type { HandshakeMachine, HandshakeRole } from "../src/core/handshake/types.ts";
 import { defineProperty, type Suite } from "./_suite.ts";
+import { expectClean, expectEstablished, failWith } from "./_handshake_outcome.ts";
+import { tamperProperty } from "./handshake_tamper.ts";
 
 /** Builds a machine for a role: the implementation under test. */
 export type MachineFactory = (role: HandshakeRole, config: HandshakeConfig) => HandshakeMachine;
 
 const WELL_KNOWN_PORT = 7000;
 const FLOWS: readonly SimFlow[] = ["fs", "db"];
-
-function failWith(outcome: SimOutcome, what: string): never {
-  const tail = outcome.transcript.slice(-12).join("\n  ");
-  throw new Error(
-    `${what}\nviolations: ${outcome.violations.join("; ")}\nserver: ${
-      JSON.stringify(outcome.server)
-    }\nclient: ${JSON.stringify(outcome.client)}\nfired: ${
-      JSON.stringify(outcome.fired)
-    }\nlast calls:\n  ${tail}`,
-  );
-}
-
-function expectClean(outcome: SimOutcome): void {
-  if (outcome.violations.length > 0) failWith(outcome, "the run broke a rule");
-}
-
-function expectEstablished(outcome: SimOutcome): void {
-  expectClean(outcome);
-  if (outcome.server.status !== "established" || outcome.client.status !== "established") {
-    failWith(outcome, "a run without faults must establish both sides");
-  }
-}
 
 /** Picks from fast-check's list of choices, cycling, 0 once it is empty. */
 function chooser(choices: readonly number[]): (n: number) => number {
@@ -77,6 +59,11 @@ function faultArbitrary(steps: Record<SimFlow, Record<Side, string[]>>, flow: Si
   });
 }
 
+/**
+ * The steps each side of each flow takes in a clean run (where faults can be placed). It runs
+ * the machines under test, so a property computes it when it is built, never the suite: a
+ * machine that throws then fails that property instead of the suite's construction.
+ */
 function stepsOf(factory: MachineFactory): Record<SimFlow, Record<Side, string[]>> {
   const of = (flow: SimFlow, side: Side) => [
     ...new Set(goldenTranscript(flow, factory).filter((l) => l.side === side).map((l) => l.step)),
@@ -116,6 +103,11 @@ export function handshakeSuite(factory: MachineFactory): Suite {
           ),
       ),
       faultProperty(factory, pair),
+      defineProperty(
+        "a well-formed message with a field changed on its way fails the side that checks or uses it, at that step, typed",
+        { numRuns: 300 },
+        () => tamperProperty(factory),
+      ),
       schedulerProperty(pair),
       modelProperty(factory, pair),
     ],
@@ -123,12 +115,12 @@ export function handshakeSuite(factory: MachineFactory): Suite {
 }
 
 function faultProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) => SimPairT) {
-  const steps = stepsOf(factory);
   return defineProperty(
     "with faults at any step both sides end, nothing leaks, and no disagreement is silent",
     { numRuns: 1000 },
-    () =>
-      fc.property(
+    () => {
+      const steps = stepsOf(factory);
+      return fc.property(
         fc.constantFrom(...FLOWS).chain((f) =>
           fc.tuple(
             fc.constant(f),
@@ -148,7 +140,8 @@ function faultProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) =
             }
           }
         },
-      ),
+      );
+    },
   );
 }
 
@@ -284,12 +277,12 @@ class Inject implements fc.Command<Model, Real> {
 }
 
 function modelProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) => SimPairT) {
-  const steps = stepsOf(factory);
   return defineProperty(
     "model-based: machines never leave an end state, never hold descriptors they should not",
     { numRuns: 300 },
-    () =>
-      fc.property(
+    () => {
+      const steps = stepsOf(factory);
+      return fc.property(
         fc.constantFrom(...FLOWS).chain((f) =>
           fc.tuple(
             fc.constant(f),
@@ -315,6 +308,7 @@ function modelProperty(factory: MachineFactory, pair: (f: SimFlow, t?: number) =
           if (model.killed || model.faulted) expectClean(outcome);
           else expectEstablished(outcome);
         },
-      ),
+      );
+    },
   );
 }

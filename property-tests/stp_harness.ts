@@ -13,6 +13,7 @@ import { openRingEnd, type RingEnd } from "../src/core/stp/ring.ts";
 import { claimHost } from "../src/core/stp/hosts.ts";
 import type { RegionConfig } from "../src/core/stp/layout.ts";
 import type { Region, RegionFactory } from "../src/core/stp/region.ts";
+import { ok } from "../src/core/dispatch/errors.ts";
 import { runSteps, type StpContext } from "../src/core/stp/steps.ts";
 
 /** A region small enough to exhaust blocks, ports and extents in a few commands. */
@@ -117,4 +118,31 @@ export function connectedPair(
 /** `length` bytes of a pattern that differs with `salt`. */
 export function patternBytes(length: number, salt: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i * 31 + salt) & 0xff);
+}
+
+/**
+ * A factory whose regions are another factory's, each changed by `change` once created or
+ * attached (a deliberately broken implementation, in the mutant tests).
+ *
+ * @param name the new factory's name
+ * @param base the factory whose regions are changed
+ * @param change makes the changed region from the base one
+ * @returns the factory
+ */
+export function changedRegions(
+  name: string,
+  base: RegionFactory,
+  change: (region: Region) => Region,
+): RegionFactory {
+  return {
+    name,
+    create(config) {
+      const region = base.create(config);
+      return region.ok ? ok(change(region.value)) : region;
+    },
+    attach(bytes) {
+      const region = base.attach(bytes);
+      return region.ok ? ok(change(region.value)) : region;
+    },
+  };
 }

@@ -26,6 +26,8 @@ interface ModelSocket {
   queuedOn?: ModelSocket;
   /** Order of arrival in the listener's queue (accept takes the oldest). */
   queuedAt?: number;
+  /** A listener's backlog in effect (connectors queued beyond it are refused). */
+  backlog?: number;
   pairedWith?: ModelSocket;
   closed: boolean;
 }
@@ -172,16 +174,26 @@ class Bind implements Cmd {
   toString = () => `bind(#${this.n}, stg ${this.stg}, port ${this.port})`;
 }
 
+/** The backlog `listen(backlog)` puts in effect: at least 1, at most the region's maximum. */
+const backlogInEffect = (backlog: number) =>
+  Math.min(Math.max(1, backlog), SMALL_CONFIG.backlogMax);
+
 class Listen implements Cmd {
-  constructor(readonly n: number) {}
+  constructor(readonly n: number, readonly backlog = SMALL_CONFIG.backlogMax) {}
   check = (m: Model) => live(m).some((s) => s.phase === "bound");
   run(m: Model, r: Real) {
     const s = pick(live(m).filter((x) => x.phase === "bound"), this.n) as ModelSocket;
-    runSteps(ops.listen(ctxOf(r, s), refOf(r, s), SMALL_CONFIG.backlogMax));
-    s.phase = "listening";
+    const used = runSteps(ops.listen(ctxOf(r, s), refOf(r, s), this.backlog));
+    const expected = backlogInEffect(this.backlog);
+    if (!used.ok || used.value !== expected) {
+      throw new Error(
+        `listen(${this.backlog}): expected backlog ${expected}, got ${JSON.stringify(used)}`,
+      );
+    }
+    Object.assign(s, { phase: "listening", backlog: expected });
     checkAgainstModel(m, r);
   }
-  toString = () => `listen(#${this.n})`;
+  toString = () => `listen(#${this.n}, backlog ${this.backlog})`;
 }
 
 export {

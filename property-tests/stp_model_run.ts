@@ -56,7 +56,7 @@ class Connect implements Cmd {
       x.phase === "listening" && x.stg === STG && x.port === this.port
     );
     const queued = live(m).filter((x) => x.queuedOn === listener && listener !== undefined).length;
-    if (listener === undefined || queued >= SMALL_CONFIG.backlogMax) {
+    if (listener === undefined || queued >= (listener.backlog ?? SMALL_CONFIG.backlogMax)) {
       expectCode(pending, "ECONNREFUSED", `connect to ${this.port} (queued ${queued})`);
     } else {
       if (!pending.ok) throw new Error(`connect failed: ${pending.message}`);
@@ -69,7 +69,7 @@ class Connect implements Cmd {
 }
 
 /** Polls a refused connector back to bound, as its connect would. */
-function refused(r: Real, s: ModelSocket): void {
+export function refused(r: Real, s: ModelSocket): void {
   const polled = runSteps(
     ops.pollConnected(ctxOf(r, s), refOf(r, s), r.pending.get(s) as ops.PendingConnect),
   );
@@ -123,10 +123,10 @@ class Accept implements Cmd {
   toString = () => `accept(#${this.n})`;
 }
 
-class Close implements Cmd {
+export class Close implements Cmd {
   constructor(readonly n: number) {}
-  check = (m: Model) => live(m).length > 0;
-  run(m: Model, r: Real) {
+  check = (m: Model): boolean => live(m).length > 0;
+  run(m: Model, r: Real): void {
     const s = pick(live(m), this.n) as ModelSocket;
     const closed = runSteps(ops.close(ctxOf(r, s), refOf(r, s)));
     if (!closed.ok || closed.value.kind !== "ready") {
@@ -144,7 +144,8 @@ class Close implements Cmd {
   toString = () => `close(#${this.n})`;
 }
 
-const commands = [
+/** The commands of the CBT model (other model properties add theirs). */
+export const commands = [
   fc.integer({ min: 1, max: 3 }).map((h) => new Allocate(h)),
   fc.tuple(fc.nat(9), fc.constantFrom(1, 2), fc.constantFrom(0, 0, ...PORTS)).map(([n, stg, p]) =>
     new Bind(n, stg, p)
@@ -173,15 +174,18 @@ export function cbtModelProperty(factory: RegionFactory): fc.IProperty<[Iterable
         };
         const real: Real = { region, hosts, refs: new Map(), pending: new Map() };
         fc.modelRun(() => ({ model, real }), cmds);
-        for (let round = 0; round <= model.sockets.length && live(model).length > 0; round++) {
-          new Close(0).run(model, real);
-        }
-        const usage = regionUsage(region.memory, region.layout);
-        if (usage.blocks.length + usage.ports.length + usage.extents.length !== 0) {
-          throw new Error(
-            `after closing everything the region still holds ${JSON.stringify(usage)}`,
-          );
-        }
+        closeEverything(model, real);
       }),
   );
+}
+
+/** Closes every live socket (checked against the model), then requires an empty region. */
+export function closeEverything(model: Model, real: Real): void {
+  for (let round = 0; round <= model.sockets.length && live(model).length > 0; round++) {
+    new Close(0).run(model, real);
+  }
+  const usage = regionUsage(real.region.memory, real.region.layout);
+  if (usage.blocks.length + usage.ports.length + usage.extents.length !== 0) {
+    throw new Error(`after closing everything the region still holds ${JSON.stringify(usage)}`);
+  }
 }

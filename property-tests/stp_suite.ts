@@ -8,6 +8,7 @@
 import { defineProperty, type Suite } from "./_suite.ts";
 import type { RegionFactory } from "../src/core/stp/region.ts";
 import { cbtModelProperty } from "./stp_model_run.ts";
+import { leaseModelProperty } from "./stp_model_lease.ts";
 import { attachFuzzProperty, raceProperty, ringProperty } from "./stp_props.ts";
 import { rogueHostProperty } from "./stp_rogue.ts";
 import { waitNotifyProperty } from "./stp_wait.ts";
@@ -17,8 +18,8 @@ import { zeroCopyRingProperty } from "./stp_zero_copy.ts";
  * Builds the STP suite for a region implementation.
  *
  * @param factory makes and attaches regions of the implementation under test
- * @returns the suite: CBT model, races, ring, zero-copy ring, wait/notify, rogue host, attach
- *   fuzz
+ * @returns the suite: CBT model, leases and backlogs in the model, races, ring, zero-copy ring,
+ *   wait/notify, rogue host, attach fuzz
  */
 export function stpSuite(factory: RegionFactory): Suite {
   return {
@@ -28,6 +29,11 @@ export function stpSuite(factory: RegionFactory): Suite {
         "allocate/bind/listen/connect/accept/close from several hosts agree with the model",
         { numRuns: 150 },
         () => cbtModelProperty(factory),
+      ),
+      defineProperty(
+        "leases run out, blocks are reclaimed and reused: stale references fail ECONNRESET, backlogs hold exactly",
+        { numRuns: 150 },
+        () => leaseModelProperty(factory),
       ),
       defineProperty(
         "concurrent allocations and connects never double-allocate nor lose a wake-up",

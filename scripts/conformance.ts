@@ -2,12 +2,14 @@
  * `deno task conformance [--suite NAME] [--property TEXT] [--runs N] [--seed S] [--path P]
  * [--json]`: runs lanfree's conformance suites against lanfree's own implementations and prints
  * one line per property; a failure prints the counterexample and the command that replays it.
+ * Whatever a property throws, an `invariant()` of a core included, and whatever escapes it (an
+ * unhandled rejection, an error thrown in a timer) is that property's failure; the run goes on.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import type { Suite } from "../property-tests/_suite.ts";
+import type { StrayErrors, Suite } from "../property-tests/_suite.ts";
 import { type PropertyResult, runSuites } from "../property-tests/_runner.ts";
 import { socketsSuite } from "../property-tests/dispatch_suite.ts";
 import { edgeSuites } from "../property-tests/edge_suites.ts";
@@ -23,13 +25,15 @@ import { retentionSuite } from "../property-tests/retention_suite.ts";
 import { retentionLifecycleSuite } from "../property-tests/retention_lifecycle_suite.ts";
 import { denoLifecycleHarness } from "../property-tests/retention_lifecycle_harness.ts";
 import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
+import { framesSuite } from "../property-tests/frames_suite.ts";
+import { lanfreeFrameCodecs } from "../property-tests/frames_lanfree.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
 import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
 
 /**
  * Every suite, bound to lanfree's own implementation: the platform-neutral ones of
- * {@link edgeSuites}, then the two that need Deno (the sockets model over TCP, the backup suite
- * over the file system).
+ * {@link edgeSuites}, then the sockets model over TCP, the frame limits of the handshake's and
+ * the session's frames, and the suites over the file system and processes.
  *
  * @returns the suites
  */
@@ -44,6 +48,9 @@ export function lanfreeSuites(): Suite[] {
       kind: "network",
       anyAddress: { kind: "network", host: "127.0.0.1", port: 0 },
     })),
+    // Frame limits of the handshake's frames and the session's (the session is the backup
+    // product's own, so these stay out of the edge bundle).
+    ...lanfreeFrameCodecs().map(framesSuite),
     backupSuite(denoBackupHarness),
     retentionSuite(applyKeepRules),
     prunePlanSuite({ plan: planPrune, move: moveReferences }),
@@ -72,33 +79,89 @@ function integerOption(name: string, value: string | undefined, min: number): nu
   return parsed;
 }
 
-function replayCommand(result: PropertyResult): string {
-  const quoted = `'${result.property.replaceAll("'", "'\\''")}'`;
+/** A word for the shell: single-quoted unless it is plain. */
+function shellWord(text: string): string {
+  return /^[\w.,:/=+-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * The command that replays a failed property exactly.
+ *
+ * @param result a failed property's result
+ * @returns `deno task conformance --suite ... --property ... --seed ...` and the path or runs
+ */
+export function replayCommand(result: PropertyResult): string {
   const replay = result.replay;
   const options = replay === undefined
     ? ""
     : ` --seed ${replay.seed}` + (replay.path === undefined ? "" : ` --path ${replay.path}`) +
       (replay.runs === undefined ? "" : ` --runs ${replay.runs}`);
-  return `deno task conformance --suite ${result.suite} --property ${quoted}${options}`;
+  return `deno task conformance --suite ${shellWord(result.suite)} --property ${
+    shellWord(result.property)
+  }${options}`;
 }
 
-function printResult(result: PropertyResult): void {
+function printResult(result: PropertyResult, print: (line: string) => void): void {
   const verdict = result.skipped ? "SKIP" : result.passed ? "PASS" : "FAIL";
   const time = `${result.timeMs.toFixed(0)}ms`.padStart(7);
-  console.log(
+  print(
     `${verdict}  ${
       String(result.runs).padStart(5)
     } runs ${time}  ${result.suite}: ${result.property}`,
   );
   if (!result.passed) {
-    console.log(result.report?.replace(/^/gm, "      "));
-    console.log(`      replay: ${replayCommand(result)}`);
+    print(result.report?.replace(/^/gm, "      ") ?? "");
+    print(`      replay: ${replayCommand(result)}`);
   }
 }
 
-async function main(): Promise<number> {
+/**
+ * Collects what escapes every `await` while suites run (unhandled rejections, errors thrown in
+ * timers), so that it fails the property it came from instead of ending the process.
+ *
+ * @returns the collector, and `dispose` to stop listening
+ */
+export function collectStrays(): StrayErrors & { dispose(): void } {
+  let errors: unknown[] = [];
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    errors.push(event.reason);
+  };
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    errors.push(event.error ?? event.message);
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  return {
+    take() {
+      const taken = errors;
+      errors = [];
+      return taken;
+    },
+    dispose() {
+      globalThis.removeEventListener("unhandledrejection", onRejection);
+      globalThis.removeEventListener("error", onError);
+    },
+  };
+}
+
+/**
+ * Runs the CLI: parses `args`, runs the suites, prints one line per property (or `--json`).
+ *
+ * @param args the command line, without the program
+ * @param allSuites the suites to choose from (lanfree's own by default)
+ * @param print where lines go
+ * @returns the exit status: 0 all passed, 1 a property failed
+ * @throws Error for bad usage or an unknown suite (the caller prints it and exits 2)
+ */
+export async function conformanceMain(
+  args: string[],
+  allSuites: () => Suite[] = lanfreeSuites,
+  print: (line: string) => void = console.log,
+): Promise<number> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
       suite: { type: "string" },
       property: { type: "string" },
@@ -113,10 +176,10 @@ async function main(): Promise<number> {
     allowPositionals: false,
   });
   if (values.help) {
-    console.log(USAGE);
+    print(USAGE);
     return 0;
   }
-  const all = lanfreeSuites();
+  const all = allSuites();
   const suites = all.filter((suite) =>
     values.suite === undefined || suite.name.startsWith(values.suite)
   );
@@ -127,28 +190,40 @@ async function main(): Promise<number> {
   }
   if (values.list) {
     for (const suite of suites) {
-      for (const p of suite.properties) console.log(`${suite.name}: ${p.name}`);
+      for (const p of suite.properties) print(`${suite.name}: ${p.name}`);
     }
     return 0;
   }
-  const results = await runSuites(suites, {
-    runs: integerOption("runs", values.runs, 1),
-    seed: integerOption("seed", values.seed, -(2 ** 31)),
-    path: values.path,
-    property: values.property,
-  });
+  const strays = collectStrays();
+  let results: PropertyResult[];
+  try {
+    results = await runSuites(suites, {
+      runs: integerOption("runs", values.runs, 1),
+      seed: integerOption("seed", values.seed, -(2 ** 31)),
+      path: values.path,
+      property: values.property,
+      strays,
+    });
+  } finally {
+    strays.dispose();
+  }
   const failed = results.filter((result) => !result.passed).length;
-  if (values.json) console.log(JSON.stringify(results));
-  else {
-    for (const result of results) printResult(result);
-    console.log(`${results.length - failed} passed, ${failed} failed`);
+  if (values.json) {
+    print(JSON.stringify(
+      results.map((result) =>
+        result.passed ? result : { ...result, replayCommand: replayCommand(result) }
+      ),
+    ));
+  } else {
+    for (const result of results) printResult(result, print);
+    print(`${results.length - failed} passed, ${failed} failed`);
   }
   return failed === 0 ? 0 : 1;
 }
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main());
+    Deno.exit(await conformanceMain(Deno.args));
   } catch (error) {
     console.error(`conformance: ${error instanceof Error ? error.message : String(error)}`);
     Deno.exit(2);

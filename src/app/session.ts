@@ -184,10 +184,13 @@ export class Session {
     await this.#send(this.#channels[channel], TAG_MESSAGE, payload);
   }
 
-  /** Sends one data chunk (at most {@link DATA_CHUNK_BYTES_MAX} bytes). */
+  /** Sends one data chunk (at most {@link DATA_CHUNK_BYTES_MAX} bytes; EMSGSIZE over it). */
   async sendData(chunk: Uint8Array): Promise<void> {
     if (chunk.length > DATA_CHUNK_BYTES_MAX) {
-      throw new RangeError(`data chunk of ${chunk.length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`);
+      throw new SocketError(
+        "EMSGSIZE",
+        `data chunk of ${chunk.length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`,
+      );
     }
     if (chunk.length > 0) await this.#send(this.#channels.data, TAG_DATA, chunk);
   }

@@ -1,0 +1,232 @@
+/**
+ * One deliberately broken implementation per class of bug the suites once missed (issue 12),
+ * each run through the exported suite that must catch it. A suite that passed here could not
+ * fail for that class. (The first mutants, and the region-validation ones, are in
+ * `mutants_test.ts`.)
+ */
+
+import assert from "node:assert/strict";
+import { runSuites } from "./_runner.ts";
+import type { Suite } from "./_suite.ts";
+import { handshakeSuite, type MachineFactory } from "./handshake_suite.ts";
+import { withHandle } from "./handshake_tamper.ts";
+import { createHandshake } from "../src/core/handshake/mod.ts";
+import type { HandshakeConfig } from "../src/core/handshake/config.ts";
+import type { HandshakeRole } from "../src/core/handshake/types.ts";
+import { type Message, wellKnownString } from "../src/core/wire/messages.ts";
+import { framesSuite } from "./frames_suite.ts";
+import { wireFrames } from "./frames_lanfree.ts";
+import { FRAME_BYTES_MAX_DEFAULT } from "../src/core/wire/frame.ts";
+import { stpSuite } from "./stp_suite.ts";
+import { sharedArrayBufferRegions } from "../src/adapters/shm_region.ts";
+import type { Region } from "../src/core/stp/region.ts";
+import { changedRegions } from "./stp_harness.ts";
+import { type BackupHarness, backupSuite, REFUSALS } from "./backup_suite.ts";
+import { denoBackupHarness } from "./backup_harness.ts";
+import { repoPaths } from "../src/app/repository.ts";
+import { type Manifest, parseManifest } from "../src/core/backup/manifest.ts";
+import { openArchive } from "../src/app/_archive_read.ts";
+import { type ArchiveReader, readMemberHead } from "../src/app/_tar_member.ts";
+import { createHash } from "node:crypto";
+import { blockWord } from "../src/core/stp/layout.ts";
+import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
+
+/** Runs one property (by a part of its name) and returns its failure report, or fails. */
+async function caught(suite: Suite, property: string, runs?: number): Promise<string> {
+  const [result] = await runSuites([suite], { property, ...(runs === undefined ? {} : { runs }) });
+  assert.ok(result !== undefined, `${suite.name} has no property "${property}"`);
+  assert.ok(!result.passed, `"${result.property}" passed ${result.runs} runs: the mutant escaped`);
+  return result.report ?? "";
+}
+
+/** lanfree's machines, but `role` sees every received message through `launder`. */
+function laundering(
+  role: HandshakeRole,
+  launder: (message: Message, config: HandshakeConfig) => Message,
+): MachineFactory {
+  return (r, config) => {
+    const machine = createHandshake(r, config);
+    if (r !== role) return machine;
+    return withHandle(
+      machine,
+      (own, input, nowMs) =>
+        own(
+          input.type === "received" ? { ...input, message: launder(input.message, config) } : input,
+          nowMs,
+        ),
+    );
+  };
+}
+
+const TAMPERED = "changed on its way";
+
+Deno.test("the handshake suite catches a file-system client that accepts any well-known string", async () => {
+  const mutant = laundering(
+    "fs-client",
+    (message) =>
+      message.type === "wellKnown" ? { type: "wellKnown", bytes: wellKnownString() } : message,
+  );
+  assert.match(await caught(handshakeSuite(mutant), TAMPERED), /well-known string/);
+});
+
+Deno.test("the handshake suite catches a database client that accepts another region's STG info", async () => {
+  const mutant = laundering("db-client", (message, config) => {
+    const stg = config.region?.stgs[0];
+    if (message.type === "stgId" && stg !== undefined) return { type: "stgId", stg: stg.id };
+    if (message.type === "stgLength" && stg !== undefined) {
+      return { type: "stgLength", lengthBytes: stg.lengthBytes };
+    }
+    if (message.type === "regionId" && config.region !== undefined) {
+      return { type: "regionId", regionId: config.region.regionId };
+    }
+    return message;
+  });
+  assert.match(await caught(handshakeSuite(mutant), TAMPERED), /STG id|STG length|region id/);
+});
+
+Deno.test("the handshake suite catches a file-system client that accepts any echoed descriptor", async () => {
+  const mutant: MachineFactory = (role, config) => {
+    const machine = createHandshake(role, config);
+    if (role !== "fs-client") return machine;
+    let sent: number | undefined;
+    return withHandle(machine, (own, input, nowMs) => {
+      const echo = input.type === "received" && input.message.type === "descriptor" &&
+        sent !== undefined;
+      const actions = own(
+        echo ? { ...input, message: { type: "descriptor", fd: sent! } } : input,
+        nowMs,
+      );
+      for (const action of actions) {
+        if (action.type === "send" && action.message.type === "descriptor") {
+          sent = action.message.fd;
+        }
+      }
+      return actions;
+    });
+  };
+  assert.match(await caught(handshakeSuite(mutant), TAMPERED), /descriptor/);
+});
+
+Deno.test("the frames suite catches a frame reader that accepts the maximum plus one byte", async () => {
+  const mutant = framesSuite(wireFrames(FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_DEFAULT + 1));
+  assert.match(
+    await caught(mutant, "announcing more than the maximum"),
+    /expected a SocketError EMSGSIZE/,
+  );
+});
+
+Deno.test("the frames suite catches a frame reader that refuses a frame of exactly the maximum", async () => {
+  const mutant = framesSuite(wireFrames(FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_DEFAULT - 1));
+  assert.match(await caught(mutant, "exactly the maximum"), /EMSGSIZE/);
+});
+
+/** SharedArrayBuffer regions, each changed by `change`. */
+const mutantRegions = (name: string, change: (region: Region) => Region) =>
+  changedRegions(name, sharedArrayBufferRegions, change);
+
+const LEASES = "leases run out";
+
+Deno.test("the STP suite catches a region that accepts a stale block reference after the block was reused", async () => {
+  // It clears a freed block's state word whole, generation included: the block's next use gets
+  // the generation of its last one, so the reference a dead host's zombie kept names it again.
+  const mutant = mutantRegions("generation-forgetting", (region) => {
+    const stateWords = new Set(
+      Array.from(
+        { length: region.layout.blockCount },
+        (_, b) => blockWord(region.layout, b, F.state),
+      ),
+    );
+    const memory = region.memory;
+    return {
+      ...region,
+      memory: {
+        byteLength: memory.byteLength,
+        load: (i) => memory.load(i),
+        compareExchange: (i, e, r) => memory.compareExchange(i, e, r),
+        add: (i, d) => memory.add(i, d),
+        notify: (i) => memory.notify(i),
+        readBytes: (o, into) => memory.readBytes(o, into),
+        writeBytes: (o, from) => memory.writeBytes(o, from),
+        store: (i, v) =>
+          memory.store(i, stateWords.has(i) && stateOf(v) === BlockState.free ? 0 : v),
+      },
+    };
+  });
+  assert.match(await caught(stpSuite(mutant), LEASES, 300), /stale reference.*expected ECONNRESET/);
+});
+
+Deno.test("the STP suite catches a region whose backlog limit is one too high", async () => {
+  const mutant = mutantRegions("backlog-off-by-one", (region) => ({
+    ...region,
+    layout: { ...region.layout, backlogMax: region.layout.backlogMax + 1 },
+  }));
+  assert.match(await caught(stpSuite(mutant), LEASES), /backlog|ECONNREFUSED/);
+});
+
+/**
+ * A restore as a careless third party could write one: the manifest taken as stored (or
+ * validated), each file read at its member offset and written to `target/path`, its SHA-256
+ * checked or not. Metadata is not restored: only what the refusal properties look at.
+ */
+async function carelessRestore(
+  repo: string,
+  snapshot: string,
+  target: string,
+  checks: { readonly hashes: boolean; readonly paths: boolean },
+): Promise<void> {
+  const raw = JSON.parse(await Deno.readTextFile(repoPaths.manifest({ path: repo }, snapshot)));
+  const parsed = checks.paths
+    ? parseManifest(raw)
+    : { ok: true as const, manifest: raw as Manifest };
+  if (!parsed.ok) throw new Error(`bad manifest: ${parsed.message}`);
+  await Deno.mkdir(target, { recursive: true });
+  for (const entry of parsed.manifest.entries) {
+    const at = `${target}/${entry.path}`;
+    if (entry.type === "dir") await Deno.mkdir(at, { recursive: true });
+    else if (entry.type === "symlink") await Deno.symlink(entry.target, at);
+    else {
+      const reader = await openArchive(repoPaths.archive({ path: repo }, entry.data));
+      const bytes = await readStored(reader, entry.offset!).finally(() => reader.close());
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      if (checks.hashes && sha256 !== entry.sha256) throw new Error(`${entry.path}: hash mismatch`);
+      await Deno.mkdir(at.slice(0, at.lastIndexOf("/")), { recursive: true });
+      await Deno.writeFile(at, bytes);
+    }
+  }
+}
+
+/** A member's stored bytes, read at its offset (its name unchecked). */
+async function readStored(reader: ArchiveReader, offset: number): Promise<Uint8Array> {
+  const head = await readMemberHead(reader, offset);
+  const bytes = new Uint8Array(head.storedBytes);
+  for (let filled = 0; filled < bytes.length;) {
+    const got = await reader.read(bytes.subarray(filled), head.dataOffset + filled);
+    if (got === 0) throw new Error(`the archive ends inside the member at ${offset}`);
+    filled += got;
+  }
+  return bytes;
+}
+
+const withRestore = (checks: { hashes: boolean; paths: boolean }): BackupHarness => ({
+  ...denoBackupHarness,
+  restore: (repo, snapshot, target) => carelessRestore(repo, snapshot, target, checks),
+});
+
+Deno.test("the backup suite catches a restore that skips hash checks", async () => {
+  const mutant = backupSuite(withRestore({ hashes: false, paths: true }));
+  assert.match(await caught(mutant, REFUSALS[0], 5), /restore after a byte of .* succeeded/);
+});
+
+Deno.test("the backup suite catches a restore that accepts a .. path", async () => {
+  const mutant = backupSuite(withRestore({ hashes: true, paths: false }));
+  assert.match(await caught(mutant, REFUSALS[1], 3), /restore with a leading \.\. .* succeeded/);
+});
+
+Deno.test("the careless restore with both checks passes the refusal properties (the mutants fail for their missing check)", async () => {
+  const results = await runSuites([backupSuite(withRestore({ hashes: true, paths: true }))], {
+    property: "makes restore fail",
+    runs: 3,
+  });
+  assert.equal(results.length, 2);
+  for (const result of results) assert.ok(result.passed, result.report ?? "");
+});
