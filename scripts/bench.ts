@@ -18,8 +18,7 @@
  * @module
  */
 
-import { startWorkerHost } from "./_worker_host.ts";
-import type { TcpBenchJob } from "./bench_tcp_worker.ts";
+import { nextReport, startTcpHost } from "./_worker_host.ts";
 import { benchStp } from "./bench_stp.ts";
 import { benchProc } from "./bench_proc.ts";
 import { benchBackup } from "./bench_backup.ts";
@@ -35,7 +34,6 @@ export interface BenchRow {
 }
 
 const MIB = 1024 * 1024;
-const TCP_WORKER = new URL("./bench_tcp_worker.ts", import.meta.url);
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -64,16 +62,15 @@ export async function benchTcpStream(
   totalBytes = 1024 * MIB,
   chunkBytes = MIB,
 ): Promise<BenchRow> {
-  const sink = startWorkerHost(TCP_WORKER);
-  const source = startWorkerHost(TCP_WORKER);
+  const sink = startTcpHost({ role: "sink", api, chunkBytes });
+  let source: ReturnType<typeof startTcpHost> | undefined;
   try {
-    sink.post({ role: "sink", api, chunkBytes } satisfies TcpBenchJob);
-    const { port } = await sink.next<{ port: number }>();
+    const { port } = await nextReport(sink, "port");
     const started = performance.now();
-    source.post({ role: "source", api, port, totalBytes, chunkBytes } satisfies TcpBenchJob);
-    const { receivedBytes } = await sink.next<{ receivedBytes: number }>();
+    source = startTcpHost({ role: "source", api, port, totalBytes, chunkBytes });
+    const { receivedBytes } = await nextReport(sink, "received");
     const seconds = (performance.now() - started) / 1000;
-    await source.next();
+    await nextReport(source, "sent");
     if (receivedBytes !== totalBytes) {
       throw new Error(`tcp bench moved ${receivedBytes} bytes, expected ${totalBytes}`);
     }
@@ -81,23 +78,22 @@ export async function benchTcpStream(
     return { name, value: totalBytes / 1e6 / seconds, unit: "MB/s" };
   } finally {
     sink.terminate();
-    source.terminate();
+    source?.terminate();
   }
 }
 
 /** Median round trip of a 16-byte message between two Worker hosts over TCP, in µs. */
 export async function benchTcpRtt(rounds = 2000): Promise<BenchRow> {
-  const server = startWorkerHost(TCP_WORKER);
-  const client = startWorkerHost(TCP_WORKER);
+  const server = startTcpHost({ role: "echo" });
+  let client: ReturnType<typeof startTcpHost> | undefined;
   try {
-    server.post({ role: "echo" } satisfies TcpBenchJob);
-    const { port } = await server.next<{ port: number }>();
-    client.post({ role: "ping", port, rounds } satisfies TcpBenchJob);
-    const { roundTripsUs } = await client.next<{ roundTripsUs: number[] }>();
+    const { port } = await nextReport(server, "port");
+    client = startTcpHost({ role: "ping", port, rounds });
+    const { roundTripsUs } = await nextReport(client, "rtt");
     return { name: "tcp-rtt", value: median(roundTripsUs.slice(rounds / 10)), unit: "µs" };
   } finally {
     server.terminate();
-    client.terminate();
+    client?.terminate();
   }
 }
 

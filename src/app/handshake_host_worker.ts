@@ -3,8 +3,10 @@
  * uses the channels: the data channel moves `dataBytes` (SHA-256 reported by both sides), and
  * each network channel carries one framed message. Used by integration tests and benchmarks.
  *
- * Messages out: `{ ready }` once a listening side accepts connections, `{ step, lanes }` after
- * every handled input, `{ outcome }`, `{ transfer }`, `{ done }`, or `{ error }`.
+ * Messages ({@link HandshakeHostInput}, {@link HandshakeHostReport}, over the host link): in, the
+ * job and `go` for each round of an initiator; out, `ready` once a listening side accepts
+ * connections, `step` after every handled input (when asked), `outcome`, `transfer`, `done`, or
+ * `error`.
  *
  * @module
  */
@@ -14,11 +16,17 @@ import { createTcpSockets } from "../adapters/tcp.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
 import { createRouter } from "../core/dispatch/router.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
-import { createHandshake } from "../core/handshake/mod.ts";
+import { hostSide } from "../adapters/host_link.ts";
+import { createHandshake, listensFirst } from "../core/handshake/mod.ts";
 import { parseHandshakeConfig } from "../core/handshake/config.ts";
 import type { Channels, HandshakeRole } from "../core/handshake/types.ts";
 import { readFrame, writeFrame } from "../core/wire/frame.ts";
-import { driveHandshake, readyToAccept, withStorageInfo } from "./handshake_driver.ts";
+import {
+  driveHandshake,
+  type HandshakeOutcome,
+  readyToAccept,
+  withStorageInfo,
+} from "./handshake_driver.ts";
 
 /** What the main thread asks a handshake host to do. */
 export interface HandshakeHostJob {
@@ -33,29 +41,41 @@ export interface HandshakeHostJob {
   readonly repeat?: number;
 }
 
-/** After the job, the main thread sends `{ go: round }` to an initiator once its peer is ready. */
-type HostMessage = HandshakeHostJob | { readonly go: number };
-
-const scope = self as unknown as {
-  postMessage(message: unknown): void;
-  onmessage: ((event: MessageEvent<HostMessage>) => void) | null;
-};
-
-const goes: number[] = [];
-let goWaiter: (() => void) | undefined;
-
-/** Resolves when the main thread has said go for `round`. */
-async function goFor(round: number): Promise<void> {
-  for (let waits = 0; waits <= round + 1 && !goes.includes(round); waits++) {
-    await new Promise<void>((resolve) => (goWaiter = resolve));
-  }
-  if (!goes.includes(round)) throw new Error(`no go for round ${round}`);
+/** What a channel transfer moved, as one side saw it. */
+export interface TransferReport {
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly messages: Record<string, string>;
 }
 
-const INITIATORS: ReadonlySet<HandshakeRole> = new Set(["fs-server", "db-client"]);
+/** What a handshake host receives: its job, then `go` for each round (initiators only). */
+export type HandshakeHostInput =
+  | { readonly type: "job"; readonly job: HandshakeHostJob }
+  | { readonly type: "go"; readonly round: number };
+
+/** What a handshake host reports. */
+export type HandshakeHostReport =
+  | { readonly type: "ready"; readonly round: number }
+  | {
+    readonly type: "step";
+    readonly step: number;
+    readonly lanes: Readonly<Record<string, string>>;
+  }
+  | { readonly type: "outcome"; readonly outcome: HandshakeOutcome }
+  | { readonly type: "transfer"; readonly transfer: TransferReport }
+  | { readonly type: "done"; readonly setupMs: number[] }
+  | { readonly type: "error"; readonly error: string };
+
+const side = hostSide<HandshakeHostInput, HandshakeHostReport>();
+
+/** Resolves when the main thread has said go for `round` (rounds come in order). */
+async function goFor(round: number): Promise<void> {
+  const go = await side.next("go", Number.POSITIVE_INFINITY);
+  if (go.round !== round) throw new Error(`go for round ${go.round}, expected ${round}`);
+}
 
 async function useChannels(job: HandshakeHostJob, sockets: Sockets, channels: Channels) {
-  const initiator = INITIATORS.has(job.role);
+  const initiator = !listensFirst(job.role);
   const hash = createHash("sha256");
   const data = channels.data!;
   const chunk = new Uint8Array(256 * 1024);
@@ -90,8 +110,11 @@ async function run(job: HandshakeHostJob): Promise<void> {
   const storage = createStorageSockets({ region: job.region });
   const filled = withStorageInfo(job.config, job.role, storage);
   if ("failed" in filled) {
-    scope.postMessage({ outcome: { status: "failed", reason: filled.failed, setupMs: 0 } });
-    scope.postMessage({ done: true, setupMs: [] });
+    side.post({
+      type: "outcome",
+      outcome: { status: "failed", reason: filled.failed, setupMs: 0 },
+    });
+    side.post({ type: "done", setupMs: [] });
     return await storage.dispose();
   }
   const config = parseHandshakeConfig(filled.config);
@@ -101,39 +124,35 @@ async function run(job: HandshakeHostJob): Promise<void> {
   const setupMs: number[] = [];
   try {
     for (let round = 0; round < repeat; round++) {
-      if (INITIATORS.has(job.role)) await goFor(round);
+      if (!listensFirst(job.role)) await goFor(round);
       let readyPosted = false;
       let steps = 0;
       const outcome = await driveHandshake(createHandshake(job.role, config.value), sockets, {
         onStep: (machine) => {
           steps++;
-          if (job.reportSteps) scope.postMessage({ step: steps, lanes: machine.laneStates });
+          if (job.reportSteps) side.post({ type: "step", step: steps, lanes: machine.laneStates });
           if (!readyPosted && readyToAccept(machine)) {
             readyPosted = true;
-            scope.postMessage({ ready: round });
+            side.post({ type: "ready", round });
           }
         },
       });
       setupMs.push(outcome.setupMs);
-      if (repeat === 1 || outcome.status === "failed") scope.postMessage({ outcome });
+      if (repeat === 1 || outcome.status === "failed") side.post({ type: "outcome", outcome });
       if (outcome.status !== "established") break;
       if (repeat === 1) {
-        scope.postMessage({ transfer: await useChannels(job, sockets, outcome.channels) });
+        side.post({
+          type: "transfer",
+          transfer: await useChannels(job, sockets, outcome.channels),
+        });
       }
       for (const fd of Object.values(outcome.channels)) await sockets.close(fd);
     }
-    scope.postMessage({ done: true, setupMs });
+    side.post({ type: "done", setupMs });
   } finally {
     await storage.dispose();
   }
 }
 
-scope.onmessage = (event) => {
-  const message = event.data;
-  if ("go" in message) {
-    goes.push(message.go);
-    goWaiter?.();
-    return;
-  }
-  run(message).catch((error) => scope.postMessage({ error: String(error) }));
-};
+const { job } = await side.next("job", Number.POSITIVE_INFINITY);
+await run(job).catch((error) => side.post({ type: "error", error: String(error) }));

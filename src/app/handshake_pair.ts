@@ -7,9 +7,15 @@
  * @module
  */
 
-import type { HandshakeHostJob } from "./handshake_host_worker.ts";
+import type {
+  HandshakeHostInput,
+  HandshakeHostJob,
+  HandshakeHostReport,
+  TransferReport,
+} from "./handshake_host_worker.ts";
 import type { HandshakeOutcome } from "./handshake_driver.ts";
-import type { HandshakeRole } from "../core/handshake/types.ts";
+import { listensFirst, roleOf } from "../core/handshake/mod.ts";
+import { type HostLink, startWorkerHost } from "../adapters/host_link.ts";
 import { formatRegion } from "../core/stp/region.ts";
 import type { RegionConfig } from "../core/stp/layout.ts";
 
@@ -18,7 +24,7 @@ const WORKER = new URL("./handshake_host_worker.ts", import.meta.url);
 /** One side's report. */
 export interface SideReport {
   outcome?: HandshakeOutcome;
-  transfer?: { bytes: number; sha256: string; messages: Record<string, string> };
+  transfer?: TransferReport;
   setupMs?: number[];
   error?: string;
   killed?: boolean;
@@ -59,7 +65,7 @@ export function pairRegion(): SharedArrayBuffer {
 }
 
 interface Side {
-  worker: Worker;
+  link: HostLink<HandshakeHostInput, HandshakeHostReport>;
   report: SideReport;
   ended: Promise<void>;
 }
@@ -69,31 +75,21 @@ function startSide(
   onReady: (round: number) => void,
   onStep: (step: number) => void,
 ): Side {
-  const worker = new Worker(WORKER, { type: "module" });
+  const link = startWorkerHost<HandshakeHostInput, HandshakeHostReport>(WORKER, job.role);
   const report: SideReport = {};
-  let end = () => {};
-  const ended = new Promise<void>((resolve) => (end = resolve));
-  worker.onmessage = (event) => {
-    const message = event.data;
-    if ("ready" in message) onReady(message.ready);
-    else if ("step" in message) onStep(message.step);
-    else if ("outcome" in message) report.outcome = message.outcome;
-    else if ("transfer" in message) report.transfer = message.transfer;
-    else if ("done" in message) {
-      report.setupMs = message.setupMs;
-      end();
-    } else if ("error" in message) {
-      report.error = message.error;
-      end();
-    }
-  };
-  worker.onerror = (event) => {
-    event.preventDefault();
-    report.error = event.message;
-    end();
-  };
-  worker.postMessage(job);
-  return { worker, report, ended };
+  link.on("ready", (message) => onReady(message.round));
+  link.on("step", (message) => onStep(message.step));
+  link.on("outcome", (message) => (report.outcome = message.outcome));
+  link.on("transfer", (message) => (report.transfer = message.transfer));
+  const ended = link.next(["done", "error"], Number.POSITIVE_INFINITY).then(
+    (message) => {
+      if (message.type === "done") report.setupMs = message.setupMs;
+      else report.error = message.error;
+    },
+    (error: Error) => void (report.error ??= error.message),
+  );
+  link.post({ type: "job", job });
+  return { link, report, ended };
 }
 
 /** Both sides' reports. */
@@ -126,9 +122,9 @@ async function runPairOnce(
   options: PairOptions & { readonly wellKnownPort: number },
 ): Promise<PairReport> {
   const region = options.region ?? pairRegion();
-  const roles: [HandshakeRole, HandshakeRole] = options.flow === "fs"
-    ? ["fs-client", "fs-server"]
-    : ["db-server", "db-client"];
+  // [listener, initiator]: the flow says which side listens first.
+  const roles = [roleOf("client", options.flow), roleOf("server", options.flow)]
+    .sort((a, b) => Number(listensFirst(b)) - Number(listensFirst(a)));
   const config = {
     wellKnownPort: options.wellKnownPort,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 3000,
@@ -136,16 +132,16 @@ async function runPairOnce(
   const base = { config, region, dataBytes: options.dataBytes ?? 0, repeat: options.repeat ?? 1 };
   const sides: { initiator?: Side } = {};
   const listener = startSide(
-    { ...base, role: roles[0] },
-    (round) => sides.initiator?.worker.postMessage({ go: round }),
+    { ...base, role: roles[0]! },
+    (round) => sides.initiator?.link.post({ type: "go", round }),
     () => {},
   );
   const initiator: Side = sides.initiator = startSide(
-    { ...base, role: roles[1], reportSteps: options.killInitiatorAtStep !== undefined },
+    { ...base, role: roles[1]!, reportSteps: options.killInitiatorAtStep !== undefined },
     () => {},
     (step) => {
       if (step === options.killInitiatorAtStep) {
-        sides.initiator!.worker.terminate();
+        sides.initiator!.link.terminate();
         sides.initiator!.report.killed = true;
         endKilled();
       }
@@ -172,8 +168,8 @@ async function runPairOnce(
   } finally {
     clearTimeout(timer);
     clearTimeout(graceTimer);
-    listener.worker.terminate();
-    initiator.worker.terminate();
+    listener.link.terminate();
+    initiator.link.terminate();
   }
   return { listener: listener.report, initiator: initiator.report };
 }
