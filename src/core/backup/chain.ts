@@ -94,6 +94,37 @@ export function planRestore(
   known: ReadonlyMap<string, Manifest>,
   subpath?: string,
 ): RestorePlanResult {
+  const chain = ancestry(manifest, known);
+  if (typeof chain === "string") return fail("missing-snapshot", chain);
+  return planRestoreInChain(manifest, chain, subpath);
+}
+
+/**
+ * Plans a restore of `manifest` when only its ancestry is known, not the ancestors' manifests:
+ * what an agent does with the chain a server sent it. Every file must name a snapshot of the
+ * chain.
+ *
+ * @param manifest the snapshot to restore
+ * @param chain the ids of the snapshot and its ancestors, newest first (the first is
+ *   `manifest.id`, the second its parent)
+ * @param subpath a file or directory inside the snapshot to restore alone
+ * @returns the entries to write and the archives to read, or the problem
+ */
+export function planRestoreInChain(
+  manifest: Manifest,
+  chain: readonly string[],
+  subpath?: string,
+): RestorePlanResult {
+  if (chain[0] !== manifest.id || (chain[1] ?? null) !== manifest.parent) {
+    return fail(
+      "bad-chain",
+      `the chain ${chain.slice(0, 2).join(", ")} does not start with snapshot ${manifest.id} ` +
+        `and its parent ${manifest.parent}`,
+    );
+  }
+  if (chain.length > CHAIN_LENGTH_MAX || new Set(chain).size !== chain.length) {
+    return fail("bad-chain", `the chain of ${manifest.id} loops or is too long`);
+  }
   if (subpath !== undefined) {
     const check = checkEntryPath(subpath);
     if (!check.ok) return fail("bad-path", check.message);
@@ -105,8 +136,6 @@ export function planRestore(
       `snapshot ${manifest.id} has no entry ${JSON.stringify(subpath)}`,
     );
   }
-  const chain = ancestry(manifest, known);
-  if (typeof chain === "string") return fail("missing-snapshot", chain);
   const inChain = new Set(chain);
   const reads = new Map<string, Map<string, FileEntry>>();
   for (const entry of entries) {

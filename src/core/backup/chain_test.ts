@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Manifest } from "./manifest.ts";
-import { planRestore } from "./chain.ts";
+import { planRestore, planRestoreInChain } from "./chain.ts";
 import { testDir, testFile, testId, testManifest } from "./_test_data.ts";
 
 function known(...manifests: Manifest[]): Map<string, Manifest> {
@@ -50,4 +50,29 @@ Deno.test("planRestore() refuses a parent chain that loops", () => {
   const b = testManifest(2, [], testId(1));
   const result = planRestore(a, known(a, b));
   assert.equal(result.ok ? "ok" : result.problem, "missing-snapshot");
+});
+
+Deno.test("planRestoreInChain() plans from the ancestry alone, as planRestore does from the manifests", () => {
+  const first = testManifest(1, [testDir("d"), testFile("d/a", 1), testFile("d/b", 1)]);
+  const second = testManifest(2, [testDir("d"), testFile("d/a", 1), testFile("d/b", 2)], first.id);
+  const fromIds = planRestoreInChain(second, [second.id, first.id]);
+  assert.deepEqual(fromIds, planRestore(second, known(first, second)));
+});
+
+Deno.test("planRestoreInChain() refuses a chain that is not the snapshot's, or loops, or misses a file's snapshot", () => {
+  const first = testManifest(1, [testFile("f", 1)]);
+  const second = testManifest(2, [testFile("f", 1)], first.id);
+  for (
+    const chain of [[first.id], [second.id], [second.id, testId(7)], [
+      second.id,
+      first.id,
+      second.id,
+    ]]
+  ) {
+    const result = planRestoreInChain(second, chain);
+    assert.equal(result.ok ? "ok" : result.problem, "bad-chain", chain.join(","));
+  }
+  const orphan = testManifest(3, [testFile("f", 1)]);
+  const result = planRestoreInChain(orphan, [orphan.id]);
+  assert.equal(result.ok ? "ok" : result.problem, "bad-chain");
 });
