@@ -9,7 +9,7 @@
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, planRestore } from "../core/backup/chain.ts";
+import { CHAIN_LENGTH_MAX, planRestore, type RestorePlan } from "../core/backup/chain.ts";
 import type { FileEntry, Manifest, ManifestEntry } from "../core/backup/manifest.ts";
 import { type MemberPiece, openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
 import { BackupError, RestoreError } from "./errors.ts";
@@ -118,11 +118,33 @@ async function prepareTarget(
 }
 
 /** A file to write, and the member that holds its bytes. */
-interface FileJob {
+export interface FileJob {
+  /** The file entry to restore. */
   readonly entry: FileEntry;
   /** The member's path and offset (a hard link restored alone reads its primary's member). */
   readonly member: { readonly path: string; readonly offset?: number };
 }
+
+/** What an archive reader may do with the files of one archive. */
+export interface ArchiveContext {
+  /**
+   * Writes `job`'s file from its member's pieces: under a temporary name, its size and SHA-256
+   * checked before it gets its real name.
+   */
+  write(job: FileJob, realSize: number, pieces: AsyncIterable<MemberPiece>): Promise<void>;
+  /** Records why `job`'s file could not be restored (a typed error; anything else throws). */
+  fail(job: FileJob, error: unknown): void;
+}
+
+/**
+ * Reads the members of one archive's files and hands each to `context.write` (in any order), or
+ * reports it with `context.fail`; a file neither written nor failed is listed as missing.
+ */
+export type ArchiveFiles = (
+  snapshot: string,
+  jobs: readonly FileJob[],
+  context: ArchiveContext,
+) => Promise<void>;
 
 /** Data jobs by archive, and hard links to make once the files are written. */
 function fileJobs(manifest: Manifest, entries: readonly ManifestEntry[]) {
@@ -195,48 +217,49 @@ class Problems {
   }
 }
 
-async function restoreArchive(
+/** Archives read from a repository on this machine (each member at its offset). */
+function repositoryArchives(
   repo: Repository,
-  snapshot: string,
+  open: (path: string) => Promise<ArchiveReader>,
+): ArchiveFiles {
+  return async (snapshot, jobs, context) => {
+    const path = repoPaths.archive(repo, snapshot);
+    const atOffsets = jobs.filter((j) => j.member.offset !== undefined);
+    const byName = jobs.filter((j) => j.member.offset === undefined);
+    if (atOffsets.length > 0) await readAtOffsets(path, atOffsets, open, context);
+    if (byName.length > 0) await restoreByName(path, snapshot, byName, context);
+  };
+}
+
+/** Reads each member at the offset its manifest keeps, in archive order. */
+async function readAtOffsets(
+  path: string,
   jobs: readonly FileJob[],
-  context: {
-    writer: TargetWriter;
-    problems: Problems;
-    open: (p: string) => Promise<ArchiveReader>;
-  },
-): Promise<number> {
-  let bytes = 0;
-  const path = repoPaths.archive(repo, snapshot);
-  const atOffsets = jobs.filter((j) => j.member.offset !== undefined);
-  const byName = jobs.filter((j) => j.member.offset === undefined);
-  if (atOffsets.length > 0) {
-    let reader: ArchiveReader;
-    try {
-      reader = await context.open(path);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      const failure = new RestoreError("read-failed", `archive ${path}: ${reason}`);
-      for (const job of atOffsets) context.problems.add(job.entry.path, failure);
-      return 0;
-    }
-    try {
-      const sorted = [...atOffsets].sort((a, b) => a.member.offset! - b.member.offset!);
-      for (const job of sorted) {
-        try {
-          const member = await openMember(reader, job.member.offset!, job.member.path);
-          const check = (p: AsyncIterable<MemberPiece>) => checkedPieces(job.entry, snapshot, p);
-          await context.writer.file(job.entry, member.realSize, member.pieces, check);
-          bytes += job.entry.sizeBytes;
-        } catch (error) {
-          context.problems.add(job.entry.path, error);
-        }
-      }
-    } finally {
-      reader.close();
-    }
+  open: (path: string) => Promise<ArchiveReader>,
+  context: ArchiveContext,
+): Promise<void> {
+  let reader: ArchiveReader;
+  try {
+    reader = await open(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    const failure = new RestoreError("read-failed", `archive ${path}: ${reason}`);
+    for (const job of jobs) context.fail(job, failure);
+    return;
   }
-  if (byName.length > 0) bytes += await restoreByName(path, snapshot, byName, context);
-  return bytes;
+  try {
+    const sorted = [...jobs].sort((a, b) => a.member.offset! - b.member.offset!);
+    for (const job of sorted) {
+      try {
+        const member = await openMember(reader, job.member.offset!, job.member.path);
+        await context.write(job, member.realSize, member.pieces);
+      } catch (error) {
+        context.fail(job, error);
+      }
+    }
+  } finally {
+    reader.close();
+  }
 }
 
 /** Version-1 manifests keep no offsets: their archives are read through by member name. */
@@ -244,9 +267,9 @@ async function restoreByName(
   path: string,
   snapshot: string,
   jobs: readonly FileJob[],
-  context: { writer: TargetWriter; problems: Problems },
-): Promise<number> {
-  let bytes = 0;
+  context: ArchiveContext,
+): Promise<void> {
+  const byMember = new Map(jobs.map((j) => [j.member.path, j]));
   const wanted = new Map(jobs.map((j) => [j.member.path, j.entry]));
   let seen = new Set<string>();
   try {
@@ -258,34 +281,19 @@ async function restoreByName(
           position += chunk.length;
         }
       }
-      const check = (p: AsyncIterable<MemberPiece>) => checkedPieces(entry, snapshot, p);
+      const job = byMember.get(entry.path)!;
       try {
-        await context.writer.file(entry, entry.sizeBytes, pieces(), check);
-        bytes += entry.sizeBytes;
+        await context.write(job, entry.sizeBytes, pieces());
       } catch (error) {
-        context.problems.add(entry.path, error);
+        context.fail(job, error);
         for await (const _ of body) { /* read past the rest of this member */ }
       }
     });
   } catch (error) {
     for (const job of jobs) {
-      if (!seen.has(job.member.path)) context.problems.add(job.entry.path, error);
+      if (!seen.has(job.member.path)) context.fail(job, error);
     }
-    return bytes;
   }
-  for (const job of jobs) {
-    if (seen.has(job.member.path)) continue;
-    context.problems.add(
-      job.entry.path,
-      new RestoreError(
-        "missing-data",
-        `file ${
-          JSON.stringify(job.entry.path)
-        } is missing from the archive of snapshot ${snapshot}`,
-      ),
-    );
-  }
-  return bytes;
 }
 
 /**
@@ -311,10 +319,36 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreS
   const manifest = await resolveSnapshot(repo, options.snapshot);
   const planned = planRestore(manifest, await loadChain(repo, manifest), options.path);
   if (!planned.ok) throw new RestoreError("bad-plan", planned.message);
+  const archives = repositoryArchives(repo, options.openArchive ?? openArchive);
+  return await restorePlanned(manifest, planned.plan, options, archives, startedMs);
+}
+
+/**
+ * Restores a planned snapshot into `options.target`, reading file bytes through `readArchive`:
+ * the one restore for a repository on this machine ({@link restoreSnapshot}) and for one that
+ * streams its members over a session. Directories first, then each archive's files (every
+ * SHA-256 checked before a file gets its real name), then hard links, symlinks, and directory
+ * modes and times deepest first.
+ *
+ * @param manifest the snapshot's validated manifest (hard links are resolved in it)
+ * @param plan what `planRestore` chose: the entries and, per archive, the files it holds
+ * @param options target, overwrite, permissions, hooks
+ * @param readArchive where each archive's members come from
+ * @param startedMs when the restore started (for the summary's seconds)
+ * @returns counts, bytes and seconds
+ * @throws {RestoreError} as {@link restoreSnapshot}
+ */
+export async function restorePlanned(
+  manifest: Manifest,
+  plan: RestorePlan,
+  options: Pick<RestoreOptions, "target" | "overwrite" | "preservePermissions" | "hooks">,
+  readArchive: ArchiveFiles,
+  startedMs: number = performance.now(),
+): Promise<RestoreSummary> {
   const target = await prepareTarget(options.target, options.overwrite ?? false);
   const writer = new TargetWriter(target.root, target.fresh, options, target.identity);
   const problems = new Problems();
-  const entries = planned.plan.entries;
+  const entries = plan.entries;
   const dirs = entries.filter((e) => e.type === "dir");
   const attempt = async (path: string, step: () => Promise<void>) => {
     try {
@@ -327,15 +361,36 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreS
   };
   for (const dir of dirs) await attempt(dir.path, () => writer.dir(dir));
   const { byArchive, links } = fileJobs(manifest, entries);
-  const context = { writer, problems, open: options.openArchive ?? openArchive };
   let bytes = 0;
-  for (const archive of planned.plan.archives) {
-    bytes += await restoreArchive(
-      repo,
-      archive.snapshot,
-      byArchive.get(archive.snapshot) ?? [],
-      context,
-    );
+  for (const archive of plan.archives) {
+    const jobs = byArchive.get(archive.snapshot) ?? [];
+    const ended = new Set<FileJob>();
+    await readArchive(archive.snapshot, jobs, {
+      write: async (job, realSize, pieces) => {
+        if (!jobs.includes(job) || ended.has(job)) {
+          throw new Error(`${JSON.stringify(job.entry.path)} was not asked of this archive`);
+        }
+        ended.add(job);
+        const check = (p: AsyncIterable<MemberPiece>) =>
+          checkedPieces(job.entry, archive.snapshot, p);
+        await writer.file(job.entry, realSize, pieces, check);
+        bytes += job.entry.sizeBytes;
+      },
+      fail: (job, error) => {
+        ended.add(job);
+        problems.add(job.entry.path, error);
+      },
+    });
+    for (const job of jobs.filter((j) => !ended.has(j))) {
+      const name = JSON.stringify(job.entry.path);
+      problems.add(
+        job.entry.path,
+        new RestoreError(
+          "missing-data",
+          `file ${name} is missing from the archive of snapshot ${archive.snapshot}`,
+        ),
+      );
+    }
   }
   for (const [path, primary] of links) await attempt(path, () => writer.link(path, primary));
   let symlinks = 0;
