@@ -36,6 +36,11 @@ export interface DriveOptions {
   readonly frameBytesMax?: number;
   /** Called after every input the machine handled (for readiness and progress reports). */
   readonly onStep?: (machine: HandshakeMachine) => void;
+  /**
+   * Gives up: the machine's clock jumps past its deadline, so it fails with ETIMEDOUT at the
+   * step it is in and closes what it holds, by its own failure rule (time is an input).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -122,9 +127,9 @@ export async function driveHandshake(
   sockets: Sockets,
   options: DriveOptions = {},
 ): Promise<HandshakeOutcome> {
-  const nowMs = options.nowMs ?? (() => performance.now());
-  const inputsMax = options.inputsMax ?? 10_000;
-  const startedMs = nowMs();
+  const clock = options.nowMs ?? (() => performance.now());
+  const nowMs = () => options.signal?.aborted ? Number.MAX_SAFE_INTEGER : clock();
+  const startedMs = clock();
   const inputs: HandshakeInput[] = [];
   let wake: (() => void) | undefined;
   const push = (input: HandshakeInput) => {
@@ -139,10 +144,10 @@ export async function driveHandshake(
         outcome ??= {
           status: "established",
           channels: action.channels,
-          setupMs: nowMs() - startedMs,
+          setupMs: clock() - startedMs,
         };
       } else if (action.type === "failed") {
-        outcome ??= { status: "failed", reason: action.reason, setupMs: nowMs() - startedMs };
+        outcome ??= { status: "failed", reason: action.reason, setupMs: clock() - startedMs };
       } else {
         inFlight++;
         perform(sockets, action, options.frameBytesMax).then((input) => {
@@ -153,12 +158,43 @@ export async function driveHandshake(
     }
   };
   act(machine.handle({ type: "start" }, nowMs()));
+  const onAbort = () => wake?.();
+  options.signal?.addEventListener("abort", onAbort);
+  try {
+    return await pump(machine, options, inputs, {
+      nowMs,
+      act,
+      outcome: () => outcome,
+      inFlight: () => inFlight,
+      onWake: (resolve) => (wake = resolve),
+    });
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The driver's loop: feeds inputs (or a tick at the deadline) until the end. */
+async function pump(
+  machine: HandshakeMachine,
+  options: DriveOptions,
+  inputs: HandshakeInput[],
+  state: {
+    nowMs: () => number;
+    act: (actions: ReturnType<HandshakeMachine["handle"]>) => void;
+    outcome: () => HandshakeOutcome | undefined;
+    inFlight: () => number;
+    onWake: (resolve: (() => void) | undefined) => void;
+  },
+): Promise<HandshakeOutcome> {
+  const inputsMax = options.inputsMax ?? 10_000;
+  const { nowMs, act } = state;
   // Bounded by inputsMax; after the end, late results are still fed so the machine closes them.
   for (let fed = 0; fed < inputsMax; fed++) {
     if (inputs.length === 0) {
-      if (outcome !== undefined && inFlight === 0) return outcome;
-      await waitForInput(machine, nowMs, (resolve) => (wake = resolve), inFlight);
-      wake = undefined;
+      const outcome = state.outcome();
+      if (outcome !== undefined && state.inFlight() === 0) return outcome;
+      await waitForInput(machine, nowMs, state.onWake, state.inFlight());
+      state.onWake(undefined);
     }
     const input = inputs.shift() ?? { type: "tick" as const };
     act(machine.handle(input, nowMs()));
@@ -171,7 +207,7 @@ export async function driveHandshake(
 async function waitForInput(
   machine: HandshakeMachine,
   nowMs: () => number,
-  onWake: (resolve: () => void) => void,
+  onWake: (resolve: (() => void) | undefined) => void,
   inFlight: number,
 ): Promise<void> {
   const deadline = machine.status === "handshaking" ? machine.deadlineMs : undefined;

@@ -187,6 +187,28 @@ Deno.test("a file-system client whose server never comes fails with ETIMEDOUT at
   assert.equal(blocksInUse(region), 0);
 });
 
+Deno.test("a listening client given up by its signal fails at once with ETIMEDOUT and frees its ports", async () => {
+  const region = testRegion();
+  const client = host(region);
+  const wkp = freePortPair();
+  const stop = new AbortController();
+  const startedMs = performance.now();
+  const outcome = driveHandshake(machine("fs-client", client, wkp, 60_000), client.sockets, {
+    signal: stop.signal,
+    onStep: (m) => {
+      if (readyToAccept(m)) stop.abort();
+    },
+  });
+  const ended = await outcome;
+  assert.equal(ended.status, "failed");
+  if (ended.status === "failed") assert.equal(ended.reason.code, "ETIMEDOUT");
+  assert.ok(performance.now() - startedMs < 30_000, "not at the 60 s deadline");
+  assert.ok(ended.setupMs < 30_000, "setupMs is real time, not the jumped clock");
+  for (const port of [wkp, wkp + 1]) Deno.listen({ hostname: "127.0.0.1", port }).close();
+  await client.storage.dispose();
+  assert.equal(blocksInUse(region), 0);
+});
+
 for (
   const [listenerRole, initiatorRole, step] of [
     ["fs-client", "fs-server", "160"],
