@@ -1,7 +1,7 @@
 /**
- * The job queue behind the HTTP control endpoint: backups, restores and verifies run one at a
- * time (they share repositories and the storage region), each with a state, progress, a result
- * or an error, and a stream of events. Bounded everywhere: queued jobs, kept history, events
+ * The job queue behind the HTTP control endpoint, and the one schema of job options (used by the
+ * CLI, the endpoint and the job runner alike): backups, restores, verifies and validations, each
+ * with a state, progress, a result or an error, and a stream of events. Bounded everywhere: queued jobs, kept history, events
  * kept per job and listeners per job.
  *
  * Runtime-agnostic: the work itself is an injected {@link JobExecutor}.
@@ -11,32 +11,71 @@
 
 import { z } from "zod";
 import type { SameType } from "../core/assert.ts";
+import type { JobsPort } from "../adapters/http.ts";
 
-/** Longest path a request may name, in UTF-8 bytes (Linux PATH_MAX). */
-export const REQUEST_PATH_BYTES_MAX = 4096;
+export { REQUEST_PATH_BYTES_MAX, RequestPathSchema } from "../core/backup/request_path.ts";
+import { RequestPathSchema } from "../core/backup/request_path.ts";
 
-/** A file-system path in a request: not empty, no NUL byte, at most PATH_MAX bytes. */
-export const RequestPathSchema = z.string().min(1)
-  .refine((path) => !path.includes("\0"), "contains a NUL byte")
-  .refine(
-    (path) => new TextEncoder().encode(path).length <= REQUEST_PATH_BYTES_MAX,
-    `is longer than ${REQUEST_PATH_BYTES_MAX} bytes`,
-  );
+/**
+ * An agent's address: `host:port` (an IPv6 host in brackets), the agent's well-known port.
+ * The host is a name or an address of at most 253 characters.
+ */
+export const AgentAddressSchema = z.string().regex(
+  /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):([1-9][0-9]{0,4})$/,
+  "must be host:port (the agent's --listen address)",
+).refine(
+  (address) => Number(address.slice(address.lastIndexOf(":") + 1)) <= 65534,
+  "port must be at most 65534 (the file-system flow also uses the next port)",
+);
 
-/** Options of a backup job: the same as the CLI's. */
+const flowFields = {
+  /** Which agent does the client's part (the data host), or absent for this machine. */
+  agent: AgentAddressSchema.optional(),
+  mode: z.enum(["fs", "db"], { error: "must be fs or db" }).default("fs"),
+  channel: z.enum(["storage", "network", "auto"], {
+    error: "must be auto, storage or network",
+  }).default("auto"),
+};
+
+/** `mode: "db"` needs `db` (the database file) and `mode: "fs"` takes none. */
+function checkDatabase(
+  options: { readonly mode: "fs" | "db"; readonly db?: string | undefined },
+  context: z.RefinementCtx,
+): void {
+  if (options.mode === "db" && options.db === undefined) {
+    context.addIssue({
+      code: "custom",
+      path: ["db"],
+      message: "is needed with mode db (the database file)",
+    });
+  }
+  if (options.mode === "fs" && options.db !== undefined) {
+    context.addIssue({ code: "custom", path: ["db"], message: "is only for mode db" });
+  }
+}
+
+/**
+ * Options of a backup job: one schema for the CLI, the HTTP endpoint and the job runner. With
+ * `agent`, `source` and `db` are paths on the agent (checked against the agent's roots there)
+ * and `repo` a path here.
+ */
 export const BackupJobSchema = z.strictObject({
   kind: z.literal("backup"),
+  ...flowFields,
   source: RequestPathSchema.optional(),
   repo: RequestPathSchema,
-  mode: z.enum(["fs", "db"]).default("fs"),
   db: RequestPathSchema.optional(),
   incremental: z.boolean().default(false),
-  channel: z.enum(["storage", "network", "auto"]).default("auto"),
-});
+}).superRefine(checkDatabase);
 
-/** Options of a restore job. */
+/**
+ * Options of a restore job. With `agent`, `target` is a path on the agent and the snapshot
+ * travels over the job's channels (`mode` picks the handshake, `channel` the data path);
+ * without, the restore reads the repository directly.
+ */
 export const RestoreJobSchema = z.strictObject({
   kind: z.literal("restore"),
+  ...flowFields,
   repo: RequestPathSchema,
   snapshot: z.string().min(1).default("latest"),
   /** With `latest`: the newest snapshot of this source (else the newest of any source). */
@@ -54,33 +93,46 @@ export const VerifyJobSchema = z.strictObject({
   snapshot: z.string().min(1).optional(),
 });
 
+/** Options of a validation of the paths to an agent (`deno task validate`). */
+export const ValidateJobSchema = z.strictObject({
+  kind: z.literal("validate"),
+  agent: AgentAddressSchema,
+});
+
 /** Any job request. */
 export const JobRequestSchema = z.discriminatedUnion("kind", [
   BackupJobSchema,
   RestoreJobSchema,
   VerifyJobSchema,
+  ValidateJobSchema,
 ]);
 
+/** The handshake and data path a job uses, with the agent doing the client's part, if any. */
+export interface FlowOptions {
+  /** The agent (`host:port`) doing the client's part, or absent for this machine. */
+  readonly agent?: string | undefined;
+  /** `fs` (default): the file-system flow; `db`: the database flow. */
+  readonly mode: "fs" | "db";
+  /** `auto` (default): storage, else the network with the reason; `storage`; `network`. */
+  readonly channel: "storage" | "network" | "auto";
+}
+
 /** A validated backup job request (the CLI's options; defaults filled in). */
-export interface BackupJobRequest {
+export interface BackupJobRequest extends FlowOptions {
   /** Names the job. */
   readonly kind: "backup";
   /** The tree to back up (file-system mode). */
   readonly source?: string | undefined;
   /** The repository. */
   readonly repo: string;
-  /** `fs` (default) or `db`. */
-  readonly mode: "fs" | "db";
   /** The SQLite database (database mode). */
   readonly db?: string | undefined;
   /** Only what changed since the latest snapshot of the same source (default false). */
   readonly incremental: boolean;
-  /** `auto` (default): storage, else the network with the reason; `storage`; `network`. */
-  readonly channel: "storage" | "network" | "auto";
 }
 
 /** A validated restore job request. */
-export interface RestoreJobRequest {
+export interface RestoreJobRequest extends FlowOptions {
   /** Names the job. */
   readonly kind: "restore";
   /** The repository. */
@@ -109,36 +161,66 @@ export interface VerifyJobRequest {
   readonly snapshot?: string | undefined;
 }
 
+/** A validated validation request. */
+export interface ValidateJobRequest {
+  /** Names the job. */
+  readonly kind: "validate";
+  /** The agent whose paths are checked. */
+  readonly agent: string;
+}
+
 /** A validated job request (what {@link JobRequestSchema} accepts, defaults filled in). */
-export type JobRequest = BackupJobRequest | RestoreJobRequest | VerifyJobRequest;
+export type JobRequest =
+  | BackupJobRequest
+  | RestoreJobRequest
+  | VerifyJobRequest
+  | ValidateJobRequest;
 // `deno check` fails here when the types above and the schema stop describing the same values.
 const _requestMatchesSchema: SameType<JobRequest, z.output<typeof JobRequestSchema>> = true;
 
 /**
- * The file-system paths a request names, by field: each is checked against the server's roots
- * when the job is submitted and resolved again when it starts.
+ * The paths on this machine a request names, by field: each is checked against the server's
+ * roots when the job is submitted and resolved again when it starts. With an agent, the source,
+ * database and target are the agent's, which checks them against its own roots.
  *
  * @param request a validated request
  * @returns `[field, path]` pairs
  */
 export function jobPathFields(request: JobRequest): Array<[string, string]> {
+  const remote = "agent" in request && request.agent !== undefined;
   const fields: Array<[string, string | undefined]> = request.kind === "backup"
-    ? [["repo", request.repo], ["source", request.source], ["db", request.db]]
+    ? [
+      ["repo", request.repo],
+      ...(remote ? [] : [
+        ["source", request.source],
+        ["db", request.db],
+      ] as Array<[string, string | undefined]>),
+    ]
     : request.kind === "restore"
-    ? [["repo", request.repo], ["target", request.target], ["source", request.source]]
-    : [["repo", request.repo]];
+    ? [
+      ["repo", request.repo],
+      ...(remote ? [] : [
+        ["target", request.target],
+        ["source", request.source],
+      ] as Array<[string, string | undefined]>),
+    ]
+    : request.kind === "verify"
+    ? [["repo", request.repo]]
+    : [];
   return fields.filter((field): field is [string, string] => field[1] !== undefined);
 }
 
 /** Where a job is in its life. */
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 
-/** Progress a job reports while it runs. */
+/** Progress a job reports while it runs: what the CLI's progress bar shows. */
 export interface JobProgress {
   /** Files done. */
   readonly files: number;
   /** Bytes done. */
   readonly bytes: number;
+  /** Bytes planned (what `bytes` grows toward), or 0 while unknown. */
+  readonly totalBytes: number;
   /** Bytes that went through the storage region. */
   readonly storageBytes: number;
   /** Bytes that went over the network. */
@@ -180,6 +262,23 @@ export type JobExecutor = (
   context: { readonly signal: AbortSignal; readonly report: (progress: JobProgress) => void },
 ) => Promise<unknown>;
 
+/**
+ * A job that failed but has a result to show (a restore that wrote all but some files lists
+ * them): the queue records both the error and the result.
+ */
+export class JobFailure extends Error {
+  /**
+   * Makes the failure.
+   *
+   * @param message why the job failed
+   * @param result what it did nonetheless
+   */
+  constructor(message: string, readonly result: unknown) {
+    super(message);
+    this.name = "JobFailure";
+  }
+}
+
 /** Raised when the queue refuses a job. */
 export class JobQueueFullError extends Error {
   /**
@@ -203,12 +302,20 @@ export interface JobQueueLimits {
   readonly eventsPerJobMax?: number;
   /** Most event listeners per job (default 16). */
   readonly listenersPerJobMax?: number;
+  /** Most jobs running at once (default 1: one after the other). */
+  readonly runningMax?: number;
 }
 
-const NO_PROGRESS: JobProgress = { files: 0, bytes: 0, storageBytes: 0, networkBytes: 0 };
+const NO_PROGRESS: JobProgress = {
+  files: 0,
+  bytes: 0,
+  totalBytes: 0,
+  storageBytes: 0,
+  networkBytes: 0,
+};
 
 /**
- * Runs jobs one at a time, in order.
+ * Runs jobs in order, one at a time unless `runningMax` allows more at once.
  *
  * @example
  * ```ts
@@ -227,8 +334,9 @@ export class JobQueue {
   readonly #events = new Map<string, JobEvent[]>();
   readonly #listeners = new Map<string, Set<(event: JobEvent) => void>>();
   readonly #controllers = new Map<string, AbortController>();
-  readonly #settled = new Map<string, Promise<void>>();
-  #tail: Promise<void> = Promise.resolve();
+  readonly #settled = new Map<string, { promise: Promise<void>; resolve: () => void }>();
+  readonly #waiting: JobRecord[] = [];
+  #running = 0;
   #nextId = 1;
 
   /**
@@ -246,6 +354,7 @@ export class JobQueue {
       historyMax: limits.historyMax ?? 100,
       eventsPerJobMax: limits.eventsPerJobMax ?? 256,
       listenersPerJobMax: limits.listenersPerJobMax ?? 16,
+      runningMax: limits.runningMax ?? 1,
     };
   }
 
@@ -265,9 +374,11 @@ export class JobQueue {
     this.#events.set(id, []);
     this.#controllers.set(id, new AbortController());
     this.#forgetOldest();
-    const run = this.#tail.then(() => this.#run(job));
-    this.#tail = run;
-    this.#settled.set(id, run);
+    let resolve = () => {};
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#settled.set(id, { promise, resolve });
+    this.#waiting.push(job);
+    this.#startWaiting();
     return job;
   }
 
@@ -283,7 +394,24 @@ export class JobQueue {
 
   /** Resolves when the job has ended (or at once for an unknown id). */
   async settled(id: string): Promise<void> {
-    await this.#settled.get(id);
+    await this.#settled.get(id)?.promise;
+  }
+
+  /** Starts waiting jobs while fewer than `runningMax` run (bounded by the queue). */
+  #startWaiting(): void {
+    while (this.#running < this.#limits.runningMax && this.#waiting.length > 0) {
+      const job = this.#waiting.shift()!;
+      if (job.state !== "queued") {
+        this.#settled.get(job.id)?.resolve();
+        continue;
+      }
+      this.#running++;
+      this.#run(job).finally(() => {
+        this.#running--;
+        this.#settled.get(job.id)?.resolve();
+        this.#startWaiting();
+      });
+    }
   }
 
   /**
@@ -297,7 +425,12 @@ export class JobQueue {
     if (job === undefined || isEnded(job.state)) return false;
     job.cancelRequestedMs ??= this.#nowMs();
     this.#controllers.get(id)?.abort(new Error("cancelled by request"));
-    if (job.state === "queued") this.#setState(job, "cancelled");
+    if (job.state === "queued") {
+      this.#setState(job, "cancelled");
+      const at = this.#waiting.indexOf(job);
+      if (at >= 0) this.#waiting.splice(at, 1);
+      this.#settled.get(id)?.resolve();
+    }
     return true;
   }
 
@@ -351,6 +484,7 @@ export class JobQueue {
       this.#setState(job, "succeeded");
     } catch (error) {
       job.error = error instanceof Error ? error.message : String(error);
+      if (error instanceof JobFailure) job.result = error.result;
       this.#setState(job, controller.signal.aborted ? "cancelled" : "failed");
     } finally {
       job.endedMs = this.#nowMs();
@@ -391,4 +525,53 @@ export class JobQueue {
 /** True for the states a job never leaves. */
 export function isEnded(state: JobState): boolean {
   return state === "succeeded" || state === "failed" || state === "cancelled";
+}
+
+/**
+ * The HTTP app's port onto a job queue: requests validated by {@link JobRequestSchema}, the
+ * paths of this machine they name ({@link jobPathFields}), and the queue's records and events.
+ *
+ * @param queue the job queue
+ * @returns the port for `ControlServices.jobs`
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { JobQueue, jobsPort } from "./jobs.ts";
+ * const port = jobsPort(new JobQueue(async () => ({}), () => Date.now()));
+ * const parsed = port.parse({ kind: "backup", repo: "/r", mode: "db" });
+ * assert.ok(!parsed.ok && parsed.field === "db");
+ * ```
+ */
+export function jobsPort(queue: JobQueue): JobsPort {
+  return {
+    parse(body) {
+      const parsed = JobRequestSchema.safeParse(body);
+      if (parsed.success) return { ok: true, value: parsed.data };
+      const issue = parsed.error.issues[0]!;
+      const field = issue.path.length > 0
+        ? issue.path.join(".")
+        : issue.code === "unrecognized_keys"
+        ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
+        : "(body)";
+      return { ok: false, field, message: issue.message };
+    },
+    localPaths: (request) => jobPathFields(request as JobRequest),
+    submit(request) {
+      try {
+        return { job: queue.submit(request as JobRequest) };
+      } catch (error) {
+        if (error instanceof JobQueueFullError) return { busy: error.message };
+        throw error;
+      }
+    },
+    list: () => queue.list(),
+    get: (id) => queue.get(id),
+    cancel(id) {
+      if (queue.get(id) === undefined) return "unknown";
+      return queue.cancel(id) ? "cancelled" : "ended";
+    },
+    subscribe: (id, listener) => queue.subscribe(id, listener),
+    totals: () => queue.totals(),
+  };
 }

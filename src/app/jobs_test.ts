@@ -6,9 +6,9 @@ const verify = { kind: "verify", repo: "/repo" } as const;
 Deno.test("jobs run one at a time, in the order they were submitted", async () => {
   const order: string[] = [];
   const queue = new JobQueue(async (request) => {
-    order.push(`start ${request.repo}`);
+    order.push(`start ${"repo" in request ? request.repo : ""}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
-    order.push(`end ${request.repo}`);
+    order.push(`end ${"repo" in request ? request.repo : ""}`);
   }, () => 0);
   const first = queue.submit({ ...verify, repo: "a" });
   const second = queue.submit({ ...verify, repo: "b" });
@@ -19,7 +19,9 @@ Deno.test("jobs run one at a time, in the order they were submitted", async () =
 
 Deno.test("a failing job is failed with its message and the next job still runs", async () => {
   const queue = new JobQueue((request) => {
-    if (request.repo === "bad") return Promise.reject(new Error("repository is corrupt"));
+    if ("repo" in request && request.repo === "bad") {
+      return Promise.reject(new Error("repository is corrupt"));
+    }
     return Promise.resolve("fine");
   }, () => 0);
   const bad = queue.submit({ ...verify, repo: "bad" });
@@ -55,7 +57,7 @@ Deno.test("a cancelled queued job never runs; subscribers see every event in ord
   let runs = 0;
   const queue = new JobQueue(async (_request, { report }) => {
     runs++;
-    report({ files: 1, bytes: 2, storageBytes: 2, networkBytes: 0 });
+    report({ files: 1, bytes: 2, totalBytes: 2, storageBytes: 2, networkBytes: 0 });
     await gate;
   }, () => 0);
   const first = queue.submit(verify);
