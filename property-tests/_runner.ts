@@ -8,6 +8,7 @@
 
 import type { CheckDetails, CheckParameters, Suite } from "./_suite.ts";
 import { failureReport, isModelBasedReport } from "./_suite.ts";
+import type { SuitesPort } from "../src/adapters/http.ts";
 
 /** What to run and how. */
 export interface RunOptions {
@@ -126,5 +127,29 @@ async function checkOne(
     report,
     path,
     replay,
+  };
+}
+
+/**
+ * The HTTP app's port onto conformance suites: `POST /v1/conformance` runs the suites whose name
+ * starts with the one asked for (all without one), within the app's time budget.
+ *
+ * @param suites the suites on offer
+ * @returns the port for `ControlServices.suites`
+ */
+export function suitesPort(suites: () => readonly Suite[]): SuitesPort {
+  return {
+    async run(options) {
+      const chosen = suites().filter((suite) =>
+        options.suite === undefined || suite.name.startsWith(options.suite)
+      );
+      if (chosen.length === 0) return undefined;
+      const results = await runSuites(chosen, {
+        runs: options.runs,
+        seed: options.seed,
+        budgetMs: options.budgetMs,
+      });
+      return { passed: results.every((result) => result.passed), results };
+    },
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type ControlServices, createControlApp, type StorageOccupancy } from "./http.ts";
-import { type JobExecutor, JobQueue } from "../app/jobs.ts";
+import { type JobExecutor, JobQueue, jobsPort } from "../app/jobs.ts";
+import { suitesPort } from "../../property-tests/_runner.ts";
 import { canonicalPath } from "../app/paths.ts";
 import { descriptorSuite } from "../../property-tests/dispatch_suite.ts";
 
@@ -24,7 +25,7 @@ async function fixture(
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
   const execute: JobExecutor = async (request, { signal, report }) => {
-    report({ files: 1, bytes: 10, storageBytes: 10, networkBytes: 0 });
+    report({ files: 1, bytes: 10, totalBytes: 10, storageBytes: 10, networkBytes: 0 });
     await Promise.race([
       gate,
       new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
@@ -37,12 +38,12 @@ async function fixture(
     token: TOKEN,
     roots: [root],
     resolvePath: canonicalPath,
-    jobs,
+    jobs: jobsPort(jobs),
     listSnapshots: (repo) => Promise.resolve([{ repo }]),
     snapshotEntries: (repo, id, offset, limit) =>
       Promise.resolve(id === "unknown" ? undefined : { repo, id, offset, limit }),
     storageOccupancy: () => options.occupancy,
-    suites: () => [descriptorSuite()],
+    suites: suitesPort(() => [descriptorSuite()]),
     bodyBytesMax: options.bodyBytesMax ?? 1024,
     conformanceBudgetMs: 5_000,
   };

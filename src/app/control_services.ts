@@ -7,10 +7,13 @@
  */
 
 import type { ControlServices, StorageOccupancy } from "../adapters/http.ts";
-import { usageOfBuffer } from "../core/stp/usage.ts";
+import { type RegionUsage, regionUsage, usageOfBuffer } from "../core/stp/usage.ts";
+import type { Region } from "../core/stp/region.ts";
+import type { RegionLayout } from "../core/stp/layout.ts";
 import type { Suite } from "../../property-tests/_suite.ts";
 import { RepositoryError } from "./errors.ts";
-import type { JobQueue } from "./jobs.ts";
+import { type JobQueue, jobsPort } from "./jobs.ts";
+import { suitesPort } from "../../property-tests/_runner.ts";
 import { canonicalPath } from "./paths.ts";
 import { openRepository } from "./repository.ts";
 import { listSnapshotSummaries, readEntriesPage } from "./snapshot_summaries.ts";
@@ -21,7 +24,8 @@ export interface DenoServicesOptions {
   /** Canonical directories requests may touch. */
   readonly roots: readonly string[];
   readonly jobs: JobQueue;
-  readonly region: SharedArrayBuffer | null;
+  /** The region: shared memory, a mapped region file, or null. */
+  readonly region: SharedArrayBuffer | Region | null;
   readonly suites: () => Suite[];
 }
 
@@ -31,10 +35,14 @@ export interface DenoServicesOptions {
  * @param region a formatted region
  * @returns control blocks in use and, per STG, bytes and ports in use
  */
-export function occupancyOf(region: SharedArrayBuffer): StorageOccupancy {
-  const usage = usageOfBuffer(region);
-  if (!usage.ok) throw new Error(usage.message);
-  const { layout, blocks, extents, ports } = usage.value;
+export function occupancyOf(region: SharedArrayBuffer | Region): StorageOccupancy {
+  let usage: RegionUsage & { layout: RegionLayout };
+  if (region instanceof SharedArrayBuffer) {
+    const found = usageOfBuffer(region);
+    if (!found.ok) throw new Error(found.message);
+    usage = found.value;
+  } else usage = { ...regionUsage(region.memory, region.layout), layout: region.layout };
+  const { layout, blocks, extents, ports } = usage;
   const inStg = (stg: typeof layout.stgs[number]) => (extent: number) =>
     extent >= stg.firstExtent && extent < stg.firstExtent + stg.extentCount;
   return {
@@ -60,7 +68,7 @@ export function denoControlServices(options: DenoServicesOptions): ControlServic
     token: options.token,
     roots: options.roots,
     resolvePath: canonicalPath,
-    jobs: options.jobs,
+    jobs: jobsPort(options.jobs),
     listSnapshots: async (repo) => await listSnapshotSummaries(await openRepository(repo)),
     snapshotEntries: async (repo, id, offset, limit) => {
       try {
@@ -71,6 +79,6 @@ export function denoControlServices(options: DenoServicesOptions): ControlServic
       }
     },
     storageOccupancy: () => region === null ? undefined : occupancyOf(region),
-    suites: options.suites,
+    suites: suitesPort(options.suites),
   };
 }
