@@ -175,12 +175,47 @@ Deno.test("bad job bodies are 400 naming the field; paths outside the roots are 
       ),
       403,
     );
+    await expectProblem(
+      await f.app.request(post("/v1/jobs", { kind: "backup", repo: f.root, mode: "db" })),
+      400,
+      /^db: is needed with mode db/,
+    );
+    await expectProblem(
+      await f.app.request(post("/v1/jobs", { kind: "backup", repo: f.root, agent: "no-port" })),
+      400,
+      /^agent: must be host:port/,
+    );
     await Deno.symlink("/etc", `${f.root}/link`);
     await expectProblem(
       await f.app.request(post("/v1/jobs", { kind: "verify", repo: `${f.root}/link/x` })),
       403,
     );
     assert.equal(f.jobs.list().length, 0, "no refused request started a job");
+  } finally {
+    await f.dispose();
+  }
+});
+
+Deno.test("with an agent, the source and target are the agent's: only the repository is checked against the roots", async () => {
+  const f = await fixture();
+  try {
+    const backup = await f.app.request(post("/v1/jobs", {
+      kind: "backup",
+      agent: "10.0.0.2:7000",
+      source: "/data/on/the/agent",
+      repo: f.root,
+    }));
+    assert.equal(backup.status, 202);
+    await expectProblem(
+      await f.app.request(post("/v1/jobs", {
+        kind: "restore",
+        agent: "10.0.0.2:7000",
+        repo: "/etc",
+        target: "/restore/on/the/agent",
+      })),
+      403,
+      /\/etc/,
+    );
   } finally {
     await f.dispose();
   }

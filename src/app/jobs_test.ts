@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type JobEvent, JobQueue, JobQueueFullError } from "./jobs.ts";
+import { type JobEvent, JobFailure, JobQueue, JobQueueFullError } from "./jobs.ts";
 
 const verify = { kind: "verify", repo: "/repo" } as const;
 
@@ -15,6 +15,36 @@ Deno.test("jobs run one at a time, in the order they were submitted", async () =
   await queue.settled(second.id);
   assert.deepEqual(order, ["start a", "end a", "start b", "end b"]);
   assert.equal(queue.get(first.id)?.state, "succeeded");
+});
+
+Deno.test("with runningMax, that many jobs run at once and the rest wait their turn", async () => {
+  let running = 0;
+  let most = 0;
+  const queue = new JobQueue(
+    async () => {
+      most = Math.max(most, ++running);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      running--;
+    },
+    () => 0,
+    { runningMax: 2 },
+  );
+  const jobs = [1, 2, 3, 4, 5].map((n) => queue.submit({ ...verify, repo: `r${n}` }));
+  for (const job of jobs) await queue.settled(job.id);
+  assert.equal(most, 2);
+  assert.ok(jobs.every((job) => queue.get(job.id)?.state === "succeeded"));
+});
+
+Deno.test("a JobFailure fails its job and keeps what it did as the result", async () => {
+  const queue = new JobQueue(
+    () => Promise.reject(new JobFailure("2 files not restored", { ok: false })),
+    () => 0,
+  );
+  const job = queue.submit(verify);
+  await queue.settled(job.id);
+  assert.deepEqual([queue.get(job.id)?.state, queue.get(job.id)?.result], ["failed", {
+    ok: false,
+  }]);
 });
 
 Deno.test("a failing job is failed with its message and the next job still runs", async () => {
