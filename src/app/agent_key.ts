@@ -93,6 +93,21 @@ export async function importAgentKey(bytes: Uint8Array): Promise<AgentKey> {
 export async function loadAgentKey(
   options: { readonly envValue?: string; readonly keyFile?: string },
 ): Promise<AgentKey | null> {
+  const bytes = await loadAgentKeyBytes(options);
+  return bytes === null ? null : await importAgentKey(bytes);
+}
+
+/**
+ * The agent key's bytes, as {@link loadAgentKey} finds them (for hosts that import it
+ * themselves: a Worker gets bytes, not a CryptoKey).
+ *
+ * @param options the environment's value and the key file, if any
+ * @returns the bytes (at least {@link AGENT_KEY_BYTES_MIN}), or null when neither is set
+ * @throws {AgentKeyError} for an empty or short key, or an unreadable key file
+ */
+export async function loadAgentKeyBytes(
+  options: { readonly envValue?: string; readonly keyFile?: string },
+): Promise<Uint8Array | null> {
   let bytes: Uint8Array;
   if (options.keyFile !== undefined) {
     try {
@@ -107,7 +122,12 @@ export async function loadAgentKey(
   } else if (options.envValue !== undefined) {
     bytes = new TextEncoder().encode(options.envValue);
   } else return null;
-  return await importAgentKey(bytes);
+  if (bytes.length < AGENT_KEY_BYTES_MIN) {
+    throw new AgentKeyError(
+      `the agent key has ${bytes.length} bytes; it needs at least ${AGENT_KEY_BYTES_MIN}`,
+    );
+  }
+  return bytes.slice();
 }
 
 const encode64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");

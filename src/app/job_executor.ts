@@ -1,6 +1,9 @@
 /**
  * The real work behind HTTP jobs: a backup runs as the CLI's does (two Worker hosts over
- * 127.0.0.1 and the server's storage region), a restore and a verify as their CLIs do.
+ * 127.0.0.1 and the server's storage region), or, with `agent`, toward that agent (the server's
+ * side in a Worker host, the client's on the agent); a restore reads the repository here, or
+ * with `agent` streams it to the agent; a verify as its CLI does; a validation checks every
+ * path to an agent.
  *
  * Paths are resolved again when a job starts, not only when it was submitted: a parent directory
  * swapped for a symlink while the job waited must not lead it out of the roots. The work is
@@ -10,7 +13,17 @@
  * @module
  */
 
-import { type JobExecutor, jobPathFields, type JobRequest } from "./jobs.ts";
+import {
+  type JobExecutor,
+  JobFailure,
+  jobPathFields,
+  type JobProgress,
+  type JobRequest,
+  type RestoreJobRequest,
+} from "./jobs.ts";
+import type { BackupProgress } from "./backup_client.ts";
+import { type AgentJobOptions, runAgentBackup, runAgentRestore } from "./agent_job.ts";
+import { validateAgent } from "./validate.ts";
 import { type BackupJobOptions, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";
@@ -25,8 +38,13 @@ export type BackupDrill = Pick<BackupJobOptions, "pauseServerAt" | "onServerPaus
 
 /** What the executor works with. */
 export interface JobExecutorOptions {
-  /** The region every backup job uses, or null for none. */
-  readonly region: SharedArrayBuffer | null;
+  /** The region every job uses: shared memory, a region file's path, or null for none. */
+  readonly region: SharedArrayBuffer | string | null;
+  /**
+   * The agent key's bytes for jobs toward agents; null runs them without a key (insecure);
+   * absent refuses them.
+   */
+  readonly agentKey?: Uint8Array | null;
   /** Canonical directories jobs may touch; every path is checked again when its job starts. */
   readonly roots: readonly string[];
   /** Drill options for a backup job, by its request (tests only). */
@@ -68,58 +86,57 @@ export async function resolveJobPaths<T extends JobRequest>(
   return resolved as T;
 }
 
+/** The progress a job reports, from a side's progress and the bytes known so far. */
+function progressOf(progress: BackupProgress): JobProgress {
+  return { ...progress, storageBytes: 0, networkBytes: 0 };
+}
+
 /**
  * Builds the executor for a server that owns one storage region.
  *
- * @param options the region, the roots and drill options
+ * @param options the region, the roots, the agent key and drill options
  * @returns the executor for a `JobQueue`
  */
 export function createJobExecutor(options: JobExecutorOptions): JobExecutor {
   return async (submitted, { signal, report }) => {
     const request = await resolveJobPaths(submitted, options.roots);
+    const onProgress = (progress: BackupProgress) => report(progressOf(progress));
+    const agentOptions = () => {
+      if (options.agentKey === undefined) {
+        throw new Error(
+          "this server has no agent key: set LANFREE_AGENT_KEY (or start it with --insecure-no-key)",
+        );
+      }
+      return { region: options.region, key: options.agentKey, signal, onProgress };
+    };
     switch (request.kind) {
       case "backup": {
-        const mode = request.mode;
-        const region = options.region;
-        const summary = await runBackupJob({
-          source: mode === "db" ? request.db ?? "" : request.source ?? SAMPLE_SOURCE,
-          repo: request.repo,
-          mode,
-          incremental: request.incremental,
-          channel: request.channel,
-          ...(region === null ? { regionMib: 0 } : { region }),
-          signal,
-          ...options.drill?.(request),
-          onProgress: (progress) =>
-            report({
-              files: progress.files,
-              bytes: progress.bytes,
-              storageBytes: 0,
-              networkBytes: 0,
-            }),
-        });
+        const summary = request.agent === undefined
+          ? await runBackupJob({
+            ...request,
+            source: request.mode === "fs" ? request.source ?? SAMPLE_SOURCE : undefined,
+            ...(options.region === null ? { regionMib: 0 } : { region: options.region }),
+            signal,
+            ...options.drill?.(request),
+            onProgress,
+          })
+          : await runAgentBackup({ ...request, agent: request.agent }, {
+            ...agentOptions(),
+            ...options.drill?.(request),
+          });
         report({
           files: summary.files,
           bytes: summary.fileBytes,
+          totalBytes: summary.fileBytes,
           storageBytes: summary.storageBytes,
           networkBytes: summary.networkBytes,
         });
         return summary;
       }
-      case "restore": {
-        const repo = await openRepository(request.repo);
-        const manifest = await resolveSnapshot(repo, request.snapshot, request.source);
-        const warning = await targetInsideSourceWarning(manifest.source, request.target);
-        const summary = await restoreSnapshot({
-          repo,
-          snapshot: manifest.id,
-          target: request.target,
-          path: request.path,
-          overwrite: request.overwrite,
-          preservePermissions: request.preservePermissions,
-        });
-        return { ...summary, warnings: warning === undefined ? [] : [warning] };
-      }
+      case "restore":
+        return request.agent === undefined
+          ? await restoreHere(request)
+          : await restoreOnAgent({ ...request, agent: request.agent }, agentOptions(), report);
       case "verify": {
         const verified = await verifyRepository(request.repo, request.snapshot);
         if (!verified.ok) {
@@ -130,6 +147,56 @@ export function createJobExecutor(options: JobExecutorOptions): JobExecutor {
         }
         return verified;
       }
+      case "validate": {
+        const validated = await validateAgent(request.agent, agentOptions());
+        if (!validated.ok) {
+          const broken = validated.paths.filter((path) => !path.works)
+            .map((path) => `${path.path}: ${path.reason}`);
+          throw new JobFailure(`not every path works (${broken.join("; ")})`, validated);
+        }
+        return validated;
+      }
     }
   };
+}
+
+/** A restore from a repository of this server into a directory of this server. */
+async function restoreHere(request: RestoreJobRequest) {
+  const repo = await openRepository(request.repo);
+  const manifest = await resolveSnapshot(repo, request.snapshot, request.source);
+  const warning = await targetInsideSourceWarning(manifest.source, request.target);
+  const summary = await restoreSnapshot({
+    repo,
+    snapshot: manifest.id,
+    target: request.target,
+    path: request.path,
+    overwrite: request.overwrite,
+    preservePermissions: request.preservePermissions,
+  });
+  return { ...summary, warnings: warning === undefined ? [] : [warning] };
+}
+
+/** A restore into a directory of an agent; some entries not restored fail it, summary kept. */
+async function restoreOnAgent(
+  request: RestoreJobRequest & { readonly agent: string },
+  options: AgentJobOptions,
+  report: (progress: JobProgress) => void,
+) {
+  const summary = await runAgentRestore(request, options);
+  report({
+    files: summary.files,
+    bytes: summary.bytes,
+    totalBytes: summary.bytes,
+    storageBytes: summary.storageBytes,
+    networkBytes: summary.networkBytes,
+  });
+  if (!summary.ok) {
+    const first = summary.problems.slice(0, 3).map((p) => p.message).join("; ");
+    throw new JobFailure(
+      `${summary.problems.length} of the snapshot's entries could not be restored on the agent ` +
+        `(the rest was): ${first}`,
+      summary,
+    );
+  }
+  return summary;
 }

@@ -6,18 +6,19 @@
 
 /**
  * Finds a well-known port whose successor is free too (the file-system flow uses WKP and
- * WKP+1) on 127.0.0.1. Another process could take it before use; callers treat EADDRINUSE as
- * a reason to pick again.
+ * WKP+1) on `host` (default 127.0.0.1). Another process could take it before use; callers treat
+ * EADDRINUSE as a reason to pick again.
  *
+ * @param host the address the ports are for
  * @returns the port
  */
-export function freePortPair(): number {
+export function freePortPair(host = "127.0.0.1"): number {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const first = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const first = Deno.listen({ hostname: host, port: 0 });
     const port = (first.addr as Deno.NetAddr).port;
     try {
       if (port >= 65535) continue;
-      Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
+      Deno.listen({ hostname: host, port: port + 1 }).close();
       return port;
     } catch {
       // WKP+1 taken: try another.
@@ -25,5 +26,5 @@ export function freePortPair(): number {
       first.close();
     }
   }
-  throw new Error("no free pair of adjacent ports on 127.0.0.1");
+  throw new Error(`no free pair of adjacent ports on ${host}`);
 }

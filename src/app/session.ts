@@ -188,6 +188,18 @@ export class Session {
     if (chunk.length > 0) await this.#send(this.#channels.data, TAG_DATA, chunk);
   }
 
+  /**
+   * Sends one data frame made of several parts (a record's prefix and its bytes, say) without
+   * joining them: the receiver gets them as one chunk.
+   */
+  async sendDataParts(parts: readonly Uint8Array[]): Promise<void> {
+    const length = parts.reduce((sum, part) => sum + part.length, 0);
+    if (length > DATA_CHUNK_BYTES_MAX) {
+      throw new RangeError(`data frame of ${length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`);
+    }
+    if (length > 0) await this.#send(this.#channels.data, TAG_DATA, ...parts);
+  }
+
   /** Marks the end of the data stream. */
   async endData(): Promise<void> {
     await this.#send(this.#channels.data, TAG_END, new Uint8Array(0));
@@ -217,16 +229,17 @@ export class Session {
     await Promise.allSettled(this.#pumps);
   }
 
-  async #send(fd: number, tag: number, payload: Uint8Array): Promise<void> {
+  async #send(fd: number, tag: number, ...payload: Uint8Array[]): Promise<void> {
     const previous = this.#sendLocks.get(fd) ?? Promise.resolve();
     this.#lastSentMs.set(fd, performance.now());
+    const length = payload.reduce((sum, part) => sum + part.length, 0);
     const sending = previous.then(async () => {
       const header = new Uint8Array(HEADER_BYTES);
       header[0] = tag;
-      new DataView(header.buffer).setUint32(1, payload.length, false);
+      new DataView(header.buffer).setUint32(1, length, false);
       await this.#sockets.send(fd, header);
-      if (payload.length > 0) await this.#sockets.send(fd, payload);
-      this.#count(fd, HEADER_BYTES + payload.length);
+      for (const part of payload) if (part.length > 0) await this.#sockets.send(fd, part);
+      this.#count(fd, HEADER_BYTES + length);
     });
     this.#sendLocks.set(fd, sending.catch(() => {}));
     await sending;

@@ -35,6 +35,7 @@
  */
 
 import { z } from "zod";
+import { SOCKET_ERROR_CODES } from "../dispatch/errors.ts";
 
 /** Largest text in one `part` message. */
 export const PART_CHARS_MAX = 16 * 1024;
@@ -177,7 +178,7 @@ export const DbFlowSchema = z.strictObject({
 /** How one side's handshake failed: the machine's reason. */
 export const FlowFailureSchema = z.strictObject({
   origin: z.enum(["local", "remote"]),
-  code: z.string().max(32),
+  code: z.enum(SOCKET_ERROR_CODES),
   step: z.string().max(16),
   message: text,
 });
@@ -208,6 +209,22 @@ export const RestoreBeginSchema = z.strictObject({
   snapshot: text,
   ancestry: z.array(text).min(1).max(100_000),
 });
+
+/**
+ * agent → server (restore), in `members` parts: the members of one archive the agent needs, by
+ * path and offset (null for a version-1 archive, read by name); `archive: null` ends the
+ * requests.
+ */
+export const MembersRequestSchema = z.strictObject({
+  archive: text.nullable(),
+  members: z.array(z.strictObject({
+    path: z.string().min(1).max(4096),
+    offset: z.int().min(0).nullable(),
+  })).max(10_000_000),
+});
+
+/** A validated member request. */
+export type MembersRequest = z.infer<typeof MembersRequestSchema>;
 
 /** Either way (validate): a test message on a channel. */
 export const ProbeSchema = z.strictObject({
