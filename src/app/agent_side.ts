@@ -132,6 +132,7 @@ export async function serveAgentJob(options: AgentSideOptions): Promise<AgentJob
     options.sockets,
     undefined,
     () => options.onEvent?.({ type: "listening", port: options.listen.port }),
+    options.signal,
   );
   if (outcome.status === "failed") {
     return { status: "no-job", reason: describeFailure(outcome.reason) };
