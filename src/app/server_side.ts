@@ -404,6 +404,7 @@ class ServerJob {
           config: {
             wellKnownPort,
             localHost: host.host,
+            peerHost: this.job.agent.host, // step 234 connects to the agent's dynamic port
             handshakeTimeoutMs: this.options.handshakeTimeoutMs,
           },
         },
