@@ -17,6 +17,7 @@ import type { MemberPiece } from "./_archive_read.ts";
 import {
   type ArchiveFiles,
   type FileJob,
+  IncompleteRestore,
   type RestoreOptions,
   restorePlanned,
   type RestoreSummary,
@@ -79,14 +80,24 @@ export async function runRestoreReceiver(
     0,
   );
   const progress = new ProgressReporter(session, totalBytes, options);
-  const summary = await restorePlanned(
-    manifest,
-    planned.plan,
-    options,
-    remoteArchives(session, progress),
-    startedMs,
-  ).finally(() => progress.flush());
-  await request(session, null, []);
+  const end = async () => {
+    await progress.flush();
+    await request(session, null, []); // the server waits for the end of the requests
+  };
+  let summary: RestoreSummary;
+  try {
+    summary = await restorePlanned(
+      manifest,
+      planned.plan,
+      options,
+      remoteArchives(session, progress),
+      startedMs,
+    );
+  } catch (error) {
+    if (error instanceof IncompleteRestore) await end(); // what could be restored was
+    throw error;
+  }
+  await end();
   return summary;
 }
 

@@ -23,7 +23,7 @@ import type { FileEntry, Manifest } from "../core/backup/manifest.ts";
 import { openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
 import { openRepository, readManifest, repoPaths, resolveSnapshot } from "./repository.ts";
 import type { Session } from "./session.ts";
-import type { BackupProgress } from "./backup_client.ts";
+import { type BackupProgress, PeerFailedError } from "./backup_client.ts";
 import { BackupError } from "./errors.ts";
 
 /** What to restore. */
@@ -119,7 +119,7 @@ async function nextRequest(
     const message = parseSessionMessage(await session.nextMessage("control"));
     if (message.type === "progress") onProgress?.(message);
     else if (message.type === "part") joiner.add(message);
-    else if (message.type === "failed") throw new SessionProtocolError(message.message);
+    else if (message.type === "failed") throw new PeerFailedError("client", message.message);
     else throw new SessionProtocolError(`unexpected ${message.type} during a restore`);
   }
   const parsed = MembersRequestSchema.safeParse(joiner.value());
