@@ -104,6 +104,16 @@ export async function twoHosts(): Promise<TwoHosts> {
   const made = await namespaces();
   if (typeof made !== "string") return made;
   console.error(`two-host tests: no network namespaces (${made}); running on 127.0.0.1/127.0.0.2`);
+  return loopbackHosts();
+}
+
+/**
+ * Two "hosts" on this machine: the agent on 127.0.0.1, the server's endpoint on 127.0.0.2 (two
+ * processes, as the `-2proc` benchmark rows run them).
+ *
+ * @returns the hosts
+ */
+export function loopbackHosts(): TwoHosts {
   const ports = new Map<string, number>();
   return {
     kind: "loopback",

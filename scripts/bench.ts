@@ -129,6 +129,10 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["backup-e2e", "tar-pipe"],
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
+    ["backup-2proc", "tar-pipe-synced"],
+    ["restore-2proc", "tar-pipe-synced"],
+    ["backup-2proc", "backup-e2e"],
+    ["restore-2proc", "restore-e2e"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];
