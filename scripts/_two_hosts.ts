@@ -108,17 +108,18 @@ export async function twoHosts(): Promise<TwoHosts> {
 }
 
 /**
- * Two "hosts" on this machine: the agent on 127.0.0.1, the server's endpoint on 127.0.0.2 (two
- * processes, as the `-2proc` benchmark rows run them).
+ * Two "hosts" on this machine: the agent on 127.0.0.1, the server's endpoint on 127.0.0.2 (or
+ * the address given: the benchmark, allowed 127.0.0.1 only, runs both there).
  *
+ * @param serverAddress where the server's endpoint listens
  * @returns the hosts
  */
-export function loopbackHosts(): TwoHosts {
+export function loopbackHosts(serverAddress = "127.0.0.2"): TwoHosts {
   const ports = new Map<string, number>();
   return {
     kind: "loopback",
     agentAddress: "127.0.0.1",
-    serverAddress: "127.0.0.2",
+    serverAddress,
     wrapper: () => [],
     port: (host, index) => {
       const key = `${host}:${index}`;

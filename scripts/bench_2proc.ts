@@ -38,7 +38,7 @@ export async function bench2proc(data: string, scratch: string): Promise<Row[]> 
   const shm = makeTempDirectory("/dev/shm/lanfree-bench-");
   const region = `${shm}/region`;
   createRegionFile(region, jobRegionConfig(64, 64, 30_000)).close();
-  const hosts = loopbackHosts();
+  const hosts = loopbackHosts("127.0.0.1");
   await Deno.mkdir(`${scratch}/server`, { recursive: true });
   await Deno.mkdir(`${scratch}/agent`, { recursive: true });
   const agent = await startAgent(hosts, {

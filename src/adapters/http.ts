@@ -19,7 +19,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import { RequestPathSchema } from "../core/backup/request_path.ts";
+import { firstIssue, RequestPathSchema } from "../core/backup/request_path.ts";
 
 /** What a port's validation of a request body gives: the value, or the field and why not. */
 export type Parsed<T> =
@@ -189,13 +189,8 @@ async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
   const body = await jsonBody(c);
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0
-      ? issue.path.join(".")
-      : issue.code === "unrecognized_keys"
-      ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
-      : "(body)";
-    problem(400, "Invalid request", `${field}: ${issue.message}`);
+    const { field, message } = firstIssue(parsed.error);
+    problem(400, "Invalid request", `${field}: ${message}`);
   }
   return parsed.data;
 }

@@ -63,11 +63,7 @@ export interface AgentKey {
  * @throws {AgentKeyError} for a key too short
  */
 export async function importAgentKey(bytes: Uint8Array): Promise<AgentKey> {
-  if (bytes.length < AGENT_KEY_BYTES_MIN) {
-    throw new AgentKeyError(
-      `the agent key has ${bytes.length} bytes; it needs at least ${AGENT_KEY_BYTES_MIN}`,
-    );
-  }
+  checkKeyLength(bytes);
   const key = await crypto.subtle.importKey(
     "raw",
     bytes.slice(), // a fresh copy: WebCrypto refuses views of a SharedArrayBuffer
@@ -122,12 +118,16 @@ export async function loadAgentKeyBytes(
   } else if (options.envValue !== undefined) {
     bytes = new TextEncoder().encode(options.envValue);
   } else return null;
+  checkKeyLength(bytes);
+  return bytes.slice();
+}
+
+function checkKeyLength(bytes: Uint8Array): void {
   if (bytes.length < AGENT_KEY_BYTES_MIN) {
     throw new AgentKeyError(
       `the agent key has ${bytes.length} bytes; it needs at least ${AGENT_KEY_BYTES_MIN}`,
     );
   }
-  return bytes.slice();
 }
 
 const encode64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");

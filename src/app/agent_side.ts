@@ -16,7 +16,6 @@
  */
 
 import type { Sockets } from "../core/dispatch/sockets.ts";
-import { SocketError } from "../core/dispatch/errors.ts";
 import type { HandshakeOutcome } from "./handshake_driver.ts";
 import type { StorageSockets } from "../adapters/shm.ts";
 import { type AgentKey, AgentKeyError, proveToServer } from "./agent_key.ts";
@@ -36,6 +35,7 @@ import {
 import type { Session } from "./session.ts";
 import {
   type BackupProgress,
+  errorOrigin,
   errorText,
   PeerFailedError,
   runBackupClient,
@@ -369,11 +369,6 @@ async function checkPaths(job: JobMessage, roots: readonly string[]): Promise<st
     });
   }
   return real;
-}
-
-function errorOrigin(error: unknown): "own" | "peer" | "transport" {
-  if (error instanceof PeerFailedError) return "peer";
-  return error instanceof SocketError ? "transport" : "own";
 }
 
 function stopReason(signal: AbortSignal): string {

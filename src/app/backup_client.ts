@@ -14,6 +14,7 @@ import {
   splitIntoParts,
 } from "../core/backup/protocol.ts";
 import type { Session } from "./session.ts";
+import { SocketError } from "../core/dispatch/errors.ts";
 import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
 import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
 import { archiveBytesEstimate } from "./tar_pack.ts";
@@ -168,6 +169,18 @@ export class PeerFailedError extends Error {
     super(`${peer} failed: ${reason}`);
     this.name = "PeerFailedError";
   }
+}
+
+/**
+ * Where a side's failure came from: `peer` (it failed because the peer reported a failure),
+ * `transport` (a socket failed, often because the peer went away), or `own` (the real cause).
+ *
+ * @param error what the side threw
+ * @returns its origin
+ */
+export function errorOrigin(error: unknown): "own" | "peer" | "transport" {
+  if (error instanceof PeerFailedError) return "peer";
+  return error instanceof SocketError ? "transport" : "own";
 }
 
 /** What the error channel told so far: the peer's `failed` message, if any. */

@@ -14,7 +14,7 @@ import type { SameType } from "../core/assert.ts";
 import type { JobsPort } from "../adapters/http.ts";
 
 export { REQUEST_PATH_BYTES_MAX, RequestPathSchema } from "../core/backup/request_path.ts";
-import { RequestPathSchema } from "../core/backup/request_path.ts";
+import { firstIssue, RequestPathSchema } from "../core/backup/request_path.ts";
 
 /**
  * An agent's address: `host:port` (an IPv6 host in brackets), the agent's well-known port.
@@ -547,14 +547,9 @@ export function jobsPort(queue: JobQueue): JobsPort {
   return {
     parse(body) {
       const parsed = JobRequestSchema.safeParse(body);
-      if (parsed.success) return { ok: true, value: parsed.data };
-      const issue = parsed.error.issues[0]!;
-      const field = issue.path.length > 0
-        ? issue.path.join(".")
-        : issue.code === "unrecognized_keys"
-        ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
-        : "(body)";
-      return { ok: false, field, message: issue.message };
+      return parsed.success
+        ? { ok: true, value: parsed.data }
+        : { ok: false, ...firstIssue(parsed.error) };
     },
     localPaths: (request) => jobPathFields(request as JobRequest),
     submit(request) {

@@ -34,6 +34,7 @@ import { type BackupServerResult, runBackupServer } from "./backup_server.ts";
 import { type RestoreSenderResult, runRestoreSender } from "./restore_sender.ts";
 import type { WriterStep } from "./snapshot_writer.ts";
 import { freePortPair } from "./ports.ts";
+import type { RestoreJobRequest } from "./jobs.ts";
 
 /** Tries of the job channel when the agent is between listeners or another server collided. */
 const JOB_CHANNEL_ATTEMPTS = 10;
@@ -61,16 +62,7 @@ export type ServerSideJob =
       readonly repo: string;
       readonly lockWaitMs: number;
     }
-    | {
-      readonly kind: "restore";
-      readonly repo: string;
-      readonly snapshot: string;
-      readonly source?: string | undefined;
-      readonly target: string;
-      readonly path?: string | undefined;
-      readonly overwrite: boolean;
-      readonly preservePermissions: boolean;
-    }
+    | Omit<RestoreJobRequest, "agent" | "mode" | "channel">
     | { readonly kind: "validate" }
   );
 

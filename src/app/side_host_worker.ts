@@ -17,11 +17,10 @@ import { createTcpSockets } from "../adapters/tcp.ts";
 import { createStorageSockets, type StorageSockets } from "../adapters/shm.ts";
 import { openRegionFile, type RegionFile } from "../adapters/region_file.ts";
 import { createRouter, unavailableSockets } from "../core/dispatch/router.ts";
-import { SocketError } from "../core/dispatch/errors.ts";
 import { importAgentKey } from "./agent_key.ts";
 import { type AgentJobOutcome, serveAgentJob } from "./agent_side.ts";
 import { runServerSide, type ServerSideJob, type ServerSideResult } from "./server_side.ts";
-import { type BackupProgress, errorText, PeerFailedError } from "./backup_client.ts";
+import { type BackupProgress, errorOrigin, errorText } from "./backup_client.ts";
 import type { WriterStep } from "./snapshot_writer.ts";
 import type { ExcludedPath } from "./source_exclusions.ts";
 import { freePortPair } from "./ports.ts";
@@ -78,11 +77,6 @@ const LISTEN_CYCLES_MAX = 10;
 const side = hostSide<SideHostInput, SideHostReport>();
 const cancelled = new AbortController();
 side.on("cancel", (message) => cancelled.abort(new Error(message.reason)));
-
-function errorOrigin(error: unknown): ErrorOrigin {
-  if (error instanceof PeerFailedError) return "peer";
-  return error instanceof SocketError ? "transport" : "own";
-}
 
 /** Asks the supervisor for a port to a hash worker (once per job). */
 function hashWorkerPort(): Promise<MessagePort> {
