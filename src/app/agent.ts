@@ -68,6 +68,11 @@ export type AgentEvent =
 
 /** The agent cannot listen on its address (taken, not an address of this host, no permission). */
 export class AgentListenError extends Error {
+  /**
+   * Makes the error.
+   *
+   * @param message the address and why it cannot be listened on
+   */
   constructor(message: string) {
     super(message);
     this.name = "AgentListenError";

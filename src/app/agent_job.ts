@@ -29,37 +29,47 @@ export interface AgentJobOptions {
   readonly handshakeTimeoutMs?: number;
   /** How long to wait for another backup's repository lock, ms (default 30 000). */
   readonly lockWaitMs?: number;
+  /** Called with the client's progress (files, bytes, total bytes). */
   readonly onProgress?: (progress: BackupProgress) => void;
+  /** Cancels the job (a backup's snapshot is then aborted). */
   readonly signal?: AbortSignal;
   /** Drill: the server stops at this writer step until the job is cancelled. */
   readonly pauseServerAt?: WriterStep;
+  /** Drill: called when the server has stopped at `pauseServerAt`. */
   readonly onServerPaused?: (step: WriterStep) => void;
 }
 
 /** What a restore through an agent did. */
 export interface RestoreJobSummary {
-  /** The snapshot restored, and the source it was backed up from. */
+  /** The snapshot restored. */
   readonly snapshot: string;
+  /** The source it was backed up from. */
   readonly source: string;
-  /** The agent, and the target there (canonical). */
+  /** The agent (`host:port`). */
   readonly agent: string;
+  /** The target on the agent (canonical). */
   readonly target: string;
   /** The handshake flow used. */
   readonly mode: "fs" | "db";
-  /** Regular files written, directories made, symlinks made. */
+  /** Regular files written. */
   readonly files: number;
+  /** Directories made. */
   readonly dirs: number;
+  /** Symlinks made. */
   readonly symlinks: number;
   /** File bytes written. */
   readonly bytes: number;
-  /** The channel the data went through, and why the network when storage was tried first. */
+  /** The channel the data went through. */
   readonly dataPath: "storage" | "network";
+  /** Why the data went over the network when storage was tried first, or null. */
   readonly fallbackReason: string | null;
-  /** Bytes that went through the storage region, and over the network. */
+  /** Bytes that went through the storage region (sent and received, frame headers included). */
   readonly storageBytes: number;
+  /** Bytes that went over the network (the data session's). */
   readonly networkBytes: number;
-  /** How long the job took, and file bytes written per second in MB. */
+  /** How long the job took. */
   readonly seconds: number;
+  /** File bytes written per second, in MB (10^6 bytes). */
   readonly megabytesPerSecond: number;
   /** True when every entry was restored. */
   readonly ok: boolean;
@@ -83,7 +93,14 @@ export function parseAgentAddress(address: string): { host: string; port: number
   return { host, port };
 }
 
-/** Runs the server's side of a job toward an agent. */
+/**
+ * Runs the server's side of a job toward an agent, in a Worker host.
+ *
+ * @param job what to do, with which agent
+ * @param options region, key, bounds, progress, cancel, drills
+ * @param repo the repository a backup writes (its leftovers are removed if the host dies)
+ * @returns what the server's side did
+ */
 export async function runTowardAgent(
   job: ServerSideJob,
   options: AgentJobOptions,

@@ -34,9 +34,11 @@ export interface PathReport {
   readonly detail: string | null;
   /** Each channel carried its payload intact. */
   readonly channels: { readonly control: boolean; readonly error: boolean; readonly data: boolean };
-  /** Bytes of the payload session per channel kind. */
+  /** Bytes of the payload session through storage (sent and received). */
   readonly storageBytes: number;
+  /** Bytes of the payload session over the network. */
   readonly networkBytes: number;
+  /** How long this path's check took. */
   readonly seconds: number;
 }
 
@@ -46,6 +48,7 @@ export interface ValidateReport {
   readonly agent: string;
   /** True only when every path works. */
   readonly ok: boolean;
+  /** Each path's report: `fs`, `db`, `network`. */
   readonly paths: readonly PathReport[];
 }
 
