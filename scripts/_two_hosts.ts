@@ -124,7 +124,7 @@ export function loopbackHosts(serverAddress = "127.0.0.2"): TwoHosts {
     port: (host, index) => {
       const key = `${host}:${index}`;
       if (!ports.has(key)) {
-        ports.set(key, freePortPair(host === "agent" ? "127.0.0.1" : "127.0.0.2"));
+        ports.set(key, freePortPair(host === "agent" ? "127.0.0.1" : serverAddress));
       }
       return ports.get(key)!;
     },
