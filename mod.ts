@@ -85,24 +85,14 @@ export {
   runBackupJob,
 } from "./src/app/backup_job.ts";
 export type { BackupProgress } from "./src/app/backup_client.ts";
-export {
-  type AgentEvent,
-  AgentListenError,
-  type AgentOptions,
-  runAgent,
-} from "./src/app/agent.ts";
-export {
-  type AgentKey,
-  AgentKeyError,
-  importAgentKey,
-  loadAgentKey,
-} from "./src/app/agent_key.ts";
+export { type AgentEvent, AgentListenError, type AgentOptions, runAgent } from "./src/app/agent.ts";
+export { type AgentKey, AgentKeyError, importAgentKey, loadAgentKey } from "./src/app/agent_key.ts";
 export {
   type AgentJobOptions,
   parseAgentAddress,
+  type RestoreJobSummary,
   runAgentBackup,
   runAgentRestore,
-  type RestoreJobSummary,
 } from "./src/app/agent_job.ts";
 export type { JobRegion } from "./src/app/side_host_worker.ts";
 export { type PathReport, validateAgent, type ValidateReport } from "./src/app/validate.ts";
