@@ -75,7 +75,7 @@ export {
   type DriveOptions,
   type HandshakeOutcome,
   readyToAccept,
-} from "./src/app/handshake_driver.ts";
+} from "./src/app/hosts/handshake_driver.ts";
 
 // The backup product, without its CLI.
 export {
@@ -86,7 +86,12 @@ export {
 } from "./src/app/backup_job.ts";
 export type { BackupProgress } from "./src/app/backup_client.ts";
 export { type AgentEvent, AgentListenError, type AgentOptions, runAgent } from "./src/app/agent.ts";
-export { type AgentKey, AgentKeyError, importAgentKey, loadAgentKey } from "./src/app/agent_key.ts";
+export {
+  type AgentKey,
+  AgentKeyError,
+  importAgentKey,
+  loadAgentKey,
+} from "./src/app/hosts/agent_key.ts";
 export {
   type AgentJobOptions,
   parseAgentAddress,
@@ -94,7 +99,7 @@ export {
   runAgentBackup,
   runAgentRestore,
 } from "./src/app/agent_job.ts";
-export type { JobRegion } from "./src/app/side_host_worker.ts";
+export type { JobRegion } from "./src/app/hosts/side_host_worker.ts";
 export { type PathReport, validateAgent, type ValidateReport } from "./src/app/validate.ts";
 export {
   type BackupSummary,

@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { hostSide } from "../src/adapters/host_link.ts";
 import { type AgentEvent, runAgent } from "../src/app/agent.ts";
-import { AGENT_KEY_ENV, loadAgentKey } from "../src/app/agent_key.ts";
+import { AGENT_KEY_ENV, loadAgentKey } from "../src/app/hosts/agent_key.ts";
 import { AgentAddressSchema } from "../src/app/jobs.ts";
 import { parseAgentAddress } from "../src/app/agent_job.ts";
 import { errorText } from "../src/app/backup_client.ts";

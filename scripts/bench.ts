@@ -23,8 +23,8 @@ import { benchStp } from "./bench_stp.ts";
 import { benchProc } from "./bench_proc.ts";
 import { benchBackup } from "./bench_backup.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
-import { runHandshakePair } from "../src/app/handshake_pair.ts";
-import { freePortPair } from "../src/app/ports.ts";
+import { runHandshakePair } from "../src/app/hosts/handshake_pair.ts";
+import { freePortPair } from "../src/app/hosts/ports.ts";
 
 /** One benchmark result. */
 export interface BenchRow {

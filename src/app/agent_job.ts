@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { JobRegion } from "./side_host_worker.ts";
+import type { JobRegion } from "./hosts/side_host_worker.ts";
 import { runSides } from "./job_hosts.ts";
 import type { ServerSideJob, ServerSideResult } from "./server_side.ts";
 import type { BackupProgress } from "./backup_client.ts";

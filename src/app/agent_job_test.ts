@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { runAgent } from "./agent.ts";
-import { importAgentKey } from "./agent_key.ts";
+import { importAgentKey } from "./hosts/agent_key.ts";
 import { runAgentBackup, runAgentRestore } from "./agent_job.ts";
 import { describeTree, withTempDir } from "./_testing.ts";
-import { freePortPair } from "./ports.ts";
+import { freePortPair } from "./hosts/ports.ts";
 import { openRepository, readManifest, repoPaths } from "./repository.ts";
 import type { AgentEvent } from "./agent.ts";
 

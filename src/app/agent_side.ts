@@ -16,9 +16,9 @@
  */
 
 import type { Sockets } from "../core/dispatch/sockets.ts";
-import type { HandshakeOutcome } from "./handshake_driver.ts";
+import type { HandshakeOutcome } from "./hosts/handshake_driver.ts";
 import type { StorageSockets } from "../adapters/shm.ts";
-import { type AgentKey, AgentKeyError, proveToServer } from "./agent_key.ts";
+import { type AgentKey, AgentKeyError, proveToServer } from "./hosts/agent_key.ts";
 import {
   parseSessionMessage,
   type SessionMessage,
@@ -31,8 +31,8 @@ import {
   JobSessions,
   PeerFlowResult,
   runHandshake,
-} from "./channels.ts";
-import type { Session } from "./session.ts";
+} from "./hosts/channels.ts";
+import type { Session } from "./hosts/session.ts";
 import {
   type BackupProgress,
   errorOrigin,
@@ -44,7 +44,7 @@ import { IncompleteRestore } from "./restore.ts";
 import { runRestoreReceiver } from "./restore_receiver.ts";
 import { canonicalPath, isInsidePath } from "./paths.ts";
 import { checkSource, sourceIdentity } from "./snapshot_source.ts";
-import { freePortPair } from "./ports.ts";
+import { freePortPair } from "./hosts/ports.ts";
 import { createHash } from "node:crypto";
 import type { Channels } from "../core/handshake/types.ts";
 import { type WalkResult, walkTree } from "./tree_walk.ts";

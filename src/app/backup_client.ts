@@ -13,7 +13,7 @@ import {
   SessionProtocolError,
   splitIntoParts,
 } from "../core/backup/protocol.ts";
-import type { Session } from "./session.ts";
+import type { Session } from "./hosts/session.ts";
 import { SocketError } from "../core/dispatch/errors.ts";
 import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
 import type { SkippedEntry, WalkResult } from "./tree_walk.ts";

@@ -17,7 +17,7 @@ import type { BackupClientResult, BackupProgress } from "./backup_client.ts";
 import { type ExcludedPath, repositoryExclusion } from "./source_exclusions.ts";
 import type { WriterStep } from "./snapshot_writer.ts";
 import { BackupJobError, blocksHeldIn, jobErrorMessage, runSides } from "./job_hosts.ts";
-import type { JobRegion } from "./side_host_worker.ts";
+import type { JobRegion } from "./hosts/side_host_worker.ts";
 import type { ServerSideResult } from "./server_side.ts";
 import type { BackupJobRequest } from "./jobs.ts";
 import { canonicalPath } from "./paths.ts";

@@ -11,7 +11,7 @@
 import { parseSessionMessage, PartJoiner, splitIntoParts } from "../core/backup/protocol.ts";
 import type { Manifest } from "../core/backup/manifest.ts";
 import { chooseParent, initRepository } from "./repository.ts";
-import type { Session } from "./session.ts";
+import type { Session } from "./hosts/session.ts";
 import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
 import {
   type BackupProgress,

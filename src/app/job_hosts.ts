@@ -23,10 +23,10 @@ import type {
   SideHostInput,
   SideHostJob,
   SideHostReport,
-} from "./side_host_worker.ts";
+} from "./hosts/side_host_worker.ts";
 import { removeLeftovers, type WriterStep } from "./snapshot_writer.ts";
 
-const WORKER = new URL("./side_host_worker.ts", import.meta.url);
+const WORKER = new URL("./hosts/side_host_worker.ts", import.meta.url);
 const HASH_WORKER = new URL("./_hash_worker.ts", import.meta.url);
 /** How long a failed side's job waits for the other side's account of the failure. */
 const ERROR_GRACE_MS = 2_000;

@@ -24,8 +24,8 @@ import {
 } from "./restore.ts";
 import { RestoreError, type RestoreErrorCode } from "./errors.ts";
 import { SessionProtocolError } from "../core/backup/protocol.ts";
-import type { Session } from "./session.ts";
-import { expectFromPeer } from "./channels.ts";
+import type { Session } from "./hosts/session.ts";
+import { expectFromPeer } from "./hosts/channels.ts";
 import type { BackupProgress } from "./backup_client.ts";
 
 /** Where and how to restore. */

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { Session } from "./session.ts";
-import { createTcpSockets } from "../adapters/tcp.ts";
-import { createStorageSockets } from "../adapters/shm.ts";
-import { createRouter } from "../core/dispatch/router.ts";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import { formatRegion } from "../core/stp/region.ts";
-import { SocketError } from "../core/dispatch/errors.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import { createStorageSockets } from "../../adapters/shm.ts";
+import { createRouter } from "../../core/dispatch/router.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
 
 async function tcpPair(sockets: Sockets) {
   const listener = await sockets.socket("network");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createTcpSockets } from "../adapters/tcp.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
 import { Session } from "./session.ts";
 import {
   AGENT_KEY_BYTES_MIN,
@@ -10,7 +10,7 @@ import {
   proveToAgent,
   proveToServer,
 } from "./agent_key.ts";
-import { withTempDir } from "./_testing.ts";
+import { withTempDir } from "../_testing.ts";
 
 /** Two sessions joined by real TCP connections on 127.0.0.1 (control and error). */
 async function sessionPair() {

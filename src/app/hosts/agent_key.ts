@@ -26,7 +26,7 @@
 
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
-import { parseSessionMessage } from "../core/backup/protocol.ts";
+import { parseSessionMessage } from "../../core/backup/protocol.ts";
 import type { Session } from "./session.ts";
 
 /** Fewest bytes an agent key may have. */

@@ -7,11 +7,11 @@
  * @module
  */
 
-import { type Result, SocketError } from "../core/dispatch/errors.ts";
-import type { AttachedRegion, StgInfo } from "../core/handshake/config.ts";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import { readFrame, writeFrame } from "../core/wire/frame.ts";
-import { decodeMessage, encodeMessage } from "../core/wire/messages.ts";
+import { type Result, SocketError } from "../../core/dispatch/errors.ts";
+import type { AttachedRegion, StgInfo } from "../../core/handshake/config.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { readFrame, writeFrame } from "../../core/wire/frame.ts";
+import { decodeMessage, encodeMessage } from "../../core/wire/messages.ts";
 import type {
   Channels,
   FailureReason,
@@ -19,7 +19,7 @@ import type {
   HandshakeMachine,
   HandshakeRole,
   SocketAction,
-} from "../core/handshake/types.ts";
+} from "../../core/handshake/types.ts";
 
 /** How a driven handshake ended. */
 export type HandshakeOutcome =

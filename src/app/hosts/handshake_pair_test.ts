@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { PAIR_REGION_CONFIG, runHandshakePair } from "./handshake_pair.ts";
 import { freePortPair } from "./ports.ts";
-import { formatRegion } from "../core/stp/region.ts";
-import { usageOfBuffer } from "../core/stp/usage.ts";
-import { createStorageSockets } from "../adapters/shm.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import { usageOfBuffer } from "../../core/stp/usage.ts";
+import { createStorageSockets } from "../../adapters/shm.ts";
 
 function shortTimeoutRegion(): SharedArrayBuffer {
   const region = formatRegion(

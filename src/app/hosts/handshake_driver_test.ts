@@ -2,16 +2,16 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { driveHandshake, readyToAccept, withStorageInfo } from "./handshake_driver.ts";
 import { freePortPair } from "./ports.ts";
-import { createTcpSockets } from "../adapters/tcp.ts";
-import { createStorageSockets, type StorageSockets } from "../adapters/shm.ts";
-import { createRouter } from "../core/dispatch/router.ts";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import { createHandshake } from "../core/handshake/mod.ts";
-import { parseHandshakeConfig } from "../core/handshake/config.ts";
-import type { HandshakeRole } from "../core/handshake/types.ts";
-import { formatRegion } from "../core/stp/region.ts";
-import { usageOfBuffer } from "../core/stp/usage.ts";
-import { readFrame, recvExactly, writeFrame } from "../core/wire/frame.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import { createStorageSockets, type StorageSockets } from "../../adapters/shm.ts";
+import { createRouter } from "../../core/dispatch/router.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { createHandshake } from "../../core/handshake/mod.ts";
+import { parseHandshakeConfig } from "../../core/handshake/config.ts";
+import type { HandshakeRole } from "../../core/handshake/types.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import { usageOfBuffer } from "../../core/stp/usage.ts";
+import { readFrame, recvExactly, writeFrame } from "../../core/wire/frame.ts";
 
 const STG = { id: 1, lengthBytes: 1 << 20 };
 

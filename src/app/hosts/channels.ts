@@ -7,12 +7,12 @@
  * @module
  */
 
-import { parseSessionMessage, type SessionMessage } from "../core/backup/protocol.ts";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import { parseHandshakeConfig } from "../core/handshake/config.ts";
-import { createHandshake, listensFirst } from "../core/handshake/mod.ts";
-import { createNetworkOnlyHandshake } from "../core/handshake/network_only.ts";
-import type { Channels, FailureReason, HandshakeRole } from "../core/handshake/types.ts";
+import { parseSessionMessage, type SessionMessage } from "../../core/backup/protocol.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { parseHandshakeConfig } from "../../core/handshake/config.ts";
+import { createHandshake, listensFirst } from "../../core/handshake/mod.ts";
+import { createNetworkOnlyHandshake } from "../../core/handshake/network_only.ts";
+import type { Channels, FailureReason, HandshakeRole } from "../../core/handshake/types.ts";
 import {
   driveHandshake,
   type HandshakeOutcome,
@@ -21,7 +21,7 @@ import {
   withStorageInfo,
 } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
-import { PeerFailedError } from "./backup_client.ts";
+import { PeerFailedError } from "../backup_client.ts";
 
 /** Which handshake: the flow of a role, or Fig. 4 alone (the job channel, the network path). */
 export type FlowKind = "storage" | "network";

@@ -14,10 +14,10 @@ import type {
   TransferReport,
 } from "./handshake_host_worker.ts";
 import type { HandshakeOutcome } from "./handshake_driver.ts";
-import { listensFirst, roleOf } from "../core/handshake/mod.ts";
-import { type HostLink, startWorkerHost } from "../adapters/host_link.ts";
-import { formatRegion } from "../core/stp/region.ts";
-import type { RegionConfig } from "../core/stp/layout.ts";
+import { listensFirst, roleOf } from "../../core/handshake/mod.ts";
+import { type HostLink, startWorkerHost } from "../../adapters/host_link.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import type { RegionConfig } from "../../core/stp/layout.ts";
 
 const WORKER = new URL("./handshake_host_worker.ts", import.meta.url);
 

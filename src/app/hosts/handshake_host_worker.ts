@@ -12,15 +12,15 @@
  */
 
 import { createHash } from "node:crypto";
-import { createTcpSockets } from "../adapters/tcp.ts";
-import { createStorageSockets } from "../adapters/shm.ts";
-import { createRouter } from "../core/dispatch/router.ts";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import { hostSide } from "../adapters/host_link.ts";
-import { createHandshake, listensFirst } from "../core/handshake/mod.ts";
-import { parseHandshakeConfig } from "../core/handshake/config.ts";
-import type { Channels, HandshakeRole } from "../core/handshake/types.ts";
-import { readFrame, writeFrame } from "../core/wire/frame.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import { createStorageSockets } from "../../adapters/shm.ts";
+import { createRouter } from "../../core/dispatch/router.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { hostSide } from "../../adapters/host_link.ts";
+import { createHandshake, listensFirst } from "../../core/handshake/mod.ts";
+import { parseHandshakeConfig } from "../../core/handshake/config.ts";
+import type { Channels, HandshakeRole } from "../../core/handshake/types.ts";
+import { readFrame, writeFrame } from "../../core/wire/frame.ts";
 import {
   driveHandshake,
   type HandshakeOutcome,

@@ -15,10 +15,10 @@
  * @module
  */
 
-import { kindOfDescriptor } from "../core/dispatch/descriptor.ts";
-import { SocketError } from "../core/dispatch/errors.ts";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import { recvExactly } from "../core/wire/frame.ts";
+import { kindOfDescriptor } from "../../core/dispatch/descriptor.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { recvExactly } from "../../core/wire/frame.ts";
 
 /** The named channels of a session and their descriptors (several may be the same). */
 export interface SessionChannels {
