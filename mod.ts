@@ -84,8 +84,13 @@ export {
   type BackupJobSummary,
   runBackupJob,
 } from "./src/app/backup_job.ts";
-export type { BackupProgress } from "./src/app/backup_client.ts";
-export { type AgentEvent, AgentListenError, type AgentOptions, runAgent } from "./src/app/agent.ts";
+export type { BackupProgress } from "./src/app/agent/backup_client.ts";
+export {
+  type AgentEvent,
+  AgentListenError,
+  type AgentOptions,
+  runAgent,
+} from "./src/app/agent/agent.ts";
 export {
   type AgentKey,
   AgentKeyError,
@@ -106,11 +111,11 @@ export {
   type LocalBackupOptions,
   runLocalBackup,
 } from "./src/app/local_backup.ts";
-export type { ChunkSink } from "./src/app/tar_pack.ts";
+export type { ChunkSink } from "./src/app/agent/tar_pack.ts";
 export type { WriterStep } from "./src/app/snapshot_writer.ts";
-export type { ExcludedPath } from "./src/app/source_exclusions.ts";
-export type { ArchiveChannel } from "./src/app/snapshot_source.ts";
-export type { SkippedEntry } from "./src/app/tree_walk.ts";
+export type { ExcludedPath } from "./src/app/agent/source_exclusions.ts";
+export type { ArchiveChannel } from "./src/app/agent/snapshot_source.ts";
+export type { SkippedEntry } from "./src/app/agent/tree_walk.ts";
 export {
   type RestoreOptions,
   type RestoreProblem,

@@ -14,7 +14,7 @@
  */
 
 import { type HostMessage, type ProcessHost, startProcessHost } from "../src/adapters/host_link.ts";
-import type { AgentEvent } from "../src/app/agent.ts";
+import type { AgentEvent } from "../src/app/agent/agent.ts";
 import type { ClientInput, ClientReport } from "./_two_hosts_client.ts";
 import { freePortPair } from "../src/app/hosts/ports.ts";
 

@@ -20,9 +20,9 @@ import {
   type BackupJobSummary,
   runBackupJob,
 } from "../src/app/backup_job.ts";
-import type { BackupProgress } from "../src/app/backup_client.ts";
+import type { BackupProgress } from "../src/app/agent/backup_client.ts";
 import { type BackupJobRequest, BackupJobSchema } from "../src/app/jobs.ts";
-import { checkSource, sourceIdentity } from "../src/app/snapshot_source.ts";
+import { checkSource, sourceIdentity } from "../src/app/agent/snapshot_source.ts";
 import { runRemoteJob, serverAddress } from "./_remote.ts";
 
 const USAGE = `usage: deno task backup [options]

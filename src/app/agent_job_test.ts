@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { runAgent } from "./agent.ts";
+import { runAgent } from "./agent/agent.ts";
 import { importAgentKey } from "./hosts/agent_key.ts";
 import { runAgentBackup, runAgentRestore } from "./agent_job.ts";
 import { describeTree, withTempDir } from "./_testing.ts";
 import { freePortPair } from "./hosts/ports.ts";
 import { openRepository, readManifest, repoPaths } from "./repository.ts";
-import type { AgentEvent } from "./agent.ts";
+import type { AgentEvent } from "./agent/agent.ts";
 
 const KEY = new TextEncoder().encode("agent-job-test-key-0123");
 

@@ -18,7 +18,7 @@ import {
   errorText,
   PeerFailedError,
   watchErrorChannel,
-} from "./backup_client.ts";
+} from "./agent/backup_client.ts";
 
 /** Where the server writes. */
 export interface BackupServerOptions {

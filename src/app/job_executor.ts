@@ -21,7 +21,7 @@ import {
   type JobRequest,
   type RestoreJobRequest,
 } from "./jobs.ts";
-import type { BackupProgress } from "./backup_client.ts";
+import type { BackupProgress } from "./agent/backup_client.ts";
 import { type AgentJobOptions, runAgentBackup, runAgentRestore } from "./agent_job.ts";
 import { validateAgent } from "./validate.ts";
 import { type BackupJobOptions, runBackupJob } from "./backup_job.ts";

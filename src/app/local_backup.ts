@@ -19,10 +19,14 @@ import {
   checkSource,
   prepareSnapshot,
   sourceIdentity,
-} from "./snapshot_source.ts";
-import type { ChunkSink } from "./tar_pack.ts";
-import { type SkippedEntry, walkTree } from "./tree_walk.ts";
-import { type ExcludedPath, repositoryExclusion, withoutExcluded } from "./source_exclusions.ts";
+} from "./agent/snapshot_source.ts";
+import type { ChunkSink } from "./agent/tar_pack.ts";
+import { type SkippedEntry, walkTree } from "./agent/tree_walk.ts";
+import {
+  type ExcludedPath,
+  repositoryExclusion,
+  withoutExcluded,
+} from "./agent/source_exclusions.ts";
 
 /** Options of {@link runLocalBackup}. */
 export interface LocalBackupOptions {

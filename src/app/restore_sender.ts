@@ -23,7 +23,7 @@ import type { FileEntry, Manifest } from "../core/backup/manifest.ts";
 import { openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
 import { openRepository, readManifest, repoPaths, resolveSnapshot } from "./repository.ts";
 import type { Session } from "./hosts/session.ts";
-import { type BackupProgress, PeerFailedError } from "./backup_client.ts";
+import { type BackupProgress, PeerFailedError } from "./agent/backup_client.ts";
 import { BackupError } from "./errors.ts";
 
 /** What to restore. */

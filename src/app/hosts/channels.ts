@@ -21,7 +21,7 @@ import {
   withStorageInfo,
 } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
-import { PeerFailedError } from "../backup_client.ts";
+import { PeerFailedError } from "../agent/backup_client.ts";
 
 /** Which handshake: the flow of a role, or Fig. 4 alone (the job channel, the network path). */
 export type FlowKind = "storage" | "network";

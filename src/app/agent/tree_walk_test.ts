@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { SourceError } from "./errors.ts";
+import { SourceError } from "../errors.ts";
 import { walkTree } from "./tree_walk.ts";
-import { withTempDir, writeFileWith } from "./_testing.ts";
+import { withTempDir, writeFileWith } from "../_testing.ts";
 
 Deno.test("walkTree() records symlinks without following them and lists parents first", async () => {
   await withTempDir(async (dir) => {

@@ -9,11 +9,11 @@
  * @module
  */
 
-import { createTcpSockets } from "../adapters/tcp.ts";
-import { createStorageSockets, type StorageSockets } from "../adapters/shm.ts";
-import { openRegionFile, type RegionFile } from "../adapters/region_file.ts";
-import { createRouter, unavailableSockets } from "../core/dispatch/router.ts";
-import type { AgentKey } from "./hosts/agent_key.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import { createStorageSockets, type StorageSockets } from "../../adapters/shm.ts";
+import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
+import { createRouter, unavailableSockets } from "../../core/dispatch/router.ts";
+import type { AgentKey } from "../hosts/agent_key.ts";
 import { type AgentJobEvent, type AgentJobOutcome, serveAgentJob } from "./agent_side.ts";
 import type { BackupProgress } from "./backup_client.ts";
 

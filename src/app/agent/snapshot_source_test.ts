@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "./local_backup.ts";
-import { withTempDir, writeFileWith } from "./_testing.ts";
+import { runLocalBackup } from "../local_backup.ts";
+import { withTempDir, writeFileWith } from "../_testing.ts";
 
 /** Every byte under `dir`, files concatenated (the repository as an attacker would grep it). */
 async function allBytes(dir: string): Promise<string> {

@@ -12,9 +12,9 @@ import {
   PartJoiner,
   SessionProtocolError,
   splitIntoParts,
-} from "../core/backup/protocol.ts";
-import type { Session } from "./hosts/session.ts";
-import { SocketError } from "../core/dispatch/errors.ts";
+} from "../../core/backup/protocol.ts";
+import type { Session } from "../hosts/session.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
 import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
 import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
 import { archiveBytesEstimate } from "./tar_pack.ts";

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { SourceError } from "./errors.ts";
-import { canonicalPath, isInsidePath } from "./paths.ts";
+import { SourceError } from "../errors.ts";
+import { canonicalPath, isInsidePath } from "../paths.ts";
 import type { WalkResult } from "./tree_walk.ts";
 
 /** A path of the source left out on purpose, relative to the source, and why. */

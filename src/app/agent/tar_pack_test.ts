@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { HASH_WORKER_MIN_BYTES, packEntries } from "./tar_pack.ts";
 import { walkTree } from "./tree_walk.ts";
-import { describeTree, gnuTarList, withTempDir, writeFileWith } from "./_testing.ts";
+import { describeTree, gnuTarList, withTempDir, writeFileWith } from "../_testing.ts";
 
 const ODD_NAMES = [
   "-leading dash",

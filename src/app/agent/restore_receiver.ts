@@ -9,11 +9,11 @@
  * @module
  */
 
-import { PartJoiner, splitIntoParts } from "../core/backup/protocol.ts";
-import { decodeRecord, type RestoreRecord } from "../core/backup/restore_stream.ts";
-import { planRestoreInChain } from "../core/backup/chain.ts";
-import { parseManifest } from "../core/backup/manifest.ts";
-import type { MemberPiece } from "./_archive_read.ts";
+import { PartJoiner, splitIntoParts } from "../../core/backup/protocol.ts";
+import { decodeRecord, type RestoreRecord } from "../../core/backup/restore_stream.ts";
+import { planRestoreInChain } from "../../core/backup/chain.ts";
+import { parseManifest } from "../../core/backup/manifest.ts";
+import type { MemberPiece } from "../_archive_read.ts";
 import {
   type ArchiveFiles,
   type FileJob,
@@ -21,11 +21,11 @@ import {
   type RestoreOptions,
   restorePlanned,
   type RestoreSummary,
-} from "./restore.ts";
-import { RestoreError, type RestoreErrorCode } from "./errors.ts";
-import { SessionProtocolError } from "../core/backup/protocol.ts";
-import type { Session } from "./hosts/session.ts";
-import { expectFromPeer } from "./hosts/channels.ts";
+} from "../restore.ts";
+import { RestoreError, type RestoreErrorCode } from "../errors.ts";
+import { SessionProtocolError } from "../../core/backup/protocol.ts";
+import type { Session } from "../hosts/session.ts";
+import { expectFromPeer } from "../hosts/channels.ts";
 import type { BackupProgress } from "./backup_client.ts";
 
 /** Where and how to restore. */

@@ -6,18 +6,18 @@
  * @module
  */
 
-import { type ChannelBytes, type Manifest, parseManifest } from "../core/backup/manifest.ts";
+import { type ChannelBytes, type Manifest, parseManifest } from "../../core/backup/manifest.ts";
 import {
   buildManifest,
   planSnapshot,
   type SnapshotPlan,
   type SourceEntry,
-} from "../core/backup/plan.ts";
+} from "../../core/backup/plan.ts";
 import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
-import { SourceError } from "./errors.ts";
+import { SourceError } from "../errors.ts";
 import { type ChunkSink, packEntries } from "./tar_pack.ts";
 import { type SkippedEntry, type WalkResult, walkTree } from "./tree_walk.ts";
-import { ownerNames } from "./_owners.ts";
+import { ownerNames } from "../_owners.ts";
 
 /** Which channel carried the archive, for the manifest's counters. */
 export type ArchiveChannel = "storage" | "network" | "none";

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { SourceEntry } from "../core/backup/plan.ts";
-import { SourceError } from "./errors.ts";
+import type { SourceEntry } from "../../core/backup/plan.ts";
+import { SourceError } from "../errors.ts";
 
 /** Deepest directory nesting walked. */
 export const WALK_DEPTH_MAX = 64;

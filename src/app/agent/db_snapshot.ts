@@ -7,8 +7,8 @@
  */
 
 import { backup, DatabaseSync } from "node:sqlite";
-import type { SourceEntry } from "../core/backup/plan.ts";
-import { SourceError } from "./errors.ts";
+import type { SourceEntry } from "../../core/backup/plan.ts";
+import { SourceError } from "../errors.ts";
 
 /** Pages copied per step of the online backup (other writers may run between steps). */
 const BACKUP_PAGES_PER_STEP = 4096;

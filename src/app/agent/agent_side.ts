@@ -15,15 +15,15 @@
  * @module
  */
 
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import type { HandshakeOutcome } from "./hosts/handshake_driver.ts";
-import type { StorageSockets } from "../adapters/shm.ts";
-import { type AgentKey, AgentKeyError, proveToServer } from "./hosts/agent_key.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import type { HandshakeOutcome } from "../hosts/handshake_driver.ts";
+import type { StorageSockets } from "../../adapters/shm.ts";
+import { type AgentKey, AgentKeyError, proveToServer } from "../hosts/agent_key.ts";
 import {
   parseSessionMessage,
   type SessionMessage,
   SessionProtocolError,
-} from "../core/backup/protocol.ts";
+} from "../../core/backup/protocol.ts";
 import {
   closeChannels,
   describeFailure,
@@ -31,8 +31,8 @@ import {
   JobSessions,
   PeerFlowResult,
   runHandshake,
-} from "./hosts/channels.ts";
-import type { Session } from "./hosts/session.ts";
+} from "../hosts/channels.ts";
+import type { Session } from "../hosts/session.ts";
 import {
   type BackupProgress,
   errorOrigin,
@@ -40,13 +40,13 @@ import {
   PeerFailedError,
   runBackupClient,
 } from "./backup_client.ts";
-import { IncompleteRestore } from "./restore.ts";
+import { IncompleteRestore } from "../restore.ts";
 import { runRestoreReceiver } from "./restore_receiver.ts";
-import { canonicalPath, isInsidePath } from "./paths.ts";
+import { canonicalPath, isInsidePath } from "../paths.ts";
 import { checkSource, sourceIdentity } from "./snapshot_source.ts";
-import { freePortPair } from "./hosts/ports.ts";
+import { freePortPair } from "../hosts/ports.ts";
 import { createHash } from "node:crypto";
-import type { Channels } from "../core/handshake/types.ts";
+import type { Channels } from "../../core/handshake/types.ts";
 import { type WalkResult, walkTree } from "./tree_walk.ts";
 import { type ExcludedPath, withoutExcluded } from "./source_exclusions.ts";
 
