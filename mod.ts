@@ -105,7 +105,7 @@ export {
   runAgentRestore,
 } from "./src/app/agent_job.ts";
 export type { JobRegion } from "./src/app/hosts/side_host_worker.ts";
-export { type PathReport, validateAgent, type ValidateReport } from "./src/app/validate.ts";
+export { type PathReport, validateAgent, type ValidateReport } from "./src/app/server/validate.ts";
 export {
   type BackupSummary,
   type LocalBackupOptions,

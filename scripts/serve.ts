@@ -15,7 +15,7 @@ import { JobQueue } from "../src/app/jobs.ts";
 import { createJobExecutor } from "../src/app/job_executor.ts";
 import { jobRegionConfig } from "../src/app/backup_job.ts";
 import { formatRegion } from "../src/core/stp/region.ts";
-import { denoControlServices } from "../src/app/control_services.ts";
+import { denoControlServices } from "../src/app/server/control_services.ts";
 import { openRegionFile, type RegionFile } from "../src/adapters/region_file.ts";
 import { AGENT_KEY_ENV, loadAgentKeyBytes } from "../src/app/hosts/agent_key.ts";
 import { lanfreeSuites } from "./conformance.ts";

@@ -5,7 +5,7 @@ import { regionUsage } from "../src/core/stp/usage.ts";
 import type { RegionConfig } from "../src/core/stp/layout.ts";
 import { describeTree } from "../src/app/_testing.ts";
 import type { AgentEvent } from "../src/app/agent/agent.ts";
-import type { ValidateReport } from "../src/app/validate.ts";
+import type { ValidateReport } from "../src/app/server/validate.ts";
 import { withShmDirectory } from "./_region_testing.ts";
 import {
   type AgentProcess,

@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { consoleIo, EXIT_FAILED, EXIT_USAGE, type Io } from "../src/app/_cli_support.ts";
 import { AgentAddressSchema } from "../src/app/jobs.ts";
-import type { PathReport, ValidateReport } from "../src/app/validate.ts";
+import type { PathReport, ValidateReport } from "../src/app/server/validate.ts";
 import { runRemoteJob, serverAddress } from "./_remote.ts";
 
 const USAGE = `usage: deno task validate --server URL --agent HOST:PORT [--json]

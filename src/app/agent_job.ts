@@ -10,7 +10,7 @@
 
 import type { JobRegion } from "./hosts/side_host_worker.ts";
 import { runSides } from "./job_hosts.ts";
-import type { ServerSideJob, ServerSideResult } from "./server_side.ts";
+import type { ServerSideJob, ServerSideResult } from "./server/server_side.ts";
 import type { BackupProgress } from "./agent/backup_client.ts";
 import type { BackupJobRequest, RestoreJobRequest } from "./jobs.ts";
 import { type BackupJobSummary, backupSummary } from "./backup_job.ts";

@@ -18,7 +18,7 @@ import { type ExcludedPath, repositoryExclusion } from "./agent/source_exclusion
 import type { WriterStep } from "./snapshot_writer.ts";
 import { BackupJobError, blocksHeldIn, jobErrorMessage, runSides } from "./job_hosts.ts";
 import type { JobRegion } from "./hosts/side_host_worker.ts";
-import type { ServerSideResult } from "./server_side.ts";
+import type { ServerSideResult } from "./server/server_side.ts";
 import type { BackupJobRequest } from "./jobs.ts";
 import { canonicalPath } from "./paths.ts";
 

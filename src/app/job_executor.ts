@@ -23,7 +23,7 @@ import {
 } from "./jobs.ts";
 import type { BackupProgress } from "./agent/backup_client.ts";
 import { type AgentJobOptions, runAgentBackup, runAgentRestore } from "./agent_job.ts";
-import { validateAgent } from "./validate.ts";
+import { validateAgent } from "./server/validate.ts";
 import { type BackupJobOptions, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";

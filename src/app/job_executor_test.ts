@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createJobExecutor } from "./job_executor.ts";
 import { JobQueue } from "./jobs.ts";
-import { denoControlServices } from "./control_services.ts";
+import { denoControlServices } from "./server/control_services.ts";
 import { createControlApp } from "../adapters/http.ts";
 import { backupHostsRunning, blocksHeld, jobRegionConfig } from "./backup_job.ts";
 import { runLocalBackup } from "./local_backup.ts";

@@ -16,7 +16,7 @@ import { openRegionFile, type RegionFile } from "../adapters/region_file.ts";
 import { regionUsage, usageOfBuffer } from "../core/stp/usage.ts";
 import type { BackupProgress } from "./agent/backup_client.ts";
 import type { AgentJobOutcome } from "./agent/agent_side.ts";
-import type { ServerSideResult } from "./server_side.ts";
+import type { ServerSideResult } from "./server/server_side.ts";
 import type {
   ErrorOrigin,
   JobRegion,

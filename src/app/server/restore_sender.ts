@@ -16,15 +16,15 @@ import {
   PartJoiner,
   SessionProtocolError,
   splitIntoParts,
-} from "../core/backup/protocol.ts";
-import { encodeRecord, piecePrefix } from "../core/backup/restore_stream.ts";
-import { CHAIN_LENGTH_MAX } from "../core/backup/chain.ts";
-import type { FileEntry, Manifest } from "../core/backup/manifest.ts";
-import { openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
-import { openRepository, readManifest, repoPaths, resolveSnapshot } from "./repository.ts";
-import type { Session } from "./hosts/session.ts";
-import { type BackupProgress, PeerFailedError } from "./agent/backup_client.ts";
-import { BackupError } from "./errors.ts";
+} from "../../core/backup/protocol.ts";
+import { encodeRecord, piecePrefix } from "../../core/backup/restore_stream.ts";
+import { CHAIN_LENGTH_MAX } from "../../core/backup/chain.ts";
+import type { FileEntry, Manifest } from "../../core/backup/manifest.ts";
+import { openArchive, openMember, readArchiveFiles } from "../_archive_read.ts";
+import { openRepository, readManifest, repoPaths, resolveSnapshot } from "../repository.ts";
+import type { Session } from "../hosts/session.ts";
+import { type BackupProgress, PeerFailedError } from "../agent/backup_client.ts";
+import { BackupError } from "../errors.ts";
 
 /** What to restore. */
 export interface RestoreSenderOptions {

@@ -8,17 +8,17 @@
  * @module
  */
 
-import { parseSessionMessage, PartJoiner, splitIntoParts } from "../core/backup/protocol.ts";
-import type { Manifest } from "../core/backup/manifest.ts";
-import { chooseParent, initRepository } from "./repository.ts";
-import type { Session } from "./hosts/session.ts";
-import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
+import { parseSessionMessage, PartJoiner, splitIntoParts } from "../../core/backup/protocol.ts";
+import type { Manifest } from "../../core/backup/manifest.ts";
+import { chooseParent, initRepository } from "../repository.ts";
+import type { Session } from "../hosts/session.ts";
+import { beginSnapshot, type WriterStep } from "../snapshot_writer.ts";
 import {
   type BackupProgress,
   errorText,
   PeerFailedError,
   watchErrorChannel,
-} from "./agent/backup_client.ts";
+} from "../agent/backup_client.ts";
 
 /** Where the server writes. */
 export interface BackupServerOptions {

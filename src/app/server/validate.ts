@@ -10,9 +10,9 @@
  * @module
  */
 
-import type { FailureReason } from "../core/handshake/types.ts";
-import { type AgentJobOptions, parseAgentAddress, runTowardAgent } from "./agent_job.ts";
-import { errorText } from "./agent/backup_client.ts";
+import type { FailureReason } from "../../core/handshake/types.ts";
+import { type AgentJobOptions, parseAgentAddress, runTowardAgent } from "../agent_job.ts";
+import { errorText } from "../agent/backup_client.ts";
 
 /** One path's report. */
 export interface PathReport {

@@ -11,14 +11,14 @@
  */
 
 import { createHash } from "node:crypto";
-import type { Sockets } from "../core/dispatch/sockets.ts";
-import type { FailureReason } from "../core/handshake/types.ts";
-import type { Channels } from "../core/handshake/types.ts";
-import type { SessionMessage } from "../core/backup/protocol.ts";
-import { parseSessionMessage, SessionProtocolError } from "../core/backup/protocol.ts";
-import type { StorageSockets } from "../adapters/shm.ts";
-import type { HandshakeOutcome } from "./hosts/handshake_driver.ts";
-import { type AgentKey, proveToAgent } from "./hosts/agent_key.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import type { FailureReason } from "../../core/handshake/types.ts";
+import type { Channels } from "../../core/handshake/types.ts";
+import type { SessionMessage } from "../../core/backup/protocol.ts";
+import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
+import type { StorageSockets } from "../../adapters/shm.ts";
+import type { HandshakeOutcome } from "../hosts/handshake_driver.ts";
+import { type AgentKey, proveToAgent } from "../hosts/agent_key.ts";
 import {
   closeChannels,
   describeFailure,
@@ -27,14 +27,14 @@ import {
   JobSessions,
   PeerFlowResult,
   runHandshake,
-} from "./hosts/channels.ts";
-import type { ChannelBytes, Session } from "./hosts/session.ts";
-import { type BackupProgress, errorText, PeerFailedError } from "./agent/backup_client.ts";
+} from "../hosts/channels.ts";
+import type { ChannelBytes, Session } from "../hosts/session.ts";
+import { type BackupProgress, errorText, PeerFailedError } from "../agent/backup_client.ts";
 import { type BackupServerResult, runBackupServer } from "./backup_server.ts";
 import { type RestoreSenderResult, runRestoreSender } from "./restore_sender.ts";
-import type { WriterStep } from "./snapshot_writer.ts";
-import { freePortPair } from "./hosts/ports.ts";
-import type { RestoreJobRequest } from "./jobs.ts";
+import type { WriterStep } from "../snapshot_writer.ts";
+import { freePortPair } from "../hosts/ports.ts";
+import type { RestoreJobRequest } from "../jobs.ts";
 
 /** Tries of the job channel when the agent is between listeners or another server collided. */
 const JOB_CHANNEL_ATTEMPTS = 10;

@@ -6,17 +6,17 @@
  * @module
  */
 
-import type { ControlServices, StorageOccupancy } from "../adapters/http.ts";
-import { type RegionUsage, regionUsage, usageOfBuffer } from "../core/stp/usage.ts";
-import type { Region } from "../core/stp/region.ts";
-import type { RegionLayout } from "../core/stp/layout.ts";
-import type { Suite } from "../../property-tests/_suite.ts";
-import { RepositoryError } from "./errors.ts";
-import { type JobQueue, jobsPort } from "./jobs.ts";
-import { suitesPort } from "../../property-tests/_runner.ts";
-import { canonicalPath } from "./paths.ts";
-import { openRepository } from "./repository.ts";
-import { listSnapshotSummaries, readEntriesPage } from "./snapshot_summaries.ts";
+import type { ControlServices, StorageOccupancy } from "../../adapters/http.ts";
+import { type RegionUsage, regionUsage, usageOfBuffer } from "../../core/stp/usage.ts";
+import type { Region } from "../../core/stp/region.ts";
+import type { RegionLayout } from "../../core/stp/layout.ts";
+import type { Suite } from "../../../property-tests/_suite.ts";
+import { RepositoryError } from "../errors.ts";
+import { type JobQueue, jobsPort } from "../jobs.ts";
+import { suitesPort } from "../../../property-tests/_runner.ts";
+import { canonicalPath } from "../paths.ts";
+import { openRepository } from "../repository.ts";
+import { listSnapshotSummaries, readEntriesPage } from "../snapshot_summaries.ts";
 
 /** What {@link denoControlServices} needs. */
 export interface DenoServicesOptions {
