@@ -112,7 +112,7 @@ export {
   runLocalBackup,
 } from "./src/app/local_backup.ts";
 export type { ChunkSink } from "./src/app/agent/tar_pack.ts";
-export type { WriterStep } from "./src/app/snapshot_writer.ts";
+export type { WriterStep } from "./src/app/repository/snapshot_writer.ts";
 export type { ExcludedPath } from "./src/app/agent/source_exclusions.ts";
 export type { ArchiveChannel } from "./src/app/agent/snapshot_source.ts";
 export type { SkippedEntry } from "./src/app/agent/tree_walk.ts";
@@ -121,9 +121,9 @@ export {
   type RestoreProblem,
   restoreSnapshot,
   type RestoreSummary,
-} from "./src/app/restore.ts";
-export type { ArchiveReader } from "./src/app/_tar_member.ts";
-export type { RestoreHooks } from "./src/app/_restore_target.ts";
+} from "./src/app/repository/restore.ts";
+export type { ArchiveReader } from "./src/app/repository/_tar_member.ts";
+export type { RestoreHooks } from "./src/app/repository/_restore_target.ts";
 export {
   BackupError,
   RepositoryError,
@@ -133,7 +133,11 @@ export {
   SourceError,
   type SourceErrorCode,
 } from "./src/app/errors.ts";
-export { type VerifyProblem, type VerifyReport, verifyRepository } from "./src/app/verify.ts";
+export {
+  type VerifyProblem,
+  type VerifyReport,
+  verifyRepository,
+} from "./src/app/repository/verify.ts";
 export {
   chooseParent,
   initRepository,
@@ -143,13 +147,13 @@ export {
   type ParentChoice,
   readManifest,
   type Repository,
-} from "./src/app/repository.ts";
+} from "./src/app/repository/repository.ts";
 export {
   type EntriesPage,
   listSnapshotSummaries,
   readEntriesPage,
   type SnapshotSummary,
-} from "./src/app/snapshot_summaries.ts";
+} from "./src/app/repository/snapshot_summaries.ts";
 export {
   createRegionFile,
   DEFAULT_REGION_DIRECTORY,

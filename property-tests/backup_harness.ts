@@ -7,8 +7,8 @@
 
 import tar from "tar-stream";
 import { runLocalBackup } from "../src/app/local_backup.ts";
-import { repoPaths } from "../src/app/repository.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
+import { repoPaths } from "../src/app/repository/repository.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
 import { describeTree } from "../src/app/_testing.ts";
 import type { BackupHarness, ChangeSpec, NodeSpec, SeenEntry } from "./backup_suite.ts";
 

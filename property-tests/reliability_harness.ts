@@ -15,9 +15,9 @@ import {
   listSnapshotIds,
   openRepository,
   repoPaths,
-} from "../src/app/repository.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
-import { verifyRepository } from "../src/app/verify.ts";
+} from "../src/app/repository/repository.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
+import { verifyRepository } from "../src/app/repository/verify.ts";
 import { spawnBackupChild } from "../src/app/_testing.ts";
 
 /** How long the rerun may wait for a lock: a dead writer's lock must not need the wait. */

@@ -17,7 +17,7 @@
 
 import { runLocalBackup } from "../src/app/local_backup.ts";
 import { runBackupJob } from "../src/app/backup_job.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
 import { bench2proc } from "./bench_2proc.ts";
 
 /** One benchmark result. */

@@ -9,8 +9,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { IncompleteRestore, restoreSnapshot } from "../src/app/restore.ts";
-import { openRepository, resolveSnapshot } from "../src/app/repository.ts";
+import { IncompleteRestore, restoreSnapshot } from "../src/app/repository/restore.ts";
+import { openRepository, resolveSnapshot } from "../src/app/repository/repository.ts";
 import { targetInsideSourceWarning } from "../src/app/paths.ts";
 import {
   consoleIo,

@@ -4,7 +4,7 @@ import { importAgentKey } from "./hosts/agent_key.ts";
 import { runAgentBackup, runAgentRestore } from "./agent_job.ts";
 import { describeTree, withTempDir } from "./_testing.ts";
 import { freePortPair } from "./hosts/ports.ts";
-import { openRepository, readManifest, repoPaths } from "./repository.ts";
+import { openRepository, readManifest, repoPaths } from "./repository/repository.ts";
 import type { AgentEvent } from "./agent/agent.ts";
 
 const KEY = new TextEncoder().encode("agent-job-test-key-0123");

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createHash } from "node:crypto";
 import { blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
-import { restoreSnapshot } from "./restore.ts";
-import { listSnapshotIds, openRepository, readManifest } from "./repository.ts";
+import { restoreSnapshot } from "./repository/restore.ts";
+import { listSnapshotIds, openRepository, readManifest } from "./repository/repository.ts";
 import { formatRegion } from "../core/stp/region.ts";
 import { spawnBackupChild } from "./_testing.ts";
 

@@ -24,7 +24,7 @@ import type {
   SideHostJob,
   SideHostReport,
 } from "./hosts/side_host_worker.ts";
-import { removeLeftovers, type WriterStep } from "./snapshot_writer.ts";
+import { removeLeftovers, type WriterStep } from "./repository/snapshot_writer.ts";
 
 const WORKER = new URL("./hosts/side_host_worker.ts", import.meta.url);
 const HASH_WORKER = new URL("./agent/_hash_worker.ts", import.meta.url);

@@ -12,8 +12,8 @@
  */
 
 import type { Manifest } from "../core/backup/manifest.ts";
-import { chooseParent, initRepository } from "./repository.ts";
-import { beginSnapshot, type WriterStep } from "./snapshot_writer.ts";
+import { chooseParent, initRepository } from "./repository/repository.ts";
+import { beginSnapshot, type WriterStep } from "./repository/snapshot_writer.ts";
 import {
   type ArchiveChannel,
   checkSource,

@@ -40,7 +40,7 @@ import {
   PeerFailedError,
   runBackupClient,
 } from "./backup_client.ts";
-import { IncompleteRestore } from "../restore.ts";
+import { IncompleteRestore } from "../repository/restore.ts";
 import { runRestoreReceiver } from "./restore_receiver.ts";
 import { canonicalPath, isInsidePath } from "../paths.ts";
 import { checkSource, sourceIdentity } from "./snapshot_source.ts";

@@ -13,7 +13,7 @@ import { PartJoiner, splitIntoParts } from "../../core/backup/protocol.ts";
 import { decodeRecord, type RestoreRecord } from "../../core/backup/restore_stream.ts";
 import { planRestoreInChain } from "../../core/backup/chain.ts";
 import { parseManifest } from "../../core/backup/manifest.ts";
-import type { MemberPiece } from "../_archive_read.ts";
+import type { MemberPiece } from "../repository/_archive_read.ts";
 import {
   type ArchiveFiles,
   type FileJob,
@@ -21,7 +21,7 @@ import {
   type RestoreOptions,
   restorePlanned,
   type RestoreSummary,
-} from "../restore.ts";
+} from "../repository/restore.ts";
 import { RestoreError, type RestoreErrorCode } from "../errors.ts";
 import { SessionProtocolError } from "../../core/backup/protocol.ts";
 import type { Session } from "../hosts/session.ts";

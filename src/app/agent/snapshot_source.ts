@@ -17,7 +17,7 @@ import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "../errors.ts";
 import { type ChunkSink, packEntries } from "./tar_pack.ts";
 import { type SkippedEntry, type WalkResult, walkTree } from "./tree_walk.ts";
-import { ownerNames } from "../_owners.ts";
+import { ownerNames } from "../repository/_owners.ts";
 
 /** Which channel carried the archive, for the manifest's counters. */
 export type ArchiveChannel = "storage" | "network" | "none";

@@ -11,7 +11,7 @@ import { createHash, type Hash } from "node:crypto";
 import tar from "tar-stream";
 import type { OwnerNames, PackedFile, SourceEntry } from "../../core/backup/plan.ts";
 import { hasRawBytes, pathToBytes } from "../../core/backup/path_rules.ts";
-import { paxRecords } from "../_tar_member.ts";
+import { paxRecords } from "../repository/_tar_member.ts";
 import type { SkippedEntry } from "./tree_walk.ts";
 import type { HashReply, HashRequest } from "./_hash_worker.ts";
 import type { FileHandle } from "node:fs/promises";

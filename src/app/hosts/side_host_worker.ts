@@ -21,7 +21,7 @@ import { importAgentKey } from "./agent_key.ts";
 import { type AgentJobOutcome, serveAgentJob } from "../agent/agent_side.ts";
 import { runServerSide, type ServerSideJob, type ServerSideResult } from "../server/server_side.ts";
 import { type BackupProgress, errorOrigin, errorText } from "../agent/backup_client.ts";
-import type { WriterStep } from "../snapshot_writer.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 import type { ExcludedPath } from "../agent/source_exclusions.ts";
 import { freePortPair } from "./ports.ts";
 

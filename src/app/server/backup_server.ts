@@ -10,9 +10,9 @@
 
 import { parseSessionMessage, PartJoiner, splitIntoParts } from "../../core/backup/protocol.ts";
 import type { Manifest } from "../../core/backup/manifest.ts";
-import { chooseParent, initRepository } from "../repository.ts";
+import { chooseParent, initRepository } from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
-import { beginSnapshot, type WriterStep } from "../snapshot_writer.ts";
+import { beginSnapshot, type WriterStep } from "../repository/snapshot_writer.ts";
 import {
   type BackupProgress,
   errorText,

@@ -15,8 +15,8 @@ import { RepositoryError } from "../errors.ts";
 import { type JobQueue, jobsPort } from "../jobs.ts";
 import { suitesPort } from "../../../property-tests/_runner.ts";
 import { canonicalPath } from "../paths.ts";
-import { openRepository } from "../repository.ts";
-import { listSnapshotSummaries, readEntriesPage } from "../snapshot_summaries.ts";
+import { openRepository } from "../repository/repository.ts";
+import { listSnapshotSummaries, readEntriesPage } from "../repository/snapshot_summaries.ts";
 
 /** What {@link denoControlServices} needs. */
 export interface DenoServicesOptions {

@@ -20,8 +20,13 @@ import {
 import { encodeRecord, piecePrefix } from "../../core/backup/restore_stream.ts";
 import { CHAIN_LENGTH_MAX } from "../../core/backup/chain.ts";
 import type { FileEntry, Manifest } from "../../core/backup/manifest.ts";
-import { openArchive, openMember, readArchiveFiles } from "../_archive_read.ts";
-import { openRepository, readManifest, repoPaths, resolveSnapshot } from "../repository.ts";
+import { openArchive, openMember, readArchiveFiles } from "../repository/_archive_read.ts";
+import {
+  openRepository,
+  readManifest,
+  repoPaths,
+  resolveSnapshot,
+} from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
 import { type BackupProgress, PeerFailedError } from "../agent/backup_client.ts";
 import { BackupError } from "../errors.ts";

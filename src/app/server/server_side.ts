@@ -32,7 +32,7 @@ import type { ChannelBytes, Session } from "../hosts/session.ts";
 import { type BackupProgress, errorText, PeerFailedError } from "../agent/backup_client.ts";
 import { type BackupServerResult, runBackupServer } from "./backup_server.ts";
 import { type RestoreSenderResult, runRestoreSender } from "./restore_sender.ts";
-import type { WriterStep } from "../snapshot_writer.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 import { freePortPair } from "../hosts/ports.ts";
 import type { RestoreJobRequest } from "../jobs.ts";
 

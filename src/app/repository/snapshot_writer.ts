@@ -8,9 +8,9 @@
  * @module
  */
 
-import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
+import { makeSnapshotId, type Manifest, parseManifest } from "../../core/backup/manifest.ts";
 import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
-import { RepositoryError } from "./errors.ts";
+import { RepositoryError } from "../errors.ts";
 import { basename, dirname } from "node:path";
 import { isStagingName, openRepository, repoPaths, type Repository } from "./repository.ts";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { OwnerNames } from "../core/backup/plan.ts";
+import type { OwnerNames } from "../../core/backup/plan.ts";
 
 /** Largest account file read. */
 const ACCOUNT_FILE_BYTES_MAX = 16 << 20;

@@ -8,8 +8,8 @@
  */
 
 import { JSONParser } from "@streamparser/json";
-import { entrySchema, type ManifestEntry } from "../core/backup/manifest.ts";
-import { RepositoryError } from "./errors.ts";
+import { entrySchema, type ManifestEntry } from "../../core/backup/manifest.ts";
+import { RepositoryError } from "../errors.ts";
 import { listSnapshotIds, repoPaths, type Repository } from "./repository.ts";
 
 /** Most entries one page may hold. */

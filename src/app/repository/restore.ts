@@ -9,10 +9,10 @@
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, planRestore, type RestorePlan } from "../core/backup/chain.ts";
-import type { FileEntry, Manifest, ManifestEntry } from "../core/backup/manifest.ts";
+import { CHAIN_LENGTH_MAX, planRestore, type RestorePlan } from "../../core/backup/chain.ts";
+import type { FileEntry, Manifest, ManifestEntry } from "../../core/backup/manifest.ts";
 import { type MemberPiece, openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
-import { BackupError, RestoreError } from "./errors.ts";
+import { BackupError, RestoreError } from "../errors.ts";
 import {
   openRepository,
   readManifest,

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import tar from "tar-stream";
-import { makeSnapshotId } from "../core/backup/manifest.ts";
-import { runLocalBackup } from "./local_backup.ts";
+import { makeSnapshotId } from "../../core/backup/manifest.ts";
+import { runLocalBackup } from "../local_backup.ts";
 import { initRepository, repoPaths } from "./repository.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";
-import { describeTree, withTempDir, writeFileWith } from "./_testing.ts";
+import { describeTree, withTempDir, writeFileWith } from "../_testing.ts";
 
 async function sampleTree(root: string): Promise<void> {
   await Deno.mkdir(`${root}/docs/empty`, { recursive: true });
@@ -450,7 +450,7 @@ Deno.test({
 
 Deno.test("a version-1 repository (no owners, no offsets) is still restored and verified", async () => {
   await withTempDir(async (dir) => {
-    const fixture = new URL("../../fixtures/repo-v1", import.meta.url).pathname;
+    const fixture = new URL("../../../fixtures/repo-v1", import.meta.url).pathname;
     await new Deno.Command("cp", { args: ["-r", fixture, `${dir}/repo`] }).output();
     assert.equal((await verifyRepository(`${dir}/repo`)).ok, true);
     await restoreSnapshot({ repo: `${dir}/repo`, snapshot: "latest", target: `${dir}/out` });

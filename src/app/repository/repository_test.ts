@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { RepositoryError } from "./errors.ts";
-import { runLocalBackup } from "./local_backup.ts";
+import { RepositoryError } from "../errors.ts";
+import { runLocalBackup } from "../local_backup.ts";
 import {
   initRepository,
   latestSnapshot,
@@ -13,7 +13,7 @@ import {
 } from "./repository.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
-import { describeTree, withTempDir, writeFileWith } from "./_testing.ts";
+import { describeTree, withTempDir, writeFileWith } from "../_testing.ts";
 
 /** Every file's path, content and mtime; directories by path (their mtimes move with temp files). */
 async function repoState(repo: string) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { FileEntry, Manifest } from "../core/backup/manifest.ts";
+import type { FileEntry, Manifest } from "../../core/backup/manifest.ts";
 import {
   checkedBody,
   type MemberPiece,
@@ -14,7 +14,7 @@ import {
   readArchiveFiles,
 } from "./_archive_read.ts";
 import { type ArchiveReader, MemberError } from "./_tar_member.ts";
-import { BackupError } from "./errors.ts";
+import { BackupError } from "../errors.ts";
 import {
   listSnapshotIds,
   openRepository,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "./local_backup.ts";
+import { runLocalBackup } from "../local_backup.ts";
 import { openRepository, readManifest, repoPaths } from "./repository.ts";
 import { listSnapshotSummaries, readEntriesPage, snapshotSummary } from "./snapshot_summaries.ts";
-import { withTempDir, writeFileWith } from "./_testing.ts";
+import { withTempDir, writeFileWith } from "../_testing.ts";
 
 async function repoWithTree(dir: string, files: number) {
   await Deno.mkdir(`${dir}/src/d`, { recursive: true });

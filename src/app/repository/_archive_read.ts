@@ -9,10 +9,10 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import tar from "tar-stream";
-import type { FileEntry } from "../core/backup/manifest.ts";
+import type { FileEntry } from "../../core/backup/manifest.ts";
 import fs from "node:fs";
-import { pathToBytes } from "../core/backup/path_rules.ts";
-import { RestoreError } from "./errors.ts";
+import { pathToBytes } from "../../core/backup/path_rules.ts";
+import { RestoreError } from "../errors.ts";
 import {
   type ArchiveReader,
   MemberError,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "./local_backup.ts";
+import { runLocalBackup } from "../local_backup.ts";
 import { initRepository, listSnapshotIds, MARKER_FILE } from "./repository.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
-import { describeTree, spawnBackupChild, withTempDir, writeFileWith } from "./_testing.ts";
+import { describeTree, spawnBackupChild, withTempDir, writeFileWith } from "../_testing.ts";
 
 async function smallSource(dir: string): Promise<string> {
   await Deno.mkdir(`${dir}/src`);

@@ -13,10 +13,10 @@
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, chainProblem } from "../core/backup/chain.ts";
-import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
-import { RepositoryError } from "./errors.ts";
-import { canonicalPath } from "./paths.ts";
+import { CHAIN_LENGTH_MAX, chainProblem } from "../../core/backup/chain.ts";
+import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../../core/backup/manifest.ts";
+import { RepositoryError } from "../errors.ts";
+import { canonicalPath } from "../paths.ts";
 
 /** Format name written in the marker file. */
 export const REPOSITORY_FORMAT = "lanfree-repository";

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { RepositoryError } from "./errors.ts";
+import { RepositoryError } from "../errors.ts";
 
 /** Default time a second writer waits for the lock. */
 export const LOCK_WAIT_MS_DEFAULT = 30_000;

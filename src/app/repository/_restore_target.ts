@@ -18,9 +18,9 @@
 
 import fs from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import type { ManifestEntry } from "../core/backup/manifest.ts";
-import { parentPath } from "../core/backup/path_rules.ts";
-import { RestoreError } from "./errors.ts";
+import type { ManifestEntry } from "../../core/backup/manifest.ts";
+import { parentPath } from "../../core/backup/path_rules.ts";
+import { RestoreError } from "../errors.ts";
 import { ownerIds } from "./_owners.ts";
 import type { MemberPiece } from "./_archive_read.ts";
 
