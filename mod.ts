@@ -83,7 +83,7 @@ export {
   type BackupJobOptions,
   type BackupJobSummary,
   runBackupJob,
-} from "./src/app/backup_job.ts";
+} from "./src/app/jobs/backup_job.ts";
 export type { BackupProgress } from "./src/app/agent/backup_client.ts";
 export {
   type AgentEvent,
@@ -103,14 +103,14 @@ export {
   type RestoreJobSummary,
   runAgentBackup,
   runAgentRestore,
-} from "./src/app/agent_job.ts";
+} from "./src/app/jobs/agent_job.ts";
 export type { JobRegion } from "./src/app/hosts/side_host_worker.ts";
 export { type PathReport, validateAgent, type ValidateReport } from "./src/app/server/validate.ts";
 export {
   type BackupSummary,
   type LocalBackupOptions,
   runLocalBackup,
-} from "./src/app/local_backup.ts";
+} from "./src/app/jobs/local_backup.ts";
 export type { ChunkSink } from "./src/app/agent/tar_pack.ts";
 export type { WriterStep } from "./src/app/repository/snapshot_writer.ts";
 export type { ExcludedPath } from "./src/app/agent/source_exclusions.ts";

@@ -6,7 +6,7 @@
  */
 
 import tar from "tar-stream";
-import { runLocalBackup } from "../src/app/local_backup.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
 import { repoPaths } from "../src/app/repository/repository.ts";
 import { restoreSnapshot } from "../src/app/repository/restore.ts";
 import { describeTree } from "../src/app/_testing.ts";

@@ -9,7 +9,7 @@
 import { basename, dirname } from "node:path";
 import { denoBackupHarness } from "./backup_harness.ts";
 import type { CrashPoint, ReliabilityHarness } from "./reliability_suite.ts";
-import { runLocalBackup } from "../src/app/local_backup.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
 import {
   isStagingName,
   listSnapshotIds,

@@ -14,8 +14,8 @@ import { parseArgs } from "node:util";
 import { hostSide } from "../src/adapters/host_link.ts";
 import { type AgentEvent, runAgent } from "../src/app/agent/agent.ts";
 import { AGENT_KEY_ENV, loadAgentKey } from "../src/app/hosts/agent_key.ts";
-import { AgentAddressSchema } from "../src/app/jobs.ts";
-import { parseAgentAddress } from "../src/app/agent_job.ts";
+import { AgentAddressSchema } from "../src/app/jobs/jobs.ts";
+import { parseAgentAddress } from "../src/app/jobs/agent_job.ts";
 import { errorText } from "../src/app/agent/backup_client.ts";
 
 const USAGE = `usage: deno task agent --listen HOST:PORT --root DIR [--root DIR ...] [options]

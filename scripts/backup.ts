@@ -19,9 +19,9 @@ import {
   type BackupJobOptions,
   type BackupJobSummary,
   runBackupJob,
-} from "../src/app/backup_job.ts";
+} from "../src/app/jobs/backup_job.ts";
 import type { BackupProgress } from "../src/app/agent/backup_client.ts";
-import { type BackupJobRequest, BackupJobSchema } from "../src/app/jobs.ts";
+import { type BackupJobRequest, BackupJobSchema } from "../src/app/jobs/jobs.ts";
 import { checkSource, sourceIdentity } from "../src/app/agent/snapshot_source.ts";
 import { runRemoteJob, serverAddress } from "./_remote.ts";
 

@@ -11,7 +11,7 @@
 
 import { createRegionFile } from "../src/adapters/region_file.ts";
 import { makeTempDirectory, removeDirectory, unlinkFile } from "../src/adapters/_libc_files.ts";
-import { jobRegionConfig } from "../src/app/backup_job.ts";
+import { jobRegionConfig } from "../src/app/jobs/backup_job.ts";
 import { loopbackHosts, startAgent, startServer } from "./_two_hosts.ts";
 
 /** One benchmark row. */

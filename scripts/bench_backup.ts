@@ -15,8 +15,8 @@
  * @module
  */
 
-import { runLocalBackup } from "../src/app/local_backup.ts";
-import { runBackupJob } from "../src/app/backup_job.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
+import { runBackupJob } from "../src/app/jobs/backup_job.ts";
 import { restoreSnapshot } from "../src/app/repository/restore.ts";
 import { bench2proc } from "./bench_2proc.ts";
 

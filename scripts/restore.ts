@@ -20,8 +20,8 @@ import {
   reportFailure,
   reportUsage,
 } from "../src/app/_cli_support.ts";
-import { RestoreJobSchema } from "../src/app/jobs.ts";
-import type { RestoreJobSummary } from "../src/app/agent_job.ts";
+import { RestoreJobSchema } from "../src/app/jobs/jobs.ts";
+import type { RestoreJobSummary } from "../src/app/jobs/agent_job.ts";
 import { runRemoteJob, serverAddress } from "./_remote.ts";
 import { progressReporter } from "./backup.ts";
 

@@ -11,9 +11,9 @@
 
 import { parseArgs } from "node:util";
 import { createControlApp } from "../src/adapters/http.ts";
-import { JobQueue } from "../src/app/jobs.ts";
-import { createJobExecutor } from "../src/app/job_executor.ts";
-import { jobRegionConfig } from "../src/app/backup_job.ts";
+import { JobQueue } from "../src/app/jobs/jobs.ts";
+import { createJobExecutor } from "../src/app/jobs/job_executor.ts";
+import { jobRegionConfig } from "../src/app/jobs/backup_job.ts";
 import { formatRegion } from "../src/core/stp/region.ts";
 import { denoControlServices } from "../src/app/server/control_services.ts";
 import { openRegionFile, type RegionFile } from "../src/adapters/region_file.ts";

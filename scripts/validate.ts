@@ -11,7 +11,7 @@
 
 import { parseArgs } from "node:util";
 import { consoleIo, EXIT_FAILED, EXIT_USAGE, type Io } from "../src/app/_cli_support.ts";
-import { AgentAddressSchema } from "../src/app/jobs.ts";
+import { AgentAddressSchema } from "../src/app/jobs/jobs.ts";
 import type { PathReport, ValidateReport } from "../src/app/server/validate.ts";
 import { runRemoteJob, serverAddress } from "./_remote.ts";
 

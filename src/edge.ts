@@ -162,4 +162,4 @@ export {
   type RestoreJobRequest,
   type ValidateJobRequest,
   type VerifyJobRequest,
-} from "./app/jobs.ts";
+} from "./app/jobs/jobs.ts";

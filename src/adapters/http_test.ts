@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ControlServices, createControlApp, type StorageOccupancy } from "./http.ts";
-import { type JobExecutor, JobQueue, jobsPort } from "../app/jobs.ts";
+import { type JobExecutor, JobQueue, jobsPort } from "../app/jobs/jobs.ts";
 import { suitesPort } from "../../property-tests/_runner.ts";
 import { canonicalPath } from "../app/paths.ts";
 import { descriptorSuite } from "../../property-tests/dispatch_suite.ts";

@@ -139,7 +139,7 @@ export async function spawnBackupChild(
   stopAt: string,
   incremental = false,
 ): Promise<BackupChild> {
-  const script = new URL("./_backup_child.ts", import.meta.url).pathname;
+  const script = new URL("./jobs/_backup_child.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

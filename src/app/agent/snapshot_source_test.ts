@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "../local_backup.ts";
+import { runLocalBackup } from "../jobs/local_backup.ts";
 import { withTempDir, writeFileWith } from "../_testing.ts";
 
 /** Every byte under `dir`, files concatenated (the repository as an attacker would grep it). */

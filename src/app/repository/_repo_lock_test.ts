@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "../local_backup.ts";
+import { runLocalBackup } from "../jobs/local_backup.ts";
 import { initRepository, listSnapshotIds, MARKER_FILE } from "./repository.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
 import { describeTree, spawnBackupChild, withTempDir, writeFileWith } from "../_testing.ts";

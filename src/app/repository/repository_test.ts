@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { RepositoryError } from "../errors.ts";
-import { runLocalBackup } from "../local_backup.ts";
+import { runLocalBackup } from "../jobs/local_backup.ts";
 import {
   initRepository,
   latestSnapshot,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { makeSnapshotId } from "../../core/backup/manifest.ts";
-import { runLocalBackup } from "../local_backup.ts";
+import { runLocalBackup } from "../jobs/local_backup.ts";
 import { initRepository, repoPaths } from "./repository.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "../local_backup.ts";
+import { runLocalBackup } from "../jobs/local_backup.ts";
 import { openRepository, readManifest, repoPaths } from "./repository.ts";
 import { listSnapshotSummaries, readEntriesPage, snapshotSummary } from "./snapshot_summaries.ts";
 import { withTempDir, writeFileWith } from "../_testing.ts";

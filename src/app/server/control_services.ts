@@ -12,7 +12,7 @@ import type { Region } from "../../core/stp/region.ts";
 import type { RegionLayout } from "../../core/stp/layout.ts";
 import type { Suite } from "../../../property-tests/_suite.ts";
 import { RepositoryError } from "../errors.ts";
-import { type JobQueue, jobsPort } from "../jobs.ts";
+import { type JobQueue, jobsPort } from "../jobs/jobs.ts";
 import { suitesPort } from "../../../property-tests/_runner.ts";
 import { canonicalPath } from "../paths.ts";
 import { openRepository } from "../repository/repository.ts";

@@ -34,7 +34,7 @@ import { type BackupServerResult, runBackupServer } from "./backup_server.ts";
 import { type RestoreSenderResult, runRestoreSender } from "./restore_sender.ts";
 import type { WriterStep } from "../repository/snapshot_writer.ts";
 import { freePortPair } from "../hosts/ports.ts";
-import type { RestoreJobRequest } from "../jobs.ts";
+import type { RestoreJobRequest } from "../jobs/jobs.ts";
 
 /** Tries of the job channel when the agent is between listeners or another server collided. */
 const JOB_CHANNEL_ATTEMPTS = 10;

@@ -11,7 +11,7 @@
  */
 
 import type { FailureReason } from "../../core/handshake/types.ts";
-import { type AgentJobOptions, parseAgentAddress, runTowardAgent } from "../agent_job.ts";
+import { type AgentJobOptions, parseAgentAddress, runTowardAgent } from "../jobs/agent_job.ts";
 import { errorText } from "../agent/backup_client.ts";
 
 /** One path's report. */

@@ -21,17 +21,17 @@ import {
   type JobRequest,
   type RestoreJobRequest,
 } from "./jobs.ts";
-import type { BackupProgress } from "./agent/backup_client.ts";
+import type { BackupProgress } from "../agent/backup_client.ts";
 import { type AgentJobOptions, runAgentBackup, runAgentRestore } from "./agent_job.ts";
-import { validateAgent } from "./server/validate.ts";
+import { validateAgent } from "../server/validate.ts";
 import { type BackupJobOptions, runBackupJob } from "./backup_job.ts";
-import { restoreSnapshot } from "./repository/restore.ts";
-import { verifyRepository } from "./repository/verify.ts";
-import { canonicalPath, isInsidePath, targetInsideSourceWarning } from "./paths.ts";
-import { openRepository, resolveSnapshot } from "./repository/repository.ts";
+import { restoreSnapshot } from "../repository/restore.ts";
+import { verifyRepository } from "../repository/verify.ts";
+import { canonicalPath, isInsidePath, targetInsideSourceWarning } from "../paths.ts";
+import { openRepository, resolveSnapshot } from "../repository/repository.ts";
 
 /** Where backups without a `source` read from (the sample tree). */
-const SAMPLE_SOURCE = new URL("../../fixtures/sample", import.meta.url).pathname;
+const SAMPLE_SOURCE = new URL("../../../fixtures/sample", import.meta.url).pathname;
 
 /** Drill options a backup job may get (tests hold a backup mid-flight). */
 export type BackupDrill = Pick<BackupJobOptions, "pauseServerAt" | "onServerPaused">;

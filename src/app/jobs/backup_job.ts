@@ -9,18 +9,18 @@
  * @module
  */
 
-import { formatRegion } from "../core/stp/region.ts";
-import type { RegionConfig } from "../core/stp/layout.ts";
-import type { Manifest } from "../core/backup/manifest.ts";
-import { workerHostsRunning } from "../adapters/host_link.ts";
-import type { BackupClientResult, BackupProgress } from "./agent/backup_client.ts";
-import { type ExcludedPath, repositoryExclusion } from "./agent/source_exclusions.ts";
-import type { WriterStep } from "./repository/snapshot_writer.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import type { RegionConfig } from "../../core/stp/layout.ts";
+import type { Manifest } from "../../core/backup/manifest.ts";
+import { workerHostsRunning } from "../../adapters/host_link.ts";
+import type { BackupClientResult, BackupProgress } from "../agent/backup_client.ts";
+import { type ExcludedPath, repositoryExclusion } from "../agent/source_exclusions.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 import { BackupJobError, blocksHeldIn, jobErrorMessage, runSides } from "./job_hosts.ts";
-import type { JobRegion } from "./hosts/side_host_worker.ts";
-import type { ServerSideResult } from "./server/server_side.ts";
+import type { JobRegion } from "../hosts/side_host_worker.ts";
+import type { ServerSideResult } from "../server/server_side.ts";
 import type { BackupJobRequest } from "./jobs.ts";
-import { canonicalPath } from "./paths.ts";
+import { canonicalPath } from "../paths.ts";
 
 export { BackupJobError, jobErrorMessage };
 

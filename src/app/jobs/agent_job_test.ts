@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { runAgent } from "./agent/agent.ts";
-import { importAgentKey } from "./hosts/agent_key.ts";
+import { runAgent } from "../agent/agent.ts";
+import { importAgentKey } from "../hosts/agent_key.ts";
 import { runAgentBackup, runAgentRestore } from "./agent_job.ts";
-import { describeTree, withTempDir } from "./_testing.ts";
-import { freePortPair } from "./hosts/ports.ts";
-import { openRepository, readManifest, repoPaths } from "./repository/repository.ts";
-import type { AgentEvent } from "./agent/agent.ts";
+import { describeTree, withTempDir } from "../_testing.ts";
+import { freePortPair } from "../hosts/ports.ts";
+import { openRepository, readManifest, repoPaths } from "../repository/repository.ts";
+import type { AgentEvent } from "../agent/agent.ts";
 
 const KEY = new TextEncoder().encode("agent-job-test-key-0123");
 
@@ -92,7 +92,7 @@ Deno.test("a restore through an agent lists a damaged member (repository side) a
 
 Deno.test("a version-1 repository is restored through an agent (members read by name)", async () => {
   await withTempDir(async (dir) => {
-    const fixture = new URL("../../fixtures/repo-v1", import.meta.url).pathname;
+    const fixture = new URL("../../../fixtures/repo-v1", import.meta.url).pathname;
     await new Deno.Command("cp", { args: ["-r", fixture, `${dir}/repo`] }).output();
     await Deno.mkdir(`${dir}/agent`);
     await withAgent([`${dir}/agent`], async (agent) => {
@@ -122,7 +122,7 @@ Deno.test("an agent refuses a target or a source outside its roots, and writes n
     await Deno.mkdir(`${dir}/agent`);
     await Deno.mkdir(`${dir}/elsewhere`);
     await Deno.symlink(`${dir}/elsewhere`, `${dir}/agent/escape`);
-    const fixture = new URL("../../fixtures/repo-v1", import.meta.url).pathname;
+    const fixture = new URL("../../../fixtures/repo-v1", import.meta.url).pathname;
     await new Deno.Command("cp", { args: ["-r", fixture, `${dir}/repo`] }).output();
     await withAgent([`${dir}/agent`], async (agent, events) => {
       await assert.rejects(

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createHash } from "node:crypto";
 import { blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
-import { restoreSnapshot } from "./repository/restore.ts";
-import { listSnapshotIds, openRepository, readManifest } from "./repository/repository.ts";
-import { formatRegion } from "../core/stp/region.ts";
-import { spawnBackupChild } from "./_testing.ts";
+import { restoreSnapshot } from "../repository/restore.ts";
+import { listSnapshotIds, openRepository, readManifest } from "../repository/repository.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import { spawnBackupChild } from "../_testing.ts";
 
 async function tempDir(): Promise<string> {
   return await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-job-" }));

@@ -10,11 +10,11 @@
  */
 
 import { z } from "zod";
-import type { SameType } from "../core/assert.ts";
-import type { JobsPort } from "../adapters/http.ts";
+import type { SameType } from "../../core/assert.ts";
+import type { JobsPort } from "../../adapters/http.ts";
 
-export { REQUEST_PATH_BYTES_MAX, RequestPathSchema } from "../core/backup/request_path.ts";
-import { firstIssue, RequestPathSchema } from "../core/backup/request_path.ts";
+export { REQUEST_PATH_BYTES_MAX, RequestPathSchema } from "../../core/backup/request_path.ts";
+import { firstIssue, RequestPathSchema } from "../../core/backup/request_path.ts";
 
 /**
  * An agent's address: `host:port` (an IPv6 host in brackets), the agent's well-known port.

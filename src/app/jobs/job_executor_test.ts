@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { createJobExecutor } from "./job_executor.ts";
 import { JobQueue } from "./jobs.ts";
-import { denoControlServices } from "./server/control_services.ts";
-import { createControlApp } from "../adapters/http.ts";
+import { denoControlServices } from "../server/control_services.ts";
+import { createControlApp } from "../../adapters/http.ts";
 import { backupHostsRunning, blocksHeld, jobRegionConfig } from "./backup_job.ts";
 import { runLocalBackup } from "./local_backup.ts";
-import { describeTree } from "./_testing.ts";
-import { formatRegion } from "../core/stp/region.ts";
+import { describeTree } from "../_testing.ts";
+import { formatRegion } from "../../core/stp/region.ts";
 
 const auth = { authorization: "Bearer t0ken" };
 

@@ -8,7 +8,7 @@
  */
 
 import { runLocalBackup } from "./local_backup.ts";
-import type { WriterStep } from "./repository/snapshot_writer.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 
 async function main(args: string[]): Promise<void> {
   const [source, repo, stopAt, flag] = args;

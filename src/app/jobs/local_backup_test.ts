@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { runLocalBackup } from "./local_backup.ts";
-import { restoreSnapshot } from "./repository/restore.ts";
-import { describeTree, gnuTarList, withTempDir, writeFileWith } from "./_testing.ts";
+import { restoreSnapshot } from "../repository/restore.ts";
+import { describeTree, gnuTarList, withTempDir, writeFileWith } from "../_testing.ts";
 
 Deno.test("runLocalBackup() reports skipped entries with reasons and backs up the rest", async () => {
   await withTempDir(async (dir) => {

@@ -11,22 +11,22 @@
  * @module
  */
 
-import type { Manifest } from "../core/backup/manifest.ts";
-import { chooseParent, initRepository } from "./repository/repository.ts";
-import { beginSnapshot, type WriterStep } from "./repository/snapshot_writer.ts";
+import type { Manifest } from "../../core/backup/manifest.ts";
+import { chooseParent, initRepository } from "../repository/repository.ts";
+import { beginSnapshot, type WriterStep } from "../repository/snapshot_writer.ts";
 import {
   type ArchiveChannel,
   checkSource,
   prepareSnapshot,
   sourceIdentity,
-} from "./agent/snapshot_source.ts";
-import type { ChunkSink } from "./agent/tar_pack.ts";
-import { type SkippedEntry, walkTree } from "./agent/tree_walk.ts";
+} from "../agent/snapshot_source.ts";
+import type { ChunkSink } from "../agent/tar_pack.ts";
+import { type SkippedEntry, walkTree } from "../agent/tree_walk.ts";
 import {
   type ExcludedPath,
   repositoryExclusion,
   withoutExcluded,
-} from "./agent/source_exclusions.ts";
+} from "../agent/source_exclusions.ts";
 
 /** Options of {@link runLocalBackup}. */
 export interface LocalBackupOptions {

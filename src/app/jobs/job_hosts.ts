@@ -10,24 +10,24 @@
  * @module
  */
 
-import { type HostLink, startWorkerHost } from "../adapters/host_link.ts";
-import { createStorageSockets } from "../adapters/shm.ts";
-import { openRegionFile, type RegionFile } from "../adapters/region_file.ts";
-import { regionUsage, usageOfBuffer } from "../core/stp/usage.ts";
-import type { BackupProgress } from "./agent/backup_client.ts";
-import type { AgentJobOutcome } from "./agent/agent_side.ts";
-import type { ServerSideResult } from "./server/server_side.ts";
+import { type HostLink, startWorkerHost } from "../../adapters/host_link.ts";
+import { createStorageSockets } from "../../adapters/shm.ts";
+import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
+import { regionUsage, usageOfBuffer } from "../../core/stp/usage.ts";
+import type { BackupProgress } from "../agent/backup_client.ts";
+import type { AgentJobOutcome } from "../agent/agent_side.ts";
+import type { ServerSideResult } from "../server/server_side.ts";
 import type {
   ErrorOrigin,
   JobRegion,
   SideHostInput,
   SideHostJob,
   SideHostReport,
-} from "./hosts/side_host_worker.ts";
-import { removeLeftovers, type WriterStep } from "./repository/snapshot_writer.ts";
+} from "../hosts/side_host_worker.ts";
+import { removeLeftovers, type WriterStep } from "../repository/snapshot_writer.ts";
 
-const WORKER = new URL("./hosts/side_host_worker.ts", import.meta.url);
-const HASH_WORKER = new URL("./agent/_hash_worker.ts", import.meta.url);
+const WORKER = new URL("../hosts/side_host_worker.ts", import.meta.url);
+const HASH_WORKER = new URL("../agent/_hash_worker.ts", import.meta.url);
 /** How long a failed side's job waits for the other side's account of the failure. */
 const ERROR_GRACE_MS = 2_000;
 /** How long a cancelled job waits for its hosts to stop on their own before terminating them. */

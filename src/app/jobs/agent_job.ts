@@ -8,14 +8,14 @@
  * @module
  */
 
-import type { JobRegion } from "./hosts/side_host_worker.ts";
+import type { JobRegion } from "../hosts/side_host_worker.ts";
 import { runSides } from "./job_hosts.ts";
-import type { ServerSideJob, ServerSideResult } from "./server/server_side.ts";
-import type { BackupProgress } from "./agent/backup_client.ts";
+import type { ServerSideJob, ServerSideResult } from "../server/server_side.ts";
+import type { BackupProgress } from "../agent/backup_client.ts";
 import type { BackupJobRequest, RestoreJobRequest } from "./jobs.ts";
 import { type BackupJobSummary, backupSummary } from "./backup_job.ts";
-import type { RestoreProblem } from "./repository/restore.ts";
-import type { WriterStep } from "./repository/snapshot_writer.ts";
+import type { RestoreProblem } from "../repository/restore.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 
 /** What a job toward an agent needs besides its request. */
 export interface AgentJobOptions {
