@@ -107,13 +107,13 @@ async function main(): Promise<number> {
     port,
     onListen: ({ hostname, port }) => {
       console.log(`lanfree serve: http://${hostname}:${port} (roots: ${roots.join(", ")})`);
+      if (given === undefined) console.log(`token: ${token}`);
       if (file !== undefined) console.log(`region: ${file.path} (${file.layout.regionId})`);
       if (agentKey === undefined) {
         console.log(`no agent key (${AGENT_KEY_ENV}): jobs with an agent will be refused`);
       } else if (agentKey === null) {
         console.log("WARNING: --insecure-no-key: agents are not proven");
       }
-      if (given === undefined) console.log(`token: ${token}`);
     },
   }, app.fetch);
   await server.finished;
