@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createRegionFile, openRegionFile } from "../src/adapters/region_file.ts";
 import { createStorageSockets } from "../src/adapters/shm.ts";
 import { regionUsage } from "../src/core/stp/usage.ts";
+import { hostSlots } from "../src/core/stp/hosts.ts";
 import type { RegionConfig } from "../src/core/stp/layout.ts";
 import { describeTree } from "../src/app/_testing.ts";
 import type { AgentEvent } from "../src/app/agent/agent.ts";
@@ -331,6 +332,80 @@ async function scenarios(t: Deno.TestContext, world: World): Promise<void> {
   });
 
   await validateScenarios(t, world, { main, bare, other, wrongKey });
+
+  await t.step(
+    "backup and restore --server --agent print the same summary fields (--json)",
+    async () => {
+      const env = { LANFREE_TOKEN: TEST_TOKEN };
+      const front = ["--server", server.url, "--agent", main.address, "--json"];
+      const backup = await runOn(world.hosts, "server", "./backup.ts", [
+        ...front,
+        "--source",
+        `${dir}/agent/src`,
+        "--repo",
+        `${dir}/server/repo-cli`,
+      ], env);
+      assert.equal(backup.code, 0, backup.stderr);
+      const summary = JSON.parse(backup.stdout);
+      for (
+        const field of ["snapshot", "dataPath", "fallbackReason", "storageBytes", "networkBytes"]
+      ) {
+        assert.ok(field in summary, field);
+      }
+      assert.equal(summary.dataPath, "storage");
+      const restore = await runOn(world.hosts, "server", "./restore.ts", [
+        ...front,
+        "--repo",
+        `${dir}/server/repo-cli`,
+        "--snapshot",
+        "latest",
+        "--target",
+        `${dir}/agent/restored-cli`,
+      ], env);
+      assert.equal(restore.code, 0, restore.stderr);
+      const restored = JSON.parse(restore.stdout);
+      assert.deepEqual(
+        [restored.snapshot, restored.dataPath, restored.ok],
+        [summary.snapshot, "storage", true],
+      );
+      assert.ok(restored.storageBytes >= restored.bytes && restored.networkBytes > 0);
+      assert.deepEqual(
+        await describeTree(`${dir}/agent/restored-cli`),
+        await describeTree(`${dir}/agent/src`),
+      );
+    },
+  );
+
+  await t.step(
+    "SIGTERM stops an agent mid-backup: the job fails with the reason, its slot and blocks are freed",
+    async () => {
+      const stopped = await agent(world, 6, { region: world.region });
+      const submitted = await server.submit({
+        kind: "backup",
+        agent: stopped.address,
+        source: `${dir}/agent/big`,
+        repo: `${dir}/server/repo-stopped`,
+      });
+      await stopped.waitFor((e) => e.type === "job-progress" && e.progress.bytes > 0);
+      assert.equal(await stopped.stop(), "exited with code 0");
+      const job = await server.wait(submitted.id);
+      assert.equal(job.state, "failed");
+      assert.match(String(job.error), /agent stopping: SIGTERM/);
+      const order = stopped.events.map((e) => e.type).filter((type) => type !== "job-progress");
+      assert.deepEqual(order.slice(-3), ["stopping", "job-failed", "stopped"]);
+      const pid = stopped.host.child.pid;
+      const file = openRegionFile(world.region);
+      try {
+        const live = hostSlots(file.memory, file.layout, Date.now()).filter((slot) =>
+          slot.status === "live" && slot.pid === pid
+        );
+        assert.deepEqual(live, [], "its host slot was released");
+      } finally {
+        file.close();
+      }
+      await eventually(() => blocksIn(world.region) === 0, "no block stays held");
+    },
+  );
 
   await sparseTree(`${dir}/agent/many`, 48, 4 * MIB);
   await t.step(
