@@ -159,401 +159,429 @@ async function agent(world: World, index: number, spec: { region?: string; key?:
   return started;
 }
 
+/** What every step works with. */
+interface Context {
+  readonly world: World;
+  readonly main: AgentProcess;
+  readonly bare: AgentProcess;
+  readonly other: AgentProcess;
+  readonly wrongKey: AgentProcess;
+}
+
 async function scenarios(t: Deno.TestContext, world: World): Promise<void> {
-  const { dir, server } = world;
+  const { dir } = world;
   const main = await agent(world, 0, { region: world.region });
   const bare = await agent(world, 1, {});
   const other = await agent(world, 2, { region: world.otherRegion });
   const wrongKey = await agent(world, 3, { region: world.region, key: "another-agent-key-4567" });
+  const context: Context = { world, main, bare, other, wrongKey };
   await smallTree(`${dir}/agent/src`);
 
   await t.step(
     `a backup and a restore go through storage, shown by the bytes per channel (${world.hosts.kind})`,
-    async () => {
-      const backup = await server.wait(
-        (await server.submit({
-          kind: "backup",
-          agent: main.address,
-          source: `${dir}/agent/src`,
-          repo: `${dir}/server/repo`,
-        })).id,
-      );
-      assert.equal(backup.state, "succeeded", String(backup.error));
-      const summary = backup.result as Record<string, number | string | null>;
-      assert.equal(summary.dataPath, "storage");
-      assert.equal(summary.fallbackReason, null);
-      assert.ok((summary.storageBytes as number) >= (summary.fileBytes as number));
-      assert.ok(
-        (summary.networkBytes as number) < 64 * 1024,
-        "only control and errors on the network",
-      );
-      const restore = await server.wait(
-        (await server.submit({
-          kind: "restore",
-          agent: main.address,
-          repo: `${dir}/server/repo`,
-          snapshot: "latest",
-          target: `${dir}/agent/restored`,
-        })).id,
-      );
-      assert.equal(restore.state, "succeeded", String(restore.error));
-      const restored = restore.result as Record<string, number | string | null>;
-      assert.equal(restored.dataPath, "storage");
-      assert.ok((restored.storageBytes as number) >= (restored.bytes as number));
-      assert.ok((restored.networkBytes as number) < 64 * 1024);
-      assert.deepEqual(
-        await describeTree(`${dir}/agent/restored`),
-        await describeTree(`${dir}/agent/src`),
-      );
-    },
+    () => throughStorage(context),
   );
 
   await t.step(
     "an agent without a region: the data goes over the network, with the agent's reason",
-    async () => {
-      const job = await server.wait(
-        (await server.submit({
-          kind: "backup",
-          agent: bare.address,
-          source: `${dir}/agent/src`,
-          repo: `${dir}/server/repo-bare`,
-        })).id,
-      );
-      assert.equal(job.state, "succeeded", String(job.error));
-      const summary = job.result as Record<string, number | string | null>;
-      assert.equal(summary.dataPath, "network");
-      assert.match(
-        String(summary.fallbackReason),
-        /EADDRNOTAVAIL at step 160 \(agent, \w+\): .*no storage region attached/,
-      );
-      assert.equal(summary.storageBytes, 0);
-    },
+    () => agentWithoutRegion(context),
   );
 
   await t.step(
     "an agent holding another region: the handshake fails at the STG check, then the network",
-    async () => {
-      const job = await server.wait(
-        (await server.submit({
-          kind: "restore",
-          agent: other.address,
-          repo: `${dir}/server/repo`,
-          target: `${dir}/agent/restored-other`,
-        })).id,
-      );
-      assert.equal(job.state, "succeeded", String(job.error));
-      const summary = job.result as Record<string, unknown>;
-      assert.equal(summary.dataPath, "network");
-      assert.match(
-        String(summary.fallbackReason),
-        /EADDRNOTAVAIL at step 160 \(agent, \w+\): .*different regions/,
-      );
-      assert.deepEqual(
-        await describeTree(`${dir}/agent/restored-other`),
-        await describeTree(`${dir}/agent/src`),
-      );
-    },
+    () => agentWithAnotherRegion(context),
   );
 
-  await t.step("a wrong agent key: refused, nothing read or written", async () => {
-    for (
-      const request of [
-        { kind: "backup", source: `${dir}/agent/src`, repo: `${dir}/server/repo-refused` },
-        { kind: "restore", repo: `${dir}/server/repo`, target: `${dir}/agent/refused` },
-      ]
-    ) {
-      const job = await server.wait(
-        (await server.submit({ ...request, agent: wrongKey.address })).id,
-      );
-      assert.equal(job.state, "failed");
-      assert.match(String(job.error), /agent key refused/);
-    }
-    assert.ok(wrongKey.events.some((e) => e.type === "job-refused"));
-    assert.ok(!wrongKey.events.some((e) => e.type === "job-started"), "no job reached its paths");
-    await assert.rejects(Deno.stat(`${dir}/server/repo-refused`), Deno.errors.NotFound);
-    await assert.rejects(Deno.stat(`${dir}/agent/refused`), Deno.errors.NotFound);
-  });
+  await t.step(
+    "a wrong agent key: refused, nothing read or written",
+    () => wrongKeyRefused(context),
+  );
 
   await sparseTree(`${dir}/agent/big`, 1, 512 * MIB);
   await t.step(
     "the agent killed mid-backup: the job fails, the repository is unchanged, the blocks are reclaimed",
-    async () => {
-      const doomed = await agent(world, 4, { region: world.region });
-      const before = await listing(`${dir}/server/repo`);
-      const submitted = await server.submit({
-        kind: "backup",
-        agent: doomed.address,
-        source: `${dir}/agent/big`,
-        repo: `${dir}/server/repo`,
-      });
-      await doomed.waitFor((e) => e.type === "job-progress" && e.progress.bytes > 0);
-      // Killed as soon as it sends data: the server must notice on its own.
-      doomed.host.kill("SIGKILL");
-      await doomed.host.ended;
-      const job = await server.wait(submitted.id);
-      assert.equal(job.state, "failed");
-      assert.deepEqual(await listing(`${dir}/server/repo`), before, "the repository is as it was");
-      await eventually(() => blocksIn(world.region) === 0, "the dead agent's blocks are reclaimed");
-    },
+    () => agentKilledMidBackup(context),
   );
 
-  await t.step("two jobs on one agent at once, each through storage", async () => {
-    const mark = main.events.length;
-    const big = await server.submit({
-      kind: "backup",
-      agent: main.address,
-      source: `${dir}/agent/big`,
-      repo: `${dir}/server/repo-big`,
-    });
-    const first = (await main.waitFor(
-      (e) => e.type === "job-progress" && e.progress.bytes > 0,
-      { from: mark },
-    )) as { job: number };
-    const small = await server.submit({
-      kind: "backup",
-      agent: main.address,
-      source: `${dir}/agent/src`,
-      repo: `${dir}/server/repo-small`,
-    });
-    const [bigDone, smallDone] = [await server.wait(big.id), await server.wait(small.id)];
-    for (const job of [bigDone, smallDone]) {
-      assert.equal(job.state, "succeeded", String(job.error));
-      assert.equal((job.result as { dataPath: string }).dataPath, "storage");
-    }
-    const second = main.events.find((e) =>
-      e.type === "job-started" && e.job !== first.job && e.path === `${dir}/agent/src` &&
-      e.job > first.job
-    ) as { job: number };
-    const order = main.events.map((e) => `${e.type}:${"job" in e ? e.job : ""}`);
-    assert.ok(
-      order.indexOf(`job-started:${second.job}`) < order.indexOf(`job-done:${first.job}`),
-      `the second job started while the first ran: ${order.join(" ")}`,
-    );
-  });
+  await t.step("two jobs on one agent at once, each through storage", () => twoJobsAtOnce(context));
 
-  await validateScenarios(t, world, { main, bare, other, wrongKey });
+  await validateScenarios(t, context);
 
   await t.step(
     "backup and restore --server --agent print the same summary fields (--json)",
-    async () => {
-      const env = { LANFREE_TOKEN: TEST_TOKEN };
-      const front = ["--server", server.url, "--agent", main.address, "--json"];
-      const backup = await runOn(world.hosts, "server", "./backup.ts", [
-        ...front,
-        "--source",
-        `${dir}/agent/src`,
-        "--repo",
-        `${dir}/server/repo-cli`,
-      ], env);
-      assert.equal(backup.code, 0, backup.stderr);
-      const summary = JSON.parse(backup.stdout);
-      for (
-        const field of ["snapshot", "dataPath", "fallbackReason", "storageBytes", "networkBytes"]
-      ) {
-        assert.ok(field in summary, field);
-      }
-      assert.equal(summary.dataPath, "storage");
-      const restore = await runOn(world.hosts, "server", "./restore.ts", [
-        ...front,
-        "--repo",
-        `${dir}/server/repo-cli`,
-        "--snapshot",
-        "latest",
-        "--target",
-        `${dir}/agent/restored-cli`,
-      ], env);
-      assert.equal(restore.code, 0, restore.stderr);
-      const restored = JSON.parse(restore.stdout);
-      assert.deepEqual(
-        [restored.snapshot, restored.dataPath, restored.ok],
-        [summary.snapshot, "storage", true],
-      );
-      assert.ok(restored.storageBytes >= restored.bytes && restored.networkBytes > 0);
-      assert.deepEqual(
-        await describeTree(`${dir}/agent/restored-cli`),
-        await describeTree(`${dir}/agent/src`),
-      );
-    },
+    () => cliFronts(context),
   );
 
   await t.step(
     "SIGTERM stops an agent mid-backup: the job fails with the reason, its slot and blocks are freed",
-    async () => {
-      const stopped = await agent(world, 6, { region: world.region });
-      const submitted = await server.submit({
-        kind: "backup",
-        agent: stopped.address,
-        source: `${dir}/agent/big`,
-        repo: `${dir}/server/repo-stopped`,
-      });
-      await stopped.waitFor((e) => e.type === "job-progress" && e.progress.bytes > 0);
-      assert.equal(await stopped.stop(), "exited with code 0");
-      const job = await server.wait(submitted.id);
-      assert.equal(job.state, "failed");
-      assert.match(String(job.error), /agent stopping: SIGTERM/);
-      const order = stopped.events.map((e) => e.type).filter((type) => type !== "job-progress");
-      assert.deepEqual(order.slice(-3), ["stopping", "job-failed", "stopped"]);
-      const pid = stopped.host.child.pid;
-      const file = openRegionFile(world.region);
-      try {
-        const live = hostSlots(file.memory, file.layout, Date.now()).filter((slot) =>
-          slot.status === "live" && slot.pid === pid
-        );
-        assert.deepEqual(live, [], "its host slot was released");
-      } finally {
-        file.close();
-      }
-      await eventually(() => blocksIn(world.region) === 0, "no block stays held");
-    },
+    () => sigtermStopsAgent(context),
   );
 
   await sparseTree(`${dir}/agent/many`, 48, 4 * MIB);
   await t.step(
     "the server killed mid-restore: the agent reports it, no half-written file under its name",
-    async () => {
-      const backup = await server.wait(
-        (await server.submit({
-          kind: "backup",
-          agent: main.address,
-          source: `${dir}/agent/many`,
-          repo: `${dir}/server/repo-many`,
-        })).id,
-      );
-      assert.equal(backup.state, "succeeded", String(backup.error));
-      const done = main.events.length;
-      await server.submit({
-        kind: "restore",
-        agent: main.address,
-        repo: `${dir}/server/repo-many`,
-        target: `${dir}/agent/half`,
-      });
-      const progress = await main.waitFor(
-        (e) => e.type === "job-progress" && e.progress.files > 0,
-        { from: done },
-      ) as { job: number };
-      await server.stop("SIGKILL");
-      const failed = await main.waitFor(isJob(progress.job, "job-failed")) as { reason: string };
-      assert.ok(failed.reason.length > 0);
-      const written = await listing(`${dir}/agent/half`);
-      for (const name of written.filter((n) => !/\.lanfree-[0-9a-f]+\.partial$/.test(n))) {
-        const info = await Deno.stat(`${dir}/agent/half/${name}`);
-        assert.equal(info.size, 4 * MIB, `${name} is whole under its real name`);
-      }
-      assert.ok(written.filter((n) => !n.endsWith(".partial")).length < 48, "the restore was cut");
-    },
+    () => serverKilledMidRestore(context),
   );
 }
 
-async function validateScenarios(
-  t: Deno.TestContext,
-  world: World,
-  agents: Record<"main" | "bare" | "other" | "wrongKey", AgentProcess>,
-) {
-  const { main } = agents;
-  const { server } = world;
-  const validate = async (address: string): Promise<ValidateReport> => {
-    const job = await server.wait((await server.submit({ kind: "validate", agent: address })).id);
-    return job.result as ValidateReport;
-  };
-  const cli = (address: string) =>
-    runOn(world.hosts, "server", "./validate.ts", [
-      "--server",
-      server.url,
-      "--agent",
-      address,
-      "--json",
-    ], {
-      LANFREE_TOKEN: TEST_TOKEN,
-    });
-  const failing = (report: ValidateReport, path: "fs" | "db") =>
-    report.paths.find((p) => p.path === path)!;
+async function throughStorage({ main, world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const backup = await server.wait(
+    (await server.submit({
+      kind: "backup",
+      agent: main.address,
+      source: `${dir}/agent/src`,
+      repo: `${dir}/server/repo`,
+    })).id,
+  );
+  assert.equal(backup.state, "succeeded", String(backup.error));
+  const summary = backup.result as Record<string, number | string | null>;
+  assert.equal(summary.dataPath, "storage");
+  assert.equal(summary.fallbackReason, null);
+  assert.ok((summary.storageBytes as number) >= (summary.fileBytes as number));
+  assert.ok(
+    (summary.networkBytes as number) < 64 * 1024,
+    "only control and errors on the network",
+  );
+  const restore = await server.wait(
+    (await server.submit({
+      kind: "restore",
+      agent: main.address,
+      repo: `${dir}/server/repo`,
+      snapshot: "latest",
+      target: `${dir}/agent/restored`,
+    })).id,
+  );
+  assert.equal(restore.state, "succeeded", String(restore.error));
+  const restored = restore.result as Record<string, number | string | null>;
+  assert.equal(restored.dataPath, "storage");
+  assert.ok((restored.storageBytes as number) >= (restored.bytes as number));
+  assert.ok((restored.networkBytes as number) < 64 * 1024);
+  assert.deepEqual(
+    await describeTree(`${dir}/agent/restored`),
+    await describeTree(`${dir}/agent/src`),
+  );
+}
 
-  await t.step("validate: every path works, exit status 0", async () => {
-    const run = await cli(main.address);
-    assert.equal(run.code, 0, run.stderr);
-    const report = JSON.parse(run.stdout) as ValidateReport;
-    assert.ok(report.ok);
-    assert.deepEqual(report.paths.map((p) => [p.path, p.works, p.dataPath]), [
-      ["fs", true, "storage"],
-      ["db", true, "storage"],
-      ["network", true, "network"],
-    ]);
+async function agentWithoutRegion({ bare, world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const job = await server.wait(
+    (await server.submit({
+      kind: "backup",
+      agent: bare.address,
+      source: `${dir}/agent/src`,
+      repo: `${dir}/server/repo-bare`,
+    })).id,
+  );
+  assert.equal(job.state, "succeeded", String(job.error));
+  const summary = job.result as Record<string, number | string | null>;
+  assert.equal(summary.dataPath, "network");
+  assert.match(
+    String(summary.fallbackReason),
+    /EADDRNOTAVAIL at step 160 \(agent, \w+\): .*no storage region attached/,
+  );
+  assert.equal(summary.storageBytes, 0);
+}
+
+async function agentWithAnotherRegion({ other, world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const job = await server.wait(
+    (await server.submit({
+      kind: "restore",
+      agent: other.address,
+      repo: `${dir}/server/repo`,
+      target: `${dir}/agent/restored-other`,
+    })).id,
+  );
+  assert.equal(job.state, "succeeded", String(job.error));
+  const summary = job.result as Record<string, unknown>;
+  assert.equal(summary.dataPath, "network");
+  assert.match(
+    String(summary.fallbackReason),
+    /EADDRNOTAVAIL at step 160 \(agent, \w+\): .*different regions/,
+  );
+  assert.deepEqual(
+    await describeTree(`${dir}/agent/restored-other`),
+    await describeTree(`${dir}/agent/src`),
+  );
+}
+
+async function wrongKeyRefused({ world, wrongKey }: Context): Promise<void> {
+  const { dir, server } = world;
+  for (
+    const request of [
+      { kind: "backup", source: `${dir}/agent/src`, repo: `${dir}/server/repo-refused` },
+      { kind: "restore", repo: `${dir}/server/repo`, target: `${dir}/agent/refused` },
+    ]
+  ) {
+    const job = await server.wait(
+      (await server.submit({ ...request, agent: wrongKey.address })).id,
+    );
+    assert.equal(job.state, "failed");
+    assert.match(String(job.error), /agent key refused/);
+  }
+  assert.ok(wrongKey.events.some((e) => e.type === "job-refused"));
+  assert.ok(!wrongKey.events.some((e) => e.type === "job-started"), "no job reached its paths");
+  await assert.rejects(Deno.stat(`${dir}/server/repo-refused`), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(`${dir}/agent/refused`), Deno.errors.NotFound);
+}
+
+async function agentKilledMidBackup({ world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const doomed = await agent(world, 4, { region: world.region });
+  const before = await listing(`${dir}/server/repo`);
+  const submitted = await server.submit({
+    kind: "backup",
+    agent: doomed.address,
+    source: `${dir}/agent/big`,
+    repo: `${dir}/server/repo`,
   });
+  await doomed.waitFor((e) => e.type === "job-progress" && e.progress.bytes > 0);
+  // Killed as soon as it sends data: the server must notice on its own.
+  doomed.host.kill("SIGKILL");
+  await doomed.host.ended;
+  const job = await server.wait(submitted.id);
+  assert.equal(job.state, "failed");
+  assert.deepEqual(await listing(`${dir}/server/repo`), before, "the repository is as it was");
+  await eventually(() => blocksIn(world.region) === 0, "the dead agent's blocks are reclaimed");
+}
 
+async function twoJobsAtOnce({ main, world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const mark = main.events.length;
+  const big = await server.submit({
+    kind: "backup",
+    agent: main.address,
+    source: `${dir}/agent/big`,
+    repo: `${dir}/server/repo-big`,
+  });
+  const first = (await main.waitFor(
+    (e) => e.type === "job-progress" && e.progress.bytes > 0,
+    { from: mark },
+  )) as { job: number };
+  const small = await server.submit({
+    kind: "backup",
+    agent: main.address,
+    source: `${dir}/agent/src`,
+    repo: `${dir}/server/repo-small`,
+  });
+  const [bigDone, smallDone] = [await server.wait(big.id), await server.wait(small.id)];
+  for (const job of [bigDone, smallDone]) {
+    assert.equal(job.state, "succeeded", String(job.error));
+    assert.equal((job.result as { dataPath: string }).dataPath, "storage");
+  }
+  const second = main.events.find((e) =>
+    e.type === "job-started" && e.job !== first.job && e.path === `${dir}/agent/src` &&
+    e.job > first.job
+  ) as { job: number };
+  const order = main.events.map((e) => `${e.type}:${"job" in e ? e.job : ""}`);
+  assert.ok(
+    order.indexOf(`job-started:${second.job}`) < order.indexOf(`job-done:${first.job}`),
+    `the second job started while the first ran: ${order.join(" ")}`,
+  );
+}
+
+async function cliFronts({ main, world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const env = { LANFREE_TOKEN: TEST_TOKEN };
+  const front = ["--server", server.url, "--agent", main.address, "--json"];
+  const backup = await runOn(world.hosts, "server", "./backup.ts", [
+    ...front,
+    "--source",
+    `${dir}/agent/src`,
+    "--repo",
+    `${dir}/server/repo-cli`,
+  ], env);
+  assert.equal(backup.code, 0, backup.stderr);
+  const summary = JSON.parse(backup.stdout);
+  for (
+    const field of ["snapshot", "dataPath", "fallbackReason", "storageBytes", "networkBytes"]
+  ) {
+    assert.ok(field in summary, field);
+  }
+  assert.equal(summary.dataPath, "storage");
+  const restore = await runOn(world.hosts, "server", "./restore.ts", [
+    ...front,
+    "--repo",
+    `${dir}/server/repo-cli`,
+    "--snapshot",
+    "latest",
+    "--target",
+    `${dir}/agent/restored-cli`,
+  ], env);
+  assert.equal(restore.code, 0, restore.stderr);
+  const restored = JSON.parse(restore.stdout);
+  assert.deepEqual(
+    [restored.snapshot, restored.dataPath, restored.ok],
+    [summary.snapshot, "storage", true],
+  );
+  assert.ok(restored.storageBytes >= restored.bytes && restored.networkBytes > 0);
+  assert.deepEqual(
+    await describeTree(`${dir}/agent/restored-cli`),
+    await describeTree(`${dir}/agent/src`),
+  );
+}
+
+async function sigtermStopsAgent({ world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const stopped = await agent(world, 6, { region: world.region });
+  const submitted = await server.submit({
+    kind: "backup",
+    agent: stopped.address,
+    source: `${dir}/agent/big`,
+    repo: `${dir}/server/repo-stopped`,
+  });
+  await stopped.waitFor((e) => e.type === "job-progress" && e.progress.bytes > 0);
+  assert.equal(await stopped.stop(), "exited with code 0");
+  const job = await server.wait(submitted.id);
+  assert.equal(job.state, "failed");
+  assert.match(String(job.error), /agent stopping: SIGTERM/);
+  const order = stopped.events.map((e) => e.type).filter((type) => type !== "job-progress");
+  assert.deepEqual(order.slice(-3), ["stopping", "job-failed", "stopped"]);
+  const pid = stopped.host.child.pid;
+  const file = openRegionFile(world.region);
+  try {
+    const live = hostSlots(file.memory, file.layout, Date.now()).filter((slot) =>
+      slot.status === "live" && slot.pid === pid
+    );
+    assert.deepEqual(live, [], "its host slot was released");
+  } finally {
+    file.close();
+  }
+  await eventually(() => blocksIn(world.region) === 0, "no block stays held");
+}
+
+async function serverKilledMidRestore({ main, world }: Context): Promise<void> {
+  const { dir, server } = world;
+  const backup = await server.wait(
+    (await server.submit({
+      kind: "backup",
+      agent: main.address,
+      source: `${dir}/agent/many`,
+      repo: `${dir}/server/repo-many`,
+    })).id,
+  );
+  assert.equal(backup.state, "succeeded", String(backup.error));
+  const done = main.events.length;
+  await server.submit({
+    kind: "restore",
+    agent: main.address,
+    repo: `${dir}/server/repo-many`,
+    target: `${dir}/agent/half`,
+  });
+  const progress = await main.waitFor(
+    (e) => e.type === "job-progress" && e.progress.files > 0,
+    { from: done },
+  ) as { job: number };
+  await server.stop("SIGKILL");
+  const failed = await main.waitFor(isJob(progress.job, "job-failed")) as { reason: string };
+  assert.ok(failed.reason.length > 0);
+  const written = await listing(`${dir}/agent/half`);
+  for (const name of written.filter((n) => !/\.lanfree-[0-9a-f]+\.partial$/.test(n))) {
+    const info = await Deno.stat(`${dir}/agent/half/${name}`);
+    assert.equal(info.size, 4 * MIB, `${name} is whole under its real name`);
+  }
+  assert.ok(written.filter((n) => !n.endsWith(".partial")).length < 48, "the restore was cut");
+}
+
+async function validateScenarios(t: Deno.TestContext, context: Context): Promise<void> {
+  await t.step("validate: every path works, exit status 0", () => validateWorks(context));
   await t.step(
     "validate: no region, another region, another STG, each with its step, exit status 1",
-    async () => {
-      const cases: Array<[AgentProcess | undefined, RegExp]> = [
-        [
-          world.agents.find((a) => a.address.endsWith(`:${world.hosts.port("agent", 1)}`)),
-          /attached no region/,
-        ],
-        [
-          world.agents.find((a) => a.address.endsWith(`:${world.hosts.port("agent", 2)}`)),
-          /attached a different region/,
-        ],
-        [await agent(world, 5, { region: world.otherStg }), /region has a different STG/],
-      ];
-      for (const [subject, reason] of cases) {
-        const run = await cli(subject!.address);
-        assert.equal(run.code, 1, run.stdout);
-        const report = JSON.parse(run.stdout) as ValidateReport;
-        for (const [path, step] of [["fs", "160"], ["db", "200"]] as const) {
-          const found = failing(report, path);
-          assert.deepEqual(
-            [found.works, found.step, found.side],
-            [false, step, "agent"],
-            JSON.stringify(found),
-          );
-          assert.match(String(found.reason), reason);
-        }
-        assert.ok(report.paths.find((p) => p.path === "network")!.works);
-      }
-    },
+    () => validateRegionReasons(context),
   );
+  await t.step(
+    "validate: no free control block, STG ports exhausted",
+    () => validateExhausted(context),
+  );
+  await t.step("validate: the key refused", () => validateKeyRefused(context));
+}
 
-  await t.step("validate: no free control block, STG ports exhausted", async () => {
-    const file = openRegionFile(world.region);
-    const holder = createStorageSockets({ region: file });
-    try {
-      const held: number[] = [];
-      for (let i = 0; i < REGION.blockCount; i++) {
-        const fd = await holder.socket("storage").catch(() => undefined);
-        if (fd === undefined) break;
-        held.push(fd);
-      }
-      const noBlock = await validate(main.address);
-      assert.equal(noBlock.ok, false);
-      assert.match(String(failing(noBlock, "fs").reason), /no free control block/);
-      assert.equal(failing(noBlock, "fs").step, "162");
-      assert.equal(failing(noBlock, "db").step, "202");
-      for (const fd of held.slice(10)) await holder.close(fd);
-      for (const fd of held.slice(0, 10)) {
-        await holder.bind(fd, { kind: "storage", stg: 1, port: 0 });
-      }
-      const noPort = await validate(main.address);
-      assert.match(String(failing(noPort, "fs").reason), /STG ports exhausted/);
-      assert.equal(failing(noPort, "fs").step, "164");
-      assert.equal(failing(noPort, "db").step, "204");
-    } finally {
-      await holder.dispose();
-      file.close();
-      await file.closed;
-    }
-  });
+/** A validation through the server's endpoint. */
+async function validate(world: World, address: string): Promise<ValidateReport> {
+  const { server } = world;
+  const job = await server.wait((await server.submit({ kind: "validate", agent: address })).id);
+  return job.result as ValidateReport;
+}
 
-  await t.step("validate: the key refused", async () => {
-    const refused = world.agents.find((a) =>
-      a.address.endsWith(`:${world.hosts.port("agent", 3)}`)
-    )!;
-    const report = await validate(refused.address);
-    assert.equal(report.ok, false);
-    for (const path of report.paths) {
-      assert.deepEqual([path.works, path.step, path.reason], [
-        false,
-        "key",
-        "the agent key was refused",
-      ]);
+/** `deno task validate --json` run on the server's host. */
+function validateCli(world: World, address: string) {
+  const args = ["--server", world.server.url, "--agent", address, "--json"];
+  return runOn(world.hosts, "server", "./validate.ts", args, { LANFREE_TOKEN: TEST_TOKEN });
+}
+
+function pathOf(report: ValidateReport, path: "fs" | "db" | "network") {
+  return report.paths.find((p) => p.path === path)!;
+}
+
+async function validateWorks({ world, main }: Context): Promise<void> {
+  const run = await validateCli(world, main.address);
+  assert.equal(run.code, 0, run.stderr);
+  const report = JSON.parse(run.stdout) as ValidateReport;
+  assert.ok(report.ok);
+  assert.deepEqual(report.paths.map((p) => [p.path, p.works, p.dataPath]), [
+    ["fs", true, "storage"],
+    ["db", true, "storage"],
+    ["network", true, "network"],
+  ]);
+}
+
+async function validateRegionReasons({ world, bare, other }: Context): Promise<void> {
+  const cases: Array<[AgentProcess, RegExp]> = [
+    [bare, /attached no region/],
+    [other, /attached a different region/],
+    [await agent(world, 5, { region: world.otherStg }), /region has a different STG/],
+  ];
+  for (const [subject, reason] of cases) {
+    const run = await validateCli(world, subject.address);
+    assert.equal(run.code, 1, run.stdout);
+    const report = JSON.parse(run.stdout) as ValidateReport;
+    for (const [path, step] of [["fs", "160"], ["db", "200"]] as const) {
+      const found = pathOf(report, path);
+      const seen = [found.works, found.step, found.side];
+      assert.deepEqual(seen, [false, step, "agent"], JSON.stringify(found));
+      assert.match(String(found.reason), reason);
     }
-  });
+    assert.ok(pathOf(report, "network").works);
+  }
+}
+
+async function validateExhausted({ world, main }: Context): Promise<void> {
+  const file = openRegionFile(world.region);
+  const holder = createStorageSockets({ region: file });
+  try {
+    const held: number[] = [];
+    for (let i = 0; i < REGION.blockCount; i++) {
+      const fd = await holder.socket("storage").catch(() => undefined);
+      if (fd === undefined) break;
+      held.push(fd);
+    }
+    const noBlock = await validate(world, main.address);
+    assert.equal(noBlock.ok, false);
+    assert.match(String(pathOf(noBlock, "fs").reason), /no free control block/);
+    assert.deepEqual([pathOf(noBlock, "fs").step, pathOf(noBlock, "db").step], ["162", "202"]);
+    for (const fd of held.slice(10)) await holder.close(fd);
+    for (const fd of held.slice(0, 10)) {
+      await holder.bind(fd, { kind: "storage", stg: 1, port: 0 }); // every port of the STG
+    }
+    const noPort = await validate(world, main.address);
+    assert.match(String(pathOf(noPort, "fs").reason), /STG ports exhausted/);
+    assert.deepEqual([pathOf(noPort, "fs").step, pathOf(noPort, "db").step], ["164", "204"]);
+  } finally {
+    await holder.dispose();
+    file.close();
+    await file.closed;
+  }
+}
+
+async function validateKeyRefused({ world, wrongKey }: Context): Promise<void> {
+  const report = await validate(world, wrongKey.address);
+  assert.equal(report.ok, false);
+  for (const path of report.paths) {
+    assert.deepEqual([path.works, path.step, path.reason], [
+      false,
+      "key",
+      "the agent key was refused",
+    ]);
+  }
 }
