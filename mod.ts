@@ -75,7 +75,7 @@ export {
   type DriveOptions,
   type HandshakeOutcome,
   readyToAccept,
-} from "./src/app/handshake_driver.ts";
+} from "./src/app/hosts/handshake_driver.ts";
 
 // The backup product, without its CLI.
 export {
@@ -83,26 +83,47 @@ export {
   type BackupJobOptions,
   type BackupJobSummary,
   runBackupJob,
-} from "./src/app/backup_job.ts";
-export type { BackupProgress } from "./src/app/backup_client.ts";
+} from "./src/app/jobs/backup_job.ts";
+export type { BackupProgress } from "./src/app/agent/backup_client.ts";
+export {
+  type AgentEvent,
+  AgentListenError,
+  type AgentOptions,
+  runAgent,
+} from "./src/app/agent/agent.ts";
+export {
+  type AgentKey,
+  AgentKeyError,
+  importAgentKey,
+  loadAgentKey,
+} from "./src/app/hosts/agent_key.ts";
+export {
+  type AgentJobOptions,
+  parseAgentAddress,
+  type RestoreJobSummary,
+  runAgentBackup,
+  runAgentRestore,
+} from "./src/app/jobs/agent_job.ts";
+export type { JobRegion } from "./src/app/hosts/side_host_worker.ts";
+export { type PathReport, validateAgent, type ValidateReport } from "./src/app/server/validate.ts";
 export {
   type BackupSummary,
   type LocalBackupOptions,
   runLocalBackup,
-} from "./src/app/local_backup.ts";
-export type { ChunkSink } from "./src/app/tar_pack.ts";
-export type { WriterStep } from "./src/app/snapshot_writer.ts";
-export type { ExcludedPath } from "./src/app/source_exclusions.ts";
-export type { ArchiveChannel } from "./src/app/snapshot_source.ts";
-export type { SkippedEntry } from "./src/app/tree_walk.ts";
+} from "./src/app/jobs/local_backup.ts";
+export type { ChunkSink } from "./src/app/agent/tar_pack.ts";
+export type { WriterStep } from "./src/app/repository/snapshot_writer.ts";
+export type { ExcludedPath } from "./src/app/agent/source_exclusions.ts";
+export type { ArchiveChannel } from "./src/app/agent/snapshot_source.ts";
+export type { SkippedEntry } from "./src/app/agent/tree_walk.ts";
 export {
   type RestoreOptions,
   type RestoreProblem,
   restoreSnapshot,
   type RestoreSummary,
-} from "./src/app/restore.ts";
-export type { ArchiveReader } from "./src/app/_tar_member.ts";
-export type { RestoreHooks } from "./src/app/_restore_target.ts";
+} from "./src/app/repository/restore.ts";
+export type { ArchiveReader } from "./src/app/repository/_tar_member.ts";
+export type { RestoreHooks } from "./src/app/repository/_restore_target.ts";
 export {
   BackupError,
   RepositoryError,
@@ -112,32 +133,36 @@ export {
   SourceError,
   type SourceErrorCode,
 } from "./src/app/errors.ts";
-export { type VerifyProblem, type VerifyReport, verifyRepository } from "./src/app/verify.ts";
+export {
+  type VerifyProblem,
+  type VerifyReport,
+  verifyRepository,
+} from "./src/app/repository/verify.ts";
 export {
   type ForgetOptions,
   type ForgetReport,
   forgetSnapshots,
   type ForgetStep,
-} from "./src/app/forget.ts";
+} from "./src/app/repository/forget.ts";
 export {
   type PrunedArchive,
   type PruneOptions,
   type PruneReport,
   pruneRepository,
   type PruneStep,
-} from "./src/app/prune.ts";
+} from "./src/app/repository/prune.ts";
 export {
   type ConsolidateOptions,
   type ConsolidateReport,
   consolidateSnapshot,
   type ConsolidateStep,
-} from "./src/app/consolidate.ts";
+} from "./src/app/repository/consolidate.ts";
 export {
   applyRetention,
   type RetentionOptions,
   type RetentionReport,
-} from "./src/app/retention.ts";
-export type { CommonStep, MaintenanceOptions } from "./src/app/_maintenance.ts";
+} from "./src/app/repository/retention.ts";
+export type { CommonStep, MaintenanceOptions } from "./src/app/repository/_maintenance.ts";
 export {
   chooseParent,
   initRepository,
@@ -147,13 +172,13 @@ export {
   type ParentChoice,
   readManifest,
   type Repository,
-} from "./src/app/repository.ts";
+} from "./src/app/repository/repository.ts";
 export {
   type EntriesPage,
   listSnapshotSummaries,
   readEntriesPage,
   type SnapshotSummary,
-} from "./src/app/snapshot_summaries.ts";
+} from "./src/app/repository/snapshot_summaries.ts";
 export {
   createRegionFile,
   DEFAULT_REGION_DIRECTORY,

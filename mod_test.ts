@@ -29,6 +29,13 @@ Deno.test("mod.ts exports every suite, backupSuite included, and the app surface
     "verifyRepository",
     "openRepository",
     "BackupError",
+    "runAgent",
+    "runAgentBackup",
+    "runAgentRestore",
+    "validateAgent",
+    "loadAgentKey",
+    "jobsPort",
+    "suitesPort",
   ];
   assert.deepEqual(wanted.filter((name) => !has(lanfree, name)), []);
 });

@@ -10,6 +10,7 @@ import fc from "fast-check";
 import type { CheckDetails, CheckParameters, Suite, SuiteProperty } from "./_suite.ts";
 import { failureReport, isModelBasedReport } from "./_suite.ts";
 import { describeError, EscapedError, settle, type StrayErrors } from "./_guard.ts";
+import type { SuitesPort } from "../src/adapters/http.ts";
 
 /** What to run and how. */
 export interface RunOptions {
@@ -213,4 +214,28 @@ function escapedLate(result: PropertyResult, late: readonly unknown[]): Property
 function stackOf(error: unknown): string {
   if (!(error instanceof Error) || error.stack === undefined) return describeError(error);
   return error.stack.split("\n").slice(0, 6).join("\n");
+}
+
+/**
+ * The HTTP app's port onto conformance suites: `POST /v1/conformance` runs the suites whose name
+ * starts with the one asked for (all without one), within the app's time budget.
+ *
+ * @param suites the suites on offer
+ * @returns the port for `ControlServices.suites`
+ */
+export function suitesPort(suites: () => readonly Suite[]): SuitesPort {
+  return {
+    async run(options) {
+      const chosen = suites().filter((suite) =>
+        options.suite === undefined || suite.name.startsWith(options.suite)
+      );
+      if (chosen.length === 0) return undefined;
+      const results = await runSuites(chosen, {
+        runs: options.runs,
+        seed: options.seed,
+        budgetMs: options.budgetMs,
+      });
+      return { passed: results.every((result) => result.passed), results };
+    },
+  };
 }

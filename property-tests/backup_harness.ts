@@ -6,12 +6,12 @@
  */
 
 import tar from "tar-stream";
-import { runLocalBackup } from "../src/app/local_backup.ts";
-import { openRepository, readManifest, repoPaths } from "../src/app/repository.ts";
-import { verifyRepository } from "../src/app/verify.ts";
-import { openArchive } from "../src/app/_archive_read.ts";
-import { readMemberHead } from "../src/app/_tar_member.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
+import { openRepository, readManifest, repoPaths } from "../src/app/repository/repository.ts";
+import { verifyRepository } from "../src/app/repository/verify.ts";
+import { openArchive } from "../src/app/repository/_archive_read.ts";
+import { readMemberHead } from "../src/app/repository/_tar_member.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
 import { describeTree } from "../src/app/_testing.ts";
 import type { BackupHarness, ChangeSpec, NodeSpec, SeenEntry } from "./backup_suite.ts";
 

@@ -1,7 +1,7 @@
 import { registerSuite } from "./_deno.ts";
 import { denoBackupHarness } from "./backup_harness.ts";
 import { backupSuite, REFUSALS } from "./backup_suite.ts";
-import { runBackupJob } from "../src/app/backup_job.ts";
+import { runBackupJob } from "../src/app/jobs/backup_job.ts";
 
 // The repository side alone (fast, many runs).
 registerSuite(backupSuite(denoBackupHarness));

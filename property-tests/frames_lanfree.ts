@@ -8,7 +8,7 @@
 
 import { SocketError } from "../src/core/dispatch/errors.ts";
 import { FRAME_BYTES_MAX_DEFAULT, readFrame, writeFrame } from "../src/core/wire/frame.ts";
-import { DATA_CHUNK_BYTES_MAX, MESSAGE_BYTES_MAX, Session } from "../src/app/session.ts";
+import { DATA_CHUNK_BYTES_MAX, MESSAGE_BYTES_MAX, Session } from "../src/app/hosts/session.ts";
 import type { FrameCodec, FrameEnds } from "./frames_suite.ts";
 
 /** The pattern payloads are views of (period 256), grown to the longest asked for. */

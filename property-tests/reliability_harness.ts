@@ -15,19 +15,19 @@ import type {
   ReliabilityHarness,
 } from "./reliability_suite.ts";
 import type { ManifestEntry } from "../src/core/backup/manifest.ts";
-import { consolidateSnapshot } from "../src/app/consolidate.ts";
-import { forgetSnapshots } from "../src/app/forget.ts";
-import { pruneRepository } from "../src/app/prune.ts";
-import { runLocalBackup } from "../src/app/local_backup.ts";
+import { consolidateSnapshot } from "../src/app/repository/consolidate.ts";
+import { forgetSnapshots } from "../src/app/repository/forget.ts";
+import { pruneRepository } from "../src/app/repository/prune.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
 import {
   isStagingName,
   listSnapshotIds,
   listSnapshots,
   openRepository,
   repoPaths,
-} from "../src/app/repository.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
-import { verifyRepository } from "../src/app/verify.ts";
+} from "../src/app/repository/repository.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
+import { verifyRepository } from "../src/app/repository/verify.ts";
 import { type BackupChild, spawnBackupChild, spawnMaintenanceChild } from "../src/app/_testing.ts";
 
 /** How long the rerun may wait for a lock: a dead writer's lock must not need the wait. */

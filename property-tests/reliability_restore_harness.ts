@@ -7,7 +7,7 @@
 
 import { denoBackupHarness } from "./backup_harness.ts";
 import type { RestoreCrashHarness } from "./reliability_restore.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
 
 /** What the hook throws to stop a restore the way a crash would (not a typed error). */
 class SimulatedCrash extends Error {}

@@ -9,13 +9,17 @@
 import { denoBackupHarness } from "./backup_harness.ts";
 import type { LifecycleChange, LifecycleHarness, Outcome } from "./retention_lifecycle_suite.ts";
 import type { SeenEntry } from "./backup_suite.ts";
-import { consolidateSnapshot } from "../src/app/consolidate.ts";
-import { forgetSnapshots } from "../src/app/forget.ts";
-import { runLocalBackup } from "../src/app/local_backup.ts";
-import { pruneRepository } from "../src/app/prune.ts";
-import { listSnapshotIds, listSnapshots, openRepository } from "../src/app/repository.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
-import { verifyRepository } from "../src/app/verify.ts";
+import { consolidateSnapshot } from "../src/app/repository/consolidate.ts";
+import { forgetSnapshots } from "../src/app/repository/forget.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
+import { pruneRepository } from "../src/app/repository/prune.ts";
+import {
+  listSnapshotIds,
+  listSnapshots,
+  openRepository,
+} from "../src/app/repository/repository.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
+import { verifyRepository } from "../src/app/repository/verify.ts";
 import { copyTree, describeTree } from "../src/app/_testing.ts";
 
 /** A writer after a crash must not wait long: the dead process's lock is no longer held. */

@@ -19,8 +19,10 @@ import {
   createControlApp,
   edgeSuites,
   JobQueue,
+  jobsPort,
   type RunOptions,
   runSuites,
+  suitesPort,
 } from "../src/edge.ts";
 
 /** The most runs per property a request may ask for. */
@@ -42,10 +44,10 @@ function conformanceOnlyApp(token: string): ControlApp {
     roots: [],
     // No file system to canonicalise against; with no roots every path is refused (403).
     resolvePath: (path) => Promise.resolve(path),
-    jobs: new JobQueue(noFileSystem, () => Date.now()),
+    jobs: jobsPort(new JobQueue(noFileSystem, () => Date.now())),
     listSnapshots: noFileSystem,
     storageOccupancy: () => undefined,
-    suites: edgeSuites,
+    suites: suitesPort(edgeSuites),
     conformanceBudgetMs: 20_000,
   });
 }

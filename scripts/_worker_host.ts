@@ -1,66 +1,40 @@
 /**
- * A Worker host with a message queue: start a module worker, post jobs, await its messages in
- * order. Used by benchmarks and integration tests to run each side in its own isolate.
+ * The TCP benchmark's Worker hosts (`bench_tcp_worker.ts`) through the one host link.
  *
  * @module
  */
 
-/** A running Worker and the messages it posted, in order. */
-export interface WorkerHost {
-  post(message: unknown): void;
-  /** The next message; rejects if the worker reports `{ error }` or fails, or after `timeoutMs`. */
-  next<T>(timeoutMs?: number): Promise<T>;
-  terminate(): void;
+import { type HostLink, startWorkerHost } from "../src/adapters/host_link.ts";
+import type { TcpBenchInput, TcpBenchJob, TcpBenchReport } from "./bench_tcp_worker.ts";
+
+const TCP_WORKER = new URL("./bench_tcp_worker.ts", import.meta.url);
+
+/**
+ * Starts a TCP benchmark Worker on a job.
+ *
+ * @param job what it does
+ * @returns its link (a `failed` report is the job's error)
+ */
+export function startTcpHost(job: TcpBenchJob): HostLink<TcpBenchInput, TcpBenchReport> {
+  const link = startWorkerHost<TcpBenchInput, TcpBenchReport>(TCP_WORKER, `tcp host (${job.role})`);
+  link.post({ type: "job", job });
+  return link;
 }
 
 /**
- * Starts a module Worker.
+ * The next report of `type`; a `failed` report throws with its error.
  *
- * @param url the worker module
- * @returns the host
+ * @param link the host
+ * @param type what is awaited
+ * @param timeoutMs how long to wait
+ * @returns the report
  */
-export function startWorkerHost(url: URL): WorkerHost {
-  const worker = new Worker(url, { type: "module" });
-  const queued: unknown[] = [];
-  const waiting: Array<{ resolve(message: unknown): void; reject(error: Error): void }> = [];
-  let failure: Error | undefined;
-  const deliver = (message: unknown) => {
-    const waiter = waiting.shift();
-    if (waiter === undefined) queued.push(message);
-    else if (isErrorMessage(message)) waiter.reject(new Error(`worker failed: ${message.error}`));
-    else waiter.resolve(message);
-  };
-  worker.onmessage = (event) => deliver(event.data);
-  worker.onerror = (event) => {
-    event.preventDefault();
-    failure = new Error(`worker crashed: ${event.message}`);
-    for (const waiter of waiting.splice(0)) waiter.reject(failure);
-  };
-  return {
-    post: (message) => worker.postMessage(message),
-    next<T>(timeoutMs = 120_000): Promise<T> {
-      if (queued.length > 0) {
-        const message = queued.shift();
-        return isErrorMessage(message)
-          ? Promise.reject(new Error(`worker failed: ${message.error}`))
-          : Promise.resolve(message as T);
-      }
-      if (failure !== undefined) return Promise.reject(failure);
-      return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`worker sent nothing within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-        waiting.push({
-          resolve: (message) => (clearTimeout(timer), resolve(message as T)),
-          reject: (error) => (clearTimeout(timer), reject(error)),
-        });
-      });
-    },
-    terminate: () => worker.terminate(),
-  };
-}
-
-function isErrorMessage(message: unknown): message is { error: string } {
-  return typeof message === "object" && message !== null && "error" in message;
+export async function nextReport<T extends TcpBenchReport["type"]>(
+  link: HostLink<TcpBenchInput, TcpBenchReport>,
+  type: T,
+  timeoutMs = 120_000,
+): Promise<Extract<TcpBenchReport, { type: T }>> {
+  const report: TcpBenchReport = await link.next([type, "failed"], timeoutMs);
+  if (report.type === "failed") throw new Error(`${link.name} failed: ${report.error}`);
+  return report as Extract<TcpBenchReport, { type: T }>;
 }

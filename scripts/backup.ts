@@ -1,8 +1,11 @@
 /**
- * `deno task backup`: backs up a directory (or a SQLite database) into a repository. The client
- * and the server each run in their own Worker host on this machine; they set up their channels
- * with the seeds' handshakes over 127.0.0.1 and a shared storage region, and file data travels
- * through storage while control and errors stay on the network.
+ * `deno task backup`: backs up a directory (or a SQLite database) into a repository. Embedded
+ * (the default): the client and the server each run in their own Worker host on this machine;
+ * they set up their channels with the seeds' handshakes over 127.0.0.1 and a shared storage
+ * region, and file data travels through storage while control and errors stay on the network.
+ * With `--server URL --agent HOST:PORT`, the job runs on that server (`deno task serve`) with
+ * the client's part on that agent (`deno task agent`): `--source` is a path on the agent,
+ * `--repo` a path on the server.
  *
  * @module
  */
@@ -16,18 +19,26 @@ import {
   type BackupJobOptions,
   type BackupJobSummary,
   runBackupJob,
-} from "../src/app/backup_job.ts";
-import type { BackupProgress } from "../src/app/backup_client.ts";
-import { applyRetention, type RetentionReport } from "../src/app/retention.ts";
+} from "../src/app/jobs/backup_job.ts";
+import type { BackupProgress } from "../src/app/agent/backup_client.ts";
+import { type BackupJobRequest, BackupJobSchema } from "../src/app/jobs/jobs.ts";
+import { checkSource, sourceIdentity } from "../src/app/agent/snapshot_source.ts";
+import { applyRetention, type RetentionReport } from "../src/app/repository/retention.ts";
 import { formatBytes, KEEP_OPTIONS, KEEP_USAGE, keepRulesOf } from "../src/app/_retention_cli.ts";
-import { localTimeZone } from "../src/app/_maintenance.ts";
+import { localTimeZone } from "../src/app/repository/_maintenance.ts";
 import { hasKeepRule, type KeepRules } from "../src/core/backup/retention.ts";
+import { runRemoteJob, serverAddress } from "./_remote.ts";
 
 const USAGE = `usage: deno task backup [options] [--keep-* ...]
+       deno task backup --server URL --agent HOST:PORT --source DIR --repo DIR [options]
 
 Backs up --source (default: the sample tree in fixtures/sample) into --repo (default:
 ./.lanfree/repo). The client and the server run as two hosts on this machine: control and
 errors go over TCP on 127.0.0.1, file data through the shared storage region.
+
+With --server, the job runs on that server (deno task serve; the token is LANFREE_TOKEN) and
+the client's part on the agent at --agent (deno task agent): --source (or --db) is a path on
+the agent, --repo a path on the server. The progress and the summary are the same.
 
   --source DIR          directory to back up (fs mode)
   --repo DIR            repository directory (created if missing)
@@ -39,6 +50,8 @@ errors go over TCP on 127.0.0.1, file data through the shared storage region.
                         storage: fail if storage cannot be set up; network: skip storage
   --region-mib N        size of the storage region (default 64; 0 attaches none)
   --control-blocks N    control blocks in the region (default 64)
+  --server URL          run the job on this server (with --agent)
+  --agent HOST:PORT     the agent that does the client's part
   --json                print one JSON summary on stdout
   --help                this text
 
@@ -58,15 +71,8 @@ Exit status (restic's convention):
 /** Exit status: a snapshot was made but some files could not be read (restic's convention). */
 export const EXIT_INCOMPLETE = 3;
 
-const OptionsSchema = z.strictObject({
-  source: z.string().min(1),
-  repo: z.string().min(1),
-  mode: z.enum(["fs", "db"], { error: "--mode must be fs or db" }),
-  db: z.string().min(1).optional(),
-  incremental: z.boolean(),
-  channel: z.enum(["auto", "storage", "network"], {
-    error: "--channel must be auto, storage or network",
-  }),
+/** What only the embedded run takes (the job itself is `BackupJobSchema`'s). */
+const EmbeddedSchema = z.strictObject({
   regionMib: z.int({ error: "--region-mib must be an integer" }).min(0).max(1024, {
     error: "--region-mib must be at most 1024",
   }),
@@ -75,14 +81,26 @@ const OptionsSchema = z.strictObject({
   }),
 });
 
-/** Parses the command line into job options; throws UsageError with one clear line. */
-export function parseBackupArgs(
-  args: string[],
-): BackupJobOptions & {
-  json: boolean;
-  help: boolean;
-  keep?: { rules: KeepRules; timeZone: string };
-} {
+/** The flag of a job option, for messages. */
+function flagOf(path: readonly PropertyKey[]): string {
+  const field = String(path[0] ?? "");
+  return field === "" ? "" : `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} `;
+}
+
+/** The command line, parsed: the job (one schema for every front) and the CLI's own options. */
+export interface BackupArgs {
+  /** The job, validated by `BackupJobSchema`. */
+  readonly request: BackupJobRequest;
+  /** The server to run it on, or undefined for the embedded run. */
+  readonly server?: string;
+  readonly regionMib: number;
+  readonly controlBlocks: number;
+  readonly json: boolean;
+  readonly help: boolean;
+}
+
+/** Parses the command line; throws UsageError with one clear line. */
+export function parseBackupArgs(args: string[]): BackupArgs {
   const { values } = parseArgs({
     args,
     options: {
@@ -94,6 +112,8 @@ export function parseBackupArgs(
       channel: { type: "string", default: "auto" },
       "region-mib": { type: "string", default: "64" },
       "control-blocks": { type: "string", default: "64" },
+      server: { type: "string" },
+      agent: { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
       ...KEEP_OPTIONS,
@@ -101,36 +121,52 @@ export function parseBackupArgs(
     strict: true,
     allowPositionals: false,
   });
-  const parsed = OptionsSchema.safeParse({
-    source: values.source ?? new URL("../fixtures/sample", import.meta.url).pathname,
-    repo: values.repo ?? ".lanfree/repo",
-    mode: values.mode,
-    db: values.db,
-    incremental: values.incremental,
-    channel: values.channel,
-    regionMib: Number(values["region-mib"]),
-    controlBlocks: Number(values["control-blocks"]),
-  });
-  if (!parsed.success) throw new UsageError(parsed.error.issues[0]!.message);
-  const options = parsed.data;
-  if (options.mode === "db" && options.db === undefined) {
-    throw new UsageError("--mode db needs --db FILE");
+  const remote = values.server !== undefined;
+  if (remote !== (values.agent !== undefined)) {
+    throw new UsageError(
+      remote ? "--server needs --agent HOST:PORT" : "--agent needs --server URL",
+    );
   }
-  if (options.mode === "fs" && options.db !== undefined) {
-    throw new UsageError("--db is for --mode db");
+  if (remote && values.mode !== "db" && values.source === undefined) {
+    throw new UsageError("--server needs --source DIR (a path on the agent)");
   }
-  let keep: { rules: KeepRules; timeZone: string } | undefined;
+  if (remote && values.repo === undefined) {
+    throw new UsageError("--server needs --repo DIR (a path on the server)");
+  }
+  let keep: { rules: KeepRules; timeZone: string };
   try {
     keep = keepRulesOf(values, localTimeZone());
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
+  const request = BackupJobSchema.safeParse({
+    kind: "backup",
+    agent: values.agent,
+    source: values.mode === "db" && values.source === undefined
+      ? undefined
+      : values.source ?? new URL("../fixtures/sample", import.meta.url).pathname,
+    repo: values.repo ?? ".lanfree/repo",
+    mode: values.mode,
+    db: values.db,
+    incremental: values.incremental,
+    channel: values.channel,
+    ...(hasKeepRule(keep.rules) ? { keep: keep.rules, timeZone: keep.timeZone } : {}),
+  });
+  if (!request.success) {
+    const issue = request.error.issues[0]!;
+    throw new UsageError(`${flagOf(issue.path)}${issue.message}`);
+  }
+  const embedded = EmbeddedSchema.safeParse({
+    regionMib: Number(values["region-mib"]),
+    controlBlocks: Number(values["control-blocks"]),
+  });
+  if (!embedded.success) throw new UsageError(embedded.error.issues[0]!.message);
   return {
-    ...options,
-    source: options.mode === "db" ? options.db! : options.source,
+    request: request.data,
+    ...(remote ? { server: values.server } : {}),
+    ...embedded.data,
     json: values.json,
     help: values.help,
-    ...(hasKeepRule(keep.rules) ? { keep } : {}),
   };
 }
 
@@ -140,13 +176,6 @@ export class UsageError extends Error {
     super(message);
     this.name = "UsageError";
   }
-}
-
-async function checkSource(source: string, mode: "fs" | "db"): Promise<void> {
-  const info = await Deno.stat(source).catch(() => undefined);
-  if (info === undefined) throw new Error(`source ${source} does not exist`);
-  if (mode === "fs" && !info.isDirectory) throw new Error(`source ${source} is not a directory`);
-  if (mode === "db" && !info.isFile) throw new Error(`database ${source} is not a file`);
 }
 
 /** What the progress display shows: done and total in one unit, and the percentage. */
@@ -192,8 +221,17 @@ export function progressText(progress: BackupProgress): ProgressText {
   };
 }
 
-/** Progress once the job has run for a second: a bar on a terminal, plain lines otherwise. */
-function progressReporter(mode: "bar" | "lines" | "none") {
+/**
+ * Progress once the job has run for a second: a bar on a terminal, plain lines otherwise.
+ *
+ * @param mode `bar`, `lines`, or `none` (with `--json`)
+ * @param what the job's name on each line (`backup`, `restore`)
+ * @returns `update` for each progress, `stop` at the end
+ */
+export function progressReporter(mode: "bar" | "lines" | "none", what = "backup"): {
+  update(progress: BackupProgress): void;
+  stop(): void;
+} {
   const startedMs = performance.now();
   const linesEveryMs = 2000;
   let lastLineMs = 0;
@@ -207,7 +245,7 @@ function progressReporter(mode: "bar" | "lines" | "none") {
         if (nowMs - lastLineMs < linesEveryMs) return;
         lastLineMs = nowMs;
         console.error(
-          `backup: ${text.done} of ${text.total} ${text.unit} (${text.percent}%), ` +
+          `${what}: ${text.done} of ${text.total} ${text.unit} (${text.percent}%), ` +
             `${progress.files} files`,
         );
         return;
@@ -215,7 +253,7 @@ function progressReporter(mode: "bar" | "lines" | "none") {
       if (bar === undefined) {
         bar = new cliProgress.SingleBar({
           stream: process.stderr,
-          format: "backup {bar} {percentage}% | {value}/{total} {unit} | {files} files",
+          format: `${what} {bar} {percentage}% | {value}/{total} {unit} | {files} files`,
           hideCursor: true,
         }, cliProgress.Presets.shades_classic);
         bar.start(text.total, 0, { files: progress.files, unit: text.unit });
@@ -262,34 +300,62 @@ function printSummary(summary: BackupJobSummary, repo: string): void {
   console.log(`  repository  ${repo}`);
 }
 
+/** The embedded run's options from the parsed command line. */
+function embeddedOptions(args: BackupArgs): BackupJobOptions {
+  return { ...args.request, regionMib: args.regionMib, controlBlocks: args.controlBlocks };
+}
+
+/** Runs the job on a server; its summary, or the server's account of the failure. */
+async function runOnServer(
+  args: BackupArgs,
+  onProgress: (progress: BackupProgress) => void,
+): Promise<BackupJobSummary> {
+  const server = serverAddress(args.server!, Deno.env.get("LANFREE_TOKEN"));
+  const job = await runRemoteJob(server, { ...args.request }, onProgress);
+  if (job.state !== "succeeded") throw new Error(job.error ?? `the job ended ${job.state}`);
+  return job.result as BackupJobSummary;
+}
+
 async function main(): Promise<number> {
-  let options: ReturnType<typeof parseBackupArgs>;
+  let args: BackupArgs;
   try {
-    options = parseBackupArgs(Deno.args);
+    args = parseBackupArgs(Deno.args);
   } catch (error) {
     console.error(`backup: ${error instanceof Error ? error.message : String(error)} (see --help)`);
     return 2;
   }
-  if (options.help) {
+  if (args.help) {
     console.log(USAGE);
     return 0;
   }
-  await checkSource(options.source, options.mode);
+  const { request } = args;
+  if (args.server === undefined) {
+    const source = request.mode === "db" ? request.db! : request.source!;
+    await sourceIdentity(source); // "source ... does not exist", before anything is written
+    await checkSource(source, request.mode);
+  }
   const progress = progressReporter(
-    options.json ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
+    args.json ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
   );
   let summary: BackupJobSummary;
   try {
-    summary = await runBackupJob({ ...options, onProgress: progress.update });
+    summary = args.server === undefined
+      ? await runBackupJob({ ...embeddedOptions(args), onProgress: progress.update })
+      : await runOnServer(args, progress.update);
   } finally {
     progress.stop();
   }
-  const retention = options.keep === undefined
+  const retention = request.keep === undefined
     ? undefined
-    : await retain(summary, options.repo, options.keep);
-  if (options.json) console.log(JSON.stringify({ ...summary, ...retention }));
+    : args.server === undefined
+    ? await retain(summary, request.repo, {
+      rules: request.keep,
+      timeZone: request.timeZone ?? localTimeZone(),
+    })
+    : { retention: (summary as { retention?: RetentionReport }).retention };
+  if (args.json) console.log(JSON.stringify({ ...summary, ...retention }));
   else {
-    printSummary(summary, options.repo);
+    printSummary(summary, request.repo);
     if (retention?.retention !== undefined) {
       for (const line of retentionLines(retention.retention)) console.log(`  ${line}`);
     }

@@ -21,15 +21,14 @@
  * @module
  */
 
-import { startWorkerHost } from "./_worker_host.ts";
-import type { TcpBenchJob } from "./bench_tcp_worker.ts";
+import { nextReport, startTcpHost } from "./_worker_host.ts";
 import { benchStp } from "./bench_stp.ts";
 import { benchProc } from "./bench_proc.ts";
 import { benchBackup } from "./bench_backup.ts";
 import { benchPrune } from "./bench_prune.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
-import { runHandshakePair } from "../src/app/handshake_pair.ts";
-import { freePortPair } from "../src/app/ports.ts";
+import { runHandshakePair } from "../src/app/hosts/handshake_pair.ts";
+import { freePortPair } from "../src/app/hosts/ports.ts";
 
 /** One benchmark result. */
 export interface BenchRow {
@@ -39,7 +38,6 @@ export interface BenchRow {
 }
 
 const MIB = 1024 * 1024;
-const TCP_WORKER = new URL("./bench_tcp_worker.ts", import.meta.url);
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -68,16 +66,15 @@ export async function benchTcpStream(
   totalBytes = 1024 * MIB,
   chunkBytes = MIB,
 ): Promise<BenchRow> {
-  const sink = startWorkerHost(TCP_WORKER);
-  const source = startWorkerHost(TCP_WORKER);
+  const sink = startTcpHost({ role: "sink", api, chunkBytes });
+  let source: ReturnType<typeof startTcpHost> | undefined;
   try {
-    sink.post({ role: "sink", api, chunkBytes } satisfies TcpBenchJob);
-    const { port } = await sink.next<{ port: number }>();
+    const { port } = await nextReport(sink, "port");
     const started = performance.now();
-    source.post({ role: "source", api, port, totalBytes, chunkBytes } satisfies TcpBenchJob);
-    const { receivedBytes } = await sink.next<{ receivedBytes: number }>();
+    source = startTcpHost({ role: "source", api, port, totalBytes, chunkBytes });
+    const { receivedBytes } = await nextReport(sink, "received");
     const seconds = (performance.now() - started) / 1000;
-    await source.next();
+    await nextReport(source, "sent");
     if (receivedBytes !== totalBytes) {
       throw new Error(`tcp bench moved ${receivedBytes} bytes, expected ${totalBytes}`);
     }
@@ -85,23 +82,22 @@ export async function benchTcpStream(
     return { name, value: totalBytes / 1e6 / seconds, unit: "MB/s" };
   } finally {
     sink.terminate();
-    source.terminate();
+    source?.terminate();
   }
 }
 
 /** Median round trip of a 16-byte message between two Worker hosts over TCP, in µs. */
 export async function benchTcpRtt(rounds = 2000): Promise<BenchRow> {
-  const server = startWorkerHost(TCP_WORKER);
-  const client = startWorkerHost(TCP_WORKER);
+  const server = startTcpHost({ role: "echo" });
+  let client: ReturnType<typeof startTcpHost> | undefined;
   try {
-    server.post({ role: "echo" } satisfies TcpBenchJob);
-    const { port } = await server.next<{ port: number }>();
-    client.post({ role: "ping", port, rounds } satisfies TcpBenchJob);
-    const { roundTripsUs } = await client.next<{ roundTripsUs: number[] }>();
+    const { port } = await nextReport(server, "port");
+    client = startTcpHost({ role: "ping", port, rounds });
+    const { roundTripsUs } = await nextReport(client, "rtt");
     return { name: "tcp-rtt", value: median(roundTripsUs.slice(rounds / 10)), unit: "µs" };
   } finally {
     server.terminate();
-    client.terminate();
+    client?.terminate();
   }
 }
 
@@ -138,6 +134,10 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
     ["prune-1g", "restic-prune"],
+    ["backup-2proc", "tar-pipe-synced"],
+    ["restore-2proc", "tar-pipe-synced"],
+    ["backup-2proc", "backup-e2e"],
+    ["restore-2proc", "restore-e2e"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];

@@ -4,7 +4,9 @@
  * `tar-pipe-synced` waits for its output to reach the disk, as a backup must),
  * `backup-e2e` (the whole product path: client and server Worker hosts, handshakes, file data
  * through the storage region, SHA-256 of every file, fsync'd repository), `backup-local` (the
- * same without channels), `restore-e2e`, `backup-noop` (an incremental backup with no change),
+ * same without channels), `restore-e2e`, `backup-2proc` and `restore-2proc` (an agent process
+ * and a server process through a region file, `bench_2proc.ts`), `backup-noop` (an incremental
+ * backup with no change),
  * and the peak RSS of end-to-end backups of 1 GiB and of 4 GiB. Adds restic rows when `restic`
  * is on PATH.
  *
@@ -13,9 +15,10 @@
  * @module
  */
 
-import { runLocalBackup } from "../src/app/local_backup.ts";
-import { runBackupJob } from "../src/app/backup_job.ts";
-import { restoreSnapshot } from "../src/app/restore.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
+import { runBackupJob } from "../src/app/jobs/backup_job.ts";
+import { restoreSnapshot } from "../src/app/repository/restore.ts";
+import { bench2proc } from "./bench_2proc.ts";
 
 /** One benchmark result. */
 export interface BenchRow {
@@ -166,6 +169,8 @@ export async function benchBackup(): Promise<BenchRow[]> {
       target: `${dir}/out`,
     });
     await Deno.remove(`${dir}/out`, { recursive: true });
+    await sh("sync");
+    const twoProcesses = await bench2proc(data, `${dir}/2proc`);
     await Deno.remove(`${dir}/repo-local`, { recursive: true });
     await Deno.remove(`${dir}/repo-e2e`, { recursive: true });
     const huge = `${dir}/huge`;
@@ -186,7 +191,7 @@ export async function benchBackup(): Promise<BenchRow[]> {
       { name: "rss-backup-4g", value: e2e4g.peakBytes / MB, unit: "MB" },
       { name: "backup-e2e-4g", value: e2e4g.result.megabytesPerSecond, unit: "MB/s" },
     ];
-    return [...rows, ...(await resticRows(dir, data, totalBytes))];
+    return [...rows, ...twoProcesses, ...(await resticRows(dir, data, totalBytes))];
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -12,15 +12,17 @@
 
 import { createRegionFile } from "../src/adapters/region_file.ts";
 import { makeTempDirectory, removeDirectory, unlinkFile } from "../src/adapters/_libc_files.ts";
+import { type ProcessHost, startProcessHost } from "../src/adapters/host_link.ts";
 import type { HostReport } from "../src/adapters/shm_host_jobs.ts";
-import type { ProcJob } from "./bench_proc_host.ts";
+import type { ProcHostInput, ProcHostReport, ProcJob } from "./bench_proc_host.ts";
 
 const MIB = 1 << 20;
 const STREAM_BYTES = 2048 * MIB;
 const RTT_ROUNDS = 2000;
-const HOST = new URL("./bench_proc_host.ts", import.meta.url).pathname;
+const HOST = new URL("./bench_proc_host.ts", import.meta.url);
 const FLAGS = ["--allow-read", "--allow-write", "--allow-ffi", "--allow-net=127.0.0.1"];
-const LINES_MAX = 1_000_000;
+/** Longest wait for one report (a 2 GiB stream on a loaded machine). */
+const REPORT_WAIT_MS = 600_000;
 
 /** One benchmark row. */
 export interface ProcRow {
@@ -29,41 +31,32 @@ export interface ProcRow {
   readonly unit: string;
 }
 
-/** A benchmark process whose JSON lines are read in order. */
+/** A benchmark process host on a job. */
 class Side {
-  readonly child: Deno.ChildProcess;
-  readonly #lines: AsyncIterator<string>;
+  readonly link: ProcessHost<ProcHostInput, ProcHostReport>;
 
   constructor(job: ProcJob) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...FLAGS, HOST, JSON.stringify(job)],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    this.#lines = lines(this.child.stdout)[Symbol.asyncIterator]();
+    this.link = startProcessHost<ProcHostInput, ProcHostReport>(
+      { script: HOST, flags: FLAGS },
+      `benchmark process (${"job" in job ? job.job : job.role})`,
+    );
+    this.link.post({ type: "job", job });
   }
 
-  /** The next JSON line the process prints; a failure report or an early end throws. */
-  async next<T>(): Promise<T> {
-    const line = await this.#lines.next();
-    if (line.done === true) {
-      throw new Error(`benchmark process ended: ${JSON.stringify(await this.child.status)}`);
+  /** The next report of `type`; a failure report or an early end throws. */
+  async next<T extends ProcHostReport["type"]>(
+    type: T,
+  ): Promise<Extract<ProcHostReport, { type: T }>> {
+    const report: ProcHostReport = await this.link.next([type, "failed"], REPORT_WAIT_MS);
+    if (report.type === "failed") {
+      throw new Error(`${this.link.name} failed: ${JSON.stringify(report)}`);
     }
-    const message = JSON.parse(line.value);
-    if (message.kind === "failed" || "error" in message) {
-      throw new Error(`benchmark process failed: ${line.value}`);
-    }
-    return message as T;
+    return report as Extract<ProcHostReport, { type: T }>;
   }
-}
 
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffered = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += text;
-    const parts = buffered.split("\n");
-    buffered = parts.pop() ?? "";
-    for (const part of parts.slice(0, LINES_MAX)) yield part;
+  /** Waits for the process to exit. */
+  async exited(): Promise<void> {
+    await this.link.ended;
   }
 }
 
@@ -87,29 +80,22 @@ function regionFile(directory: string, name: string): string {
   return path;
 }
 
-type Done = Extract<HostReport, { kind: "done" }>;
+type Done = Extract<HostReport, { type: "done" }>;
 
 async function stpPair(regionPath: string, server: Partial<ProcJob>, client: Partial<ProcJob>) {
   const base = { transport: "stp", regionPath, stg: 1, port: 10, hash: false } as const;
   const job = { ...base, totalBytes: 0, chunkBytes: MIB, rounds: 0 };
   const receiver = new Side({ ...job, job: "receive", ...server } as ProcJob);
-  await receiver.next(); // listening
+  await receiver.next("listening");
   const sender = new Side({ ...job, job: "send", ...client } as ProcJob);
-  const done = async (side: Side) => {
-    for (let reports = 0; reports < 10; reports++) {
-      const report = await side.next<HostReport>();
-      if (report.kind === "done") return report;
-    }
-    throw new Error("no done report");
-  };
-  const reports = await Promise.all([done(receiver), done(sender)]);
-  await Promise.all([receiver.child.status, sender.child.status]);
+  const reports = await Promise.all([receiver.next("done"), sender.next("done")]);
+  await Promise.all([receiver.exited(), sender.exited()]);
   return reports as [Done, Done];
 }
 
 async function tcpStream(): Promise<number> {
   const sink = new Side({ transport: "tcp", role: "sink", api: "deno", chunkBytes: MIB });
-  const { port } = await sink.next<{ port: number }>();
+  const { port } = await sink.next("port");
   const source = new Side({
     transport: "tcp",
     role: "source",
@@ -118,20 +104,18 @@ async function tcpStream(): Promise<number> {
     totalBytes: STREAM_BYTES,
     chunkBytes: MIB,
   });
-  const { receivedBytes, elapsedMs } = await sink.next<
-    { receivedBytes: number; elapsedMs: number }
-  >();
-  await Promise.all([source.child.status, sink.child.status]);
+  const { receivedBytes, elapsedMs } = await sink.next("received");
+  await Promise.all([source.exited(), sink.exited()]);
   if (receivedBytes !== STREAM_BYTES) throw new Error(`tcp moved ${receivedBytes} bytes`);
   return STREAM_BYTES / 1e6 / (elapsedMs / 1000);
 }
 
 async function tcpRtt(): Promise<number> {
   const server = new Side({ transport: "tcp", role: "echo" });
-  const { port } = await server.next<{ port: number }>();
+  const { port } = await server.next("port");
   const client = new Side({ transport: "tcp", role: "ping", port, rounds: RTT_ROUNDS });
-  const { roundTripsUs } = await client.next<{ roundTripsUs: number[] }>();
-  await Promise.all([client.child.status, server.child.status]);
+  const { roundTripsUs } = await client.next("rtt");
+  await Promise.all([client.exited(), server.exited()]);
   return median(roundTripsUs.slice(RTT_ROUNDS / 10));
 }
 

@@ -13,9 +13,9 @@
  * @module
  */
 
-import { forgetSnapshots } from "../src/app/forget.ts";
-import { runLocalBackup } from "../src/app/local_backup.ts";
-import { pruneRepository } from "../src/app/prune.ts";
+import { forgetSnapshots } from "../src/app/repository/forget.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
+import { pruneRepository } from "../src/app/repository/prune.ts";
 import { type BenchRow, generate, onPath, randomFile, sh, timed } from "./bench_backup.ts";
 
 const SNAPSHOTS = 10;

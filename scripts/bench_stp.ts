@@ -34,8 +34,8 @@ function region(): SharedArrayBuffer {
   return made.value;
 }
 
-function done(report: HostReport): Extract<HostReport, { kind: "done" }> {
-  if (report.kind !== "done") throw new Error(`bench host failed: ${JSON.stringify(report)}`);
+function done(report: HostReport): Extract<HostReport, { type: "done" }> {
+  if (report.type !== "done") throw new Error(`bench host failed: ${JSON.stringify(report)}`);
   return report;
 }
 

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { hostSide } from "../src/adapters/host_link.ts";
 import { createTcpSockets } from "../src/adapters/tcp.ts";
 
 /** What the main thread asks a worker to do. */
@@ -21,12 +22,23 @@ export type TcpBenchJob =
   | { readonly role: "ping"; readonly port: number; readonly rounds: number };
 
 const LOOPBACK = "127.0.0.1";
-/** Where a job's results go: the Worker's `postMessage`, or a process's stdout. */
-export type Post = (message: unknown) => void;
+/** What a TCP benchmark host reports. */
+export type TcpBenchReport =
+  | { readonly type: "port"; readonly port: number }
+  | { readonly type: "received"; readonly receivedBytes: number; readonly elapsedMs: number }
+  | { readonly type: "sent" }
+  | { readonly type: "rtt"; readonly roundTripsUs: number[] }
+  | { readonly type: "failed"; readonly error: string };
+
+/** What a TCP benchmark host receives: its job. */
+export type TcpBenchInput = { readonly type: "job"; readonly job: TcpBenchJob };
+
+/** Where a job's results go: the Worker's side of its link, or a process's stdout. */
+export type Post = (message: TcpBenchReport) => void;
 
 async function sinkDeno(chunkBytes: number, post: Post) {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
-  post({ port: (listener.addr as Deno.NetAddr).port });
+  post({ type: "port", port: (listener.addr as Deno.NetAddr).port });
   const conn = await listener.accept();
   const into = new Uint8Array(chunkBytes);
   let receivedBytes = 0;
@@ -39,7 +51,7 @@ async function sinkDeno(chunkBytes: number, post: Post) {
   const elapsedMs = performance.now() - startedMs; // from the connection to end of stream
   conn.close();
   listener.close();
-  post({ receivedBytes, elapsedMs });
+  post({ type: "received", receivedBytes, elapsedMs });
 }
 
 async function sinkSockets(chunkBytes: number, post: Post) {
@@ -47,18 +59,20 @@ async function sinkSockets(chunkBytes: number, post: Post) {
   const listener = await net.socket("network");
   await net.bind(listener, { kind: "network", host: LOOPBACK, port: 0 });
   await net.listen(listener, 1);
-  post({ port: (await net.getsockname(listener)).port });
+  post({ type: "port", port: (await net.getsockname(listener)).port });
   const fd = await net.accept(listener);
   const into = new Uint8Array(chunkBytes);
   let receivedBytes = 0;
+  const startedMs = performance.now();
   for (;;) {
     const got = await net.recv(fd, into);
     if (got === null) break;
     receivedBytes += got;
   }
+  const elapsedMs = performance.now() - startedMs;
   await net.close(fd);
   await net.close(listener);
-  post({ receivedBytes });
+  post({ type: "received", receivedBytes, elapsedMs });
 }
 
 async function source(job: Extract<TcpBenchJob, { role: "source" }>, post: Post) {
@@ -78,12 +92,12 @@ async function source(job: Extract<TcpBenchJob, { role: "source" }>, post: Post)
     for (let sent = 0; sent < job.totalBytes; sent += chunk.length) await net.send(fd, chunk);
     await net.close(fd);
   }
-  post({ done: true });
+  post({ type: "sent" });
 }
 
 async function echo(post: Post) {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
-  post({ port: (listener.addr as Deno.NetAddr).port });
+  post({ type: "port", port: (listener.addr as Deno.NetAddr).port });
   const conn = await listener.accept();
   conn.setNoDelay(true);
   const into = new Uint8Array(16);
@@ -110,11 +124,11 @@ async function ping(port: number, rounds: number, post: Post) {
     roundTripsUs.push((performance.now() - started) * 1000);
   }
   conn.close();
-  post({ roundTripsUs });
+  post({ type: "rtt", roundTripsUs });
 }
 
 /**
- * Runs one TCP benchmark job, posting its results (and `{ error }` on failure).
+ * Runs one TCP benchmark job, posting its results (and `failed` on failure).
  *
  * @param job what to do
  * @param post where results go
@@ -127,14 +141,12 @@ export function runTcpJob(job: TcpBenchJob, post: Post): Promise<void> {
     : job.role === "echo"
     ? echo(post)
     : ping(job.port, job.rounds, post);
-  return run.catch((error) => post({ error: String(error) }));
+  return run.catch((error) => post({ type: "failed", error: String(error) }));
 }
 
-/** The worker's global scope, typed for what this file uses (absent in a main module). */
-const scope = self as unknown as {
-  postMessage?(message: unknown): void;
-  onmessage: ((event: MessageEvent<TcpBenchJob>) => void) | null;
-};
-if (typeof scope.postMessage === "function") {
-  scope.onmessage = (event) => runTcpJob(event.data, (m) => scope.postMessage!(m));
+if (typeof (globalThis as { postMessage?: unknown }).postMessage === "function") {
+  // Started as a Worker host (a process host imports this module and has no postMessage).
+  const side = hostSide<TcpBenchInput, TcpBenchReport>();
+  const { job } = await side.next("job", Number.POSITIVE_INFINITY);
+  await runTcpJob(job, (report) => side.post(report));
 }

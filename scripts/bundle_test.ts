@@ -7,10 +7,11 @@ import * as lanfree from "../mod.ts";
 const NODE_CHECK = `
 const lanfree = await import(process.argv[2]);
 const results = await lanfree.runSuites(lanfree.edgeSuites(), { runs: 3, seed: 3 });
-const jobs = new lanfree.JobQueue(async () => "done", () => Date.now());
+const jobs = lanfree.jobsPort(new lanfree.JobQueue(async () => "done", () => Date.now()));
 const app = lanfree.createControlApp({
   token: "t", roots: ["/nowhere"], resolvePath: async (p) => p, jobs,
-  listSnapshots: async () => [], storageOccupancy: () => undefined, suites: () => [],
+  listSnapshots: async () => [], storageOccupancy: () => undefined,
+  suites: lanfree.suitesPort(() => []),
 });
 const health = await app.fetch(new Request("http://edge/health"));
 const denied = await app.fetch(new Request("http://edge/v1/jobs"));
@@ -26,9 +27,9 @@ console.log(JSON.stringify({
 /** A consumer that type-checks against the declarations only if they are right. */
 const CONSUMER = `
 import {
-  createControlApp, type ControlServices, edgeSuites, JobQueue, kindOfDescriptor,
+  createControlApp, type ControlServices, edgeSuites, JobQueue, jobsPort, kindOfDescriptor,
   type Message, type PropertyResult, type RegionFactory, runSuites, sharedArrayBufferRegions,
-  type SocketKind, stpSuite,
+  type SocketKind, stpSuite, suitesPort,
 } from "./lanfree.mjs";
 
 const kind: SocketKind | undefined = kindOfDescriptor(3);
@@ -36,8 +37,8 @@ const regions: RegionFactory = sharedArrayBufferRegions;
 const message: Message = { type: "port", kind: "storage", port: 9 };
 const services: ControlServices = {
   token: "t", roots: [], resolvePath: async (p: string) => p,
-  jobs: new JobQueue(async () => null, () => 0), listSnapshots: async () => [],
-  storageOccupancy: () => undefined, suites: edgeSuites,
+  jobs: jobsPort(new JobQueue(async () => null, () => 0)), listSnapshots: async () => [],
+  storageOccupancy: () => undefined, suites: suitesPort(edgeSuites),
 };
 const results: PropertyResult[] = await runSuites([stpSuite(regions)], { runs: 1 });
 const response: Response | Promise<Response> = createControlApp(services).fetch(new Request("http://x/"));

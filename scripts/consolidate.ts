@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { consolidateSnapshot } from "../src/app/consolidate.ts";
+import { consolidateSnapshot } from "../src/app/repository/consolidate.ts";
 import { consolidateLines } from "../src/app/_retention_cli.ts";
 import { consoleIo, type Io, reportFailure, reportUsage } from "../src/app/_cli_support.ts";
 

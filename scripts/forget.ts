@@ -7,9 +7,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { forgetSnapshots } from "../src/app/forget.ts";
-import { localTimeZone } from "../src/app/_maintenance.ts";
-import { pruneRepository } from "../src/app/prune.ts";
+import { forgetSnapshots } from "../src/app/repository/forget.ts";
+import { localTimeZone } from "../src/app/repository/_maintenance.ts";
+import { pruneRepository } from "../src/app/repository/prune.ts";
 import { hasKeepRule } from "../src/core/backup/retention.ts";
 import {
   forgetLines,

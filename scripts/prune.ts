@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { pruneRepository } from "../src/app/prune.ts";
+import { pruneRepository } from "../src/app/repository/prune.ts";
 import { pruneLines } from "../src/app/_retention_cli.ts";
 import { consoleIo, type Io, reportFailure, reportUsage } from "../src/app/_cli_support.ts";
 

@@ -1,25 +1,40 @@
 /**
  * `deno task restore`: restores a snapshot (applying its incremental chain) into a target
- * directory, checking every file's SHA-256.
+ * directory, checking every file's SHA-256. With `--server URL --agent HOST:PORT` the restore is
+ * a job of that server: the snapshot streams from the server's repository through the data
+ * channel (storage when it can) to the agent, which writes `--target` there with the same
+ * checks.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { IncompleteRestore, restoreSnapshot } from "../src/app/restore.ts";
-import { openRepository, resolveSnapshot } from "../src/app/repository.ts";
+import { IncompleteRestore, restoreSnapshot } from "../src/app/repository/restore.ts";
+import { openRepository, resolveSnapshot } from "../src/app/repository/repository.ts";
 import { targetInsideSourceWarning } from "../src/app/paths.ts";
 import {
   consoleIo,
+  EXIT_FAILED,
   EXIT_USAGE,
   type Io,
   reportFailure,
   reportUsage,
 } from "../src/app/_cli_support.ts";
+import { RestoreJobSchema } from "../src/app/jobs/jobs.ts";
+import type { RestoreJobSummary } from "../src/app/jobs/agent_job.ts";
+import { runRemoteJob, serverAddress } from "./_remote.ts";
+import { progressReporter } from "./backup.ts";
 
 const USAGE = `usage: deno task restore --repo DIR --snapshot ID|latest --target DIR
                          [--source DIR] [--path SUBPATH] [--overwrite] [--same-permissions]
                          [--json] [--help]
+       deno task restore --server URL --agent HOST:PORT --repo DIR --snapshot ID|latest
+                         --target DIR [--mode fs|db] [--channel auto|storage|network] ...
+
+With --server, the restore is a job of that server (deno task serve; the token is LANFREE_TOKEN):
+--repo is a path on the server, --target a path on the agent (deno task agent), and the snapshot
+travels through the data channel of --mode's handshake (storage when it can; --channel as for
+backup). The summary gives the bytes that went through each channel.
 
 Restores snapshot ID (or the latest) from repository DIR into the target directory (created if
 missing; a non-empty target is refused unless --overwrite). --path restores one file or subtree.
@@ -52,6 +67,10 @@ const OPTIONS = {
   preserve: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean" },
+  server: { type: "string" },
+  agent: { type: "string" },
+  mode: { type: "string" },
+  channel: { type: "string" },
 } as const;
 
 /**
@@ -87,6 +106,11 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     io.err(`error: missing ${missing.map((k) => `--${k}`).join(", ")}\n\n${USAGE}`);
     return EXIT_USAGE;
   }
+  if ((values.server === undefined) !== (values.agent === undefined)) {
+    io.err(`error: --server and --agent go together\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  if (values.server !== undefined) return await restoreOnServer(values, io);
   try {
     const repo = await openRepository(values.repo!);
     const manifest = await resolveSnapshot(repo, values.snapshot!, values.source);
@@ -121,6 +145,72 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     }
     return reportFailure(error, io);
   }
+}
+
+/** The restore as a job of a server, written by an agent. */
+async function restoreOnServer(
+  values: { readonly [K in keyof typeof OPTIONS]?: string | boolean },
+  io: Io,
+): Promise<number> {
+  const request = RestoreJobSchema.safeParse({
+    kind: "restore",
+    agent: values.agent,
+    repo: values.repo,
+    snapshot: values.snapshot,
+    source: values.source,
+    target: values.target,
+    path: values.path,
+    overwrite: values.overwrite ?? false,
+    preservePermissions: (values["same-permissions"] ?? false) || (values.preserve ?? false),
+    mode: values.mode ?? "fs",
+    channel: values.channel ?? "auto",
+  });
+  if (!request.success) {
+    const issue = request.error.issues[0]!;
+    io.err(`error: --${String(issue.path[0] ?? "")} ${issue.message}\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  const progress = progressReporter(
+    values.json ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
+    "restore",
+  );
+  try {
+    const server = serverAddress(values.server as string, Deno.env.get("LANFREE_TOKEN"));
+    const job = await runRemoteJob(server, { ...request.data }, progress.update).finally(() =>
+      progress.stop()
+    );
+    const summary = job.result as RestoreJobSummary | undefined;
+    if (summary !== undefined && values.json) io.out(JSON.stringify(summary));
+    else if (summary !== undefined) printRemoteSummary(summary, io);
+    for (const problem of summary?.problems ?? []) {
+      io.err(`not restored (${problem.side}): ${problem.message}`);
+    }
+    if (job.state === "succeeded") return 0;
+    io.err(`error: ${job.error ?? `the job ended ${job.state}`}`);
+    return EXIT_FAILED;
+  } catch (error) {
+    return reportFailure(error, io);
+  }
+}
+
+function printRemoteSummary(summary: RestoreJobSummary, io: Io): void {
+  const number = (n: number) => n.toLocaleString("en-US");
+  io.out(`restored snapshot ${summary.snapshot} into ${summary.target} on ${summary.agent}`);
+  io.out(`${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks`);
+  io.out(
+    `${summary.bytes} bytes in ${summary.seconds.toFixed(2)} s (${
+      summary.megabytesPerSecond.toFixed(0)
+    } MB/s), every SHA-256 checked`,
+  );
+  io.out(
+    `data path ${
+      summary.dataPath === "storage" ? "storage (through the shared region)" : "network"
+    }`,
+  );
+  if (summary.fallbackReason !== null) io.out(`fallback ${summary.fallbackReason}`);
+  io.out(
+    `bytes storage ${number(summary.storageBytes)}, network ${number(summary.networkBytes)}`,
+  );
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "../src/app/local_backup.ts";
-import { listSnapshotIds, openRepository, readManifest } from "../src/app/repository.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
+import { listSnapshotIds, openRepository, readManifest } from "../src/app/repository/repository.ts";
 import { withTempDir, writeFileWith } from "../src/app/_testing.ts";
 import { main as forgetMain } from "./forget.ts";
 import { main as pruneMain } from "./prune.ts";

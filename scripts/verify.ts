@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { verifyRepository } from "../src/app/verify.ts";
+import { verifyRepository } from "../src/app/repository/verify.ts";
 import {
   consoleIo,
   EXIT_FAILED,

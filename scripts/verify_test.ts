@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runLocalBackup } from "../src/app/local_backup.ts";
+import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
 import { withTempDir, writeFileWith } from "../src/app/_testing.ts";
 
 const SCRIPT = new URL("./verify.ts", import.meta.url).pathname;

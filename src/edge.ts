@@ -17,16 +17,23 @@
  * @example Lanfree's own platform-neutral suites and the control app in one fetch handler
  * ```ts
  * import assert from "node:assert/strict";
- * import { createControlApp, edgeSuites, JobQueue, runSuites } from "./edge.ts";
+ * import {
+ *   createControlApp,
+ *   edgeSuites,
+ *   JobQueue,
+ *   jobsPort,
+ *   runSuites,
+ *   suitesPort,
+ * } from "./edge.ts";
  *
  * const app = createControlApp({
  *   token: "secret",
  *   roots: [],
  *   resolvePath: (path) => Promise.reject(new Error(`no file system here: ${path}`)),
- *   jobs: new JobQueue(() => Promise.reject(new Error("no jobs here")), () => Date.now()),
+ *   jobs: jobsPort(new JobQueue(() => Promise.reject(new Error("no jobs")), () => Date.now())),
  *   listSnapshots: () => Promise.resolve([]),
  *   storageOccupancy: () => undefined,
- *   suites: edgeSuites,
+ *   suites: suitesPort(edgeSuites),
  * });
  * const handler = async (request: Request): Promise<Response> =>
  *   new URL(request.url).pathname === "/run"
@@ -139,22 +146,32 @@ export {
   type ControlApp,
   type ControlServices,
   createControlApp,
+  type JobEventView,
+  type JobsPort,
+  type JobTotals,
+  type Parsed,
   type StorageOccupancy,
+  type SuitesPort,
 } from "./adapters/http.ts";
+export { suitesPort } from "../property-tests/_runner.ts";
 export {
   type BackupJobRequest,
   type ConsolidateJobRequest,
+  type FlowOptions,
   type ForgetJobRequest,
   type JobEvent,
   type JobExecutor,
+  JobFailure,
   type JobProgress,
   JobQueue,
   JobQueueFullError,
   type JobQueueLimits,
   type JobRecord,
   type JobRequest,
+  jobsPort,
   type JobState,
   type PruneJobRequest,
   type RestoreJobRequest,
+  type ValidateJobRequest,
   type VerifyJobRequest,
-} from "./app/jobs.ts";
+} from "./app/jobs/jobs.ts";

@@ -1,8 +1,10 @@
 /**
  * The HTTP control endpoint: a Hono app over lanfree's job queue, repositories, storage
  * occupancy and conformance suites. Platform-neutral (no Deno APIs): everything that touches
- * the file system or the region comes in through {@link ControlServices}, so the same app runs
- * on `Deno.serve` and inside the edge bundle.
+ * the file system or the region comes in through {@link ControlServices}, and the jobs and the
+ * suites through two small ports ({@link JobsPort}, {@link SuitesPort}), so the app imports
+ * neither the product nor the suites, and the same app runs on `Deno.serve` and inside the edge
+ * bundle.
  *
  * Every route but `GET /health` needs `Authorization: Bearer <token>` (compared in constant time
  * by Hono's bearer-auth). Errors are `application/problem+json` (RFC 9457) with the right status.
@@ -17,16 +19,64 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import {
-  type JobEvent,
-  jobPathFields,
-  type JobQueue,
-  JobQueueFullError,
-  JobRequestSchema,
-  RequestPathSchema,
-} from "../app/jobs.ts";
-import type { Suite } from "../../property-tests/_suite.ts";
-import { runSuites } from "../../property-tests/_runner.ts";
+import { firstIssue, RequestPathSchema } from "../core/backup/request_path.ts";
+
+/** What a port's validation of a request body gives: the value, or the field and why not. */
+export type Parsed<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly field: string; readonly message: string };
+
+/** An event of a job's stream: its state changed, or it reported progress. */
+export type JobEventView =
+  | { readonly type: "state"; readonly state: string; readonly error?: string }
+  | { readonly type: "progress"; readonly progress: unknown };
+
+/** Totals over the jobs kept, for metrics. */
+export interface JobTotals {
+  /** Jobs per state (`queued`, `running`, `succeeded`, `failed`, `cancelled`). */
+  readonly byState: Readonly<Record<string, number>>;
+  /** Bytes the jobs moved through the storage region. */
+  readonly storageBytes: number;
+  /** Bytes the jobs moved over the network. */
+  readonly networkBytes: number;
+}
+
+/** The jobs, as the app sees them: what `POST/GET/DELETE /v1/jobs` and the events need. */
+export interface JobsPort {
+  /** Validates a request body (defaults filled in). */
+  parse(body: unknown): Parsed<unknown>;
+  /** The paths of this machine a valid request names, `[field, path]`: each must lie in the roots. */
+  localPaths(request: unknown): ReadonlyArray<readonly [string, string]>;
+  /** Queues a valid request: the job as shown, or why the queue is busy. */
+  submit(request: unknown): { readonly job: unknown } | { readonly busy: string };
+  /** Every job kept, newest first. */
+  list(): readonly unknown[];
+  /** One job, or undefined. */
+  get(id: string): unknown;
+  /** Cancels a job: `unknown`, `ended` (nothing to cancel), or `cancelled` (asked to stop). */
+  cancel(id: string): "cancelled" | "unknown" | "ended";
+  /** Listens to a job's events (past ones first); undefined for an unknown job or too many. */
+  subscribe(id: string, listener: (event: JobEventView) => void): (() => void) | undefined;
+  /** Totals for metrics. */
+  totals(): JobTotals;
+}
+
+/** The conformance suites, as the app sees them: what `POST /v1/conformance` needs. */
+export interface SuitesPort {
+  /**
+   * Runs the suites whose name starts with `suite` (all without one).
+   *
+   * @returns whether all passed and each property's result; undefined when no suite matches
+   */
+  run(
+    options: {
+      readonly suite?: string;
+      readonly runs?: number;
+      readonly seed?: number;
+      readonly budgetMs: number;
+    },
+  ): Promise<{ readonly passed: boolean; readonly results: readonly unknown[] } | undefined>;
+}
 
 /** Occupancy of the storage region, for `GET /v1/storage` and metrics. */
 export interface StorageOccupancy {
@@ -63,8 +113,8 @@ export interface ControlServices {
   readonly roots: readonly string[];
   /** Canonicalises a path (resolving symlinks of the part that exists). */
   resolvePath(path: string): Promise<string>;
-  /** The job queue. */
-  readonly jobs: JobQueue;
+  /** The jobs. */
+  readonly jobs: JobsPort;
   /** Summaries (no entries) of a repository's snapshots (the repository is inside the roots). */
   listSnapshots(repo: string): Promise<unknown[]>;
   /**
@@ -75,7 +125,7 @@ export interface ControlServices {
   /** The region's occupancy, or undefined when no region is attached. */
   storageOccupancy(): StorageOccupancy | undefined;
   /** The suites `POST /v1/conformance` may run. */
-  suites(): Suite[];
+  readonly suites: SuitesPort;
   /** Largest request body, bytes. Default 64 KiB. */
   readonly bodyBytesMax?: number;
   /** Longest a conformance request may run, ms. Default 20 000. */
@@ -125,23 +175,22 @@ function isInside(path: string, root: string): boolean {
   return path === root || path.startsWith(base);
 }
 
-/** Parses a JSON body: 400 for malformed JSON, 400 naming the field for a schema mismatch. */
-async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
-  let body: unknown;
+/** A JSON body: 400 for malformed JSON. */
+async function jsonBody(c: Context): Promise<unknown> {
   try {
-    body = await c.req.json();
+    return await c.req.json();
   } catch {
     problem(400, "Malformed JSON", "the request body is not valid JSON");
   }
+}
+
+/** Parses a JSON body: 400 for malformed JSON, 400 naming the field for a schema mismatch. */
+async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
+  const body = await jsonBody(c);
   const parsed = schema.safeParse(body);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.length > 0
-      ? issue.path.join(".")
-      : issue.code === "unrecognized_keys"
-      ? (issue as { keys?: string[] }).keys?.join(", ") ?? "(body)"
-      : "(body)";
-    problem(400, "Invalid request", `${field}: ${issue.message}`);
+    const { field, message } = firstIssue(parsed.error);
+    problem(400, "Invalid request", `${field}: ${message}`);
   }
   return parsed.data;
 }
@@ -213,27 +262,26 @@ export function createControlApp(services: ControlServices): ControlApp {
   );
 
   app.post("/v1/jobs", async (c) => {
-    const request = await parseBody(c, JobRequestSchema);
-    for (const [, path] of jobPathFields(request)) await checkPath(path);
-    try {
-      return c.json(services.jobs.submit(request), 202);
-    } catch (error) {
-      if (error instanceof JobQueueFullError) problem(503, "Busy", error.message);
-      throw error;
-    }
+    const parsed = services.jobs.parse(await jsonBody(c));
+    if (!parsed.ok) problem(400, "Invalid request", `${parsed.field}: ${parsed.message}`);
+    for (const [, path] of services.jobs.localPaths(parsed.value)) await checkPath(path);
+    const submitted = services.jobs.submit(parsed.value);
+    if ("busy" in submitted) problem(503, "Busy", submitted.busy);
+    return c.json(submitted.job as Record<string, unknown>, 202);
   });
-  app.get("/v1/jobs", (c) => c.json(services.jobs.list()));
+  app.get("/v1/jobs", (c) => c.json(services.jobs.list() as unknown[]));
   app.get("/v1/jobs/:id", (c) => {
     const job = services.jobs.get(c.req.param("id"));
     return job === undefined
       ? problem(404, "Unknown job", `no job ${c.req.param("id")}`)
-      : c.json(job);
+      : c.json(job as Record<string, unknown>);
   });
   app.delete("/v1/jobs/:id", (c) => {
     const id = c.req.param("id");
-    if (services.jobs.get(id) === undefined) problem(404, "Unknown job", `no job ${id}`);
-    if (!services.jobs.cancel(id)) problem(409, "Already ended", `job ${id} has already ended`);
-    return c.json(services.jobs.get(id));
+    const cancelled = services.jobs.cancel(id);
+    if (cancelled === "unknown") problem(404, "Unknown job", `no job ${id}`);
+    if (cancelled === "ended") problem(409, "Already ended", `job ${id} has already ended`);
+    return c.json(services.jobs.get(id) as Record<string, unknown>);
   });
   app.get("/v1/jobs/:id/events", (c) => jobEvents(c, services.jobs, c.req.param("id")));
 
@@ -266,16 +314,12 @@ export function createControlApp(services: ControlServices): ControlApp {
   });
   app.post("/v1/conformance", async (c) => {
     const request = await parseBody(c, ConformanceRequestSchema);
-    const suites = services.suites().filter((suite) =>
-      request.suite === undefined || suite.name.startsWith(request.suite)
-    );
-    if (suites.length === 0) problem(404, "Unknown suite", `no suite named ${request.suite}`);
-    const results = await runSuites(suites, {
-      runs: request.runs,
-      seed: request.seed,
+    const ran = await services.suites.run({
+      ...request,
       budgetMs: services.conformanceBudgetMs ?? 20_000,
     });
-    return c.json({ passed: results.every((result) => result.passed), results });
+    if (ran === undefined) problem(404, "Unknown suite", `no suite named ${request.suite}`);
+    return c.json(ran);
   });
   app.get(
     "/metrics",
@@ -284,10 +328,10 @@ export function createControlApp(services: ControlServices): ControlApp {
   return app;
 }
 
-function jobEvents(c: Context, jobs: JobQueue, id: string): Response {
+function jobEvents(c: Context, jobs: JobsPort, id: string): Response {
   if (jobs.get(id) === undefined) problem(404, "Unknown job", `no job ${id}`);
   return streamSSE(c, async (stream) => {
-    const queued: JobEvent[] = [];
+    const queued: JobEventView[] = [];
     let wake: (() => void) | undefined;
     const unsubscribe = jobs.subscribe(id, (event) => {
       queued.push(event);

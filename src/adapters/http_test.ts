@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type ControlServices, createControlApp, type StorageOccupancy } from "./http.ts";
-import { type JobExecutor, JobQueue } from "../app/jobs.ts";
+import { type JobExecutor, JobQueue, jobsPort } from "../app/jobs/jobs.ts";
+import { suitesPort } from "../../property-tests/_runner.ts";
 import { canonicalPath } from "../app/paths.ts";
 import { descriptorSuite } from "../../property-tests/dispatch_suite.ts";
 
@@ -24,7 +25,7 @@ async function fixture(
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
   const execute: JobExecutor = async (request, { signal, report }) => {
-    report({ files: 1, bytes: 10, storageBytes: 10, networkBytes: 0 });
+    report({ files: 1, bytes: 10, totalBytes: 10, storageBytes: 10, networkBytes: 0 });
     await Promise.race([
       gate,
       new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
@@ -37,12 +38,12 @@ async function fixture(
     token: TOKEN,
     roots: [root],
     resolvePath: canonicalPath,
-    jobs,
+    jobs: jobsPort(jobs),
     listSnapshots: (repo) => Promise.resolve([{ repo }]),
     snapshotEntries: (repo, id, offset, limit) =>
       Promise.resolve(id === "unknown" ? undefined : { repo, id, offset, limit }),
     storageOccupancy: () => options.occupancy,
-    suites: () => [descriptorSuite()],
+    suites: suitesPort(() => [descriptorSuite()]),
     bodyBytesMax: options.bodyBytesMax ?? 1024,
     conformanceBudgetMs: 5_000,
   };
@@ -174,12 +175,47 @@ Deno.test("bad job bodies are 400 naming the field; paths outside the roots are 
       ),
       403,
     );
+    await expectProblem(
+      await f.app.request(post("/v1/jobs", { kind: "backup", repo: f.root, mode: "db" })),
+      400,
+      /^db: is needed with mode db/,
+    );
+    await expectProblem(
+      await f.app.request(post("/v1/jobs", { kind: "backup", repo: f.root, agent: "no-port" })),
+      400,
+      /^agent: must be host:port/,
+    );
     await Deno.symlink("/etc", `${f.root}/link`);
     await expectProblem(
       await f.app.request(post("/v1/jobs", { kind: "verify", repo: `${f.root}/link/x` })),
       403,
     );
     assert.equal(f.jobs.list().length, 0, "no refused request started a job");
+  } finally {
+    await f.dispose();
+  }
+});
+
+Deno.test("with an agent, the source and target are the agent's: only the repository is checked against the roots", async () => {
+  const f = await fixture();
+  try {
+    const backup = await f.app.request(post("/v1/jobs", {
+      kind: "backup",
+      agent: "10.0.0.2:7000",
+      source: "/data/on/the/agent",
+      repo: f.root,
+    }));
+    assert.equal(backup.status, 202);
+    await expectProblem(
+      await f.app.request(post("/v1/jobs", {
+        kind: "restore",
+        agent: "10.0.0.2:7000",
+        repo: "/etc",
+        target: "/restore/on/the/agent",
+      })),
+      403,
+      /\/etc/,
+    );
   } finally {
     await f.dispose();
   }

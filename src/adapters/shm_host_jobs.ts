@@ -35,17 +35,17 @@ export interface HostJob {
 
 /** What a worker host reports. */
 export type HostReport =
-  | { readonly kind: "listening" }
-  | { readonly kind: "progress"; readonly bytes: number }
+  | { readonly type: "listening" }
+  | { readonly type: "progress"; readonly bytes: number }
   | {
-    readonly kind: "done";
+    readonly type: "done";
     readonly bytes: number;
     readonly sha256: string;
     readonly micros: number[];
     readonly elapsedMs: number;
   }
   | {
-    readonly kind: "failed";
+    readonly type: "failed";
     readonly code: string;
     readonly message: string;
     readonly bytes: number;
@@ -59,7 +59,7 @@ async function receive(host: StorageSockets, job: HostJob, post: Post): Promise<
   const listener = await host.socket("storage");
   await host.bind(listener, { kind: "storage", stg: job.stg, port: job.port });
   await host.listen(listener, 1);
-  post({ kind: "listening" });
+  post({ type: "listening" });
   const fd = await host.accept(listener);
   const hash = createHash("sha256");
   const into = new Uint8Array(job.chunkBytes);
@@ -68,20 +68,20 @@ async function receive(host: StorageSockets, job: HostJob, post: Post): Promise<
   for (let i = 0; i < Number.MAX_SAFE_INTEGER; i++) {
     const n = await host.recv(fd, into).catch((error) => {
       if (error instanceof SocketError) {
-        post({ kind: "failed", code: error.code, message: error.message, bytes });
+        post({ type: "failed", code: error.code, message: error.message, bytes });
       }
       throw error;
     });
     if (n === null) break;
     if (echo) await host.send(fd, into.subarray(0, n));
     else if (job.hash !== false) hash.update(into.subarray(0, n));
-    if (bytes === 0) post({ kind: "progress", bytes: n });
+    if (bytes === 0) post({ type: "progress", bytes: n });
     bytes += n;
   }
   const elapsedMs = performance.now() - startMs;
   await host.close(fd);
   await host.close(listener);
-  post({ kind: "done", bytes, sha256: hash.digest("hex"), micros: [], elapsedMs });
+  post({ type: "done", bytes, sha256: hash.digest("hex"), micros: [], elapsedMs });
 }
 
 async function send(host: StorageSockets, job: HostJob, post: Post): Promise<void> {
@@ -102,7 +102,7 @@ async function send(host: StorageSockets, job: HostJob, post: Post): Promise<voi
   }
   const elapsedMs = performance.now() - startMs;
   await host.close(fd);
-  post({ kind: "done", bytes, sha256: hash.digest("hex"), micros: [], elapsedMs });
+  post({ type: "done", bytes, sha256: hash.digest("hex"), micros: [], elapsedMs });
 }
 
 async function ping(host: StorageSockets, job: HostJob, post: Post): Promise<void> {
@@ -120,7 +120,7 @@ async function ping(host: StorageSockets, job: HostJob, post: Post): Promise<voi
     micros.push((performance.now() - startMs) * 1000);
   }
   await host.close(fd);
-  post({ kind: "done", bytes: job.rounds * message.length, sha256: "", micros, elapsedMs: 0 });
+  post({ type: "done", bytes: job.rounds * message.length, sha256: "", micros, elapsedMs: 0 });
 }
 
 /** Moves `totalBytes` by reserve/commit: a stamp per span where a producer would put its data. */
@@ -137,7 +137,7 @@ async function sendZeroCopy(host: StorageSockets, job: HostJob, post: Post): Pro
   }
   const elapsedMs = performance.now() - startMs;
   await host.close(fd);
-  post({ kind: "done", bytes, sha256: "", micros: [], elapsedMs });
+  post({ type: "done", bytes, sha256: "", micros: [], elapsedMs });
 }
 
 /** Reads to end of stream by peek/release, checking each span's stamp is in order. */
@@ -145,7 +145,7 @@ async function receiveZeroCopy(host: StorageSockets, job: HostJob, post: Post): 
   const listener = await host.socket("storage");
   await host.bind(listener, { kind: "storage", stg: job.stg, port: job.port });
   await host.listen(listener, 1);
-  post({ kind: "listening" });
+  post({ type: "listening" });
   const fd = await host.accept(listener);
   let bytes = 0;
   const startMs = performance.now();
@@ -158,7 +158,7 @@ async function receiveZeroCopy(host: StorageSockets, job: HostJob, post: Post): 
   const elapsedMs = performance.now() - startMs;
   await host.close(fd);
   await host.close(listener);
-  post({ kind: "done", bytes, sha256: "", micros: [], elapsedMs });
+  post({ type: "done", bytes, sha256: "", micros: [], elapsedMs });
 }
 
 /**
@@ -176,6 +176,6 @@ export async function runHostJob(host: StorageSockets, job: HostJob, post: Post)
     else await receive(host, job, post);
   } catch (error) {
     const code = error instanceof SocketError ? error.code : "EINVAL";
-    post({ kind: "failed", code, message: String(error), bytes: -1 });
+    post({ type: "failed", code, message: String(error), bytes: -1 });
   }
 }

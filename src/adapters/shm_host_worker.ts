@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hostSide } from "./host_link.ts";
 import { createStorageSockets } from "./shm.ts";
 import { type HostJob, type HostReport, runHostJob } from "./shm_host_jobs.ts";
 
@@ -16,23 +17,18 @@ export interface WorkerHostJob extends HostJob {
   readonly region: SharedArrayBuffer;
 }
 
-/** The Worker global scope, typed for what this script uses. */
-const scope = self as unknown as {
-  postMessage(message: unknown): void;
-  onmessage: ((event: MessageEvent<WorkerHostJob>) => void) | null;
-  close(): void;
-};
+/** What a storage host receives: its job. */
+export type StorageHostInput = { readonly type: "job"; readonly job: WorkerHostJob };
 
-scope.onmessage = async (event: MessageEvent<WorkerHostJob>) => {
-  const job = event.data;
-  const host = createStorageSockets({
-    region: job.region,
-    ...(job.waitMode === undefined ? {} : { waitMode: job.waitMode }),
-  });
-  try {
-    await runHostJob(host, job, (report) => scope.postMessage(report));
-  } finally {
-    await host.dispose();
-    scope.close();
-  }
-};
+const side = hostSide<StorageHostInput, HostReport>();
+const { job } = await side.next("job", Number.POSITIVE_INFINITY);
+const host = createStorageSockets({
+  region: job.region,
+  ...(job.waitMode === undefined ? {} : { waitMode: job.waitMode }),
+});
+try {
+  await runHostJob(host, job, (report) => side.post(report));
+} finally {
+  await host.dispose();
+  (globalThis as unknown as { close(): void }).close();
+}

@@ -5,13 +5,17 @@
  * @module
  */
 
-import type { HostReport, WorkerHostJob as HostJob } from "./shm_host_worker.ts";
+import { type HostLink, startWorkerHost } from "./host_link.ts";
+import type { HostReport, StorageHostInput, WorkerHostJob as HostJob } from "./shm_host_worker.ts";
 
 /** A worker host and the reports it has posted. */
 export interface WorkerHost {
-  readonly worker: Worker;
-  /** Resolves with the first report of `kind` (or the first failure), rejects after `timeoutMs`. */
-  next(kind: HostReport["kind"], timeoutMs: number): Promise<HostReport>;
+  /** The link to the Worker. */
+  readonly link: HostLink<StorageHostInput, HostReport>;
+  /** Resolves with the next report of `type` (or the first failure), rejects after `timeoutMs`. */
+  next(type: HostReport["type"], timeoutMs: number): Promise<HostReport>;
+  /** Stops the Worker at once (no clean-up: its lease just stops being renewed). */
+  terminate(): void;
 }
 
 /**
@@ -21,34 +25,14 @@ export interface WorkerHost {
  * @returns the host
  */
 export function startHost(job: HostJob): WorkerHost {
-  const worker = new Worker(new URL("./shm_host_worker.ts", import.meta.url), { type: "module" });
-  const reports: HostReport[] = [];
-  const waiters = new Set<() => void>();
-  worker.onmessage = (event: MessageEvent<HostReport>) => {
-    reports.push(event.data);
-    for (const wake of waiters) wake();
-  };
-  worker.postMessage(job);
-  const find = (kind: HostReport["kind"]) =>
-    reports.find((r) => r.kind === kind || r.kind === "failed");
+  const link = startWorkerHost<StorageHostInput, HostReport>(
+    new URL("./shm_host_worker.ts", import.meta.url),
+    `storage host (${job.job})`,
+  );
+  link.post({ type: "job", job });
   return {
-    worker,
-    next(kind, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = find(kind);
-          if (found === undefined) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(found);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`worker host (${job.job}) sent no ${kind} report in ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    },
+    link,
+    next: (type, timeoutMs) => link.next([type, "failed"], timeoutMs),
+    terminate: () => link.terminate(),
   };
 }

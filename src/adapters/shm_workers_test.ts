@@ -47,15 +47,15 @@ function usage(buffer: SharedArrayBuffer) {
 async function transfer(buffer: SharedArrayBuffer, pair: number, totalBytes: number) {
   const port = 10 + pair;
   const receiver = startHost(job(buffer, { job: "receive", port }));
-  assert.equal((await receiver.next("listening", REPORT_TIMEOUT_MS)).kind, "listening");
+  assert.equal((await receiver.next("listening", REPORT_TIMEOUT_MS)).type, "listening");
   const sender = startHost(job(buffer, { job: "send", port, totalBytes }));
   const [sent, received] = await Promise.all([
     sender.next("done", REPORT_TIMEOUT_MS),
     receiver.next("done", REPORT_TIMEOUT_MS),
   ]);
-  assert.equal(sent.kind, "done", JSON.stringify(sent));
-  assert.equal(received.kind, "done", JSON.stringify(received));
-  if (sent.kind !== "done" || received.kind !== "done") return;
+  assert.equal(sent.type, "done", JSON.stringify(sent));
+  assert.equal(received.type, "done", JSON.stringify(received));
+  if (sent.type !== "done" || received.type !== "done") return;
   assert.equal(received.bytes, totalBytes);
   assert.equal(received.sha256, sent.sha256);
 }
@@ -80,12 +80,12 @@ Deno.test("a host terminated mid-transfer makes its peer fail and its blocks are
     job(buffer, { job: "send", totalBytes: Number.MAX_SAFE_INTEGER }),
   );
   await receiver.next("progress", REPORT_TIMEOUT_MS);
-  sender.worker.terminate();
+  sender.terminate();
   const startMs = Date.now();
   const failed = await receiver.next("failed", REPORT_TIMEOUT_MS);
   const detectMs = Date.now() - startMs;
   assert.ok(
-    failed.kind === "failed" && ["ECONNRESET", "ETIMEDOUT"].includes(failed.code),
+    failed.type === "failed" && ["ECONNRESET", "ETIMEDOUT"].includes(failed.code),
     JSON.stringify(failed),
   );
   assert.ok(detectMs <= 10_000 + 2000, `detected after ${detectMs} ms, the timeout is 10000 ms`);

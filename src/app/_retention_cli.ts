@@ -12,9 +12,9 @@ import {
   type KeepRules,
   keepRulesProblem,
 } from "../core/backup/retention.ts";
-import type { ConsolidateReport } from "./consolidate.ts";
-import type { ForgetReport } from "./forget.ts";
-import type { PruneReport } from "./prune.ts";
+import type { ConsolidateReport } from "./repository/consolidate.ts";
+import type { ForgetReport } from "./repository/forget.ts";
+import type { PruneReport } from "./repository/prune.ts";
 
 /** The `--keep-*` options, for `parseArgs`. */
 export const KEEP_OPTIONS = {

@@ -150,7 +150,7 @@ export async function spawnBackupChild(
   incremental = false,
 ): Promise<BackupChild> {
   const args = [source, repo, stopAt, ...(incremental ? ["--incremental"] : [])];
-  return spawnChild("_backup_child.ts", await backupTaskFlags(), args);
+  return spawnChild("jobs/_backup_child.ts", await backupTaskFlags(), args);
 }
 
 /**
@@ -171,10 +171,10 @@ export async function spawnMaintenanceChild(
   snapshot = "latest",
 ): Promise<BackupChild> {
   const flags = await taskFlags(operation);
-  return spawnChild("_maintenance_child.ts", flags, [operation, repo, stopAt, snapshot]);
+  return spawnChild("repository/_maintenance_child.ts", flags, [operation, repo, stopAt, snapshot]);
 }
 
-/** Starts `script` (beside this file) with `flags` and `args`; its first line is read. */
+/** Starts `script` (relative to this file) with `flags` and `args`; its first line is read. */
 function spawnChild(script: string, flags: string[], args: string[]): BackupChild {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, new URL(`./${script}`, import.meta.url).pathname, ...args],

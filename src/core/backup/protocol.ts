@@ -14,6 +14,19 @@
  * Either side may send `failed` on the error channel at any point; the other side then stops
  * and the server aborts the snapshot (the repository stays as it was).
  *
+ * A job between a server and an agent on another host first sets up the **job channel** (Fig.
+ * 4 alone, on the agent's well-known port) and proves the agent key both ways (`auth-*`), then
+ * the server sends the `job`; the agent accepts it (`job-accepted`, its paths checked against
+ * its roots) or refuses it (`failed`). For the storage path the two set up the data flow of the
+ * job's mode (`fs-flow`: the agent listens and says where; `db-flow`: the server listens and
+ * says where), report how their side of it ended (`flow-result`), and the server decides
+ * (`data-path`: storage, or the network with the reason). The backup or restore then runs over
+ * the data session (the storage channels, proven again with the key; or the job channel itself
+ * on the network path), and the agent ends with `job-done`.
+ *
+ * Restore (server → agent): `restore-begin` naming the snapshot, the manifest in parts; for each archive the agent asks for the members it needs (`members` parts) and the
+ * server streams them on the data channel as records (`restore_stream.ts`).
+ *
  * Large JSON values (manifests) are split into `part` messages of at most
  * {@link PART_CHARS_MAX} characters, numbered, with the total count on the last.
  *
@@ -21,6 +34,7 @@
  */
 
 import { z } from "zod";
+import { SOCKET_ERROR_CODES } from "../dispatch/errors.ts";
 
 /** Largest text in one `part` message. */
 export const PART_CHARS_MAX = 16 * 1024;
@@ -48,7 +62,7 @@ export const BeginSchema = z.strictObject({
 /** Either way: one piece of a large JSON value. */
 export const PartSchema = z.strictObject({
   type: z.literal("part"),
-  of: z.enum(["parent", "manifest"]),
+  of: z.enum(["parent", "manifest", "members"]),
   index: z.int().min(0).max(PARTS_MAX - 1),
   last: z.boolean(),
   text: z.string().max(PART_CHARS_MAX),
@@ -81,6 +95,155 @@ export const FailedSchema = z.strictObject({
   message: text,
 });
 
+/** Base64 of 32 random bytes: a nonce of the agent-key proof. */
+const nonce = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64");
+/** Base64 of an HMAC-SHA-256 (32 bytes). */
+const mac = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64");
+
+/** server → agent: prove you know the agent key (or: this server has none). */
+export const AuthChallengeSchema = z.strictObject({
+  type: z.literal("auth-challenge"),
+  nonce,
+  insecure: z.boolean(),
+});
+
+/** agent → server: the proof over the server's nonce and the agent's own, which it sends. */
+export const AuthResponseSchema = z.strictObject({
+  type: z.literal("auth-response"),
+  nonce,
+  mac: mac.nullable(),
+  insecure: z.boolean(),
+});
+
+/** server → agent: the server's proof over the agent's nonce. */
+export const AuthProofSchema = z.strictObject({
+  type: z.literal("auth-proof"),
+  mac: mac.nullable(),
+});
+
+/** agent → server: the server's proof holds; the session may carry a job. */
+export const AuthOkSchema = z.strictObject({ type: z.literal("auth-ok") });
+
+const port = z.int().min(1).max(65535);
+const pathText = z.string().min(1).max(4096).refine((p) => !p.includes("\0"), "contains NUL");
+const jobBase = {
+  type: z.literal("job"),
+  /** The handshake flow of the data path: `fs` (the server initiates) or `db` (the agent). */
+  mode: z.enum(["fs", "db"]),
+  /** The data path the server tries first. */
+  dataPath: z.enum(["storage", "network"]),
+};
+
+/** server → agent: back up `source` (a directory, or the database file in db mode). */
+export const BackupJobMessageSchema = z.strictObject({
+  ...jobBase,
+  kind: z.literal("backup"),
+  source: pathText,
+  incremental: z.boolean(),
+});
+
+/** server → agent: restore into `target`. */
+export const RestoreJobMessageSchema = z.strictObject({
+  ...jobBase,
+  kind: z.literal("restore"),
+  target: pathText,
+  path: pathText.nullable(),
+  overwrite: z.boolean(),
+  preservePermissions: z.boolean(),
+});
+
+/** server → agent: a validation run (test payloads through each channel). */
+export const ValidateJobMessageSchema = z.strictObject({
+  ...jobBase,
+  kind: z.literal("validate"),
+});
+
+/** agent → server: the job is accepted; `path` is its source or target, canonical. */
+export const JobAcceptedSchema = z.strictObject({
+  type: z.literal("job-accepted"),
+  path: pathText.nullable(),
+});
+
+/** agent → server: my fs client listens on this well-known port (and the next) for the job. */
+export const FsFlowSchema = z.strictObject({ type: z.literal("fs-flow"), wellKnownPort: port });
+
+/** server → agent: my db server listens on this host and port for the job. */
+export const DbFlowSchema = z.strictObject({
+  type: z.literal("db-flow"),
+  host: z.string().min(1).max(255),
+  wellKnownPort: port,
+});
+
+/** How one side's handshake failed: the machine's reason. */
+export const FlowFailureSchema = z.strictObject({
+  origin: z.enum(["local", "remote"]),
+  code: z.enum(SOCKET_ERROR_CODES),
+  step: z.string().max(16),
+  message: text,
+});
+
+/** Either way: how this side's data-flow handshake ended. */
+export const FlowResultSchema = z.strictObject({
+  type: z.literal("flow-result"),
+  established: z.boolean(),
+  reason: FlowFailureSchema.nullable(),
+});
+
+/** server → agent: where the data goes; on the network, why (null when asked for). */
+export const DataPathSchema = z.strictObject({
+  type: z.literal("data-path"),
+  path: z.enum(["storage", "network"]),
+  reason: text.nullable(),
+});
+
+/** agent → server: its side of the job is done; what it did. */
+export const JobDoneSchema = z.strictObject({
+  type: z.literal("job-done"),
+  result: z.record(z.string(), z.unknown()),
+});
+
+/**
+ * server → agent (restore): the snapshot; the manifest follows. The archives the agent may then
+ * ask for are those its files' `data` references name (a restore follows them, not the parent
+ * chain, which retention may have cut).
+ */
+export const RestoreBeginSchema = z.strictObject({
+  type: z.literal("restore-begin"),
+  snapshot: text,
+});
+
+/**
+ * agent → server (restore), in `members` parts: the members of one archive the agent needs, by
+ * path and offset (null for a version-1 archive, read by name); `archive: null` ends the
+ * requests.
+ */
+export const MembersRequestSchema = z.strictObject({
+  archive: text.nullable(),
+  members: z.array(z.strictObject({
+    path: z.string().min(1).max(4096),
+    offset: z.int().min(0).nullable(),
+  })).max(10_000_000),
+});
+
+/** A validated member request. */
+export type MembersRequest = z.infer<typeof MembersRequestSchema>;
+
+/** Either way (validate): a test message on a channel. */
+export const ProbeSchema = z.strictObject({
+  type: z.literal("probe"),
+  channel: z.enum(["control", "error"]),
+  text: text,
+});
+
+/** agent → server (validate): what arrived: the probes and the data payload's SHA-256. */
+export const ProbeResultSchema = z.strictObject({
+  type: z.literal("probe-result"),
+  control: text.nullable(),
+  error: text.nullable(),
+  dataBytes: z.int().min(0),
+  dataSha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
 /** Any session message. */
 export const SessionMessageSchema = z.discriminatedUnion("type", [
   HelloSchema,
@@ -90,6 +253,24 @@ export const SessionMessageSchema = z.discriminatedUnion("type", [
   SkippedSchema,
   CommittedSchema,
   FailedSchema,
+  AuthChallengeSchema,
+  AuthResponseSchema,
+  AuthProofSchema,
+  AuthOkSchema,
+  z.discriminatedUnion("kind", [
+    BackupJobMessageSchema,
+    RestoreJobMessageSchema,
+    ValidateJobMessageSchema,
+  ]),
+  JobAcceptedSchema,
+  FsFlowSchema,
+  DbFlowSchema,
+  FlowResultSchema,
+  DataPathSchema,
+  JobDoneSchema,
+  RestoreBeginSchema,
+  ProbeSchema,
+  ProbeResultSchema,
 ]);
 
 /** A validated session message. */
@@ -146,7 +327,7 @@ export function parseSessionMessage<T extends SessionMessage["type"]>(
  * @returns the parts, in order
  */
 export function splitIntoParts(
-  of: "parent" | "manifest",
+  of: PartOf,
   value: unknown,
 ): z.infer<typeof PartSchema>[] {
   const json = JSON.stringify(value);
@@ -161,14 +342,17 @@ export function splitIntoParts(
   }));
 }
 
+/** What a sequence of parts carries. */
+export type PartOf = z.infer<typeof PartSchema>["of"];
+
 /** Reassembles parts as they arrive; `done` once the last part came. */
 export class PartJoiner {
-  readonly #of: "parent" | "manifest";
+  readonly #of: PartOf;
   readonly #texts: string[] = [];
   #done = false;
 
   /** @param of what the value is */
-  constructor(of: "parent" | "manifest") {
+  constructor(of: PartOf) {
     this.#of = of;
   }
 

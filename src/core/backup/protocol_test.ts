@@ -47,3 +47,70 @@ Deno.test("parseSessionMessage() refuses malformed and unexpected messages, and 
     /peer failed: disk full/,
   );
 });
+
+Deno.test("the job messages between a server and an agent validate, and malformed ones are refused", () => {
+  const nonce = btoa(String.fromCharCode(...new Uint8Array(32).fill(7)));
+  const good: unknown[] = [
+    { type: "auth-challenge", nonce, insecure: false },
+    { type: "auth-response", nonce, mac: nonce, insecure: false },
+    { type: "auth-proof", mac: null },
+    { type: "auth-ok" },
+    {
+      type: "job",
+      kind: "backup",
+      mode: "db",
+      dataPath: "storage",
+      source: "/d.db",
+      incremental: false,
+    },
+    {
+      type: "job",
+      kind: "restore",
+      mode: "fs",
+      dataPath: "network",
+      target: "/t",
+      path: null,
+      overwrite: false,
+      preservePermissions: true,
+    },
+    { type: "job", kind: "validate", mode: "fs", dataPath: "storage" },
+    { type: "fs-flow", wellKnownPort: 7000 },
+    { type: "db-flow", host: "10.0.0.2", wellKnownPort: 7000 },
+    {
+      type: "flow-result",
+      established: false,
+      reason: { origin: "local", code: "ENOBUFS", step: "162", message: "no free control block" },
+    },
+    { type: "data-path", path: "network", reason: "the storage path could not be set up" },
+    { type: "restore-begin", snapshot: "s" },
+  ];
+  for (const message of good) {
+    assert.deepEqual(parseSessionMessage(message), message, JSON.stringify(message));
+  }
+  const bad: unknown[] = [
+    { type: "auth-challenge", nonce: "short", insecure: false },
+    {
+      type: "job",
+      kind: "backup",
+      mode: "fs",
+      dataPath: "storage",
+      source: "/x\0y",
+      incremental: false,
+    },
+    { type: "job", kind: "erase", mode: "fs", dataPath: "storage" },
+    { type: "fs-flow", wellKnownPort: 0 },
+    {
+      type: "flow-result",
+      established: false,
+      reason: { origin: "local", code: "EWHAT", step: "1", message: "" },
+    },
+    { type: "restore-begin", snapshot: "s", ancestry: ["s"] },
+  ];
+  for (const message of bad) {
+    assert.throws(
+      () => parseSessionMessage(message),
+      SessionProtocolError,
+      JSON.stringify(message),
+    );
+  }
+});

@@ -47,3 +47,37 @@ export function createHandshake(role: HandshakeRole, config: HandshakeConfig): H
       return createDbServer(config);
   }
 }
+
+/**
+ * Whether a role listens first: the file-system client (Figs. 4 and 4A; the network path too)
+ * and the database server (Fig. 5). The flow decides it, so every host asks here. A listening
+ * side must have bound its listeners before its peer starts, since a refused connect is final.
+ *
+ * @param role one of the four roles
+ * @returns true for `fs-client` and `db-server`
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { listensFirst } from "./mod.ts";
+ * assert.ok(listensFirst("fs-client") && listensFirst("db-server"));
+ * assert.ok(!listensFirst("fs-server") && !listensFirst("db-client"));
+ * ```
+ */
+export function listensFirst(role: HandshakeRole): boolean {
+  return role === "fs-client" || role === "db-server";
+}
+
+/**
+ * The role a side of a backup plays: the client owns the data, the server the repository. The
+ * file-system flow and the network path (Fig. 4 alone) use the fs roles; the database flow the
+ * db roles.
+ *
+ * @param side `client` (data host) or `server` (repository host)
+ * @param flow `fs` or `db`
+ * @returns the role
+ */
+export function roleOf(side: "client" | "server", flow: "fs" | "db"): HandshakeRole {
+  if (flow === "fs") return side === "client" ? "fs-client" : "fs-server";
+  return side === "client" ? "db-client" : "db-server";
+}

@@ -1,0 +1,234 @@
+/**
+ * The backup client: runs on the host that owns the data. Over an established session it says
+ * what it backs up, receives the snapshot id and the parent manifest, packs the changed entries
+ * straight into the data channel, reports unreadable entries on the error channel, and sends
+ * the manifest for the server to commit. It never touches the repository.
+ *
+ * @module
+ */
+
+import {
+  parseSessionMessage,
+  PartJoiner,
+  SessionProtocolError,
+  splitIntoParts,
+} from "../../core/backup/protocol.ts";
+import type { Session } from "../hosts/session.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
+import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
+import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
+import { archiveBytesEstimate } from "./tar_pack.ts";
+
+/** What the client backs up. */
+export interface BackupClientOptions {
+  readonly mode: "fs" | "db";
+  /** The directory (fs) or the SQLite database file (db). */
+  readonly source: string;
+  readonly incremental: boolean;
+  /** Which kind of channel carries the data (recorded in the manifest's counters). */
+  readonly dataChannel: Exclude<ArchiveChannel, "none">;
+  /** Called with packing progress, at most every `progressEveryMs`. */
+  readonly onProgress?: (progress: BackupProgress) => void;
+  readonly progressEveryMs?: number;
+  /** A port to a hash worker the caller started (see `PackOptions.hashWorker`). */
+  readonly hashWorker?: () => Promise<MessagePort>;
+  /** A walk of the source (fs mode) started while the channels were set up. */
+  readonly walked?: Promise<WalkResult>;
+}
+
+/** How far a backup got: files planned, archive bytes sent, archive bytes expected. */
+export interface BackupProgress {
+  /** Files planned so far. */
+  readonly files: number;
+  /** Archive bytes sent so far. */
+  readonly bytes: number;
+  /** File bytes planned (what `bytes` grows toward, headers aside). */
+  readonly totalBytes: number;
+}
+
+/** What the client did. */
+export interface BackupClientResult {
+  readonly snapshotId: string;
+  readonly files: number;
+  readonly fileBytes: number;
+  readonly skipped: SkippedEntry[];
+}
+
+/** Reads control messages until one of `type` arrives, skipping none (order is fixed). */
+async function expect<T extends "begin" | "part" | "committed">(session: Session, type: T) {
+  return parseSessionMessage(await session.nextMessage("control"), type);
+}
+
+/** Receives the parent manifest's parts, if the server said there is one. */
+async function receiveParent(session: Session, hasParent: boolean): Promise<unknown> {
+  if (!hasParent) return null;
+  const joiner = new PartJoiner("parent");
+  // Bounded by PARTS_MAX inside the joiner's index check.
+  while (!joiner.done) joiner.add(await expect(session, "part"));
+  return joiner.value();
+}
+
+/**
+ * Runs the client side of a backup over an established session.
+ *
+ * @param session the channels (control and error on the network, or all on storage)
+ * @param options source, mode, incremental flag, data channel kind
+ * @returns the snapshot id, counts and skipped entries
+ * @throws when the source cannot be read, the server fails (its message is in the error), or
+ *   the channels break
+ */
+export async function runBackupClient(
+  session: Session,
+  options: BackupClientOptions,
+): Promise<BackupClientResult> {
+  const serverFailure = watchErrorChannel(session);
+  try {
+    const sourceId = await sourceIdentity(options.source);
+    await session.sendMessage("control", {
+      type: "hello",
+      mode: options.mode,
+      source: options.source,
+      sourceId,
+      incremental: options.incremental,
+    });
+    const begin = await expect(session, "begin");
+    const parent = await receiveParent(session, begin.hasParent);
+    const prepared = await prepareSnapshot({
+      mode: options.mode,
+      source: options.source,
+      sourceId,
+      snapshotId: begin.snapshotId,
+      parent,
+      hashWorker: options.hashWorker,
+      walked: options.mode === "fs" ? options.walked : undefined,
+    });
+    try {
+      return await packAndSend(session, prepared, options, begin.snapshotId);
+    } finally {
+      await prepared.close();
+    }
+  } catch (error) {
+    const reason = serverFailure.reason();
+    await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
+      () => {},
+    );
+    if (reason !== undefined) throw new PeerFailedError("server", reason);
+    throw error;
+  }
+}
+
+async function packAndSend(
+  session: Session,
+  prepared: Awaited<ReturnType<typeof prepareSnapshot>>,
+  options: BackupClientOptions,
+  snapshotId: string,
+): Promise<BackupClientResult> {
+  const reported = new Set<string>();
+  const reportSkipped = async (entries: readonly SkippedEntry[]) => {
+    for (const entry of entries.filter((e) => !reported.has(e.path))) {
+      reported.add(entry.path);
+      await session.sendMessage("error", {
+        type: "skipped",
+        path: entry.path,
+        reason: entry.reason,
+      });
+    }
+  };
+  await reportSkipped(prepared.skipped);
+  const files = prepared.plan.changed.length;
+  // Archive bytes, like `bytes`: the bar's total is known before it starts.
+  const totalBytes = archiveBytesEstimate(prepared.plan.changed);
+  let bytes = 0;
+  let lastProgressMs = 0;
+  const everyMs = options.progressEveryMs ?? 250;
+  const packed = await prepared.pack(async (chunk) => {
+    await session.sendData(chunk);
+    bytes += chunk.length;
+    const nowMs = performance.now();
+    if (nowMs - lastProgressMs >= everyMs) {
+      lastProgressMs = nowMs;
+      options.onProgress?.({ files, bytes, totalBytes });
+      await session.sendMessage("control", { type: "progress", files, bytes, totalBytes });
+    }
+  }, options.dataChannel);
+  await session.endData();
+  await reportSkipped(packed.skipped);
+  for (const part of splitIntoParts("manifest", packed.manifest)) {
+    await session.sendMessage("control", part);
+  }
+  const committed = await expect(session, "committed");
+  if (committed.snapshotId !== snapshotId) {
+    throw new SessionProtocolError(`server committed ${committed.snapshotId}, not ${snapshotId}`);
+  }
+  return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
+}
+
+/** This side failed because its peer did: the peer's own account is `reason`. */
+export class PeerFailedError extends Error {
+  constructor(readonly peer: "client" | "server", readonly reason: string) {
+    super(`${peer} failed: ${reason}`);
+    this.name = "PeerFailedError";
+  }
+}
+
+/**
+ * Where a side's failure came from: `peer` (it failed because the peer reported a failure),
+ * `transport` (a socket failed, often because the peer went away), or `own` (the real cause).
+ *
+ * @param error what the side threw
+ * @returns its origin
+ */
+export function errorOrigin(error: unknown): "own" | "peer" | "transport" {
+  if (error instanceof PeerFailedError) return "peer";
+  return error instanceof SocketError ? "transport" : "own";
+}
+
+/** What the error channel told so far: the peer's `failed` message, if any. */
+export interface ErrorChannelWatch {
+  /** The peer's failure message, if it has arrived. */
+  reason(): string | undefined;
+  /** Waits up to `waitMs` for the peer's failure message (or the channel's end). */
+  reasonWithin(waitMs: number): Promise<string | undefined>;
+}
+
+/**
+ * Reads the error channel in the background: passes `skipped` reports to `onSkipped` and
+ * remembers the peer's `failed` message. Both sides of a backup use it.
+ */
+export function watchErrorChannel(
+  session: Session,
+  onSkipped: (entry: { path: string; reason: string }) => void = () => {},
+): ErrorChannelWatch {
+  let reason: string | undefined;
+  let ended = () => {};
+  const endedOrReported = new Promise<void>((resolve) => (ended = resolve));
+  (async () => {
+    // Bounded: ends when the channel ends or the peer reports a failure.
+    for (let reports = 0; reports < 10_000_000; reports++) {
+      const message = parseSessionMessage(await session.nextMessage("error"));
+      if (message.type === "skipped") onSkipped({ path: message.path, reason: message.reason });
+      else if (message.type === "failed") {
+        reason = message.message;
+        return;
+      }
+    }
+  })().catch(() => {}).finally(() => ended());
+  return {
+    reason: () => reason,
+    async reasonWithin(waitMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        endedOrReported,
+        new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
+      ]);
+      clearTimeout(timer);
+      return reason;
+    },
+  };
+}
+
+/** The message of any thrown value. */
+export function errorText(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
+}

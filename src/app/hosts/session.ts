@@ -1,0 +1,352 @@
+/**
+ * A backup session over the channels a handshake set up: control and error messages (JSON) and
+ * a stream of data chunks, each on the descriptor the handshake gave it. When two channels share
+ * one descriptor (the database flow puts everything on storage; the network fallback puts data
+ * on the control connection) the frames carry what they are, so one descriptor serves several.
+ *
+ * Frame: 1 tag byte (1 message, 2 data chunk, 3 end of data, 4 keepalive), 4-byte big-endian
+ * payload length, 4-byte big-endian CRC-32 of the payload, payload. The storage transport checks
+ * every control word of the region but not the bytes in its rings (a stray write by another
+ * process mapping the region reaches the receiver), so the receiver checks each payload's CRC-32
+ * and fails the channel with EPROTO on a mismatch: a corrupted backup is never committed. Every wait on a socket is bounded by its I/O timeout, and a channel
+ * may rightly stay quiet for longer (the client's data channel carries nothing back; the
+ * client's control channel is quiet while the archive streams), so each side sends a keepalive
+ * frame on every descriptor it has not written to for `keepaliveMs`. Messages are JSON `{ channel, body }` of at most 64 KiB; data chunks at most 8 MiB.
+ * Sends on one descriptor are serialised; receive queues are bounded and apply back-pressure to
+ * the sender through the socket (a full data queue stops reading).
+ *
+ * @module
+ */
+
+import { kindOfDescriptor } from "../../core/dispatch/descriptor.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { recvExactly } from "../../core/wire/frame.ts";
+import { crc32 } from "node:zlib";
+
+/** The named channels of a session and their descriptors (several may be the same). */
+export interface SessionChannels {
+  readonly control: number;
+  readonly error: number;
+  readonly data: number;
+}
+
+/** A message channel. */
+export type MessageChannel = "control" | "error";
+
+const TAG_MESSAGE = 1;
+const TAG_DATA = 2;
+const TAG_END = 3;
+const TAG_KEEPALIVE = 4;
+const HEADER_BYTES = 9;
+/** Largest message payload. */
+export const MESSAGE_BYTES_MAX = 64 * 1024;
+/** Largest data chunk. */
+export const DATA_CHUNK_BYTES_MAX = 8 * 1024 * 1024;
+const MESSAGES_QUEUED_MAX = 1024;
+/** Data frames received ahead of the consumer (the ring behind them buffers more). */
+const DATA_QUEUED_MAX = 2;
+/** Receive buffers handed back by the consumer and kept for the next data frames. */
+const SPARE_BUFFERS_MAX = 2;
+
+/** Bytes moved per channel kind (sent and received, frame headers included). */
+export interface ChannelBytes {
+  storage: number;
+  network: number;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+/** A bounded queue with waiters; closed with an error once its source ends. */
+class Inbox<T> {
+  readonly #items: T[] = [];
+  readonly #waiters: Waiter<T>[] = [];
+  #failure: Error | undefined;
+  #spaceWaiter: (() => void) | undefined;
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve(item);
+    else this.#items.push(item);
+  }
+
+  next(): Promise<T> {
+    if (this.#items.length > 0) {
+      const item = this.#items.shift()!;
+      this.#spaceWaiter?.();
+      return Promise.resolve(item);
+    }
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Resolves once the queue is below `max` items. */
+  async space(max: number): Promise<void> {
+    // Bounded: each wake-up follows one item taken out.
+    for (
+      let waits = 0;
+      this.#items.length >= max && this.#failure === undefined && waits <= max;
+      waits++
+    ) {
+      await new Promise<void>((resolve) => (this.#spaceWaiter = resolve));
+    }
+  }
+
+  fail(error: Error): void {
+    this.#failure ??= error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#failure);
+    this.#spaceWaiter?.();
+  }
+}
+
+/** One session over a handshake's channels. */
+export class Session {
+  readonly #sockets: Sockets;
+  readonly #channels: SessionChannels;
+  readonly #sendLocks = new Map<number, Promise<void>>();
+  readonly #messages: Record<MessageChannel, Inbox<unknown>> = {
+    control: new Inbox(),
+    error: new Inbox(),
+  };
+  readonly #data = new Inbox<Uint8Array | null>();
+  readonly #spare: Uint8Array[] = [];
+  readonly #bytes: ChannelBytes = { storage: 0, network: 0 };
+  readonly #pumps: Promise<void>[];
+  readonly #lastSentMs = new Map<number, number>();
+  readonly #keepalive: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * @param sockets the router the channels belong to
+   * @param channels the descriptors of control, error and data
+   * @param options `keepaliveMs`: send a keepalive on a descriptor quiet for this long; keep
+   *   it well under the peer's I/O timeout (default 2 000; 0 sends none)
+   */
+  constructor(sockets: Sockets, channels: SessionChannels, options: { keepaliveMs?: number } = {}) {
+    this.#sockets = sockets;
+    this.#channels = channels;
+    const distinct = [...new Set([channels.control, channels.error, channels.data])];
+    this.#pumps = distinct.map((fd) => this.#pump(fd));
+    const keepaliveMs = options.keepaliveMs ?? 2_000;
+    if (keepaliveMs > 0) {
+      for (const fd of distinct) this.#lastSentMs.set(fd, performance.now());
+      this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
+      Promise.allSettled(this.#pumps).then(() => this.close());
+    }
+  }
+
+  /** Stops the keepalives (the receive loops end when the descriptors close). */
+  close(): void {
+    clearInterval(this.#keepalive);
+  }
+
+  /**
+   * Fails every pending and later receive with `reason` (the job was cancelled) and stops the
+   * keepalives. Sends still in flight end when the caller closes the descriptors.
+   */
+  abort(reason: Error): void {
+    for (const inbox of [this.#messages.control, this.#messages.error, this.#data]) {
+      (inbox as Inbox<unknown>).fail(reason);
+    }
+    this.close();
+  }
+
+  #sendKeepalives(keepaliveMs: number): void {
+    const nowMs = performance.now();
+    for (const [fd, lastMs] of this.#lastSentMs) {
+      if (nowMs - lastMs >= keepaliveMs) {
+        this.#lastSentMs.set(fd, nowMs);
+        this.#send(fd, TAG_KEEPALIVE, new Uint8Array(0)).catch(() => {});
+      }
+    }
+  }
+
+  /** Bytes moved so far, per channel kind. */
+  get bytes(): Readonly<ChannelBytes> {
+    return this.#bytes;
+  }
+
+  /** Sends a JSON message on a channel. */
+  async sendMessage(channel: MessageChannel, body: unknown): Promise<void> {
+    const payload = new TextEncoder().encode(JSON.stringify({ channel, body }));
+    if (payload.length > MESSAGE_BYTES_MAX) {
+      throw new SocketError(
+        "EMSGSIZE",
+        `${channel} message of ${payload.length} bytes exceeds ${MESSAGE_BYTES_MAX}`,
+      );
+    }
+    await this.#send(this.#channels[channel], TAG_MESSAGE, payload);
+  }
+
+  /** Sends one data chunk (at most {@link DATA_CHUNK_BYTES_MAX} bytes; EMSGSIZE over it). */
+  async sendData(chunk: Uint8Array): Promise<void> {
+    if (chunk.length > DATA_CHUNK_BYTES_MAX) {
+      throw new SocketError(
+        "EMSGSIZE",
+        `data chunk of ${chunk.length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`,
+      );
+    }
+    if (chunk.length > 0) await this.#send(this.#channels.data, TAG_DATA, chunk);
+  }
+
+  /**
+   * Sends one data frame made of several parts (a record's prefix and its bytes, say) without
+   * joining them: the receiver gets them as one chunk.
+   */
+  async sendDataParts(parts: readonly Uint8Array[]): Promise<void> {
+    const length = parts.reduce((sum, part) => sum + part.length, 0);
+    if (length > DATA_CHUNK_BYTES_MAX) {
+      throw new RangeError(`data frame of ${length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`);
+    }
+    if (length > 0) await this.#send(this.#channels.data, TAG_DATA, ...parts);
+  }
+
+  /** Marks the end of the data stream. */
+  async endData(): Promise<void> {
+    await this.#send(this.#channels.data, TAG_END, new Uint8Array(0));
+  }
+
+  /** The next message on a channel; rejects once the channel's connection has ended. */
+  nextMessage(channel: MessageChannel): Promise<unknown> {
+    return this.#messages[channel].next();
+  }
+
+  /** The next data chunk, or `null` at the end of the data stream. */
+  nextData(): Promise<Uint8Array | null> {
+    return this.#data.next();
+  }
+
+  /**
+   * Hands a chunk from {@link nextData} back once it is no longer needed, so its memory
+   * receives a later frame instead of a fresh allocation. The chunk must not be used after.
+   */
+  releaseData(chunk: Uint8Array): void {
+    if (this.#spare.length >= SPARE_BUFFERS_MAX || !(chunk.buffer instanceof ArrayBuffer)) return;
+    this.#spare.push(new Uint8Array(chunk.buffer));
+  }
+
+  /** Waits until every receive loop has stopped (after the peer closed or `close`). */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.#pumps);
+  }
+
+  async #send(fd: number, tag: number, ...payload: Uint8Array[]): Promise<void> {
+    const previous = this.#sendLocks.get(fd) ?? Promise.resolve();
+    this.#lastSentMs.set(fd, performance.now());
+    const length = payload.reduce((sum, part) => sum + part.length, 0);
+    const sending = previous.then(async () => {
+      const header = new Uint8Array(HEADER_BYTES);
+      header[0] = tag;
+      const view = new DataView(header.buffer);
+      view.setUint32(1, length, false);
+      let sum = 0;
+      for (const part of payload) if (part.length > 0) sum = crc32(part, sum);
+      view.setUint32(5, sum, false);
+      await this.#sockets.send(fd, header);
+      for (const part of payload) if (part.length > 0) await this.#sockets.send(fd, part);
+      this.#count(fd, HEADER_BYTES + length);
+    });
+    this.#sendLocks.set(fd, sending.catch(() => {}));
+    await sending;
+  }
+
+  #count(fd: number, bytes: number): void {
+    this.#bytes[kindOfDescriptor(fd) === "storage" ? "storage" : "network"] += bytes;
+  }
+
+  async #pump(fd: number): Promise<void> {
+    const header = new Uint8Array(HEADER_BYTES);
+    try {
+      // Bounded by the peer: each turn consumes one frame or ends the loop.
+      for (;;) {
+        if (fd === this.#channels.data) await this.#data.space(DATA_QUEUED_MAX);
+        const got = await recvExactly(this.#sockets, fd, header);
+        if (got === 0) throw new SocketError("ECONNRESET", `peer closed descriptor ${fd}`);
+        if (got < HEADER_BYTES) {
+          throw new SocketError("EPROTO", `stream ended inside a frame header on ${fd}`);
+        }
+        const view = new DataView(header.buffer);
+        const length = view.getUint32(1, false);
+        const payload = length === 0
+          ? new Uint8Array(0)
+          : await this.#payload(fd, header[0]!, length);
+        const sum = length === 0 ? 0 : crc32(payload);
+        if (sum !== view.getUint32(5, false)) {
+          throw new SocketError(
+            "EPROTO",
+            `a ${length}-byte frame (tag ${header[0]}) on descriptor ${fd} failed its CRC-32 ` +
+              `check: the received bytes hash to ${sum.toString(16)}, the sender's to ` +
+              `${view.getUint32(5, false).toString(16)} (corrupted in transit)`,
+          );
+        }
+        this.#dispatch(fd, header[0]!, payload);
+      }
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const inbox of this.#inboxesOf(fd)) inbox.fail(failure);
+    }
+  }
+
+  async #payload(fd: number, tag: number, length: number): Promise<Uint8Array> {
+    const max = tag === TAG_DATA ? DATA_CHUNK_BYTES_MAX : MESSAGE_BYTES_MAX;
+    if (length > max) {
+      throw new SocketError("EMSGSIZE", `frame of ${length} bytes (tag ${tag}) exceeds ${max}`);
+    }
+    const payload = tag === TAG_DATA ? this.#receiveBuffer(length) : new Uint8Array(length);
+    if (await recvExactly(this.#sockets, fd, payload) < length) {
+      throw new SocketError("EPROTO", `stream ended inside a ${length}-byte frame on ${fd}`);
+    }
+    return payload;
+  }
+
+  /** A buffer of `length` bytes for a data frame: a spare one if big enough, else a new one. */
+  #receiveBuffer(length: number): Uint8Array {
+    const index = this.#spare.findIndex((buffer) => buffer.length >= length);
+    if (index < 0) return new Uint8Array(length);
+    return this.#spare.splice(index, 1)[0]!.subarray(0, length);
+  }
+
+  #dispatch(fd: number, tag: number, payload: Uint8Array): void {
+    this.#count(fd, HEADER_BYTES + payload.length);
+    if (tag === TAG_KEEPALIVE) return;
+    if (tag === TAG_DATA || tag === TAG_END) {
+      if (fd !== this.#channels.data) {
+        throw new SocketError("EPROTO", `data frame on non-data descriptor ${fd}`);
+      }
+      this.#data.push(tag === TAG_DATA ? payload : null);
+      return;
+    }
+    if (tag !== TAG_MESSAGE) throw new SocketError("EPROTO", `unknown frame tag ${tag} on ${fd}`);
+    let parsed: { channel?: unknown; body?: unknown };
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(payload));
+    } catch {
+      throw new SocketError("EPROTO", `message on ${fd} is not JSON`);
+    }
+    const channel = parsed.channel;
+    if ((channel !== "control" && channel !== "error") || this.#channels[channel] !== fd) {
+      throw new SocketError("EPROTO", `message for channel ${String(channel)} arrived on ${fd}`);
+    }
+    if (this.#messages[channel].length >= MESSAGES_QUEUED_MAX) {
+      throw new SocketError(
+        "ENOBUFS",
+        `more than ${MESSAGES_QUEUED_MAX} unread ${channel} messages`,
+      );
+    }
+    this.#messages[channel].push(parsed.body);
+  }
+
+  #inboxesOf(fd: number): Inbox<unknown>[] {
+    const inboxes: Inbox<unknown>[] = [];
+    if (this.#channels.control === fd) inboxes.push(this.#messages.control);
+    if (this.#channels.error === fd) inboxes.push(this.#messages.error);
+    if (this.#channels.data === fd) inboxes.push(this.#data as Inbox<unknown>);
+    return inboxes;
+  }
+}

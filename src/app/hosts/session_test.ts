@@ -1,0 +1,193 @@
+import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
+import { Session } from "./session.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import { createStorageSockets } from "../../adapters/shm.ts";
+import { createRouter } from "../../core/dispatch/router.ts";
+import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { formatRegion } from "../../core/stp/region.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
+
+async function tcpPair(sockets: Sockets) {
+  const listener = await sockets.socket("network");
+  await sockets.bind(listener, { kind: "network", host: "127.0.0.1", port: 0 });
+  await sockets.listen(listener, 4);
+  const client = await sockets.socket("network");
+  const [server] = await Promise.all([
+    sockets.accept(listener),
+    sockets.connect(client, await sockets.getsockname(listener)),
+  ]);
+  await sockets.close(listener);
+  return [client, server] as const;
+}
+
+async function storagePair(sockets: Sockets) {
+  const listener = await sockets.socket("storage");
+  await sockets.bind(listener, { kind: "storage", stg: 1, port: 0 });
+  await sockets.listen(listener, 4);
+  const client = await sockets.socket("storage");
+  const [server] = await Promise.all([
+    sockets.accept(listener),
+    sockets.connect(client, await sockets.getsockname(listener)),
+  ]);
+  await sockets.close(listener);
+  return [client, server] as const;
+}
+
+function world(ioTimeoutMs = 2000) {
+  const region = formatRegion({
+    stgs: [{ id: 1, extentCount: 8, ephemeralPortMin: 40000, ephemeralPortMax: 40100 }],
+    extentBytes: 1 << 20,
+    blockCount: 16,
+    hostCount: 2,
+    ioTimeoutMs,
+    leaseMs: 1000,
+    backlogMax: 4,
+  }, crypto.randomUUID());
+  if (!region.ok) throw new Error(region.message);
+  const storage = createStorageSockets({ region: region.value, waitMode: "async" });
+  return {
+    storage,
+    sockets: createRouter({ network: createTcpSockets({ ioTimeoutMs }), storage }),
+  };
+}
+
+Deno.test("control and error messages go on the network and data through storage, counted per kind", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const [errorA, errorB] = await tcpPair(sockets);
+  const [dataA, dataB] = await storagePair(sockets);
+  const a = new Session(sockets, { control: controlA, error: errorA, data: dataA });
+  const b = new Session(sockets, { control: controlB, error: errorB, data: dataB });
+  const chunks = [new Uint8Array(3 << 20).fill(7), new Uint8Array(10).fill(9)];
+  const sending = (async () => {
+    await a.sendMessage("control", { type: "hello" });
+    for (const chunk of chunks) await a.sendData(chunk);
+    await a.endData();
+    await a.sendMessage("error", { type: "skipped", path: "x" });
+  })();
+  assert.deepEqual(await b.nextMessage("control"), { type: "hello" });
+  const received: Uint8Array[] = [];
+  for (let chunk = await b.nextData(); chunk !== null; chunk = await b.nextData()) {
+    received.push(chunk);
+  }
+  assert.deepEqual(received, chunks);
+  assert.deepEqual(await b.nextMessage("error"), { type: "skipped", path: "x" });
+  await sending;
+  assert.equal(a.bytes.storage, (3 << 20) + 10 + 3 * 9); // 9-byte headers: tag, length, CRC-32
+  assert.ok(a.bytes.network > 0);
+  for (const fd of [controlA, controlB, errorA, errorB, dataA, dataB]) await sockets.close(fd);
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});
+
+Deno.test("one descriptor can carry every channel (the database flow)", async () => {
+  const { storage, sockets } = world();
+  const [dataA, dataB] = await storagePair(sockets);
+  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA });
+  const b = new Session(sockets, { control: dataB, error: dataB, data: dataB });
+  await Promise.all([
+    a.sendMessage("control", 1),
+    a.sendData(new Uint8Array([1, 2])),
+    a.sendMessage("error", 2),
+    a.endData(),
+  ]);
+  assert.equal(await b.nextMessage("control"), 1);
+  assert.equal(await b.nextMessage("error"), 2);
+  assert.deepEqual(await b.nextData(), new Uint8Array([1, 2]));
+  assert.equal(await b.nextData(), null);
+  assert.equal(a.bytes.network, 0);
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});
+
+Deno.test("a peer that closes makes every pending receive fail with a typed error", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const b = new Session(sockets, { control: controlB, error: controlB, data: controlB });
+  const pending = b.nextMessage("control");
+  await sockets.close(controlA);
+  const error = await pending.catch((e) => e);
+  assert.ok(error instanceof SocketError && error.code === "ECONNRESET", String(error));
+  await assert.rejects(b.nextData(), SocketError);
+  await sockets.close(controlB);
+  await b.settled();
+  await storage.dispose();
+});
+
+/** A session frame made by hand: tag, big-endian length, big-endian CRC-32, payload. */
+function frame(tag: number, payload: Uint8Array, sum = crc32(payload)): Uint8Array {
+  const bytes = new Uint8Array(9 + payload.length);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = tag;
+  view.setUint32(1, payload.length, false);
+  view.setUint32(5, sum, false);
+  bytes.set(payload, 9);
+  return bytes;
+}
+
+Deno.test("a frame whose payload does not match its CRC-32 fails the channel with EPROTO", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const [dataA, dataB] = await tcpPair(sockets);
+  const b = new Session(sockets, { control: controlB, error: controlB, data: dataB });
+  const chunk = new Uint8Array(4096).fill(7);
+  await sockets.send(dataA, frame(2, chunk));
+  assert.deepEqual(await b.nextData(), chunk);
+  const flipped = chunk.slice();
+  flipped[100] = 7 ^ 0xff;
+  await sockets.send(dataA, frame(2, flipped, crc32(chunk)));
+  const error = await b.nextData().catch((e) => e);
+  assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+  assert.match(error.message, /failed its CRC-32 check/);
+  for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
+  await b.settled();
+  await storage.dispose();
+});
+
+Deno.test("a frame with an unknown tag or a message on the wrong descriptor is EPROTO", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const [dataA, dataB] = await tcpPair(sockets);
+  const b = new Session(sockets, { control: controlB, error: controlB, data: dataB });
+  await sockets.send(controlA, new Uint8Array([9, 0, 0, 0, 0, 0, 0, 0, 0]));
+  const error = await b.nextMessage("control").catch((e) => e);
+  assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+  const misplaced = new TextEncoder().encode(JSON.stringify({ channel: "control", body: 1 }));
+  await sockets.send(dataA, frame(1, misplaced));
+  const dataError = await b.nextData().catch((e) => e);
+  assert.ok(dataError instanceof SocketError && dataError.code === "EPROTO", String(dataError));
+  for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
+  await b.settled();
+  await storage.dispose();
+});
+
+for (const keepaliveMs of [0, 80]) {
+  Deno.test(`a channel quiet for longer than the I/O timeout ${keepaliveMs ? "survives with keepalives" : "times out without them"}`, async () => {
+    const { storage, sockets } = world(300);
+    const [controlA, controlB] = await tcpPair(sockets);
+    const [dataA, dataB] = await storagePair(sockets);
+    const a = new Session(sockets, { control: controlA, error: controlA, data: dataA }, {
+      keepaliveMs,
+    });
+    const b = new Session(sockets, { control: controlB, error: controlB, data: dataB }, {
+      keepaliveMs,
+    });
+    const late = b.nextMessage("control");
+    late.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    await a.sendMessage("control", "after a long quiet").catch(() => {});
+    if (keepaliveMs > 0) assert.equal(await late, "after a long quiet");
+    else {
+      const error = await late.catch((e) => e);
+      assert.ok(error instanceof SocketError && error.code === "ETIMEDOUT", String(error));
+    }
+    a.close();
+    b.close();
+    for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
+    await Promise.all([a.settled(), b.settled()]);
+    await storage.dispose();
+  });
+}

@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { runAgent } from "../agent/agent.ts";
+import { importAgentKey } from "../hosts/agent_key.ts";
+import { runAgentBackup, runAgentRestore } from "./agent_job.ts";
+import { describeTree, withTempDir } from "../_testing.ts";
+import { freePortPair } from "../hosts/ports.ts";
+import { openRepository, readManifest, repoPaths } from "../repository/repository.ts";
+import type { AgentEvent } from "../agent/agent.ts";
+
+const KEY = new TextEncoder().encode("agent-job-test-key-0123");
+
+/** An agent in this process on 127.0.0.1 (no region: the network path), until `body` ends. */
+async function withAgent(
+  roots: string[],
+  body: (address: string, events: AgentEvent[]) => Promise<void>,
+): Promise<void> {
+  const stop = new AbortController();
+  const events: AgentEvent[] = [];
+  const port = freePortPair();
+  let listening = () => {};
+  const up = new Promise<void>((resolve) => (listening = resolve));
+  const running = runAgent({
+    listen: { host: "127.0.0.1", port },
+    roots,
+    key: await importAgentKey(KEY),
+    signal: stop.signal,
+    onEvent: (event) => {
+      events.push(event);
+      if (event.type === "listening") listening();
+    },
+  });
+  await Promise.race([up, running]);
+  try {
+    await body(`127.0.0.1:${port}`, events);
+  } finally {
+    stop.abort(new Error("test done"));
+    await running;
+  }
+}
+
+const request = (agent: string, fields: Record<string, unknown>) => ({
+  kind: "restore" as const,
+  agent,
+  mode: "fs" as const,
+  channel: "auto" as const,
+  snapshot: "latest",
+  overwrite: false,
+  preservePermissions: false,
+  repo: "",
+  target: "",
+  ...fields,
+});
+
+Deno.test("a restore through an agent lists a damaged member (repository side) and restores the rest", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/agent/src/sub`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/agent/src/good.txt`, "intact\n");
+    await Deno.writeTextFile(`${dir}/agent/src/sub/bad.txt`, "x".repeat(5000));
+    await withAgent([`${dir}/agent`], async (agent) => {
+      const backup = await runAgentBackup({
+        kind: "backup",
+        agent,
+        mode: "fs",
+        channel: "auto",
+        source: `${dir}/agent/src`,
+        repo: `${dir}/repo`,
+        incremental: false,
+      }, { region: null, key: KEY });
+      const repo = await openRepository(`${dir}/repo`);
+      const manifest = await readManifest(repo, backup.snapshot);
+      const bad = manifest.entries.find((e) => e.path === "sub/bad.txt");
+      assert.ok(bad?.type === "file" && bad.offset !== undefined);
+      const archive = await Deno.open(repoPaths.archive(repo, backup.snapshot), { write: true });
+      await archive.seek(bad.offset + 512 + 100, Deno.SeekMode.Start); // inside its data
+      await archive.write(new TextEncoder().encode("DAMAGE"));
+      archive.close();
+      const restored = await runAgentRestore(
+        request(agent, { repo: `${dir}/repo`, target: `${dir}/agent/out` }),
+        { region: null, key: KEY },
+      );
+      assert.equal(restored.ok, false);
+      assert.deepEqual(
+        restored.problems.map((p) => [p.path, p.side, p.code]),
+        [["sub/bad.txt", "repository", "hash-mismatch"]],
+      );
+      assert.equal(await Deno.readTextFile(`${dir}/agent/out/good.txt`), "intact\n");
+      await assert.rejects(Deno.stat(`${dir}/agent/out/sub/bad.txt`), Deno.errors.NotFound);
+      assert.equal(restored.dataPath, "network");
+    });
+  });
+});
+
+Deno.test("a version-1 repository is restored through an agent (members read by name)", async () => {
+  await withTempDir(async (dir) => {
+    const fixture = new URL("../../../fixtures/repo-v1", import.meta.url).pathname;
+    await new Deno.Command("cp", { args: ["-r", fixture, `${dir}/repo`] }).output();
+    await Deno.mkdir(`${dir}/agent`);
+    await withAgent([`${dir}/agent`], async (agent) => {
+      const restored = await runAgentRestore(
+        request(agent, { repo: `${dir}/repo`, target: `${dir}/agent/out` }),
+        { region: null, key: KEY },
+      );
+      assert.equal(restored.ok, true);
+      const tree = await describeTree(`${dir}/agent/out`);
+      assert.deepEqual(tree.map((e) => [e.path, e.type]), [
+        ["docs", "dir"],
+        ["docs/report.md", "file"],
+        ["hello.txt", "file"],
+        ["link", "symlink"],
+        ["new.txt", "file"],
+      ]);
+      assert.equal(
+        await Deno.readTextFile(`${dir}/agent/out/new.txt`),
+        "added in the incremental\n",
+      );
+    });
+  });
+});
+
+Deno.test("an agent refuses a target or a source outside its roots, and writes nothing", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/agent`);
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.symlink(`${dir}/elsewhere`, `${dir}/agent/escape`);
+    const fixture = new URL("../../../fixtures/repo-v1", import.meta.url).pathname;
+    await new Deno.Command("cp", { args: ["-r", fixture, `${dir}/repo`] }).output();
+    await withAgent([`${dir}/agent`], async (agent, events) => {
+      await assert.rejects(
+        runAgentRestore(
+          request(agent, { repo: `${dir}/repo`, target: `${dir}/agent/escape/out` }),
+          {
+            region: null,
+            key: KEY,
+          },
+        ),
+        /outside this agent's roots/,
+      );
+      await assert.rejects(
+        runAgentBackup({
+          kind: "backup",
+          agent,
+          mode: "fs",
+          channel: "auto",
+          source: `${dir}/elsewhere`,
+          repo: `${dir}/repo2`,
+          incremental: false,
+        }, { region: null, key: KEY }),
+        /outside this agent's roots/,
+      );
+      assert.deepEqual([...Deno.readDirSync(`${dir}/elsewhere`)], []);
+      await assert.rejects(Deno.stat(`${dir}/repo2`), Deno.errors.NotFound);
+      assert.equal(events.filter((e) => e.type === "job-refused").length, 2);
+    });
+  });
+});

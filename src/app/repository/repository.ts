@@ -1,0 +1,396 @@
+/**
+ * The repository: a directory holding snapshots as standard tar archives plus zod-validated
+ * manifests.
+ *
+ * ```
+ * REPO/lanfree-repository.json   format marker {format, version, createdMs}
+ * REPO/snapshots/ID.tar          the archive (GNU tar lists and extracts it)
+ * REPO/snapshots/ID.manifest.json the manifest; its presence makes the snapshot visible
+ * REPO/tmp/                      archives and manifests being written
+ * REPO/lock                      exists while a backup writes
+ * ```
+ *
+ * @module
+ */
+
+import { type ArchiveState, chainProblem } from "../../core/backup/chain.ts";
+import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../../core/backup/manifest.ts";
+import { RepositoryError } from "../errors.ts";
+import { canonicalPath } from "../paths.ts";
+
+/** Format name written in the marker file. */
+export const REPOSITORY_FORMAT = "lanfree-repository";
+/** Repository layout version this code reads and writes. */
+export const REPOSITORY_VERSION = 1;
+/** Name of the marker file. */
+export const MARKER_FILE = "lanfree-repository.json";
+/** Most snapshots listed from one repository. */
+export const SNAPSHOTS_MAX = 100_000;
+/** Largest manifest file read, in bytes. */
+export const MANIFEST_FILE_BYTES_MAX = 1 << 30;
+
+/** What a repository being created is called beside its place until it is renamed in. */
+export const STAGING_INFIX = ".lanfree-init-";
+/** A staging directory's name: the repository's name, the infix, a UUID. */
+const STAGING_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * True when `name` (in the repository's parent directory) is a staging directory of a
+ * repository called `repoName`.
+ */
+export function isStagingName(name: string, repoName: string): boolean {
+  const prefix = `${repoName}${STAGING_INFIX}`;
+  return name.startsWith(prefix) && STAGING_UUID.test(name.slice(prefix.length));
+}
+
+/** An opened repository. */
+export interface Repository {
+  /** The repository directory. */
+  readonly path: string;
+}
+
+/** Where the files of a repository live. */
+export const repoPaths = {
+  marker: (repo: Repository) => `${repo.path}/${MARKER_FILE}`,
+  snapshots: (repo: Repository) => `${repo.path}/snapshots`,
+  tmp: (repo: Repository) => `${repo.path}/tmp`,
+  lock: (repo: Repository) => `${repo.path}/lock`,
+  archive: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.tar`,
+  manifest: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.manifest.json`,
+};
+
+async function readMarker(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${path}/${MARKER_FILE}`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new RepositoryError(
+        "corrupt",
+        `repository ${path}: cannot read ${MARKER_FILE}: ${error}`,
+      );
+    }
+    const exists = await Deno.stat(path).then((i) => i.isDirectory, () => undefined);
+    if (exists === undefined) {
+      throw new RepositoryError("not-found", `repository ${path} does not exist`);
+    }
+    throw new RepositoryError(
+      "not-a-repository",
+      `${path} is not a lanfree repository (no ${MARKER_FILE})`,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new RepositoryError("corrupt", `repository ${path}: ${MARKER_FILE} is not valid JSON`);
+  }
+}
+
+/**
+ * Opens an existing repository after checking its marker and layout.
+ *
+ * @param path the repository directory
+ * @returns the repository
+ * @throws {RepositoryError} `not-found`, `not-a-repository`, `other-format` or `corrupt`
+ *
+ * @example Opening a directory that is not a repository
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openRepository } from "./repository.ts";
+ * const dir = await Deno.makeTempDir();
+ * await assert.rejects(openRepository(dir), { code: "not-a-repository" });
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function openRepository(path: string): Promise<Repository> {
+  const marker = await readMarker(path) as { format?: unknown; version?: unknown } | null;
+  if (marker?.format !== REPOSITORY_FORMAT || marker?.version !== REPOSITORY_VERSION) {
+    const found = `${String(marker?.format)} version ${String(marker?.version)}`;
+    throw new RepositoryError(
+      "other-format",
+      `repository ${path} has format ${found}; this lanfree reads ${REPOSITORY_FORMAT} version ${REPOSITORY_VERSION}`,
+    );
+  }
+  for (const dir of ["snapshots", "tmp"]) {
+    const ok = await Deno.stat(`${path}/${dir}`).then((i) => i.isDirectory, () => false);
+    if (!ok) throw new RepositoryError("corrupt", `repository ${path}: ${dir}/ is missing`);
+  }
+  return { path };
+}
+
+/**
+ * Opens the repository at `path`, creating it first if the directory is missing or empty.
+ *
+ * @param path the repository directory
+ * @param nowMs creation time written into the marker
+ * @returns the repository
+ * @throws {RepositoryError} when `path` holds something else
+ *
+ * @example Creating a repository
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { initRepository, listSnapshots } from "./repository.ts";
+ * const dir = await Deno.makeTempDir();
+ * const repo = await initRepository(`${dir}/repo`);
+ * assert.deepEqual(await listSnapshots(repo), []);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function initRepository(path: string, nowMs = Date.now()): Promise<Repository> {
+  if (!(await isMissingOrEmpty(path))) return await openRepository(path);
+  // Build the repository beside its place and rename it in: two backups creating the same
+  // repository at once then see either nothing or a whole repository, never half of one.
+  const staging = `${path.replace(/\/+$/, "")}${STAGING_INFIX}${crypto.randomUUID()}`;
+  await Deno.mkdir(`${staging}/snapshots`, { recursive: true });
+  await Deno.mkdir(`${staging}/tmp`);
+  const marker = { format: REPOSITORY_FORMAT, version: REPOSITORY_VERSION, createdMs: nowMs };
+  await Deno.writeTextFile(`${staging}/${MARKER_FILE}`, JSON.stringify(marker, null, 2) + "\n");
+  try {
+    await Deno.rename(staging, path); // replaces a missing or empty directory, atomically
+  } catch (error) {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    if (await isMissingOrEmpty(path)) throw error;
+    return await openRepository(path); // another backup created it first
+  }
+  return { path };
+}
+
+async function isMissingOrEmpty(path: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(path)) return false;
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return true;
+    throw error;
+  }
+}
+
+/**
+ * Ids of the committed snapshots (those with a manifest), oldest first.
+ *
+ * @param repo the repository
+ * @returns the ids
+ *
+ * @example See {@link initRepository}.
+ */
+export async function listSnapshotIds(repo: Repository): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const item of Deno.readDir(repoPaths.snapshots(repo))) {
+    const id = item.name.endsWith(".manifest.json") ? item.name.slice(0, -14) : "";
+    if (!item.isFile || !SNAPSHOT_ID_PATTERN.test(id)) continue;
+    if (ids.length >= SNAPSHOTS_MAX) {
+      throw new RepositoryError(
+        "corrupt",
+        `repository ${repo.path} has more than ${SNAPSHOTS_MAX} snapshots`,
+      );
+    }
+    ids.push(id);
+  }
+  return ids.sort();
+}
+
+/**
+ * Reads and validates one manifest.
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @returns the manifest
+ * @throws {RepositoryError} `unknown-snapshot` or `corrupt` (naming the file and the problem)
+ */
+export async function readManifest(repo: Repository, id: string): Promise<Manifest> {
+  const path = repoPaths.manifest(repo, id);
+  if (!SNAPSHOT_ID_PATTERN.test(id)) {
+    throw new RepositoryError("unknown-snapshot", `${JSON.stringify(id)} is not a snapshot id`);
+  }
+  let text: string;
+  try {
+    const size = (await Deno.stat(path)).size;
+    if (size > MANIFEST_FILE_BYTES_MAX) {
+      throw new RangeError(`larger than ${MANIFEST_FILE_BYTES_MAX} bytes`);
+    }
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new RepositoryError(
+        "unknown-snapshot",
+        `repository ${repo.path} has no snapshot ${id}`,
+      );
+    }
+    throw new RepositoryError("corrupt", `manifest ${path}: ${error}`, { cause: error });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new RepositoryError("corrupt", `manifest ${path} is not valid JSON`);
+  }
+  const parsed = parseManifest(value);
+  if (!parsed.ok) {
+    throw new RepositoryError("corrupt", `manifest ${path} is invalid: ${parsed.message}`);
+  }
+  if (parsed.manifest.id !== id) {
+    throw new RepositoryError("corrupt", `manifest ${path} names snapshot ${parsed.manifest.id}`);
+  }
+  return parsed.manifest;
+}
+
+/**
+ * Reads every manifest, oldest first.
+ *
+ * @param repo the repository
+ * @returns the manifests
+ */
+export async function listSnapshots(repo: Repository): Promise<Manifest[]> {
+  const manifests: Manifest[] = [];
+  for (const id of await listSnapshotIds(repo)) manifests.push(await readManifest(repo, id));
+  return manifests;
+}
+
+/**
+ * The newest snapshot taken from `source`, if any (the parent of an incremental backup).
+ *
+ * @param repo the repository
+ * @param source the source as recorded in manifests
+ * @param kind only snapshots of this kind
+ * @returns the manifest or null
+ */
+export async function latestSnapshot(
+  repo: Repository,
+  source: string,
+  kind: "fs" | "db" = "fs",
+): Promise<Manifest | null> {
+  const ids = await listSnapshotIds(repo);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const manifest = await readManifest(repo, ids[i]!);
+    if (manifest.source === source && manifest.kind === kind) return manifest;
+  }
+  return null;
+}
+
+/** The parent an incremental backup builds on, or why the backup is full. */
+export interface ParentChoice {
+  /** The parent's manifest, or null for a full backup. */
+  readonly parent: Manifest | null;
+  /** Why an incremental backup that was asked for is full; null when it is not, or not asked. */
+  readonly fullReason: string | null;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Chooses the parent of a backup: for an incremental one, the newest snapshot of the same source
+ * and kind whose chain is complete (every manifest readable, every archive its files need present
+ * with the size its manifest records). Anything else makes the backup full, with the reason: no
+ * earlier snapshot, a newer manifest that cannot be read (it may be the latest of this source),
+ * or a broken chain. Database snapshots are always full.
+ *
+ * @param repo the repository (under its writer lock)
+ * @param source the source as recorded in manifests
+ * @param kind `fs` or `db`
+ * @param incremental whether an incremental backup was asked for
+ * @returns the parent, or null with the reason
+ */
+export async function chooseParent(
+  repo: Repository,
+  source: string,
+  kind: "fs" | "db",
+  incremental: boolean,
+): Promise<ParentChoice> {
+  if (!incremental) return { parent: null, fullReason: null };
+  if (kind === "db") return { parent: null, fullReason: "database snapshots are always full" };
+  const ids = await listSnapshotIds(repo);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    let manifest: Manifest;
+    try {
+      manifest = await readManifest(repo, ids[i]!);
+    } catch (error) {
+      return {
+        parent: null,
+        fullReason: `the manifest of snapshot ${ids[i]} cannot be read (${
+          messageOf(error)
+        }); it may be the latest of this source, so this backup is full`,
+      };
+    }
+    if (manifest.source !== source || manifest.kind !== kind) continue;
+    const problem = await brokenChain(repo, manifest);
+    if (problem === undefined) return { parent: manifest, fullReason: null };
+    return {
+      parent: null,
+      fullReason: `the parent chain of ${manifest.id} is broken: ${problem}`,
+    };
+  }
+  return { parent: null, fullReason: `no earlier snapshot of ${source} in this repository` };
+}
+
+/**
+ * What is wrong with the archives `parent`'s files point into, or undefined when they are whole:
+ * each archive's size is compared with its own snapshot's manifest where it has one (a manifest
+ * that is there but cannot be read breaks the chain); a forgotten snapshot's archive, or one
+ * prune wrote, must at least reach past the members the parent reads from it.
+ */
+async function brokenChain(repo: Repository, parent: Manifest): Promise<string | undefined> {
+  const archives = new Map<string, ArchiveState>();
+  for (const entry of parent.entries) {
+    if (entry.type !== "file" || archives.has(entry.data)) continue;
+    const id = entry.data;
+    let recordedBytes: number | null = null;
+    if (id === parent.id) recordedBytes = parent.archiveBytes;
+    else {
+      try {
+        recordedBytes = (await readManifest(repo, id)).archiveBytes;
+      } catch (error) {
+        if (!(error instanceof RepositoryError && error.code === "unknown-snapshot")) {
+          return `the manifest of snapshot ${id} cannot be read (${messageOf(error)})`;
+        }
+      }
+    }
+    const sizeBytes = await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null);
+    archives.set(id, { sizeBytes, recordedBytes });
+  }
+  return chainProblem(parent, archives);
+}
+
+/**
+ * Resolves a snapshot name to its manifest: an id, or `"latest"`. With a `source`, `"latest"` is
+ * the newest snapshot of that source (named by the path it was backed up from; the path need not
+ * exist any more) and an id must be a snapshot of it; without one, `"latest"` is the newest
+ * snapshot of any source in the repository.
+ *
+ * @param repo the repository
+ * @param snapshot an id or `"latest"`
+ * @param source the source the snapshot must be of
+ * @returns the manifest
+ * @throws {RepositoryError} `unknown-snapshot` naming what was looked for
+ */
+export async function resolveSnapshot(
+  repo: Repository,
+  snapshot: string,
+  source?: string,
+): Promise<Manifest> {
+  const wanted = source === undefined ? undefined : await canonicalPath(source);
+  if (snapshot !== "latest") {
+    const manifest = await readManifest(repo, snapshot);
+    if (wanted !== undefined && manifest.source !== wanted) {
+      throw new RepositoryError(
+        "unknown-snapshot",
+        `snapshot ${snapshot} is of source ${manifest.source}, not ${wanted}`,
+      );
+    }
+    return manifest;
+  }
+  const ids = await listSnapshotIds(repo);
+  if (ids.length === 0) {
+    throw new RepositoryError("unknown-snapshot", `repository ${repo.path} has no snapshots`);
+  }
+  if (wanted === undefined) return await readManifest(repo, ids[ids.length - 1]!);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const manifest = await readManifest(repo, ids[i]!);
+    if (manifest.source === wanted) return manifest;
+  }
+  throw new RepositoryError(
+    "unknown-snapshot",
+    `repository ${repo.path} has no snapshot of source ${wanted}`,
+  );
+}
