@@ -1,7 +1,8 @@
 /**
  * lanfree's framings bound to the frames suite: the handshake's control frames
  * (`src/core/wire/frame.ts`, 4-byte length) and the backup session's tagged frames
- * (`src/app/session.ts`, tag and 4-byte length), its messages and its data chunks.
+ * (`src/app/hosts/session.ts`: tag, 4-byte length, CRC-32 of the payload), its messages and its
+ * data chunks.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { SocketError } from "../src/core/dispatch/errors.ts";
 import { FRAME_BYTES_MAX_DEFAULT, readFrame, writeFrame } from "../src/core/wire/frame.ts";
 import { DATA_CHUNK_BYTES_MAX, MESSAGE_BYTES_MAX, Session } from "../src/app/hosts/session.ts";
 import type { FrameCodec, FrameEnds } from "./frames_suite.ts";
+import { crc32 } from "node:zlib";
 
 /** The pattern payloads are views of (period 256), grown to the longest asked for. */
 let pattern = new Uint8Array(0);
@@ -30,7 +32,20 @@ function patternOf(length: number, seed: number): Uint8Array {
   return pattern.subarray(start, start + length);
 }
 
-/** A big-endian u32 length after `prefix` bytes (the tag, for the session). */
+/**
+ * The session's header: the tag, the big-endian u32 length, and the big-endian CRC-32 of the
+ * payload (0 without one: a header forged only to announce a length).
+ */
+function sessionHeader(tag: number, length: number, payload?: Uint8Array): Uint8Array {
+  const header = new Uint8Array(9);
+  header[0] = tag;
+  const view = new DataView(header.buffer);
+  view.setUint32(1, length, false);
+  view.setUint32(5, payload === undefined || payload.length === 0 ? 0 : crc32(payload), false);
+  return header;
+}
+
+/** A big-endian u32 length after `prefix` bytes. */
 function lengthHeader(prefix: readonly number[], length: number): Uint8Array {
   const header = new Uint8Array(prefix.length + 4);
   header.set(prefix);
@@ -125,7 +140,7 @@ export function sessionMessageFrames(): FrameCodec {
       );
       return encoder.encode(messageText(letters.join("")));
     },
-    header: (length) => lengthHeader([SESSION_TAG_MESSAGE], length),
+    header: (length, payload) => sessionHeader(SESSION_TAG_MESSAGE, length, payload),
     open: (sockets, writeFd, readFd) => sessionEnds(sockets, writeFd, readFd, "message"),
   };
 }
@@ -141,7 +156,7 @@ export function sessionDataFrames(): FrameCodec {
     payloadBytesMin: 1,
     payloadBytesMax: DATA_CHUNK_BYTES_MAX,
     payload: patternOf,
-    header: (length) => lengthHeader([SESSION_TAG_DATA], length),
+    header: (length, payload) => sessionHeader(SESSION_TAG_DATA, length, payload),
     open: (sockets, writeFd, readFd) => sessionEnds(sockets, writeFd, readFd, "data"),
   };
 }
