@@ -24,6 +24,7 @@ import { benchStp } from "./bench_stp.ts";
 import { benchProc } from "./bench_proc.ts";
 import { benchBackup } from "./bench_backup.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
+import { benchLargeTree, benchRealTree } from "./bench_real_tree.ts";
 import { runHandshakePair } from "../src/app/handshake_pair.ts";
 import { freePortPair } from "../src/app/ports.ts";
 
@@ -133,6 +134,11 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["backup-e2e", "tar-pipe"],
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
+    ["backup-small", "restic-small"],
+    ["backup-small", "tar-pipe-small"],
+    ["noop-small", "restic-noop-small"],
+    ["restore-small", "restic-restore-small"],
+    ["restore-small", "tar-extract-small"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];
@@ -155,6 +161,8 @@ export const BENCH_GROUPS: Readonly<Record<string, () => Promise<BenchRow[]>>> =
   handshake: async () => [await benchHandshake("fs"), await benchHandshake("db")],
   backup: benchBackup,
   edge: async () => [await benchEdgeColdStart()],
+  "real-tree": benchRealTree,
+  "large-tree": benchLargeTree,
 };
 
 /**

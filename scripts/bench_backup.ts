@@ -96,7 +96,8 @@ async function sh(script: string): Promise<void> {
   if (!out.success) throw new Error(`${script}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
-async function onPath(command: string): Promise<boolean> {
+/** Whether `command` is on PATH. */
+export async function onPath(command: string): Promise<boolean> {
   const out = await new Deno.Command("sh", {
     args: ["-c", `command -v ${command}`],
     stdout: "null",
