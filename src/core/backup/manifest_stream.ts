@@ -31,6 +31,7 @@
 
 import {
   type ChannelBytes,
+  type Manifest,
   MANIFEST_ENTRIES_MAX,
   MANIFEST_FORMAT,
   MANIFEST_VERSIONS_READ,
@@ -48,26 +49,7 @@ export type Checked<T> =
   | { readonly ok: false; readonly message: string };
 
 /** Everything of a manifest but its entries and deleted paths. */
-export interface ManifestHead {
-  /** Always `lanfree-manifest`. */
-  readonly format: typeof MANIFEST_FORMAT;
-  /** 1 or 2. */
-  readonly version: 1 | 2;
-  /** The snapshot id. */
-  readonly id: string;
-  /** `fs` or `db`. */
-  readonly kind: "fs" | "db";
-  /** What was backed up. */
-  readonly source: string;
-  /** The snapshot this one is incremental to, or null. */
-  readonly parent: string | null;
-  /** When it was taken. */
-  readonly createdMs: number;
-  /** Size of its archive. */
-  readonly archiveBytes: number;
-  /** Bytes per channel (the server's count, filled in at the commit). */
-  readonly channelBytes: ChannelBytes;
-}
+export type ManifestHead = Omit<Manifest, "entries" | "deleted">;
 
 const COUNT_MAX = Number.MAX_SAFE_INTEGER;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
