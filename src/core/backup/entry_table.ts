@@ -144,6 +144,26 @@ export class EntryTable {
     return index;
   }
 
+  /**
+   * The index of `path` (a binary search: the table is in path order), or -1.
+   *
+   * @param path an entry path
+   * @returns its index, or -1 when the table has no such entry
+   */
+  indexOf(path: string): number {
+    let low = 0;
+    let high = this.#count - 1;
+    // Bounded: the range halves each turn.
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const at = this.paths[middle]!;
+      if (at === path) return middle;
+      if (at < path) low = middle + 1;
+      else high = middle - 1;
+    }
+    return -1;
+  }
+
   /** The type of entry `index`. */
   type(index: number): ManifestEntry["type"] {
     return TYPE_NAMES[this.types[index]!]!;
