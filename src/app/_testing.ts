@@ -107,10 +107,20 @@ export async function writeFileWith(
 
 /** The permission flags of `deno task backup`, read from deno.json (the tasks' real ones). */
 export async function backupTaskFlags(): Promise<string[]> {
+  return await taskFlags("backup");
+}
+
+/**
+ * The permission flags of a `deno task`, read from deno.json (the tasks' real ones).
+ *
+ * @param task the task's name
+ * @returns its `--allow-*` flags
+ */
+export async function taskFlags(task: string): Promise<string[]> {
   const config = JSON.parse(
     await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
   );
-  const words = String(config.tasks.backup).split(/\s+/);
+  const words = String(config.tasks[task]).split(/\s+/);
   return words.filter((word) => word.startsWith("--allow-"));
 }
 

@@ -36,8 +36,8 @@ import { type BackupProgress, runBackupClient } from "./backup_client.ts";
 import { runBackupServer } from "./backup_server.ts";
 import { errorText, PeerFailedError } from "./backup_client.ts";
 import { SocketError } from "../core/dispatch/errors.ts";
-import { walkTree } from "./tree_walk.ts";
-import { type ExcludedPath, withoutExcluded } from "./source_exclusions.ts";
+import { walkSource } from "./tree_walk.ts";
+import type { ExcludedPath } from "./source_exclusions.ts";
 import type { WriterStep } from "./snapshot_writer.ts";
 
 /** The job of one side. */
@@ -156,7 +156,7 @@ async function runSide(job: BackupHostJob, sockets: Sockets, storage?: StorageSo
   }
   // The walk needs no channel: it runs while the handshake does (its errors surface when used).
   const walked = job.side === "client" && job.mode === "fs"
-    ? walkTree(job.client!.source).then((w) => withoutExcluded(w, job.client!.excluded ?? []))
+    ? walkSource(job.client!.source, { exclude: (job.client!.excluded ?? []).map((e) => e.path) })
     : undefined;
   walked?.catch(() => {});
   if (!listensFirst(job)) await told;

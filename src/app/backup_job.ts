@@ -11,7 +11,6 @@ import { formatRegion } from "../core/stp/region.ts";
 import type { RegionConfig } from "../core/stp/layout.ts";
 import { usageOfBuffer } from "../core/stp/usage.ts";
 import type { FailureReason } from "../core/handshake/types.ts";
-import type { Manifest } from "../core/backup/manifest.ts";
 import { createStorageSockets } from "../adapters/shm.ts";
 import { type BackupHostJob, type ErrorOrigin, listensFirst } from "./backup_host_worker.ts";
 import type { BackupClientResult, BackupProgress } from "./backup_client.ts";
@@ -220,7 +219,7 @@ function summarize(
   fallbackReason: string | null,
   startedMs: number,
 ): BackupJobSummary {
-  const manifest: Manifest = attempt.server.manifest;
+  const manifest = attempt.server.manifest;
   const seconds = (performance.now() - startedMs) / 1000;
   return {
     snapshot: manifest.id,
@@ -231,7 +230,7 @@ function summarize(
     dataPath,
     fallbackReason,
     files: attempt.client.files,
-    filesTotal: manifest.entries.filter((entry) => entry.type === "file").length,
+    filesTotal: manifest.fileCount,
     fileBytes: attempt.client.fileBytes,
     archiveBytes: manifest.archiveBytes,
     storageBytes: manifest.channelBytes.storage,

@@ -13,10 +13,17 @@
  * @module
  */
 
-import { CHAIN_LENGTH_MAX, chainProblem } from "../core/backup/chain.ts";
+import { CHAIN_LENGTH_MAX, chainProblemOfHeads } from "../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../core/backup/manifest.ts";
+import type { ManifestHead } from "../core/backup/manifest_stream.ts";
 import { RepositoryError } from "./errors.ts";
 import { canonicalPath } from "./paths.ts";
+import {
+  type ManifestHandlers,
+  readManifestHeadFile,
+  type StreamedManifest,
+  streamManifestFile,
+} from "./_manifest_file.ts";
 
 /** Format name written in the marker file. */
 export const REPOSITORY_FORMAT = "lanfree-repository";
@@ -234,6 +241,50 @@ export async function readManifest(repo: Repository, id: string): Promise<Manife
   return parsed.manifest;
 }
 
+/** Snapshot `id`'s manifest file, read a line at a time (or whole, for older layouts). */
+function manifestFile(repo: Repository, id: string) {
+  if (!SNAPSHOT_ID_PATTERN.test(id)) {
+    throw new RepositoryError("unknown-snapshot", `${JSON.stringify(id)} is not a snapshot id`);
+  }
+  return {
+    path: repoPaths.manifest(repo, id),
+    id,
+    repoPath: repo.path,
+    readWhole: () => readManifest(repo, id),
+  };
+}
+
+/**
+ * Reads one manifest an entry at a time (entries in path order), each checked, the tree rule
+ * included: memory stays small however many entries it has.
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @param handlers what to do with the head, each entry and each deleted path
+ * @returns the head and the entry count
+ * @throws {RepositoryError} `unknown-snapshot` or `corrupt` (naming the file and the problem)
+ */
+export async function streamManifest(
+  repo: Repository,
+  id: string,
+  handlers: ManifestHandlers,
+): Promise<StreamedManifest> {
+  return await streamManifestFile(manifestFile(repo, id), handlers);
+}
+
+/**
+ * Reads one manifest's head (its first line; older layouts are read whole). Its channel
+ * counters are left at zero.
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @returns the head
+ * @throws {RepositoryError} `unknown-snapshot` or `corrupt`
+ */
+export async function readManifestHead(repo: Repository, id: string): Promise<ManifestHead> {
+  return await readManifestHeadFile(manifestFile(repo, id));
+}
+
 /**
  * Reads every manifest, oldest first.
  *
@@ -269,8 +320,8 @@ export async function latestSnapshot(
 
 /** The parent an incremental backup builds on, or why the backup is full. */
 export interface ParentChoice {
-  /** The parent's manifest, or null for a full backup. */
-  readonly parent: Manifest | null;
+  /** The parent's manifest head (stream its entries with `streamManifest`), or null. */
+  readonly parent: ManifestHead | null;
   /** Why an incremental backup that was asked for is full; null when it is not, or not asked. */
   readonly fullReason: string | null;
 }
@@ -284,7 +335,8 @@ function messageOf(error: unknown): string {
  * and kind whose chain is complete (every manifest readable, every archive its files need present
  * with the size its manifest records). Anything else makes the backup full, with the reason: no
  * earlier snapshot, a newer manifest that cannot be read (it may be the latest of this source),
- * or a broken chain. Database snapshots are always full.
+ * or a broken chain. Database snapshots are always full. Manifests are read a line at a time:
+ * heads to choose, the parent's entries once to check it.
  *
  * @param repo the repository (under its writer lock)
  * @param source the source as recorded in manifests
@@ -302,9 +354,9 @@ export async function chooseParent(
   if (kind === "db") return { parent: null, fullReason: "database snapshots are always full" };
   const ids = await listSnapshotIds(repo);
   for (let i = ids.length - 1; i >= 0; i--) {
-    let manifest: Manifest;
+    let head: ManifestHead;
     try {
-      manifest = await readManifest(repo, ids[i]!);
+      head = await readManifestHead(repo, ids[i]!);
     } catch (error) {
       return {
         parent: null,
@@ -313,35 +365,48 @@ export async function chooseParent(
         }); it may be the latest of this source, so this backup is full`,
       };
     }
-    if (manifest.source !== source || manifest.kind !== kind) continue;
-    const problem = await brokenChain(repo, manifest);
-    if (problem === undefined) return { parent: manifest, fullReason: null };
+    if (head.source !== source || head.kind !== kind) continue;
+    const problem = await brokenChain(repo, head);
+    if (problem === undefined) return { parent: head, fullReason: null };
     return {
       parent: null,
-      fullReason: `the parent chain of ${manifest.id} is broken: ${problem}`,
+      fullReason: `the parent chain of ${head.id} is broken: ${problem}`,
     };
   }
   return { parent: null, fullReason: `no earlier snapshot of ${source} in this repository` };
 }
 
 /** What is wrong with the chain `parent` builds on, or undefined when it is complete. */
-async function brokenChain(repo: Repository, parent: Manifest): Promise<string | undefined> {
-  const known = new Map([[parent.id, parent]]);
+async function brokenChain(repo: Repository, parent: ManifestHead): Promise<string | undefined> {
+  const referenced = new Map<string, string>();
+  try {
+    await streamManifest(repo, parent.id, {
+      entry: (entry) => {
+        if (entry.type === "file" && !referenced.has(entry.data)) {
+          referenced.set(entry.data, entry.path);
+        }
+      },
+    });
+  } catch (error) {
+    return `the manifest of snapshot ${parent.id} cannot be read (${messageOf(error)})`;
+  }
+  const known = new Map<string, ManifestHead>([[parent.id, parent]]);
   let next = parent.parent;
   for (let depth = 0; next !== null && depth < CHAIN_LENGTH_MAX && !known.has(next); depth++) {
     try {
-      const manifest = await readManifest(repo, next);
-      known.set(manifest.id, manifest);
-      next = manifest.parent;
+      const head = await readManifestHead(repo, next);
+      known.set(head.id, head);
+      next = head.parent;
     } catch (error) {
       return `the manifest of snapshot ${next} cannot be read (${messageOf(error)})`;
     }
   }
   const sizes = new Map<string, number | null>();
   for (const id of known.keys()) {
+    if (!referenced.has(id)) continue;
     sizes.set(id, await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null));
   }
-  return chainProblem(parent, known, sizes);
+  return chainProblemOfHeads(parent, known, referenced, sizes);
 }
 
 /**
@@ -361,25 +426,44 @@ export async function resolveSnapshot(
   snapshot: string,
   source?: string,
 ): Promise<Manifest> {
+  const head = await resolveSnapshotHead(repo, snapshot, source);
+  return await readManifest(repo, head.id);
+}
+
+/**
+ * {@link resolveSnapshot} without reading any entries: the head of the snapshot named (read
+ * from each manifest's first line, so "latest" costs a line per snapshot, not a manifest).
+ *
+ * @param repo the repository
+ * @param snapshot an id or `"latest"`
+ * @param source the source the snapshot must be of
+ * @returns the manifest's head
+ * @throws {RepositoryError} `unknown-snapshot` naming what was looked for
+ */
+export async function resolveSnapshotHead(
+  repo: Repository,
+  snapshot: string,
+  source?: string,
+): Promise<ManifestHead> {
   const wanted = source === undefined ? undefined : await canonicalPath(source);
   if (snapshot !== "latest") {
-    const manifest = await readManifest(repo, snapshot);
-    if (wanted !== undefined && manifest.source !== wanted) {
+    const head = await readManifestHead(repo, snapshot);
+    if (wanted !== undefined && head.source !== wanted) {
       throw new RepositoryError(
         "unknown-snapshot",
-        `snapshot ${snapshot} is of source ${manifest.source}, not ${wanted}`,
+        `snapshot ${snapshot} is of source ${head.source}, not ${wanted}`,
       );
     }
-    return manifest;
+    return head;
   }
   const ids = await listSnapshotIds(repo);
   if (ids.length === 0) {
     throw new RepositoryError("unknown-snapshot", `repository ${repo.path} has no snapshots`);
   }
-  if (wanted === undefined) return await readManifest(repo, ids[ids.length - 1]!);
+  if (wanted === undefined) return await readManifestHead(repo, ids[ids.length - 1]!);
   for (let i = ids.length - 1; i >= 0; i--) {
-    const manifest = await readManifest(repo, ids[i]!);
-    if (manifest.source === wanted) return manifest;
+    const head = await readManifestHead(repo, ids[i]!);
+    if (head.source === wanted) return head;
   }
   throw new RepositoryError(
     "unknown-snapshot",

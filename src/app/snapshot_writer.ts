@@ -9,6 +9,8 @@
  */
 
 import { makeSnapshotId, type Manifest, parseManifest } from "../core/backup/manifest.ts";
+import type { ManifestHead } from "../core/backup/manifest_stream.ts";
+import { ManifestFileWriter } from "./_manifest_file.ts";
 import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "./errors.ts";
 import { basename, dirname } from "node:path";
@@ -35,6 +37,16 @@ export interface SnapshotWriter {
   write(chunk: Uint8Array): Promise<void>;
   /** Validates the manifest against what was written and makes the snapshot visible. */
   commit(manifest: unknown): Promise<Manifest>;
+  /**
+   * Where a manifest written a line at a time goes before the commit (`tmp/ID.manifest.json.partial`,
+   * a {@link ManifestFileWriter}'s file): the server writes it while the entries arrive.
+   */
+  readonly manifestTempPath: string;
+  /**
+   * Makes the snapshot visible with the manifest already written, checked and synced at
+   * {@link manifestTempPath} (its head is `head`): the same checks and steps as `commit`.
+   */
+  commitWritten(head: ManifestHead): Promise<ManifestHead>;
   /** Drops everything written; the repository is as before. Idempotent. */
   abort(): Promise<void>;
 }
@@ -219,14 +231,39 @@ class Writer implements SnapshotWriter {
     }
   }
 
+  get manifestTempPath(): string {
+    return `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
+  }
+
   async commit(value: unknown): Promise<Manifest> {
     this.#expectOpen();
+    const parsed = parseManifest(value);
+    if (!parsed.ok) {
+      this.#state = "committing";
+      await this.#failCommit(false);
+      throw new RepositoryError(
+        "bad-commit",
+        `snapshot ${this.id}: invalid manifest: ${parsed.message}`,
+      );
+    }
+    const manifest = parsed.manifest;
+    await this.#commitSteps(manifest, () => this.#writeManifest(manifest));
+    return manifest;
+  }
+
+  async commitWritten(head: ManifestHead): Promise<ManifestHead> {
+    this.#expectOpen();
+    await this.#commitSteps(head, () => Promise.resolve());
+    return head;
+  }
+
+  /** Checks, places the archive, places the manifest (`write` puts it in tmp/ first). */
+  async #commitSteps(head: ManifestHead, write: () => Promise<void>): Promise<void> {
     this.#state = "committing";
     const archive = repoPaths.archive(this.repo, this.id);
     let archivePlaced = false;
-    let manifest: Manifest;
     try {
-      manifest = await this.#checked(value);
+      await this.#checked(head);
       await this.#flush;
       if (this.#flushError !== undefined) throw this.#flushError;
       await this.file.sync();
@@ -234,21 +271,24 @@ class Writer implements SnapshotWriter {
       await Deno.rename(this.tempPath, archive);
       archivePlaced = true;
       await this.step("archive-placed");
-      await this.#placeManifest(manifest);
+      await write();
+      await this.#placeManifest();
       this.#state = "done";
     } catch (error) {
-      if (archivePlaced) await Deno.remove(archive).catch(() => {});
-      const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
-      await Deno.remove(temp).catch(() => {});
-      this.#state = "open";
-      await this.abort();
+      await this.#failCommit(archivePlaced);
       throw error;
     }
     // Past the commit point: nothing below may undo the snapshot.
     await this.step("committed");
     await this.release();
     await this.step("released");
-    return manifest;
+  }
+
+  async #failCommit(archivePlaced: boolean): Promise<void> {
+    if (archivePlaced) await Deno.remove(repoPaths.archive(this.repo, this.id)).catch(() => {});
+    await Deno.remove(this.manifestTempPath).catch(() => {});
+    this.#state = "open";
+    await this.abort();
   }
 
   async abort(): Promise<void> {
@@ -264,13 +304,8 @@ class Writer implements SnapshotWriter {
     await this.release();
   }
 
-  async #checked(value: unknown): Promise<Manifest> {
-    const parsed = parseManifest(value);
+  async #checked(manifest: ManifestHead): Promise<void> {
     const what = `snapshot ${this.id}`;
-    if (!parsed.ok) {
-      throw new RepositoryError("bad-commit", `${what}: invalid manifest: ${parsed.message}`);
-    }
-    const manifest = parsed.manifest;
     if (manifest.id !== this.id) {
       throw new RepositoryError("bad-commit", `${what}: manifest is for ${manifest.id}`);
     }
@@ -289,23 +324,26 @@ class Writer implements SnapshotWriter {
         throw new RepositoryError("bad-commit", `${what}: parent ${manifest.parent} not found`);
       }
     }
-    return manifest;
   }
 
-  async #placeManifest(manifest: Manifest): Promise<void> {
-    const temp = `${repoPaths.tmp(this.repo)}/${this.id}.manifest.json.partial`;
-    const file = await Deno.open(temp, { write: true, createNew: true });
+  /** Writes a manifest given whole into tmp/, in the line layout, synced. */
+  async #writeManifest(manifest: Manifest): Promise<void> {
+    const { entries, deleted, channelBytes, ...head } = manifest;
+    const file = await ManifestFileWriter.create(this.manifestTempPath, head);
     try {
-      const bytes = new TextEncoder().encode(JSON.stringify(manifest));
-      for (let offset = 0; offset < bytes.byteLength;) {
-        offset += await file.write(bytes.subarray(offset));
-      }
-      await file.sync();
-    } finally {
-      file.close();
+      for (const entry of entries) await file.entry(JSON.stringify(entry));
+      for (const path of deleted) await file.deleted(path);
+      await file.finish(channelBytes);
+    } catch (error) {
+      await file.abort();
+      throw error;
     }
+  }
+
+  /** Renames the synced manifest from tmp/ into snapshots/: the commit point. */
+  async #placeManifest(): Promise<void> {
     await this.step("manifest-written");
-    await Deno.rename(temp, repoPaths.manifest(this.repo, this.id));
+    await Deno.rename(this.manifestTempPath, repoPaths.manifest(this.repo, this.id));
     await syncDir(repoPaths.snapshots(this.repo));
   }
 

@@ -41,8 +41,8 @@ function fail(problem: RestoreProblem, message: string): RestorePlanResult {
 
 /** Ids of `manifest` and its ancestors, newest first; an error message if the chain breaks. */
 function ancestry(
-  manifest: Manifest,
-  known: ReadonlyMap<string, Manifest>,
+  manifest: { readonly id: string; readonly parent: string | null },
+  known: ReadonlyMap<string, { readonly parent: string | null }>,
 ): string[] | string {
   const ids: string[] = [manifest.id];
   let parent = manifest.parent;
@@ -160,9 +160,47 @@ export function chainProblem(
   known: ReadonlyMap<string, Manifest>,
   archiveSizes: ReadonlyMap<string, number | null>,
 ): string | undefined {
-  const planned = planRestore(parent, known);
-  if (!planned.ok) return planned.message;
-  for (const { snapshot } of planned.plan.archives) {
+  const referenced = new Map<string, string>();
+  for (const entry of parent.entries) {
+    if (entry.type === "file" && !referenced.has(entry.data)) {
+      referenced.set(entry.data, entry.path);
+    }
+  }
+  return chainProblemOfHeads(parent, known, referenced, archiveSizes);
+}
+
+/** What a chain check needs of each manifest of the chain. */
+export interface ChainLink {
+  readonly id: string;
+  readonly parent: string | null;
+  readonly archiveBytes: number;
+}
+
+/**
+ * {@link chainProblem} from what a streamed read of the parent gathers: the snapshots its files
+ * read (each with one file's path, for the message) and the heads of its chain.
+ *
+ * @param parent the head of the manifest the incremental would build on
+ * @param known the heads of its chain that could be read, by id
+ * @param referenced each snapshot the parent's files read their bytes from, with one such path
+ * @param archiveSizes the size of each snapshot's archive on disk, `null` when it is missing
+ * @returns the problem in words, naming the snapshot concerned
+ */
+export function chainProblemOfHeads(
+  parent: ChainLink,
+  known: ReadonlyMap<string, ChainLink>,
+  referenced: ReadonlyMap<string, string>,
+  archiveSizes: ReadonlyMap<string, number | null>,
+): string | undefined {
+  const chain = ancestry(parent, known);
+  if (typeof chain === "string") return chain;
+  for (const [snapshot, path] of referenced) {
+    if (!chain.includes(snapshot)) {
+      return `file ${JSON.stringify(path)}: data in ${snapshot}, not an ancestor of ${parent.id}`;
+    }
+  }
+  for (const snapshot of [...chain].reverse()) {
+    if (!referenced.has(snapshot)) continue;
     const expected = known.get(snapshot)!.archiveBytes;
     const actual = archiveSizes.get(snapshot);
     if (actual === null || actual === undefined) {

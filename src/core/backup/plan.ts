@@ -79,9 +79,18 @@ export class ParentMerge {
   readonly #deleted: string[] = [];
   /** A matched entry's parent `hardlink` field, by table index (files only). */
   readonly #parentLinks = new Map<number, string | undefined>();
+  /** 1 for each table entry whose path the parent has. */
+  readonly #matched: Uint8Array;
 
   /** @param table the walk's entries, in path order, every one changed so far */
-  constructor(readonly table: EntryTable) {}
+  constructor(readonly table: EntryTable) {
+    this.#matched = new Uint8Array(table.count);
+  }
+
+  /** Whether the parent has an entry at table entry `index`'s path. */
+  inParent(index: number): boolean {
+    return this.#matched[index] === 1;
+  }
 
   /**
    * Feeds the next parent entry.
@@ -100,6 +109,7 @@ export class ParentMerge {
       return true;
     }
     const index = this.#cursor++;
+    this.#matched[index] = 1;
     const now = table.source(index);
     if (!sameEntry(now, before)) return true;
     if (before.type === "dir" && !sameXattrs(table.extras.get(index)?.xattrs, before.xattrs)) {
