@@ -203,6 +203,7 @@ class Writer implements SnapshotWriter {
   #state: "open" | "committing" | "done" = "open";
   #flushedAt = 0;
   #flush: Promise<void> | null = null;
+  #syncHandle: Deno.FsFile | undefined;
   #flushError: unknown = undefined;
 
   constructor(
@@ -224,11 +225,21 @@ class Writer implements SnapshotWriter {
     await this.step("archive-bytes");
     if (this.bytesWritten - this.#flushedAt >= FLUSH_EVERY_BYTES && this.#flush === null) {
       this.#flushedAt = this.bytesWritten;
-      this.#flush = this.file.syncData().then(
+      this.#flush = this.#backgroundSync().then(
         () => void (this.#flush = null),
         (error) => void (this.#flushError = error, this.#flush = null),
       );
     }
+  }
+
+  /**
+   * fdatasync through a second handle of the same file: Deno runs the operations of one handle
+   * one at a time, so a sync on the writing handle held up every write behind it (about 2 s of
+   * a 600 MB backup of small files); the kernel syncs the file's data whichever handle asks.
+   */
+  async #backgroundSync(): Promise<void> {
+    this.#syncHandle ??= await Deno.open(this.tempPath, { read: true });
+    await this.#syncHandle.syncData();
   }
 
   get manifestTempPath(): string {
@@ -267,7 +278,7 @@ class Writer implements SnapshotWriter {
       await this.#flush;
       if (this.#flushError !== undefined) throw this.#flushError;
       await this.file.sync();
-      this.file.close();
+      this.#closeFiles();
       await Deno.rename(this.tempPath, archive);
       archivePlaced = true;
       await this.step("archive-placed");
@@ -295,13 +306,20 @@ class Writer implements SnapshotWriter {
     if (this.#state === "done") return;
     this.#state = "done";
     await this.#flush;
-    try {
-      this.file.close();
-    } catch {
-      // already closed by a failed commit
-    }
+    this.#closeFiles();
     await Deno.remove(this.tempPath).catch(() => {});
     await this.release();
+  }
+
+  #closeFiles(): void {
+    for (const file of [this.file, this.#syncHandle]) {
+      try {
+        file?.close();
+      } catch {
+        // already closed by a failed commit
+      }
+    }
+    this.#syncHandle = undefined;
   }
 
   async #checked(manifest: ManifestHead): Promise<void> {
