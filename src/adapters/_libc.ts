@@ -55,6 +55,7 @@ const SYMBOLS = {
   fchmod: { parameters: ["i32", "u32"], result: "i32" },
   futimens: { parameters: ["i32", "buffer"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
   /** `syscall(SYS_futex, addr, FUTEX_WAIT, value, timespec, NULL, 0)`, off the JS thread. */
   futexWait: {

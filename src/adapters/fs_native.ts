@@ -104,6 +104,8 @@ export interface NativeStat {
   readonly allocatedBytes: number;
   /** Modification time in whole milliseconds (as `Deno.FileInfo.mtime`). */
   readonly mtimeMs: number;
+  /** Status change time in whole milliseconds. */
+  readonly ctimeMs: number;
 }
 
 let loaded: Libc | undefined;
@@ -227,6 +229,8 @@ function parseStat(): NativeStat {
     size: u64(40),
     allocatedBytes: u64(48) * 512,
     mtimeMs: seconds * 1000 + Math.floor(nanos / 1_000_000),
+    ctimeMs: Number(statView.getBigInt64(96, true)) * 1000 +
+      Math.floor(statView.getUint32(104, true) / 1_000_000),
     dev: makedev(statView.getUint32(136, true), statView.getUint32(140, true)),
   };
 }
@@ -588,4 +592,23 @@ export function ftruncate(fd: number, sizeBytes: number): void {
  */
 export function fsync(fd: number): void {
   check(lib().fsync(fd), "fsync", `fd ${fd}`);
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/**
+ * Takes an exclusive `flock` on an open file, without waiting: the kernel drops it when the
+ * holder dies, however it dies.
+ *
+ * @param fd the file
+ * @returns true when taken, false when another open file description holds it
+ */
+export function tryLock(fd: number): boolean {
+  const symbols = lib();
+  if (symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const errno = errnoValue(symbols);
+  if (errno === EWOULDBLOCK) return false;
+  throw new NativeFsError("flock", `fd ${fd}`, errno);
 }

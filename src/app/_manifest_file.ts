@@ -148,6 +148,16 @@ async function streamLineLayout(
   let head: Omit<ManifestHead, "channelBytes"> | undefined;
   let fallback = false;
   const end = { channelBytes: undefined as unknown };
+  /** A handler's own failure: it passes through as it is, never as a corrupt manifest. */
+  let handlerFailure: { error: unknown } | undefined;
+  const handle = async (call: () => void | Promise<void>) => {
+    try {
+      await call();
+    } catch (error) {
+      handlerFailure = { error };
+      throw error;
+    }
+  };
   await readLines(path, async (line) => {
     const item = reader.next(line);
     if (item === undefined) {
@@ -163,7 +173,7 @@ async function streamLineLayout(
       if (!checked.ok) throw corrupt(path, checked.message);
       if (checked.value.id !== id) throw corrupt(path, `it names snapshot ${checked.value.id}`);
       head = checked.value;
-      await handlers.head?.(checked.value);
+      await handle(() => handlers.head?.(checked.value));
     } else if (item.kind === "entry") {
       const checked = checker.entry(item.value);
       if (!checked.ok) {
@@ -171,15 +181,16 @@ async function streamLineLayout(
         fallback = true; // written by another tool in another order: read it whole
         return false;
       }
-      await handlers.entry?.(checked.value, item.line);
+      await handle(() => handlers.entry?.(checked.value, item.line));
     } else if (item.kind === "deleted") {
       if (typeof item.value !== "string" || !checkEntryPath(item.value).ok) {
         throw corrupt(path, `deleted path ${JSON.stringify(item.value)} is not a valid path`);
       }
-      await handlers.deleted?.(item.value);
+      await handle(() => handlers.deleted?.(item.value as string));
     } else if (item.kind === "end") end.channelBytes = item.channelBytes;
     return undefined;
   }).catch((error) => {
+    if (handlerFailure !== undefined && handlerFailure.error === error) throw error;
     throw error instanceof RepositoryError ? error : readFailure(source, error);
   });
   if (fallback) return undefined;
