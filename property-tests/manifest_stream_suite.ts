@@ -329,7 +329,7 @@ export function manifestStreamSuite(): Suite {
                 throw new Error("the reader refused its own layout");
               }
               const read = items.filter((i) => i!.kind === "entry").map((i) =>
-                (i as { value: unknown }).value
+                JSON.parse((i as { line: string }).line)
               );
               assert.deepEqual(read, entries);
             },

@@ -10,9 +10,11 @@
  * (`tar -cf - | tar -xf -`), `backup-small`, `noop-small` (an incremental with no change),
  * `restore-small`, each with µs per entry and peak RSS; `tar-extract-small` (GNU tar extracting
  * lanfree's own archive of the tree); `restic-small`, `restic-noop-small`,
- * `restic-restore-small` (restic 0.14 from apt; skipped with a message when absent). After the
+ * `restic-restore-small` (restic 0.14 from apt; skipped with a message when absent). After each
  * restore the tree is compared with `diff -r --no-dereference`: a fast wrong restore fails the
- * bench.
+ * bench. This machine is shared and its disk is slow right after large removals, so the rows
+ * run in interleaved rounds (3, or `LANFREE_BENCH_ROUNDS`), each after a `sync` and a pause,
+ * and each row is the median.
  *
  * `large-tree` rows (1,000,000 entries of small files, storage channel): `backup-1m`,
  * `noop-1m` (incremental, no change) and their peak RSS (`rss-backup-1m`, `rss-noop-1m`).
@@ -91,64 +93,103 @@ async function sh(script: string): Promise<Run> {
   return await timedRun(["sh", "-c", script]);
 }
 
-function perEntry(name: string, run: Run, entries: number): BenchRow[] {
-  return [
-    { name, value: run.seconds, unit: "s" },
-    { name: `${name}-us`, value: (run.seconds * 1e6) / entries, unit: "µs/entry" },
-    { name: `rss-${name}`, value: run.peakMb, unit: "MB" },
-  ];
-}
-
-async function lanfreeRows(tree: string, dir: string, entries: number) {
-  const repo = `${dir}/repo`;
-  const backup = await timedRun(
-    taskCommand("backup", ["--source", tree, "--repo", repo, "--json"]),
-  );
-  const snapshot = (JSON.parse(backup.stdout) as { snapshot: string }).snapshot;
-  const noop = await timedRun(
-    taskCommand("backup", ["--source", tree, "--repo", repo, "--json", "--incremental"]),
-  );
-  const restore = await timedRun(
-    taskCommand("restore", ["--repo", repo, "--snapshot", snapshot, "--target", `${dir}/out`]),
-  );
-  await sh(`diff -r --no-dereference '${tree}' '${dir}/out'`);
-  await Deno.mkdir(`${dir}/tar-out`);
-  const extract = await sh(`tar -xf '${repo}/snapshots/${snapshot}.tar' -C '${dir}/tar-out'`);
-  await sh(`diff -r --no-dereference '${tree}' '${dir}/tar-out'`);
-  return [
-    ...perEntry("backup-small", backup, entries),
-    ...perEntry("noop-small", noop, entries),
-    ...perEntry("restore-small", restore, entries),
-    { name: "tar-extract-small", value: extract.seconds, unit: "s" },
-  ];
-}
-
-async function resticRows(tree: string, dir: string): Promise<BenchRow[]> {
-  if (!(await onPath("restic"))) {
-    console.error(
-      "restic is not on PATH (apt-get install restic): restic-small, restic-noop-small and " +
-        "restic-restore-small skipped",
-    );
-    return [];
-  }
-  const env = { RESTIC_REPOSITORY: `${dir}/restic`, RESTIC_PASSWORD: "bench" };
-  await timedRun(["restic", "init", "--quiet"], env);
-  const backup = await timedRun(["restic", "backup", "--quiet", tree], env);
-  const noop = await timedRun(["restic", "backup", "--quiet", tree], env);
-  const restore = await timedRun(
-    ["restic", "restore", "latest", "--quiet", "--target", `${dir}/restic-out`],
-    env,
-  );
-  return [
-    { name: "restic-small", value: backup.seconds, unit: "s" },
-    { name: "rss-restic-small", value: backup.peakMb, unit: "MB" },
-    { name: "restic-noop-small", value: noop.seconds, unit: "s" },
-    { name: "restic-restore-small", value: restore.seconds, unit: "s" },
-  ];
+/** Rounds of the real-tree rows; each row reports its median (`LANFREE_BENCH_ROUNDS`). */
+function rounds(): number {
+  const value = Number(Deno.env.get("LANFREE_BENCH_ROUNDS") ?? "3");
+  return Number.isInteger(value) && value > 0 ? value : 3;
 }
 
 /**
- * The `real-tree` group: lanfree, GNU tar and restic on the same generated ~50k-entry tree.
+ * Lets the disk settle between rows: removed trees are discarded by the file system in the
+ * background, and creating files meanwhile was measured up to ten times slower (this VM's disk
+ * is shared), so every timed row starts after a `sync` and a pause.
+ */
+async function settle(...paths: string[]): Promise<void> {
+  for (const path of paths) await Deno.remove(path, { recursive: true }).catch(() => {});
+  await sh("sync");
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** One round of every row, in one order, each from the same starting state. */
+async function oneRound(tree: string, dir: string, restic: boolean): Promise<Map<string, Run>> {
+  const runs = new Map<string, Run>();
+  const repo = `${dir}/repo`;
+  await settle(`${dir}/tar-pipe`, `${dir}/out`, `${dir}/tar-out`, `${dir}/restic-out`, repo);
+  await Deno.mkdir(`${dir}/tar-pipe`);
+  runs.set("tar-pipe-small", await sh(`tar -cf - -C '${tree}' . | tar -xf - -C '${dir}/tar-pipe'`));
+  await settle(`${dir}/tar-pipe`);
+  const backup = await timedRun(
+    taskCommand("backup", ["--source", tree, "--repo", repo, "--json"]),
+  );
+  runs.set("backup-small", backup);
+  const snapshot = (JSON.parse(backup.stdout) as { snapshot: string }).snapshot;
+  await settle();
+  runs.set(
+    "noop-small",
+    await timedRun(
+      taskCommand("backup", ["--source", tree, "--repo", repo, "--json", "--incremental"]),
+    ),
+  );
+  await settle();
+  runs.set(
+    "restore-small",
+    await timedRun(
+      taskCommand("restore", ["--repo", repo, "--snapshot", snapshot, "--target", `${dir}/out`]),
+    ),
+  );
+  await sh(`diff -r --no-dereference '${tree}' '${dir}/out'`);
+  await settle(`${dir}/out`);
+  await Deno.mkdir(`${dir}/tar-out`);
+  runs.set(
+    "tar-extract-small",
+    await sh(`tar -xf '${repo}/snapshots/${snapshot}.tar' -C '${dir}/tar-out'`),
+  );
+  await sh(`diff -r --no-dereference '${tree}' '${dir}/tar-out'`);
+  await settle(`${dir}/tar-out`);
+  if (restic) { for (const [name, run] of await resticRuns(tree, dir)) runs.set(name, run); }
+  return runs;
+}
+
+async function resticRuns(tree: string, dir: string): Promise<Map<string, Run>> {
+  const env = { RESTIC_REPOSITORY: `${dir}/restic`, RESTIC_PASSWORD: "bench" };
+  await settle(`${dir}/restic`, `${dir}/restic-out`);
+  await timedRun(["restic", "init", "--quiet"], env);
+  const runs = new Map<string, Run>();
+  runs.set("restic-small", await timedRun(["restic", "backup", "--quiet", tree], env));
+  await settle();
+  runs.set("restic-noop-small", await timedRun(["restic", "backup", "--quiet", tree], env));
+  await settle();
+  runs.set(
+    "restic-restore-small",
+    await timedRun(
+      ["restic", "restore", "latest", "--quiet", "--target", `${dir}/restic-out`],
+      env,
+    ),
+  );
+  await settle(`${dir}/restic-out`, `${dir}/restic`);
+  return runs;
+}
+
+/** The rows of a name: median seconds, and for lanfree's µs per entry and median peak RSS. */
+function rowsOf(name: string, runs: readonly Run[], entries: number): BenchRow[] {
+  const seconds = median(runs.map((r) => r.seconds));
+  const rows: BenchRow[] = [{ name, value: seconds, unit: "s" }];
+  if (name.startsWith("tar-")) return rows;
+  rows.push({ name: `rss-${name}`, value: median(runs.map((r) => r.peakMb)), unit: "MB" });
+  if (!name.startsWith("restic")) {
+    rows.push({ name: `${name}-us`, value: (seconds * 1e6) / entries, unit: "µs/entry" });
+  }
+  return rows;
+}
+
+/**
+ * The `real-tree` group: lanfree, GNU tar and restic on the same generated ~50k-entry tree,
+ * every row measured in each of several interleaved rounds (median reported).
  *
  * @returns the rows
  */
@@ -157,17 +198,23 @@ export async function benchRealTree(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "lanfree-bench-real-" });
   try {
     await sh(`tar -cf - -C '${root}' . > /dev/null`); // warm the cache for every row alike
-    await Deno.mkdir(`${dir}/tar-pipe`);
-    const pipe = await sh(`tar -cf - -C '${root}' . | tar -xf - -C '${dir}/tar-pipe'`);
-    await Deno.remove(`${dir}/tar-pipe`, { recursive: true });
-    const lanfree = await lanfreeRows(root, dir, stats.entries);
-    const restic = await resticRows(root, dir);
+    const restic = await onPath("restic");
+    if (!restic) {
+      console.error(
+        "restic is not on PATH (apt-get install restic): restic-small, restic-noop-small and " +
+          "restic-restore-small skipped",
+      );
+    }
+    const all = new Map<string, Run[]>();
+    for (let round = 0; round < rounds(); round++) {
+      for (const [name, run] of await oneRound(root, dir, restic)) {
+        all.set(name, [...(all.get(name) ?? []), run]);
+      }
+    }
     return [
       { name: "real-tree-entries", value: stats.entries, unit: "entries" },
       { name: "real-tree-bytes", value: stats.fileBytes / 1e6, unit: "MB" },
-      { name: "tar-pipe-small", value: pipe.seconds, unit: "s" },
-      ...lanfree,
-      ...restic,
+      ...[...all].flatMap(([name, runs]) => rowsOf(name, runs, stats.entries)),
     ];
   } finally {
     await Deno.remove(dir, { recursive: true });

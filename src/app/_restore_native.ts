@@ -212,10 +212,14 @@ export class NativeTarget implements RestoreTarget {
     }
     try {
       tryLock(fd); // held until the file has its name: a rerun leaves it alone meanwhile
+      let end = 0;
       for await (const piece of check(pieces)) {
-        if (piece.position !== undefined) pwriteAll(fd, piece.bytes, piece.position);
+        if (piece.position === undefined) continue;
+        pwriteAll(fd, piece.bytes, piece.position);
+        end = Math.max(end, piece.position + piece.bytes.length);
       }
-      await this.#finishFile(fd, entry, realSize);
+      if (end !== realSize) ftruncate(fd, realSize); // a hole at the end of a sparse file
+      await this.#finishFile(fd, entry);
       this.#place(parentFd, temp, entry.path);
     } catch (error) {
       try {
@@ -229,8 +233,7 @@ export class NativeTarget implements RestoreTarget {
     }
   }
 
-  async #finishFile(fd: number, entry: ManifestEntry & { type: "file" }, realSize: number) {
-    ftruncate(fd, realSize);
+  async #finishFile(fd: number, entry: ManifestEntry & { type: "file" }) {
     this.#setXattrs(fd, entry.path, entry.xattrs);
     await this.#owner(entry, (uid, gid) => fchown(fd, uid, gid));
     fchmod(fd, entry.mode & this.#modeMask);

@@ -77,7 +77,7 @@ export async function runBackupServer(
       signal: options.signal,
       onStep: options.onWriterStep,
     });
-    const { parent, fullReason } = await chooseParent(
+    const { parent, fullReason, lineLayout } = await chooseParent(
       repo,
       hello.sourceId,
       hello.mode,
@@ -91,7 +91,7 @@ export async function runBackupServer(
     streams = new ServerStreams(session, options.onProgress);
     const pump = streams.pump();
     pump.catch(() => {}); // its failure reaches the streams, which the steps below await
-    if (parent !== null) await sendParent(repo, parent, streams.parent);
+    if (parent !== null) await sendParent(repo, parent, streams.parent, lineLayout === true);
     const manifest = receiveManifestLines(writer, streams.manifest.lines());
     manifest.catch(() => {}); // awaited below; a data failure must not leave it unhandled
     // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
@@ -160,17 +160,22 @@ class ServerStreams {
 }
 
 /** Sends the parent as lines: its head, then its entries in path order, as the file has them. */
-async function sendParent(repo: Repository, parent: ManifestHead, sender: LineStreamSender) {
+async function sendParent(
+  repo: Repository,
+  parent: ManifestHead,
+  sender: LineStreamSender,
+  checkedInOrder: boolean,
+) {
   let headSent = false;
   await streamManifest(repo, parent.id, {
     head: async (head) => {
       await sender.line(JSON.stringify(head));
       headSent = true;
     },
-    entry: async (entry, line) => {
-      await sender.line(line ?? JSON.stringify(entry));
+    entryLine: async (line) => {
+      await sender.line(line);
     },
-  });
+  }, checkedInOrder); // checked whole by chooseParent moments ago, under the same lock
   if (!headSent) throw new RepositoryError("corrupt", `manifest of ${parent.id} has no head`);
   await sender.end();
 }

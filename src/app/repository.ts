@@ -261,6 +261,7 @@ function manifestFile(repo: Repository, id: string) {
  * @param repo the repository
  * @param id the snapshot id
  * @param handlers what to do with the head, each entry and each deleted path
+ * @param trusted hand over entry lines unchecked (see `ManifestHandlers.entryLine`)
  * @returns the head and the entry count
  * @throws {RepositoryError} `unknown-snapshot` or `corrupt` (naming the file and the problem)
  */
@@ -268,8 +269,9 @@ export async function streamManifest(
   repo: Repository,
   id: string,
   handlers: ManifestHandlers,
+  trusted = false,
 ): Promise<StreamedManifest> {
-  return await streamManifestFile(manifestFile(repo, id), handlers);
+  return await streamManifestFile(manifestFile(repo, id), handlers, trusted);
 }
 
 /**
@@ -324,6 +326,11 @@ export interface ParentChoice {
   readonly parent: ManifestHead | null;
   /** Why an incremental backup that was asked for is full; null when it is not, or not asked. */
   readonly fullReason: string | null;
+  /**
+   * The parent's file is in the line layout and path order (read line by line, not whole): its
+   * lines can be sent on as they are.
+   */
+  readonly lineLayout?: boolean;
 }
 
 function messageOf(error: unknown): string {
@@ -366,8 +373,8 @@ export async function chooseParent(
       };
     }
     if (head.source !== source || head.kind !== kind) continue;
-    const problem = await brokenChain(repo, head);
-    if (problem === undefined) return { parent: head, fullReason: null };
+    const { problem, lineLayout } = await brokenChain(repo, head);
+    if (problem === undefined) return { parent: head, fullReason: null, lineLayout };
     return {
       parent: null,
       fullReason: `the parent chain of ${head.id} is broken: ${problem}`,
@@ -377,18 +384,24 @@ export async function chooseParent(
 }
 
 /** What is wrong with the chain `parent` builds on, or undefined when it is complete. */
-async function brokenChain(repo: Repository, parent: ManifestHead): Promise<string | undefined> {
+async function brokenChain(
+  repo: Repository,
+  parent: ManifestHead,
+): Promise<{ problem: string | undefined; lineLayout: boolean }> {
   const referenced = new Map<string, string>();
+  let lineLayout = false;
   try {
-    await streamManifest(repo, parent.id, {
+    const streamed = await streamManifest(repo, parent.id, {
       entry: (entry) => {
         if (entry.type === "file" && !referenced.has(entry.data)) {
           referenced.set(entry.data, entry.path);
         }
       },
     });
+    lineLayout = streamed.lineLayout;
   } catch (error) {
-    return `the manifest of snapshot ${parent.id} cannot be read (${messageOf(error)})`;
+    const problem = `the manifest of snapshot ${parent.id} cannot be read (${messageOf(error)})`;
+    return { problem, lineLayout };
   }
   const known = new Map<string, ManifestHead>([[parent.id, parent]]);
   let next = parent.parent;
@@ -398,7 +411,10 @@ async function brokenChain(repo: Repository, parent: ManifestHead): Promise<stri
       known.set(head.id, head);
       next = head.parent;
     } catch (error) {
-      return `the manifest of snapshot ${next} cannot be read (${messageOf(error)})`;
+      return {
+        problem: `the manifest of snapshot ${next} cannot be read (${messageOf(error)})`,
+        lineLayout,
+      };
     }
   }
   const sizes = new Map<string, number | null>();
@@ -406,7 +422,7 @@ async function brokenChain(repo: Repository, parent: ManifestHead): Promise<stri
     if (!referenced.has(id)) continue;
     sizes.set(id, await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null));
   }
-  return chainProblemOfHeads(parent, known, referenced, sizes);
+  return { problem: chainProblemOfHeads(parent, known, referenced, sizes), lineLayout };
 }
 
 /**

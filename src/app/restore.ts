@@ -17,7 +17,13 @@ import { CHAIN_LENGTH_MAX, planRestore } from "../core/backup/chain.ts";
 import type { FileEntry, Manifest, ManifestEntry } from "../core/backup/manifest.ts";
 import type { ManifestHead } from "../core/backup/manifest_stream.ts";
 import { checkEntryPath, isWithin, parentPath } from "../core/backup/path_rules.ts";
-import { type MemberPiece, openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
+import {
+  type MemberPiece,
+  openArchive,
+  openMember,
+  readArchiveFiles,
+  windowedReader,
+} from "./_archive_read.ts";
 import { BackupError, RestoreError } from "./errors.ts";
 import {
   openRepository,
@@ -396,7 +402,7 @@ class ArchiveReaders {
     if (reader !== undefined) this.#open.delete(id);
     else {
       const path = repoPaths.archive(this.repo, id);
-      reader = this.openOne(path).catch((error) => {
+      reader = this.openOne(path).then(windowedReader).catch((error) => {
         this.#open.delete(id);
         const reason = error instanceof Error ? error.message : String(error);
         throw new RestoreError("read-failed", `archive ${path}: ${reason}`);

@@ -45,6 +45,11 @@ export interface EntryExtras {
 const INITIAL_CAPACITY = 1024;
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
+/** The value of a lowercase hex digit's character code (hashes are checked before they get here). */
+function hexValue(code: number): number {
+  return code <= 0x39 ? code - 0x30 : code - 0x57;
+}
+
 function grown<T extends Float64Array | Uint8Array | Uint16Array | Uint32Array>(
   array: T,
   capacity: number,
@@ -213,7 +218,8 @@ export class EntryTable {
    */
   setData(index: number, sha256: string, dataId: string, offset: number): void {
     for (let i = 0; i < 32; i++) {
-      this.hashes[index * 32 + i] = parseInt(sha256.slice(i * 2, i * 2 + 2), 16);
+      this.hashes[index * 32 + i] = (hexValue(sha256.charCodeAt(i * 2)) << 4) |
+        hexValue(sha256.charCodeAt(i * 2 + 1));
     }
     let data = this.#dataIndex.get(dataId);
     if (data === undefined) {

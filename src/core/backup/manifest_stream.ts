@@ -368,7 +368,7 @@ export function endLine(channelBytes: ChannelBytes): string {
 export type ManifestItem =
   | { readonly kind: "head"; readonly value: unknown }
   | { readonly kind: "separator" }
-  | { readonly kind: "entry"; readonly value: unknown; readonly line: string }
+  | { readonly kind: "entry"; readonly line: string }
   | { readonly kind: "deleted"; readonly value: unknown }
   | { readonly kind: "end"; readonly channelBytes: unknown };
 
@@ -413,7 +413,7 @@ export class ManifestLineReader {
         }
         const text = line.endsWith(",") ? line.slice(0, -1) : line;
         if (!text.startsWith("{")) return undefined;
-        return { kind: "entry", value: JSON.parse(text), line: text };
+        return { kind: "entry", line: text }; // parsed by the caller, when it needs the value
       }
       case "deleted": {
         if (line.startsWith(END_PREFIX) && line.endsWith("}")) {
