@@ -18,6 +18,7 @@ import type { BackupServerResult } from "./backup_server.ts";
 import { freePortPair } from "./ports.ts";
 import { type ExcludedPath, repositoryExclusion } from "./source_exclusions.ts";
 import { removeLeftovers, type WriterStep } from "./snapshot_writer.ts";
+import { listSnapshotIds, openRepository } from "./repository.ts";
 
 const WORKER = new URL("./backup_host_worker.ts", import.meta.url);
 const HASH_WORKER = new URL("./_hash_worker.ts", import.meta.url);
@@ -51,12 +52,16 @@ export interface BackupJobOptions {
   readonly ioTimeoutMs?: number;
   /** Bound of each handshake, ms (default 5000). */
   readonly handshakeTimeoutMs?: number;
+  /** How long a host of the region may go without renewing its lease, ms (default 2000). */
+  readonly leaseMs?: number;
   /** Called with the client's progress while the archive streams. */
   readonly onProgress?: (progress: BackupProgress) => void;
   /** Aborts the job (the snapshot is then not committed). */
   readonly signal?: AbortSignal;
   /** Drill: terminate the client host once it reported at least this many bytes. */
   readonly interruptClientAfterBytes?: number;
+  /** Drill: the same, on the storage path only (the storage system failing mid-job). */
+  readonly failStorageAfterBytes?: number;
   /** How often the client reports progress, ms (default 250). */
   readonly progressEveryMs?: number;
   /** Drill: the server stops at this writer step and waits there until the job is cancelled. */
@@ -112,8 +117,9 @@ export class BackupJobError extends Error {
    * Makes the error.
    *
    * @param message why the backup did not happen, with the facts
+   * @param transport the channels failed (no side reported a cause of its own)
    */
-  constructor(message: string) {
+  constructor(message: string, readonly transport = false) {
     super(message);
     this.name = "BackupJobError";
   }
@@ -124,6 +130,7 @@ export function jobRegionConfig(
   regionMib: number,
   controlBlocks: number,
   ioTimeoutMs: number,
+  leaseMs = 2000,
 ): RegionConfig {
   const extentBytes = 8 * 1024 * 1024;
   return {
@@ -137,7 +144,7 @@ export function jobRegionConfig(
     blockCount: controlBlocks,
     hostCount: 4,
     ioTimeoutMs,
-    leaseMs: 2000,
+    leaseMs,
     backlogMax: 4,
   };
 }
@@ -171,7 +178,7 @@ export async function runBackupJob(
   let fallbackReason: string | null = null;
   if (region === null && regionMib > 0 && options.channel !== "network") {
     const formatted = formatRegion(
-      jobRegionConfig(regionMib, options.controlBlocks ?? 64, ioTimeoutMs),
+      jobRegionConfig(regionMib, options.controlBlocks ?? 64, ioTimeoutMs, options.leaseMs),
       crypto.randomUUID(),
     );
     if (!formatted.ok) {
@@ -184,13 +191,14 @@ export async function runBackupJob(
   let path: "storage" | "network" = options.channel === "network" || region === null
     ? "network"
     : "storage";
-  let attempt = path === "storage"
-    ? await attemptWithPorts(options, path, region, ioTimeoutMs)
-    : undefined;
-  if (attempt?.kind === "handshake-failed") {
-    fallbackReason = `the storage path could not be set up: ${describe(attempt.reason)}`;
-    path = "network";
-    attempt = undefined;
+  let attempt: Attempt | undefined;
+  if (path === "storage") {
+    const storage = await tryStorage(options, region!, ioTimeoutMs);
+    attempt = storage.attempt;
+    if (attempt === undefined) {
+      fallbackReason = storage.fallbackReason;
+      path = "network";
+    }
   }
   if (path === "network" && options.channel === "storage") {
     throw new BackupJobError(`--channel storage: ${fallbackReason}`);
@@ -206,6 +214,40 @@ export async function runBackupJob(
     options.channel === "network" ? null : fallbackReason,
     startedMs,
   );
+}
+
+/** Ids of the repository's committed snapshots (none when it does not exist yet). */
+async function committedIds(repo: string): Promise<string[]> {
+  return await openRepository(repo).then(listSnapshotIds, () => []);
+}
+
+/**
+ * The storage attempt. With `auto`, a storage path that cannot be set up, or that fails mid-job
+ * on the channels' side (no side failed for a reason of its own: a lost lease, a reset) before
+ * any snapshot was committed, gives way to the network path, with the reason. A failure after a
+ * commit, or for a reason of the source or the repository, is the job's failure.
+ */
+async function tryStorage(
+  options: JobWithExclusions,
+  region: SharedArrayBuffer,
+  ioTimeoutMs: number,
+): Promise<{ attempt?: Extract<Attempt, { kind: "done" }>; fallbackReason: string | null }> {
+  const before = options.channel === "auto" ? await committedIds(options.repo) : undefined;
+  try {
+    const attempt = await attemptWithPorts(options, "storage", region, ioTimeoutMs);
+    if (attempt.kind === "done") return { attempt, fallbackReason: null };
+    return { fallbackReason: `the storage path could not be set up: ${describe(attempt.reason)}` };
+  } catch (error) {
+    const retry = before !== undefined && error instanceof BackupJobError && error.transport &&
+      options.signal?.aborted !== true;
+    if (!retry) throw error;
+    const after = await committedIds(options.repo);
+    if (after.some((id) => !before.includes(id))) throw error; // committed: never twice
+    return {
+      fallbackReason: `the storage path failed mid-job (${error.message}); nothing was ` +
+        "committed, so the backup ran again over the network",
+    };
+  }
 }
 
 function describe(reason: FailureReason): string {
@@ -438,7 +480,10 @@ class HostRun {
   #onProgress(host: Host, progress: BackupProgress): void {
     if (host.job.side !== "client") return;
     this.options.onProgress?.(progress);
-    const after = this.options.interruptClientAfterBytes;
+    const storageDrill = host.job.path === "storage"
+      ? this.options.failStorageAfterBytes
+      : undefined;
+    const after = this.options.interruptClientAfterBytes ?? storageDrill;
     if (after !== undefined && progress.bytes >= after) {
       stopWorker(host.worker); // the server must notice on its own, within the region's timeouts
     }
@@ -468,7 +513,8 @@ class HostRun {
   }
 
   #failWithBestReason(): void {
-    this.#finish({ error: new BackupJobError(jobErrorMessage(this.#errors)) });
+    const transport = Object.values(this.#errors).every((error) => error.origin !== "own");
+    this.#finish({ error: new BackupJobError(jobErrorMessage(this.#errors), transport) });
   }
 
   /** Asks both hosts to stop as a failure would; they are terminated if they do not in time. */
