@@ -280,7 +280,7 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
       };
       // A path of the parent that packing left out is gone from this snapshot too.
       for (let i = 0; i < table.count; i++) {
-        if (table.states[i] === STATE.skipped && inParent(i)) deleted.push(table.paths[i]!);
+        if (table.states[i] === STATE.skipped && inParent(i)) deleted.push(table.path(i));
       }
       return packedSnapshot(head, table, deleted, {
         skipped: [...found.skipped, ...packed.skipped],

@@ -425,13 +425,13 @@ function opener(options: TablePackOptions): {
   const table = options.table;
   if (!useNativeFs(options.native ?? true)) {
     return {
-      open: (index) => openSourceFile(`${options.root}/${table.paths[index]}`, table.source(index)),
+      open: (index) => openSourceFile(`${options.root}/${table.path(index)}`, table.source(index)),
       close: () => {},
     };
   }
   const rootFd = openAt(AT_FDCWD, options.root, O.RDONLY | O.DIRECTORY | O.NONBLOCK);
   const files = new NativeSourceFiles(rootFd, (path) => {
-    const index = table.indexOf(path);
+    const index = table.dirIndex(path);
     if (index < 0 || table.devs[index]! < 0) return undefined;
     return { dev: table.devs[index]!, ino: table.inos[index]! };
   });
@@ -516,7 +516,7 @@ export async function packEntries(options: PackOptions): Promise<PackResult> {
   for (let i = 0; i < table.count; i++) {
     if (table.states[i] !== STATE.packed || table.types[i] !== TYPE_CODES.file) continue;
     const extras = table.extras.get(i) ?? {};
-    packed.set(table.paths[i]!, {
+    packed.set(table.path(i), {
       sha256: table.sha256(i),
       sizeBytes: table.sizes[i]!,
       offset: table.offsets[i]!,

@@ -255,6 +255,8 @@ function nativeReason(error: unknown): string {
 interface Item {
   /** Sort key: the name, or the name and a slash for the subtree (so path order results). */
   readonly key: string;
+  /** The name. */
+  readonly name: string;
   readonly raw: Uint8Array;
   readonly path: string;
   readonly stat: NativeStat;
@@ -322,8 +324,10 @@ function itemsOf(context: WalkContext, dirFd: number, dir: string, depth: number
     } else if (stat.type === "dir" && depth + 1 > context.limits.depthMax) {
       context.skipped.push({ path, reason: `deeper than ${context.limits.depthMax} levels` });
     } else {
-      items.push({ key: name, raw, path, stat, subtree: false });
-      if (stat.type === "dir") items.push({ key: `${name}/`, raw, path, stat, subtree: true });
+      items.push({ key: name, name, raw, path, stat, subtree: false });
+      if (stat.type === "dir") {
+        items.push({ key: `${name}/`, name, raw, path, stat, subtree: true });
+      }
     }
   }
   return items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -380,13 +384,14 @@ function addNative(context: WalkContext, dirFd: number, item: Item): number | un
     uid: stat.uid,
     gid: stat.gid,
   };
-  if (stat.type === "dir") return context.table.add({ type: "dir", ...meta });
+  const table = context.table;
+  if (stat.type === "dir") return table.add({ type: "dir", ...meta }, 1, item.name);
   if (stat.type === "file") {
-    return context.table.add({ type: "file", ...meta, sizeBytes: stat.size }, stat.nlink);
+    return table.add({ type: "file", ...meta, sizeBytes: stat.size }, stat.nlink, item.name);
   }
   try {
     const target = pathFromBytes(readLinkAt(dirFd, item.raw));
-    return context.table.add({ type: "symlink", ...meta, target });
+    return table.add({ type: "symlink", ...meta, target }, 1, item.name);
   } catch (error) {
     context.skipped.push({ path, reason: nativeReason(error) });
     return undefined;

@@ -3,8 +3,9 @@
  * doubling) instead of one object per entry, in manifest order (path order). A walk fills it,
  * the plan marks each entry unchanged (with the parent's hash, data reference and offset) or
  * changed, packing fills in the changed files' hashes and offsets, and the manifest is written
- * from it a line at a time. About 150 bytes per entry besides the path string, where a manifest
- * entry object with its strings took over a kilobyte.
+ * from it a line at a time. Each entry keeps its name and its directory's index, not its whole
+ * path (only directories keep theirs), and owner names are interned: about 130 bytes per entry,
+ * where a manifest entry object with its strings took over a kilobyte.
  *
  * @module
  */
@@ -12,6 +13,7 @@
 import { invariant } from "../assert.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import type { SourceEntry } from "./plan.ts";
+import { parentPath } from "./path_rules.ts";
 
 /** Entry type codes of the `types` column. */
 export const TYPE_CODES = { file: 0, dir: 1, symlink: 2 } as const;
@@ -31,9 +33,6 @@ export const STATE = {
 
 /** Fields an entry rarely has, kept aside by index. */
 export interface EntryExtras {
-  /** Owner names from the parent (an unchanged entry keeps its parent's). */
-  user?: string;
-  group?: string;
   /** The primary name of a hard link (from the parent, or set by packing). */
   hardlink?: string;
   /** A sparse file's stored bytes (from the parent, or set by packing). */
@@ -50,7 +49,18 @@ function hexValue(code: number): number {
   return code <= 0x39 ? code - 0x30 : code - 0x57;
 }
 
-function grown<T extends Float64Array | Uint8Array | Uint16Array | Uint32Array>(
+/** An owner id the walk did not see (no real uid or gid is 2^32 - 1). */
+export const NO_OWNER = 0xffff_ffff;
+
+/**
+ * `array` as 32-bit columns once `value` no longer fits its 16 bits (index columns start narrow:
+ * few snapshots and owner names are the rule).
+ */
+function wideEnough(array: Uint16Array | Uint32Array, value: number): Uint16Array | Uint32Array {
+  return array instanceof Uint16Array && value > 0xffff ? Uint32Array.from(array) : array;
+}
+
+function grown<T extends Float64Array | Uint8Array | Uint16Array | Uint32Array | Int32Array>(
   array: T,
   capacity: number,
   per = 1,
@@ -64,22 +74,42 @@ function grown<T extends Float64Array | Uint8Array | Uint16Array | Uint32Array>(
 export class EntryTable {
   #count = 0;
   #capacity = INITIAL_CAPACITY;
-  readonly paths: string[] = [];
+  /** Each entry's last path segment. */
+  readonly names: string[] = [];
+  /** Each entry's directory (an index), -1 at the top. */
+  parents = new Int32Array(INITIAL_CAPACITY);
+  /** The paths of the directory entries, and their indexes by path. */
+  readonly #dirPaths = new Map<number, string>();
+  readonly #dirIndex = new Map<string, number>();
+  #lastPath: string | undefined;
   types = new Uint8Array(INITIAL_CAPACITY);
   modes = new Uint16Array(INITIAL_CAPACITY);
   mtimes = new Float64Array(INITIAL_CAPACITY);
   sizes = new Float64Array(INITIAL_CAPACITY);
-  /** Owner ids; -1 when unknown. */
-  uids = new Float64Array(INITIAL_CAPACITY);
-  gids = new Float64Array(INITIAL_CAPACITY);
+  /** Owner ids; {@link NO_OWNER} when unknown. */
+  uids = new Uint32Array(INITIAL_CAPACITY);
+  gids = new Uint32Array(INITIAL_CAPACITY);
   devs = new Float64Array(INITIAL_CAPACITY);
   inos = new Float64Array(INITIAL_CAPACITY);
-  nlinks = new Uint32Array(INITIAL_CAPACITY);
+  /** Link counts, 255 for 255 and more (only "more than one" matters). */
+  nlinks = new Uint8Array(INITIAL_CAPACITY);
+  /**
+   * Owner names kept from the parent, as indexes into {@link ownerNames} (0: none); 16 bits
+   * each until there are more names.
+   */
+  users: Uint16Array | Uint32Array = new Uint16Array(INITIAL_CAPACITY);
+  groups: Uint16Array | Uint32Array = new Uint16Array(INITIAL_CAPACITY);
+  /** Interned owner names (index 0 is no name). */
+  readonly ownerNames: string[] = [""];
+  readonly #ownerIndex = new Map<string, number>();
   states = new Uint8Array(INITIAL_CAPACITY);
   /** SHA-256 of each file, 32 bytes per entry. */
   hashes = new Uint8Array(INITIAL_CAPACITY * 32);
-  /** Index into {@link dataIds} of the snapshot holding each file's bytes. */
-  data = new Uint32Array(INITIAL_CAPACITY);
+  /**
+   * Index into {@link dataIds} of the snapshot holding each file's bytes; 16 bits each until
+   * there are more snapshots.
+   */
+  data: Uint16Array | Uint32Array = new Uint16Array(INITIAL_CAPACITY);
   /** Member offsets; -1 when none is known (a version-1 parent). */
   offsets = new Float64Array(INITIAL_CAPACITY);
   /** Symlink targets by index. */
@@ -99,6 +129,9 @@ export class EntryTable {
 
   #grow(): void {
     const capacity = this.#capacity * 2;
+    this.parents = grown(this.parents, capacity);
+    this.users = grown(this.users, capacity);
+    this.groups = grown(this.groups, capacity);
     this.types = grown(this.types, capacity);
     this.modes = grown(this.modes, capacity);
     this.mtimes = grown(this.mtimes, capacity);
@@ -120,25 +153,36 @@ export class EntryTable {
    *
    * @param entry the entry as found in the source
    * @param nlink its link count (files with more than one name are hard-linked)
+   * @param name its last segment, when the caller has it as a string of its own (a slice of
+   *   the path would keep the whole path alive)
    * @returns its index
    */
-  add(entry: SourceEntry, nlink = 1): number {
+  add(entry: SourceEntry, nlink = 1, name?: string): number {
     const index = this.#count;
     invariant(
-      index === 0 || this.paths[index - 1]! < entry.path,
-      `entry ${entry.path} comes after ${this.paths[index - 1]} in path order`,
+      this.#lastPath === undefined || this.#lastPath < entry.path,
+      `entry ${entry.path} comes after ${this.#lastPath} in path order`,
     );
+    this.#lastPath = entry.path;
     if (index === this.#capacity) this.#grow();
-    this.paths.push(entry.path);
+    const dir = parentPath(entry.path);
+    const parent = dir === "" ? -1 : this.#dirIndex.get(dir);
+    invariant(parent !== undefined, `entry ${entry.path}: its directory comes first`);
+    this.parents[index] = parent;
+    this.names.push(name ?? (dir === "" ? entry.path : entry.path.slice(dir.length + 1)));
+    if (entry.type === "dir") {
+      this.#dirPaths.set(index, entry.path);
+      this.#dirIndex.set(entry.path, index);
+    }
     this.types[index] = TYPE_CODES[entry.type];
     this.modes[index] = entry.mode;
     this.mtimes[index] = entry.mtimeMs;
     this.sizes[index] = entry.type === "file" ? entry.sizeBytes : 0;
-    this.uids[index] = entry.uid ?? -1;
-    this.gids[index] = entry.gid ?? -1;
+    this.uids[index] = entry.uid ?? NO_OWNER;
+    this.gids[index] = entry.gid ?? NO_OWNER;
     this.devs[index] = entry.dev ?? -1;
     this.inos[index] = entry.ino ?? -1;
-    this.nlinks[index] = entry.type === "file" ? nlink : 1;
+    this.nlinks[index] = entry.type === "file" ? Math.min(nlink, 255) : 1;
     this.offsets[index] = -1;
     if (entry.type === "symlink") this.targets.set(index, entry.target);
     if (entry.type === "file" && entry.linkKey !== undefined) {
@@ -150,23 +194,27 @@ export class EntryTable {
   }
 
   /**
-   * The index of `path` (a binary search: the table is in path order), or -1.
+   * The path of entry `index`.
    *
-   * @param path an entry path
-   * @returns its index, or -1 when the table has no such entry
+   * @param index the entry
+   * @returns its path
    */
-  indexOf(path: string): number {
-    let low = 0;
-    let high = this.#count - 1;
-    // Bounded: the range halves each turn.
-    while (low <= high) {
-      const middle = (low + high) >>> 1;
-      const at = this.paths[middle]!;
-      if (at === path) return middle;
-      if (at < path) low = middle + 1;
-      else high = middle - 1;
-    }
-    return -1;
+  path(index: number): string {
+    const own = this.#dirPaths.get(index);
+    if (own !== undefined) return own;
+    const parent = this.parents[index]!;
+    const name = this.names[index]!;
+    return parent < 0 ? name : `${this.#dirPaths.get(parent)}/${name}`;
+  }
+
+  /**
+   * The index of directory `path`, or -1.
+   *
+   * @param path a directory's path
+   * @returns its index
+   */
+  dirIndex(path: string): number {
+    return this.#dirIndex.get(path) ?? -1;
   }
 
   /** The type of entry `index`. */
@@ -183,11 +231,11 @@ export class EntryTable {
   /** Entry `index` as the walk found it (for APIs that take objects). */
   source(index: number): SourceEntry {
     const meta = {
-      path: this.paths[index]!,
+      path: this.path(index),
       mode: this.modes[index]!,
       mtimeMs: this.mtimes[index]!,
       ...(this.devs[index]! < 0 ? {} : { dev: this.devs[index]!, ino: this.inos[index]! }),
-      ...(this.uids[index]! < 0 ? {} : { uid: this.uids[index]!, gid: this.gids[index]! }),
+      ...(this.uids[index] === NO_OWNER ? {} : { uid: this.uids[index]!, gid: this.gids[index]! }),
     };
     const type = this.type(index);
     if (type === "dir") return { type, ...meta };
@@ -226,9 +274,44 @@ export class EntryTable {
       data = this.dataIds.length;
       this.dataIds.push(dataId);
       this.#dataIndex.set(dataId, data);
+      this.data = wideEnough(this.data, data);
     }
     this.data[index] = data;
     this.offsets[index] = offset;
+  }
+
+  /**
+   * Keeps owner names (from the parent's entry) for entry `index`.
+   *
+   * @param index the entry
+   * @param user the user name, if any
+   * @param group the group name, if any
+   */
+  setOwnerNames(index: number, user: string | undefined, group: string | undefined): void {
+    const userIndex = this.#intern(user);
+    const groupIndex = this.#intern(group);
+    this.users = wideEnough(this.users, userIndex);
+    this.groups = wideEnough(this.groups, groupIndex);
+    this.users[index] = userIndex;
+    this.groups[index] = groupIndex;
+  }
+
+  /** The owner names kept for entry `index`. */
+  ownerNamesOf(index: number): { user?: string; group?: string } {
+    const user = this.ownerNames[this.users[index]!]!;
+    const group = this.ownerNames[this.groups[index]!]!;
+    return { ...(user === "" ? {} : { user }), ...(group === "" ? {} : { group }) };
+  }
+
+  #intern(name: string | undefined): number {
+    if (name === undefined || name === "") return 0;
+    let index = this.#ownerIndex.get(name);
+    if (index === undefined) {
+      index = this.ownerNames.length;
+      this.ownerNames.push(name);
+      this.#ownerIndex.set(name, index);
+    }
+    return index;
   }
 
   /** The SHA-256 of file `index`, lowercase hex. */

@@ -17,7 +17,7 @@ export const MANIFEST_VERSION = 2;
 export const MANIFEST_VERSIONS_READ = [1, 2] as const;
 /**
  * Most entries one manifest may list. Manifests are written, sent and read a line at a time
- * (`manifest_stream.ts`), so this bounds the client's compact entry table (about 200 bytes per
+ * (`manifest_stream.ts`), so this bounds the client's compact entry table (about 130 bytes per
  * entry) rather than any whole-manifest copy.
  */
 export const MANIFEST_ENTRIES_MAX = 10_000_000;

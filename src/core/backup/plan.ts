@@ -18,7 +18,7 @@ import {
   MANIFEST_VERSION,
   type ManifestEntry,
 } from "./manifest.ts";
-import { EntryTable, STATE, TYPE_CODES } from "./entry_table.ts";
+import { EntryTable, NO_OWNER, STATE, TYPE_CODES } from "./entry_table.ts";
 
 /** One entry as found in the source, before hashing. */
 export type SourceEntry =
@@ -77,7 +77,7 @@ export class ParentMerge {
   #cursor = 0;
   #last: string | undefined;
   readonly #deleted: string[] = [];
-  /** A matched entry's parent `hardlink` field, by table index (files only). */
+  /** A matched entry's parent `hardlink` field, by table index (files that had one). */
   readonly #parentLinks = new Map<number, string | undefined>();
   /** 1 for each table entry whose path the parent has. */
   readonly #matched: Uint8Array;
@@ -102,9 +102,12 @@ export class ParentMerge {
     if (this.#last !== undefined && !(before.path > this.#last)) return false;
     this.#last = before.path;
     const table = this.table;
-    // Bounded by the table: the cursor only moves forward.
-    while (this.#cursor < table.count && table.paths[this.#cursor]! < before.path) this.#cursor++;
-    if (this.#cursor >= table.count || table.paths[this.#cursor] !== before.path) {
+    // Bounded by the table: the cursor only moves forward (one path made per step).
+    let at = this.#cursor < table.count ? table.path(this.#cursor) : undefined;
+    while (at !== undefined && at < before.path) {
+      at = ++this.#cursor < table.count ? table.path(this.#cursor) : undefined;
+    }
+    if (at !== before.path) {
       this.#deleted.push(before.path);
       return true;
     }
@@ -116,15 +119,16 @@ export class ParentMerge {
       return true;
     }
     table.states[index] = STATE.unchanged;
-    const extras = table.extrasOf(index);
-    if (before.user !== undefined) extras.user = before.user;
-    if (before.group !== undefined) extras.group = before.group;
+    table.setOwnerNames(index, before.user, before.group);
     if (before.type === "file") {
       table.setData(index, before.sha256, before.data, before.offset ?? -1);
-      if (before.hardlink !== undefined) extras.hardlink = before.hardlink;
-      if (before.sparse !== undefined) extras.sparse = before.sparse;
-      if (before.xattrs !== undefined) extras.xattrs = before.xattrs;
-      this.#parentLinks.set(index, before.hardlink);
+      const { hardlink, sparse, xattrs } = before;
+      if (hardlink !== undefined) {
+        table.extrasOf(index).hardlink = hardlink;
+        this.#parentLinks.set(index, hardlink);
+      }
+      if (sparse !== undefined) table.extrasOf(index).sparse = sparse;
+      if (xattrs !== undefined) table.extrasOf(index).xattrs = xattrs;
     }
     return true;
   }
@@ -151,7 +155,7 @@ export class ParentMerge {
       else group.push(i);
     }
     for (const group of groups.values()) {
-      const primary = table.paths[group[0]!]!;
+      const primary = table.path(group[0]!);
       const same = group.every((i, n) =>
         table.states[i] === STATE.unchanged &&
         this.#parentLinks.get(i) === (n === 0 ? undefined : primary)
@@ -164,6 +168,7 @@ export class ParentMerge {
   #change(index: number): void {
     this.table.states[index] = STATE.changed;
     this.table.extras.delete(index);
+    this.table.setOwnerNames(index, undefined, undefined);
   }
 }
 
@@ -231,18 +236,19 @@ export function manifestEntryAt(
   if (state === STATE.skipped || (type === TYPE_CODES.file && state === STATE.changed)) {
     return undefined; // a file packing did not archive
   }
-  const path = table.paths[index]!;
+  const path = table.path(index);
   const uid = table.uids[index]!;
   const gid = table.gids[index]!;
   const extras = table.extras.get(index);
   const fresh = state !== STATE.unchanged;
-  const user = fresh ? (uid < 0 ? undefined : names?.user(uid)) : extras?.user;
-  const group = fresh ? (gid < 0 ? undefined : names?.group(gid)) : extras?.group;
+  const kept = fresh ? undefined : table.ownerNamesOf(index);
+  const user = fresh ? (uid === NO_OWNER ? undefined : names?.user(uid)) : kept?.user;
+  const group = fresh ? (gid === NO_OWNER ? undefined : names?.group(gid)) : kept?.group;
   const base = {
     path,
     mode: table.modes[index]!,
     mtimeMs: table.mtimes[index]!,
-    ...(uid < 0 || gid < 0 ? {} : { uid, gid }),
+    ...(uid === NO_OWNER || gid === NO_OWNER ? {} : { uid, gid }),
     ...(user === undefined ? {} : { user }),
     ...(group === undefined ? {} : { group }),
     ...(hasRawBytes(path) ? { rawPath: rawOf(path) } : {}),
@@ -283,7 +289,7 @@ export function recordPacked(
   packed: PackedFile | undefined,
   snapshotId: string,
 ): void {
-  invariant(table.states[index] === STATE.changed, `entry ${table.paths[index]} was to be packed`);
+  invariant(table.states[index] === STATE.changed, `entry ${table.path(index)} was to be packed`);
   if (packed === undefined) {
     table.states[index] = STATE.skipped;
     return;
@@ -389,7 +395,7 @@ export function buildManifest(plan: SnapshotPlan, facts: ManifestFacts): Manifes
   const entries: ManifestEntry[] = [];
   for (let i = 0; i < table.count; i++) {
     if (table.states[i] === STATE.changed && table.types[i] === TYPE_CODES.file) {
-      recordPacked(table, i, facts.packed.get(table.paths[i]!), facts.id);
+      recordPacked(table, i, facts.packed.get(table.path(i)), facts.id);
     }
     const entry = manifestEntryAt(table, i, facts.id, facts.ownerNames);
     if (entry !== undefined) entries.push(entry);
