@@ -1,19 +1,11 @@
 import assert from "node:assert/strict";
+import { backupTaskFlags } from "../src/app/_testing.ts";
 
 const SCRIPT = new URL("./backup.ts", import.meta.url).pathname;
 
 async function runBackup(...args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net=127.0.0.1",
-      "--allow-env",
-      "--allow-sys",
-      SCRIPT,
-      ...args,
-    ],
+    args: ["run", ...await backupTaskFlags(), SCRIPT, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();

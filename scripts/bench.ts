@@ -29,6 +29,7 @@ import { benchPrune } from "./bench_prune.ts";
 import { benchEdgeColdStart } from "./bench_edge.ts";
 import { runHandshakePair } from "../src/app/hosts/handshake_pair.ts";
 import { freePortPair } from "../src/app/hosts/ports.ts";
+import { benchLargeTree, benchRealTree } from "./bench_real_tree.ts";
 
 /** One benchmark result. */
 export interface BenchRow {
@@ -138,6 +139,11 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["restore-2proc", "tar-pipe-synced"],
     ["backup-2proc", "backup-e2e"],
     ["restore-2proc", "restore-e2e"],
+    ["backup-small", "restic-small"],
+    ["backup-small", "tar-pipe-small"],
+    ["noop-small", "restic-noop-small"],
+    ["restore-small", "restic-restore-small"],
+    ["restore-small", "tar-extract-small"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];
@@ -161,6 +167,8 @@ export const BENCH_GROUPS: Readonly<Record<string, () => Promise<BenchRow[]>>> =
   backup: benchBackup,
   prune: benchPrune,
   edge: async () => [await benchEdgeColdStart()],
+  "real-tree": benchRealTree,
+  "large-tree": benchLargeTree,
 };
 
 /**

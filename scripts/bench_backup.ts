@@ -102,7 +102,7 @@ export async function sh(script: string): Promise<void> {
   if (!out.success) throw new Error(`${script}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
-/** True when `command` is on PATH. */
+/** Whether `command` is on PATH. */
 export async function onPath(command: string): Promise<boolean> {
   const out = await new Deno.Command("sh", {
     args: ["-c", `command -v ${command}`],

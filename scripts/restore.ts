@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { IncompleteRestore, restoreSnapshot } from "../src/app/repository/restore.ts";
-import { openRepository, resolveSnapshot } from "../src/app/repository/repository.ts";
+import { openRepository, resolveSnapshotHead } from "../src/app/repository/repository.ts";
 import { targetInsideSourceWarning } from "../src/app/paths.ts";
 import {
   consoleIo,
@@ -113,7 +113,7 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
   if (values.server !== undefined) return await restoreOnServer(values, io);
   try {
     const repo = await openRepository(values.repo!);
-    const manifest = await resolveSnapshot(repo, values.snapshot!, values.source);
+    const manifest = await resolveSnapshotHead(repo, values.snapshot!, values.source);
     const warning = await targetInsideSourceWarning(manifest.source, values.target!);
     if (warning !== undefined) io.err(`warning: ${warning}`);
     const summary = await restoreSnapshot({
@@ -126,6 +126,12 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     });
     if (values.json) io.out(JSON.stringify({ ...summary, warnings: warning ? [warning] : [] }));
     else {
+      if (summary.staleRemoved > 0) {
+        io.out(
+          `removed ${summary.staleRemoved} stale temporary files (.lanfree-*.partial) an ` +
+            "interrupted restore left in the target",
+        );
+      }
       const mbPerSecond = summary.bytes / 1e6 / Math.max(summary.seconds, 1e-6);
       io.out(`restored snapshot ${summary.snapshot} into ${values.target}`);
       io.out(`${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks`);

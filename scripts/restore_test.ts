@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
-import { describeTree, withTempDir, writeFileWith } from "../src/app/_testing.ts";
+import { describeTree, taskFlags, withTempDir, writeFileWith } from "../src/app/_testing.ts";
 
 const SCRIPT = new URL("./restore.ts", import.meta.url).pathname;
 
 async function cli(...args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", SCRIPT, ...args],
+    args: ["run", ...await taskFlags("restore"), SCRIPT, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -103,8 +103,7 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file under a r
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--allow-read",
-        "--allow-write",
+        ...await taskFlags("restore"),
         SCRIPT,
         "--repo",
         `${dir}/repo`,

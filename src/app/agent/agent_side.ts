@@ -47,8 +47,8 @@ import { checkSource, sourceIdentity } from "./snapshot_source.ts";
 import { freePortPair } from "../hosts/ports.ts";
 import { createHash } from "node:crypto";
 import type { Channels } from "../../core/handshake/types.ts";
-import { type WalkResult, walkTree } from "./tree_walk.ts";
-import { type ExcludedPath, withoutExcluded } from "./source_exclusions.ts";
+import { type WalkedTree, walkSource } from "./tree_walk.ts";
+import type { ExcludedPath } from "./source_exclusions.ts";
 
 /** How long a listening job channel waits for a server before it starts over (the maximum). */
 export const LISTEN_CYCLE_MS = 600_000;
@@ -164,7 +164,7 @@ class AgentJob {
       options.onEvent?.({ type: "started", kind: job.kind, path });
       // The walk needs no channel: it runs while the data path is set up.
       const walked = job.kind === "backup" && job.mode === "fs"
-        ? walkTree(path!).then((walk) => withoutExcluded(walk, options.excluded ?? []))
+        ? walkSource(path!, { exclude: (options.excluded ?? []).map((e) => e.path) })
         : undefined;
       walked?.catch(() => {}); // its error surfaces where it is used
       const data = await this.#dataPath(job);
@@ -279,7 +279,7 @@ class AgentJob {
     job: JobMessage,
     path: string | null,
     data: { session: Session; path: "storage" | "network" },
-    walked: Promise<WalkResult> | undefined,
+    walked: Promise<WalkedTree> | undefined,
   ): Promise<Record<string, unknown>> {
     const onProgress = (progress: BackupProgress) =>
       this.options.onEvent?.({ type: "progress", progress });

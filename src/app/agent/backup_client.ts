@@ -7,17 +7,20 @@
  * @module
  */
 
-import {
-  parseSessionMessage,
-  PartJoiner,
-  SessionProtocolError,
-  splitIntoParts,
-} from "../../core/backup/protocol.ts";
-import type { Session } from "../hosts/session.ts";
+import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
-import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
-import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
+import type { Session } from "../hosts/session.ts";
+import {
+  type ArchiveChannel,
+  type ParentStream,
+  type PreparedSnapshot,
+  prepareSnapshot,
+  sourceIdentity,
+} from "./snapshot_source.ts";
+import type { SkippedEntry, WalkedTree } from "./tree_walk.ts";
 import { archiveBytesEstimate } from "./tar_pack.ts";
+import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
+import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
 
 /** What the client backs up. */
 export interface BackupClientOptions {
@@ -33,7 +36,7 @@ export interface BackupClientOptions {
   /** A port to a hash worker the caller started (see `PackOptions.hashWorker`). */
   readonly hashWorker?: () => Promise<MessagePort>;
   /** A walk of the source (fs mode) started while the channels were set up. */
-  readonly walked?: Promise<WalkResult>;
+  readonly walked?: Promise<WalkedTree>;
 }
 
 /** How far a backup got: files planned, archive bytes sent, archive bytes expected. */
@@ -55,17 +58,58 @@ export interface BackupClientResult {
 }
 
 /** Reads control messages until one of `type` arrives, skipping none (order is fixed). */
-async function expect<T extends "begin" | "part" | "committed">(session: Session, type: T) {
+async function expect<T extends "begin">(session: Session, type: T) {
   return parseSessionMessage(await session.nextMessage("control"), type);
 }
 
-/** Receives the parent manifest's parts, if the server said there is one. */
-async function receiveParent(session: Session, hasParent: boolean): Promise<unknown> {
-  if (!hasParent) return null;
-  const joiner = new PartJoiner("parent");
-  // Bounded by PARTS_MAX inside the joiner's index check.
-  while (!joiner.done) joiner.add(await expect(session, "part"));
-  return joiner.value();
+/**
+ * The client's side of the control channel after `begin`: the parent stream's parts, credit
+ * for the manifest stream, and the final `committed`.
+ */
+class ClientStreams {
+  readonly parent: LineStreamReceiver;
+  readonly manifest: LineStreamSender;
+  #committed: (snapshotId: string) => void = () => {};
+  readonly committed: Promise<string>;
+
+  constructor(readonly session: Session) {
+    this.parent = new LineStreamReceiver(session, "parent", MANIFEST_LINE_CHARS_MAX);
+    this.manifest = new LineStreamSender(session, "manifest");
+    this.committed = new Promise((resolve) => (this.#committed = resolve));
+  }
+
+  /** Reads control messages until `committed`. */
+  async pump(): Promise<void> {
+    try {
+      // Bounded: the parts by PARTS_MAX, credit by the manifest's parts, and `committed` ends it.
+      for (;;) {
+        const message = parseSessionMessage(await this.session.nextMessage("control"));
+        if (message.type === "part" && message.of === "parent") this.parent.push(message);
+        else if (message.type === "more" && message.of === "manifest") {
+          this.manifest.grant(message.upTo);
+        } else if (message.type === "committed") {
+          this.#committed(message.snapshotId);
+          return;
+        } else throw new SessionProtocolError(`unexpected ${message.type} message`);
+      }
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.parent.fail(failure);
+      this.manifest.fail(failure);
+      throw error;
+    }
+  }
+}
+
+/** The parent as the server streams it: its head line, then an entry per line. */
+async function receiveParent(streams: ClientStreams): Promise<ParentStream> {
+  const lines = streams.parent.lines();
+  const first = await lines.next();
+  if (first.done) throw new SessionProtocolError("the parent stream is empty");
+  async function* entries(): AsyncGenerator<unknown> {
+    for await (const line of lines) yield JSON.parse(line);
+  }
+  return { head: JSON.parse(first.value), entries: entries() };
 }
 
 /**
@@ -92,18 +136,21 @@ export async function runBackupClient(
       incremental: options.incremental,
     });
     const begin = await expect(session, "begin");
-    const parent = await receiveParent(session, begin.hasParent);
+    const streams = new ClientStreams(session);
+    const pump = streams.pump();
+    pump.catch(() => {}); // its failure reaches the streams, which the steps below await
     const prepared = await prepareSnapshot({
       mode: options.mode,
       source: options.source,
       sourceId,
       snapshotId: begin.snapshotId,
-      parent,
+      parent: null,
+      parentStream: begin.hasParent ? await receiveParent(streams) : undefined,
       hashWorker: options.hashWorker,
       walked: options.mode === "fs" ? options.walked : undefined,
     });
     try {
-      return await packAndSend(session, prepared, options, begin.snapshotId);
+      return await packAndSend(session, streams, prepared, options, begin.snapshotId);
     } finally {
       await prepared.close();
     }
@@ -119,7 +166,8 @@ export async function runBackupClient(
 
 async function packAndSend(
   session: Session,
-  prepared: Awaited<ReturnType<typeof prepareSnapshot>>,
+  streams: ClientStreams,
+  prepared: PreparedSnapshot,
   options: BackupClientOptions,
   snapshotId: string,
 ): Promise<BackupClientResult> {
@@ -135,9 +183,9 @@ async function packAndSend(
     }
   };
   await reportSkipped(prepared.skipped);
-  const files = prepared.plan.changed.length;
+  const files = prepared.plan.changed;
   // Archive bytes, like `bytes`: the bar's total is known before it starts.
-  const totalBytes = archiveBytesEstimate(prepared.plan.changed);
+  const totalBytes = archiveBytesEstimate(prepared.table);
   let bytes = 0;
   let lastProgressMs = 0;
   const everyMs = options.progressEveryMs ?? 250;
@@ -153,12 +201,11 @@ async function packAndSend(
   }, options.dataChannel);
   await session.endData();
   await reportSkipped(packed.skipped);
-  for (const part of splitIntoParts("manifest", packed.manifest)) {
-    await session.sendMessage("control", part);
-  }
-  const committed = await expect(session, "committed");
-  if (committed.snapshotId !== snapshotId) {
-    throw new SessionProtocolError(`server committed ${committed.snapshotId}, not ${snapshotId}`);
+  for (const line of packed.lines()) await streams.manifest.line(line);
+  await streams.manifest.end();
+  const committed = await streams.committed;
+  if (committed !== snapshotId) {
+    throw new SessionProtocolError(`server committed ${committed}, not ${snapshotId}`);
   }
   return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
 }

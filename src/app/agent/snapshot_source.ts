@@ -1,26 +1,39 @@
 /**
  * The client half of a backup: find what to archive (walk or database copy), plan against the
- * parent manifest the server sent, pack into any chunk sink, and build the manifest to send
- * back. Nothing here touches the repository, so the byte stream can cross a channel.
+ * parent's entries as the server streams them, pack into any chunk sink, and hand the manifest
+ * back a line at a time. Nothing here touches the repository, so the byte stream can cross a
+ * channel. Entries live in a compact table ({@link EntryTable}), never as one object each.
  *
  * @module
  */
 
-import { type ChannelBytes, type Manifest, parseManifest } from "../../core/backup/manifest.ts";
 import {
-  buildManifest,
-  planSnapshot,
-  type SnapshotPlan,
-  type SourceEntry,
-} from "../../core/backup/plan.ts";
+  type ChannelBytes,
+  type Manifest,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  parseManifest,
+} from "../../core/backup/manifest.ts";
+import { checkEntry, checkHead, type ManifestHead } from "../../core/backup/manifest_stream.ts";
+import { manifestEntryAt, ParentMerge } from "../../core/backup/plan.ts";
+import { EntryTable, STATE, TYPE_CODES } from "../../core/backup/entry_table.ts";
 import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "../errors.ts";
-import { type ChunkSink, packEntries } from "./tar_pack.ts";
-import { type SkippedEntry, type WalkResult, walkTree } from "./tree_walk.ts";
+import { type ChunkSink, packTable } from "./tar_pack.ts";
+import { type SkippedEntry, type WalkedTree, walkSource } from "./tree_walk.ts";
 import { ownerNames } from "../repository/_owners.ts";
+import { Yielder } from "../_file_side.ts";
 
 /** Which channel carried the archive, for the manifest's counters. */
 export type ArchiveChannel = "storage" | "network" | "none";
+
+/** The parent as a server streams it: its head, then its entries in path order. */
+export interface ParentStream {
+  /** The parent's head (unchecked: it is checked here). */
+  readonly head: unknown;
+  /** Its entries in path order (unchecked values: each is checked here). */
+  readonly entries: AsyncIterable<unknown>;
+}
 
 /** Options of {@link prepareSnapshot}. */
 export interface SourceOptions {
@@ -32,21 +45,43 @@ export interface SourceOptions {
   readonly sourceId: string;
   /** The id the server gave the snapshot (`SnapshotWriter.id`). */
   readonly snapshotId: string;
-  /** The parent manifest as plain JSON from the server, or null for a full snapshot. */
+  /**
+   * The parent manifest as plain JSON from the server, or null for a full snapshot (small
+   * uses: {@link parentStream} streams it instead).
+   */
   readonly parent: unknown;
+  /** The parent streamed (what the backup client receives); takes the place of `parent`. */
+  readonly parentStream?: ParentStream;
   /** Creation time written into the manifest. */
   readonly nowMs?: number;
   /** A port to a hash worker the caller started (see `PackOptions.hashWorker`). */
   readonly hashWorker?: () => Promise<MessagePort>;
   /** A walk of `source` the caller started earlier (fs mode), instead of walking here. */
-  readonly walked?: Promise<WalkResult>;
+  readonly walked?: Promise<WalkedTree>;
+  /** Paths of the source left out (fs mode, when walking here). */
+  readonly exclude?: readonly string[];
   /** Test hook: runs after the walk and the plan, before the first file is opened for packing. */
   readonly beforePack?: () => Promise<void>;
 }
 
+/** What the plan decided, in counts. */
+export interface PlanSummary {
+  /** Entries to archive. */
+  readonly changed: number;
+  /** Entries kept from the parent. */
+  readonly unchanged: number;
+  /** Paths of the parent that are gone. */
+  readonly deleted: number;
+  /** Bytes of the files to archive. */
+  readonly changedFileBytes: number;
+}
+
 /** A planned snapshot, ready to pack. */
 export interface PreparedSnapshot {
-  readonly plan: SnapshotPlan;
+  /** The entries, in path order, each marked changed or unchanged. */
+  readonly table: EntryTable;
+  /** What the plan decided. */
+  readonly plan: PlanSummary;
   /** Entries the walk left out, with reasons (packing may add more). */
   readonly skipped: SkippedEntry[];
   /** Packs the changed entries into `sink` and returns the manifest to commit. */
@@ -57,6 +92,14 @@ export interface PreparedSnapshot {
 
 /** The result of packing. */
 export interface PackedSnapshot {
+  /** The manifest's head (the channel counters are filled in by the server). */
+  readonly head: ManifestHead;
+  /**
+   * The manifest as lines (the wire form of `manifest_stream.ts`): the head, each entry in
+   * path order, each deleted path. What a server commits.
+   */
+  lines(): Iterable<string>;
+  /** The whole manifest as one value (small snapshots and tests: builds every entry object). */
   readonly manifest: Manifest;
   readonly skipped: SkippedEntry[];
   readonly files: number;
@@ -120,27 +163,70 @@ export async function checkSource(source: string, mode: "fs" | "db"): Promise<vo
   }
 }
 
-function parentManifest(value: unknown): Manifest | null {
+/** A parent given whole (plain JSON), as a stream. */
+function streamOfManifest(value: unknown): ParentStream | null {
   if (value === null || value === undefined) return null;
   const parsed = parseManifest(value);
   if (!parsed.ok) {
     throw new SourceError("unreadable", `parent manifest is invalid: ${parsed.message}`);
   }
-  return parsed.manifest;
+  const { entries, deleted: _deleted, ...head } = parsed.manifest;
+  const ordered = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return {
+    head,
+    entries: (async function* () {
+      yield* ordered;
+    })(),
+  };
+}
+
+/** Plans `table` against the parent's stream; returns the parent's id and the deleted paths. */
+async function planAgainst(
+  table: EntryTable,
+  parent: ParentStream | null,
+): Promise<{ parentId: string | null; deleted: string[]; inParent: (i: number) => boolean }> {
+  if (parent === null) return { parentId: null, deleted: [], inParent: () => false };
+  const head = checkHead(parent.head);
+  if (!head.ok) throw new SourceError("unreadable", `parent manifest is invalid: ${head.message}`);
+  const merge = new ParentMerge(table);
+  const yielder = new Yielder();
+  for await (const value of parent.entries) {
+    const checked = checkEntry(value);
+    if (!checked.ok) {
+      throw new SourceError("unreadable", `parent manifest is invalid: ${checked.message}`);
+    }
+    if (!merge.next(checked.value)) {
+      throw new SourceError(
+        "unreadable",
+        `parent manifest is out of path order at ${JSON.stringify(checked.value.path)}`,
+      );
+    }
+    await yielder.maybe();
+  }
+  const deleted = merge.finish();
+  return { parentId: head.value.id, deleted, inParent: (i) => merge.inParent(i) };
 }
 
 async function findEntries(options: SourceOptions) {
   if (options.mode === "db") {
     const copy = await copyDatabase(options.source, options.nowMs);
-    return {
-      root: copy.root,
-      entries: [copy.entry] as SourceEntry[],
-      skipped: [],
-      close: copy.remove,
-    };
+    const table = new EntryTable();
+    table.add(copy.entry);
+    return { root: copy.root, table, skipped: [], close: copy.remove };
   }
-  const walked = await (options.walked ?? walkTree(options.source));
+  const walked = await (options.walked ?? walkSource(options.source, { exclude: options.exclude }));
   return { root: options.source, ...walked, close: () => Promise.resolve() };
+}
+
+function summarize(table: EntryTable, deleted: number): PlanSummary {
+  let changed = 0;
+  let changedFileBytes = 0;
+  for (let i = 0; i < table.count; i++) {
+    if (table.states[i] !== STATE.changed) continue;
+    changed++;
+    if (table.types[i] === TYPE_CODES.file) changedFileBytes += table.sizes[i]!;
+  }
+  return { changed, unchanged: table.count - changed, deleted, changedFileBytes };
 }
 
 /**
@@ -148,54 +234,93 @@ async function findEntries(options: SourceOptions) {
  *
  * @param options source, ids and parent
  * @returns the prepared snapshot
- * @throws {SourceError} when the source cannot be read as a whole
+ * @throws {SourceError} when the source cannot be read as a whole, or the parent is invalid
  *
  * @example Planning and packing into memory
  * ```ts ignore
  * const prepared = await prepareSnapshot({ source, sourceId, snapshotId: writer.id, parent: null });
- * const { manifest } = await prepared.pack((chunk) => writer.write(chunk), "storage");
- * await writer.commit(manifest);
+ * const packed = await prepared.pack((chunk) => writer.write(chunk), "storage");
+ * for (const line of packed.lines()) send(line);
  * ```
  */
 export async function prepareSnapshot(options: SourceOptions): Promise<PreparedSnapshot> {
   const mode = options.mode ?? "fs";
-  const parent = mode === "db" ? null : parentManifest(options.parent);
   const found = await findEntries(options);
-  const plan = planSnapshot(found.entries, parent);
+  const parent = mode === "db" ? null : options.parentStream ?? streamOfManifest(options.parent);
+  const { parentId, deleted, inParent } = await planAgainst(found.table, parent);
+  const table = found.table;
   return {
-    plan,
+    table,
+    plan: summarize(table, deleted.length),
     skipped: found.skipped,
     close: found.close,
     async pack(sink, channel = "none") {
       await options.beforePack?.();
       const names = await ownerNames();
-      const packed = await packEntries({
+      const packed = await packTable({
         root: found.root,
-        entries: plan.changed,
+        table,
+        snapshotId: options.snapshotId,
         sink,
         hashWorker: options.hashWorker,
         ownerNames: names,
       });
       const channelBytes: ChannelBytes = { storage: 0, network: 0 };
       if (channel !== "none") channelBytes[channel] = packed.archiveBytes;
-      const manifest = buildManifest(plan, {
+      const head: ManifestHead = {
+        format: MANIFEST_FORMAT,
+        version: MANIFEST_VERSION,
         id: options.snapshotId,
         kind: mode,
         source: options.sourceId,
-        parent,
+        parent: parentId,
         createdMs: options.nowMs ?? Date.now(),
         archiveBytes: packed.archiveBytes,
         channelBytes,
-        packed: packed.packed,
-        ownerNames: names,
-      });
-      const fileBytes = [...packed.packed.values()].reduce((sum, f) => sum + f.sizeBytes, 0);
-      return {
-        manifest,
-        skipped: [...found.skipped, ...packed.skipped],
-        files: packed.packed.size,
-        fileBytes,
       };
+      // A path of the parent that packing left out is gone from this snapshot too.
+      for (let i = 0; i < table.count; i++) {
+        if (table.states[i] === STATE.skipped && inParent(i)) deleted.push(table.path(i));
+      }
+      return packedSnapshot(head, table, deleted, {
+        skipped: [...found.skipped, ...packed.skipped],
+        files: packed.files,
+        fileBytes: packed.fileBytes,
+        names,
+      });
     },
+  };
+}
+
+function packedSnapshot(
+  head: ManifestHead,
+  table: EntryTable,
+  deleted: readonly string[],
+  facts: {
+    skipped: SkippedEntry[];
+    files: number;
+    fileBytes: number;
+    names: Awaited<ReturnType<typeof ownerNames>>;
+  },
+): PackedSnapshot {
+  function* entries() {
+    for (let i = 0; i < table.count; i++) {
+      const entry = manifestEntryAt(table, i, head.id, facts.names);
+      if (entry !== undefined) yield entry;
+    }
+  }
+  return {
+    head,
+    *lines() {
+      yield JSON.stringify(head);
+      for (const entry of entries()) yield JSON.stringify(entry);
+      for (const path of deleted) yield JSON.stringify(path);
+    },
+    get manifest(): Manifest {
+      return { ...head, entries: [...entries()], deleted: [...deleted] };
+    },
+    skipped: facts.skipped,
+    files: facts.files,
+    fileBytes: facts.fileBytes,
   };
 }

@@ -1,21 +1,43 @@
 /**
- * Packs planned entries into a standard tar stream (tar-stream: ustar headers, PAX for long or
- * non-ASCII names), hashing every file's bytes as they are read: one read serves both. The
- * archive leaves as `Uint8Array` chunks through an async sink, which can be a repository
- * writer or a socket; the next chunk of a file is read while the sink takes the previous one.
+ * Packs planned entries into a standard tar stream, in path order, hashing every file's bytes
+ * as they are read (one read serves both). The archive leaves as `Uint8Array` chunks through an
+ * async sink, which can be a repository writer or a socket.
+ *
+ * File bytes are read straight into two 2 MiB staging buffers that take turns going to the
+ * sink; with the native file layer each read is one `pread` into the buffer, each file is
+ * opened relative to its held directory (`_source_open.ts`), a file with holes is stored as a
+ * GNU sparse 1.0 member (its map and data runs only), and extended attributes go into
+ * `SCHILY.xattr.*` records. Archives with enough file bytes are hashed in a hash worker, one
+ * message per staging buffer, so reading, hashing and sending overlap. The packing loop lets
+ * the event loop run every few milliseconds (a host renews its storage lease on a timer).
  *
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
-import tar from "tar-stream";
 import type { OwnerNames, PackedFile, SourceEntry } from "../../core/backup/plan.ts";
-import { hasRawBytes, pathToBytes } from "../../core/backup/path_rules.ts";
-import { paxRecords } from "../repository/_tar_member.ts";
+import { recordPacked } from "../../core/backup/plan.ts";
+import { EntryTable, STATE, TYPE_CODES } from "../../core/backup/entry_table.ts";
+import { AT_FDCWD, O, openAt } from "../../adapters/fs_native.ts";
+import { type SparseMap, sparseMapBytes } from "../repository/_tar_member.ts";
+import {
+  type BaseHeader,
+  baseHeader,
+  HeaderEncoder,
+  type HeaderExtras,
+  padding,
+  type TarHeader,
+} from "../repository/_tar_headers.ts";
 import type { SkippedEntry } from "./tree_walk.ts";
-import type { HashReply, HashRequest } from "./_hash_worker.ts";
-import type { FileHandle } from "node:fs/promises";
-import { openSourceFile } from "./_source_open.ts";
+import { type Hasher, InlineHasher, WorkerHasher } from "./_pack_hash.ts";
+import {
+  NativeSourceFiles,
+  openSourceFile,
+  type SourceFile,
+  type SourceOpen,
+} from "./_source_open.ts";
+import { useNativeFs, Yielder } from "../_file_side.ts";
+
+export { startHashWorker } from "./_pack_hash.ts";
 
 /**
  * Receives archive chunks in order; the next chunk waits until the promise settles. The chunk's
@@ -26,7 +48,7 @@ export type ChunkSink = (chunk: Uint8Array) => Promise<void>;
 /** Archive bytes buffered between reading and the sink: two staging buffers of half this. */
 export const PACK_BUFFER_BYTES = 4 << 20;
 
-/** Default size of one file read (one hash step; the next read runs while it is hashed). */
+/** Default size of one file read. */
 export const READ_CHUNK_BYTES = 1 << 20;
 
 /** Archives with at least this many file bytes hash in a Worker, off the reading thread. */
@@ -36,17 +58,24 @@ const BLOCK_BYTES = 512;
 const END_OF_ARCHIVE_BYTES = 1024;
 
 /**
- * The archive size packing `entries` makes, before packing starts (a PAX header adds to it when
- * a name needs one): one header block per entry, file data padded to blocks, the end marker.
+ * The archive size packing makes, before packing starts (PAX headers and sparse files change
+ * it): one header block per entry, file data padded to blocks, the end marker.
  *
- * @param entries the entries to pack
+ * @param entries the entries to pack, or a planned table (its changed entries)
  * @returns the estimated archive bytes
  */
-export function archiveBytesEstimate(entries: readonly SourceEntry[]): number {
+export function archiveBytesEstimate(entries: readonly SourceEntry[] | EntryTable): number {
   let bytes = END_OF_ARCHIVE_BYTES;
-  for (const entry of entries) {
+  const add = (type: number, size: number) => {
     bytes += BLOCK_BYTES;
-    if (entry.type === "file") bytes += entry.sizeBytes + padding(entry.sizeBytes);
+    if (type === TYPE_CODES.file) bytes += size + padding(size);
+  };
+  if (entries instanceof EntryTable) {
+    for (let i = 0; i < entries.count; i++) {
+      if (entries.states[i] === STATE.changed) add(entries.types[i]!, entries.sizes[i]!);
+    }
+  } else {
+    for (const e of entries) add(TYPE_CODES[e.type], e.type === "file" ? e.sizeBytes : 0);
   }
   return bytes;
 }
@@ -59,6 +88,18 @@ export interface PackResult {
   readonly skipped: SkippedEntry[];
   /** Bytes handed to the sink. */
   readonly archiveBytes: number;
+}
+
+/** What {@link packTable} produced (the files' results are recorded in the table). */
+export interface TablePackResult {
+  /** Entries left out or not fully read, with reasons. */
+  readonly skipped: SkippedEntry[];
+  /** Bytes handed to the sink. */
+  readonly archiveBytes: number;
+  /** Files archived. */
+  readonly files: number;
+  /** Their bytes (a sparse file's real size). */
+  readonly fileBytes: number;
 }
 
 /** Options of {@link packEntries}. */
@@ -76,186 +117,16 @@ export interface PackOptions {
   readonly hashWorker?: () => Promise<MessagePort>;
   /** Names of owner ids for the headers' uname and gname. */
   readonly ownerNames?: OwnerNames;
+  /** False packs by path even when the native layer is there (tests of the fallback). */
+  readonly native?: boolean;
 }
 
-type TarHeader = Partial<tar.Header> & { name: string; type: tar.Header["type"] };
-
-/**
- * Tar headers from tar-stream's own encoder (ustar, or a PAX header first for long or non-ASCII
- * names), without its per-entry stream machinery: a pack whose output is captured per call.
- */
-interface PackInternals {
-  push(chunk: Uint8Array | null): boolean;
-  _encode(header: TarHeader): void;
-}
-
-class HeaderEncoder {
-  readonly #pack: PackInternals;
-  #out: Uint8Array[] = [];
-
-  constructor() {
-    this.#pack = tar.pack() as unknown as PackInternals;
-    this.#pack.push = (chunk) => {
-      if (chunk !== null) this.#out.push(chunk);
-      return true;
-    };
-  }
-
-  /** The header blocks of one entry, defaults applied as `pack.entry` applies them. */
-  encode(header: TarHeader): Uint8Array[] {
-    const full: TarHeader = {
-      ...header,
-      size: !header.size || header.type === "symlink" ? 0 : header.size,
-      mode: header.mode || (header.type === "directory" ? 0o755 : 0o644),
-      uid: fitsUstarId(header.uid) ? header.uid : 0,
-      gid: fitsUstarId(header.gid) ? header.gid : 0,
-      uname: fitsUstarName(header.uname) ? header.uname : undefined,
-      gname: fitsUstarName(header.gname) ? header.gname : undefined,
-    };
-    this.#out = [];
-    this.#pack._encode(full);
-    return this.#out;
-  }
-}
-
-/** Largest id the 7-digit octal ustar field holds (larger ones go into a PAX record). */
-const USTAR_ID_MAX = 0o777777;
-
-function fitsUstarId(id: number | undefined): id is number {
-  return id !== undefined && id <= USTAR_ID_MAX;
-}
-
-function fitsUstarName(name: string | undefined): name is string {
-  return name !== undefined && /^[\x21-\x7e]{1,31}$/.test(name);
-}
-
-/**
- * SHA-256 of files whose pieces sit in the staging buffers. `update` returns a ticket; the
- * piece's memory may be reused once `released(ticket)` resolves.
- */
-interface Hasher {
-  update(file: number, piece: Uint8Array): number;
-  digest(file: number): Promise<string>;
-  released(ticket: number): Promise<void>;
-  close(): void;
-}
-
-/** Hashes on this thread, at once. */
-class InlineHasher implements Hasher {
-  readonly #hashes = new Map<number, Hash>();
-
-  update(file: number, piece: Uint8Array): number {
-    let hash = this.#hashes.get(file);
-    if (hash === undefined) this.#hashes.set(file, hash = createHash("sha256"));
-    hash.update(piece);
-    return 0;
-  }
-
-  digest(file: number): Promise<string> {
-    const hash = this.#hashes.get(file) ?? createHash("sha256");
-    this.#hashes.delete(file);
-    return Promise.resolve(hash.digest("hex"));
-  }
-
-  released(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  close(): void {}
-}
-
-/** What a hash worker is reached through: the Worker itself or a port to it. */
-interface HashEndpoint {
-  postMessage(message: HashRequest): void;
-  onmessage: ((event: MessageEvent<HashReply>) => void) | null;
-}
-
-/** Starts a hash worker (`_hash_worker.ts`). */
-export function startHashWorker(): Worker {
-  return new Worker(new URL("./_hash_worker.ts", import.meta.url), { type: "module" });
-}
-
-/** Hashes in a hash worker, which answers every request in order. */
-class WorkerHasher implements Hasher {
-  #posted = 0;
-  #answered = 0;
-  #failure: Error | undefined;
-  /** Waiters by ticket, in ticket order (answers arrive in order). */
-  readonly #waiters: Array<{ ticket: number; resolve(): void; reject(error: Error): void }> = [];
-  readonly #digests = new Map<number, { resolve(sha256: string): void; reject(e: Error): void }>();
-
-  constructor(readonly endpoint: HashEndpoint, readonly onClose: () => void) {
-    endpoint.onmessage = (event: MessageEvent<HashReply>) => {
-      const reply = event.data;
-      this.#answered = reply.seq;
-      if (reply.sha256 !== undefined) {
-        this.#digests.get(reply.seq)?.resolve(reply.sha256);
-        this.#digests.delete(reply.seq);
-      }
-      // Bounded by the waiters present.
-      while (this.#waiters.length > 0 && this.#waiters[0]!.ticket <= this.#answered) {
-        this.#waiters.shift()!.resolve();
-      }
-    };
-  }
-
-  /** A hasher on a port from `source`, or on a Worker of its own. */
-  static async open(source: (() => Promise<MessagePort>) | undefined): Promise<WorkerHasher> {
-    if (source !== undefined) {
-      const port = await source();
-      return new WorkerHasher(port as unknown as HashEndpoint, () => port.close());
-    }
-    const worker = startHashWorker();
-    const hasher: WorkerHasher = new WorkerHasher(
-      worker as unknown as HashEndpoint,
-      () => worker.terminate(),
-    );
-    worker.onerror = (event) => {
-      event.preventDefault();
-      hasher.#fail(new Error(`hash worker failed: ${event.message}`));
-    };
-    return hasher;
-  }
-
-  #fail(error: Error): void {
-    this.#failure ??= error;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#failure);
-    for (const digest of this.#digests.values()) digest.reject(this.#failure);
-    this.#digests.clear();
-  }
-
-  #post(request: HashRequest): void {
-    if (this.#failure !== undefined) throw this.#failure;
-    this.endpoint.postMessage(request);
-  }
-
-  update(file: number, piece: Uint8Array): number {
-    const seq = ++this.#posted;
-    const buffer = piece.buffer as SharedArrayBuffer;
-    this.#post({ seq, file, buffer, offset: piece.byteOffset, length: piece.length });
-    return seq;
-  }
-
-  digest(file: number): Promise<string> {
-    const seq = ++this.#posted;
-    const result = new Promise<string>((resolve, reject) => {
-      this.#digests.set(seq, { resolve, reject });
-    });
-    result.catch(() => {}); // awaited when the results are collected
-    this.#post({ seq, file, end: true });
-    return result;
-  }
-
-  released(ticket: number): Promise<void> {
-    if (ticket <= this.#answered) return Promise.resolve();
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    return new Promise((resolve, reject) => this.#waiters.push({ ticket, resolve, reject }));
-  }
-
-  close(): void {
-    this.onClose();
-    this.#fail(new Error("hash worker closed"));
-  }
+/** Options of {@link packTable}. */
+export interface TablePackOptions extends Omit<PackOptions, "entries"> {
+  /** The planned table: its changed entries are packed, and their results recorded in it. */
+  readonly table: EntryTable;
+  /** The new snapshot's id (the data reference of the files packed). */
+  readonly snapshotId: string;
 }
 
 /**
@@ -267,7 +138,7 @@ class Stager {
   #current: 0 | 1 = 0;
   #used = 0;
   #sending: Promise<void> = Promise.resolve();
-  /** The last hash ticket of each buffer: it is not refilled before that piece is hashed. */
+  /** The hash ticket of each buffer: it is not refilled before its pieces are hashed. */
   readonly #tickets: [number, number] = [0, 0];
   archiveBytes = 0;
 
@@ -275,12 +146,6 @@ class Stager {
     // Shared, so the hash worker reads the pieces where they are.
     const shared = () => new Uint8Array(new SharedArrayBuffer(bufferBytes));
     this.#buffers = [shared(), shared()];
-  }
-
-  /** Hashes a piece of the current buffer (before the buffer is refilled). */
-  hash(file: number, piece: Uint8Array): void {
-    const index = piece.buffer === this.#buffers[0].buffer ? 0 : 1;
-    this.#tickets[index] = this.hasher.update(file, piece);
   }
 
   #buffer(): Uint8Array {
@@ -293,29 +158,34 @@ class Stager {
     return this.#buffer().subarray(this.#used);
   }
 
-  /** Marks `n` bytes of {@link room} as archive bytes. */
-  commit(n: number): void {
+  /** Marks `n` bytes of {@link room} as archive bytes, hashed as file `file`'s if given. */
+  commit(n: number, file?: number): void {
+    if (file !== undefined && n > 0) {
+      this.hasher.update(file, this.#buffer().subarray(this.#used, this.#used + n));
+    }
     this.#used += n;
   }
 
-  async append(bytes: Uint8Array): Promise<void> {
+  /** Appends bytes (hashed as file `file`'s if given). */
+  async append(bytes: Uint8Array, file?: number): Promise<void> {
     // Bounded: each turn copies at least one byte (room() is never empty).
     for (let offset = 0; offset < bytes.length;) {
       const room = await this.room();
       const n = Math.min(room.length, bytes.length - offset);
       room.set(bytes.subarray(offset, offset + n));
-      this.commit(n);
+      this.commit(n, file);
       offset += n;
     }
   }
 
-  async zeros(count: number): Promise<void> {
+  /** Appends zeros (hashed as file `file`'s if given). */
+  async zeros(count: number, file?: number): Promise<void> {
     // Bounded: each turn zeroes at least one byte.
     for (let left = count; left > 0;) {
       const room = await this.room();
       const n = Math.min(room.length, left);
       room.fill(0, 0, n);
-      this.commit(n);
+      this.commit(n, file);
       left -= n;
     }
   }
@@ -330,6 +200,7 @@ class Stager {
     await this.#sending;
     if (this.#used === 0) return;
     const chunk = this.#buffer().subarray(0, this.#used);
+    this.#tickets[this.#current] = this.hasher.seal(this.#buffer().buffer as SharedArrayBuffer);
     this.archiveBytes += this.#used;
     this.#sending = this.sink(chunk);
     this.#sending.catch(() => {}); // awaited by the next flush or by settle()
@@ -344,201 +215,276 @@ class Stager {
   }
 }
 
-/** Starts one read; a read left pending when packing fails must not become unhandled. */
-function readInto(file: FileHandle, into: Uint8Array): Promise<number | null> {
-  const read = file.read(into, 0, into.length, null).then((result) => result.bytesRead);
-  read.catch(() => {});
-  return read;
-}
+/** Results arriving as the hasher finishes files; {@link drained} waits for the last. */
+class Recorder {
+  #outstanding = 0;
+  #failure: unknown;
+  #drained: (() => void) | undefined;
 
-/**
- * Writes one file's bytes (exactly `sizeBytes`, zero-padded if it shrank) read straight into the
- * staging buffer; hashes each read while the next one runs. Returns the hash, or short.
- */
-async function packFile(
-  stager: Stager,
-  entry: SourceEntry & { type: "file" },
-  file: FileHandle,
-  chunkBytes: number,
-  fileId: number,
-): Promise<{ sha256: Promise<string>; short: boolean }> {
-  let remaining = entry.sizeBytes;
-  let room = remaining > 0 ? await stager.room() : null;
-  let view = room?.subarray(0, Math.min(chunkBytes, remaining, room.length));
-  let next = view === undefined ? null : readInto(file, view);
-  // Bounded: each turn consumes at least one byte of `remaining` or ends on a short read.
-  while (next !== null && view !== undefined) {
-    const n = await next;
-    if (n === null || n === 0) break;
-    const got = view.subarray(0, n);
-    stager.commit(n);
-    remaining -= n;
-    next = null;
-    // A worker hasher reads `got` while the next read runs; its buffer is not refilled before.
-    stager.hash(fileId, got);
-    if (remaining > 0) {
-      room = await stager.room();
-      view = room.subarray(0, Math.min(chunkBytes, remaining, room.length));
-      next = readInto(file, view);
-    }
-  }
-  const sha256 = stager.hasher.digest(fileId);
-  const short = remaining > 0;
-  if (short) await stager.zeros(remaining);
-  await stager.zeros(padding(entry.sizeBytes));
-  return { sha256, short };
-}
-
-function padding(sizeBytes: number): number {
-  const over = sizeBytes % BLOCK_BYTES;
-  return over === 0 ? 0 : BLOCK_BYTES - over;
-}
-
-/** A file packed (or linked) so far: its hash is known once the hasher is done. */
-interface Pending {
-  readonly path: string;
-  readonly sizeBytes: number;
-  readonly sha256: Promise<string>;
-  readonly offset: number;
-  /** False when the file shrank while read (then it and its links are skipped). */
-  readonly whole: boolean;
-  readonly hardlink?: Pending;
-}
-
-/** Header fields every entry carries: name, mode, mtime, owners. */
-function baseHeader(entry: SourceEntry, names: OwnerNames | undefined) {
-  return {
-    name: entry.path,
-    mode: entry.mode,
-    mtime: new Date(entry.mtimeMs),
-    uid: entry.uid,
-    gid: entry.gid,
-    uname: entry.uid === undefined ? undefined : names?.user(entry.uid),
-    gname: entry.gid === undefined ? undefined : names?.group(entry.gid),
-  };
-}
-
-/**
- * Header blocks of one entry. Names that are not UTF-8, and owner ids too large for ustar, go
- * into a PAX header written here with raw values (`hdrcharset=BINARY`, as GNU tar reads it);
- * the ustar header then carries an ASCII stand-in name.
- */
-function entryHeader(encoder: HeaderEncoder, header: TarHeader): Uint8Array[] {
-  const records: Array<[string, Uint8Array | string]> = [];
-  const rawName = hasRawBytes(header.name);
-  const rawLink = header.linkname !== undefined && hasRawBytes(header.linkname);
-  if (rawName || rawLink) records.push(["hdrcharset", "BINARY"]);
-  if (rawName) records.push(["path", pathToBytes(header.name)]);
-  if (rawLink) records.push(["linkpath", pathToBytes(header.linkname!)]);
-  if (header.uid !== undefined && !fitsUstarId(header.uid)) {
-    records.push(["uid", String(header.uid)]);
-  }
-  if (header.gid !== undefined && !fitsUstarId(header.gid)) {
-    records.push(["gid", String(header.gid)]);
-  }
-  if (records.length === 0) return encoder.encode(header);
-  const pax = paxRecords(records);
-  const standIn = (name: string) => name.replace(/[^\x21-\x7e]/g, "_").slice(-99);
-  return [
-    ...encoder.encode({
-      name: "PaxHeader",
-      type: "pax-header" as TarHeader["type"],
-      size: pax.length,
-      mtime: header.mtime,
-    }),
-    pax,
-    new Uint8Array(padding(pax.length)),
-    ...encoder.encode({
-      ...header,
-      name: rawName ? standIn(header.name) : header.name,
-      linkname: rawLink ? standIn(header.linkname!) : header.linkname,
-    }),
-  ];
-}
-
-/**
- * The header blocks packing writes for a directory or a symlink (consolidate writes those a
- * synthetic full archive lacks with it).
- *
- * @param entry the directory or symlink
- * @param ownerNames names of its owner ids, for uname and gname
- * @returns the blocks (a PAX header first when the name or target needs one)
- */
-export function headerBlocks(
-  entry: SourceEntry & { readonly type: "dir" | "symlink" },
-  ownerNames?: OwnerNames,
-): Uint8Array[] {
-  const base = baseHeader(entry, ownerNames);
-  const header: TarHeader = entry.type === "dir"
-    ? { ...base, type: "directory" }
-    : { ...base, type: "symlink", linkname: entry.target };
-  return entryHeader(new HeaderEncoder(), header);
-}
-
-async function produce(stager: Stager, options: PackOptions, result: PackResult) {
-  const pending: Pending[] = [];
-  const primaries = new Map<string, Pending>();
-  const chunkBytes = options.readChunkBytes ?? READ_CHUNK_BYTES;
-  const encoder = new HeaderEncoder();
-  const appendAll = async (blocks: Uint8Array[]) => {
-    for (const block of blocks) await stager.append(block);
-  };
-  for (const entry of options.entries) {
-    const base = baseHeader(entry, options.ownerNames);
-    const offset = stager.position();
-    if (entry.type === "dir") await appendAll(entryHeader(encoder, { ...base, type: "directory" }));
-    if (entry.type === "symlink") {
-      await appendAll(entryHeader(encoder, { ...base, type: "symlink", linkname: entry.target }));
-    }
-    if (entry.type !== "file") continue;
-    const primary = entry.linkKey === undefined ? undefined : primaries.get(entry.linkKey);
-    if (primary !== undefined) {
-      await appendAll(entryHeader(encoder, { ...base, type: "link", linkname: primary.path }));
-      pending.push({ ...primary, path: entry.path, offset, hardlink: primary });
-      continue;
-    }
-    const opened = await openSourceFile(`${options.root}/${entry.path}`, entry);
-    if (!opened.ok) {
-      result.skipped.push({ path: entry.path, reason: opened.reason });
-      continue;
-    }
-    const file = opened.handle;
-    try {
-      await appendAll(entryHeader(encoder, { ...base, type: "file", size: entry.sizeBytes }));
-      const id = pending.length;
-      const { sha256, short } = await packFile(stager, entry, file, chunkBytes, id);
-      if (short) result.skipped.push({ path: entry.path, reason: "shrank during the backup" });
-      const packed = {
-        path: entry.path,
-        sizeBytes: entry.sizeBytes,
-        sha256,
-        offset,
-        whole: !short,
-      };
-      pending.push(packed);
-      if (entry.linkKey !== undefined && !short) primaries.set(entry.linkKey, packed);
-    } finally {
-      await file.close();
-    }
-  }
-  await stager.zeros(END_OF_ARCHIVE_BYTES);
-  await stager.flush();
-  await stager.flush(); // waits for the last chunk
-  for (const file of pending) {
-    const sha256 = await file.sha256;
-    if (!file.whole) continue;
-    const hardlink = file.hardlink === undefined ? {} : { hardlink: file.hardlink.path };
-    result.packed.set(file.path, {
-      sha256,
-      sizeBytes: file.sizeBytes,
-      offset: file.offset,
-      ...hardlink,
+  track(result: Promise<void>): void {
+    this.#outstanding++;
+    result.catch((error) => (this.#failure ??= error)).finally(() => {
+      if (--this.#outstanding === 0) this.#drained?.();
     });
   }
+
+  async drained(): Promise<void> {
+    if (this.#outstanding > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+}
+
+/** A primary name of a hard-linked file: its links wait for its hash. */
+interface Primary {
+  readonly path: string;
+  readonly sha256: Promise<string | null>;
+}
+
+/** Everything one packing run shares. */
+interface PackRun {
+  readonly table: EntryTable;
+  readonly snapshotId: string;
+  readonly stager: Stager;
+  readonly encoder: HeaderEncoder;
+  readonly names: OwnerNames | undefined;
+  readonly chunkBytes: number;
+  readonly skipped: SkippedEntry[];
+  readonly recorder: Recorder;
+  readonly primaries: Map<string, Primary>;
+  readonly open: (index: number) => SourceOpen | Promise<SourceOpen>;
+  files: number;
+  fileBytes: number;
+}
+
+async function appendAll(stager: Stager, blocks: Uint8Array[]): Promise<void> {
+  for (const block of blocks) await stager.append(block);
 }
 
 /**
- * Packs `entries` from `root` into a tar stream delivered to `sink`.
+ * Reads `length` bytes of `file` at `position` into the archive, hashed; zeros for what it
+ * could not read. Returns how many bytes were missing (the file shrank).
+ */
+async function copyRun(
+  run: PackRun,
+  file: SourceFile,
+  id: number,
+  position: number,
+  length: number,
+): Promise<number> {
+  let done = 0;
+  // Bounded: each turn copies at least one byte or ends on a short read.
+  while (done < length) {
+    const room = await run.stager.room();
+    const view = room.subarray(0, Math.min(run.chunkBytes, length - done, room.length));
+    const n = await file.read(view, position + done);
+    if (n === 0) break;
+    run.stager.commit(n, id);
+    done += n;
+  }
+  if (done < length) await run.stager.zeros(length - done, id);
+  return length - done;
+}
+
+/** Packs one regular file (or a hard link to one packed before); records its result later. */
+async function packFile(run: PackRun, index: number): Promise<void> {
+  const { table, stager } = run;
+  const entry = table.source(index) as SourceEntry & { type: "file" };
+  const base = baseHeader(entry, run.names);
+  const offset = stager.position();
+  const key = table.linkKey(index);
+  const primary = key === undefined ? undefined : run.primaries.get(key);
+  if (primary !== undefined) {
+    await appendAll(stager, run.encoder.encode({ ...base, type: "link", linkname: primary.path }));
+    const facts = { sizeBytes: entry.sizeBytes, offset, hardlink: primary.path };
+    run.recorder.track(primary.sha256.then((sha256) => {
+      recordPacked(
+        table,
+        index,
+        sha256 === null ? undefined : { ...facts, sha256 },
+        run.snapshotId,
+      );
+    }));
+    return;
+  }
+  const opened = await run.open(index);
+  if (!opened.ok) {
+    run.skipped.push({ path: entry.path, reason: opened.reason });
+    recordPacked(table, index, undefined, run.snapshotId);
+    return;
+  }
+  const file = opened.file;
+  try {
+    const xattrs = file.xattrs(entry.path, run.skipped);
+    const map = file.sizeBytes === entry.sizeBytes ? file.dataMap() : null;
+    // Not awaited here: a digest arrives once its staging buffer went to the hash worker.
+    const { sha256 } = map === null
+      ? await packDense(run, index, entry, base, file, xattrs)
+      : await packSparse(run, index, entry, base, file, { map, xattrs });
+    const whole = sha256.then((sha) => sha.short ? null : sha.sha256);
+    if (key !== undefined) run.primaries.set(key, { path: entry.path, sha256: whole });
+    run.recorder.track(sha256.then(({ sha256: sha, short, storedBytes }) => {
+      if (short) run.skipped.push({ path: entry.path, reason: "shrank during the backup" });
+      const facts: PackedFile = {
+        sha256: sha,
+        sizeBytes: entry.sizeBytes,
+        offset,
+        ...(map === null ? {} : { sparse: { storedBytes } }),
+        ...(xattrs === undefined ? {} : { xattrs }),
+      };
+      recordPacked(table, index, short ? undefined : facts, run.snapshotId);
+    }));
+    run.files++;
+    run.fileBytes += entry.sizeBytes;
+  } finally {
+    await file.close();
+  }
+}
+
+/** A packed file's hash, whether it shrank while read, and its stored bytes. */
+interface Hashed {
+  readonly sha256: string;
+  readonly short: boolean;
+  readonly storedBytes: number;
+}
+
+async function packDense(
+  run: PackRun,
+  index: number,
+  entry: SourceEntry & { type: "file" },
+  base: BaseHeader,
+  file: SourceFile,
+  xattrs: Record<string, string> | undefined,
+): Promise<{ sha256: Promise<Hashed> }> {
+  const header: TarHeader = { ...base, type: "file", size: entry.sizeBytes };
+  await appendAll(run.stager, run.encoder.encode(header, { xattrs }));
+  const missing = await copyRun(run, file, index, 0, entry.sizeBytes);
+  const digest = run.stager.hasher.end(index);
+  await run.stager.zeros(padding(entry.sizeBytes));
+  const storedBytes = entry.sizeBytes;
+  return { sha256: digest.then((sha256) => ({ sha256, short: missing > 0, storedBytes })) };
+}
+
+async function packSparse(
+  run: PackRun,
+  index: number,
+  entry: SourceEntry & { type: "file" },
+  base: BaseHeader,
+  file: SourceFile,
+  found: { map: SparseMap; xattrs: Record<string, string> | undefined },
+): Promise<{ sha256: Promise<Hashed> }> {
+  const mapBytes = sparseMapBytes(found.map);
+  const storedBytes = mapBytes.length + found.map.reduce((sum, [, n]) => sum + n, 0);
+  const header: TarHeader = { ...base, type: "file", size: storedBytes };
+  const extras: HeaderExtras = { xattrs: found.xattrs, sparseRealSize: entry.sizeBytes };
+  await appendAll(run.stager, run.encoder.encode(header, extras));
+  await run.stager.append(mapBytes, index);
+  let missing = 0;
+  for (const [position, length] of found.map) {
+    missing += await copyRun(run, file, index, position, length);
+  }
+  const digest = run.stager.hasher.end(index);
+  await run.stager.zeros(padding(storedBytes));
+  return { sha256: digest.then((sha256) => ({ sha256, short: missing > 0, storedBytes })) };
+}
+
+async function packOther(run: PackRun, index: number): Promise<void> {
+  const { table } = run;
+  const entry = table.source(index);
+  const base = baseHeader(entry, run.names);
+  if (entry.type === "dir") {
+    const xattrs = table.extras.get(index)?.xattrs;
+    await appendAll(run.stager, run.encoder.encode({ ...base, type: "directory" }, { xattrs }));
+  } else if (entry.type === "symlink") {
+    await appendAll(
+      run.stager,
+      run.encoder.encode({ ...base, type: "symlink", linkname: entry.target }),
+    );
+  }
+  table.states[index] = STATE.packed;
+}
+
+async function produce(run: PackRun): Promise<void> {
+  const yielder = new Yielder();
+  for (let index = 0; index < run.table.count; index++) {
+    if (run.table.states[index] !== STATE.changed) continue;
+    await yielder.maybe();
+    if (run.table.types[index] === TYPE_CODES.file) await packFile(run, index);
+    else await packOther(run, index);
+  }
+  await run.stager.zeros(END_OF_ARCHIVE_BYTES);
+  await run.stager.flush();
+  await run.stager.flush(); // waits for the last chunk
+  await run.recorder.drained();
+}
+
+/** How files are opened: relative to held directories (native) or by path. */
+function opener(options: TablePackOptions): {
+  open: (index: number) => SourceOpen | Promise<SourceOpen>;
+  close: () => void;
+} {
+  const table = options.table;
+  if (!useNativeFs(options.native ?? true)) {
+    return {
+      open: (index) => openSourceFile(`${options.root}/${table.path(index)}`, table.source(index)),
+      close: () => {},
+    };
+  }
+  const rootFd = openAt(AT_FDCWD, options.root, O.RDONLY | O.DIRECTORY | O.NONBLOCK);
+  const files = new NativeSourceFiles(rootFd, (path) => {
+    const index = table.dirIndex(path);
+    if (index < 0 || table.devs[index]! < 0) return undefined;
+    return { dev: table.devs[index]!, ino: table.inos[index]! };
+  });
+  return { open: (index) => files.open(table.source(index)), close: () => files.close() };
+}
+
+/**
+ * Packs the changed entries of a planned table into a tar stream delivered to `sink`, and
+ * records each file's hash, offset and rare fields in the table (a file left out is marked
+ * skipped).
+ *
+ * @param options root, table, snapshot id, sink
+ * @returns skipped entries, archive size, files and bytes packed
+ */
+export async function packTable(options: TablePackOptions): Promise<TablePackResult> {
+  const fileBytes = archiveBytesEstimate(options.table);
+  const hasher = fileBytes >= HASH_WORKER_MIN_BYTES
+    ? await WorkerHasher.open(options.hashWorker)
+    : new InlineHasher();
+  const stager = new Stager(options.sink, hasher, PACK_BUFFER_BYTES / 2);
+  const files = opener(options);
+  const run: PackRun = {
+    table: options.table,
+    snapshotId: options.snapshotId,
+    stager,
+    encoder: new HeaderEncoder(),
+    names: options.ownerNames,
+    chunkBytes: options.readChunkBytes ?? READ_CHUNK_BYTES,
+    skipped: [],
+    recorder: new Recorder(),
+    primaries: new Map(),
+    open: files.open,
+    files: 0,
+    fileBytes: 0,
+  };
+  try {
+    await produce(run);
+  } finally {
+    files.close();
+    await stager.settle();
+    hasher.close();
+  }
+  return {
+    skipped: run.skipped,
+    archiveBytes: stager.archiveBytes,
+    files: run.files,
+    fileBytes: run.fileBytes,
+  };
+}
+
+/**
+ * Packs `entries` from `root` into a tar stream delivered to `sink` (the object form of
+ * {@link packTable}).
  *
  * @param options root, entries, sink and read size
  * @returns hashes of the archived files, skipped files and the archive size
@@ -561,20 +507,23 @@ async function produce(stager: Stager, options: PackOptions, result: PackResult)
  * ```
  */
 export async function packEntries(options: PackOptions): Promise<PackResult> {
-  const fileBytes = options.entries.reduce(
-    (sum, e) => sum + (e.type === "file" ? e.sizeBytes : 0),
-    0,
-  );
-  const hasher = fileBytes >= HASH_WORKER_MIN_BYTES
-    ? await WorkerHasher.open(options.hashWorker)
-    : new InlineHasher();
-  const stager = new Stager(options.sink, hasher, PACK_BUFFER_BYTES / 2);
-  const result = { packed: new Map<string, PackedFile>(), skipped: [], archiveBytes: 0 };
-  try {
-    await produce(stager, options, result);
-  } finally {
-    await stager.settle();
-    hasher.close();
+  const table = new EntryTable();
+  const sorted = [...options.entries].sort((a, b) => (a.path < b.path ? -1 : 1));
+  for (const entry of sorted) table.add(entry);
+  const snapshotId = "packEntries";
+  const result = await packTable({ ...options, table, snapshotId });
+  const packed = new Map<string, PackedFile>();
+  for (let i = 0; i < table.count; i++) {
+    if (table.states[i] !== STATE.packed || table.types[i] !== TYPE_CODES.file) continue;
+    const extras = table.extras.get(i) ?? {};
+    packed.set(table.path(i), {
+      sha256: table.sha256(i),
+      sizeBytes: table.sizes[i]!,
+      offset: table.offsets[i]!,
+      ...(extras.hardlink === undefined ? {} : { hardlink: extras.hardlink }),
+      ...(extras.sparse === undefined ? {} : { sparse: extras.sparse }),
+      ...(extras.xattrs === undefined ? {} : { xattrs: extras.xattrs }),
+    });
   }
-  return { ...result, archiveBytes: stager.archiveBytes };
+  return { packed, skipped: result.skipped, archiveBytes: result.archiveBytes };
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { SourceError } from "../errors.ts";
-import { walkTree } from "./tree_walk.ts";
+import { walkSource, walkTree } from "./tree_walk.ts";
+import { pathToBytes } from "../../core/backup/path_rules.ts";
+import { AT_FDCWD, close, O, openAt, setXattr } from "../../adapters/fs_native.ts";
 import { withTempDir, writeFileWith } from "../_testing.ts";
 
 Deno.test("walkTree() records symlinks without following them and lists parents first", async () => {
@@ -71,21 +73,65 @@ Deno.test({
   },
 });
 
-Deno.test("walkTree() reports a name that is not UTF-8 with the true reason, not as vanished", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+/** Makes `dir/bad\xffname` with a shell (Deno cannot name such a file). */
+async function makeRawName(dir: string): Promise<void> {
+  const made = await new Deno.Command("sh", {
+    args: ["-c", `printf x > "$1/bad$(printf '\\377')name"`, "sh", dir],
+  }).output();
+  assert.ok(made.success);
+}
+
+Deno.test("walkTree() keeps a name that is not UTF-8, byte for byte (native layer)", async () => {
+  await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/ok`, "x");
-    // Deno cannot name such a file: make it with a shell.
-    const made = await new Deno.Command("sh", {
-      args: ["-c", `printf x > "$1/bad$(printf '\\377')name"`, "sh", dir],
-    }).output();
-    assert.ok(made.success);
+    await makeRawName(dir);
     const { entries, skipped } = await walkTree(dir);
+    assert.deepEqual(skipped, []);
+    assert.deepEqual(entries.map((e) => e.path), ["bad\udcffname", "ok"]);
+    assert.deepEqual([...pathToBytes(entries[0]!.path)], [
+      ...new TextEncoder().encode("bad"),
+      0xff,
+      ...new TextEncoder().encode("name"),
+    ]);
+  });
+});
+
+Deno.test("walkTree() by path reports a name that is not UTF-8 with the true reason, not as vanished", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/ok`, "x");
+    await makeRawName(dir);
+    const { entries, skipped } = await walkTree(dir, { native: false });
     assert.deepEqual(entries.map((e) => e.path), ["ok"]);
     assert.equal(skipped.length, 1);
     assert.match(skipped[0]!.reason, /^its name is not valid UTF-8/);
     assert.doesNotMatch(skipped[0]!.reason, /vanished/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
+});
+
+Deno.test("walkTree() lists entries in path order, each subtree after names that sort before a slash", async () => {
+  await withTempDir(async (dir) => {
+    for (const d of ["a", "a/x", "b"]) await Deno.mkdir(`${dir}/${d}`);
+    for (const f of ["a-b", "a.c", "a/x/f", "a0", "b/g"]) {
+      await Deno.writeTextFile(`${dir}/${f}`, "");
+    }
+    for (const native of [true, false]) {
+      const paths = (await walkTree(dir, { native })).entries.map((e) => e.path);
+      assert.deepEqual(paths, [...paths].sort(), `native: ${native}`);
+      assert.deepEqual(paths, ["a", "a-b", "a.c", "a/x", "a/x/f", "a0", "b", "b/g"]);
+    }
+  });
+});
+
+Deno.test("walkTree() records a directory's extended attributes and leaves excluded paths out", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/d/repo`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/d/repo/inside`, "");
+    const fd = openAt(AT_FDCWD, `${dir}/d`, O.RDONLY | O.DIRECTORY);
+    setXattr(fd, "user.note", new TextEncoder().encode("hi"));
+    close(fd);
+    const { table } = await walkSource(dir, { exclude: ["d/repo"] });
+    assert.deepEqual([table.path(0)], ["d"]);
+    assert.equal(table.count, 1);
+    assert.deepEqual(table.extras.get(0)?.xattrs, { "user.note": "aGk=" });
+  });
 });

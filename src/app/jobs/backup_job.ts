@@ -11,7 +11,6 @@
 
 import { formatRegion } from "../../core/stp/region.ts";
 import type { RegionConfig } from "../../core/stp/layout.ts";
-import type { Manifest } from "../../core/backup/manifest.ts";
 import { workerHostsRunning } from "../../adapters/host_link.ts";
 import type { BackupClientResult, BackupProgress } from "../agent/backup_client.ts";
 import { type ExcludedPath, repositoryExclusion } from "../agent/source_exclusions.ts";
@@ -21,6 +20,7 @@ import type { JobRegion } from "../hosts/side_host_worker.ts";
 import type { ServerSideResult } from "../server/server_side.ts";
 import type { BackupJobRequest } from "./jobs.ts";
 import { canonicalPath } from "../paths.ts";
+import { listSnapshotIds, openRepository } from "../repository/repository.ts";
 
 export { BackupJobError, jobErrorMessage };
 
@@ -47,8 +47,15 @@ export interface BackupJobOptions extends Omit<BackupJobRequest, "kind" | "agent
   readonly onProgress?: (progress: BackupProgress) => void;
   /** Aborts the job (the snapshot is then not committed). */
   readonly signal?: AbortSignal;
+  /** How long a host of a fresh region may go without renewing its lease, ms (default 2000). */
+  readonly leaseMs?: number;
   /** Drill: terminate the client host once it reported at least this many bytes. */
   readonly interruptClientAfterBytes?: number;
+  /**
+   * Drill: the same in the first attempt only (the storage path, when the region is there): the
+   * storage system failing mid-job. With `auto` the job then runs again over the network.
+   */
+  readonly failStorageAfterBytes?: number;
   /** How often the client reports progress, ms (default 250). */
   readonly progressEveryMs?: number;
   /** Drill: the server stops at this writer step and waits there until the job is cancelled. */
@@ -100,6 +107,7 @@ export function jobRegionConfig(
   regionMib: number,
   controlBlocks: number,
   ioTimeoutMs: number,
+  leaseMs = 2000,
 ): RegionConfig {
   const extentBytes = 8 * 1024 * 1024;
   return {
@@ -113,7 +121,7 @@ export function jobRegionConfig(
     blockCount: controlBlocks,
     hostCount: 8,
     ioTimeoutMs,
-    leaseMs: 2000,
+    leaseMs,
     backlogMax: 4,
   };
 }
@@ -134,7 +142,7 @@ function jobRegion(options: BackupJobOptions, ioTimeoutMs: number): JobRegion {
   const regionMib = options.regionMib ?? 64;
   if (regionMib === 0 || options.channel === "network") return null;
   const formatted = formatRegion(
-    jobRegionConfig(regionMib, options.controlBlocks ?? 64, ioTimeoutMs),
+    jobRegionConfig(regionMib, options.controlBlocks ?? 64, ioTimeoutMs, options.leaseMs),
     crypto.randomUUID(),
   );
   if (!formatted.ok) {
@@ -166,31 +174,69 @@ export async function runBackupJob(requested: BackupJobOptions): Promise<BackupJ
     key: crypto.getRandomValues(new Uint8Array(32)), // this job's agent key, known to both sides
     progressEveryMs: requested.progressEveryMs ?? 250,
   };
-  const { server } = await runSides({
-    region,
-    agent: { ...base, agent: { roots: [await canonicalPath(source)], excluded } },
-    server: {
-      ...base,
+  const roots = [await canonicalPath(source)];
+  const attempt = (channel: BackupJobOptions["channel"], drillBytes?: number) =>
+    runSides({
+      region,
+      agent: { ...base, agent: { roots, excluded } },
       server: {
-        kind: "backup",
-        agent: { host: "127.0.0.1", port: 1 }, // filled in once the agent side listens
-        mode: requested.mode,
-        channel: requested.channel,
-        source,
-        incremental: requested.incremental,
-        repo: requested.repo,
-        lockWaitMs: requested.lockWaitMs ?? 30_000,
-        pauseAt: requested.pauseServerAt,
+        ...base,
+        server: {
+          kind: "backup",
+          agent: { host: "127.0.0.1", port: 1 }, // filled in once the agent side listens
+          mode: requested.mode,
+          channel,
+          source,
+          incremental: requested.incremental,
+          repo: requested.repo,
+          lockWaitMs: requested.lockWaitMs ?? 30_000,
+          pauseAt: requested.pauseServerAt,
+        },
       },
-    },
-    repo: requested.repo,
-    progressFrom: "agent",
-    onProgress: requested.onProgress,
-    signal: requested.signal,
-    interruptAgentAfterBytes: requested.interruptClientAfterBytes,
-    onServerPaused: requested.onServerPaused,
-  });
-  return backupSummary(server, requested.mode, excluded, startedMs);
+      repo: requested.repo,
+      progressFrom: "agent",
+      onProgress: requested.onProgress,
+      signal: requested.signal,
+      interruptAgentAfterBytes: drillBytes,
+      onServerPaused: requested.onServerPaused,
+    });
+  const first = requested.interruptClientAfterBytes ?? requested.failStorageAfterBytes;
+  const fallback = requested.channel === "auto" && region !== null;
+  const before = fallback ? await committedIds(requested.repo) : [];
+  try {
+    const { server } = await attempt(requested.channel, first);
+    return backupSummary(server, requested.mode, excluded, startedMs);
+  } catch (error) {
+    if (!fallback || !(await midJobFallback(error, requested, before))) throw error;
+    const { server } = await attempt("network", requested.interruptClientAfterBytes);
+    const reason = `the storage path failed mid-job (${(error as Error).message}); nothing was ` +
+      "committed, so the backup ran again over the network";
+    return {
+      ...backupSummary(server, requested.mode, excluded, startedMs),
+      fallbackReason: reason,
+    };
+  }
+}
+
+/** Ids of the repository's committed snapshots (none when it does not exist yet). */
+async function committedIds(repo: string): Promise<string[]> {
+  return await openRepository(repo).then(listSnapshotIds, () => []);
+}
+
+/**
+ * Whether a failed `auto` attempt gives way to the network: the channels failed (no side failed
+ * for a reason of its own: a lost lease, a reset), the job was not cancelled, and no snapshot
+ * was committed meanwhile (a backup is never committed twice).
+ */
+async function midJobFallback(
+  error: unknown,
+  requested: BackupJobOptions,
+  before: readonly string[],
+): Promise<boolean> {
+  if (!(error instanceof BackupJobError) || !error.transport) return false;
+  if (requested.signal?.aborted === true) return false;
+  const after = await committedIds(requested.repo);
+  return after.every((id) => before.includes(id));
 }
 
 /**
@@ -209,7 +255,7 @@ export function backupSummary(
   startedMs: number,
 ): BackupJobSummary {
   if (server.kind !== "backup") throw new BackupJobError(`a ${server.kind} is no backup`);
-  const manifest: Manifest = server.backup.manifest;
+  const manifest = server.backup.manifest;
   const client = server.agent as unknown as BackupClientResult;
   const seconds = (performance.now() - startedMs) / 1000;
   return {
@@ -221,7 +267,7 @@ export function backupSummary(
     dataPath: server.dataPath,
     fallbackReason: server.fallbackReason,
     files: client.files,
-    filesTotal: manifest.entries.filter((entry) => entry.type === "file").length,
+    filesTotal: manifest.fileCount,
     fileBytes: client.fileBytes,
     archiveBytes: manifest.archiveBytes,
     storageBytes: manifest.channelBytes.storage,

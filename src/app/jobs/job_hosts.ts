@@ -50,8 +50,9 @@ export class BackupJobError extends Error {
    * Makes the error.
    *
    * @param message why the job did not happen, with the facts
+   * @param transport the channels failed: no side reported a cause of its own
    */
-  constructor(message: string) {
+  constructor(message: string, readonly transport = false) {
     super(message);
     this.name = "BackupJobError";
   }
@@ -245,7 +246,8 @@ class SidesRun {
   }
 
   #failWithBestReason(): void {
-    this.#finish(new BackupJobError(jobErrorMessage(this.#errors)));
+    const transport = Object.values(this.#errors).every((error) => error.origin !== "own");
+    this.#finish(new BackupJobError(jobErrorMessage(this.#errors), transport));
   }
 
   /** Asks the hosts to stop as a failure would; they are terminated if they do not in time. */

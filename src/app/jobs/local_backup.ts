@@ -11,8 +11,7 @@
  * @module
  */
 
-import type { Manifest } from "../../core/backup/manifest.ts";
-import { chooseParent, initRepository } from "../repository/repository.ts";
+import { chooseParent, initRepository, streamManifest } from "../repository/repository.ts";
 import { beginSnapshot, type WriterStep } from "../repository/snapshot_writer.ts";
 import {
   type ArchiveChannel,
@@ -21,12 +20,15 @@ import {
   sourceIdentity,
 } from "../agent/snapshot_source.ts";
 import type { ChunkSink } from "../agent/tar_pack.ts";
-import { type SkippedEntry, walkTree } from "../agent/tree_walk.ts";
+import type { SkippedEntry } from "../agent/tree_walk.ts";
+import { type ExcludedPath, repositoryExclusion } from "../agent/source_exclusions.ts";
 import {
-  type ExcludedPath,
-  repositoryExclusion,
-  withoutExcluded,
-} from "../agent/source_exclusions.ts";
+  commitReceived,
+  type CommittedManifest,
+  receiveManifestLines,
+} from "../repository/_manifest_commit.ts";
+import { pulled } from "../repository/_manifest_file.ts";
+import type { ManifestEntry } from "../../core/backup/manifest.ts";
 
 /** Options of {@link runLocalBackup}. */
 export interface LocalBackupOptions {
@@ -83,7 +85,7 @@ export interface BackupSummary {
 }
 
 function summarize(
-  manifest: Manifest,
+  manifest: CommittedManifest,
   packed: { files: number; fileBytes: number; skipped: SkippedEntry[] },
   facts: { fullReason: string | null; excluded: readonly ExcludedPath[] },
   seconds: number,
@@ -94,10 +96,10 @@ function summarize(
     fullReason: facts.fullReason,
     source: manifest.source,
     files: packed.files,
-    filesTotal: manifest.entries.filter((e) => e.type === "file").length,
+    filesTotal: manifest.fileCount,
     bytes: packed.fileBytes,
     archiveBytes: manifest.archiveBytes,
-    deleted: manifest.deleted.length,
+    deleted: manifest.deletedCount,
     skipped: packed.skipped.length,
     skippedEntries: packed.skipped,
     excluded: facts.excluded,
@@ -148,24 +150,28 @@ export async function runLocalBackup(options: LocalBackupOptions): Promise<Backu
       mode,
       options.incremental ?? false,
     );
-    const parentJson: unknown = JSON.parse(JSON.stringify(parent));
+    const entries = parent === null
+      ? undefined
+      : pulled<ManifestEntry>((push) => streamManifest(repo, parent.id, { entry: push }));
     prepared = await prepareSnapshot({
       mode,
       source,
       sourceId,
       snapshotId: writer.id,
-      parent: parentJson,
+      parent: null,
+      parentStream: parent === null || entries === undefined
+        ? undefined
+        : { head: parent, entries },
       beforePack: options.beforePack,
-      walked: mode === "fs"
-        ? walkTree(source).then((w) => withoutExcluded(w, excluded))
-        : undefined,
+      exclude: excluded.map((e) => e.path),
     });
     const extra = options.sink;
     const packed = await prepared.pack(async (chunk) => {
       await writer.write(chunk);
       if (extra !== undefined) await extra(chunk);
     }, options.channel ?? "none");
-    const manifest = await writer.commit(JSON.parse(JSON.stringify(packed.manifest)));
+    const received = await receiveManifestLines(writer, packed.lines());
+    const manifest = await commitReceived(writer, received, packed.head.channelBytes);
     const seconds = (performance.now() - startedMs) / 1000;
     return summarize(manifest, packed, { fullReason, excluded }, seconds);
   } catch (error) {

@@ -1,337 +1,97 @@
 /**
- * Writes a restore into its target without following a symlink that appears in a parent
- * directory after it was checked. Deno has no `openat`, so each write is fenced by checks:
+ * Writes a restore into its target (the API a restore drives, whether its archive members come
+ * from a local file or over a channel): with the native file layer (FFI) every write is relative
+ * to a held directory descriptor (`_restore_native.ts`: a symlink swapped into a parent is never
+ * followed); without it, writes go by path, fenced by device and inode checks before and after
+ * each step (`_restore_paths.ts`, with the window docs/backup.md describes).
  *
- * - every directory the restore creates or verifies is recorded by device and inode;
- * - a file is created under a temporary name with `O_CREAT | O_EXCL | O_NOFOLLOW`, then its
- *   parent is re-checked by `lstat` (device, inode, still a directory) and the temporary name
- *   must still name the inode just opened; on a mismatch what was opened is removed and nothing
- *   is written into it;
- * - the bytes go through the open handle, never by path; mode, owner and times too;
- * - the parent is checked again just before the rename to the real name, and the real name must
- *   name the same inode after it.
- *
- * See docs/backup.md for the window that remains.
+ * Driving it: `dir` for each directory before its entries, `file` (bytes through `check`,
+ * which must verify size and hash before the file gets its name), `symlink`, `link` for a second
+ * name of a file restored before, and `finishDir` for each directory once nothing more goes into
+ * it (deepest first); then `close`. Entries in path order let it keep few directories open.
  *
  * @module
  */
 
-import fs from "node:fs";
-import type { FileHandle } from "node:fs/promises";
 import type { ManifestEntry } from "../../core/backup/manifest.ts";
-import { parentPath } from "../../core/backup/path_rules.ts";
-import { RestoreError } from "../errors.ts";
-import { ownerIds } from "./_owners.ts";
+import { AT_FDCWD, O, openAt } from "../../adapters/fs_native.ts";
 import type { MemberPiece } from "./_archive_read.ts";
+import { useNativeFs } from "../_file_side.ts";
+import { NativeTarget } from "./_restore_native.ts";
+import { PathTarget } from "./_restore_paths.ts";
+import type { Identity, RestoreHooks, RestoreTarget } from "./_restore_common.ts";
 
-/** Flags of a new file: write only, create, fail if anything has the name, never follow. */
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL |
-  fs.constants.O_NOFOLLOW;
-/** Flags to re-open a restored directory to set its mode and times through the handle. */
-const DIR_FLAGS = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
+export {
+  MODE_WITHOUT_SPECIAL_BITS,
+  type RestoreHooks,
+  type RestoreTarget,
+  writeFailure,
+} from "./_restore_common.ts";
 
-/** Permission bits restored without `preservePermissions` (GNU tar without `-p`). */
-export const MODE_WITHOUT_SPECIAL_BITS = 0o777;
+/** Writes entries into `root`; see the module documentation. */
+export class TargetWriter implements RestoreTarget {
+  readonly #target: RestoreTarget;
 
-/** Test hooks: run at the named step of a restore (to swap things in the target). */
-export interface RestoreHooks {
-  /** Before an entry is created (after its parent was checked). */
-  beforeCreate?(path: string): Promise<void>;
-}
-
-/** Where a restored entry's identity is kept: device and inode. */
-interface Identity {
-  readonly dev: number;
-  readonly ino: number;
-}
-
-/** A failure of the target (the disk being written), as a typed error naming the path. */
-export function writeFailure(path: string, error: unknown): RestoreError {
-  if (error instanceof RestoreError) return error;
-  const code = (error as { code?: string }).code;
-  const text = error instanceof Error ? error.message : String(error);
-  return new RestoreError(
-    "write-failed",
-    `cannot write ${JSON.stringify(path)} in the target: ${code ?? "error"}: ${text}`,
-    { cause: error },
-  );
-}
-
-async function effectiveUid(): Promise<number | undefined> {
-  try {
-    return Deno.uid() ?? undefined; // needs --allow-sys=uid
-  } catch {
-    // fall through: /proc/self needs --allow-all under Deno's permissions
-  }
-  try {
-    const status = await Deno.readTextFile("/proc/self/status");
-    const line = status.split("\n").find((l) => l.startsWith("Uid:"));
-    const uid = Number(line?.split(/\s+/)[2]);
-    return Number.isInteger(uid) ? uid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function sameInode(a: Identity, b: { dev: number; ino: number | null }): boolean {
-  return a.dev === b.dev && a.ino === b.ino;
-}
-
-/**
- * Times for `FileHandle.utimes`: seconds as a float, which it truncates to nanoseconds; half a
- * microsecond more keeps the float from landing just below the recorded millisecond.
- */
-function handleTimes(mtimeMs: number): [number, number] {
-  const seconds = (mtimeMs + 0.0005) / 1000;
-  return [seconds, seconds];
-}
-
-function randomName(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return `.lanfree-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}.partial`;
-}
-
-/** Writes entries into `root`; see the module documentation for the checks. */
-export class TargetWriter {
-  readonly #dirs = new Map<string, Identity>();
-  readonly #modeMask: number;
-  #asRoot: Promise<boolean>;
-
+  /**
+   * @param root the target directory (its real path)
+   * @param fresh whether it was empty (nothing can be in the way)
+   * @param options permissions, test hooks, and `native: false` to write by path
+   * @param rootIdentity its device and inode as checked
+   */
   constructor(
     readonly root: string,
     readonly fresh: boolean,
-    options: { preservePermissions?: boolean; hooks?: RestoreHooks },
+    options: { preservePermissions?: boolean; hooks?: RestoreHooks; native?: boolean },
     rootIdentity: Identity,
-    readonly hooks: RestoreHooks = options.hooks ?? {},
   ) {
-    this.#dirs.set("", rootIdentity);
-    this.#modeMask = options.preservePermissions ? 0o7777 : MODE_WITHOUT_SPECIAL_BITS;
-    this.#asRoot = effectiveUid().then((uid) => uid === 0);
+    if (useNativeFs(options.native ?? true)) {
+      const fd = openAt(AT_FDCWD, root, O.RDONLY | O.DIRECTORY | O.NOFOLLOW | O.NONBLOCK);
+      this.#target = new NativeTarget(fd, fresh, options, rootIdentity);
+    } else this.#target = new PathTarget(root, fresh, options, rootIdentity);
   }
 
-  full(path: string): string {
-    return `${this.root}/${path}`;
+  /** Stale temporaries of an interrupted restore removed so far. */
+  get staleRemoved(): number {
+    return this.#target.staleRemoved;
   }
 
   /** Whether the directory of `path` was restored (else its entries are not written). */
   hasDir(path: string): boolean {
-    return this.#dirs.has(path);
+    return this.#target.hasDir(path);
   }
 
-  /** Checks the parent of `path` is still the directory recorded for it. */
-  async #checkParent(path: string): Promise<void> {
-    const parent = parentPath(path);
-    const recorded = this.#dirs.get(parent);
-    const unsafe = (why: string) =>
-      new RestoreError(
-        "unsafe-path",
-        `entry ${JSON.stringify(path)}: its parent ${JSON.stringify(parent || ".")} ${why}`,
-      );
-    if (recorded === undefined) throw unsafe("is not a restored directory");
-    const info = await Deno.lstat(parent === "" ? this.root : this.full(parent)).catch(() => null);
-    if (info === null || !info.isDirectory || !sameInode(recorded, info)) {
-      throw unsafe("was replaced during the restore (a symlink or another directory)");
-    }
+  /** Makes (or, with overwrite, keeps) a directory. */
+  dir(entry: ManifestEntry): Promise<void> {
+    return this.#target.dir(entry);
   }
 
-  /** Removes what is in the way of a new entry at `path` (only with overwrite). */
-  async #clear(path: string, keepDir: boolean): Promise<Deno.FileInfo | null> {
-    if (this.fresh) return null;
-    const info = await Deno.lstat(this.full(path)).catch(() => null);
-    if (info === null || (keepDir && info.isDirectory)) return info;
-    // A file in the way of a file is replaced by the rename; anything else is removed (a symlink
-    // is removed itself, never followed).
-    if (!info.isDirectory && !keepDir) return null;
-    await Deno.remove(this.full(path), { recursive: info.isDirectory });
-    return null;
-  }
-
-  async dir(entry: ManifestEntry): Promise<void> {
-    await this.#checkParent(entry.path);
-    await this.hooks.beforeCreate?.(entry.path);
-    const existing = await this.#clear(entry.path, true);
-    const full = this.full(entry.path);
-    if (existing === null) await Deno.mkdir(full, { mode: 0o700 });
-    const info = await Deno.lstat(full);
-    try {
-      await this.#checkParent(entry.path);
-    } catch (error) {
-      if (existing === null) await Deno.remove(full).catch(() => {});
-      throw error;
-    }
-    if (!info.isDirectory) throw new RestoreError("unsafe-path", `${full} is not a directory`);
-    this.#dirs.set(entry.path, { dev: info.dev, ino: info.ino ?? -1 });
-  }
-
-  /**
-   * Writes one file: temporary name, checked handle, pieces written at their positions, hash
-   * checked by `check` before anything gets the real name.
-   */
-  async file(
+  /** Writes one file; see {@link RestoreTarget.file}. */
+  file(
     entry: ManifestEntry & { type: "file" },
     realSize: number,
     pieces: AsyncIterable<MemberPiece>,
     check: (pieces: AsyncIterable<MemberPiece>) => AsyncIterable<MemberPiece>,
   ): Promise<void> {
-    await this.#checkParent(entry.path);
-    await this.hooks.beforeCreate?.(entry.path);
-    const dir = parentPath(entry.path);
-    const temp = dir === "" ? randomName() : `${dir}/${randomName()}`;
-    const handle = await fs.promises.open(this.full(temp), CREATE_FLAGS, 0o600).catch((e) => {
-      throw writeFailure(entry.path, e);
-    });
-    let identity: Identity | undefined;
-    try {
-      const stat = await handle.stat();
-      identity = { dev: stat.dev, ino: stat.ino };
-      await this.#checkOpened(entry.path, temp, identity);
-      await this.#writePieces(entry.path, handle, check(pieces));
-      await this.#finishFile(entry, handle, realSize);
-    } catch (error) {
-      await handle.close().catch(() => {});
-      await this.#removeIf(temp, identity);
-      throw error;
-    }
-    await handle.close().catch(() => {});
-    await this.#moveIntoPlace(entry.path, temp, identity);
+    return this.#target.file(entry, realSize, pieces, check);
   }
 
-  async #checkOpened(path: string, temp: string, identity: Identity): Promise<void> {
-    await this.#checkParent(path);
-    const info = await Deno.lstat(this.full(temp)).catch(() => null);
-    if (info === null || !sameInode(identity, info)) {
-      throw new RestoreError(
-        "unsafe-path",
-        `entry ${JSON.stringify(path)}: its temporary file was moved or replaced`,
-      );
-    }
-  }
-
-  async #writePieces(path: string, handle: FileHandle, pieces: AsyncIterable<MemberPiece>) {
-    for await (const piece of pieces) {
-      if (piece.position === undefined) continue;
-      // Bounded: each turn writes at least one byte or throws.
-      for (let at = 0; at < piece.bytes.length;) {
-        const { bytesWritten } = await handle.write(
-          piece.bytes,
-          at,
-          piece.bytes.length - at,
-          piece.position + at,
-        ).catch((e) => {
-          throw writeFailure(path, e);
-        });
-        at += bytesWritten;
-      }
-    }
-  }
-
-  async #finishFile(entry: ManifestEntry, handle: FileHandle, realSize: number): Promise<void> {
-    try {
-      await handle.truncate(realSize);
-      await this.#owner(entry, (uid, gid) => handle.chown(uid, gid));
-      await handle.chmod(entry.mode & this.#modeMask);
-      await handle.utimes(...handleTimes(entry.mtimeMs));
-    } catch (error) {
-      throw writeFailure(entry.path, error);
-    }
-  }
-
-  /** Sets the recorded owner when running as root (as tar does), by name first. */
-  async #owner(
-    entry: ManifestEntry,
-    chown: (uid: number, gid: number) => Promise<void>,
-  ): Promise<void> {
-    if (entry.uid === undefined || entry.gid === undefined || !(await this.#asRoot)) return;
-    const { uid, gid } = await ownerIds({ ...entry, uid: entry.uid, gid: entry.gid });
-    await chown(uid, gid);
-  }
-
-  async #removeIf(path: string, identity: Identity | undefined): Promise<void> {
-    const info = await Deno.lstat(this.full(path)).catch(() => null);
-    if (info !== null && identity !== undefined && sameInode(identity, info)) {
-      await Deno.remove(this.full(path)).catch(() => {});
-    }
-  }
-
-  async #moveIntoPlace(path: string, temp: string, identity: Identity): Promise<void> {
-    try {
-      await this.#checkOpened(path, temp, identity);
-      await this.#clear(path, false);
-      await Deno.rename(this.full(temp), this.full(path));
-    } catch (error) {
-      await this.#removeIf(temp, identity);
-      throw writeFailure(path, error);
-    }
-    const placed = await Deno.lstat(this.full(path)).catch(() => null);
-    try {
-      await this.#checkParent(path);
-      if (placed === null || !sameInode(identity, placed)) throw new Error("moved");
-    } catch {
-      await this.#removeIf(path, identity);
-      throw new RestoreError(
-        "unsafe-path",
-        `entry ${JSON.stringify(path)}: its directory changed while it was put in place`,
-      );
-    }
-  }
-
-  async symlink(entry: ManifestEntry & { type: "symlink" }): Promise<void> {
-    await this.#checkParent(entry.path);
-    await this.hooks.beforeCreate?.(entry.path);
-    await this.#clear(entry.path, false);
-    const full = this.full(entry.path);
-    await Deno.remove(full).catch(() => {});
-    await Deno.symlink(entry.target, full).catch((e) => {
-      throw writeFailure(entry.path, e);
-    });
-    const made = await Deno.lstat(full);
-    await this.#checkParent(entry.path).catch(async (error) => {
-      await this.#removeIf(entry.path, { dev: made.dev, ino: made.ino ?? -1 });
-      throw error;
-    });
-    await this.#owner(entry, (uid, gid) => fs.promises.lchown(full, uid, gid));
+  /** Makes a symlink (never following it). */
+  symlink(entry: ManifestEntry & { type: "symlink" }): Promise<void> {
+    return this.#target.symlink(entry);
   }
 
   /** A second name for a file restored earlier (`primary`), as a hard link. */
-  async link(path: string, primary: string): Promise<void> {
-    await this.#checkParent(path);
-    await this.#checkParent(primary);
-    await this.hooks.beforeCreate?.(path);
-    await this.#clear(path, false);
-    await Deno.remove(this.full(path)).catch(() => {});
-    const before = await Deno.lstat(this.full(primary));
-    await Deno.link(this.full(primary), this.full(path)).catch((e) => {
-      throw writeFailure(path, e);
-    });
-    const made = await Deno.lstat(this.full(path));
-    if (!sameInode({ dev: before.dev, ino: before.ino ?? -1 }, made)) {
-      throw new RestoreError("unsafe-path", `hard link ${JSON.stringify(path)} changed`);
-    }
-    await this.#checkParent(path);
+  link(path: string, primary: string): Promise<void> {
+    return this.#target.link(path, primary);
   }
 
-  /** Sets a directory's owner, mode and times through a handle (never following a symlink). */
-  async finishDir(entry: ManifestEntry): Promise<void> {
-    const recorded = this.#dirs.get(entry.path);
-    if (recorded === undefined) return;
-    const handle = await fs.promises.open(this.full(entry.path), DIR_FLAGS).catch((e) => {
-      throw writeFailure(entry.path, e);
-    });
-    try {
-      const stat = await handle.stat();
-      if (!sameInode(recorded, stat)) {
-        throw new RestoreError(
-          "unsafe-path",
-          `directory ${JSON.stringify(entry.path)} was replaced during the restore`,
-        );
-      }
-      await this.#owner(entry, (uid, gid) => handle.chown(uid, gid));
-      await handle.chmod(entry.mode & this.#modeMask);
-      await handle.utimes(...handleTimes(entry.mtimeMs));
-    } catch (error) {
-      throw writeFailure(entry.path, error);
-    } finally {
-      await handle.close().catch(() => {});
-    }
+  /** Sets a directory's owner, mode and times (never following a symlink). */
+  finishDir(entry: ManifestEntry): Promise<void> {
+    return this.#target.finishDir(entry);
+  }
+
+  /** Releases the directories held open. */
+  close(): void {
+    this.#target.close();
   }
 }

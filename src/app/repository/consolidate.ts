@@ -28,7 +28,7 @@ import { syncDir, writeManifestNote } from "./_repo_files.ts";
 import type { ArchiveReader } from "./_tar_member.ts";
 import { RepositoryError } from "../errors.ts";
 import { openRepository, repoPaths, type Repository, resolveSnapshot } from "./repository.ts";
-import { headerBlocks } from "../agent/tar_pack.ts";
+import { headerBlocks } from "./_tar_headers.ts";
 
 /** Steps of consolidate a drill hook sees besides `locked`, `cleaned` and `released`. */
 export type ConsolidateStep =

@@ -13,10 +13,17 @@
  * @module
  */
 
-import { type ArchiveState, chainProblem } from "../../core/backup/chain.ts";
+import { ArchiveNeeds, type ArchiveState } from "../../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../../core/backup/manifest.ts";
+import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import { RepositoryError } from "../errors.ts";
 import { canonicalPath } from "../paths.ts";
+import {
+  type ManifestHandlers,
+  readManifestHeadFile,
+  type StreamedManifest,
+  streamManifestFile,
+} from "./_manifest_file.ts";
 
 /** Format name written in the marker file. */
 export const REPOSITORY_FORMAT = "lanfree-repository";
@@ -234,6 +241,52 @@ export async function readManifest(repo: Repository, id: string): Promise<Manife
   return parsed.manifest;
 }
 
+/** Snapshot `id`'s manifest file, read a line at a time (or whole, for older layouts). */
+function manifestFile(repo: Repository, id: string) {
+  if (!SNAPSHOT_ID_PATTERN.test(id)) {
+    throw new RepositoryError("unknown-snapshot", `${JSON.stringify(id)} is not a snapshot id`);
+  }
+  return {
+    path: repoPaths.manifest(repo, id),
+    id,
+    repoPath: repo.path,
+    readWhole: () => readManifest(repo, id),
+  };
+}
+
+/**
+ * Reads one manifest an entry at a time (entries in path order), each checked, the tree rule
+ * included: memory stays small however many entries it has.
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @param handlers what to do with the head, each entry and each deleted path
+ * @param trusted hand over entry lines unchecked (see `ManifestHandlers.entryLine`)
+ * @returns the head and the entry count
+ * @throws {RepositoryError} `unknown-snapshot` or `corrupt` (naming the file and the problem)
+ */
+export async function streamManifest(
+  repo: Repository,
+  id: string,
+  handlers: ManifestHandlers,
+  trusted = false,
+): Promise<StreamedManifest> {
+  return await streamManifestFile(manifestFile(repo, id), handlers, trusted);
+}
+
+/**
+ * Reads one manifest's head (its first line; older layouts are read whole). Its channel
+ * counters are left at zero.
+ *
+ * @param repo the repository
+ * @param id the snapshot id
+ * @returns the head
+ * @throws {RepositoryError} `unknown-snapshot` or `corrupt`
+ */
+export async function readManifestHead(repo: Repository, id: string): Promise<ManifestHead> {
+  return await readManifestHeadFile(manifestFile(repo, id));
+}
+
 /**
  * Reads every manifest, oldest first.
  *
@@ -269,10 +322,15 @@ export async function latestSnapshot(
 
 /** The parent an incremental backup builds on, or why the backup is full. */
 export interface ParentChoice {
-  /** The parent's manifest, or null for a full backup. */
-  readonly parent: Manifest | null;
+  /** The parent's manifest head (stream its entries with `streamManifest`), or null. */
+  readonly parent: ManifestHead | null;
   /** Why an incremental backup that was asked for is full; null when it is not, or not asked. */
   readonly fullReason: string | null;
+  /**
+   * The parent's file is in the line layout and path order (read line by line, not whole): its
+   * lines can be sent on as they are.
+   */
+  readonly lineLayout?: boolean;
 }
 
 function messageOf(error: unknown): string {
@@ -284,7 +342,8 @@ function messageOf(error: unknown): string {
  * and kind whose chain is complete (every manifest readable, every archive its files need present
  * with the size its manifest records). Anything else makes the backup full, with the reason: no
  * earlier snapshot, a newer manifest that cannot be read (it may be the latest of this source),
- * or a broken chain. Database snapshots are always full.
+ * or a broken chain. Database snapshots are always full. Manifests are read a line at a time:
+ * heads to choose, the parent's entries once to check it.
  *
  * @param repo the repository (under its writer lock)
  * @param source the source as recorded in manifests
@@ -302,9 +361,9 @@ export async function chooseParent(
   if (kind === "db") return { parent: null, fullReason: "database snapshots are always full" };
   const ids = await listSnapshotIds(repo);
   for (let i = ids.length - 1; i >= 0; i--) {
-    let manifest: Manifest;
+    let head: ManifestHead;
     try {
-      manifest = await readManifest(repo, ids[i]!);
+      head = await readManifestHead(repo, ids[i]!);
     } catch (error) {
       return {
         parent: null,
@@ -313,43 +372,59 @@ export async function chooseParent(
         }); it may be the latest of this source, so this backup is full`,
       };
     }
-    if (manifest.source !== source || manifest.kind !== kind) continue;
-    const problem = await brokenChain(repo, manifest);
-    if (problem === undefined) return { parent: manifest, fullReason: null };
+    if (head.source !== source || head.kind !== kind) continue;
+    const { problem, lineLayout } = await brokenChain(repo, head);
+    if (problem === undefined) return { parent: head, fullReason: null, lineLayout };
     return {
       parent: null,
-      fullReason: `the parent chain of ${manifest.id} is broken: ${problem}`,
+      fullReason: `the parent chain of ${head.id} is broken: ${problem}`,
     };
   }
   return { parent: null, fullReason: `no earlier snapshot of ${source} in this repository` };
 }
 
 /**
- * What is wrong with the archives `parent`'s files point into, or undefined when they are whole:
- * each archive's size is compared with its own snapshot's manifest where it has one (a manifest
- * that is there but cannot be read breaks the chain); a forgotten snapshot's archive, or one
- * prune wrote, must at least reach past the members the parent reads from it.
+ * What is wrong with the archives `parent`'s files point into, or undefined when they are whole
+ * (the parent's manifest is read as a stream): each archive's size is compared with its own
+ * snapshot's manifest where it has one (a manifest that is there but cannot be read breaks the
+ * chain); a forgotten snapshot's archive, or one prune wrote, must at least reach past the
+ * members the parent reads from it.
  */
-async function brokenChain(repo: Repository, parent: Manifest): Promise<string | undefined> {
+async function brokenChain(
+  repo: Repository,
+  parent: ManifestHead,
+): Promise<{ problem: string | undefined; lineLayout: boolean }> {
+  const needs = new ArchiveNeeds();
+  let lineLayout = false;
+  try {
+    const streamed = await streamManifest(repo, parent.id, {
+      entry: (entry) => {
+        if (entry.type === "file") needs.add(entry);
+      },
+    });
+    lineLayout = streamed.lineLayout;
+  } catch (error) {
+    const problem = `the manifest of snapshot ${parent.id} cannot be read (${messageOf(error)})`;
+    return { problem, lineLayout };
+  }
   const archives = new Map<string, ArchiveState>();
-  for (const entry of parent.entries) {
-    if (entry.type !== "file" || archives.has(entry.data)) continue;
-    const id = entry.data;
+  for (const id of needs.archives) {
     let recordedBytes: number | null = null;
     if (id === parent.id) recordedBytes = parent.archiveBytes;
     else {
       try {
-        recordedBytes = (await readManifest(repo, id)).archiveBytes;
+        recordedBytes = (await readManifestHead(repo, id)).archiveBytes;
       } catch (error) {
         if (!(error instanceof RepositoryError && error.code === "unknown-snapshot")) {
-          return `the manifest of snapshot ${id} cannot be read (${messageOf(error)})`;
+          const problem = `the manifest of snapshot ${id} cannot be read (${messageOf(error)})`;
+          return { problem, lineLayout };
         }
       }
     }
     const sizeBytes = await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => null);
     archives.set(id, { sizeBytes, recordedBytes });
   }
-  return chainProblem(parent, archives);
+  return { problem: needs.problem(archives), lineLayout };
 }
 
 /**
@@ -369,25 +444,44 @@ export async function resolveSnapshot(
   snapshot: string,
   source?: string,
 ): Promise<Manifest> {
+  const head = await resolveSnapshotHead(repo, snapshot, source);
+  return await readManifest(repo, head.id);
+}
+
+/**
+ * {@link resolveSnapshot} without reading any entries: the head of the snapshot named (read
+ * from each manifest's first line, so "latest" costs a line per snapshot, not a manifest).
+ *
+ * @param repo the repository
+ * @param snapshot an id or `"latest"`
+ * @param source the source the snapshot must be of
+ * @returns the manifest's head
+ * @throws {RepositoryError} `unknown-snapshot` naming what was looked for
+ */
+export async function resolveSnapshotHead(
+  repo: Repository,
+  snapshot: string,
+  source?: string,
+): Promise<ManifestHead> {
   const wanted = source === undefined ? undefined : await canonicalPath(source);
   if (snapshot !== "latest") {
-    const manifest = await readManifest(repo, snapshot);
-    if (wanted !== undefined && manifest.source !== wanted) {
+    const head = await readManifestHead(repo, snapshot);
+    if (wanted !== undefined && head.source !== wanted) {
       throw new RepositoryError(
         "unknown-snapshot",
-        `snapshot ${snapshot} is of source ${manifest.source}, not ${wanted}`,
+        `snapshot ${snapshot} is of source ${head.source}, not ${wanted}`,
       );
     }
-    return manifest;
+    return head;
   }
   const ids = await listSnapshotIds(repo);
   if (ids.length === 0) {
     throw new RepositoryError("unknown-snapshot", `repository ${repo.path} has no snapshots`);
   }
-  if (wanted === undefined) return await readManifest(repo, ids[ids.length - 1]!);
+  if (wanted === undefined) return await readManifestHead(repo, ids[ids.length - 1]!);
   for (let i = ids.length - 1; i >= 0; i--) {
-    const manifest = await readManifest(repo, ids[i]!);
-    if (manifest.source === wanted) return manifest;
+    const head = await readManifestHead(repo, ids[i]!);
+    if (head.source === wanted) return head;
   }
   throw new RepositoryError(
     "unknown-snapshot",

@@ -1,22 +1,44 @@
 /**
- * Restores a snapshot (applying its incremental chain) into a target directory: directories
- * first, then file bytes archive by archive (each member read at the offset its manifest keeps,
- * every SHA-256 checked before the file gets its real name), then hard links and symlinks, then
- * directory modes and mtimes deepest first. Only paths from the validated manifest are written,
- * never through a symlink, never outside the target. A file that cannot be restored (a damaged
- * member, a full disk) is reported with its path and the rest is restored.
+ * Restores a snapshot into a target directory. Each file reads its bytes from the archive its
+ * `data` reference names (the snapshot's own, an ancestor's, or one prune repacked), never by
+ * following the parent chain, which forget may have cut. The manifest is read twice, a line at a
+ * time: once to check it whole (every entry, the tree rule, the subpath) before anything is
+ * written, then to restore entry by entry in path order: each directory before its entries,
+ * each file from its member at the offset its manifest keeps (its SHA-256 checked before the
+ * file gets its real name), symlinks and hard links in place, each directory's mode and times
+ * set as soon as its subtree is done. Only paths from the checked manifest are written, never
+ * through a symlink, never outside the target. A file that cannot be restored (a damaged member,
+ * a missing archive, a full disk) is reported with its path and the rest is restored. Manifests
+ * whose files carry no offsets (version 1), and restores whose members arrive from elsewhere (an
+ * agent's, streamed by the server: {@link restorePlanned}), are restored in phases.
  *
  * @module
  */
 
 import { planRestore, type RestorePlan } from "../../core/backup/chain.ts";
 import type { FileEntry, Manifest, ManifestEntry } from "../../core/backup/manifest.ts";
-import { type MemberPiece, openArchive, openMember, readArchiveFiles } from "./_archive_read.ts";
+import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
+import { checkEntryPath, isWithin, parentPath } from "../../core/backup/path_rules.ts";
+import {
+  type MemberPiece,
+  openArchive,
+  openMember,
+  readArchiveFiles,
+  windowedReader,
+} from "./_archive_read.ts";
 import { BackupError, RestoreError } from "../errors.ts";
-import { openRepository, repoPaths, type Repository, resolveSnapshot } from "./repository.ts";
+import {
+  openRepository,
+  readManifest,
+  repoPaths,
+  type Repository,
+  resolveSnapshotHead,
+  streamManifest,
+} from "./repository.ts";
 import type { ArchiveReader } from "./_tar_member.ts";
 import { type RestoreHooks, TargetWriter } from "./_restore_target.ts";
 import { createHash } from "node:crypto";
+import { Yielder } from "../_file_side.ts";
 
 /** Options of {@link restoreSnapshot}. */
 export interface RestoreOptions {
@@ -39,6 +61,8 @@ export interface RestoreOptions {
   readonly openArchive?: (path: string) => Promise<ArchiveReader>;
   /** Test hooks (swapping things in the target mid-restore). */
   readonly hooks?: RestoreHooks;
+  /** False writes by path even when the native file layer is there (tests of the fallback). */
+  readonly native?: boolean;
 }
 
 /** One entry that could not be restored, and on which side the fault lies. */
@@ -69,6 +93,8 @@ export interface RestoreSummary {
   readonly seconds: number;
   /** Entries not restored (empty when everything was). */
   readonly problems: RestoreProblem[];
+  /** Temporary files a killed earlier restore left in the target, removed by this one. */
+  readonly staleRemoved: number;
 }
 
 /** Most problems listed in one restore's report (the count is always exact). */
@@ -278,6 +304,241 @@ async function restoreByName(
   }
 }
 
+/** What the checking pass found out before anything is written. */
+interface CheckedRestore {
+  /** Some selected file carries no offset (a version-1 archive): restore in phases. */
+  readonly phased: boolean;
+  /** Primaries outside the selection whose links inside it are restored as files instead. */
+  readonly standInPrimaries: ReadonlySet<string>;
+}
+
+/** Whether `path` is restored: inside `subpath`, or a directory leading to it. */
+function selector(subpath: string | undefined): (path: string) => boolean {
+  if (subpath === undefined) return () => true;
+  return (path) => isWithin(path, subpath) || isWithin(subpath, path);
+}
+
+/**
+ * The checking pass: the whole manifest (every entry, the tree rule: `streamManifest`) and the
+ * subpath present; nothing is written. A file's archive is not looked up here: one that is
+ * missing or damaged fails that file alone, when it is read.
+ */
+async function checkRestore(
+  repo: Repository,
+  head: ManifestHead,
+  subpath: string | undefined,
+): Promise<CheckedRestore> {
+  if (subpath !== undefined) {
+    const check = checkEntryPath(subpath);
+    if (!check.ok) throw new RestoreError("bad-plan", check.message);
+  }
+  const selected = selector(subpath);
+  let phased = false;
+  let found = subpath === undefined;
+  const standInPrimaries = new Set<string>();
+  await streamManifest(repo, head.id, {
+    entry: (entry) => {
+      if (!selected(entry.path)) return;
+      if (entry.path === subpath) found = true;
+      if (entry.type !== "file") return;
+      if (entry.offset === undefined) phased = true;
+      if (entry.hardlink !== undefined && !selected(entry.hardlink)) {
+        standInPrimaries.add(entry.hardlink);
+      }
+    },
+  });
+  if (!found) {
+    throw new RestoreError(
+      "bad-plan",
+      `snapshot ${head.id} has no entry ${JSON.stringify(subpath)}`,
+    );
+  }
+  return { phased, standInPrimaries };
+}
+
+/** Archives open for reading, the most recently used kept (a bounded number). */
+class ArchiveReaders {
+  readonly #open = new Map<string, Promise<ArchiveReader>>();
+
+  constructor(
+    readonly repo: Repository,
+    readonly openOne: (path: string) => Promise<ArchiveReader>,
+  ) {}
+
+  /** The reader of snapshot `id`'s archive (a failure to open is `read-failed`). */
+  get(id: string): Promise<ArchiveReader> {
+    let reader = this.#open.get(id);
+    if (reader !== undefined) this.#open.delete(id);
+    else {
+      const path = repoPaths.archive(this.repo, id);
+      reader = this.openOne(path).then(windowedReader).catch((error) => {
+        this.#open.delete(id);
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new RestoreError("read-failed", `archive ${path}: ${reason}`);
+      });
+      reader.catch(() => {});
+    }
+    this.#open.set(id, reader);
+    if (this.#open.size > ARCHIVES_OPEN_MAX) {
+      const [oldest, first] = this.#open.entries().next().value!;
+      this.#open.delete(oldest);
+      first.then((r) => r.close(), () => {});
+    }
+    return reader;
+  }
+
+  close(): void {
+    for (const reader of this.#open.values()) reader.then((r) => r.close(), () => {});
+    this.#open.clear();
+  }
+}
+
+/** Most archives held open at once while restoring a chain. */
+const ARCHIVES_OPEN_MAX = 16;
+
+/** Counts of a restore. */
+interface Restored {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+}
+
+/** The streamed restore: one pass over the manifest in path order. */
+class StreamedRestore {
+  readonly counts: Restored = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  readonly #open: ManifestEntry[] = [];
+  readonly #dirs = new Map<string, ManifestEntry>();
+  readonly #standIns = new Map<string, FileEntry>();
+  readonly #standInDone = new Map<string, string>();
+  readonly #deferred: FileEntry[] = [];
+  readonly #yielder = new Yielder();
+
+  constructor(
+    readonly writer: TargetWriter,
+    readonly problems: Problems,
+    readonly readers: ArchiveReaders,
+    readonly selected: (path: string) => boolean,
+    readonly checked: CheckedRestore,
+  ) {}
+
+  async #attempt(path: string, step: () => Promise<void>): Promise<boolean> {
+    try {
+      await step();
+      return true;
+    } catch (error) {
+      this.problems.add(path, error);
+      return false;
+    }
+  }
+
+  /** Restores one entry of the manifest (in path order). */
+  async entry(entry: ManifestEntry): Promise<void> {
+    await this.#yielder.maybe();
+    if (!this.selected(entry.path)) {
+      if (entry.type === "file" && this.checked.standInPrimaries.has(entry.path)) {
+        this.#standIns.set(entry.path, entry);
+      }
+      return;
+    }
+    await this.#finishOutside(entry.path);
+    if (entry.type === "dir") {
+      this.counts.dirs++;
+      if (await this.#attempt(entry.path, () => this.writer.dir(entry))) {
+        this.#open.push(entry);
+        this.#dirs.set(entry.path, entry);
+      }
+    } else if (entry.type === "symlink") {
+      if (await this.#attempt(entry.path, () => this.writer.symlink(entry))) this.counts.symlinks++;
+    } else await this.#file(entry, false);
+  }
+
+  /** A file, a second name of one (a link now, or later when its primary comes later). */
+  async #file(entry: FileEntry, late: boolean): Promise<void> {
+    const primary = entry.hardlink;
+    let step: (() => Promise<void>) | undefined;
+    if (primary === undefined) step = () => this.#bytes(entry, entry);
+    else if (this.selected(primary)) {
+      if (late || primary < entry.path) step = () => this.writer.link(entry.path, primary);
+    } else if (this.#standInDone.has(primary)) {
+      const instead = this.#standInDone.get(primary)!;
+      step = () => this.writer.link(entry.path, instead);
+    } else if (this.#standIns.has(primary)) {
+      // Its other names are outside the restored set: restored as a file from the primary's bytes.
+      const source = this.#standIns.get(primary)!;
+      step = async () => {
+        await this.#bytes(entry, source);
+        this.#standInDone.set(primary, entry.path);
+      };
+    } else if (late) {
+      step = () => this.writer.link(entry.path, primary); // fails: the primary is nowhere
+    }
+    if (step === undefined) {
+      this.#deferred.push(entry);
+      return;
+    }
+    if (await this.#attempt(entry.path, step)) this.counts.files++;
+  }
+
+  /** Writes `entry` from `source`'s member (its own, or its primary's for a stand-in). */
+  async #bytes(entry: FileEntry, source: FileEntry): Promise<void> {
+    const reader = await this.readers.get(source.data);
+    const member = await openMember(reader, source.offset!, source.path);
+    const check = (p: AsyncIterable<MemberPiece>) => checkedPieces(source, source.data, p);
+    await this.writer.file(entry, member.realSize, member.pieces, check);
+    this.counts.bytes += entry.sizeBytes;
+  }
+
+  /** Finishes the directories whose subtree ends before `path`. */
+  async #finishOutside(path: string | undefined): Promise<void> {
+    // Bounded by the directories open.
+    while (this.#open.length > 0) {
+      const top = this.#open[this.#open.length - 1]!;
+      if (path !== undefined && isWithin(path, top.path)) return;
+      this.#open.pop();
+      await this.#attempt(top.path, () => this.writer.finishDir(top));
+    }
+  }
+
+  /** After the last entry: links whose primary came later, then the directories left. */
+  async finish(): Promise<void> {
+    await this.#finishOutside(undefined);
+    const touched = new Set<string>();
+    for (const entry of this.#deferred) {
+      await this.#file(entry, true);
+      touched.add(parentPath(entry.path));
+    }
+    const again = [...touched].filter((p) => this.#dirs.has(p)).sort().reverse();
+    for (const path of again) {
+      await this.#attempt(path, () => this.writer.finishDir(this.#dirs.get(path)!));
+    }
+  }
+}
+
+/** Restores a manifest whose files all carry offsets: one streamed pass. */
+async function restoreStreamed(
+  repo: Repository,
+  head: ManifestHead,
+  checked: CheckedRestore,
+  context: { writer: TargetWriter; problems: Problems; options: RestoreOptions },
+): Promise<Restored> {
+  const readers = new ArchiveReaders(repo, context.options.openArchive ?? openArchive);
+  const restore = new StreamedRestore(
+    context.writer,
+    context.problems,
+    readers,
+    selector(context.options.path),
+    checked,
+  );
+  try {
+    await streamManifest(repo, head.id, { entry: (entry) => restore.entry(entry) });
+    await restore.finish();
+  } finally {
+    readers.close();
+  }
+  return restore.counts;
+}
+
 /**
  * Restores a snapshot into `target`. Every intact file is restored even when others are not;
  * those are listed, each with its path, the side at fault (repository or target) and why.
@@ -298,11 +559,33 @@ async function restoreByName(
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreSummary> {
   const startedMs = performance.now();
   const repo = typeof options.repo === "string" ? await openRepository(options.repo) : options.repo;
-  const manifest = await resolveSnapshot(repo, options.snapshot);
-  const planned = planRestore(manifest, options.path);
-  if (!planned.ok) throw new RestoreError("bad-plan", planned.message);
-  const archives = repositoryArchives(repo, options.openArchive ?? openArchive);
-  return await restorePlanned(manifest, planned.plan, options, archives, startedMs);
+  const head = await resolveSnapshotHead(repo, options.snapshot);
+  const checked = await checkRestore(repo, head, options.path);
+  if (checked.phased) {
+    const manifest = await readManifest(repo, head.id);
+    const planned = planRestore(manifest, options.path);
+    if (!planned.ok) throw new RestoreError("bad-plan", planned.message);
+    const archives = repositoryArchives(repo, options.openArchive ?? openArchive);
+    return await restorePlanned(manifest, planned.plan, options, archives, startedMs);
+  }
+  const target = await prepareTarget(options.target, options.overwrite ?? false);
+  const writer = new TargetWriter(target.root, target.fresh, options, target.identity);
+  const problems = new Problems();
+  let counts: Restored;
+  try {
+    counts = await restoreStreamed(repo, head, checked, { writer, problems, options });
+  } finally {
+    writer.close();
+  }
+  const summary: RestoreSummary = {
+    snapshot: head.id,
+    ...counts,
+    seconds: (performance.now() - startedMs) / 1000,
+    problems: problems.list,
+    staleRemoved: writer.staleRemoved,
+  };
+  if (problems.count > 0) throw new IncompleteRestore(summary, problems.count);
+  return summary;
 }
 
 /**
@@ -330,6 +613,22 @@ export async function restorePlanned(
   const target = await prepareTarget(options.target, options.overwrite ?? false);
   const writer = new TargetWriter(target.root, target.fresh, options, target.identity);
   const problems = new Problems();
+  try {
+    return await restorePlannedWith(manifest, plan, readArchive, { writer, problems }, startedMs);
+  } finally {
+    writer.close();
+  }
+}
+
+/** {@link restorePlanned} once the target is prepared. */
+async function restorePlannedWith(
+  manifest: Manifest,
+  plan: RestorePlan,
+  readArchive: ArchiveFiles,
+  context: { writer: TargetWriter; problems: Problems },
+  startedMs: number,
+): Promise<RestoreSummary> {
+  const { writer, problems } = context;
   const entries = plan.entries;
   const dirs = entries.filter((e) => e.type === "dir");
   const attempt = async (path: string, step: () => Promise<void>) => {
@@ -392,6 +691,7 @@ export async function restorePlanned(
     bytes,
     seconds: (performance.now() - startedMs) / 1000,
     problems: problems.list,
+    staleRemoved: writer.staleRemoved,
   };
   if (problems.count > 0) throw new IncompleteRestore(summary, problems.count);
   return summary;

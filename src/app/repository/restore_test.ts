@@ -296,36 +296,87 @@ Deno.test("verify reports a missing or truncated archive naming the snapshot", a
   });
 });
 
-Deno.test("a target directory swapped for a symlink mid-restore gets nothing written outside, and the restore names the path", async () => {
-  await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
-    await writeFileWith(`${dir}/src/sub/a.txt`, "AAA");
-    await writeFileWith(`${dir}/src/sub/b.txt`, "BBB");
-    await writeFileWith(`${dir}/src/top.txt`, "TOP");
-    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
-    await Deno.mkdir(`${dir}/outside`);
-    let swapped = false;
-    const failed = await restoreSnapshot({
-      repo: `${dir}/repo`,
-      snapshot: "latest",
-      target: `${dir}/out`,
-      hooks: {
-        beforeCreate: async (path) => {
-          if (path !== "sub/a.txt" || swapped) return;
-          swapped = true; // after the parent check, before the file is created
-          await Deno.rename(`${dir}/out/sub`, `${dir}/sub-moved`);
-          await Deno.symlink(`${dir}/outside`, `${dir}/out/sub`);
-        },
+/** A tree and a restore whose hook swaps `out/sub` for a symlink to `outside` before `sub/a.txt`. */
+async function restoreWithSwap(dir: string, native: boolean) {
+  await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
+  await writeFileWith(`${dir}/src/sub/a.txt`, "AAA");
+  await writeFileWith(`${dir}/src/sub/b.txt`, "BBB");
+  await writeFileWith(`${dir}/src/top.txt`, "TOP");
+  await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+  await Deno.mkdir(`${dir}/outside`, { recursive: true });
+  let swapped = false;
+  const failed = await restoreSnapshot({
+    repo: `${dir}/repo`,
+    snapshot: "latest",
+    target: `${dir}/out`,
+    native,
+    hooks: {
+      beforeCreate: async (path) => {
+        if (path !== "sub/a.txt" || swapped) return;
+        swapped = true; // after the parent check, before the file is created
+        await Deno.rename(`${dir}/out/sub`, `${dir}/sub-moved`);
+        await Deno.symlink(`${dir}/outside`, `${dir}/out/sub`);
       },
-    }).then(() => undefined, (error) => error);
-    assert.ok(swapped);
+    },
+  }).then(() => undefined, (error) => error);
+  assert.ok(swapped);
+  return failed;
+}
+
+Deno.test("a parent swapped for a symlink mid-restore is never followed: writes stay in the held directory, and the restore names it", async () => {
+  await withTempDir(async (dir) => {
+    const failed = await restoreWithSwap(dir, true);
+    assert.deepEqual(await describeTree(`${dir}/outside`), [], "nothing written outside");
+    // Written relative to the held descriptor: into the directory itself, wherever it went.
+    assert.equal(await Deno.readTextFile(`${dir}/sub-moved/a.txt`), "AAA");
+    assert.equal(await Deno.readTextFile(`${dir}/sub-moved/b.txt`), "BBB");
+    assert.equal(failed?.code, "incomplete");
+    assert.deepEqual(failed.summary.problems.map((p: { path: string }) => p.path), ["sub"]);
+    assert.match(failed.message, /directory "sub" was moved or replaced during the restore/);
+    assert.equal(await Deno.readTextFile(`${dir}/out/top.txt`), "TOP");
+  });
+});
+
+Deno.test("without FFI a parent swapped for a symlink gets nothing written outside, and each file is named", async () => {
+  await withTempDir(async (dir) => {
+    const failed = await restoreWithSwap(dir, false);
     assert.deepEqual(await describeTree(`${dir}/outside`), [], "nothing written outside");
     assert.equal(failed?.code, "incomplete");
     const paths = failed.summary.problems.map((p: { path: string }) => p.path);
     assert.ok(paths.includes("sub/a.txt"), paths.join(", "));
     assert.ok(paths.includes("sub/b.txt"), paths.join(", "));
-    assert.match(failed.message, /"sub\/a\.txt"/);
     assert.equal(await Deno.readTextFile(`${dir}/out/top.txt`), "TOP");
+  });
+});
+
+/** Every name created under `dir` while `body` runs (inotify, flushed by a sentinel file). */
+async function createdUnder(dir: string, body: () => Promise<unknown>): Promise<string[]> {
+  const watcher = Deno.watchFs(dir, { recursive: true });
+  const created: string[] = [];
+  const sentinel = `${dir}/.sentinel-${crypto.randomUUID()}`;
+  const seen = (async () => {
+    for await (const event of watcher) {
+      if (event.kind !== "create") continue;
+      if (event.paths.includes(sentinel)) return;
+      created.push(...event.paths);
+    }
+  })();
+  try {
+    await body();
+    await Deno.writeTextFile(sentinel, "");
+    await seen;
+  } finally {
+    watcher.close();
+    await Deno.remove(sentinel).catch(() => {});
+  }
+  return created;
+}
+
+Deno.test("a parent swapped for a symlink after its check: not even a temporary file is created through it (inotify)", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/outside`);
+    const created = await createdUnder(`${dir}/outside`, () => restoreWithSwap(dir, true));
+    assert.deepEqual(created, [], "something was created through the swapped-in symlink");
   });
 });
 

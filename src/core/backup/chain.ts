@@ -149,21 +149,50 @@ export function chainProblem(
   parent: Manifest,
   archives: ReadonlyMap<string, ArchiveState>,
 ): string | undefined {
-  const planned = planRestore(parent);
-  if (!planned.ok) return planned.message;
-  for (const { snapshot, files } of planned.plan.archives) {
-    const state = archives.get(snapshot);
-    if (state === undefined || state.sizeBytes === null) {
-      return `the archive of snapshot ${snapshot} is missing`;
-    }
-    const { sizeBytes, recordedBytes } = state;
-    if (recordedBytes !== null && sizeBytes !== recordedBytes) {
-      return `the archive of snapshot ${snapshot} has ${sizeBytes} bytes; its manifest records ${recordedBytes}`;
-    }
-    const least = leastEnd(files.values());
-    if (sizeBytes < least) {
-      return `the archive of snapshot ${snapshot} has ${sizeBytes} bytes; its members need at least ${least}`;
-    }
+  const needs = new ArchiveNeeds();
+  for (const entry of parent.entries) if (entry.type === "file") needs.add(entry);
+  return needs.problem(archives);
+}
+
+/**
+ * What {@link chainProblem} checks, gathered a file entry at a time (a manifest read as a
+ * stream): the archives the files read from, and how far into each their members reach.
+ */
+export class ArchiveNeeds {
+  readonly #leastEnd = new Map<string, number>();
+
+  /** Counts one file entry of the manifest. */
+  add(file: FileEntry): void {
+    this.#leastEnd.set(file.data, Math.max(this.#leastEnd.get(file.data) ?? 0, leastEnd([file])));
   }
-  return undefined;
+
+  /** The archives the files read from, by id, in id order. */
+  get archives(): string[] {
+    return [...this.#leastEnd.keys()].sort();
+  }
+
+  /**
+   * What is wrong with the archives as found on disk, or `undefined` when each is there with
+   * its recorded size (where its manifest records one) and reaches past its members.
+   *
+   * @param archives each archive's state, by id
+   * @returns the problem in words, naming the snapshot concerned
+   */
+  problem(archives: ReadonlyMap<string, ArchiveState>): string | undefined {
+    for (const snapshot of this.archives) {
+      const state = archives.get(snapshot);
+      if (state === undefined || state.sizeBytes === null) {
+        return `the archive of snapshot ${snapshot} is missing`;
+      }
+      const { sizeBytes, recordedBytes } = state;
+      if (recordedBytes !== null && sizeBytes !== recordedBytes) {
+        return `the archive of snapshot ${snapshot} has ${sizeBytes} bytes; its manifest records ${recordedBytes}`;
+      }
+      const least = this.#leastEnd.get(snapshot)!;
+      if (sizeBytes < least) {
+        return `the archive of snapshot ${snapshot} has ${sizeBytes} bytes; its members need at least ${least}`;
+      }
+    }
+    return undefined;
+  }
 }

@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { checkEntryPath, parentPath } from "./path_rules.ts";
+import { checkEntryPath, parentPath, pathToBytes } from "./path_rules.ts";
 import type { SameType } from "../assert.ts";
 
 /** Format name written in every manifest. */
@@ -15,8 +15,18 @@ export const MANIFEST_FORMAT = "lanfree-manifest";
 export const MANIFEST_VERSION = 2;
 /** Manifest versions this code reads (version 1 lacks owners, offsets, links and raw names). */
 export const MANIFEST_VERSIONS_READ = [1, 2] as const;
-/** Most entries one manifest may list. */
-export const MANIFEST_ENTRIES_MAX = 2_000_000;
+/**
+ * Most entries one manifest may list. Manifests are written, sent and read a line at a time
+ * (`manifest_stream.ts`), so this bounds the client's compact entry table (about 130 bytes per
+ * entry) rather than any whole-manifest copy.
+ */
+export const MANIFEST_ENTRIES_MAX = 10_000_000;
+/** Most extended attributes recorded for one entry. */
+export const XATTRS_PER_ENTRY_MAX = 1024;
+/** Longest extended attribute name, in bytes (Linux XATTR_NAME_MAX). */
+export const XATTR_NAME_BYTES_MAX = 255;
+/** Longest extended attribute value as base64 (Linux XATTR_SIZE_MAX, 64 KiB, encoded). */
+export const XATTR_VALUE_BASE64_MAX = 87_384;
 
 /** Latest time a snapshot id can carry (9999-12-31T23:59:59.999Z). */
 export const SNAPSHOT_TIME_MS_MAX = 253_402_300_799_999;
@@ -33,6 +43,19 @@ const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const ownerId = z.number().int().nonnegative().max(0xffff_ffff);
 const ownerName = z.string().min(1).max(255).refine((n) => !/[\0\n:]/.test(n), "bad owner name");
 const base64 = z.string().max(8192).regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
+const xattrName = z.string().min(1).refine(
+  (name) => !name.includes("\0") && pathToBytes(name).length <= XATTR_NAME_BYTES_MAX,
+  "bad extended attribute name",
+);
+const xattrValue = z.string().max(XATTR_VALUE_BASE64_MAX).regex(
+  /^[A-Za-z0-9+/]*={0,2}$/,
+  "not base64",
+);
+/** Extended attributes by name (bytes that are not UTF-8 as U+DC80..U+DCFF), values in base64. */
+const xattrs = z.record(xattrName, xattrValue).refine(
+  (record) => Object.keys(record).length <= XATTRS_PER_ENTRY_MAX,
+  `more than ${XATTRS_PER_ENTRY_MAX} extended attributes`,
+);
 const common = {
   path: entryPath,
   mode: z.number().int().min(0).max(0o7777),
@@ -62,9 +85,15 @@ export const fileEntrySchema = z.object({
    * `sha256` covers those stored bytes, so checking never reads the holes.
    */
   sparse: z.object({ storedBytes: count }).strict().optional(),
+  /** Extended attributes (`SCHILY.xattr.*` in the archive too). */
+  xattrs: xattrs.optional(),
 }).strict();
 /** A directory (its children are entries of their own). */
-export const dirEntrySchema = z.object({ type: z.literal("dir"), ...common }).strict();
+export const dirEntrySchema = z.object({
+  type: z.literal("dir"),
+  ...common,
+  xattrs: xattrs.optional(),
+}).strict();
 /** A symbolic link and its target, stored as written (never followed). */
 export const symlinkEntrySchema = z.object({
   type: z.literal("symlink"),
@@ -139,11 +168,15 @@ export interface FileEntry extends EntryCommon {
   readonly hardlink?: string;
   /** Stored sparsely (PAX sparse 1.0): the member's size (map and data), which `sha256` covers. */
   readonly sparse?: { readonly storedBytes: number };
+  /** Extended attributes by name, values in base64. */
+  readonly xattrs?: Record<string, string>;
 }
 /** A directory (its children are entries of their own). */
 export interface DirEntry extends EntryCommon {
   /** Names the entry type. */
   readonly type: "dir";
+  /** Extended attributes by name, values in base64. */
+  readonly xattrs?: Record<string, string>;
 }
 /** A symbolic link and its target, stored as written (never followed). */
 export interface SymlinkEntry extends EntryCommon {

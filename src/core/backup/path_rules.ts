@@ -140,21 +140,62 @@ function refuse(problem: PathProblem, path: string, why: string): PathCheck {
  */
 export function checkEntryPath(path: string): PathCheck {
   if (path.length === 0) return refuse("empty", path, "is empty");
-  if (path.startsWith("/")) return refuse("absolute", path, "is absolute");
+  if (path.charCodeAt(0) === 0x2f) return refuse("absolute", path, "is absolute");
   if (path.includes("\0")) return refuse("nul", path, "contains a NUL character");
-  if (pathToBytes(path).length > ENTRY_PATH_BYTES_MAX) {
+  let pathBytes = 0;
+  let segmentStart = 0;
+  let segmentBytes = 0;
+  let segmentProblem: PathCheck | undefined;
+  // One pass over the code units for the segment rules and the UTF-8 lengths (each byte that is
+  // not UTF-8, U+DC80..U+DCFF, counts one byte; a surrogate pair four), with the precedence of
+  // the rules as listed: the whole path's length first, then the first bad segment.
+  for (let i = 0; i <= path.length; i++) {
+    const code = i < path.length ? path.charCodeAt(i) : 0x2f;
+    if (code !== 0x2f) {
+      segmentBytes += utf8Bytes(code, path.charCodeAt(i + 1));
+      if (code >= 0xd800 && code < 0xdc00 && isLowSurrogate(path.charCodeAt(i + 1))) i++;
+      continue;
+    }
+    segmentProblem ??= segmentCheck(path, segmentStart, i, segmentBytes);
+    pathBytes += segmentBytes + (i < path.length ? 1 : 0);
+    segmentStart = i + 1;
+    segmentBytes = 0;
+  }
+  if (pathBytes > ENTRY_PATH_BYTES_MAX) {
     return refuse("too-long", path, `is longer than ${ENTRY_PATH_BYTES_MAX} bytes`);
   }
-  for (const segment of path.split("/")) {
-    if (segment.length === 0) return refuse("empty-segment", path, "has an empty segment");
-    if (segment === "." || segment === "..") {
-      return refuse("dot-segment", path, `has a "${segment}" segment`);
-    }
-    if (pathToBytes(segment).length > ENTRY_NAME_BYTES_MAX) {
-      return refuse("too-long", path, `has a name longer than ${ENTRY_NAME_BYTES_MAX} bytes`);
-    }
+  return segmentProblem ?? { ok: true };
+}
+
+/** The problem of the segment `path[start, end)` of `bytes` bytes, if any. */
+function segmentCheck(
+  path: string,
+  start: number,
+  end: number,
+  bytes: number,
+): PathCheck | undefined {
+  const length = end - start;
+  if (length === 0) return refuse("empty-segment", path, "has an empty segment");
+  const dots = length <= 2 && path.charCodeAt(start) === 0x2e &&
+    (length === 1 || path.charCodeAt(start + 1) === 0x2e);
+  if (dots) return refuse("dot-segment", path, `has a "${path.slice(start, end)}" segment`);
+  if (bytes > ENTRY_NAME_BYTES_MAX) {
+    return refuse("too-long", path, `has a name longer than ${ENTRY_NAME_BYTES_MAX} bytes`);
   }
-  return { ok: true };
+  return undefined;
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code < 0xe000;
+}
+
+/** Bytes `code` (and, for a surrogate pair, `next`) take in {@link pathToBytes}. */
+function utf8Bytes(code: number, next: number): number {
+  if (code < 0x80) return 1;
+  if (code < 0x800) return 2;
+  if (code >= 0xd800 && code < 0xdc00) return isLowSurrogate(next) ? 4 : 3;
+  if (code >= 0xdc80 && code <= 0xdcff) return 1; // a raw byte of a name that is not UTF-8
+  return 3;
 }
 
 /**

@@ -1,7 +1,10 @@
 /**
- * Snapshot planning: compare the entries found now with the parent snapshot's manifest and
- * decide what needs data in the new archive, what is unchanged (its bytes stay in an earlier
- * archive) and what was deleted. Then build the new manifest from the plan and the pack results.
+ * Snapshot planning: compare the entries found now (an {@link EntryTable}, in path order) with
+ * the parent snapshot's entries as they stream past, in the same order (a merge, so the parent
+ * is never held whole), and mark each entry unchanged (its bytes stay in an earlier archive)
+ * or changed; parent entries no longer found are deleted. Then each manifest entry is built
+ * from the table a line at a time. {@link planSnapshot} and {@link buildManifest} are the same
+ * rules for entries given as objects.
  *
  * @module
  */
@@ -15,6 +18,7 @@ import {
   MANIFEST_VERSION,
   type ManifestEntry,
 } from "./manifest.ts";
+import { EntryTable, NO_OWNER, STATE, TYPE_CODES } from "./entry_table.ts";
 
 /** One entry as found in the source, before hashing. */
 export type SourceEntry =
@@ -36,9 +40,9 @@ export interface SourceMeta {
   readonly linkKey?: string;
 }
 
-/** What the new snapshot must do. */
+/** What the new snapshot must do (the object form of a planned {@link EntryTable}). */
 export interface SnapshotPlan {
-  /** New or changed entries, in source order: these go into the new archive. */
+  /** New or changed entries, in path order: these go into the new archive. */
   readonly changed: readonly SourceEntry[];
   /** Entries identical to the parent's: copied from the parent manifest, bytes stay there. */
   readonly unchanged: readonly ManifestEntry[];
@@ -57,82 +61,115 @@ function sameEntry(now: SourceEntry, before: ManifestEntry): boolean {
   return now.type === "dir";
 }
 
+/** Whether two xattr records hold the same names and values. */
+function sameXattrs(a: Record<string, string> | undefined, b: Record<string, string> | undefined) {
+  const aKeys = Object.keys(a ?? {});
+  if (aKeys.length !== Object.keys(b ?? {}).length) return false;
+  return aKeys.every((key) => b![key] === a![key]);
+}
+
 /**
- * Plans a snapshot. Without a parent every entry is changed (a full snapshot).
- *
- * @param current the entries found in the source, parents before children
- * @param parent the latest manifest of the same source, for an incremental snapshot
- * @returns changed, unchanged and deleted entries
- *
- * @example A full snapshot changes everything
- * ```ts
- * import assert from "node:assert/strict";
- * import { planSnapshot } from "./plan.ts";
- * const plan = planSnapshot([{ type: "dir", path: "a", mode: 0o755, mtimeMs: 0 }]);
- * assert(plan.changed.length === 1 && plan.deleted.length === 0);
- * ```
+ * Plans an {@link EntryTable} against its parent's entries, fed in path order: entries that
+ * match keep the parent's hash, data reference, offset and rare fields; the rest stay changed.
+ * {@link finish} applies the hard-link rule and returns the deleted paths.
  */
-export function planSnapshot(
-  current: readonly SourceEntry[],
-  parent?: Manifest | null,
-): SnapshotPlan {
-  const before = new Map<string, ManifestEntry>();
-  for (const entry of parent?.entries ?? []) before.set(entry.path, entry);
-  const changed: SourceEntry[] = [];
-  const unchanged: ManifestEntry[] = [];
-  const seen = new Set<string>();
-  const groups = linkGroups(current);
-  for (const entry of current) {
-    invariant(!seen.has(entry.path), `source entry ${entry.path} is listed once`);
-    seen.add(entry.path);
-    const old = before.get(entry.path);
-    const group = entry.linkKey === undefined ? undefined : groups.get(entry.linkKey);
-    if (group !== undefined && !sameGroup(group, before)) changed.push(entry);
-    else if (old !== undefined && sameEntry(entry, old) && (group !== undefined || !isLink(old))) {
-      unchanged.push(withOwners(old, entry));
-    } else changed.push(entry);
+export class ParentMerge {
+  #cursor = 0;
+  #last: string | undefined;
+  readonly #deleted: string[] = [];
+  /** A matched entry's parent `hardlink` field, by table index (files that had one). */
+  readonly #parentLinks = new Map<number, string | undefined>();
+  /** 1 for each table entry whose path the parent has. */
+  readonly #matched: Uint8Array;
+
+  /** @param table the walk's entries, in path order, every one changed so far */
+  constructor(readonly table: EntryTable) {
+    this.#matched = new Uint8Array(table.count);
   }
-  const deleted = [...before.keys()].filter((path) => !seen.has(path));
-  return { changed, unchanged, deleted };
-}
 
-/**
- * A second name of a hard-linked file in the parent: kept as is only inside an unchanged group
- * (a name whose other names are gone is archived again, since its member is only a link).
- */
-function isLink(entry: ManifestEntry): boolean {
-  return entry.type === "file" && entry.hardlink !== undefined;
-}
-
-/** The parent's entry with today's owner ids when the parent (a version-1 manifest) had none. */
-function withOwners(old: ManifestEntry, now: SourceEntry): ManifestEntry {
-  if (old.uid !== undefined || now.uid === undefined) return old;
-  return { ...old, uid: now.uid, gid: now.gid };
-}
-
-/** Names of each file with several names, in source order (the first is the primary). */
-function linkGroups(current: readonly SourceEntry[]): Map<string, SourceEntry[]> {
-  const groups = new Map<string, SourceEntry[]>();
-  for (const entry of current) {
-    if (entry.type !== "file" || entry.linkKey === undefined) continue;
-    const group = groups.get(entry.linkKey);
-    if (group === undefined) groups.set(entry.linkKey, [entry]);
-    else group.push(entry);
+  /** Whether the parent has an entry at table entry `index`'s path. */
+  inParent(index: number): boolean {
+    return this.#matched[index] === 1;
   }
-  return groups;
-}
 
-/**
- * A hard-link group is unchanged only if every name is unchanged and the parent linked the
- * names the same way (so the new archive never needs a link to a member of an older archive).
- */
-function sameGroup(group: readonly SourceEntry[], before: ReadonlyMap<string, ManifestEntry>) {
-  const primary = group[0]!.path;
-  return group.every((entry, index) => {
-    const old = before.get(entry.path);
-    if (old === undefined || old.type !== "file" || !sameEntry(entry, old)) return false;
-    return index === 0 ? old.hardlink === undefined : old.hardlink === primary;
-  });
+  /**
+   * Feeds the next parent entry.
+   *
+   * @param before a validated parent entry; paths must increase from one call to the next
+   * @returns false when the parent is out of path order (the merge cannot go on)
+   */
+  next(before: ManifestEntry): boolean {
+    if (this.#last !== undefined && !(before.path > this.#last)) return false;
+    this.#last = before.path;
+    const table = this.table;
+    // Bounded by the table: the cursor only moves forward (one path made per step).
+    let at = this.#cursor < table.count ? table.path(this.#cursor) : undefined;
+    while (at !== undefined && at < before.path) {
+      at = ++this.#cursor < table.count ? table.path(this.#cursor) : undefined;
+    }
+    if (at !== before.path) {
+      this.#deleted.push(before.path);
+      return true;
+    }
+    const index = this.#cursor++;
+    this.#matched[index] = 1;
+    const now = table.source(index);
+    if (!sameEntry(now, before)) return true;
+    if (before.type === "dir" && !sameXattrs(table.extras.get(index)?.xattrs, before.xattrs)) {
+      return true;
+    }
+    table.states[index] = STATE.unchanged;
+    table.setOwnerNames(index, before.user, before.group);
+    if (before.type === "file") {
+      table.setData(index, before.sha256, before.data, before.offset ?? -1);
+      const { hardlink, sparse, xattrs } = before;
+      if (hardlink !== undefined) {
+        table.extrasOf(index).hardlink = hardlink;
+        this.#parentLinks.set(index, hardlink);
+      }
+      if (sparse !== undefined) table.extrasOf(index).sparse = sparse;
+      if (xattrs !== undefined) table.extrasOf(index).xattrs = xattrs;
+    }
+    return true;
+  }
+
+  /**
+   * Ends the merge: a hard-link group (names sharing device and inode) stays unchanged only if
+   * every name is unchanged and the parent linked them the same way (the first name the
+   * primary), so an archive never needs a link to a member of an older one; a name that was a
+   * link in the parent but has no other name now is archived again.
+   *
+   * @returns the parent's paths that are gone
+   */
+  finish(): string[] {
+    const table = this.table;
+    const groups = new Map<string, number[]>();
+    for (let i = 0; i < table.count; i++) {
+      const key = table.linkKey(i);
+      if (key === undefined) {
+        if (this.#parentLinks.get(i) !== undefined) this.#change(i);
+        continue;
+      }
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [i]);
+      else group.push(i);
+    }
+    for (const group of groups.values()) {
+      const primary = table.path(group[0]!);
+      const same = group.every((i, n) =>
+        table.states[i] === STATE.unchanged &&
+        this.#parentLinks.get(i) === (n === 0 ? undefined : primary)
+      );
+      if (!same) { for (const i of group) this.#change(i); }
+    }
+    return this.#deleted;
+  }
+
+  #change(index: number): void {
+    this.table.states[index] = STATE.changed;
+    this.table.extras.delete(index);
+    this.table.setOwnerNames(index, undefined, undefined);
+  }
 }
 
 /** What packing found out about one file: its hash and the bytes actually archived. */
@@ -145,40 +182,14 @@ export interface PackedFile {
   readonly hardlink?: string;
   /** Set when the file was stored sparsely (`sha256` then covers the stored bytes). */
   readonly sparse?: { readonly storedBytes: number };
+  /** Extended attributes read while packing. */
+  readonly xattrs?: Record<string, string>;
 }
 
 /** User and group names of owner ids (from the system's databases), for tar headers. */
 export interface OwnerNames {
   user(uid: number): string | undefined;
   group(gid: number): string | undefined;
-}
-
-/** Everything {@link buildManifest} needs besides the plan. */
-export interface ManifestFacts {
-  readonly id: string;
-  readonly kind: "fs" | "db";
-  readonly source: string;
-  readonly parent: Manifest | null;
-  readonly createdMs: number;
-  readonly archiveBytes: number;
-  readonly channelBytes: ChannelBytes;
-  /** Hashes of the changed files that were archived; a changed file missing here was skipped. */
-  readonly packed: ReadonlyMap<string, PackedFile>;
-  /** Names of owner ids; without it only the ids are recorded. */
-  readonly ownerNames?: OwnerNames;
-}
-
-/** The owner fields of a manifest entry. */
-function ownersOf(entry: SourceEntry, names: OwnerNames | undefined) {
-  if (entry.uid === undefined || entry.gid === undefined) return {};
-  const user = names?.user(entry.uid);
-  const group = names?.group(entry.gid);
-  return {
-    uid: entry.uid,
-    gid: entry.gid,
-    ...(user === undefined ? {} : { user }),
-    ...(group === undefined ? {} : { group }),
-  };
 }
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -200,14 +211,167 @@ export function base64Of(bytes: Uint8Array): string {
   return out;
 }
 
-function rawPathOf(path: string): { rawPath?: string } {
-  return hasRawBytes(path) ? { rawPath: base64Of(pathToBytes(path)) } : {};
+function rawOf(text: string): string | undefined {
+  return hasRawBytes(text) ? base64Of(pathToBytes(text)) : undefined;
 }
 
 /**
- * Builds the new manifest: unchanged entries keep their data reference, changed files point at
- * the new snapshot, skipped files are left out (with their subtree gone only if a directory was
- * skipped, which the walk already did), and deletions are relative to the parent.
+ * The manifest entry of table entry `index` (unchanged, or changed and packed), or undefined
+ * for an entry packing left out. Field order is fixed, so equal entries make equal lines.
+ *
+ * @param table the planned and packed table
+ * @param index the entry
+ * @param snapshotId the new snapshot (the data reference of packed files)
+ * @param names names of owner ids, for entries archived now
+ * @returns the entry
+ */
+export function manifestEntryAt(
+  table: EntryTable,
+  index: number,
+  snapshotId: string,
+  names: OwnerNames | undefined,
+): ManifestEntry | undefined {
+  const state = table.states[index]!;
+  const type = table.types[index]!;
+  if (state === STATE.skipped || (type === TYPE_CODES.file && state === STATE.changed)) {
+    return undefined; // a file packing did not archive
+  }
+  const path = table.path(index);
+  const uid = table.uids[index]!;
+  const gid = table.gids[index]!;
+  const extras = table.extras.get(index);
+  const fresh = state !== STATE.unchanged;
+  const kept = fresh ? undefined : table.ownerNamesOf(index);
+  const user = fresh ? (uid === NO_OWNER ? undefined : names?.user(uid)) : kept?.user;
+  const group = fresh ? (gid === NO_OWNER ? undefined : names?.group(gid)) : kept?.group;
+  const base = {
+    path,
+    mode: table.modes[index]!,
+    mtimeMs: table.mtimes[index]!,
+    ...(uid === NO_OWNER || gid === NO_OWNER ? {} : { uid, gid }),
+    ...(user === undefined ? {} : { user }),
+    ...(group === undefined ? {} : { group }),
+    ...(hasRawBytes(path) ? { rawPath: rawOf(path) } : {}),
+  };
+  if (type === TYPE_CODES.dir) {
+    return { type: "dir", ...base, ...(extras?.xattrs ? { xattrs: extras.xattrs } : {}) };
+  }
+  if (type === TYPE_CODES.symlink) {
+    const target = table.targets.get(index)!;
+    const rawTarget = rawOf(target);
+    return { type: "symlink", ...base, target, ...(rawTarget ? { rawTarget } : {}) };
+  }
+  const offset = table.offsets[index]!;
+  return {
+    type: "file",
+    ...base,
+    sizeBytes: table.sizes[index]!,
+    sha256: table.sha256(index),
+    data: fresh ? snapshotId : table.dataIds[table.data[index]!]!,
+    ...(offset < 0 ? {} : { offset }),
+    ...(extras?.hardlink === undefined ? {} : { hardlink: extras.hardlink }),
+    ...(extras?.sparse === undefined ? {} : { sparse: extras.sparse }),
+    ...(extras?.xattrs === undefined ? {} : { xattrs: extras.xattrs }),
+  };
+}
+
+/**
+ * Records what packing found for a changed file.
+ *
+ * @param table the table
+ * @param index the file
+ * @param packed its hash, offset and rare fields, or undefined when packing left it out
+ * @param snapshotId the new snapshot
+ */
+export function recordPacked(
+  table: EntryTable,
+  index: number,
+  packed: PackedFile | undefined,
+  snapshotId: string,
+): void {
+  invariant(table.states[index] === STATE.changed, `entry ${table.path(index)} was to be packed`);
+  if (packed === undefined) {
+    table.states[index] = STATE.skipped;
+    return;
+  }
+  table.states[index] = STATE.packed;
+  table.setData(index, packed.sha256, snapshotId, packed.offset ?? -1);
+  const extras: Record<string, unknown> = {};
+  if (packed.hardlink !== undefined) extras.hardlink = packed.hardlink;
+  if (packed.sparse !== undefined) extras.sparse = packed.sparse;
+  if (packed.xattrs !== undefined) extras.xattrs = packed.xattrs;
+  if (Object.keys(extras).length > 0) Object.assign(table.extrasOf(index), extras);
+}
+
+/** A table of objects given in any order (the object API's input). */
+function tableOf(current: readonly SourceEntry[]): EntryTable {
+  const sorted = [...current].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const table = new EntryTable();
+  for (let i = 0; i < sorted.length; i++) {
+    invariant(i === 0 || sorted[i - 1]!.path !== sorted[i]!.path, `${sorted[i]!.path} listed once`);
+    table.add(sorted[i]!);
+  }
+  return table;
+}
+
+/** A plan in object form, with the table it was made on. */
+interface TablePlan extends SnapshotPlan {
+  readonly table: EntryTable;
+}
+
+/**
+ * Plans a snapshot. Without a parent every entry is changed (a full snapshot).
+ *
+ * @param current the entries found in the source
+ * @param parent the latest manifest of the same source, for an incremental snapshot
+ * @returns changed, unchanged and deleted entries
+ *
+ * @example A full snapshot changes everything
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { planSnapshot } from "./plan.ts";
+ * const plan = planSnapshot([{ type: "dir", path: "a", mode: 0o755, mtimeMs: 0 }]);
+ * assert(plan.changed.length === 1 && plan.deleted.length === 0);
+ * ```
+ */
+export function planSnapshot(
+  current: readonly SourceEntry[],
+  parent?: Manifest | null,
+): SnapshotPlan {
+  const table = tableOf(current);
+  const merge = new ParentMerge(table);
+  const before = [...(parent?.entries ?? [])].sort((a, b) => (a.path < b.path ? -1 : 1));
+  for (const entry of before) merge.next(entry);
+  const deleted = merge.finish();
+  const changed: SourceEntry[] = [];
+  const unchanged: ManifestEntry[] = [];
+  for (let i = 0; i < table.count; i++) {
+    if (table.states[i] === STATE.changed) changed.push(table.source(i));
+    else unchanged.push(manifestEntryAt(table, i, parent?.id ?? "", undefined)!);
+  }
+  const plan: TablePlan = { changed, unchanged, deleted, table };
+  return plan;
+}
+
+/** Everything {@link buildManifest} needs besides the plan. */
+export interface ManifestFacts {
+  readonly id: string;
+  readonly kind: "fs" | "db";
+  readonly source: string;
+  readonly parent: Manifest | null;
+  readonly createdMs: number;
+  readonly archiveBytes: number;
+  readonly channelBytes: ChannelBytes;
+  /** Hashes of the changed files that were archived; a changed file missing here was skipped. */
+  readonly packed: ReadonlyMap<string, PackedFile>;
+  /** Names of owner ids; without it only the ids are recorded. */
+  readonly ownerNames?: OwnerNames;
+}
+
+/**
+ * Builds the new manifest from a plan made by {@link planSnapshot}: unchanged entries keep
+ * their data reference, changed files point at the new snapshot, skipped files are left out,
+ * and deletions are relative to the parent.
  *
  * @param plan the plan the archive was packed from
  * @param facts ids, times, counters and pack results
@@ -226,30 +390,16 @@ function rawPathOf(path: string): { rawPath?: string } {
  * ```
  */
 export function buildManifest(plan: SnapshotPlan, facts: ManifestFacts): Manifest {
-  const entries: ManifestEntry[] = [...plan.unchanged];
-  for (const entry of plan.changed) {
-    const base = {
-      path: entry.path,
-      mode: entry.mode,
-      mtimeMs: entry.mtimeMs,
-      ...ownersOf(entry, facts.ownerNames),
-      ...rawPathOf(entry.path),
-    };
-    if (entry.type === "dir") entries.push({ type: "dir", ...base });
-    else if (entry.type === "symlink") {
-      const rawTarget = hasRawBytes(entry.target)
-        ? { rawTarget: base64Of(pathToBytes(entry.target)) }
-        : {};
-      entries.push({ type: "symlink", ...base, target: entry.target, ...rawTarget });
-    } else {
-      const packed = facts.packed.get(entry.path);
-      if (packed === undefined) continue;
-      entries.push({ type: "file", ...base, ...packed, data: facts.id });
+  const table = (plan as Partial<TablePlan>).table;
+  invariant(table !== undefined, "buildManifest takes a plan made by planSnapshot");
+  const entries: ManifestEntry[] = [];
+  for (let i = 0; i < table.count; i++) {
+    if (table.states[i] === STATE.changed && table.types[i] === TYPE_CODES.file) {
+      recordPacked(table, i, facts.packed.get(table.path(i)), facts.id);
     }
+    const entry = manifestEntryAt(table, i, facts.id, facts.ownerNames);
+    if (entry !== undefined) entries.push(entry);
   }
-  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const kept = new Set(entries.map((entry) => entry.path));
-  const deleted = (facts.parent?.entries ?? []).map((e) => e.path).filter((p) => !kept.has(p));
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
@@ -261,6 +411,6 @@ export function buildManifest(plan: SnapshotPlan, facts: ManifestFacts): Manifes
     archiveBytes: facts.archiveBytes,
     channelBytes: facts.channelBytes,
     entries,
-    deleted,
+    deleted: [...plan.deleted],
   };
 }

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { parseManifest } from "./manifest.ts";
-import { buildManifest, planSnapshot, type SourceEntry } from "./plan.ts";
+import { buildManifest, ParentMerge, planSnapshot, type SourceEntry } from "./plan.ts";
+import { EntryTable } from "./entry_table.ts";
 import { testId } from "./_test_data.ts";
-import type { Manifest } from "./manifest.ts";
+import type { Manifest, ManifestEntry } from "./manifest.ts";
 
 const file = (path: string, sizeBytes: number, mtimeMs = 1000, mode = 0o644): SourceEntry => ({
   type: "file",
@@ -69,7 +70,8 @@ Deno.test("planSnapshot() detects changes in size, mtime, mode, type and symlink
     link("b"),
     file("new", 0),
   ], first);
-  assert.deepEqual(plan.changed.map((e) => e.path), ["size", "time", "mode", "kind", "l", "new"]);
+  // In path order (the manifest's and the archive's).
+  assert.deepEqual(plan.changed.map((e) => e.path), ["kind", "l", "mode", "new", "size", "time"]);
   assert.deepEqual(plan.unchanged.map((e) => e.path), ["same"]);
 });
 
@@ -129,4 +131,35 @@ Deno.test("a name left alone when its hard link's primary is deleted is archived
   assert.deepEqual(plan.changed.map((e) => e.path), ["b"]);
   const second = snapshot(2, [file("b", 5)], first);
   assert.ok(parseManifest(second).ok, JSON.stringify(second.entries));
+});
+
+Deno.test("ParentMerge refuses a parent out of path order and lists what is gone", () => {
+  const table = new EntryTable();
+  table.add(dir("a"));
+  table.add(file("a/x", 1));
+  const merge = new ParentMerge(table);
+  const parent = snapshot(1, [dir("a"), file("a/x", 1), file("b", 1)], null);
+  assert.ok(merge.next(parent.entries[0]!));
+  assert.ok(merge.next(parent.entries[2]!));
+  assert.ok(!merge.next(parent.entries[1]!), "a/x after b is out of order");
+  assert.deepEqual(merge.finish(), ["b"]);
+});
+
+Deno.test("a hard-linked file stays unchanged only with all its names, linked the same way", () => {
+  const linked = (path: string): SourceEntry => ({ ...file(path, 1), linkKey: "k" });
+  const first = snapshot(1, [linked("a"), linked("b")], null);
+  assert.equal(first.entries[1]!.type === "file" && first.entries[1]!.hardlink, undefined);
+  const again = planSnapshot([linked("a"), linked("b")], {
+    ...first,
+    entries: [first.entries[0]!, { ...first.entries[1]!, hardlink: "a" } as ManifestEntry],
+  });
+  assert.deepEqual(again.unchanged.map((e) => e.path), ["a", "b"]);
+  const touched = planSnapshot([linked("a"), { ...linked("b"), mtimeMs: 5 }], first);
+  assert.deepEqual(touched.changed.map((e) => e.path), ["a", "b"]);
+  // A name that was a link in the parent, whose other names are gone, is archived again.
+  const alone = planSnapshot([file("b", 1)], {
+    ...first,
+    entries: [{ ...first.entries[1]!, hardlink: "a" } as ManifestEntry],
+  });
+  assert.deepEqual(alone.changed.map((e) => e.path), ["b"]);
 });

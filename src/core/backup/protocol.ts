@@ -5,10 +5,12 @@
  *
  * Order (control channel unless said otherwise):
  * 1. client → server `hello` (what it backs up and how);
- * 2. server → client `begin` (the snapshot id and the parent manifest, in `part` messages);
+ * 2. server → client `begin` (the snapshot id), then for an incremental backup the parent
+ *    manifest as a stream of lines in `part` messages: its head, then its entries in path order;
  * 3. client → server: data frames, then end of data; `progress` now and then; `skipped` on the
  *    error channel for each entry it could not read;
- * 4. client → server: the manifest, in `part` messages;
+ * 4. client → server: the new manifest as a stream of lines in `part` messages: its head, its
+ *    entries in path order, its deleted paths (JSON strings);
  * 5. server → client `committed`;
  *
  * Either side may send `failed` on the error channel at any point; the other side then stops
@@ -27,8 +29,11 @@
  * Restore (server → agent): `restore-begin` naming the snapshot, the manifest in parts; for each archive the agent asks for the members it needs (`members` parts) and the
  * server streams them on the data channel as records (`restore_stream.ts`).
  *
- * Large JSON values (manifests) are split into `part` messages of at most
- * {@link PART_CHARS_MAX} characters, numbered, with the total count on the last.
+ * Line streams (manifests, a line per entry, see `manifest_stream.ts`) are cut into `part`
+ * messages of at most {@link PART_CHARS_MAX} characters, numbered, the last one marked; a line
+ * may span parts. The receiver grants credit with `more` (it may be sent parts up to `upTo`),
+ * so neither side ever holds more than {@link STREAM_WINDOW_PARTS} parts of a stream it has not
+ * consumed: a million-entry manifest crosses in bounded memory, at the consumer's pace.
  *
  * @module
  */
@@ -40,6 +45,8 @@ import { SOCKET_ERROR_CODES } from "../dispatch/errors.ts";
 export const PART_CHARS_MAX = 16 * 1024;
 /** Largest number of parts of one value (16 GiB of JSON text). */
 export const PARTS_MAX = 1_000_000;
+/** Parts a sender may send beyond what the receiver consumed (1 MiB of text). */
+export const STREAM_WINDOW_PARTS = 64;
 
 const text = z.string().max(4096);
 
@@ -66,6 +73,13 @@ export const PartSchema = z.strictObject({
   index: z.int().min(0).max(PARTS_MAX - 1),
   last: z.boolean(),
   text: z.string().max(PART_CHARS_MAX),
+});
+
+/** Either way: the receiver of a line stream may now be sent parts up to `upTo`. */
+export const MoreSchema = z.strictObject({
+  type: z.literal("more"),
+  of: z.enum(["parent", "manifest"]),
+  upTo: z.int().min(0).max(PARTS_MAX + STREAM_WINDOW_PARTS),
 });
 
 /** client → server: how far packing got. */
@@ -249,6 +263,7 @@ export const SessionMessageSchema = z.discriminatedUnion("type", [
   HelloSchema,
   BeginSchema,
   PartSchema,
+  MoreSchema,
   ProgressSchema,
   SkippedSchema,
   CommittedSchema,
@@ -381,5 +396,112 @@ export class PartJoiner {
     } catch {
       throw new SessionProtocolError(`${this.#of} parts do not form JSON`);
     }
+  }
+}
+
+/** A `part` message. */
+export type PartMessage = z.infer<typeof PartSchema>;
+
+/**
+ * Cuts a stream of lines into `part` messages of at most {@link PART_CHARS_MAX} characters
+ * (a long line spans parts); the receiver's {@link LineSplitter} puts the lines back together.
+ */
+export class PartCutter {
+  #text = "";
+  #index = 0;
+
+  /** @param of which stream */
+  constructor(readonly of: "parent" | "manifest") {}
+
+  /**
+   * Adds one line (without a newline).
+   *
+   * @param line the line
+   * @returns the parts now full, in order
+   */
+  add(line: string): PartMessage[] {
+    this.#text += `${line}\n`;
+    const parts: PartMessage[] = [];
+    // Bounded by the text: each turn takes PART_CHARS_MAX characters off.
+    while (this.#text.length > PART_CHARS_MAX) {
+      parts.push(this.#part(this.#text.slice(0, PART_CHARS_MAX), false));
+      this.#text = this.#text.slice(PART_CHARS_MAX);
+    }
+    return parts;
+  }
+
+  /** The last part (what is left, maybe nothing). */
+  end(): PartMessage {
+    const part = this.#part(this.#text, true);
+    this.#text = "";
+    return part;
+  }
+
+  #part(text: string, last: boolean): PartMessage {
+    if (this.#index >= PARTS_MAX) {
+      throw new RangeError(`a ${this.of} stream of over ${PARTS_MAX} parts`);
+    }
+    return { type: "part", of: this.of, index: this.#index++, last, text };
+  }
+}
+
+/**
+ * Puts a line stream back together from its parts, checking their numbering and that the
+ * sender kept to the credit granted (`allowedUpTo`); lines are bounded in length.
+ */
+export class LineSplitter {
+  #next = 0;
+  #partial = "";
+  #done = false;
+
+  /**
+   * @param of which stream
+   * @param lineCharsMax the longest line accepted
+   */
+  constructor(readonly of: "parent" | "manifest", readonly lineCharsMax: number) {}
+
+  /** True once the last part arrived. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Parts received so far. */
+  get received(): number {
+    return this.#next;
+  }
+
+  /**
+   * Adds the next part.
+   *
+   * @param part the part
+   * @param allowedUpTo the highest part index the receiver granted
+   * @returns the lines it completes, in order
+   * @throws SessionProtocolError for a part out of order, after the last, or beyond the credit
+   */
+  add(part: PartMessage, allowedUpTo: number): string[] {
+    if (this.#done) throw new SessionProtocolError(`a ${this.of} part after the last one`);
+    if (part.of !== this.of || part.index !== this.#next) {
+      throw new SessionProtocolError(
+        `expected ${this.of} part ${this.#next}, got ${part.of} part ${part.index}`,
+      );
+    }
+    if (part.index > allowedUpTo) {
+      throw new SessionProtocolError(
+        `${this.of} part ${part.index} beyond the credit ${allowedUpTo}`,
+      );
+    }
+    this.#next++;
+    this.#done = part.last;
+    const lines = (this.#partial + part.text).split("\n");
+    this.#partial = lines.pop()!;
+    if (this.#partial.length > this.lineCharsMax) {
+      throw new SessionProtocolError(
+        `a ${this.of} line longer than ${this.lineCharsMax} characters`,
+      );
+    }
+    if (this.#done && this.#partial !== "") {
+      throw new SessionProtocolError(`the ${this.of} stream ends inside a line`);
+    }
+    return lines;
   }
 }

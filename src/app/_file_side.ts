@@ -1,0 +1,55 @@
+/**
+ * Which file layer backup and restore use: the native one (`fs_native.ts`: libc through FFI,
+ * relative to held directory descriptors) when FFI is allowed, else Deno's path-based APIs with
+ * their documented limits. The fallback is announced once per process, on stderr.
+ *
+ * @module
+ */
+
+import { nativeFsAvailable } from "../adapters/fs_native.ts";
+
+let announced = false;
+
+/** What the path-based fallback cannot do (docs/backup.md has the details). */
+export const PATH_BASED_LIMITS =
+  "names that are not UTF-8 are skipped, sparse files are stored whole, extended attributes " +
+  "are not kept, and restore checks parents by path (a symlink swapped in between a check and " +
+  "a write is refused afterwards, not prevented)";
+
+/**
+ * Whether to use the native file layer: true when it is available and not turned off.
+ *
+ * @param wanted false forces the path-based layer (tests of the fallback)
+ * @returns whether the native layer is used
+ */
+export function useNativeFs(wanted = true): boolean {
+  if (!wanted) return false;
+  const available = nativeFsAvailable();
+  if (available === true) return true;
+  if (!announced) {
+    announced = true;
+    console.error(
+      `lanfree: the native file layer is not available (${available}); working by path ` +
+        `instead: ${PATH_BASED_LIMITS}. Grant --allow-ffi to lift these limits.`,
+    );
+  }
+  return false;
+}
+
+/** Time one synchronous stretch may take before it lets the event loop run. */
+const SLICE_MS = 20;
+
+/**
+ * Lets timers and I/O run between synchronous steps (a host renews its storage lease on a
+ * timer): `await yielder.maybe()` in a loop gives the event loop a turn every {@link SLICE_MS}.
+ */
+export class Yielder {
+  #lastMs = performance.now();
+
+  /** Yields a macrotask turn once the current slice has run out. */
+  async maybe(): Promise<void> {
+    if (performance.now() - this.#lastMs < SLICE_MS) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#lastMs = performance.now();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * What both restore targets share: the interface the restore drives, test hooks, the mode mask,
+ * temporary names, the effective uid, and how a target failure becomes a typed error.
+ *
+ * @module
+ */
+
+import type { ManifestEntry } from "../../core/backup/manifest.ts";
+import { RestoreError } from "../errors.ts";
+import type { MemberPiece } from "./_archive_read.ts";
+
+/** Permission bits restored without `preservePermissions` (GNU tar without `-p`). */
+export const MODE_WITHOUT_SPECIAL_BITS = 0o777;
+
+/** Test hooks: run at the named step of a restore (to swap things in the target). */
+export interface RestoreHooks {
+  /** Before an entry is created (after its parent was checked). */
+  beforeCreate?(path: string): Promise<void>;
+}
+
+/** Where a restored entry's identity is kept: device and inode. */
+export interface Identity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** Writes the entries of a restore into a target (see `TargetWriter`). */
+export interface RestoreTarget {
+  /** Stale temporaries of an interrupted restore removed so far. */
+  readonly staleRemoved: number;
+  /** Whether the directory `path` was restored. */
+  hasDir(path: string): boolean;
+  /** Makes (or, with overwrite, keeps) a directory. */
+  dir(entry: ManifestEntry): Promise<void>;
+  /** Writes one file under a temporary name, checked by `check`, then gives it its name. */
+  file(
+    entry: ManifestEntry & { type: "file" },
+    realSize: number,
+    pieces: AsyncIterable<MemberPiece>,
+    check: (pieces: AsyncIterable<MemberPiece>) => AsyncIterable<MemberPiece>,
+  ): Promise<void>;
+  /** Makes a symlink (never following it). */
+  symlink(entry: ManifestEntry & { type: "symlink" }): Promise<void>;
+  /** Makes `path` a hard link to the file restored at `primary`. */
+  link(path: string, primary: string): Promise<void>;
+  /** Sets a directory's owner, mode and times, once nothing more goes into it. */
+  finishDir(entry: ManifestEntry): Promise<void>;
+  /** Releases what the target holds (directory descriptors). */
+  close(): void;
+}
+
+/** A failure of the target (the disk being written), as a typed error naming the path. */
+export function writeFailure(path: string, error: unknown): RestoreError {
+  if (error instanceof RestoreError) return error;
+  const code = (error as { code?: string }).code;
+  const text = error instanceof Error ? error.message : String(error);
+  return new RestoreError(
+    "write-failed",
+    `cannot write ${JSON.stringify(path)} in the target: ${code ?? "error"}: ${text}`,
+    { cause: error },
+  );
+}
+
+/** Names of a restore's temporary files: `.lanfree-` sixteen hex digits `.partial`. */
+export const TEMPORARY_NAME = /^\.lanfree-[0-9a-f]{16}\.partial$/;
+
+/** A fresh temporary name. */
+export function randomName(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return `.lanfree-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}.partial`;
+}
+
+/** The effective uid (Deno.uid needs --allow-sys=uid; /proc/self as a fallback), if known. */
+export async function effectiveUid(): Promise<number | undefined> {
+  try {
+    return Deno.uid() ?? undefined; // needs --allow-sys=uid
+  } catch {
+    // fall through: /proc/self needs --allow-all under Deno's permissions
+  }
+  try {
+    const status = await Deno.readTextFile("/proc/self/status");
+    const line = status.split("\n").find((l) => l.startsWith("Uid:"));
+    const uid = Number(line?.split(/\s+/)[2]);
+    return Number.isInteger(uid) ? uid : undefined;
+  } catch {
+    return undefined;
+  }
+}
