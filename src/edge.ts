@@ -149,7 +149,6 @@ export {
   type JobEventView,
   type JobsPort,
   type JobTotals,
-  type Parsed,
   type StorageOccupancy,
   type SuitesPort,
 } from "./adapters/http.ts";
