@@ -19,7 +19,7 @@ import { denoControlServices } from "../src/app/server/control_services.ts";
 import { openRegionFile, type RegionFile } from "../src/adapters/region_file.ts";
 import { AGENT_KEY_ENV, loadAgentKeyBytes } from "../src/app/hosts/agent_key.ts";
 import { lanfreeSuites } from "./conformance.ts";
-import { buildDashboardScript } from "./_dashboard_build.ts";
+import { DASHBOARD_SCRIPT_PATH } from "./build_dashboard.ts";
 
 const USAGE =
   `usage: deno task serve [--port N] [--host H] [--root DIR]... [--region FILE | --region-mib N]
@@ -40,6 +40,20 @@ generated now and printed once.
 function randomToken(): string {
   return [...crypto.getRandomValues(new Uint8Array(24))].map((b) => b.toString(16).padStart(2, "0"))
     .join("");
+}
+
+/** The bundled dashboard script (`deno task dashboard`), or undefined, said loudly, without. */
+async function readDashboardScript(): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(DASHBOARD_SCRIPT_PATH);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    console.error(
+      `serve: no dashboard script at ${DASHBOARD_SCRIPT_PATH} (run deno task dashboard): ` +
+        "the page at / will not load its script",
+    );
+    return undefined;
+  }
 }
 
 async function main(): Promise<number> {
@@ -101,7 +115,7 @@ async function main(): Promise<number> {
     () => Date.now(),
     { runningMax },
   );
-  const dashboardScript = await buildDashboardScript();
+  const dashboardScript = await readDashboardScript();
   const app = createControlApp(
     denoControlServices({ token, roots, jobs, region, suites: lanfreeSuites, dashboardScript }),
   );

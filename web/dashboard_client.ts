@@ -15,6 +15,8 @@
 const POLL_MS = 1000;
 /** Throughput samples kept per job (the chart's width). */
 const SAMPLES_MAX = 120;
+/** How often a running job's throughput is sampled, ms (events arriving together share one). */
+const SAMPLE_MS = 500;
 
 const csrfToken = document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ??
   "";
@@ -63,6 +65,13 @@ function bytes(count: number): string {
     unit++;
   }
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** A table in a box that scrolls sideways on a narrow screen. */
+function scrolling(inner: HTMLElement): HTMLElement {
+  const box = element("div", { class: "scroll" });
+  box.append(inner);
+  return box;
 }
 
 function table(headings: string[], rows: string[][]): HTMLTableElement {
@@ -152,7 +161,7 @@ function renderRegion(report: RegionReport): void {
     report.hosts.map((host) => [
       String(host.hostId),
       host.status,
-      host.pid === 0 ? "" : String(host.pid),
+      host.pid === 0 || host.status === "free" ? "" : String(host.pid),
       String(host.incarnation),
       host.leaseAgeMs === null ? "" : `${host.leaseAgeMs} ms`,
     ]),
@@ -167,7 +176,7 @@ function renderRegion(report: RegionReport): void {
     `${report.regionId.slice(0, 8)}…, ${bytes(report.regionBytes)}, lease ${report.leaseMs} ms`,
   );
   body.className = "";
-  body.replaceChildren(heading, regionMap(report), legend, stgs, hosts);
+  body.replaceChildren(heading, regionMap(report), legend, scrolling(stgs), scrolling(hosts));
 }
 
 async function pollRegion(): Promise<void> {
@@ -234,9 +243,7 @@ function follow(job: Job, entry: Watched): void {
   events.addEventListener("progress", (message) => {
     const progress = JSON.parse((message as MessageEvent).data).progress as JobProgress;
     entry.progress = progress;
-    entry.samples.push({ atMs: performance.now(), ...progress });
-    if (entry.samples.length > SAMPLES_MAX) entry.samples.shift();
-    updateProgress(entry, job.id);
+    updateProgress(entry);
   });
   events.addEventListener("state", (message) => {
     const state = JSON.parse((message as MessageEvent).data).state as string;
@@ -273,7 +280,11 @@ function chart(samples: Sample[]): SVGSVGElement {
   const top = Math.max(1, ...series.map((r) => Math.max(r.storage, r.network)));
   for (const channel of ["storage", "network"] as const) {
     const line = document.createElementNS(ns, "polyline");
-    const points = series.map((r, i) => `${i},${(40 - (r[channel] / top) * 38).toFixed(1)}`);
+    // The samples so far span the chart's width (120 units), then scroll once it is full.
+    const step = 120 / Math.max(series.length - 1, 1);
+    const points = series.map((r, i) =>
+      `${(i * step).toFixed(1)},${(40 - (r[channel] / top) * 38).toFixed(1)}`
+    );
     line.setAttribute("points", points.join(" "));
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", channel === "storage" ? "#2f6fde" : "#d9822b");
@@ -294,7 +305,24 @@ function eta(entry: Watched): string {
   return `ETA ${seconds < 60 ? `${seconds.toFixed(0)} s` : `${(seconds / 60).toFixed(1)} min`}`;
 }
 
-function updateProgress(entry: Watched, id: string): void {
+/** Takes one sample of every followed job: the chart's time series, on a steady clock. */
+function sampleAll(): Promise<void> {
+  for (const entry of watched.values()) {
+    if (entry.events === undefined || entry.events.readyState === EventSource.CLOSED) continue;
+    sample(entry);
+  }
+  return Promise.resolve();
+}
+
+function sample(entry: Watched): void {
+  if (entry.progress === undefined) return;
+  entry.samples.push({ atMs: performance.now(), ...entry.progress });
+  if (entry.samples.length > SAMPLES_MAX) entry.samples.shift();
+  entry.card.querySelector("svg")!.replaceWith(chart(entry.samples));
+  entry.card.querySelector(".eta")!.textContent = eta(entry);
+}
+
+function updateProgress(entry: Watched): void {
   const progress = entry.progress;
   if (progress === undefined) return;
   const card = entry.card;
@@ -304,10 +332,8 @@ function updateProgress(entry: Watched, id: string): void {
     `${progress.totalBytes === 0 ? "?" : bytes(progress.totalBytes)}, ${progress.files} files`;
   card.querySelector(".channels")!.textContent = `storage ${bytes(progress.storageBytes)}, ` +
     `network ${bytes(progress.networkBytes)}`;
-  card.querySelector(".eta")!.textContent = eta(entry);
+  card.dataset.storageBytes = String(progress.storageBytes);
   card.dataset.bytes = String(progress.bytes);
-  card.querySelector("svg")!.replaceWith(chart(entry.samples));
-  card.id = `job-${id}`;
 }
 
 function newCard(job: Job): HTMLElement {
@@ -344,14 +370,16 @@ function updateCard(job: Job, entry: Watched): void {
   const request = job.request;
   card.querySelector(".what")!.textContent = [request.source, request.repo, request.target]
     .filter((part) => part !== undefined).join(" → ");
-  if (entry.progress === undefined || ENDED.has(job.state)) {
+  const ended = ENDED.has(job.state);
+  if (entry.progress === undefined || (ended && card.dataset.ended === undefined)) {
     entry.progress = job.progress;
-    if (ENDED.has(job.state)) {
-      entry.samples.push({ atMs: performance.now(), ...job.progress });
+    updateProgress(entry);
+    if (ended) {
+      sample(entry);
+      card.dataset.ended = job.state;
+      card.querySelector(".eta")!.textContent = "";
     }
-    updateProgress(entry, job.id);
   }
-  if (ENDED.has(job.state)) card.querySelector(".eta")!.textContent = "";
   const outcome = card.querySelector(".outcome")!;
   const parts: HTMLElement[] = [];
   if (job.result?.snapshot) {
@@ -388,13 +416,13 @@ async function pollJobs(): Promise<void> {
     if (body.children[position] !== entry.card) {
       body.insertBefore(entry.card, body.children[position] ?? null);
     }
+    const newlyEnded = ENDED.has(job.state) && entry.card.dataset.ended === undefined;
     updateCard(job, entry);
     follow(job, entry);
-    if (job.request.repo !== undefined && !repositories.has(job.request.repo)) {
+    // A repository is listed once a job on it succeeded (before, there may be none yet).
+    if (job.request.repo !== undefined && job.state === "succeeded") {
+      if (newlyEnded || !repositories.has(job.request.repo)) void showSnapshots(job.request.repo);
       repositories.add(job.request.repo);
-      void showSnapshots(job.request.repo);
-    } else if (job.request.repo !== undefined && ENDED.has(job.state)) {
-      void showSnapshots(job.request.repo);
     }
   }
 }
@@ -432,7 +460,7 @@ async function showSnapshots(repo: string): Promise<void> {
     ]);
     const made = table(["id", "time", "kind", "files", "storage", "network", "parent"], rows);
     for (const [i, s] of list.entries()) made.tBodies[0]!.rows[i]!.dataset.snapshot = s.id;
-    block.replaceChildren(element("h3", {}, repo), made);
+    block.replaceChildren(element("h3", {}, repo), scrolling(made));
   } catch (error) {
     block.replaceChildren(
       element("h3", {}, repo),
@@ -481,11 +509,11 @@ function wireForms(): void {
 
 // ---- start ------------------------------------------------------------------------------
 
-/** Polls `step` every POLL_MS, one call at a time (a slow answer delays the next). */
-function every(step: () => Promise<void>): void {
+/** Runs `step` every `periodMs`, one call at a time (a slow answer delays the next). */
+function every(step: () => Promise<void>, periodMs = POLL_MS): void {
   const run = async () => {
     await step();
-    setTimeout(run, POLL_MS);
+    setTimeout(run, periodMs);
   };
   void run();
 }
@@ -493,6 +521,7 @@ function every(step: () => Promise<void>): void {
 wireForms();
 every(pollRegion);
 every(pollJobs);
+every(sampleAll, SAMPLE_MS);
 every(() => {
   document.getElementById("clock")!.textContent = new Date().toLocaleTimeString();
   return Promise.resolve();

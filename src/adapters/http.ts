@@ -119,8 +119,11 @@ export interface ControlServices {
   resolvePath(path: string): Promise<string>;
   /** The jobs. */
   readonly jobs: JobsPort;
-  /** Summaries (no entries) of a repository's snapshots (the repository is inside the roots). */
-  listSnapshots(repo: string): Promise<unknown[]>;
+  /**
+   * Summaries (no entries) of a repository's snapshots (the repository is inside the roots), or
+   * undefined when no repository is there (404).
+   */
+  listSnapshots(repo: string): Promise<unknown[] | undefined>;
   /**
    * One page of a snapshot's entries, or undefined for an unknown snapshot. A host without it
    * (an edge worker with no file system) answers the entries route with 404.

@@ -4,7 +4,7 @@ import { JobQueue, jobsPort } from "../app/jobs/jobs.ts";
 import { suitesPort } from "../../property-tests/_runner.ts";
 import { canonicalPath } from "../app/paths.ts";
 import { formatRegion } from "../core/stp/region.ts";
-import { reportOf } from "../app/server/control_services.ts";
+import { denoControlServices, reportOf } from "../app/server/control_services.ts";
 
 const TOKEN = "browser-token-0123456789";
 
@@ -236,5 +236,28 @@ Deno.test("the page sets a content security policy that allows only this server'
     await page.body?.cancel();
   } finally {
     await f.dispose();
+  }
+});
+
+Deno.test("GET /v1/snapshots of a directory that holds no repository is a 404 problem, not a 500", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-norepo-" }));
+  const app = createControlApp(denoControlServices({
+    token: TOKEN,
+    roots: [root],
+    jobs: new JobQueue(() => Promise.resolve({}), () => Date.now()),
+    region: null,
+    suites: () => [],
+  }));
+  try {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    for (const repo of [root, `${root}/missing`]) {
+      const response = await app.request(`/v1/snapshots?repo=${encodeURIComponent(repo)}`, {
+        headers: auth,
+      });
+      assert.equal(response.status, 404, repo);
+      assert.match((await response.json()).detail, /repository/);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

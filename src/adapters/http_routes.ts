@@ -91,7 +91,10 @@ function snapshotRoutes(services: ControlServices, checkPath: PathCheck): Hono {
   const app = new Hono();
   app.get("/", validated("query", SnapshotsQuerySchema), async (c) => {
     const { repo } = c.req.valid("query");
-    return c.json(await services.listSnapshots(await checkPath(repo)));
+    const list = await services.listSnapshots(await checkPath(repo));
+    return list === undefined
+      ? problem(404, "No repository", `no lanfree repository at ${repo}`)
+      : c.json(list);
   });
   app.get("/:id/entries", validated("query", EntriesQuerySchema), async (c) => {
     const { repo, offset, limit } = c.req.valid("query");

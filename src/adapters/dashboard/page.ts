@@ -25,12 +25,15 @@ body { margin:0; font:14px/1.4 system-ui, sans-serif; background:var(--bg); colo
 header { display:flex; align-items:center; justify-content:space-between; padding:8px 16px;
   background:#1d2330; color:#fff; }
 header h1 { font-size:16px; margin:0; }
-main { display:grid; grid-template-columns:repeat(auto-fit, minmax(360px, 1fr)); gap:12px;
+main { display:grid; grid-template-columns:repeat(auto-fit, minmax(min(360px, 100%), 1fr)); gap:12px;
   padding:12px; }
 section { background:#fff; border:1px solid var(--line); border-radius:6px; padding:10px 12px;
   min-width:0; }
 section h2 { font-size:14px; margin:0 0 8px; }
 table { border-collapse:collapse; width:100%; font-size:12px; }
+.scroll { overflow-x:auto; max-width:100%; }
+h3 { font-size:13px; margin:8px 0 4px; overflow-wrap:anywhere; }
+.job .what { overflow-wrap:anywhere; }
 th, td { text-align:left; padding:2px 6px; border-bottom:1px solid var(--line); }
 .muted { color:var(--muted); }
 .cells { display:flex; flex-wrap:wrap; gap:2px; margin-bottom:8px; }

@@ -1,7 +1,7 @@
 /**
  * The dashboard's routes: `GET /` (the login form, or the dashboard for a browser with a live
- * session) and `GET /assets/dashboard.js` (the client script, bundled by esbuild before the
- * server starts). Both are public: the page holds no data, the script fetches it from `/v1`
+ * session) and `GET /assets/dashboard.js` (the client script, bundled by esbuild with
+ * `deno task dashboard`, which `deno task serve` runs first). Both are public: the page holds no data, the script fetches it from `/v1`
  * with the session cookie.
  *
  * @module

@@ -29,7 +29,7 @@ export interface DenoServicesOptions {
   /** The region: shared memory, a mapped region file, or null. */
   readonly region: SharedArrayBuffer | Region | null;
   readonly suites: () => Suite[];
-  /** The dashboard's bundled client script (`scripts/_dashboard_build.ts`). */
+  /** The dashboard's bundled client script (`deno task dashboard` builds it). */
   readonly dashboardScript?: string;
 }
 
@@ -89,7 +89,16 @@ export function denoControlServices(options: DenoServicesOptions): ControlServic
     roots: options.roots,
     resolvePath: canonicalPath,
     jobs: jobsPort(options.jobs),
-    listSnapshots: async (repo) => await listSnapshotSummaries(await openRepository(repo)),
+    listSnapshots: async (repo) => {
+      try {
+        return await listSnapshotSummaries(await openRepository(repo));
+      } catch (error) {
+        const absent = error instanceof RepositoryError &&
+          (error.code === "not-found" || error.code === "not-a-repository");
+        if (absent) return undefined;
+        throw error;
+      }
+    },
     snapshotEntries: async (repo, id, offset, limit) => {
       try {
         return await readEntriesPage(await openRepository(repo), id, offset, limit);
