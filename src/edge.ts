@@ -149,6 +149,7 @@ export {
   type JobEventView,
   type JobsPort,
   type JobTotals,
+  type Parsed,
   type StorageOccupancy,
   type SuitesPort,
 } from "./adapters/http.ts";

@@ -19,13 +19,16 @@
 
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { z } from "zod";
-import type { RegionReport } from "../core/stp/report.ts";
 import { authRoutes, type AuthVariables, requireAuth } from "./http_auth.ts";
 import { onProblem, problem, problemResponse } from "./http_problem.ts";
 import { SessionStore } from "./http_session.ts";
 import { apiRoutes } from "./http_routes.ts";
 import { pageRoutes } from "./dashboard/page_routes.ts";
+
+/** What a port's validation of a request body gives: the value, or the field and why not. */
+export type Parsed<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly field: string; readonly message: string };
 
 /** An event of a job's stream: its state changed, or it reported progress. */
 export type JobEventView =
@@ -44,11 +47,8 @@ export interface JobTotals {
 
 /** The jobs, as the app sees them: what `POST/GET/DELETE /v1/jobs` and the events need. */
 export interface JobsPort {
-  /**
-   * The schema of a job request (`POST /v1/jobs` validates bodies with it, defaults filled
-   * in; a mismatch is a 400 problem naming the field).
-   */
-  readonly requestSchema: z.ZodType;
+  /** Validates a request body (defaults filled in). */
+  parse(body: unknown): Parsed<unknown>;
   /** The paths of this machine a valid request names, `[field, path]`: each must lie in the roots. */
   localPaths(request: unknown): ReadonlyArray<readonly [string, string]>;
   /** Queues a valid request: the job as shown, or why the queue is busy. */
@@ -136,7 +136,7 @@ export interface ControlServices {
    * `GET /v1/region` and the dashboard's map; undefined (404) when no region is attached. A
    * host without it answers the route with 404.
    */
-  regionReport?(): RegionReport | undefined;
+  regionReport?(): unknown;
   /** The dashboard's bundled client script (`GET /assets/dashboard.js`); 404 without it. */
   readonly dashboardScript?: string;
   /** The clock of browser sessions, ms. Default `Date.now`. */

@@ -60,9 +60,22 @@ function pathCheck(services: ControlServices): PathCheck {
   };
 }
 
+/**
+ * The port's own validation as a schema, so job bodies go through the one validator hook too:
+ * the port's complaint becomes an issue at the field it names.
+ */
+function portSchema(jobs: JobsPort) {
+  return z.unknown().transform((body, context) => {
+    const parsed = jobs.parse(body);
+    if (parsed.ok) return parsed.value;
+    context.addIssue({ code: "custom", path: [parsed.field], message: parsed.message });
+    return z.NEVER;
+  });
+}
+
 function jobRoutes(jobs: JobsPort, checkPath: PathCheck): Hono {
   const app = new Hono();
-  app.post("/", validated("json", jobs.requestSchema), async (c) => {
+  app.post("/", validated("json", portSchema(jobs)), async (c) => {
     const request: unknown = c.req.valid("json");
     for (const [, path] of jobs.localPaths(request)) await checkPath(path);
     const submitted = jobs.submit(request);
@@ -131,7 +144,7 @@ export function apiRoutes(services: ControlServices): Hono {
     const report = services.regionReport?.();
     return report === undefined
       ? problem(404, "No region", "no storage region is attached")
-      : c.json(report);
+      : c.json(report as Record<string, unknown>);
   });
   app.post("/conformance", validated("json", ConformanceRequestSchema), async (c) => {
     const request = c.req.valid("json");

@@ -21,7 +21,7 @@ import {
 } from "../../core/backup/retention.ts";
 
 export { REQUEST_PATH_BYTES_MAX, RequestPathSchema } from "../../core/backup/request_path.ts";
-import { RequestPathSchema } from "../../core/backup/request_path.ts";
+import { firstIssue, RequestPathSchema } from "../../core/backup/request_path.ts";
 
 /**
  * An agent's address: `host:port` (an IPv6 host in brackets), the agent's well-known port.
@@ -663,13 +663,18 @@ export function isEnded(state: JobState): boolean {
  * import assert from "node:assert/strict";
  * import { JobQueue, jobsPort } from "./jobs.ts";
  * const port = jobsPort(new JobQueue(async () => ({}), () => Date.now()));
- * const parsed = port.requestSchema.safeParse({ kind: "backup", repo: "/r", mode: "db" });
- * assert.ok(!parsed.success && parsed.error.issues[0]?.path[0] === "db");
+ * const parsed = port.parse({ kind: "backup", repo: "/r", mode: "db" });
+ * assert.ok(!parsed.ok && parsed.field === "db");
  * ```
  */
 export function jobsPort(queue: JobQueue): JobsPort {
   return {
-    requestSchema: JobRequestSchema,
+    parse(body) {
+      const parsed = JobRequestSchema.safeParse(body);
+      return parsed.success
+        ? { ok: true, value: parsed.data }
+        : { ok: false, ...firstIssue(parsed.error) };
+    },
     localPaths: (request) => jobPathFields(request as JobRequest),
     submit(request) {
       try {
