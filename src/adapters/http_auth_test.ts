@@ -261,3 +261,26 @@ Deno.test("GET /v1/snapshots of a directory that holds no repository is a 404 pr
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a JSON body is read as JSON whatever its content type says (curl -d sends a form type)", async () => {
+  const f = await browserFixture();
+  try {
+    const body = JSON.stringify({ kind: "verify", repo: f.root });
+    for (const type of [undefined, "application/x-www-form-urlencoded", "text/plain"]) {
+      const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
+      if (type !== undefined) headers["content-type"] = type;
+      const response = await f.app.request("/v1/jobs", { method: "POST", headers, body });
+      assert.equal(response.status, 202, `content type ${type}`);
+      await response.body?.cancel();
+    }
+    const malformed = await f.app.request("/v1/jobs", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: "{not json",
+    });
+    assert.equal(malformed.status, 400);
+    assert.match((await malformed.json()).detail, /not valid JSON/);
+  } finally {
+    await f.dispose();
+  }
+});

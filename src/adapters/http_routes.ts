@@ -8,7 +8,7 @@
  */
 
 import { Hono } from "hono";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { RequestPathSchema } from "../core/backup/request_path.ts";
@@ -124,6 +124,20 @@ function snapshotRoutes(services: ControlServices, checkPath: PathCheck): Hono {
 }
 
 /**
+ * Every `/v1` body is JSON: one sent with another content type (`curl -d` sends a form type)
+ * is read as JSON too, as the endpoint always has, so the validator does not see it as empty.
+ */
+const bodiesAreJson: MiddlewareHandler = async (c, next) => {
+  const type = c.req.header("content-type") ?? "";
+  if (c.req.raw.body !== null && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
+    const headers = new Headers(c.req.raw.headers);
+    headers.set("content-type", "application/json");
+    c.req.raw = new Request(c.req.raw, { headers });
+  }
+  await next();
+};
+
+/**
  * The `/v1` API.
  *
  * @param services what the app runs on
@@ -132,6 +146,7 @@ function snapshotRoutes(services: ControlServices, checkPath: PathCheck): Hono {
 export function apiRoutes(services: ControlServices): Hono {
   const checkPath = pathCheck(services);
   const app = new Hono();
+  app.use("*", bodiesAreJson);
   app.route("/jobs", jobRoutes(services.jobs, checkPath));
   app.route("/snapshots", snapshotRoutes(services, checkPath));
   app.get("/storage", (c) => {
