@@ -284,3 +284,18 @@ Deno.test("a JSON body is read as JSON whatever its content type says (curl -d s
     await f.dispose();
   }
 });
+
+Deno.test("the README lists every route of the app exactly, and no other", async () => {
+  const f = await browserFixture();
+  try {
+    const routes = (f.app as unknown as { routes: Array<{ method: string; path: string }> }).routes
+      .filter((route) => route.method !== "ALL")
+      .map((route) => `${route.method} ${route.path}`);
+    const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+    const listed = [...readme.matchAll(/^\| `(GET|POST|DELETE|PUT|PATCH) ([^`?]+)[^`]*` +\|/gm)]
+      .map((match) => `${match[1]} ${match[2]}`);
+    assert.deepEqual([...new Set(routes)].sort(), [...listed].sort());
+  } finally {
+    await f.dispose();
+  }
+});
