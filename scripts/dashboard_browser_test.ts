@@ -24,7 +24,7 @@ interface PageElement {
 declare const document: {
   getElementById(id: string): unknown;
   querySelector(selector: string): PageElement | null;
-  querySelectorAll(selector: string): Iterable<PageElement>;
+  querySelectorAll(selector: string): ArrayLike<PageElement> & Iterable<PageElement>;
   readonly documentElement: { readonly scrollWidth: number };
 };
 declare const MutationObserver: new (
@@ -246,6 +246,7 @@ Deno.test({
       await page.goto(setup.base);
       await submitLogin(page, TOKEN);
       await backupMoves(page, setup);
+      await networkBackupShows(page, setup);
       await regionMatches(page, setup);
       await deadHostShows(page, setup);
       await page.screenshot({ path: `${SCREENSHOTS}dashboard-1280x800.png`, fullPage: true });
@@ -339,6 +340,25 @@ async function backupMoves(page: Page, setup: Setup): Promise<void> {
   await page.waitForSelector(`#snapshots-body tr[data-snapshot="${snapshot}"]`, {
     timeout: 10_000,
   });
+  assert.equal(await page.$(".job .cancel:not([hidden])"), null, "an ended job has no Cancel");
+}
+
+/** A backup asked to use the network only: the card says so once it ends. */
+async function networkBackupShows(page: Page, setup: Setup): Promise<void> {
+  await page.select("#form-backup select[name=channel]", "network");
+  await page.click("#form-backup button[type=submit]");
+  await page.waitForFunction(
+    () => document.querySelectorAll(".job[data-state=succeeded]").length === 2,
+    {
+      timeout: 180_000,
+    },
+  );
+  const text = await page.$eval(".job .outcome", (e) => e.textContent ?? "");
+  assert.match(text, /data path network/);
+  const jobs = await (await fetch(`${setup.base}/v1/jobs`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  })).json();
+  assert.equal(jobs[0].request.channel, "network", "the form's channel reached the job");
 }
 
 /** One cell per control block, holding the states `region show` reports. */

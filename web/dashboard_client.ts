@@ -339,10 +339,21 @@ function updateProgress(entry: Watched): void {
 function newCard(job: Job): HTMLElement {
   const card = element("div", { class: "job", id: `job-${job.id}` });
   const head = element("div", { class: "row" });
+  const cancel = element("button", { type: "button", class: "cancel" }, "Cancel");
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      await api(`/v1/jobs/${encodeURIComponent(job.id)}`, { method: "DELETE" });
+    } catch (error) {
+      card.querySelector(".outcome")!.textContent = (error as Error).message;
+    }
+    await pollJobs();
+  });
   head.append(
     element("strong", {}, `${job.request.kind} ${job.id.slice(0, 8)}`),
     element("span", { class: "state" }),
     element("span", { class: "muted what" }),
+    cancel,
   );
   const bar = element("div", { class: "bar" });
   bar.append(element("div", { style: "width:0%" }));
@@ -365,6 +376,7 @@ function updateCard(job: Job, entry: Watched): void {
   const card = entry.card;
   const state = card.querySelector(".state")!;
   state.textContent = job.state;
+  card.querySelector<HTMLButtonElement>(".cancel")!.hidden = ENDED.has(job.state);
   state.className = `state state-${job.state}`;
   card.dataset.state = job.state;
   const request = job.request;
@@ -450,13 +462,13 @@ async function showSnapshots(repo: string): Promise<void> {
   try {
     const list = await api(`/v1/snapshots?repo=${encodeURIComponent(repo)}`) as SnapshotSummary[];
     const rows = list.map((s) => [
-      s.id.slice(0, 12),
+      s.id,
       s.createdMs === undefined ? "" : new Date(s.createdMs).toLocaleString(),
       s.kind ?? "?",
       String(s.entries.files),
       s.channelBytes === undefined ? "" : bytes(s.channelBytes.storage),
       s.channelBytes === undefined ? "" : bytes(s.channelBytes.network),
-      s.parent ? s.parent.slice(0, 12) : "full",
+      s.parent ?? "full",
     ]);
     const made = table(["id", "time", "kind", "files", "storage", "network", "parent"], rows);
     for (const [i, s] of list.entries()) made.tBodies[0]!.rows[i]!.dataset.snapshot = s.id;
@@ -477,6 +489,9 @@ function requestOf(form: HTMLFormElement): Record<string, unknown> {
   for (const input of Array.from(form.querySelectorAll("input"))) {
     if (input.type === "checkbox") request[input.name] = input.checked;
     else if (input.value.trim() !== "") request[input.name] = input.value.trim();
+  }
+  for (const select of Array.from(form.querySelectorAll("select"))) {
+    request[select.name] = select.value;
   }
   return request;
 }

@@ -57,7 +57,7 @@ th, td { text-align:left; padding:2px 6px; border-bottom:1px solid var(--line); 
 .chart-key .storage { color:var(--storage); } .chart-key .network { color:var(--network); }
 form { display:grid; gap:4px; margin-bottom:10px; padding-bottom:8px; border-bottom:1px solid var(--line); }
 form label { display:grid; grid-template-columns:90px 1fr; gap:6px; align-items:center; font-size:12px; }
-input[type=text] { width:100%; min-width:0; padding:3px 5px; }
+input[type=text], select { width:100%; min-width:0; padding:3px 5px; }
 button { justify-self:start; padding:3px 10px; }
 .login { max-width:360px; margin:80px auto; }
 `;
@@ -99,6 +99,8 @@ const FORMS = `
 <label>Repository <input type="text" name="repo" required></label>
 <label>Agent <input type="text" name="agent" placeholder="host:port (optional)"></label>
 <label>Incremental <input type="checkbox" name="incremental"></label>
+<label>Channel <select name="channel"><option value="auto">auto (storage, else network)</option>
+<option value="storage">storage only</option><option value="network">network only</option></select></label>
 <button type="submit">Start backup</button><output class="error"></output></form>
 <form data-kind="restore" id="form-restore"><strong>Restore</strong>
 <label>Repository <input type="text" name="repo" required></label>
