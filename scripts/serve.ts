@@ -19,14 +19,16 @@ import { denoControlServices } from "../src/app/server/control_services.ts";
 import { openRegionFile, type RegionFile } from "../src/adapters/region_file.ts";
 import { AGENT_KEY_ENV, loadAgentKeyBytes } from "../src/app/hosts/agent_key.ts";
 import { lanfreeSuites } from "./conformance.ts";
+import { DASHBOARD_SCRIPT_PATH } from "./build_dashboard.ts";
 
 const USAGE =
   `usage: deno task serve [--port N] [--host H] [--root DIR]... [--region FILE | --region-mib N]
                        [--key-file FILE | --insecure-no-key] [--jobs N]
 
-Serves lanfree's HTTP control endpoint (jobs, snapshots, storage, conformance, metrics).
-Every route but GET /health needs "Authorization: Bearer <token>"; the token is LANFREE_TOKEN,
-or one generated now and printed once.
+Serves lanfree's HTTP control endpoint (jobs, snapshots, storage, conformance, metrics) and
+the dashboard at / (log in there with the token). Every API route needs
+"Authorization: Bearer <token>" or the dashboard's session; the token is LANFREE_TOKEN, or one
+generated now and printed once.
 
   --region FILE      map this region file (deno task region create); agents that map the same
                      file move data through it. Without it, a region of --region-mib MiB in
@@ -38,6 +40,20 @@ or one generated now and printed once.
 function randomToken(): string {
   return [...crypto.getRandomValues(new Uint8Array(24))].map((b) => b.toString(16).padStart(2, "0"))
     .join("");
+}
+
+/** The bundled dashboard script (`deno task dashboard`), or undefined, said loudly, without. */
+async function readDashboardScript(): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(DASHBOARD_SCRIPT_PATH);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    console.error(
+      `serve: no dashboard script at ${DASHBOARD_SCRIPT_PATH} (run deno task dashboard): ` +
+        "the page at / will not load its script",
+    );
+    return undefined;
+  }
 }
 
 async function main(): Promise<number> {
@@ -99,8 +115,9 @@ async function main(): Promise<number> {
     () => Date.now(),
     { runningMax },
   );
+  const dashboardScript = await readDashboardScript();
   const app = createControlApp(
-    denoControlServices({ token, roots, jobs, region, suites: lanfreeSuites }),
+    denoControlServices({ token, roots, jobs, region, suites: lanfreeSuites, dashboardScript }),
   );
   const server = Deno.serve({
     hostname: values.host,

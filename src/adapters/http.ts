@@ -6,20 +6,24 @@
  * neither the product nor the suites, and the same app runs on `Deno.serve` and inside the edge
  * bundle.
  *
- * Every route but `GET /health` needs `Authorization: Bearer <token>` (compared in constant time
- * by Hono's bearer-auth). Errors are `application/problem+json` (RFC 9457) with the right status.
+ * Every route but `GET /health`, the dashboard page and its login needs `Authorization: Bearer
+ * <token>` (compared in constant time) or a browser session from the login form (with its CSRF
+ * token on state-changing requests; see `http_auth.ts`). The routes are sub-apps mounted with
+ * `app.route()`: the API under `/v1` (`http_routes.ts`), login and logout (`http_auth.ts`), the
+ * page and its script (`dashboard/page_routes.ts`). Errors are `application/problem+json`
+ * (RFC 9457) with the right status, bodies and queries validated by `@hono/zod-validator`
+ * through one hook (`http_problem.ts`).
  *
  * @module
  */
 
 import { Hono } from "hono";
-import type { Context } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
-import { streamSSE } from "hono/streaming";
-import { z } from "zod";
-import { firstIssue, RequestPathSchema } from "../core/backup/request_path.ts";
+import { authRoutes, type AuthVariables, requireAuth } from "./http_auth.ts";
+import { onProblem, problem, problemResponse } from "./http_problem.ts";
+import { SessionStore } from "./http_session.ts";
+import { apiRoutes } from "./http_routes.ts";
+import { pageRoutes } from "./dashboard/page_routes.ts";
 
 /** What a port's validation of a request body gives: the value, or the field and why not. */
 export type Parsed<T> =
@@ -115,8 +119,11 @@ export interface ControlServices {
   resolvePath(path: string): Promise<string>;
   /** The jobs. */
   readonly jobs: JobsPort;
-  /** Summaries (no entries) of a repository's snapshots (the repository is inside the roots). */
-  listSnapshots(repo: string): Promise<unknown[]>;
+  /**
+   * Summaries (no entries) of a repository's snapshots (the repository is inside the roots), or
+   * undefined when no repository is there (404).
+   */
+  listSnapshots(repo: string): Promise<unknown[] | undefined>;
   /**
    * One page of a snapshot's entries, or undefined for an unknown snapshot. A host without it
    * (an edge worker with no file system) answers the entries route with 404.
@@ -124,6 +131,22 @@ export interface ControlServices {
   snapshotEntries?(repo: string, id: string, offset: number, limit: number): Promise<unknown>;
   /** The region's occupancy, or undefined when no region is attached. */
   storageOccupancy(): StorageOccupancy | undefined;
+  /**
+   * What `deno task region show` reports about the region (blocks, STGs, host slots), for
+   * `GET /v1/region` and the dashboard's map; undefined (404) when no region is attached. A
+   * host without it answers the route with 404.
+   */
+  regionReport?(): unknown;
+  /** The dashboard's bundled client script (`GET /assets/dashboard.js`); 404 without it. */
+  readonly dashboardScript?: string;
+  /** The clock of browser sessions, ms. Default `Date.now`. */
+  readonly nowMs?: () => number;
+  /** Secure random bytes for session ids and CSRF tokens. Default `crypto.getRandomValues`. */
+  readonly randomBytes?: (bytes: Uint8Array) => Uint8Array;
+  /** A browser session unused this long ends, ms. Default 30 minutes. */
+  readonly sessionIdleMs?: number;
+  /** A browser session ends this long after login, ms. Default 12 hours. */
+  readonly sessionLifetimeMs?: number;
   /** The suites `POST /v1/conformance` may run. */
   readonly suites: SuitesPort;
   /** Largest request body, bytes. Default 64 KiB. */
@@ -132,68 +155,10 @@ export interface ControlServices {
   readonly conformanceBudgetMs?: number;
 }
 
-/** Most entries `GET /v1/snapshots/:id/entries` returns at once. */
-export const ENTRIES_LIMIT_MAX = 1000;
-
-const EntriesQuerySchema = z.strictObject({
-  repo: z.string(),
-  offset: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
-  limit: z.coerce.number().int().min(1).max(ENTRIES_LIMIT_MAX).default(100),
-});
-
-const ConformanceRequestSchema = z.strictObject({
-  suite: z.string().min(1).optional(),
-  runs: z.int().min(1).max(10_000).optional(),
-  seed: z.int().optional(),
-});
-
-type ProblemStatus = 400 | 401 | 403 | 404 | 409 | 413 | 500 | 503;
-
-/** An `application/problem+json` response. */
-function problemResponse(
-  status: ProblemStatus,
-  title: string,
-  detail: string,
-  headers?: Headers,
-): Response {
-  const body = JSON.stringify({ type: "about:blank", title, status, detail });
-  const all = new Headers(headers);
-  all.set("content-type", "application/problem+json");
-  return new Response(body, { status, headers: all });
-}
-
-/** Ends the request with a problem response. */
-function problem(status: ProblemStatus, title: string, detail: string): never {
-  throw new HTTPException(status, { res: problemResponse(status, title, detail) });
-}
+export { ENTRIES_LIMIT_MAX } from "./http_routes.ts";
 
 /** RFC 6750's b64token: what an `Authorization: Bearer` header can carry. */
 const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
-
-function isInside(path: string, root: string): boolean {
-  const base = root.endsWith("/") ? root : `${root}/`;
-  return path === root || path.startsWith(base);
-}
-
-/** A JSON body: 400 for malformed JSON. */
-async function jsonBody(c: Context): Promise<unknown> {
-  try {
-    return await c.req.json();
-  } catch {
-    problem(400, "Malformed JSON", "the request body is not valid JSON");
-  }
-}
-
-/** Parses a JSON body: 400 for malformed JSON, 400 naming the field for a schema mismatch. */
-async function parseBody<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
-  const body = await jsonBody(c);
-  const parsed = schema.safeParse(body);
-  if (!parsed.success) {
-    const { field, message } = firstIssue(parsed.error);
-    problem(400, "Invalid request", `${field}: ${message}`);
-  }
-  return parsed.data;
-}
 
 /**
  * Builds the control app.
@@ -209,158 +174,35 @@ export function createControlApp(services: ControlServices): ControlApp {
         "no request could present any other",
     );
   }
-  const app = new Hono();
-  const checkPath = async (path: string): Promise<string> => {
-    const valid = RequestPathSchema.safeParse(path);
-    if (!valid.success) {
-      problem(400, "Invalid path", `path ${valid.error.issues[0]!.message}`);
-    }
-    let resolved: string;
-    try {
-      resolved = await services.resolvePath(path);
-    } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      problem(400, "Invalid path", `${path.slice(0, 200)} cannot be resolved: ${why}`);
-    }
-    if (!services.roots.some((root) => isInside(resolved, root))) {
-      problem(403, "Outside the roots", `${path} is outside the directories this server may use`);
-    }
-    return resolved;
-  };
-
-  app.onError((error) => {
-    if (!(error instanceof HTTPException)) {
-      return problemResponse(
-        500,
-        "Internal error",
-        error instanceof Error ? error.message : String(error),
-      );
-    }
-    const response = error.getResponse();
-    if (response.headers.get("content-type")?.includes("problem+json")) return response;
-    // Hono's own middleware (bearer-auth) answers in plain text: restate it as a problem.
-    const challenge = response.headers.get("www-authenticate");
-    const headers = challenge === null ? undefined : new Headers({ "www-authenticate": challenge });
-    const title = error.status === 401 ? "Unauthorized" : "Error";
-    return problemResponse(error.status as ProblemStatus, title, error.message || title, headers);
+  const sessions = new SessionStore({
+    nowMs: services.nowMs ?? (() => Date.now()),
+    randomBytes: services.randomBytes ?? ((bytes) => crypto.getRandomValues(bytes)),
+    idleMs: services.sessionIdleMs,
+    lifetimeMs: services.sessionLifetimeMs,
   });
+  const bodyBytesMax = services.bodyBytesMax ?? 64 * 1024;
+  const app = new Hono<{ Variables: AuthVariables }>();
+  app.onError(onProblem);
   app.notFound(() => problemResponse(404, "Not found", "no such route"));
-
-  app.get("/health", (c) => c.json({ status: "ok" }));
-  app.use("*", bearerAuth({ token: services.token }));
   app.use(
     "*",
     bodyLimit({
-      maxSize: services.bodyBytesMax ?? 64 * 1024,
+      maxSize: bodyBytesMax,
       onError: () =>
-        problem(
-          413,
-          "Payload too large",
-          `bodies are limited to ${services.bodyBytesMax ?? 65536} bytes`,
-        ),
+        problem(413, "Payload too large", `bodies are limited to ${bodyBytesMax} bytes`),
     }),
   );
-
-  app.post("/v1/jobs", async (c) => {
-    const parsed = services.jobs.parse(await jsonBody(c));
-    if (!parsed.ok) problem(400, "Invalid request", `${parsed.field}: ${parsed.message}`);
-    for (const [, path] of services.jobs.localPaths(parsed.value)) await checkPath(path);
-    const submitted = services.jobs.submit(parsed.value);
-    if ("busy" in submitted) problem(503, "Busy", submitted.busy);
-    return c.json(submitted.job as Record<string, unknown>, 202);
-  });
-  app.get("/v1/jobs", (c) => c.json(services.jobs.list() as unknown[]));
-  app.get("/v1/jobs/:id", (c) => {
-    const job = services.jobs.get(c.req.param("id"));
-    return job === undefined
-      ? problem(404, "Unknown job", `no job ${c.req.param("id")}`)
-      : c.json(job as Record<string, unknown>);
-  });
-  app.delete("/v1/jobs/:id", (c) => {
-    const id = c.req.param("id");
-    const cancelled = services.jobs.cancel(id);
-    if (cancelled === "unknown") problem(404, "Unknown job", `no job ${id}`);
-    if (cancelled === "ended") problem(409, "Already ended", `job ${id} has already ended`);
-    return c.json(services.jobs.get(id) as Record<string, unknown>);
-  });
-  app.get("/v1/jobs/:id/events", (c) => jobEvents(c, services.jobs, c.req.param("id")));
-
-  app.get("/v1/snapshots", async (c) => {
-    const repo = c.req.query("repo");
-    if (repo === undefined) problem(400, "Invalid request", "repo: query parameter is required");
-    return c.json(await services.listSnapshots(await checkPath(repo)));
-  });
-  app.get("/v1/snapshots/:id/entries", async (c) => {
-    const parsed = EntriesQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      problem(400, "Invalid request", `${issue.path.join(".") || "query"}: ${issue.message}`);
-    }
-    const { repo, offset, limit } = parsed.data;
-    const id = c.req.param("id");
-    if (services.snapshotEntries === undefined) {
-      problem(404, "Not offered", "this server does not serve snapshot entries");
-    }
-    const page = await services.snapshotEntries(await checkPath(repo), id, offset, limit);
-    return page === undefined
-      ? problem(404, "Unknown snapshot", `no snapshot ${id.slice(0, 100)} in ${repo}`)
-      : c.json(page);
-  });
-  app.get("/v1/storage", (c) => {
-    const occupancy = services.storageOccupancy();
-    return occupancy === undefined
-      ? problem(404, "No region", "no storage region is attached")
-      : c.json(occupancy);
-  });
-  app.post("/v1/conformance", async (c) => {
-    const request = await parseBody(c, ConformanceRequestSchema);
-    const ran = await services.suites.run({
-      ...request,
-      budgetMs: services.conformanceBudgetMs ?? 20_000,
-    });
-    if (ran === undefined) problem(404, "Unknown suite", `no suite named ${request.suite}`);
-    return c.json(ran);
-  });
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.route("/", pageRoutes(services, sessions));
+  app.route("/", authRoutes(services.token, sessions));
+  app.use("/v1/*", requireAuth(services.token, sessions));
+  app.route("/v1", apiRoutes(services));
   app.get(
     "/metrics",
+    requireAuth(services.token, sessions),
     (c) => c.text(metricsText(services), 200, { "content-type": "text/plain; version=0.0.4" }),
   );
   return app;
-}
-
-function jobEvents(c: Context, jobs: JobsPort, id: string): Response {
-  if (jobs.get(id) === undefined) problem(404, "Unknown job", `no job ${id}`);
-  return streamSSE(c, async (stream) => {
-    const queued: JobEventView[] = [];
-    let wake: (() => void) | undefined;
-    const unsubscribe = jobs.subscribe(id, (event) => {
-      queued.push(event);
-      wake?.();
-    });
-    if (unsubscribe === undefined) return;
-    stream.onAbort(() => wake?.());
-    try {
-      let sent = 0;
-      // Bounded: a job ends, and each event is written once.
-      for (let turns = 0; !stream.aborted && turns < 1_000_000; turns++) {
-        const event = queued.shift();
-        if (event === undefined) {
-          await new Promise<void>((resolve) => (wake = resolve));
-          continue;
-        }
-        await stream.writeSSE({
-          event: event.type,
-          data: JSON.stringify(event),
-          id: String(sent++),
-        });
-        if (event.type === "state" && ["succeeded", "failed", "cancelled"].includes(event.state)) {
-          break;
-        }
-      }
-    } finally {
-      unsubscribe();
-    }
-  });
 }
 
 /** Prometheus text exposition of jobs, channel bytes and region occupancy. */

@@ -47,6 +47,10 @@ export interface BackupProgress {
   readonly bytes: number;
   /** File bytes planned (what `bytes` grows toward, headers aside). */
   readonly totalBytes: number;
+  /** Bytes the session moved through the storage region so far (data and messages). */
+  readonly storageBytes?: number;
+  /** Bytes the session moved over the network so far. */
+  readonly networkBytes?: number;
 }
 
 /** What the client did. */
@@ -195,7 +199,14 @@ async function packAndSend(
     const nowMs = performance.now();
     if (nowMs - lastProgressMs >= everyMs) {
       lastProgressMs = nowMs;
-      options.onProgress?.({ files, bytes, totalBytes });
+      const { storage, network } = session.bytes;
+      options.onProgress?.({
+        files,
+        bytes,
+        totalBytes,
+        storageBytes: storage,
+        networkBytes: network,
+      });
       await session.sendMessage("control", { type: "progress", files, bytes, totalBytes });
     }
   }, options.dataChannel);

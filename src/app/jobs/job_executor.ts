@@ -91,9 +91,15 @@ export async function resolveJobPaths<T extends JobRequest>(
   return resolved as T;
 }
 
-/** The progress a job reports, from a side's progress and the bytes known so far. */
+/** The progress a job reports, from a side's progress and the bytes per channel so far. */
 function progressOf(progress: BackupProgress): JobProgress {
-  return { ...progress, storageBytes: 0, networkBytes: 0 };
+  return {
+    files: progress.files,
+    bytes: progress.bytes,
+    totalBytes: progress.totalBytes,
+    storageBytes: progress.storageBytes ?? 0,
+    networkBytes: progress.networkBytes ?? 0,
+  };
 }
 
 /**

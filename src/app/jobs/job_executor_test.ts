@@ -262,3 +262,40 @@ Deno.test("HTTP forget, prune and consolidate jobs do what their CLIs do, and a 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a backup job's progress carries the bytes each channel moved so far, while it runs", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-jobs-" }));
+  try {
+    await Deno.mkdir(`${root}/src`);
+    const content = new Uint8Array(4 * 1024 * 1024);
+    for (let offset = 0; offset < content.length; offset += 65536) {
+      crypto.getRandomValues(content.subarray(offset, offset + 65536));
+    }
+    for (let i = 0; i < 8; i++) await Deno.writeFile(`${root}/src/f${i}`, content);
+    const region = formatRegion(jobRegionConfig(16, 64, 10_000), crypto.randomUUID());
+    assert.ok(region.ok);
+    const execute = createJobExecutor({ region: region.value, roots: [root] });
+    const reports: Array<{ bytes: number; storageBytes: number; networkBytes: number }> = [];
+    const summary = await execute(
+      {
+        kind: "backup",
+        mode: "fs",
+        channel: "auto",
+        source: `${root}/src`,
+        repo: `${root}/repo`,
+        incremental: false,
+      },
+      { signal: new AbortController().signal, report: (progress) => reports.push(progress) },
+    ) as { dataPath: string; storageBytes: number };
+    assert.equal(summary.dataPath, "storage");
+    const moving = reports.filter((r) => r.bytes > 0 && r.bytes < content.length * 8);
+    assert.ok(moving.length > 0, "progress was reported while the archive streamed");
+    assert.ok(
+      moving.some((r) => r.storageBytes > 0),
+      `the storage bytes show while it runs: ${JSON.stringify(moving)}`,
+    );
+    for (const r of moving) assert.ok(r.storageBytes <= summary.storageBytes);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

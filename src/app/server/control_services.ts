@@ -8,7 +8,9 @@
 
 import type { ControlServices, StorageOccupancy } from "../../adapters/http.ts";
 import { type RegionUsage, regionUsage, usageOfBuffer } from "../../core/stp/usage.ts";
-import type { Region } from "../../core/stp/region.ts";
+import { attachRegion, type Region } from "../../core/stp/region.ts";
+import { plainMemory } from "../../core/stp/memory.ts";
+import { type RegionReport, regionReport } from "../../core/stp/report.ts";
 import type { RegionLayout } from "../../core/stp/layout.ts";
 import type { Suite } from "../../../property-tests/_suite.ts";
 import { RepositoryError } from "../errors.ts";
@@ -27,6 +29,24 @@ export interface DenoServicesOptions {
   /** The region: shared memory, a mapped region file, or null. */
   readonly region: SharedArrayBuffer | Region | null;
   readonly suites: () => Suite[];
+  /** The dashboard's bundled client script (`deno task dashboard` builds it). */
+  readonly dashboardScript?: string;
+}
+
+/**
+ * What `deno task region show` reports about a region, now.
+ *
+ * @param region a formatted region (shared memory or a mapped file)
+ * @param nowMs the wall clock, ms (for lease ages)
+ * @returns the report
+ */
+export function reportOf(region: SharedArrayBuffer | Region, nowMs: number): RegionReport {
+  if (!(region instanceof SharedArrayBuffer)) {
+    return regionReport(region.memory, region.layout, nowMs);
+  }
+  const layout = attachRegion(region);
+  if (!layout.ok) throw new Error(layout.message);
+  return regionReport(plainMemory(region), layout.value, nowMs);
 }
 
 /**
@@ -69,7 +89,16 @@ export function denoControlServices(options: DenoServicesOptions): ControlServic
     roots: options.roots,
     resolvePath: canonicalPath,
     jobs: jobsPort(options.jobs),
-    listSnapshots: async (repo) => await listSnapshotSummaries(await openRepository(repo)),
+    listSnapshots: async (repo) => {
+      try {
+        return await listSnapshotSummaries(await openRepository(repo));
+      } catch (error) {
+        const absent = error instanceof RepositoryError &&
+          (error.code === "not-found" || error.code === "not-a-repository");
+        if (absent) return undefined;
+        throw error;
+      }
+    },
     snapshotEntries: async (repo, id, offset, limit) => {
       try {
         return await readEntriesPage(await openRepository(repo), id, offset, limit);
@@ -79,6 +108,8 @@ export function denoControlServices(options: DenoServicesOptions): ControlServic
       }
     },
     storageOccupancy: () => region === null ? undefined : occupancyOf(region),
+    regionReport: () => region === null ? undefined : reportOf(region, Date.now()),
+    dashboardScript: options.dashboardScript,
     suites: suitesPort(options.suites),
   };
 }
