@@ -163,6 +163,7 @@ export {
   type RetentionReport,
 } from "./src/app/repository/retention.ts";
 export type { CommonStep, MaintenanceOptions } from "./src/app/repository/_maintenance.ts";
+export type { ManifestHead } from "./src/core/backup/manifest_stream.ts";
 export {
   chooseParent,
   initRepository,

@@ -122,6 +122,8 @@ export function runSides(options: SidesOptions): Promise<SidesResult> {
 class SidesRun {
   readonly #results: { server?: ServerSideResult; agent?: AgentJobOutcome } = {};
   readonly #errors: Partial<Record<Side, SideError>> = {};
+  /** The side a drill terminated on purpose (its end is the drill's, not a crash). */
+  #drilled: Side | undefined;
   readonly #links: SideLink[] = [];
   #agentLink: SideLink | undefined;
   #serverLink: SideLink | undefined;
@@ -177,6 +179,7 @@ class SidesRun {
   #drill(side: Side, link: SideLink, progress: BackupProgress): void {
     const after = this.options.interruptAgentAfterBytes;
     if (side === "client" && after !== undefined && progress.bytes >= after) {
+      this.#drilled = side;
       link.terminate(); // the server must notice on its own, within the region's timeouts
     }
   }
@@ -187,6 +190,10 @@ class SidesRun {
       (error: Error) => {
         if (this.#settled) return;
         if (this.#cancelReason !== undefined) return this.#maybeDone();
+        if (this.#drilled === side) {
+          // As a host whose channels died: the peer's account says how it ended.
+          return this.#failed(side, { text: "terminated by a drill", origin: "transport" });
+        }
         this.#finish(new BackupJobError(`${side} host ${error.message.replace(/^\S+ host /, "")}`));
       },
     );

@@ -228,7 +228,18 @@ export function checkHead(
   ) {
     return bad("channelBytes: expected { storage, network } counts");
   }
-  const known = new Set([...HEAD_KEYS, ...extraKeys]);
+  const consolidated = (value as { consolidated?: unknown }).consolidated;
+  if (consolidated !== undefined) {
+    const c = consolidated as { parent?: unknown; consolidatedMs?: unknown };
+    if (
+      !isPlainObject(consolidated) || Object.keys(consolidated).length !== 2 ||
+      typeof c.parent !== "string" || !SNAPSHOT_ID_PATTERN.test(c.parent) ||
+      !isCount(c.consolidatedMs)
+    ) {
+      return bad("consolidated: expected { parent, consolidatedMs }");
+    }
+  }
+  const known = new Set<string>([...HEAD_KEYS, ...OPTIONAL_HEAD_KEYS, ...extraKeys]);
   for (const key of Object.keys(value)) {
     if (!known.has(key)) return bad(`manifest: unknown key ${JSON.stringify(key)}`);
   }
@@ -247,6 +258,9 @@ const HEAD_KEYS = [
   "archiveBytes",
   "channelBytes",
 ] as const;
+
+/** Head keys a manifest may leave out (`consolidated`: a synthetic full's former parent). */
+const OPTIONAL_HEAD_KEYS = ["consolidated"] as const;
 
 /**
  * Applies the tree rule to entries as they pass, in path order: each path greater than the one
@@ -343,9 +357,10 @@ const END_PREFIX = `],"channelBytes":`;
  * @returns the line, without its newline
  */
 export function headLine(head: Omit<ManifestHead, "channelBytes">): string {
-  const fields = HEAD_KEYS.filter((k) => k !== "channelBytes").map((key) =>
-    `${JSON.stringify(key)}:${JSON.stringify(head[key])}`
-  );
+  const values = head as Readonly<Record<string, unknown>>;
+  const fields = [...HEAD_KEYS, ...OPTIONAL_HEAD_KEYS]
+    .filter((key) => key !== "channelBytes" && values[key] !== undefined)
+    .map((key) => `${JSON.stringify(key)}:${JSON.stringify(values[key])}`);
   return `{${fields.join(",")}${ENTRIES_OPEN}`;
 }
 
