@@ -94,7 +94,10 @@ export async function runBackupServer(
       channelBytes: { ...session.bytes },
     };
     const committed = await writer.commit(withCounters);
-    await session.sendMessage("control", { type: "committed", snapshotId: committed.id });
+    // Past the commit point the snapshot stands: a client that cannot be told (its channel
+    // broke) fails its own side, but this side reports what the repository holds.
+    await session.sendMessage("control", { type: "committed", snapshotId: committed.id })
+      .catch(() => {});
     return { manifest: committed, fullReason, skipped };
   } catch (error) {
     await writer?.abort();

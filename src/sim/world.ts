@@ -1,0 +1,438 @@
+/**
+ * The simulated world: a backup server and an agent (client) with a shared region and a
+ * network, on virtual time, running the real code: the handshake machines and their driver
+ * (`runHandshake`), the session (`JobSessions`), `runBackupClient` and `runBackupServer`, then
+ * `runRestoreSender` and `runRestoreReceiver` over a second handshake, and the repository code
+ * under them. Only their I/O, clock and timers are swapped: the network is {@link SimNetwork},
+ * the storage sockets are the real ones over {@link SimStorage}, time is {@link VirtualTime}.
+ *
+ * One seed picks one fault (or none), the tree to back up, the latencies and the schedule; the
+ * same seed gives the same run. After the run {@link checkInvariants} checks what must hold
+ * whatever the fault.
+ *
+ * @module
+ */
+
+import { createRouter } from "../core/dispatch/router.ts";
+import type { Sockets } from "../core/dispatch/sockets.ts";
+import { formatRegion } from "../core/stp/region.ts";
+import { attachRegion } from "../core/stp/region.ts";
+import type { RegionConfig } from "../core/stp/layout.ts";
+import type { Channels, HandshakeRole } from "../core/handshake/types.ts";
+import { describeFailure, JobSessions, runHandshake } from "../app/hosts/channels.ts";
+import type { Session } from "../app/hosts/session.ts";
+import type { HandshakeOutcome } from "../app/hosts/handshake_driver.ts";
+import { runBackupClient } from "../app/agent/backup_client.ts";
+import { runBackupServer } from "../app/server/backup_server.ts";
+import { runRestoreSender } from "../app/server/restore_sender.ts";
+import { runRestoreReceiver } from "../app/agent/restore_receiver.ts";
+import { type ArmedNetworkFault, NETWORK_FAULTS, SimNetwork } from "./sim_network.ts";
+import { SimStorage, type SimStorageHost, STORAGE_FAULTS } from "./sim_storage.ts";
+import { type SeededRandom, VirtualTime } from "./virtual_time.ts";
+
+/** Every fault kind a seed may draw. */
+export const FAULT_KINDS = [...NETWORK_FAULTS, ...STORAGE_FAULTS] as const;
+/** One fault kind. */
+export type FaultKind = typeof FAULT_KINDS[number];
+
+/** The I/O timeout of every socket in the world (virtual ms). */
+export const SIM_IO_TIMEOUT_MS = 2_000;
+const HANDSHAKE_TIMEOUT_MS = 3_000;
+const LEASE_MS = 1_000;
+const LATENCY_MS_MAX = 3;
+/** Network calls a seeded network fault may land on (a small backup makes about this many). */
+const NETWORK_CALLS_SPAN = 80;
+/** Virtual ms within which a seeded host death lands. */
+const DEATH_SPAN_MS = 120;
+
+/** How one side's part of a phase ended. */
+export type SideOutcome =
+  | { readonly status: "done"; readonly detail: string }
+  | { readonly status: "failed"; readonly detail: string }
+  | { readonly status: "not-run"; readonly detail: string };
+
+/** What the world did with a seed. */
+export interface WorldRun {
+  readonly seed: number;
+  /** The fault drawn (`none` for a clean run). */
+  readonly fault: FaultKind | "none";
+  /** Faults that fired, in order. */
+  readonly fired: string[];
+  readonly backup: { readonly client: SideOutcome; readonly server: SideOutcome };
+  readonly restore: { readonly receiver: SideOutcome; readonly sender: SideOutcome };
+  /** The snapshot the server committed, if it did. */
+  readonly committed: string | undefined;
+  /** Whether the client's host was killed. */
+  readonly clientDied: boolean;
+  /** Virtual ms the run took. */
+  readonly virtualMs: number;
+  /** Leaks found at the end (open descriptors, bound ports, blocks, extents, host slots). */
+  readonly leftovers: string[];
+  /** The event trace, one line per event. */
+  readonly trace: string[];
+  /** Events run and macrotask turns waited (what a seed costs). */
+  readonly cost: { readonly events: number; readonly turns: number };
+}
+
+/** Where a world keeps its files. */
+export interface WorldPaths {
+  readonly source: string;
+  readonly repo: string;
+  readonly target: string;
+}
+
+/** Draws the fault of a seed: each allowed kind, or none, alike. */
+export function drawFault(
+  random: SeededRandom,
+  allowed: readonly FaultKind[],
+): FaultKind | "none" {
+  const index = random.below(allowed.length + 1);
+  return index === allowed.length ? "none" : allowed[index]!;
+}
+
+/** The region of a world; the fault shapes it (one-extent rings fill at once). */
+export function regionConfig(fault: FaultKind | "none"): RegionConfig {
+  return {
+    stgs: [{ id: 1, extentCount: 8, ephemeralPortMin: 40000, ephemeralPortMax: 40015 }],
+    extentBytes: fault === "rings-fill" ? 4096 : 64 * 1024,
+    blockCount: 24,
+    hostCount: 4,
+    ioTimeoutMs: SIM_IO_TIMEOUT_MS,
+    leaseMs: LEASE_MS,
+    backlogMax: 4,
+  };
+}
+
+/** A host of the world: its router and its storage. */
+interface Host {
+  readonly name: string;
+  readonly sockets: Sockets;
+  readonly storage: SimStorageHost;
+  kill(): void;
+}
+
+/** The trace of a run: lines stamped with virtual time, bounded. */
+export class Trace {
+  readonly lines: string[] = [];
+  constructor(readonly time: VirtualTime, readonly linesMax = 4000) {}
+
+  /** Adds a line. */
+  add(line: string): void {
+    if (this.lines.length < this.linesMax) {
+      this.lines.push(`${String(this.time.nowMs).padStart(6)} ms  ${line}`);
+    } else if (this.lines.length === this.linesMax) this.lines.push("… (trace cut)");
+  }
+}
+
+/** Wraps a host's router so that every call that changes a connection is traced. */
+function traced(name: string, sockets: Sockets, trace: Trace): Sockets {
+  const log = <T>(what: string, call: () => Promise<T>): Promise<T> =>
+    call().then(
+      (value) => {
+        trace.add(`${name} ${what}${value === undefined ? "" : ` -> ${JSON.stringify(value)}`}`);
+        return value;
+      },
+      (error: Error) => {
+        trace.add(`${name} ${what} failed: ${error.message}`);
+        throw error;
+      },
+    );
+  return {
+    socket: (kind) => log(`socket(${kind})`, () => sockets.socket(kind)),
+    bind: (fd, a) => log(`bind(${fd}, ${JSON.stringify(a)})`, () => sockets.bind(fd, a)),
+    listen: (fd, backlog) => log(`listen(${fd}, ${backlog})`, () => sockets.listen(fd, backlog)),
+    getsockname: (fd) => sockets.getsockname(fd),
+    accept: (fd) => log(`accept(${fd})`, () => sockets.accept(fd)),
+    connect: (fd, a) => log(`connect(${fd}, ${JSON.stringify(a)})`, () => sockets.connect(fd, a)),
+    send: (fd, bytes) =>
+      sockets.send(fd, bytes).catch((error: Error) => {
+        trace.add(`${name} send(${fd}, ${bytes.length} B) failed: ${error.message}`);
+        throw error;
+      }),
+    recv: (fd, into) =>
+      sockets.recv(fd, into).then((got) => {
+        if (got === null) trace.add(`${name} recv(${fd}) -> end of stream`);
+        return got;
+      }, (error: Error) => {
+        trace.add(`${name} recv(${fd}) failed: ${error.message}`);
+        throw error;
+      }),
+    close: (fd) => log(`close(${fd})`, () => sockets.close(fd)),
+  };
+}
+
+/** Opens a host on the world's network and region. */
+function openHost(
+  name: string,
+  pid: number,
+  network: SimNetwork,
+  storage: SimStorage,
+  trace: Trace,
+): Host {
+  const net = network.host(name);
+  const st = storage.host(pid);
+  const router = createRouter({ network: net.sockets, storage: st.sockets });
+  return {
+    name,
+    sockets: traced(name, router, trace),
+    storage: st,
+    kill: () => {
+      trace.add(`${name} dies: its connections reset, its region writes stop`);
+      net.kill();
+      st.kill();
+    },
+  };
+}
+
+/** How a phase's two sides ended, and the agent side's value. */
+interface PhaseResult<A, S> {
+  agent: SideOutcome & { value?: A };
+  server: SideOutcome & { value?: S };
+}
+
+const outcomeOf = (error: unknown): SideOutcome => ({
+  status: "failed",
+  detail: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+});
+
+/**
+ * Runs one phase: the file-system flow's handshake (the agent is `fs-client` and listens
+ * first), then the two sides' work on a session each; each side closes its channels at its end.
+ */
+async function runPhase<A, S>(
+  agent: Host,
+  server: Host,
+  wellKnownPort: number,
+  trace: Trace,
+  work: { agent: (s: Session) => Promise<A>; server: (s: Session) => Promise<S> },
+): Promise<PhaseResult<A, S>> {
+  const config = { wellKnownPort, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS };
+  const spec = (role: HandshakeRole) => ({ role, kind: "storage" as const, config });
+  let startServer = () => {};
+  const serverStarted = new Promise<void>((resolve) => (startServer = resolve));
+  const agentHs = runHandshake(
+    spec("fs-client"),
+    agent.sockets,
+    agent.storage.storage,
+    () => startServer(),
+  );
+  // The server starts once the agent listens (as the job channel tells it); never if the
+  // agent's handshake ended before it listened.
+  const serverHs = Promise.race([
+    serverStarted.then(() => true),
+    agentHs.then(() => false),
+  ]).then((started) =>
+    started ? runHandshake(spec("fs-server"), server.sockets, server.storage.storage) : undefined
+  );
+  const side = async <T>(
+    host: Host,
+    outcome: Promise<HandshakeOutcome | undefined>,
+    body: (s: Session) => Promise<T>,
+  ): Promise<SideOutcome & { value?: T }> => {
+    const hs = await outcome;
+    if (hs === undefined) return { status: "not-run", detail: "its peer never listened" };
+    trace.add(
+      `${host.name} handshake ${hs.status}${
+        hs.status === "failed" ? `: ${describeFailure(hs.reason)}` : ""
+      }`,
+    );
+    if (hs.status === "failed") return { status: "failed", detail: describeFailure(hs.reason) };
+    return await runOnSession(host, hs.channels, body, trace);
+  };
+  const [agentSide, serverSide] = await Promise.all([
+    side(agent, agentHs, work.agent),
+    side(server, serverHs, work.server),
+  ]);
+  return { agent: agentSide, server: serverSide };
+}
+
+async function runOnSession<T>(
+  host: Host,
+  channels: Channels,
+  body: (s: Session) => Promise<T>,
+  trace: Trace,
+): Promise<SideOutcome & { value?: T }> {
+  const sessions = new JobSessions(host.sockets, SIM_IO_TIMEOUT_MS);
+  const session = sessions.open(channels);
+  try {
+    const value = await body(session);
+    trace.add(`${host.name} done`);
+    return { status: "done", detail: "", value };
+  } catch (error) {
+    const outcome = outcomeOf(error);
+    trace.add(`${host.name} failed: ${outcome.detail}`);
+    return outcome;
+  } finally {
+    await sessions.close();
+  }
+}
+
+/** Squats on control blocks or ports, as another busy host would. */
+async function squat(fault: FaultKind | "none", host: Host, random: SeededRandom): Promise<void> {
+  if (fault === "blocks-exhausted") {
+    const leave = random.between(0, 6);
+    for (let held = 0; held < 24 - leave - 1; held++) {
+      await host.storage.sockets.socket("storage").catch(() => {});
+    }
+  } else if (fault === "ports-exhausted") {
+    const leave = random.between(0, 3);
+    for (let held = 0; held < 16 - leave; held++) {
+      const fd = await host.storage.sockets.socket("storage");
+      await host.storage.sockets.bind(fd, { kind: "storage", stg: 1, port: 0 });
+    }
+  }
+}
+
+/**
+ * Runs one seed of the world.
+ *
+ * @param seed the seed
+ * @param paths the source (filled already), an initialised repository and a missing target
+ * @param allowed the fault kinds this run may draw
+ * @returns what happened, with the trace and the leftovers found
+ */
+export async function runWorld(
+  seed: number,
+  paths: WorldPaths,
+  allowed: readonly FaultKind[],
+): Promise<WorldRun> {
+  const time = new VirtualTime(seed);
+  const trace = new Trace(time);
+  const fault = drawFault(time.random, allowed);
+  const networkFaults: ArmedNetworkFault[] = (NETWORK_FAULTS as readonly string[]).includes(fault)
+    ? [{
+      kind: fault as ArmedNetworkFault["kind"],
+      atCall: time.random.between(1, NETWORK_CALLS_SPAN),
+    }]
+    : [];
+  trace.add(
+    `seed ${seed}: fault ${fault}${
+      networkFaults.length > 0 ? ` at network call ${networkFaults[0]!.atCall}` : ""
+    }`,
+  );
+  const network = new SimNetwork(time, {
+    ioTimeoutMs: SIM_IO_TIMEOUT_MS,
+    latencyMsMax: LATENCY_MS_MAX,
+    faults: networkFaults,
+    trace: (line) => trace.add(line),
+  });
+  const regionId = [...Array(4)].map(() =>
+    time.random.below(0x10000).toString(16).padStart(4, "0")
+  );
+  const buffer = formatRegion(
+    regionConfig(fault),
+    `${regionId[0]}${regionId[1]}-${regionId[2]}-4${regionId[3]!.slice(1)}-a000-000000000000`,
+  );
+  if (!buffer.ok) throw new Error(`region: ${buffer.message}`);
+  const layout = attachRegion(buffer.value);
+  if (!layout.ok) throw new Error(`region: ${layout.message}`);
+  const storage = new SimStorage(time, buffer.value, layout.value);
+  const run = await time.run(() => scenario({ time, trace, fault, network, storage, paths, seed }));
+  return {
+    ...run,
+    seed,
+    fault,
+    fired: network.fired.concat(run.fired),
+    virtualMs: time.nowMs,
+    leftovers: leftovers(network, storage),
+    trace: trace.lines,
+    cost: { events: time.eventsRun, turns: time.turns },
+  };
+}
+
+interface ScenarioContext {
+  readonly time: VirtualTime;
+  readonly trace: Trace;
+  readonly fault: FaultKind | "none";
+  readonly network: SimNetwork;
+  readonly storage: SimStorage;
+  readonly paths: WorldPaths;
+  readonly seed: number;
+}
+
+type ScenarioResult = Omit<
+  WorldRun,
+  "seed" | "fault" | "virtualMs" | "leftovers" | "trace" | "cost"
+>;
+
+async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const { time, trace, fault, network, storage, paths } = ctx;
+  const server = openHost("server", 1, network, storage, trace);
+  const agent = openHost("agent", 2, network, storage, trace);
+  const squatter = openHost("squatter", 3, network, storage, trace);
+  await squat(fault, squatter, time.random);
+  const fired: string[] = [];
+  let clientDied = false;
+  if (fault === "host-dies") {
+    time.at(time.random.between(0, DEATH_SPAN_MS), "kill", () => {
+      clientDied = true;
+      fired.push("host-dies");
+      agent.kill();
+    });
+  }
+  if (fault === "rings-fill" || fault === "blocks-exhausted" || fault === "ports-exhausted") {
+    fired.push(fault);
+  }
+  const backup = await runPhase(agent, server, 7000, trace, {
+    agent: (session) =>
+      runBackupClient(session, {
+        mode: "fs",
+        source: paths.source,
+        incremental: false,
+        dataChannel: "storage",
+      }),
+    server: (session) => runBackupServer(session, { repo: paths.repo, lockWaitMs: 500 }),
+  });
+  const committed = backup.server.value?.manifest.id;
+  let restore: PhaseResult<unknown, unknown> = {
+    agent: { status: "not-run", detail: "nothing committed" },
+    server: { status: "not-run", detail: "nothing committed" },
+  };
+  if (committed !== undefined && !clientDied) {
+    restore = await runPhase(agent, server, 7002, trace, {
+      agent: (session) => runRestoreReceiver(session, { target: paths.target }),
+      server: (session) => runRestoreSender(session, { repo: paths.repo, snapshot: committed }),
+    });
+  }
+  await shutDown([server, agent, squatter], clientDied, trace);
+  return {
+    fired,
+    backup: { client: strip(backup.agent), server: strip(backup.server) },
+    restore: { receiver: strip(restore.agent), sender: strip(restore.server) },
+    committed,
+    clientDied,
+  };
+}
+
+const strip = (outcome: SideOutcome): SideOutcome => ({
+  status: outcome.status,
+  detail: outcome.detail,
+} as SideOutcome);
+
+/**
+ * Disposes the live hosts. A dead host's blocks stay until its lease runs out: the survivor
+ * waits that long, then reclaims them (as its sweep would), then goes.
+ */
+async function shutDown(hosts: Host[], clientDied: boolean, trace: Trace): Promise<void> {
+  const live = hosts.filter((host) => !host.storage.dead);
+  if (clientDied) {
+    await new Promise((resolve) => setTimeout(resolve, 2 * LEASE_MS));
+    const reclaimed = live[0]!.storage.storage.reclaim();
+    trace.add(`the dead host's lease ran out; ${live[0]!.name} reclaimed ${reclaimed} blocks`);
+  }
+  for (const host of live) await host.storage.storage.dispose();
+}
+
+/** What is left at the end: open descriptors, bound ports, region resources. */
+function leftovers(network: SimNetwork, storage: SimStorage): string[] {
+  const found: string[] = [];
+  if (network.openDescriptors() > 0) {
+    found.push(`${network.openDescriptors()} network descriptors open`);
+  }
+  for (const port of network.boundPorts()) found.push(`network port ${port} still bound`);
+  const usage = storage.usage();
+  if (usage.blocks.length > 0) found.push(`control blocks ${usage.blocks.join(",")} not free`);
+  if (usage.ports.length > 0) found.push(`storage ports ${usage.ports.join(",")} held`);
+  if (usage.extents.length > 0) found.push(`extents ${usage.extents.join(",")} held`);
+  return found;
+}
