@@ -52,7 +52,9 @@ export async function simulateSeed(
     const before = await readTree(paths.repo);
     const run = await runWorld(seed, paths, faults);
     await Deno.mkdir(`${base}/check`);
-    const violations = await checkInvariants(run, paths, before, `${base}/check`);
+    const violations = await checkInvariants(run, paths, before, `${base}/check`).catch(
+      (error: Error) => [`the invariant check itself failed: ${error.stack ?? error.message}`],
+    );
     return { seed, run, violations };
   } finally {
     await Deno.remove(base, { recursive: true });

@@ -36,11 +36,28 @@ Deno.test("every fault kind fires in some seed and the invariants hold", async (
 Deno.test("a server whose committed message cannot reach the client still reports its snapshot", async () => {
   // Seed 140 closes the control connection at the server's `committed` send: before the fix the
   // server reported failed while the repository held the snapshot.
-  const report = await simulateSeed(140);
+  const report = await simulateSeed(140, ["close"]);
   assert.equal(report.run.fault, "close");
   assert.deepEqual(report.violations, [], report.run.trace.join("\n"));
   assert.equal(report.run.backup.server.status, "done");
   assert.equal(report.run.backup.client.status, "failed");
+});
+
+Deno.test("a directory sync that fails past the commit point leaves the snapshot whole", async () => {
+  // Seed 23 fails the sync of snapshots/ after the manifest's rename: before the fix the writer
+  // removed the archive and left its manifest, a snapshot that cannot be restored.
+  const report = await simulateSeed(23, ["io-error-sync"]);
+  assert.ok(report.run.fired.includes("io-error-sync"));
+  assert.deepEqual(report.violations, [], report.run.trace.join("\n"));
+  assert.equal(report.run.backup.server.status, "done");
+});
+
+Deno.test("a crash loses the unsynced renames and the next writer's clean-up restores the repository", async () => {
+  const report = await simulateSeed(18, ["crash"]);
+  assert.equal(report.run.serverCrashed, true);
+  assert.ok(report.run.trace.some((line) => /rename of .* lost/.test(line)));
+  assert.equal(report.run.committed, undefined);
+  assert.deepEqual(report.violations, [], report.run.trace.join("\n"));
 });
 
 Deno.test("1,000 seeds of the simulated world hold every invariant", async () => {

@@ -83,6 +83,8 @@ export class VirtualTime {
   turns = 0;
   /** Events run so far. */
   eventsRun = 0;
+  /** Files the code opened with `Deno.open` during the run (a crash closes a dead host's). */
+  readonly opened: Array<{ readonly path: string; readonly file: Deno.FsFile }> = [];
   #seq = 0;
   #events: TimedEvent[] = [];
   #timers = new Map<number, TimedEvent>();
@@ -300,6 +302,12 @@ export class VirtualTime {
         swap(deno, name, counted(original as (...a: unknown[]) => unknown));
       }
     }
+    const open = deno.open as (...a: unknown[]) => Promise<Deno.FsFile>;
+    swap(deno, "open", (...args: unknown[]) =>
+      open(...args).then((file) => {
+        this.opened.push({ path: String(args[0]), file });
+        return file;
+      }));
     const readDir = Deno.readDir;
     swap(Deno, "readDir", (path: string | URL) => {
       const iterator = readDir(path)[Symbol.asyncIterator]();

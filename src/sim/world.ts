@@ -28,10 +28,13 @@ import { runRestoreSender } from "../app/server/restore_sender.ts";
 import { runRestoreReceiver } from "../app/agent/restore_receiver.ts";
 import { type ArmedNetworkFault, NETWORK_FAULTS, SimNetwork } from "./sim_network.ts";
 import { SimStorage, type SimStorageHost, STORAGE_FAULTS } from "./sim_storage.ts";
+import { DISK_FAULTS, type DiskFault, SimDisk } from "./sim_disk.ts";
+import { withRepoFs } from "../app/repository/repo_fs.ts";
+import { removeLeftovers } from "../app/repository/snapshot_writer.ts";
 import { type SeededRandom, VirtualTime } from "./virtual_time.ts";
 
 /** Every fault kind a seed may draw. */
-export const FAULT_KINDS = [...NETWORK_FAULTS, ...STORAGE_FAULTS] as const;
+export const FAULT_KINDS = [...NETWORK_FAULTS, ...STORAGE_FAULTS, ...DISK_FAULTS] as const;
 /** One fault kind. */
 export type FaultKind = typeof FAULT_KINDS[number];
 
@@ -64,6 +67,8 @@ export interface WorldRun {
   readonly committed: string | undefined;
   /** Whether the client's host was killed. */
   readonly clientDied: boolean;
+  /** Whether the server crashed (a disk fault): it could report nothing. */
+  readonly serverCrashed: boolean;
   /** Virtual ms the run took. */
   readonly virtualMs: number;
   /** Leaks found at the end (open descriptors, bound ports, blocks, extents, host slots). */
@@ -327,17 +332,39 @@ export async function runWorld(
   const layout = attachRegion(buffer.value);
   if (!layout.ok) throw new Error(`region: ${layout.message}`);
   const storage = new SimStorage(time, buffer.value, layout.value);
-  const run = await time.run(() => scenario({ time, trace, fault, network, storage, paths, seed }));
+  const crash = { kill: () => {} };
+  const disk = new SimDisk(
+    (DISK_FAULTS as readonly string[]).includes(fault) ? fault as DiskFault : undefined,
+    time.random,
+    (kind, line) => {
+      trace.add(line);
+      if (kind === "crash") crash.kill();
+    },
+  );
+  const run = await withRepoFs(
+    disk,
+    () => time.run(() => scenario({ time, trace, fault, network, storage, paths, seed, crash })),
+  );
+  if (disk.crashed) await recover(disk, paths.repo, trace);
   return {
     ...run,
     seed,
     fault,
-    fired: network.fired.concat(run.fired),
+    fired: network.fired.concat(run.fired, disk.fired),
+    serverCrashed: disk.crashed,
     virtualMs: time.nowMs,
     leftovers: leftovers(network, storage),
     trace: trace.lines,
     cost: { events: time.eventsRun, turns: time.turns },
   };
+}
+
+/** The machine comes back up after the server crashed: the disk loses what was not durable,
+ * and the next writer's start-up clean-up runs. */
+async function recover(disk: SimDisk, repo: string, trace: Trace): Promise<void> {
+  for (const line of await disk.revertUnsynced()) trace.add(`after the crash: ${line}`);
+  const cleaned = await removeLeftovers(repo);
+  trace.add(`the next writer's clean-up ${cleaned ? "ran" : "found no repository"}`);
 }
 
 interface ScenarioContext {
@@ -348,11 +375,13 @@ interface ScenarioContext {
   readonly storage: SimStorage;
   readonly paths: WorldPaths;
   readonly seed: number;
+  /** Set by the scenario: what a crash of the server does (kill its host, close its files). */
+  readonly crash: { kill: () => void };
 }
 
 type ScenarioResult = Omit<
   WorldRun,
-  "seed" | "fault" | "virtualMs" | "leftovers" | "trace" | "cost"
+  "seed" | "fault" | "virtualMs" | "leftovers" | "trace" | "cost" | "serverCrashed"
 >;
 
 async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -360,6 +389,18 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
   const server = openHost("server", 1, network, storage, trace);
   const agent = openHost("agent", 2, network, storage, trace);
   const squatter = openHost("squatter", 3, network, storage, trace);
+  ctx.crash.kill = () => {
+    server.kill();
+    // The OS closes a dead process's files (its repository lock goes with them).
+    for (const { path, file } of time.opened) {
+      if (!path.startsWith(paths.repo)) continue;
+      try {
+        file.close();
+      } catch {
+        // closed already
+      }
+    }
+  };
   await squat(fault, squatter, time.random);
   const fired: string[] = [];
   let clientDied = false;
@@ -394,7 +435,7 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       server: (session) => runRestoreSender(session, { repo: paths.repo, snapshot: committed }),
     });
   }
-  await shutDown([server, agent, squatter], clientDied, trace);
+  await shutDown([server, agent, squatter], trace);
   return {
     fired,
     backup: { client: strip(backup.agent), server: strip(backup.server) },
@@ -413,12 +454,16 @@ const strip = (outcome: SideOutcome): SideOutcome => ({
  * Disposes the live hosts. A dead host's blocks stay until its lease runs out: the survivor
  * waits that long, then reclaims them (as its sweep would), then goes.
  */
-async function shutDown(hosts: Host[], clientDied: boolean, trace: Trace): Promise<void> {
+async function shutDown(hosts: Host[], trace: Trace): Promise<void> {
   const live = hosts.filter((host) => !host.storage.dead);
-  if (clientDied) {
+  const dead = hosts.filter((host) => host.storage.dead);
+  if (dead.length > 0) {
     await new Promise((resolve) => setTimeout(resolve, 2 * LEASE_MS));
     const reclaimed = live[0]!.storage.storage.reclaim();
-    trace.add(`the dead host's lease ran out; ${live[0]!.name} reclaimed ${reclaimed} blocks`);
+    trace.add(
+      `the lease of ${dead.map((h) => h.name).join(", ")} ran out; ` +
+        `${live[0]!.name} reclaimed ${reclaimed} blocks`,
+    );
   }
   for (const host of live) await host.storage.storage.dispose();
 }

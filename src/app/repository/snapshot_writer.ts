@@ -15,6 +15,7 @@ import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "../errors.ts";
 import { openRepository, repoPaths, type Repository } from "./repository.ts";
 import { MANIFEST_NOTE, removeStale, syncDir, writeManifestNote } from "./_repo_files.ts";
+import { type RepoFile, repoFs } from "./repo_fs.ts";
 
 /**
  * Written bytes after which a background flush starts, so the final sync is short. Small, so
@@ -138,7 +139,7 @@ export async function beginSnapshot(
     await removeStale(repo);
     const id = makeSnapshotId(options.nowMs ?? Date.now(), randomHex());
     const tempPath = `${repoPaths.tmp(repo)}/${id}.tar.partial`;
-    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    const file = await repoFs().create(tempPath);
     await step("cleaned");
     return new Writer(repo, id, tempPath, file, release, step);
   } catch (error) {
@@ -158,7 +159,7 @@ class Writer implements SnapshotWriter {
     readonly repo: Repository,
     readonly id: string,
     readonly tempPath: string,
-    readonly file: Deno.FsFile,
+    readonly file: RepoFile,
     readonly release: () => Promise<void>,
     readonly step: (step: WriterStep) => Promise<void> | void,
   ) {}
@@ -194,21 +195,23 @@ class Writer implements SnapshotWriter {
       this.file.close();
       const note = await writeManifestNote(this.repo, manifest, "commit");
       await this.step("manifest-written");
-      await Deno.rename(this.tempPath, archive);
+      await repoFs().rename(this.tempPath, archive);
       archivePlaced = true;
       await this.step("archive-placed");
-      await Deno.rename(note, repoPaths.manifest(this.repo, this.id));
-      await syncDir(repoPaths.snapshots(this.repo));
+      await repoFs().rename(note, repoPaths.manifest(this.repo, this.id));
       this.#state = "done";
     } catch (error) {
-      if (archivePlaced) await Deno.remove(archive).catch(() => {});
+      if (archivePlaced) await repoFs().remove(archive).catch(() => {});
       const note = `${repoPaths.tmp(this.repo)}/${this.id}${MANIFEST_NOTE.commit}`;
-      await Deno.remove(note).catch(() => {});
+      await repoFs().remove(note).catch(() => {});
       this.#state = "open";
       await this.abort();
       throw error;
     }
-    // Past the commit point: nothing below may undo the snapshot.
+    // Past the commit point: nothing below may undo the snapshot. A failed sync of the
+    // directory leaves a whole snapshot visible (the renames are atomic); removing its archive
+    // now would leave a manifest without one, so the failure is not the snapshot's.
+    await syncDir(repoPaths.snapshots(this.repo)).catch(() => {});
     await this.step("committed");
     await this.release();
     await this.step("released");
@@ -224,7 +227,7 @@ class Writer implements SnapshotWriter {
     } catch {
       // already closed by a failed commit
     }
-    await Deno.remove(this.tempPath).catch(() => {});
+    await repoFs().remove(this.tempPath).catch(() => {});
     await this.release();
   }
 
