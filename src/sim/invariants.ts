@@ -83,6 +83,7 @@ export async function checkInvariants(
   scratch: string,
 ): Promise<string[]> {
   const violations: string[] = run.leftovers.map((leak) => `left behind: ${leak}`);
+  if (run.stopped !== undefined) violations.push(`the world stopped: ${run.stopped}`);
   const source = await readTree(paths.source);
   const now = await readTree(paths.repo);
   const added = [...now.keys()].filter((path) =>
@@ -95,6 +96,11 @@ export async function checkInvariants(
     if (run.backup.client.status === "done") {
       violations.push("the client believes the backup committed; the server committed nothing");
     }
+  }
+  if (run.committed !== undefined && !added.includes(run.committed)) {
+    violations.push(
+      `the server reported snapshot ${run.committed} committed; the repository does not hold it`,
+    );
   }
   for (const id of added) {
     // A server that crashed after its commit point could tell no one; any other must report it.

@@ -24,8 +24,11 @@ export const DISK_FAULTS = ["disk-full", "io-error-write", "io-error-sync", "cra
 /** One disk fault kind. */
 export type DiskFault = typeof DISK_FAULTS[number];
 
-/** Calls a seeded disk fault may land on (a small backup makes about this many). */
-const DISK_CALLS_SPAN = 16;
+/**
+ * Calls a seeded disk fault may land on (a small backup makes about 12-16); a crash drawn past
+ * the calls the backup made strikes after it, as a later power loss (see `crashIfDue`).
+ */
+const DISK_CALLS_SPAN = 20;
 
 /** An error as the runtime gives it for a failed system call. */
 export class DiskError extends Error {
@@ -162,6 +165,19 @@ export class SimDisk implements RepoFs {
     this.#syncFault(`sync directory ${path}`);
     await denoRepoFs.syncDir(path);
     this.#pending = this.#pending.filter((op) => op.dir !== path);
+  }
+
+  /**
+   * A crash drawn past the calls the run made strikes now (the machine loses power after the
+   * backup): what was not durable is lost all the same.
+   *
+   * @returns true when it crashed now
+   */
+  crashIfDue(): boolean {
+    if (this.fault !== "crash" || this.#crashed) return false;
+    this.#crashed = true;
+    this.#fire("crash", `power loss after ${this.#calls.all} calls`);
+    return true;
   }
 
   /**

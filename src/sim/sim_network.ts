@@ -184,7 +184,7 @@ export class SimNetwork {
    * @returns its sockets, and `kill`: the host is gone, the OS resets its connections and
    *   frees its ports and descriptors; its later calls fail ECONNRESET
    */
-  host(name: string): { readonly sockets: Sockets; kill(): void } {
+  host(name: string): { readonly sockets: Sockets; kill(): void; openCount(): number } {
     const table = new SocketTable<NetHandle>("network", { liveMax: 256 });
     this.#tables.push(table);
     let dead = false;
@@ -200,7 +200,7 @@ export class SimNetwork {
       }
       this.time.touch();
     };
-    return { sockets, kill };
+    return { sockets, kill, openCount: () => table.openCount };
   }
 
   /** @internal used by {@link HostNetwork} */

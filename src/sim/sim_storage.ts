@@ -12,7 +12,8 @@
 
 import { SocketError } from "../core/dispatch/errors.ts";
 import type { Sockets } from "../core/dispatch/sockets.ts";
-import type { RegionLayout } from "../core/stp/layout.ts";
+import { blockWord, type RegionLayout } from "../core/stp/layout.ts";
+import { BlockState, F, ownerOf, stateOf } from "../core/stp/block.ts";
 import { plainMemory, type RegionMemory } from "../core/stp/memory.ts";
 import type { Region, WaitResult } from "../core/stp/region.ts";
 import { type RegionUsage, regionUsage } from "../core/stp/usage.ts";
@@ -45,6 +46,16 @@ export class SimStorage {
     readonly layout: RegionLayout,
   ) {
     this.#words = plainMemory(buffer);
+  }
+
+  /** Indices of the blocks that are not free and name `hostId` as their owner. */
+  blocksOwnedBy(hostId: number): number[] {
+    const owned: number[] = [];
+    for (let block = 0; block < this.layout.blockCount; block++) {
+      const word = this.#words.load(blockWord(this.layout, block, F.state));
+      if (stateOf(word) !== BlockState.free && ownerOf(word) === hostId) owned.push(block);
+    }
+    return owned;
   }
 
   /** What is in use in the region now (blocks, ports, extents). */

@@ -8,7 +8,7 @@
 import { initRepository } from "../app/repository/repository.ts";
 import { checkInvariants, readTree } from "./invariants.ts";
 import { SeededRandom } from "./virtual_time.ts";
-import { FAULT_KINDS, type FaultKind, runWorld, type WorldRun } from "./world.ts";
+import { FAULT_KINDS, type FaultKind, runWorld, type WorldHooks, type WorldRun } from "./world.ts";
 
 /** What one seed gave. */
 export interface SeedReport {
@@ -37,11 +37,13 @@ async function fillSource(dir: string, random: SeededRandom): Promise<void> {
  *
  * @param seed the seed
  * @param faults the fault kinds it may draw (default all)
+ * @param hooks wrappers for mutant tests
  * @returns the run and the violations
  */
 export async function simulateSeed(
   seed: number,
   faults: readonly FaultKind[] = FAULT_KINDS,
+  hooks: WorldHooks = {},
 ): Promise<SeedReport> {
   const base = await Deno.makeTempDir({ prefix: "lanfree-sim-", dir: await simDir() });
   try {
@@ -50,7 +52,7 @@ export async function simulateSeed(
     await fillSource(paths.source, new SeededRandom(seed ^ 0x5eed));
     await initRepository(paths.repo, Date.UTC(2026, 0, 1));
     const before = await readTree(paths.repo);
-    const run = await runWorld(seed, paths, faults);
+    const run = await runWorld(seed, paths, faults, hooks);
     await Deno.mkdir(`${base}/check`);
     const violations = await checkInvariants(run, paths, before, `${base}/check`).catch(
       (error: Error) => [`the invariant check itself failed: ${error.stack ?? error.message}`],

@@ -29,7 +29,7 @@ import { runRestoreReceiver } from "../app/agent/restore_receiver.ts";
 import { type ArmedNetworkFault, NETWORK_FAULTS, SimNetwork } from "./sim_network.ts";
 import { SimStorage, type SimStorageHost, STORAGE_FAULTS } from "./sim_storage.ts";
 import { DISK_FAULTS, type DiskFault, SimDisk } from "./sim_disk.ts";
-import { withRepoFs } from "../app/repository/repo_fs.ts";
+import { type RepoFs, withRepoFs } from "../app/repository/repo_fs.ts";
 import { removeLeftovers } from "../app/repository/snapshot_writer.ts";
 import { type SeededRandom, VirtualTime } from "./virtual_time.ts";
 
@@ -69,6 +69,8 @@ export interface WorldRun {
   readonly clientDied: boolean;
   /** Whether the server crashed (a disk fault): it could report nothing. */
   readonly serverCrashed: boolean;
+  /** Why the world stopped before its end (a deadlock, a throw), if it did. */
+  readonly stopped: string | undefined;
   /** Virtual ms the run took. */
   readonly virtualMs: number;
   /** Leaks found at the end (open descriptors, bound ports, blocks, extents, host slots). */
@@ -77,6 +79,17 @@ export interface WorldRun {
   readonly trace: string[];
   /** Events run and macrotask turns waited (what a seed costs). */
   readonly cost: { readonly events: number; readonly turns: number };
+}
+
+/**
+ * Wrappers a mutant test puts around parts of the world, to show that the invariants catch a
+ * broken implementation. A real run has none.
+ */
+export interface WorldHooks {
+  /** Wraps the repository's write calls (over the simulated disk). */
+  readonly repoFs?: (disk: RepoFs) => RepoFs;
+  /** Wraps a host's sockets (`server` or `agent`), as its code sees them. */
+  readonly sockets?: (host: string, sockets: Sockets) => Sockets;
 }
 
 /** Where a world keeps its files. */
@@ -114,6 +127,8 @@ interface Host {
   readonly sockets: Sockets;
   readonly storage: SimStorageHost;
   kill(): void;
+  /** What a live host still holds once its work is done (its descriptors, its blocks). */
+  held(): string[];
 }
 
 /** The trace of a run: lines stamped with virtual time, bounded. */
@@ -173,18 +188,28 @@ function openHost(
   network: SimNetwork,
   storage: SimStorage,
   trace: Trace,
+  hooks: WorldHooks,
 ): Host {
   const net = network.host(name);
   const st = storage.host(pid);
   const router = createRouter({ network: net.sockets, storage: st.sockets });
+  const sockets = traced(name, router, trace);
   return {
     name,
-    sockets: traced(name, router, trace),
+    sockets: hooks.sockets?.(name, sockets) ?? sockets,
     storage: st,
     kill: () => {
       trace.add(`${name} dies: its connections reset, its region writes stop`);
       net.kill();
       st.kill();
+    },
+    held: () => {
+      if (st.dead) return []; // the OS and the lease take care of a dead host's
+      const found: string[] = [];
+      if (net.openCount() > 0) found.push(`${name} holds ${net.openCount()} network descriptors`);
+      const blocks = storage.blocksOwnedBy(st.storage.hostId);
+      if (blocks.length > 0) found.push(`${name} holds control blocks ${blocks.join(",")}`);
+      return found;
     },
   };
 }
@@ -294,12 +319,15 @@ async function squat(fault: FaultKind | "none", host: Host, random: SeededRandom
  * @param seed the seed
  * @param paths the source (filled already), an initialised repository and a missing target
  * @param allowed the fault kinds this run may draw
- * @returns what happened, with the trace and the leftovers found
+ * @param hooks wrappers for mutant tests (none in a real run)
+ * @returns what happened, with the trace and the leftovers found; a run that stopped (a
+ *   deadlock, or a throw out of the scenario) says why in `stopped`
  */
 export async function runWorld(
   seed: number,
   paths: WorldPaths,
   allowed: readonly FaultKind[],
+  hooks: WorldHooks = {},
 ): Promise<WorldRun> {
   const time = new VirtualTime(seed);
   const trace = new Trace(time);
@@ -341,10 +369,25 @@ export async function runWorld(
       if (kind === "crash") crash.kill();
     },
   );
+  const crashIfDue = () => void (disk.crashIfDue() && crash.kill());
+  const context = { time, trace, fault, network, storage, paths, seed, crash, hooks, crashIfDue };
+  let stopped: string | undefined;
   const run = await withRepoFs(
-    disk,
-    () => time.run(() => scenario({ time, trace, fault, network, storage, paths, seed, crash })),
-  );
+    hooks.repoFs?.(disk) ?? disk,
+    () => time.run(() => scenario(context)),
+  ).catch((error: Error): ScenarioResult => {
+    stopped = `${error.name}: ${error.message}`;
+    trace.add(`the world stopped: ${stopped}`);
+    const notRun: SideOutcome = { status: "not-run", detail: "the world stopped" };
+    return {
+      fired: [],
+      backup: { client: notRun, server: notRun },
+      restore: { receiver: notRun, sender: notRun },
+      committed: undefined,
+      clientDied: false,
+      held: [],
+    };
+  });
   if (disk.crashed) await recover(disk, paths.repo, trace);
   return {
     ...run,
@@ -352,8 +395,9 @@ export async function runWorld(
     fault,
     fired: network.fired.concat(run.fired, disk.fired),
     serverCrashed: disk.crashed,
+    stopped,
     virtualMs: time.nowMs,
-    leftovers: leftovers(network, storage),
+    leftovers: [...run.held, ...leftovers(network, storage)],
     trace: trace.lines,
     cost: { events: time.eventsRun, turns: time.turns },
   };
@@ -377,18 +421,23 @@ interface ScenarioContext {
   readonly seed: number;
   /** Set by the scenario: what a crash of the server does (kill its host, close its files). */
   readonly crash: { kill: () => void };
+  /** A crash drawn past the backup's disk calls strikes now (a later power loss). */
+  readonly crashIfDue: () => void;
+  readonly hooks: WorldHooks;
 }
 
-type ScenarioResult = Omit<
-  WorldRun,
-  "seed" | "fault" | "virtualMs" | "leftovers" | "trace" | "cost" | "serverCrashed"
->;
+type ScenarioResult =
+  & { readonly held: string[] }
+  & Omit<
+    WorldRun,
+    "seed" | "fault" | "virtualMs" | "leftovers" | "trace" | "cost" | "serverCrashed" | "stopped"
+  >;
 
 async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
   const { time, trace, fault, network, storage, paths } = ctx;
-  const server = openHost("server", 1, network, storage, trace);
-  const agent = openHost("agent", 2, network, storage, trace);
-  const squatter = openHost("squatter", 3, network, storage, trace);
+  const server = openHost("server", 1, network, storage, trace, ctx.hooks);
+  const agent = openHost("agent", 2, network, storage, trace, ctx.hooks);
+  const squatter = openHost("squatter", 3, network, storage, trace, {});
   ctx.crash.kill = () => {
     server.kill();
     // The OS closes a dead process's files (its repository lock goes with them).
@@ -424,24 +473,26 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       }),
     server: (session) => runBackupServer(session, { repo: paths.repo, lockWaitMs: 500 }),
   });
+  ctx.crashIfDue();
   const committed = backup.server.value?.manifest.id;
   let restore: PhaseResult<unknown, unknown> = {
     agent: { status: "not-run", detail: "nothing committed" },
     server: { status: "not-run", detail: "nothing committed" },
   };
-  if (committed !== undefined && !clientDied) {
+  if (committed !== undefined && !clientDied && !server.storage.dead) {
     restore = await runPhase(agent, server, 7002, trace, {
       agent: (session) => runRestoreReceiver(session, { target: paths.target }),
       server: (session) => runRestoreSender(session, { repo: paths.repo, snapshot: committed }),
     });
   }
-  await shutDown([server, agent, squatter], trace);
+  const held = await shutDown([server, agent], squatter, trace);
   return {
     fired,
     backup: { client: strip(backup.agent), server: strip(backup.server) },
     restore: { receiver: strip(restore.agent), sender: strip(restore.server) },
     committed,
     clientDied,
+    held,
   };
 }
 
@@ -451,21 +502,26 @@ const strip = (outcome: SideOutcome): SideOutcome => ({
 } as SideOutcome);
 
 /**
- * Disposes the live hosts. A dead host's blocks stay until its lease runs out: the survivor
- * waits that long, then reclaims them (as its sweep would), then goes.
+ * Ends the run's hosts. A dead host's blocks stay until its lease runs out: the survivors wait
+ * that long and reclaim them (as their sweep would). Then what a live side still holds, its
+ * work done, is a leak; then the live hosts are disposed.
+ *
+ * @returns what the live sides held before they were disposed
  */
-async function shutDown(hosts: Host[], trace: Trace): Promise<void> {
-  const live = hosts.filter((host) => !host.storage.dead);
-  const dead = hosts.filter((host) => host.storage.dead);
+async function shutDown(sides: Host[], squatter: Host, trace: Trace): Promise<string[]> {
+  const live = [...sides, squatter].filter((host) => !host.storage.dead);
+  const dead = sides.filter((host) => host.storage.dead);
   if (dead.length > 0) {
     await new Promise((resolve) => setTimeout(resolve, 2 * LEASE_MS));
-    const reclaimed = live[0]!.storage.storage.reclaim();
+    const reclaimed = squatter.storage.storage.reclaim();
     trace.add(
       `the lease of ${dead.map((h) => h.name).join(", ")} ran out; ` +
-        `${live[0]!.name} reclaimed ${reclaimed} blocks`,
+        `${squatter.name} reclaimed ${reclaimed} blocks`,
     );
   }
+  const held = sides.flatMap((host) => host.held());
   for (const host of live) await host.storage.storage.dispose();
+  return held;
 }
 
 /** What is left at the end: open descriptors, bound ports, region resources. */
