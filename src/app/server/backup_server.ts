@@ -8,6 +8,7 @@
  * @module
  */
 
+import { GRACE_ROWS } from "../../core/session/grace.ts";
 import { parseSessionMessage, PartJoiner, splitIntoParts } from "../../core/backup/protocol.ts";
 import type { Manifest } from "../../core/backup/manifest.ts";
 import { chooseParent, initRepository } from "../repository/repository.ts";
@@ -128,5 +129,5 @@ async function receiveManifest(
   return joiner.value();
 }
 
-/** How long a failing server waits for the client's `failed` report. */
-const CLIENT_REPORT_WAIT_MS = 1_000;
+/** How long a failing server waits for the client's `failed` report (see the row's rule). */
+const CLIENT_REPORT_WAIT_MS = GRACE_ROWS.clientReportWait.waitMs;
