@@ -34,6 +34,7 @@ function seedLine(report: SeedReport): object {
   return {
     seed: report.seed,
     fault: run.fault,
+    flow: run.flow,
     fired: run.fired,
     backup: { client: run.backup.client.status, server: run.backup.server.status },
     restore: { receiver: run.restore.receiver.status, sender: run.restore.sender.status },
@@ -76,7 +77,7 @@ async function main(): Promise<number> {
     if (report.violations.length === 0) continue;
     failed.push(report);
     if (!values.json) {
-      console.log(`seed ${seed} FAILED (fault ${report.run.fault}):`);
+      console.log(`seed ${seed} FAILED (fault ${report.run.fault}, flow ${report.run.flow}):`);
       for (const violation of report.violations) console.log(`  - ${violation}`);
       console.log(`replay: ${replayCommand(seed, faults)}`);
       console.log(`trace:\n${report.run.trace.map((line) => `  ${line}`).join("\n")}`);

@@ -18,7 +18,8 @@ import type { Sockets } from "../core/dispatch/sockets.ts";
 import { formatRegion } from "../core/stp/region.ts";
 import { attachRegion } from "../core/stp/region.ts";
 import type { RegionConfig } from "../core/stp/layout.ts";
-import type { Channels, HandshakeRole } from "../core/handshake/types.ts";
+import type { Channels } from "../core/handshake/types.ts";
+import { listensFirst, roleOf } from "../core/handshake/mod.ts";
 import { describeFailure, JobSessions, runHandshake } from "../app/hosts/channels.ts";
 import type { Session } from "../app/hosts/session.ts";
 import type { HandshakeOutcome } from "../app/hosts/handshake_driver.ts";
@@ -61,6 +62,8 @@ export interface WorldRun {
   readonly fault: FaultKind | "none";
   /** Faults that fired, in order. */
   readonly fired: string[];
+  /** The channels the seed set up. */
+  readonly flow: SimFlow;
   readonly backup: { readonly client: SideOutcome; readonly server: SideOutcome };
   readonly restore: { readonly receiver: SideOutcome; readonly sender: SideOutcome };
   /** The snapshot the server committed, if it did. */
@@ -225,55 +228,68 @@ const outcomeOf = (error: unknown): SideOutcome => ({
   detail: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
 });
 
+/** Which channels a seed sets up: the file-system flow, the database flow, or the network path. */
+export type SimFlow = "fs" | "db" | "network";
+
+/** The flows a seed draws from. */
+export const SIM_FLOWS: readonly SimFlow[] = ["fs", "db", "network"];
+
 /**
- * Runs one phase: the file-system flow's handshake (the agent is `fs-client` and listens
- * first), then the two sides' work on a session each; each side closes its channels at its end.
+ * Runs one phase: a handshake of the seed's flow (the side that listens first starts; its peer
+ * starts once it listens, as the job channel tells it, and never if it ended before), then the
+ * two sides' work on a session each; each side closes its channels at its end.
  */
 async function runPhase<A, S>(
-  agent: Host,
-  server: Host,
+  hosts: { readonly agent: Host; readonly server: Host },
+  flow: SimFlow,
   wellKnownPort: number,
   trace: Trace,
   work: { agent: (s: Session) => Promise<A>; server: (s: Session) => Promise<S> },
 ): Promise<PhaseResult<A, S>> {
   const config = { wellKnownPort, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS };
-  const spec = (role: HandshakeRole) => ({ role, kind: "storage" as const, config });
-  let startServer = () => {};
-  const serverStarted = new Promise<void>((resolve) => (startServer = resolve));
-  const agentHs = runHandshake(
-    spec("fs-client"),
-    agent.sockets,
-    agent.storage.storage,
-    () => startServer(),
-  );
-  // The server starts once the agent listens (as the job channel tells it); never if the
-  // agent's handshake ended before it listened.
-  const serverHs = Promise.race([
-    serverStarted.then(() => true),
-    agentHs.then(() => false),
-  ]).then((started) =>
-    started ? runHandshake(spec("fs-server"), server.sockets, server.storage.storage) : undefined
-  );
-  const side = async <T>(
-    host: Host,
-    outcome: Promise<HandshakeOutcome | undefined>,
-    body: (s: Session) => Promise<T>,
-  ): Promise<SideOutcome & { value?: T }> => {
-    const hs = await outcome;
-    if (hs === undefined) return { status: "not-run", detail: "its peer never listened" };
-    trace.add(
-      `${host.name} handshake ${hs.status}${
-        hs.status === "failed" ? `: ${describeFailure(hs.reason)}` : ""
-      }`,
-    );
-    if (hs.status === "failed") return { status: "failed", detail: describeFailure(hs.reason) };
-    return await runOnSession(host, hs.channels, body, trace);
+  const kind = flow === "network" ? "network" as const : "storage" as const;
+  const roles = {
+    agent: roleOf("client", flow === "db" ? "db" : "fs"),
+    server: roleOf("server", flow === "db" ? "db" : "fs"),
   };
+  const first = listensFirst(roles.agent) ? "agent" : "server";
+  const second = first === "agent" ? "server" : "agent";
+  const start = (side: "agent" | "server", onListening?: () => void) =>
+    runHandshake(
+      { role: roles[side], kind, config },
+      hosts[side].sockets,
+      hosts[side].storage.storage,
+      onListening,
+    );
+  let startSecond = () => {};
+  const listening = new Promise<void>((resolve) => (startSecond = resolve));
+  const firstHs = start(first, () => startSecond());
+  const secondHs = Promise.race([listening.then(() => true), firstHs.then(() => false)])
+    .then((started) => started ? start(second) : undefined);
+  const outcomes = { [first]: firstHs, [second]: secondHs } as Record<
+    "agent" | "server",
+    Promise<HandshakeOutcome | undefined>
+  >;
   const [agentSide, serverSide] = await Promise.all([
-    side(agent, agentHs, work.agent),
-    side(server, serverHs, work.server),
+    sideOfPhase(hosts.agent, outcomes.agent, work.agent, trace),
+    sideOfPhase(hosts.server, outcomes.server, work.server, trace),
   ]);
   return { agent: agentSide, server: serverSide };
+}
+
+/** One side of a phase: its handshake's end, then its work on a session. */
+async function sideOfPhase<T>(
+  host: Host,
+  outcome: Promise<HandshakeOutcome | undefined>,
+  body: (s: Session) => Promise<T>,
+  trace: Trace,
+): Promise<SideOutcome & { value?: T }> {
+  const hs = await outcome;
+  if (hs === undefined) return { status: "not-run", detail: "its peer never listened" };
+  const failure = hs.status === "failed" ? describeFailure(hs.reason) : undefined;
+  trace.add(`${host.name} handshake ${hs.status}${failure === undefined ? "" : `: ${failure}`}`);
+  if (failure !== undefined) return { status: "failed", detail: failure };
+  return await runOnSession(host, (hs as { channels: Channels }).channels, body, trace);
 }
 
 async function runOnSession<T>(
@@ -381,6 +397,7 @@ export async function runWorld(
     const notRun: SideOutcome = { status: "not-run", detail: "the world stopped" };
     return {
       fired: [],
+      flow: "fs",
       backup: { client: notRun, server: notRun },
       restore: { receiver: notRun, sender: notRun },
       committed: undefined,
@@ -463,13 +480,15 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
   if (fault === "rings-fill" || fault === "blocks-exhausted" || fault === "ports-exhausted") {
     fired.push(fault);
   }
-  const backup = await runPhase(agent, server, 7000, trace, {
+  const flow = time.random.pick(SIM_FLOWS);
+  trace.add(`flow ${flow}`);
+  const backup = await runPhase({ agent, server }, flow, 7000, trace, {
     agent: (session) =>
       runBackupClient(session, {
         mode: "fs",
         source: paths.source,
         incremental: false,
-        dataChannel: "storage",
+        dataChannel: flow === "network" ? "network" : "storage",
       }),
     server: (session) => runBackupServer(session, { repo: paths.repo, lockWaitMs: 500 }),
   });
@@ -480,7 +499,7 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     server: { status: "not-run", detail: "nothing committed" },
   };
   if (committed !== undefined && !clientDied && !server.storage.dead) {
-    restore = await runPhase(agent, server, 7002, trace, {
+    restore = await runPhase({ agent, server }, flow, 7002, trace, {
       agent: (session) => runRestoreReceiver(session, { target: paths.target }),
       server: (session) => runRestoreSender(session, { repo: paths.repo, snapshot: committed }),
     });
@@ -488,6 +507,7 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
   const held = await shutDown([server, agent], squatter, trace);
   return {
     fired,
+    flow,
     backup: { client: strip(backup.agent), server: strip(backup.server) },
     restore: { receiver: strip(restore.agent), sender: strip(restore.server) },
     committed,
