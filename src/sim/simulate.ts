@@ -7,7 +7,8 @@
 
 import { initRepository } from "../app/repository/repository.ts";
 import { checkInvariants, readTree } from "./invariants.ts";
-import { SeededRandom } from "./virtual_time.ts";
+import { SeededRandom, VirtualTime } from "./virtual_time.ts";
+import { runLocalBackup } from "../app/jobs/local_backup.ts";
 import { FAULT_KINDS, type FaultKind, runWorld, type WorldHooks, type WorldRun } from "./world.ts";
 
 /** What one seed gave. */
@@ -32,6 +33,26 @@ async function fillSource(dir: string, random: SeededRandom): Promise<void> {
 }
 
 /**
+ * Gives the repository a snapshot of the source (the local backup, on its own virtual clock a
+ * day before the world's), then changes the source: one file rewritten with another length, one
+ * added. The world's backup is then incremental: the server sends the parent's parts, the client
+ * packs only what changed, and a restore reads both archives.
+ */
+async function addParent(paths: { source: string; repo: string }, random: SeededRandom) {
+  const dayBefore = new VirtualTime(random.below(0x7fffffff), Date.UTC(2025, 11, 31));
+  await dayBefore.run(() => runLocalBackup({ source: paths.source, repo: paths.repo }));
+  const first = [...Deno.readDirSync(paths.source)].filter((e) => e.isFile).map((e) => e.name)
+    .sort()[0];
+  const grown = new Uint8Array(random.between(1, 3000));
+  for (let b = 0; b < grown.length; b++) grown[b] = random.below(256);
+  if (first !== undefined) {
+    const old = await Deno.readFile(`${paths.source}/${first}`);
+    await Deno.writeFile(`${paths.source}/${first}`, new Uint8Array([...old, ...grown]));
+  }
+  await Deno.writeFile(`${paths.source}/added.bin`, grown);
+}
+
+/**
  * Runs one seed: a fresh source, repository and target in a temporary directory, the world, and
  * the invariant check; the directory is removed after.
  *
@@ -47,10 +68,17 @@ export async function simulateSeed(
 ): Promise<SeedReport> {
   const base = await Deno.makeTempDir({ prefix: "lanfree-sim-", dir: await simDir() });
   try {
-    const paths = { source: `${base}/source`, repo: `${base}/repo`, target: `${base}/target` };
+    const paths = {
+      base,
+      source: `${base}/source`,
+      repo: `${base}/repo`,
+      target: `${base}/target`,
+    };
     await Deno.mkdir(paths.source);
-    await fillSource(paths.source, new SeededRandom(seed ^ 0x5eed));
+    const random = new SeededRandom(seed ^ 0x5eed);
+    await fillSource(paths.source, random);
     await initRepository(paths.repo, Date.UTC(2026, 0, 1));
+    if (random.below(2) === 1) await addParent(paths, random);
     const before = await readTree(paths.repo);
     const run = await runWorld(seed, paths, faults, hooks);
     await Deno.mkdir(`${base}/check`);

@@ -12,11 +12,17 @@ Deno.test("a clean seed backs up, commits, restores over the channels and leaves
   assert.ok(report.run.committed !== undefined);
 });
 
-Deno.test("the same seed gives the same run, event for event", async () => {
-  for (const seed of [2, 7, 11, 23]) {
-    const first = await simulateSeed(seed);
-    const again = await simulateSeed(seed);
-    assert.deepEqual(again.run.trace, first.run.trace, `seed ${seed}`);
+Deno.test("an incremental seed gets the parent's parts, and the restore over the channels reads both archives", async () => {
+  const report = await firstSeed([], (r) => r.run.trace.some((line) => line.includes("on parent")));
+  assert.deepEqual(report.violations, [], report.run.trace.join("\n"));
+  assert.equal(report.run.restore.receiver.status, "done");
+});
+
+Deno.test("the same seed gives the same run, event for event, under every fault kind", async () => {
+  for (const kind of FAULT_KINDS) {
+    const first = await firstSeed([kind], (r) => r.run.fault === kind);
+    const again = await simulateSeed(first.seed, [kind]);
+    assert.deepEqual(again.run.trace, first.run.trace, replayCommand(first.seed, [kind]));
   }
 });
 

@@ -92,11 +92,11 @@ export class VirtualTime {
   #activity = 0;
   #realIoPending = 0;
   #restore: (() => void) | undefined;
-  /** Epoch the virtual `Date.now` starts from (a fixed date, so snapshot ids repeat). */
-  readonly epochMs = Date.UTC(2026, 0, 1);
-
-  /** @param seed seeds the scheduler's choices and the swapped `Math.random` and crypto */
-  constructor(readonly seed: number) {
+  /**
+   * @param seed seeds the scheduler's choices and the swapped `Math.random` and crypto
+   * @param epochMs what the virtual `Date.now` starts from (a fixed date, so snapshot ids repeat)
+   */
+  constructor(readonly seed: number, readonly epochMs: number = Date.UTC(2026, 0, 1)) {
     this.random = new SeededRandom(seed);
   }
 

@@ -97,6 +97,8 @@ export interface WorldHooks {
 
 /** Where a world keeps its files. */
 export interface WorldPaths {
+  /** The directory holding the others. */
+  readonly base: string;
   readonly source: string;
   readonly repo: string;
   readonly target: string;
@@ -137,12 +139,19 @@ interface Host {
 /** The trace of a run: lines stamped with virtual time, bounded. */
 export class Trace {
   readonly lines: string[] = [];
-  constructor(readonly time: VirtualTime, readonly linesMax = 4000) {}
+  /**
+   * @param time the world's clock
+   * @param base the world's directory, written `<world>` in lines (so a replay's trace is the
+   *   same text wherever its temporary directory is)
+   * @param linesMax lines kept
+   */
+  constructor(readonly time: VirtualTime, readonly base = "", readonly linesMax = 4000) {}
 
   /** Adds a line. */
   add(line: string): void {
     if (this.lines.length < this.linesMax) {
-      this.lines.push(`${String(this.time.nowMs).padStart(6)} ms  ${line}`);
+      const text = this.base === "" ? line : line.replaceAll(this.base, "<world>");
+      this.lines.push(`${String(this.time.nowMs).padStart(6)} ms  ${text}`);
     } else if (this.lines.length === this.linesMax) this.lines.push("… (trace cut)");
   }
 }
@@ -346,7 +355,7 @@ export async function runWorld(
   hooks: WorldHooks = {},
 ): Promise<WorldRun> {
   const time = new VirtualTime(seed);
-  const trace = new Trace(time);
+  const trace = new Trace(time, paths.base);
   const fault = drawFault(time.random, allowed);
   const networkFaults: ArmedNetworkFault[] = (NETWORK_FAULTS as readonly string[]).includes(fault)
     ? [{
@@ -487,13 +496,19 @@ async function scenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       runBackupClient(session, {
         mode: "fs",
         source: paths.source,
-        incremental: false,
+        incremental: true,
         dataChannel: flow === "network" ? "network" : "storage",
       }),
     server: (session) => runBackupServer(session, { repo: paths.repo, lockWaitMs: 500 }),
   });
   ctx.crashIfDue();
   const committed = backup.server.value?.manifest.id;
+  if (committed !== undefined) {
+    const parent = backup.server.value?.manifest.parent ?? null;
+    trace.add(
+      `server committed ${committed} ${parent === null ? "(full)" : `on parent ${parent}`}`,
+    );
+  }
   let restore: PhaseResult<unknown, unknown> = {
     agent: { status: "not-run", detail: "nothing committed" },
     server: { status: "not-run", detail: "nothing committed" },
