@@ -377,10 +377,14 @@ class HostNetwork {
     }
   }
 
-  sockets(): Sockets {
+  #what(fd: number, call: string): string {
+    return `${call} on ${this.name} descriptor ${fd}`;
+  }
+
+  /** The calls that set a socket up: socket, bind, listen, getsockname. */
+  #setupCalls(): Pick<Sockets, "socket" | "bind" | "listen" | "getsockname"> {
     const net = this.network;
     const table = this.table;
-    const what = (fd: number, call: string) => `${call} on ${this.name} descriptor ${fd}`;
     return {
       socket: (kind) => {
         if (kind !== "network") {
@@ -415,9 +419,17 @@ class HostNetwork {
         }
         return Promise.resolve(state.local as Address);
       },
+    };
+  }
+
+  /** The calls that make and end a connection: accept, connect, close. */
+  #connectionCalls(): Pick<Sockets, "accept" | "connect" | "close"> {
+    const net = this.network;
+    const table = this.table;
+    return {
       accept: (fd) =>
         this.#call(fd, "accept", async (handle) => {
-          const end = await net.accept(handle.listener!, what(fd, "accept"));
+          const end = await net.accept(handle.listener!, this.#what(fd, "accept"));
           table.complete(fd, "accept", { type: "done" });
           const accepted = table.openConnected(end.local, end.remote, { end });
           if (!accepted.ok) {
@@ -439,20 +451,6 @@ class HostNetwork {
           handle.end = net.connect(local, remote);
           table.complete(fd, "connect", { type: "connected", local, remote });
         }),
-      send: (fd, bytes) =>
-        this.#call(fd, "send", async (handle) => {
-          await net.send(handle.end!, bytes, what(fd, "send"));
-          table.complete(fd, "send", { type: "done" });
-        }),
-      recv: (fd, into) =>
-        this.#call(fd, "recv", async (handle) => {
-          if (!(into instanceof Uint8Array) || into.length === 0) {
-            throw new SocketError("EINVAL", "recv needs a non-empty Uint8Array to fill");
-          }
-          const got = await net.recv(handle.end!, into, what(fd, "recv"));
-          table.complete(fd, "recv", got === null ? { type: "eof" } : { type: "done" });
-          return got;
-        }),
       close: (fd) => {
         const closed = table.close(fd);
         if (!closed.ok) return Promise.reject(toSocketError(closed, { call: "close", fd }));
@@ -462,6 +460,30 @@ class HostNetwork {
         net.time.touch();
         return Promise.resolve();
       },
+    };
+  }
+
+  /** The unified API over this host's table. */
+  sockets(): Sockets {
+    const net = this.network;
+    const table = this.table;
+    return {
+      ...this.#setupCalls(),
+      ...this.#connectionCalls(),
+      send: (fd, bytes) =>
+        this.#call(fd, "send", async (handle) => {
+          await net.send(handle.end!, bytes, this.#what(fd, "send"));
+          table.complete(fd, "send", { type: "done" });
+        }),
+      recv: (fd, into) =>
+        this.#call(fd, "recv", async (handle) => {
+          if (!(into instanceof Uint8Array) || into.length === 0) {
+            throw new SocketError("EINVAL", "recv needs a non-empty Uint8Array to fill");
+          }
+          const got = await net.recv(handle.end!, into, this.#what(fd, "recv"));
+          table.complete(fd, "recv", got === null ? { type: "eof" } : { type: "done" });
+          return got;
+        }),
     };
   }
 }

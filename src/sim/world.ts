@@ -357,34 +357,8 @@ export async function runWorld(
   const time = new VirtualTime(seed);
   const trace = new Trace(time, paths.base);
   const fault = drawFault(time.random, allowed);
-  const networkFaults: ArmedNetworkFault[] = (NETWORK_FAULTS as readonly string[]).includes(fault)
-    ? [{
-      kind: fault as ArmedNetworkFault["kind"],
-      atCall: time.random.between(1, NETWORK_CALLS_SPAN),
-    }]
-    : [];
-  trace.add(
-    `seed ${seed}: fault ${fault}${
-      networkFaults.length > 0 ? ` at network call ${networkFaults[0]!.atCall}` : ""
-    }`,
-  );
-  const network = new SimNetwork(time, {
-    ioTimeoutMs: SIM_IO_TIMEOUT_MS,
-    latencyMsMax: LATENCY_MS_MAX,
-    faults: networkFaults,
-    trace: (line) => trace.add(line),
-  });
-  const regionId = [...Array(4)].map(() =>
-    time.random.below(0x10000).toString(16).padStart(4, "0")
-  );
-  const buffer = formatRegion(
-    regionConfig(fault),
-    `${regionId[0]}${regionId[1]}-${regionId[2]}-4${regionId[3]!.slice(1)}-a000-000000000000`,
-  );
-  if (!buffer.ok) throw new Error(`region: ${buffer.message}`);
-  const layout = attachRegion(buffer.value);
-  if (!layout.ok) throw new Error(`region: ${layout.message}`);
-  const storage = new SimStorage(time, buffer.value, layout.value);
+  const network = simNetwork(time, trace, fault, seed);
+  const storage = simStorage(time, fault);
   const crash = { kill: () => {} };
   const disk = new SimDisk(
     (DISK_FAULTS as readonly string[]).includes(fault) ? fault as DiskFault : undefined,
@@ -403,16 +377,7 @@ export async function runWorld(
   ).catch((error: Error): ScenarioResult => {
     stopped = `${error.name}: ${error.message}`;
     trace.add(`the world stopped: ${stopped}`);
-    const notRun: SideOutcome = { status: "not-run", detail: "the world stopped" };
-    return {
-      fired: [],
-      flow: "fs",
-      backup: { client: notRun, server: notRun },
-      restore: { receiver: notRun, sender: notRun },
-      committed: undefined,
-      clientDied: false,
-      held: [],
-    };
+    return STOPPED;
   });
   if (disk.crashed) await recover(disk, paths.repo, trace);
   return {
@@ -427,6 +392,59 @@ export async function runWorld(
     trace: trace.lines,
     cost: { events: time.eventsRun, turns: time.turns },
   };
+}
+
+/** What a run that stopped before its end did. */
+const STOPPED: ScenarioResult = {
+  fired: [],
+  flow: "fs",
+  backup: {
+    client: { status: "not-run", detail: "the world stopped" },
+    server: { status: "not-run", detail: "the world stopped" },
+  },
+  restore: {
+    receiver: { status: "not-run", detail: "the world stopped" },
+    sender: { status: "not-run", detail: "the world stopped" },
+  },
+  committed: undefined,
+  clientDied: false,
+  held: [],
+};
+
+/** The world's network, with the seed's network fault armed at a seeded call. */
+function simNetwork(
+  time: VirtualTime,
+  trace: Trace,
+  fault: FaultKind | "none",
+  seed: number,
+): SimNetwork {
+  const faults: ArmedNetworkFault[] = (NETWORK_FAULTS as readonly string[]).includes(fault)
+    ? [{
+      kind: fault as ArmedNetworkFault["kind"],
+      atCall: time.random.between(1, NETWORK_CALLS_SPAN),
+    }]
+    : [];
+  const at = faults.length > 0 ? ` at network call ${faults[0]!.atCall}` : "";
+  trace.add(`seed ${seed}: fault ${fault}${at}`);
+  return new SimNetwork(time, {
+    ioTimeoutMs: SIM_IO_TIMEOUT_MS,
+    latencyMsMax: LATENCY_MS_MAX,
+    faults,
+    trace: (line) => trace.add(line),
+  });
+}
+
+/** The world's region, shaped by the fault, with a seeded id. */
+function simStorage(time: VirtualTime, fault: FaultKind | "none"): SimStorage {
+  const hex = [...Array(4)].map(() => time.random.below(0x10000).toString(16).padStart(4, "0"));
+  const buffer = formatRegion(
+    regionConfig(fault),
+    `${hex[0]}${hex[1]}-${hex[2]}-4${hex[3]!.slice(1)}-a000-000000000000`,
+  );
+  if (!buffer.ok) throw new Error(`region: ${buffer.message}`);
+  const layout = attachRegion(buffer.value);
+  if (!layout.ok) throw new Error(`region: ${layout.message}`);
+  return new SimStorage(time, buffer.value, layout.value);
 }
 
 /** The machine comes back up after the server crashed: the disk loses what was not durable,
