@@ -3,20 +3,25 @@
  * session it opens a snapshot (taking the repository lock), sends the parent manifest for an
  * incremental backup, writes the archive bytes as they arrive on the data channel, collects the
  * client's reports, and commits the manifest with the bytes that went through each channel. On
- * any failure it aborts: the repository stays exactly as it was.
+ * any failure it aborts: the repository stays exactly as it was. Every decision (what to send,
+ * when to read, when to commit, how to fail) is the pure machine's,
+ * `src/core/session/backup_server.ts`; this module is its pump.
  *
  * @module
  */
 
-import { GRACE_ROWS } from "../../core/session/grace.ts";
-import { parseSessionMessage, PartJoiner, splitIntoParts } from "../../core/backup/protocol.ts";
+import {
+  type BackupServerAction,
+  type BackupServerInput,
+  BackupServerMachine,
+} from "../../core/session/backup_server.ts";
 import type { Manifest } from "../../core/backup/manifest.ts";
 import { chooseParent, initRepository } from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
 import { beginSnapshot, type WriterStep } from "../repository/snapshot_writer.ts";
 import {
   type BackupProgress,
-  errorText,
+  type ErrorChannelWatch,
   PeerFailedError,
   watchErrorChannel,
 } from "../agent/backup_client.ts";
@@ -44,7 +49,11 @@ export interface BackupServerResult {
 }
 
 /**
- * Runs the server side of a backup over an established session.
+ * Runs the server side of a backup over an established session: a pump over the pure machine
+ * (`src/core/session/backup_server.ts`, whose table holds every decision). It feeds the
+ * client's control messages and the end of the archive bytes in, performs what the machine asks
+ * (open the snapshot, send, commit, abort, wait for the client's report) and feeds each result
+ * back at once; it writes the archive bytes as they arrive.
  *
  * @param session the channels
  * @param options the repository and lock wait
@@ -55,79 +64,130 @@ export async function runBackupServer(
   session: Session,
   options: BackupServerOptions,
 ): Promise<BackupServerResult> {
-  const skipped: Array<{ path: string; reason: string }> = [];
-  const clientFailure = watchErrorChannel(session, (entry) => skipped.push(entry));
-  let writer: Awaited<ReturnType<typeof beginSnapshot>> | undefined;
-  try {
-    const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
-    const repo = await initRepository(options.repo);
-    writer = await beginSnapshot(repo, {
-      lockWaitMs: options.lockWaitMs,
-      signal: options.signal,
-      onStep: options.onWriterStep,
-    });
-    const { parent, fullReason } = await chooseParent(
-      repo,
-      hello.sourceId,
-      hello.mode,
-      hello.incremental,
-    );
-    await session.sendMessage("control", {
-      type: "begin",
-      snapshotId: writer.id,
-      hasParent: parent !== null,
-    });
-    if (parent !== null) {
-      for (const part of splitIntoParts("parent", parent)) {
-        await session.sendMessage("control", part);
+  const pump = new ServerPump(session, options);
+  const outcome = await pump.run();
+  if (outcome.type === "done") {
+    return { manifest: pump.committed!, fullReason: pump.fullReason, skipped: pump.skipped };
+  }
+  if (outcome.clientReason !== undefined) throw new PeerFailedError("client", outcome.clientReason);
+  throw outcome.error;
+}
+
+type Outcome = Extract<BackupServerAction, { type: "done" | "failed" }>;
+
+/** Performs the machine's actions over a session and a snapshot writer. */
+class ServerPump {
+  readonly machine = new BackupServerMachine();
+  readonly skipped: Array<{ path: string; reason: string }> = [];
+  readonly #clientFailure: ErrorChannelWatch;
+  #writer: Awaited<ReturnType<typeof beginSnapshot>> | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #end: (outcome: Outcome) => void = () => {};
+  fullReason: string | null = null;
+  committed: Manifest | undefined;
+
+  constructor(readonly session: Session, readonly options: BackupServerOptions) {
+    this.#clientFailure = watchErrorChannel(session, (entry) => this.skipped.push(entry));
+  }
+
+  /** Runs to the machine's end. */
+  run(): Promise<Outcome> {
+    const ended = new Promise<Outcome>((resolve) => (this.#end = resolve));
+    this.#chain = this.#performAll(this.machine.start());
+    return ended;
+  }
+
+  /** Feeds an input once the ones before it (and what they asked for) are done. */
+  #feed(input: BackupServerInput): void {
+    this.#chain = this.#chain.then(() => this.#drive(input));
+  }
+
+  /** Handles an input; each action's result is handled at once, before any other input. */
+  async #drive(input: BackupServerInput): Promise<void> {
+    await this.#performAll(this.machine.handle(input));
+  }
+
+  async #performAll(actions: readonly BackupServerAction[]): Promise<void> {
+    for (const action of actions) {
+      let result: BackupServerInput | undefined;
+      try {
+        result = await this.#perform(action);
+      } catch (error) {
+        return await this.#drive({ type: "failure", error });
       }
+      if (result !== undefined) await this.#drive(result);
     }
-    const manifestText = receiveManifest(session, options.onProgress);
-    manifestText.catch(() => {}); // awaited below; a data failure must not leave it unhandled
-    // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
-    for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
-      await writer.write(chunk);
-      session.releaseData(chunk); // its memory receives a later frame
-    }
-    const manifest = await manifestText;
-    const withCounters = {
-      ...(manifest as Record<string, unknown>),
-      channelBytes: { ...session.bytes },
-    };
-    const committed = await writer.commit(withCounters);
-    // Past the commit point the snapshot stands: a client that cannot be told (its channel
-    // broke) fails its own side, but this side reports what the repository holds.
-    await session.sendMessage("control", { type: "committed", snapshotId: committed.id })
-      .catch(() => {});
-    return { manifest: committed, fullReason, skipped };
-  } catch (error) {
-    await writer?.abort();
-    // The client's own report travels on the error channel and may trail the broken data
-    // channel that made us fail: wait a little for it, it says why.
-    const reason = await clientFailure.reasonWithin(CLIENT_REPORT_WAIT_MS);
-    await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
-      () => {},
+  }
+
+  /** Reads one control message; the machine asks for each (it reads none past the manifest). */
+  #receive(): void {
+    this.session.nextMessage("control").then(
+      (body) => this.#feed({ type: "message", body }),
+      (error) => this.#feed({ type: "failure", error }),
     );
-    if (reason !== undefined) throw new PeerFailedError("client", reason);
-    throw error;
+  }
+
+  async #readData(): Promise<void> {
+    try {
+      // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
+      for (let chunk = await this.session.nextData(); chunk !== null;) {
+        await this.#writer!.write(chunk);
+        this.session.releaseData(chunk); // its memory receives a later frame
+        chunk = await this.session.nextData();
+      }
+      this.#feed({ type: "data-end" });
+    } catch (error) {
+      this.#feed({ type: "failure", error });
+    }
+  }
+
+  async #perform(action: BackupServerAction): Promise<BackupServerInput | undefined> {
+    switch (action.type) {
+      case "receive":
+        this.#receive();
+        return undefined;
+      case "open":
+        return await this.#open(action.hello);
+      case "send":
+        if (!action.bestEffort) await this.session.sendMessage(action.channel, action.body);
+        else await this.session.sendMessage(action.channel, action.body).catch(() => {});
+        return undefined;
+      case "progress":
+        this.options.onProgress?.(action);
+        return undefined;
+      case "commit":
+        this.committed = await this.#writer!.commit({
+          ...(action.manifest as Record<string, unknown>),
+          channelBytes: { ...this.session.bytes },
+        });
+        return { type: "committed", snapshotId: this.committed.id };
+      case "abort":
+        await this.#writer?.abort().catch(() => {});
+        return undefined;
+      case "await-client-report": {
+        const reason = await this.#clientFailure.reasonWithin(action.waitMs);
+        return { type: "client-report", reason };
+      }
+      case "done":
+      case "failed":
+        this.#end(action);
+        return undefined;
+    }
+  }
+
+  async #open(
+    hello: Extract<BackupServerAction, { type: "open" }>["hello"],
+  ): Promise<BackupServerInput> {
+    const repo = await initRepository(this.options.repo);
+    this.#writer = await beginSnapshot(repo, {
+      lockWaitMs: this.options.lockWaitMs,
+      signal: this.options.signal,
+      onStep: this.options.onWriterStep,
+    });
+    const chosen = await chooseParent(repo, hello.sourceId, hello.mode, hello.incremental);
+    this.fullReason = chosen.fullReason;
+    // The archive bytes follow `begin`: read them from now on, beside the control messages.
+    void this.#readData();
+    return { type: "opened", snapshotId: this.#writer.id, parent: chosen.parent };
   }
 }
-
-/** Reads control messages during the transfer: progress reports, then the manifest's parts. */
-async function receiveManifest(
-  session: Session,
-  onProgress: BackupServerOptions["onProgress"],
-): Promise<unknown> {
-  const joiner = new PartJoiner("manifest");
-  // Bounded: progress is throttled by the client and the parts by PARTS_MAX.
-  while (!joiner.done) {
-    const message = parseSessionMessage(await session.nextMessage("control"));
-    if (message.type === "progress") onProgress?.(message);
-    else if (message.type === "part") joiner.add(message);
-    else throw new Error(`unexpected ${message.type} message while receiving the archive`);
-  }
-  return joiner.value();
-}
-
-/** How long a failing server waits for the client's `failed` report (see the row's rule). */
-const CLIENT_REPORT_WAIT_MS = GRACE_ROWS.clientReportWait.waitMs;
