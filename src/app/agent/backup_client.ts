@@ -2,20 +2,27 @@
  * The backup client: runs on the host that owns the data. Over an established session it says
  * what it backs up, receives the snapshot id and the parent manifest, packs the changed entries
  * straight into the data channel, reports unreadable entries on the error channel, and sends
- * the manifest for the server to commit. It never touches the repository.
+ * the manifest for the server to commit. It never touches the repository. The protocol's
+ * decisions are the pure machine's (`src/core/session/backup_client.ts`); this module is its pump.
  *
  * @module
  */
 
+import { parseSessionMessage } from "../../core/backup/protocol.ts";
+import { errorText } from "../../core/session/failed.ts";
 import {
-  parseSessionMessage,
-  PartJoiner,
-  SessionProtocolError,
-  splitIntoParts,
-} from "../../core/backup/protocol.ts";
+  type BackupClientAction,
+  type BackupClientInput,
+  BackupClientMachine,
+} from "../../core/session/backup_client.ts";
 import type { Session } from "../hosts/session.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
-import { type ArchiveChannel, prepareSnapshot, sourceIdentity } from "./snapshot_source.ts";
+import {
+  type ArchiveChannel,
+  type PreparedSnapshot,
+  prepareSnapshot,
+  sourceIdentity,
+} from "./snapshot_source.ts";
 import type { SkippedEntry, WalkResult } from "./tree_walk.ts";
 import { archiveBytesEstimate } from "./tar_pack.ts";
 
@@ -54,22 +61,10 @@ export interface BackupClientResult {
   readonly skipped: SkippedEntry[];
 }
 
-/** Reads control messages until one of `type` arrives, skipping none (order is fixed). */
-async function expect<T extends "begin" | "part" | "committed">(session: Session, type: T) {
-  return parseSessionMessage(await session.nextMessage("control"), type);
-}
-
-/** Receives the parent manifest's parts, if the server said there is one. */
-async function receiveParent(session: Session, hasParent: boolean): Promise<unknown> {
-  if (!hasParent) return null;
-  const joiner = new PartJoiner("parent");
-  // Bounded by PARTS_MAX inside the joiner's index check.
-  while (!joiner.done) joiner.add(await expect(session, "part"));
-  return joiner.value();
-}
-
 /**
- * Runs the client side of a backup over an established session.
+ * Runs the client side of a backup over an established session: a pump over the pure machine
+ * (`src/core/session/backup_client.ts`, whose table holds the protocol's decisions). It performs
+ * what the machine asks (name the source, send, read, prepare, pack) and feeds each result back.
  *
  * @param session the channels (control and error on the network, or all on storage)
  * @param options source, mode, incremental flag, data channel kind
@@ -81,39 +76,100 @@ export async function runBackupClient(
   session: Session,
   options: BackupClientOptions,
 ): Promise<BackupClientResult> {
-  const serverFailure = watchErrorChannel(session);
+  const pump = new ClientPump(session, options);
   try {
-    const sourceId = await sourceIdentity(options.source);
-    await session.sendMessage("control", {
-      type: "hello",
-      mode: options.mode,
-      source: options.source,
-      sourceId,
-      incremental: options.incremental,
-    });
-    const begin = await expect(session, "begin");
-    const parent = await receiveParent(session, begin.hasParent);
-    const prepared = await prepareSnapshot({
-      mode: options.mode,
-      source: options.source,
-      sourceId,
-      snapshotId: begin.snapshotId,
-      parent,
-      hashWorker: options.hashWorker,
-      walked: options.mode === "fs" ? options.walked : undefined,
-    });
-    try {
-      return await packAndSend(session, prepared, options, begin.snapshotId);
-    } finally {
-      await prepared.close();
+    const outcome = await pump.run();
+    if (outcome.type === "done") return pump.result!;
+    if (outcome.serverReason !== undefined) {
+      throw new PeerFailedError("server", outcome.serverReason);
     }
-  } catch (error) {
-    const reason = serverFailure.reason();
-    await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
-      () => {},
-    );
-    if (reason !== undefined) throw new PeerFailedError("server", reason);
-    throw error;
+    throw outcome.error;
+  } finally {
+    await pump.prepared?.close();
+  }
+}
+
+type ClientOutcome = Extract<BackupClientAction, { type: "done" | "failed" }>;
+
+/** Performs the client machine's actions over a session and the source. */
+class ClientPump {
+  readonly machine: BackupClientMachine;
+  readonly #serverFailure: ErrorChannelWatch;
+  #end: (outcome: ClientOutcome) => void = () => {};
+  prepared: Awaited<ReturnType<typeof prepareSnapshot>> | undefined;
+  result: BackupClientResult | undefined;
+
+  constructor(readonly session: Session, readonly options: BackupClientOptions) {
+    this.machine = new BackupClientMachine(options);
+    this.#serverFailure = watchErrorChannel(session);
+  }
+
+  /** Runs to the machine's end. */
+  run(): Promise<ClientOutcome> {
+    const ended = new Promise<ClientOutcome>((resolve) => (this.#end = resolve));
+    void this.#performAll(this.machine.start());
+    return ended;
+  }
+
+  async #drive(input: BackupClientInput): Promise<void> {
+    await this.#performAll(this.machine.handle(input));
+  }
+
+  /** Performs actions in order; each result is handled at once. */
+  async #performAll(actions: readonly BackupClientAction[]): Promise<void> {
+    for (const action of actions) {
+      let result: BackupClientInput | undefined;
+      try {
+        result = await this.#perform(action);
+      } catch (error) {
+        return await this.#drive({ type: "failure", error });
+      }
+      if (result !== undefined) await this.#drive(result);
+    }
+  }
+
+  async #perform(action: BackupClientAction): Promise<BackupClientInput | undefined> {
+    switch (action.type) {
+      case "name-source":
+        return { type: "named", sourceId: await sourceIdentity(this.options.source) };
+      case "receive":
+        return { type: "message", body: await this.session.nextMessage("control") };
+      case "send":
+        if (!action.bestEffort) await this.session.sendMessage(action.channel, action.body);
+        else await this.session.sendMessage(action.channel, action.body).catch(() => {});
+        return undefined;
+      case "prepare":
+        this.prepared = await prepareSnapshot({
+          mode: this.options.mode,
+          source: this.options.source,
+          sourceId: action.sourceId,
+          snapshotId: action.snapshotId,
+          parent: action.parent,
+          hashWorker: this.options.hashWorker,
+          walked: this.options.mode === "fs" ? this.options.walked : undefined,
+        });
+        return { type: "prepared" };
+      case "pack":
+        return { type: "packed", manifest: await this.#pack(action.snapshotId) };
+      case "check-server-report":
+        return { type: "server-report", reason: this.#serverFailure.reason() };
+      case "done":
+      case "failed":
+        this.#end(action);
+        return undefined;
+    }
+  }
+
+  /** Packs into the data channel (progress and unreadable entries on the way); the manifest. */
+  async #pack(snapshotId: string): Promise<unknown> {
+    const packed = await packAndSend(this.session, this.prepared!, this.options);
+    this.result = {
+      snapshotId,
+      files: packed.files,
+      fileBytes: packed.fileBytes,
+      skipped: packed.skipped,
+    };
+    return packed.manifest;
   }
 }
 
@@ -121,8 +177,7 @@ async function packAndSend(
   session: Session,
   prepared: Awaited<ReturnType<typeof prepareSnapshot>>,
   options: BackupClientOptions,
-  snapshotId: string,
-): Promise<BackupClientResult> {
+): Promise<Awaited<ReturnType<PreparedSnapshot["pack"]>>> {
   const reported = new Set<string>();
   const reportSkipped = async (entries: readonly SkippedEntry[]) => {
     for (const entry of entries.filter((e) => !reported.has(e.path))) {
@@ -153,14 +208,7 @@ async function packAndSend(
   }, options.dataChannel);
   await session.endData();
   await reportSkipped(packed.skipped);
-  for (const part of splitIntoParts("manifest", packed.manifest)) {
-    await session.sendMessage("control", part);
-  }
-  const committed = await expect(session, "committed");
-  if (committed.snapshotId !== snapshotId) {
-    throw new SessionProtocolError(`server committed ${committed.snapshotId}, not ${snapshotId}`);
-  }
-  return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
+  return packed;
 }
 
 /** This side failed because its peer did: the peer's own account is `reason`. */
@@ -227,8 +275,5 @@ export function watchErrorChannel(
   };
 }
 
-/** The message of any thrown value. */
-export function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
-}
+/** The message of any thrown value (cut to what a `failed` message carries). */
+export { errorText };

@@ -22,6 +22,8 @@ import {
   SessionProtocolError,
   splitIntoParts,
 } from "../backup/protocol.ts";
+import { failedReport } from "./failed.ts";
+import { TableMachine, type TableRow } from "./table_machine.ts";
 import { GRACE_ROWS } from "./grace.ts";
 
 /** The states of a backup server. */
@@ -78,14 +80,8 @@ export type BackupServerAction =
     readonly clientReason: string | undefined;
   };
 
-/** One row: in `state`, on `on`, go to `next` (or what `act` returns) doing `act`'s actions. */
-export interface BackupServerRow {
-  readonly state: BackupServerState;
-  readonly on: BackupServerInput["type"];
-  readonly next: BackupServerState;
-  /** The rule of the row, in words. */
-  readonly rule: string;
-}
+/** One row of the backup server's table. */
+export type BackupServerRow = TableRow<BackupServerState, BackupServerInput["type"]>;
 
 /** The table: every (state, input) the machine takes; anything else is a protocol failure. */
 export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
@@ -128,15 +124,14 @@ const FAILURE_ROW =
   "in any state before the end, a failure aborts the snapshot and waits for the client's report";
 
 /** The backup server machine. */
-export class BackupServerMachine {
-  #state: BackupServerState = "awaiting-hello";
+export class BackupServerMachine
+  extends TableMachine<BackupServerState, BackupServerInput, BackupServerAction> {
   #manifest = new PartJoiner("manifest");
   #dataEnded = false;
   #failure: unknown;
 
-  /** The state it is in. */
-  get state(): BackupServerState {
-    return this.#state;
+  constructor() {
+    super("backup server", "awaiting-hello", BACKUP_SERVER_ROWS, ["done", "failed"], "failing");
   }
 
   /** The failure rule, in words (the row every live state shares). */
@@ -151,32 +146,7 @@ export class BackupServerMachine {
     return [{ type: "receive" }];
   }
 
-  /**
-   * Takes one input.
-   *
-   * @param input what happened
-   * @returns what to do, in order
-   */
-  handle(input: BackupServerInput): BackupServerAction[] {
-    if (this.#state === "done" || this.#state === "failed") return [];
-    if (input.type === "failure") return this.#fail(input.error);
-    const row = BACKUP_SERVER_ROWS.find((r) => r.state === this.#state && r.on === input.type);
-    if (row === undefined) {
-      if (this.#state === "failing") return []; // late results while failing change nothing
-      return this.#fail(
-        new SessionProtocolError(`backup server: no row for ${input.type} in ${this.#state}`),
-      );
-    }
-    try {
-      const actions = this.#act(input);
-      if (this.#state === row.state) this.#state = row.next;
-      return actions;
-    } catch (error) {
-      return this.#fail(error);
-    }
-  }
-
-  #act(input: BackupServerInput): BackupServerAction[] {
+  protected act(input: BackupServerInput): BackupServerAction[] {
     switch (input.type) {
       case "message":
         return this.#message(input.body);
@@ -206,12 +176,7 @@ export class BackupServerMachine {
         ];
       case "client-report":
         return [
-          {
-            type: "send",
-            channel: "error",
-            body: { type: "failed", message: errorText(this.#failure) },
-            bestEffort: true,
-          },
+          failedReport(this.#failure),
           { type: "failed", error: this.#failure, clientReason: input.reason },
         ];
       default:
@@ -220,15 +185,15 @@ export class BackupServerMachine {
   }
 
   #message(body: unknown): BackupServerAction[] {
-    if (this.#state === "awaiting-hello") {
+    if (this.state === "awaiting-hello") {
       return [{ type: "open", hello: parseSessionMessage(body, "hello") }];
     }
     const message = parseSessionMessage(body);
-    if (message.type === "progress" && this.#state === "transfer") {
+    if (message.type === "progress" && this.state === "transfer") {
       const { files, bytes, totalBytes } = message;
       return [{ type: "progress", files, bytes, totalBytes }, { type: "receive" }];
     }
-    if (message.type === "part" && this.#state === "transfer") {
+    if (message.type === "part" && this.state === "transfer") {
       this.#manifest.add(message);
       return this.#manifest.done ? this.#commitIfReady() : [{ type: "receive" }];
     }
@@ -239,23 +204,15 @@ export class BackupServerMachine {
 
   #commitIfReady(): BackupServerAction[] {
     if (!this.#dataEnded || !this.#manifest.done) return [];
-    this.#state = "committing";
+    this.goTo("committing");
     return [{ type: "commit", manifest: this.#manifest.value() }];
   }
 
-  #fail(error: unknown): BackupServerAction[] {
-    if (this.#state === "failing") return [];
+  protected failed(error: unknown): BackupServerAction[] {
     this.#failure = error;
-    this.#state = "failing";
     return [
       { type: "abort" },
       { type: "await-client-report", waitMs: GRACE_ROWS.clientReportWait.waitMs },
     ];
   }
-}
-
-/** The message of any thrown value, cut to what a `failed` message carries. */
-function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
 }
