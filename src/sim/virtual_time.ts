@@ -64,8 +64,15 @@ interface TimedEvent {
 
 /** Ids of virtual timers start here, far from any real timer id. */
 const TIMER_ID_BASE = 1_000_000_000;
-/** Macrotask turns one quiescence wait takes at most (real I/O of small trees is far below). */
-const SETTLE_TURNS_MAX = 200_000;
+/**
+ * Real ms one quiescence wait takes at most: real file calls on a machine shared with other
+ * work can take long, so the bound is generous; only a call that never ends reaches it.
+ */
+const SETTLE_REAL_MS_MAX = 120_000;
+/** Macrotask turns one quiescence wait takes at most (the loop's own bound). */
+const SETTLE_TURNS_MAX = 50_000_000;
+/** The real clock, taken before any world swaps `performance.now`. */
+const realNowMs = performance.now.bind(performance);
 
 /** Why a world stopped before its main task ended. */
 export class SimulationStuckError extends Error {
@@ -226,15 +233,20 @@ export class VirtualTime {
   /** Waits until every microtask has run and no counted real I/O is pending. */
   async #quiesce(): Promise<void> {
     let still = 0;
+    const startedMs = realNowMs();
     for (let turn = 0; turn < SETTLE_TURNS_MAX; turn++) {
       this.turns++;
+      if (turn % 1024 === 1023 && realNowMs() - startedMs > SETTLE_REAL_MS_MAX) break;
       const before = this.#activity;
       await realTurn();
       if (this.#realIoPending === 0 && this.#activity === before) still++;
       else still = 0;
       if (still >= 2) return;
     }
-    throw new SimulationStuckError(`the process did not go quiet in ${SETTLE_TURNS_MAX} turns`);
+    throw new SimulationStuckError(
+      `the process did not go quiet (${this.#realIoPending} file calls pending) in ` +
+        `${Math.round(realNowMs() - startedMs)} real ms`,
+    );
   }
 
   /** Swaps the clock, timer and randomness globals for virtual ones (see the module doc). */
