@@ -98,6 +98,8 @@ export class VirtualTime {
   #nextTimerId = TIMER_ID_BASE;
   #activity = 0;
   #realIoPending = 0;
+  /** The file calls still pending, to wait on rather than spin while they run. */
+  readonly #pendingIo = new Set<Promise<void>>();
   #restore: (() => void) | undefined;
   /**
    * @param seed seeds the scheduler's choices and the swapped `Math.random` and crypto
@@ -238,6 +240,8 @@ export class VirtualTime {
       this.turns++;
       if (turn % 1024 === 1023 && realNowMs() - startedMs > SETTLE_REAL_MS_MAX) break;
       const before = this.#activity;
+      // While a file call runs, wait for it (or any) to end instead of spinning turns.
+      if (this.#pendingIo.size > 0) await Promise.race(this.#pendingIo);
       await realTurn();
       if (this.#realIoPending === 0 && this.#activity === before) still++;
       else still = 0;
@@ -364,8 +368,11 @@ export class VirtualTime {
 
   #track<T>(promise: Promise<T>): Promise<T> {
     this.#realIoPending++;
+    const settled = promise.then(() => {}, () => {});
+    this.#pendingIo.add(settled);
     return promise.finally(() => {
       this.#realIoPending--;
+      this.#pendingIo.delete(settled);
       this.touch();
     });
   }
