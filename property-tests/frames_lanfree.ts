@@ -1,8 +1,8 @@
 /**
  * lanfree's framings bound to the frames suite: the handshake's control frames
  * (`src/core/wire/frame.ts`, 4-byte length) and the backup session's tagged frames
- * (`src/app/hosts/session.ts`: tag, 4-byte length, CRC-32 of the payload), its messages and its
- * data chunks.
+ * (`src/app/hosts/session.ts`: tag, 4-byte length, CRC-32), its messages and its data chunks;
+ * both framings' headers come from the one codec, `src/core/session/frame.ts`.
  *
  * @module
  */
@@ -11,6 +11,13 @@ import { SocketError } from "../src/core/dispatch/errors.ts";
 import { FRAME_BYTES_MAX_DEFAULT, readFrame, writeFrame } from "../src/core/wire/frame.ts";
 import { DATA_CHUNK_BYTES_MAX, MESSAGE_BYTES_MAX, Session } from "../src/app/hosts/session.ts";
 import type { FrameCodec, FrameEnds } from "./frames_suite.ts";
+import {
+  CONTROL_FRAMING,
+  encodeHeader,
+  type Framing,
+  SESSION_FRAMING,
+  SessionTag,
+} from "../src/core/session/frame.ts";
 import { crc32 } from "node:zlib";
 
 /** The pattern payloads are views of (period 256), grown to the longest asked for. */
@@ -33,24 +40,15 @@ function patternOf(length: number, seed: number): Uint8Array {
 }
 
 /**
- * The session's header: the tag, the big-endian u32 length, and the big-endian CRC-32 of the
- * payload (0 without one: a header forged only to announce a length).
+ * A header of `framing` as its writer makes it (`core/session/frame.ts`), for any length (over
+ * the maximum too, to forge a frame a reader must refuse); the session's carries the payload's
+ * CRC-32 when the payload is given.
  */
-function sessionHeader(tag: number, length: number, payload?: Uint8Array): Uint8Array {
-  const header = new Uint8Array(9);
-  header[0] = tag;
-  const view = new DataView(header.buffer);
-  view.setUint32(1, length, false);
-  view.setUint32(5, payload === undefined || payload.length === 0 ? 0 : crc32(payload), false);
-  return header;
-}
-
-/** A big-endian u32 length after `prefix` bytes. */
-function lengthHeader(prefix: readonly number[], length: number): Uint8Array {
-  const header = new Uint8Array(prefix.length + 4);
-  header.set(prefix);
-  new DataView(header.buffer).setUint32(prefix.length, length, false);
-  return header;
+function headerOf(framing: Framing, tag: number, length: number, payload?: Uint8Array) {
+  const checksum = payload === undefined || payload.length === 0 ? 0 : crc32(payload);
+  const header = encodeHeader(framing, { tag, length, checksum }, Number.MAX_SAFE_INTEGER);
+  if (!header.ok) throw new Error(header.message);
+  return header.value;
 }
 
 /**
@@ -69,7 +67,7 @@ export function wireFrames(
     payloadBytesMin: 0,
     payloadBytesMax: frameBytesMax,
     payload: patternOf,
-    header: (length) => lengthHeader([], length),
+    header: (length) => headerOf(CONTROL_FRAMING, 0, length),
     open: (sockets, writeFd, readFd) => ({
       write: (payload) => writeFrame(sockets, writeFd, payload, frameBytesMax),
       async read() {
@@ -82,8 +80,6 @@ export function wireFrames(
   };
 }
 
-const SESSION_TAG_MESSAGE = 1;
-const SESSION_TAG_DATA = 2;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** What a message frame's payload is: `{"channel":...,"body":...}`, here on `control`. */
@@ -140,7 +136,7 @@ export function sessionMessageFrames(): FrameCodec {
       );
       return encoder.encode(messageText(letters.join("")));
     },
-    header: (length, payload) => sessionHeader(SESSION_TAG_MESSAGE, length, payload),
+    header: (length, payload) => headerOf(SESSION_FRAMING, SessionTag.message, length, payload),
     open: (sockets, writeFd, readFd) => sessionEnds(sockets, writeFd, readFd, "message"),
   };
 }
@@ -156,7 +152,7 @@ export function sessionDataFrames(): FrameCodec {
     payloadBytesMin: 1,
     payloadBytesMax: DATA_CHUNK_BYTES_MAX,
     payload: patternOf,
-    header: (length, payload) => sessionHeader(SESSION_TAG_DATA, length, payload),
+    header: (length, payload) => headerOf(SESSION_FRAMING, SessionTag.data, length, payload),
     open: (sockets, writeFd, readFd) => sessionEnds(sockets, writeFd, readFd, "data"),
   };
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { GRACE_ROWS } from "../../core/session/grace.ts";
 import { parseSessionMessage, type SessionMessage } from "../../core/backup/protocol.ts";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { parseHandshakeConfig } from "../../core/handshake/config.ts";
@@ -208,8 +209,8 @@ export class JobSessions {
   }
 }
 
-/** How long a failing side waits for each `failed` report to go out. */
-const TELL_WAIT_MS = 1000;
+/** How long a failing side waits for each `failed` report to go out (see the row's rule). */
+const TELL_WAIT_MS = GRACE_ROWS.tellWait.waitMs;
 
 /** Waits for `promise` at most `waitMs` (its failure ignored). */
 export async function bounded(promise: Promise<unknown>, waitMs: number): Promise<void> {

@@ -4,8 +4,9 @@
  * one descriptor (the database flow puts everything on storage; the network fallback puts data
  * on the control connection) the frames carry what they are, so one descriptor serves several.
  *
- * Frame: 1 tag byte (1 message, 2 data chunk, 3 end of data, 4 keepalive), 4-byte big-endian
- * payload length, 4-byte big-endian CRC-32 of the payload, payload. The storage transport checks
+ * Frame (`src/core/session/frame.ts`, the one codec of both framings): 1 tag byte (1 message,
+ * 2 data chunk, 3 end of data, 4 keepalive), 4-byte big-endian payload length, 4-byte
+ * big-endian CRC-32 of the payload, payload. The storage transport checks
  * every control word of the region but not the bytes in its rings (a stray write by another
  * process mapping the region reaches the receiver), so the receiver checks each payload's CRC-32
  * and fails the channel with EPROTO on a mismatch: a corrupted backup is never committed. Every wait on a socket is bounded by its I/O timeout, and a channel
@@ -22,6 +23,15 @@ import { kindOfDescriptor } from "../../core/dispatch/descriptor.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { recvExactly } from "../../core/wire/frame.ts";
+import {
+  DATA_CHUNK_BYTES_MAX,
+  decodeHeader,
+  encodeHeader,
+  MESSAGE_BYTES_MAX,
+  SESSION_FRAMING,
+  sessionPayloadBytesMax,
+  SessionTag,
+} from "../../core/session/frame.ts";
 import { crc32 } from "node:zlib";
 
 /** The named channels of a session and their descriptors (several may be the same). */
@@ -34,15 +44,12 @@ export interface SessionChannels {
 /** A message channel. */
 export type MessageChannel = "control" | "error";
 
-const TAG_MESSAGE = 1;
-const TAG_DATA = 2;
-const TAG_END = 3;
-const TAG_KEEPALIVE = 4;
-const HEADER_BYTES = 9;
-/** Largest message payload. */
-export const MESSAGE_BYTES_MAX = 64 * 1024;
-/** Largest data chunk. */
-export const DATA_CHUNK_BYTES_MAX = 8 * 1024 * 1024;
+const TAG_MESSAGE = SessionTag.message;
+const TAG_DATA = SessionTag.data;
+const TAG_END = SessionTag.end;
+const TAG_KEEPALIVE = SessionTag.keepalive;
+const HEADER_BYTES = SESSION_FRAMING.headerBytes;
+export { DATA_CHUNK_BYTES_MAX, MESSAGE_BYTES_MAX };
 const MESSAGES_QUEUED_MAX = 1024;
 /** Data frames received ahead of the consumer (the ring behind them buffers more). */
 const DATA_QUEUED_MAX = 2;
@@ -241,14 +248,15 @@ export class Session {
     this.#lastSentMs.set(fd, performance.now());
     const length = payload.reduce((sum, part) => sum + part.length, 0);
     const sending = previous.then(async () => {
-      const header = new Uint8Array(HEADER_BYTES);
-      header[0] = tag;
-      const view = new DataView(header.buffer);
-      view.setUint32(1, length, false);
       let sum = 0;
       for (const part of payload) if (part.length > 0) sum = crc32(part, sum);
-      view.setUint32(5, sum, false);
-      await this.#sockets.send(fd, header);
+      const header = encodeHeader(
+        SESSION_FRAMING,
+        { tag, length, checksum: sum },
+        sessionPayloadBytesMax(tag) ?? 0,
+      );
+      if (!header.ok) throw new SocketError(header.code, header.message, { call: "send", fd });
+      await this.#sockets.send(fd, header.value);
       for (const part of payload) if (part.length > 0) await this.#sockets.send(fd, part);
       this.#count(fd, HEADER_BYTES + length);
     });
@@ -271,21 +279,22 @@ export class Session {
         if (got < HEADER_BYTES) {
           throw new SocketError("EPROTO", `stream ended inside a frame header on ${fd}`);
         }
-        const view = new DataView(header.buffer);
-        const length = view.getUint32(1, false);
-        const payload = length === 0
-          ? new Uint8Array(0)
-          : await this.#payload(fd, header[0]!, length);
+        const decoded = decodeHeader(SESSION_FRAMING, header, DATA_CHUNK_BYTES_MAX);
+        if (!decoded.ok) {
+          throw new SocketError(decoded.code, `on descriptor ${fd}: ${decoded.message}`);
+        }
+        const { tag, length, checksum } = decoded.value;
+        const payload = length === 0 ? new Uint8Array(0) : await this.#payload(fd, tag, length);
         const sum = length === 0 ? 0 : crc32(payload);
-        if (sum !== view.getUint32(5, false)) {
+        if (sum !== checksum) {
           throw new SocketError(
             "EPROTO",
-            `a ${length}-byte frame (tag ${header[0]}) on descriptor ${fd} failed its CRC-32 ` +
+            `a ${length}-byte frame (tag ${tag}) on descriptor ${fd} failed its CRC-32 ` +
               `check: the received bytes hash to ${sum.toString(16)}, the sender's to ` +
-              `${view.getUint32(5, false).toString(16)} (corrupted in transit)`,
+              `${checksum.toString(16)} (corrupted in transit)`,
           );
         }
-        this.#dispatch(fd, header[0]!, payload);
+        this.#dispatch(fd, tag, payload);
       }
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
@@ -293,11 +302,8 @@ export class Session {
     }
   }
 
+  /** Reads a payload whose length the header's decoding already checked. */
   async #payload(fd: number, tag: number, length: number): Promise<Uint8Array> {
-    const max = tag === TAG_DATA ? DATA_CHUNK_BYTES_MAX : MESSAGE_BYTES_MAX;
-    if (length > max) {
-      throw new SocketError("EMSGSIZE", `frame of ${length} bytes (tag ${tag}) exceeds ${max}`);
-    }
     const payload = tag === TAG_DATA ? this.#receiveBuffer(length) : new Uint8Array(length);
     if (await recvExactly(this.#sockets, fd, payload) < length) {
       throw new SocketError("EPROTO", `stream ended inside a ${length}-byte frame on ${fd}`);

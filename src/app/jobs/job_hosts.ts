@@ -10,6 +10,7 @@
  * @module
  */
 
+import { GRACE_ROWS } from "../../core/session/grace.ts";
 import { type HostLink, startWorkerHost } from "../../adapters/host_link.ts";
 import { createStorageSockets } from "../../adapters/shm.ts";
 import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
@@ -28,8 +29,8 @@ import { removeLeftovers, type WriterStep } from "../repository/snapshot_writer.
 
 const WORKER = new URL("../hosts/side_host_worker.ts", import.meta.url);
 const HASH_WORKER = new URL("../agent/_hash_worker.ts", import.meta.url);
-/** How long a failed side's job waits for the other side's account of the failure. */
-const ERROR_GRACE_MS = 2_000;
+/** How long a failed side's job waits for the other side's account (see the row's rule). */
+const ERROR_GRACE_MS = GRACE_ROWS.errorGrace.waitMs;
 /** How long a cancelled job waits for its hosts to stop on their own before terminating them. */
 const CANCEL_GRACE_MS = 10_000;
 /** How long the embedded agent side may take to listen. */

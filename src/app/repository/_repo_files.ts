@@ -30,6 +30,7 @@ import {
   repoPaths,
   type Repository,
 } from "./repository.ts";
+import { repoFs } from "./repo_fs.ts";
 
 /** Most stale entries removed from `tmp/` and beside the repository when a writer starts. */
 const STALE_ENTRIES_MAX = 100_000;
@@ -50,15 +51,7 @@ export const MANIFEST_NOTE = {
  * @param path the directory
  */
 export async function syncDir(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true }).catch(() => null);
-  if (dir === null) return;
-  try {
-    await dir.sync();
-  } catch {
-    // some platforms cannot sync directories; the rename is still atomic
-  } finally {
-    dir.close();
-  }
+  await repoFs().syncDir(path);
 }
 
 /**
@@ -68,7 +61,7 @@ export async function syncDir(path: string): Promise<void> {
  * @param bytes its content
  */
 export async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
-  const file = await Deno.open(path, { write: true, createNew: true });
+  const file = await repoFs().create(path);
   try {
     for (let offset = 0; offset < bytes.byteLength;) {
       offset += await file.write(bytes.subarray(offset));
@@ -117,7 +110,7 @@ async function rollForward(repo: Repository, id: string, notePath: string): Prom
   if (!parsed.ok || parsed.manifest.id !== id) return;
   const archiveBytes = await Deno.stat(repoPaths.archive(repo, id)).then((i) => i.size, () => -1);
   if (archiveBytes !== parsed.manifest.archiveBytes) return;
-  await Deno.rename(notePath, repoPaths.manifest(repo, id));
+  await repoFs().rename(notePath, repoPaths.manifest(repo, id));
   await syncDir(repoPaths.snapshots(repo));
 }
 
@@ -128,7 +121,7 @@ async function settleNote(repo: Repository, name: string): Promise<void> {
     const id = name.slice(0, -suffix.length);
     if (!SNAPSHOT_ID_PATTERN.test(id)) return;
     if (kind === "commit" && !(await exists(repoPaths.manifest(repo, id)))) {
-      await Deno.remove(repoPaths.archive(repo, id)).catch(() => {});
+      await repoFs().remove(repoPaths.archive(repo, id)).catch(() => {});
     }
     if (kind === "replacement") await rollForward(repo, id, `${repoPaths.tmp(repo)}/${name}`);
     return;
@@ -150,7 +143,7 @@ export async function removeStale(repo: Repository): Promise<void> {
   for await (const item of Deno.readDir(parent)) {
     if (!item.isDirectory || !isStagingName(item.name, name)) continue;
     if (++removed > STALE_ENTRIES_MAX) break;
-    await Deno.remove(`${parent}/${item.name}`, { recursive: true }).catch(() => {});
+    await repoFs().remove(`${parent}/${item.name}`, { recursive: true }).catch(() => {});
   }
   const names: string[] = [];
   for await (const item of Deno.readDir(repoPaths.tmp(repo))) {
@@ -159,7 +152,7 @@ export async function removeStale(repo: Repository): Promise<void> {
   }
   for (const note of names) await settleNote(repo, note);
   for (const stale of names) {
-    await Deno.remove(`${repoPaths.tmp(repo)}/${stale}`, { recursive: true }).catch(() => {});
+    await repoFs().remove(`${repoPaths.tmp(repo)}/${stale}`, { recursive: true }).catch(() => {});
   }
   if (names.length > 0) await syncDir(repoPaths.snapshots(repo));
 }

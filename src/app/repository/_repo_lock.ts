@@ -14,6 +14,7 @@
  * @module
  */
 
+import { repoFs } from "./repo_fs.ts";
 import { RepositoryError } from "../errors.ts";
 
 /** Default time a second writer waits for the lock. */
@@ -145,7 +146,7 @@ export async function acquireLock(
         if (released) return;
         released = true;
         // Remove while still holding the flock, so nobody locks a file that is going away.
-        await Deno.remove(path).catch(() => {});
+        await repoFs().remove(path).catch(() => {});
         file.close();
       };
     }

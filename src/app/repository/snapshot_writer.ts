@@ -17,6 +17,7 @@ import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { RepositoryError } from "../errors.ts";
 import { openRepository, repoPaths, type Repository } from "./repository.ts";
 import { MANIFEST_NOTE, removeStale, syncDir } from "./_repo_files.ts";
+import { type RepoFile, repoFs } from "./repo_fs.ts";
 
 /**
  * Written bytes after which a background flush starts, so the final sync is short. Small, so
@@ -150,7 +151,7 @@ export async function beginSnapshot(
     await removeStale(repo);
     const id = makeSnapshotId(options.nowMs ?? Date.now(), randomHex());
     const tempPath = `${repoPaths.tmp(repo)}/${id}.tar.partial`;
-    const file = await Deno.open(tempPath, { write: true, createNew: true });
+    const file = await repoFs().create(tempPath);
     await step("cleaned");
     return new Writer(repo, id, tempPath, file, release, step);
   } catch (error) {
@@ -171,7 +172,7 @@ class Writer implements SnapshotWriter {
     readonly repo: Repository,
     readonly id: string,
     readonly tempPath: string,
-    readonly file: Deno.FsFile,
+    readonly file: RepoFile,
     readonly release: () => Promise<void>,
     readonly step: (step: WriterStep) => Promise<void> | void,
   ) {}
@@ -245,25 +246,27 @@ class Writer implements SnapshotWriter {
       await write();
       await syncDir(repoPaths.tmp(this.repo));
       await this.step("manifest-written");
-      await Deno.rename(this.tempPath, archive);
+      await repoFs().rename(this.tempPath, archive);
       archivePlaced = true;
       await this.step("archive-placed");
-      await Deno.rename(this.manifestTempPath, repoPaths.manifest(this.repo, this.id));
-      await syncDir(repoPaths.snapshots(this.repo));
+      await repoFs().rename(this.manifestTempPath, repoPaths.manifest(this.repo, this.id));
       this.#state = "done";
     } catch (error) {
       await this.#failCommit(archivePlaced);
       throw error;
     }
-    // Past the commit point: nothing below may undo the snapshot.
+    // Past the commit point: nothing below may undo the snapshot. A failed sync of the
+    // directory leaves a whole snapshot visible (the renames are atomic); removing its archive
+    // now would leave a manifest without one, so the failure is not the snapshot's.
+    await syncDir(repoPaths.snapshots(this.repo)).catch(() => {});
     await this.step("committed");
     await this.release();
     await this.step("released");
   }
 
   async #failCommit(archivePlaced: boolean): Promise<void> {
-    if (archivePlaced) await Deno.remove(repoPaths.archive(this.repo, this.id)).catch(() => {});
-    await Deno.remove(this.manifestTempPath).catch(() => {});
+    if (archivePlaced) await repoFs().remove(repoPaths.archive(this.repo, this.id)).catch(() => {});
+    await repoFs().remove(this.manifestTempPath).catch(() => {});
     this.#state = "open";
     await this.abort();
   }
@@ -273,7 +276,7 @@ class Writer implements SnapshotWriter {
     this.#state = "done";
     await this.#flush;
     this.#closeFiles();
-    await Deno.remove(this.tempPath).catch(() => {});
+    await repoFs().remove(this.tempPath).catch(() => {});
     await this.release();
   }
 

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { GRACE_ROWS } from "../../core/session/grace.ts";
 import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
 import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import {
@@ -78,6 +79,8 @@ export async function runBackupServer(
   const clientFailure = watchErrorChannel(session, (entry) => skipped.push(entry));
   let writer: SnapshotWriter | undefined;
   let streams: ServerStreams | undefined;
+  let committed: CommittedManifest;
+  let fullReason: string | null;
   try {
     const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
     const repo = await initRepository(options.repo);
@@ -86,12 +89,14 @@ export async function runBackupServer(
       signal: options.signal,
       onStep: options.onWriterStep,
     });
-    const { parent, fullReason, lineLayout } = await chooseParent(
+    const choice = await chooseParent(
       repo,
       hello.sourceId,
       hello.mode,
       hello.incremental,
     );
+    const { parent, lineLayout } = choice;
+    fullReason = choice.fullReason;
     await session.sendMessage("control", {
       type: "begin",
       snapshotId: writer.id,
@@ -108,9 +113,7 @@ export async function runBackupServer(
       await writer.write(chunk);
       session.releaseData(chunk); // its memory receives a later frame
     }
-    const committed = await commitReceived(writer, await manifest, { ...session.bytes });
-    await session.sendMessage("control", { type: "committed", snapshotId: committed.id });
-    return { manifest: committed, fullReason, skipped };
+    committed = await commitReceived(writer, await manifest, { ...session.bytes });
   } catch (error) {
     streams?.fail(error instanceof Error ? error : new Error(String(error)));
     await writer?.abort();
@@ -124,6 +127,11 @@ export async function runBackupServer(
     if (reason !== undefined) throw new PeerFailedError("client", reason);
     throw error;
   }
+  // Past the commit point the snapshot is in the repository whatever becomes of the session: a
+  // channel that breaks now does not make it a failure (the client, not told, reports one).
+  await session.sendMessage("control", { type: "committed", snapshotId: committed.id })
+    .catch(() => {});
+  return { manifest: committed, fullReason, skipped };
 }
 
 /**
@@ -189,5 +197,5 @@ async function sendParent(
   await sender.end();
 }
 
-/** How long a failing server waits for the client's `failed` report. */
-const CLIENT_REPORT_WAIT_MS = 1_000;
+/** How long a failing server waits for the client's `failed` report (the grace row). */
+const CLIENT_REPORT_WAIT_MS = GRACE_ROWS.clientReportWait.waitMs;

@@ -12,11 +12,12 @@
  * @module
  */
 
-import { fail, ok, type Result, SocketError } from "../dispatch/errors.ts";
+import { ok, type Result, SocketError } from "../dispatch/errors.ts";
+import { CONTROL_FRAMING, decodeHeader, encodeHeader } from "../session/frame.ts";
 import type { Sockets } from "../dispatch/sockets.ts";
 
 /** Bytes of the length prefix. */
-export const FRAME_HEADER_BYTES = 4;
+export const FRAME_HEADER_BYTES: number = CONTROL_FRAMING.headerBytes;
 /** Default largest payload: control messages are small. */
 export const FRAME_BYTES_MAX_DEFAULT = 64 * 1024;
 /** Largest payload any reader may be configured for (16 MiB). */
@@ -49,14 +50,14 @@ export function encodeFrame(
   frameBytesMax: number = FRAME_BYTES_MAX_DEFAULT,
 ): Result<Uint8Array> {
   checkFrameBytesMax(frameBytesMax);
-  if (payload.length > frameBytesMax) {
-    return fail(
-      "EMSGSIZE",
-      `frame of ${payload.length} bytes exceeds the ${frameBytesMax}-byte maximum`,
-    );
-  }
+  const header = encodeHeader(
+    CONTROL_FRAMING,
+    { tag: 0, length: payload.length, checksum: 0 },
+    frameBytesMax,
+  );
+  if (!header.ok) return header;
   const framed = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  new DataView(framed.buffer).setUint32(0, payload.length, false);
+  framed.set(header.value);
   framed.set(payload, FRAME_HEADER_BYTES);
   return ok(framed);
 }
@@ -73,17 +74,8 @@ export function decodeFrameHeader(
   frameBytesMax: number = FRAME_BYTES_MAX_DEFAULT,
 ): Result<number> {
   checkFrameBytesMax(frameBytesMax);
-  if (header.length !== FRAME_HEADER_BYTES) {
-    return fail("EINVAL", `a frame header is ${FRAME_HEADER_BYTES} bytes, got ${header.length}`);
-  }
-  const length = new DataView(header.buffer, header.byteOffset, header.length).getUint32(0, false);
-  if (length > frameBytesMax) {
-    return fail(
-      "EMSGSIZE",
-      `peer announced a ${length}-byte frame; the maximum is ${frameBytesMax}`,
-    );
-  }
-  return ok(length);
+  const decoded = decodeHeader(CONTROL_FRAMING, header, frameBytesMax);
+  return decoded.ok ? ok(decoded.value.length) : decoded;
 }
 
 /**
