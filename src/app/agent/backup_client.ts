@@ -74,12 +74,18 @@ class ClientStreams {
   readonly parent: LineStreamReceiver;
   readonly manifest: LineStreamSender;
   #committed: (snapshotId: string) => void = () => {};
+  #notCommitted: (error: Error) => void = () => {};
+  /** The server's `committed`; rejected when the control channel fails before it. */
   readonly committed: Promise<string>;
 
   constructor(readonly session: Session) {
     this.parent = new LineStreamReceiver(session, "parent", MANIFEST_LINE_CHARS_MAX);
     this.manifest = new LineStreamSender(session, "manifest");
-    this.committed = new Promise((resolve) => (this.#committed = resolve));
+    this.committed = new Promise((resolve, reject) => {
+      this.#committed = resolve;
+      this.#notCommitted = reject;
+    });
+    this.committed.catch(() => {}); // awaited by the backup; a failure before that is its error
   }
 
   /** Reads control messages until `committed`. */
@@ -100,6 +106,7 @@ class ClientStreams {
       const failure = error instanceof Error ? error : new Error(String(error));
       this.parent.fail(failure);
       this.manifest.fail(failure);
+      this.#notCommitted(failure); // else a client that sent everything waits for it forever
       throw error;
     }
   }
