@@ -34,11 +34,13 @@ for (const flow of ["fs", "db"] as const) {
       flow,
       wellKnownPort: freePortPair,
       dataBytes: 64 * 1024 * 1024,
+      // Generous: a Worker's first start type-checks its module, seconds on a loaded machine.
+      handshakeTimeoutMs: 20_000,
     });
     assert.equal(listener.error, undefined);
     assert.equal(initiator.error, undefined);
-    assert.equal(listener.outcome?.status, "established");
-    assert.equal(initiator.outcome?.status, "established");
+    assert.equal(listener.outcome?.status, "established", JSON.stringify(listener.outcome));
+    assert.equal(initiator.outcome?.status, "established", JSON.stringify(initiator.outcome));
     assert.equal(listener.transfer?.bytes, 64 * 1024 * 1024);
     assert.equal(listener.transfer?.sha256, initiator.transfer?.sha256);
     if (flow === "fs") {
