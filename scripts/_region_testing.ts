@@ -6,6 +6,7 @@
  */
 
 import { makeTempDirectory, removeDirectory, unlinkFile } from "../src/adapters/_libc_files.ts";
+import { cleanUpOnSignal, removeQuietly, sweepStaleScratch } from "./_leftovers.ts";
 
 /** The region CLI script. */
 export const REGION_SCRIPT = new URL("./region.ts", import.meta.url).pathname;
@@ -38,17 +39,25 @@ export async function region(
   };
 }
 
-/** A fresh directory under /dev/shm for region files; `body` returns the files it left. */
+/**
+ * A fresh directory under /dev/shm for region files; `body` returns the files it left. Stale
+ * scratch directories of killed runs are swept first, and a SIGTERM or SIGINT while `body`
+ * runs removes this one before the process exits (see `_leftovers.ts`).
+ */
 export async function withShmDirectory(
   body: (directory: string) => Promise<string[]>,
 ): Promise<void> {
+  sweepStaleScratch();
   const directory = makeTempDirectory("/dev/shm/lanfree-test-");
+  const forget = cleanUpOnSignal(() => removeQuietly(directory));
   let files: string[];
   try {
     files = await body(directory);
   } catch (error) {
-    new Deno.Command("rm", { args: ["-rf", directory] }).outputSync(); // best effort
+    removeQuietly(directory);
     throw error;
+  } finally {
+    forget();
   }
   for (const name of files) unlinkFile(`${directory}/${name}`);
   removeDirectory(directory); // ENOTEMPTY if anything else was left

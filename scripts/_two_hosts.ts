@@ -17,6 +17,7 @@ import { type HostMessage, type ProcessHost, startProcessHost } from "../src/ada
 import type { AgentEvent } from "../src/app/agent/agent.ts";
 import type { ClientInput, ClientReport } from "./_two_hosts_client.ts";
 import { freePortPair } from "../src/app/hosts/ports.ts";
+import { STALE_AGE_MS } from "./_leftovers.ts";
 
 /** The permissions of `deno task agent` and `deno task serve`. */
 export const HOST_FLAGS = [
@@ -50,10 +51,36 @@ async function run(command: string, args: string[]): Promise<{ ok: boolean; text
   return { ok: out.success, text };
 }
 
+/** Names of the namespaces made here: `lf`, six hex digits, `a` (agent) or `s` (server). */
+const NAMESPACE_NAME = /^lf[0-9a-f]{6}[as]$/;
+const NAMESPACES_CHECKED_MAX = 1_000;
+
+/**
+ * Deletes namespaces a killed two-host run left: named as ours, older than `STALE_AGE_MS` (a
+ * run that is just starting has none so old) and with no process inside.
+ *
+ * @param nowMs the present
+ * @returns the namespaces deleted
+ */
+export async function sweepStaleNamespaces(nowMs = Date.now()): Promise<string[]> {
+  const deleted: string[] = [];
+  let checked = 0;
+  for (const entry of await Array.fromAsync(Deno.readDir("/run/netns")).catch(() => [])) {
+    if (!NAMESPACE_NAME.test(entry.name) || ++checked > NAMESPACES_CHECKED_MAX) continue;
+    const bornMs = (await Deno.lstat(`/run/netns/${entry.name}`).catch(() => null))?.mtime;
+    if (!bornMs || nowMs - bornMs.getTime() < STALE_AGE_MS) continue;
+    const pids = await new Deno.Command("ip", { args: ["netns", "pids", entry.name] }).output();
+    if (!pids.success || pids.stdout.length > 0) continue;
+    if ((await run("ip", ["netns", "del", entry.name])).ok) deleted.push(entry.name);
+  }
+  return deleted;
+}
+
 /** Makes two namespaces joined by a veth pair; undefined (and why) where that is impossible. */
 async function namespaces(): Promise<TwoHosts | string> {
   if (Deno.env.get("LANFREE_TWO_HOSTS") === "loopback") return "LANFREE_TWO_HOSTS=loopback";
   if (Deno.uid() !== 0) return "not running as root";
+  await sweepStaleNamespaces();
   const tag = [...crypto.getRandomValues(new Uint8Array(3))]
     .map((b) => b.toString(16).padStart(2, "0")).join("");
   const [agent, server] = [`lf${tag}a`, `lf${tag}s`];

@@ -13,6 +13,7 @@ import { createRegionFile } from "../src/adapters/region_file.ts";
 import { makeTempDirectory, removeDirectory, unlinkFile } from "../src/adapters/_libc_files.ts";
 import { jobRegionConfig } from "../src/app/jobs/backup_job.ts";
 import { loopbackHosts, startAgent, startServer } from "./_two_hosts.ts";
+import { cleanUpOnSignal, killQuietly, removeQuietly, sweepStaleScratch } from "./_leftovers.ts";
 
 /** One benchmark row. */
 export interface Row {
@@ -35,7 +36,13 @@ async function sync(): Promise<void> {
  * @returns the two rows
  */
 export async function bench2proc(data: string, scratch: string): Promise<Row[]> {
+  sweepStaleScratch();
   const shm = makeTempDirectory("/dev/shm/lanfree-bench-");
+  const children: { kill(signal: Deno.Signal): void }[] = [];
+  const forget = cleanUpOnSignal(() => { // a bench stopped by a signal leaves nothing either
+    for (const child of children) killQuietly(child);
+    for (const path of [shm, `${scratch}/server`, `${scratch}/agent`]) removeQuietly(path);
+  });
   const region = `${shm}/region`;
   createRegionFile(region, jobRegionConfig(64, 64, 30_000)).close();
   const hosts = loopbackHosts("127.0.0.1");
@@ -47,7 +54,9 @@ export async function bench2proc(data: string, scratch: string): Promise<Row[]> 
     region,
     key: KEY,
   });
+  children.push(agent.host);
   const server = await startServer(hosts, { root: `${scratch}/server`, region, key: KEY });
+  children.push(server.child, server.client);
   try {
     await sync();
     const backup = await server.wait(
@@ -84,5 +93,6 @@ export async function bench2proc(data: string, scratch: string): Promise<Row[]> 
     removeDirectory(shm);
     await Deno.remove(`${scratch}/server`, { recursive: true });
     await Deno.remove(`${scratch}/agent`, { recursive: true });
+    forget();
   }
 }

@@ -8,6 +8,7 @@ import { describeTree } from "../src/app/_testing.ts";
 import type { AgentEvent } from "../src/app/agent/agent.ts";
 import type { ValidateReport } from "../src/app/server/validate.ts";
 import { withShmDirectory } from "./_region_testing.ts";
+import { cleanUpOnSignal, killQuietly } from "./_leftovers.ts";
 import {
   type AgentProcess,
   runOn,
@@ -139,6 +140,13 @@ Deno.test({
         server: undefined as unknown as ServerProcess,
         agents: [],
       };
+      const forget = cleanUpOnSignal(async () => { // killed: no process, namespace or file left
+        for (const agent of world.agents) killQuietly(agent.host);
+        killQuietly(world.server?.child);
+        killQuietly(world.server?.client);
+        await hosts.close();
+        await Deno.remove(dir, { recursive: true });
+      });
       try {
         world.server = await startServer(hosts, { root: `${dir}/server`, region, key: KEY });
         await scenarios(t, world);
@@ -147,6 +155,7 @@ Deno.test({
         await world.server?.stop().catch(() => {});
         await hosts.close();
         await Deno.remove(dir, { recursive: true });
+        forget();
       }
       return ["region", "other", "other-stg"];
     });
