@@ -5,10 +5,15 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { consolidateSnapshot } from "../src/app/repository/consolidate.ts";
 import { consolidateLines } from "../src/app/_retention_cli.ts";
-import { consoleIo, type Io, reportFailure, reportUsage } from "../src/app/_cli_support.ts";
+import {
+  consoleIo,
+  type Io,
+  parseCliArgs,
+  REPO_SNAPSHOT_OPTIONS,
+  reportFailure,
+} from "../src/app/_cli_support.ts";
 
 const USAGE = `usage: deno task consolidate --repo DIR --snapshot ID|latest [--source DIR] [--json]
                              [--help]
@@ -25,13 +30,7 @@ that read from it are unchanged. Afterwards forget and prune may remove its form
 Exit status: 0 done (or it already stood alone); 1 failed (the snapshot is as it was);
 2 bad usage.`;
 
-const OPTIONS = {
-  repo: { type: "string" },
-  snapshot: { type: "string" },
-  source: { type: "string" },
-  json: { type: "boolean" },
-  help: { type: "boolean" },
-} as const;
+const OPTIONS = { ...REPO_SNAPSHOT_OPTIONS, source: { type: "string" } } as const;
 
 /**
  * Runs the CLI.
@@ -51,18 +50,8 @@ const OPTIONS = {
  * ```
  */
 export async function main(args: string[], io: Io = consoleIo): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
-    if (values.help) {
-      io.out(USAGE);
-      return 0;
-    }
-    const missing = (["repo", "snapshot"] as const).filter((k) => values![k] === undefined);
-    if (missing.length > 0) throw new Error(`missing ${missing.map((k) => `--${k}`).join(", ")}`);
-  } catch (error) {
-    return reportUsage(error, USAGE, io);
-  }
+  const values = parseCliArgs(args, OPTIONS, USAGE, io, ["repo", "snapshot"]);
+  if (typeof values === "number") return values;
   try {
     const report = await consolidateSnapshot({
       repo: values.repo!,

@@ -5,15 +5,14 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { verifyRepository } from "../src/app/repository/verify.ts";
 import {
   consoleIo,
   EXIT_FAILED,
-  EXIT_USAGE,
   type Io,
+  parseCliArgs,
+  REPO_SNAPSHOT_OPTIONS,
   reportFailure,
-  reportUsage,
 } from "../src/app/_cli_support.ts";
 
 const USAGE = `usage: deno task verify --repo DIR [--snapshot ID|latest] [--json] [--help]
@@ -21,12 +20,7 @@ const USAGE = `usage: deno task verify --repo DIR [--snapshot ID|latest] [--json
 Checks every file of every snapshot (or of one snapshot, across its incremental chain) against
 its manifest. Exits 1 and names the files when anything does not match.`;
 
-const OPTIONS = {
-  repo: { type: "string" },
-  snapshot: { type: "string" },
-  json: { type: "boolean" },
-  help: { type: "boolean" },
-} as const;
+const OPTIONS = REPO_SNAPSHOT_OPTIONS;
 
 /**
  * Runs the CLI.
@@ -46,22 +40,10 @@ const OPTIONS = {
  * ```
  */
 export async function main(args: string[], io: Io = consoleIo): Promise<number> {
-  let values;
+  const values = parseCliArgs(args, OPTIONS, USAGE, io, ["repo"]);
+  if (typeof values === "number") return values;
   try {
-    values = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
-  } catch (error) {
-    return reportUsage(error, USAGE, io);
-  }
-  if (values.help) {
-    io.out(USAGE);
-    return 0;
-  }
-  if (values.repo === undefined) {
-    io.err(`error: missing --repo\n\n${USAGE}`);
-    return EXIT_USAGE;
-  }
-  try {
-    const report = await verifyRepository(values.repo, values.snapshot);
+    const report = await verifyRepository(values.repo!, values.snapshot);
     if (values.json) io.out(JSON.stringify(report));
     else {
       io.out(
