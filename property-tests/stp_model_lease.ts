@@ -24,7 +24,7 @@ import { claimHost, heartbeatOf, renewLease } from "../src/core/stp/hosts.ts";
 import type { RegionFactory } from "../src/core/stp/region.ts";
 import { openRingEnd, recvStep, sendStep } from "../src/core/stp/ring.ts";
 import { runSteps, type StpContext } from "../src/core/stp/steps.ts";
-import { NOW_MS, SMALL_CONFIG, value, withHosts } from "./stp_harness.ts";
+import { NOW_MS, SMALL_CONFIG, value } from "./stp_harness.ts";
 import {
   checkAgainstModel,
   expectCode,
@@ -36,7 +36,7 @@ import {
   type Real,
   refOf,
 } from "./stp_model.ts";
-import { closeEverything, commands as cbtCommands, refused } from "./stp_model_run.ts";
+import { commands as cbtCommands, modelProperty, refused } from "./stp_model_run.ts";
 
 /** A process whose lease ran out while it was stopped: its slot, its last beat, its clock. */
 interface Zombie {
@@ -230,29 +230,14 @@ const leaseCommands = [
  * @returns a fast-check property
  */
 export function leaseModelProperty(factory: RegionFactory): fc.IProperty<[Iterable<LeaseCmd>]> {
-  return fc.property(
-    fc.commands(leaseCommands, { size: "+1" }),
-    (cmds) =>
-      withHosts(factory, SMALL_CONFIG, SMALL_CONFIG.hostCount, ({ region, hosts }) => {
-        const model: LeaseModel = {
-          sockets: [],
-          blocksMax: SMALL_CONFIG.blockCount,
-          extentsFree: new Map(SMALL_CONFIG.stgs.map((s) => [s.id, s.extentCount])),
-          stale: [],
-          zombies: 0,
-        };
-        const real: LeaseReal = {
-          region,
-          hosts,
-          refs: new Map(),
-          pending: new Map(),
-          clockMs: NOW_MS,
-          beats: new Map(hostIds.map((id) => [id, heartbeatOf(NOW_MS)])),
-          holders: new Map(),
-          zombies: [],
-        };
-        fc.modelRun(() => ({ model, real }), cmds);
-        closeEverything(model, real);
-      }),
-  );
+  return modelProperty(factory, SMALL_CONFIG.hostCount, leaseCommands, ({ model, real }) => ({
+    model: { ...model, stale: [], zombies: 0 },
+    real: {
+      ...real,
+      clockMs: NOW_MS,
+      beats: new Map(hostIds.map((id) => [id, heartbeatOf(NOW_MS)])),
+      holders: new Map(),
+      zombies: [],
+    },
+  }));
 }
