@@ -15,6 +15,7 @@
 import fc from "fast-check";
 import { type Failure, type Result, SOCKET_ERROR_CODES } from "../src/core/dispatch/errors.ts";
 import { F } from "../src/core/stp/block.ts";
+import { CLEARED_FIELDS } from "../src/core/stp/cbt.ts";
 import { claimHost } from "../src/core/stp/hosts.ts";
 import {
   blockWord,
@@ -68,28 +69,19 @@ export interface RogueWrite {
   readonly change: Change;
 }
 
-/** Block fields a rogue aims at most: state, peer, extents, ring counters. */
+/**
+ * Block fields a rogue aims at: every field a block holds while in use (the core's own list of
+ * what a free block clears), the state word three times as often, the bells, and the ring
+ * counters twice as often.
+ */
 const BLOCK_FIELDS = [
   F.state,
   F.state,
   F.state,
   F.doorbell,
-  F.stgIndex,
-  F.port,
-  F.portHeld,
-  F.peerIndex,
-  F.peerGen,
-  F.txExtent,
-  F.rxExtent,
-  F.backlog,
-  F.ticket,
-  F.targetIndex,
-  F.targetGen,
-  F.remotePort,
   F.spaceBell,
+  ...CLEARED_FIELDS,
   F.txTail,
-  F.txTail,
-  F.rxHead,
   F.rxHead,
 ];
 

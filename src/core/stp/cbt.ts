@@ -35,7 +35,7 @@ import {
 import { badWord, stateWordProblem } from "./trust.ts";
 
 /** Fields cleared when a block returns to the pool (the state word is written last). */
-const CLEARED_FIELDS = [
+export const CLEARED_FIELDS = [
   F.stgIndex,
   F.port,
   F.portHeld,
