@@ -1,14 +1,37 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createHash } from "node:crypto";
-import { blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
+import { type BackupJobOptions, blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
 import { restoreSnapshot } from "../repository/restore.ts";
 import { listSnapshotIds, openRepository, readManifest } from "../repository/repository.ts";
 import { formatRegion } from "../../core/stp/region.ts";
 import { spawnBackupChild } from "../_testing.ts";
 
-async function tempDir(): Promise<string> {
-  return await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-job-" }));
+/** Runs `body` with a fresh temporary directory (its real path), removed afterwards. */
+async function withJobDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-job-" }));
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A full file-system backup of `dir/src` into `dir/repo` on the auto channel, and `changes`. */
+function fsJob(dir: string, changes: Partial<BackupJobOptions> = {}): BackupJobOptions {
+  return {
+    source: `${dir}/src`,
+    repo: `${dir}/repo`,
+    mode: "fs",
+    incremental: false,
+    channel: "auto",
+    ...changes,
+  };
+}
+
+/** An incremental backup of `dir/src` into `dir/repo` over the network. */
+function networkJob(dir: string): BackupJobOptions {
+  return fsJob(dir, { incremental: true, channel: "network" });
 }
 
 /** Every file's bytes and every directory under `root`, for comparing trees. */
@@ -57,16 +80,9 @@ async function writeRandomTree(root: string, files: number, fileBytes: number): 
 }
 
 Deno.test("a backup through storage restores to the same tree; an incremental one sends only changes", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 6, 3 * 1024 * 1024);
-    const full = await runBackupJob({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: false,
-      channel: "auto",
-    });
+    const full = await runBackupJob(fsJob(dir));
     assert.equal(full.dataPath, "storage");
     assert.equal(full.fallbackReason, null);
     assert.equal(full.files, 6);
@@ -74,76 +90,37 @@ Deno.test("a backup through storage restores to the same tree; an incremental on
     assert.ok(full.networkBytes < full.fileBytes / 100, "the network carried control traffic only");
     await Deno.writeTextFile(`${dir}/src/new.txt`, "added");
     await Deno.remove(`${dir}/src/file 0.bin`);
-    const incremental = await runBackupJob({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: true,
-      channel: "auto",
-    });
+    const incremental = await runBackupJob(fsJob(dir, { incremental: true }));
     assert.equal(incremental.parent, full.snapshot);
     assert.equal(incremental.files, 1, "only the new file was archived");
     assert.ok(incremental.archiveBytes < 16 * 1024);
     await restoreSnapshot({ repo: `${dir}/repo`, snapshot: "latest", target: `${dir}/restored` });
     assert.deepEqual(await treeOf(`${dir}/restored`), await treeOf(`${dir}/src`));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("without a region the data falls back to the network and the summary says why", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 2, 1024);
-    const noRegion = await runBackupJob({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: false,
-      channel: "auto",
-      regionMib: 0,
-    });
+    const noRegion = await runBackupJob(fsJob(dir, { regionMib: 0 }));
     assert.equal(noRegion.dataPath, "network");
     assert.match(noRegion.fallbackReason!, /no storage region/);
     assert.equal(noRegion.storageBytes, 0);
-    const noBlocks = await runBackupJob({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: false,
-      channel: "auto",
-      controlBlocks: 1,
-    });
+    const noBlocks = await runBackupJob(fsJob(dir, { controlBlocks: 1 }));
     assert.equal(noBlocks.dataPath, "network");
     assert.match(noBlocks.fallbackReason!, /ENOBUFS/);
     await assert.rejects(
-      runBackupJob({
-        source: `${dir}/src`,
-        repo: `${dir}/repo`,
-        mode: "fs",
-        incremental: false,
-        channel: "storage",
-        controlBlocks: 1,
-      }),
+      runBackupJob(fsJob(dir, { channel: "storage", controlBlocks: 1 })),
       /--channel storage: the storage path could not be set up: ENOBUFS/,
     );
-    const onPurpose = await runBackupJob({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: false,
-      channel: "network",
-    });
+    const onPurpose = await runBackupJob(fsJob(dir, { channel: "network" }));
     assert.deepEqual([onPurpose.dataPath, onPurpose.fallbackReason], ["network", null]);
     assert.equal((await listSnapshotIds(await openRepository(`${dir}/repo`))).length, 3);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a database backup goes through storage only and restores with the same rows", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     const db = new DatabaseSync(`${dir}/app.db`);
     db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); ");
     const insert = db.prepare("INSERT INTO items (name) VALUES (?)");
@@ -171,37 +148,26 @@ Deno.test("a database backup goes through storage only and restores with the sam
     }]);
     assert.equal(restored.prepare("SELECT count(*) AS n FROM items").get()?.n, 500);
     restored.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a client host terminated mid-transfer leaves the repository unchanged and the region's blocks reclaimed", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 16, 4 * 1024 * 1024);
-    await runBackupJob({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: false,
-      channel: "auto",
-    });
+    await runBackupJob(fsJob(dir));
     const before = await repoListing(`${dir}/repo`);
     const formatted = formatRegion(jobRegionConfig(64, 64, 2_000), crypto.randomUUID());
     if (!formatted.ok) throw new Error(formatted.message);
     await assert.rejects(
-      runBackupJob({
-        source: `${dir}/src`,
-        repo: `${dir}/repo`,
-        mode: "fs",
-        incremental: false,
-        channel: "storage",
-        region: formatted.value,
-        ioTimeoutMs: 2_000,
-        progressEveryMs: 1,
-        interruptClientAfterBytes: 4 * 1024 * 1024,
-      }),
+      runBackupJob(
+        fsJob(dir, {
+          channel: "storage",
+          region: formatted.value,
+          ioTimeoutMs: 2_000,
+          progressEveryMs: 1,
+          interruptClientAfterBytes: 4 * 1024 * 1024,
+        }),
+      ),
     );
     assert.deepEqual(
       await repoListing(`${dir}/repo`),
@@ -213,33 +179,21 @@ Deno.test("a client host terminated mid-transfer leaves the repository unchanged
       0,
       "no control block stays held",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("two backups into one repository at once both succeed, one after the other", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 3, 64 * 1024);
-    const options = {
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      mode: "fs",
-      incremental: false,
-      channel: "auto",
-    } as const;
+    const options = fsJob(dir);
     const [a, b] = await Promise.all([runBackupJob(options), runBackupJob(options)]);
     assert.notEqual(a.snapshot, b.snapshot);
     assert.equal((await listSnapshotIds(await openRepository(`${dir}/repo`))).length, 2);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("an incremental job over a parent whose archive is gone is full and its summary says why", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 2, 1024);
     const options = networkJob(dir);
     const first = await runBackupJob(options);
@@ -253,14 +207,11 @@ Deno.test("an incremental job over a parent whose archive is gone is full and it
     );
     await restoreSnapshot({ repo: `${dir}/repo`, snapshot: second.snapshot, target: `${dir}/out` });
     assert.deepEqual(await treeOf(`${dir}/out`), await treeOf(`${dir}/src`));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a repository inside its own source is left out of the backup, and the summary says so", async () => {
-  const dir = await tempDir();
-  try {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 2, 4096);
     const options = { ...networkJob(dir), repo: `${dir}/src/.lanfree/repo` };
     const first = await runBackupJob(options);
@@ -280,45 +231,31 @@ Deno.test("a repository inside its own source is left out of the backup, and the
       "no entry of the repository itself",
     );
     assert.ok(manifest.entries.some((e) => e.path === ".lanfree"), "its parent is kept");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a failed job's error says the real cause first, once, without the peer's echo or socket noise", async () => {
-  const dir = await tempDir();
-  const child = await (async () => {
+  await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 2, 1 << 20);
     await runBackupJob({ ...networkJob(dir), incremental: false });
-    return await spawnBackupChild(`${dir}/src`, `${dir}/repo`, "archive-bytes");
-  })();
-  try {
-    assert.equal(await child.firstLine, "at archive-bytes");
-    const noise = /ECONNRESET|EPIPE|EBADF|peer closed|client:|server failed/;
-    const locked = await runBackupJob({ ...networkJob(dir), lockWaitMs: 200 }).then(
-      () => assert.fail("the repository is locked"),
-      (error: Error) => error.message,
-    );
-    assert.match(locked, /^server: repository is locked by another backup: pid \d+/);
-    assert.doesNotMatch(locked, noise);
-    const missing = await runBackupJob({ ...networkJob(dir), source: `${dir}/gone` }).then(
-      () => assert.fail("the source does not exist"),
-      (error: Error) => error.message,
-    );
-    assert.match(missing, /^client: source .*gone does not exist/);
-    assert.doesNotMatch(missing, /server:|client failed|ECONNRESET|EPIPE|peer closed/);
-  } finally {
-    await child.kill();
-    await Deno.remove(dir, { recursive: true });
-  }
+    const child = await spawnBackupChild(`${dir}/src`, `${dir}/repo`, "archive-bytes");
+    try {
+      assert.equal(await child.firstLine, "at archive-bytes");
+      const noise = /ECONNRESET|EPIPE|EBADF|peer closed|client:|server failed/;
+      const locked = await runBackupJob({ ...networkJob(dir), lockWaitMs: 200 }).then(
+        () => assert.fail("the repository is locked"),
+        (error: Error) => error.message,
+      );
+      assert.match(locked, /^server: repository is locked by another backup: pid \d+/);
+      assert.doesNotMatch(locked, noise);
+      const missing = await runBackupJob({ ...networkJob(dir), source: `${dir}/gone` }).then(
+        () => assert.fail("the source does not exist"),
+        (error: Error) => error.message,
+      );
+      assert.match(missing, /^client: source .*gone does not exist/);
+      assert.doesNotMatch(missing, /server:|client failed|ECONNRESET|EPIPE|peer closed/);
+    } finally {
+      await child.kill();
+    }
+  });
 });
-
-function networkJob(dir: string) {
-  return {
-    source: `${dir}/src`,
-    repo: `${dir}/repo`,
-    mode: "fs",
-    incremental: true,
-    channel: "network",
-  } as const;
-}
