@@ -8,8 +8,24 @@
  * maps a file in it, holds one open or has its working directory there (`/proc/<pid>/maps`,
  * `fd/`, `cwd`).
  *
+ * Everything here goes through libc (`src/adapters/fs_native.ts`): Deno refuses its own file
+ * APIs under `/dev` and `/proc` without `--allow-all`, and these runs have `--allow-ffi`.
+ *
  * @module
  */
+
+import {
+  AT_FDCWD,
+  close,
+  O,
+  openAt,
+  read,
+  readDirNames,
+  readLinkAt,
+  statAt,
+  statFd,
+  unlinkAt,
+} from "../src/adapters/fs_native.ts";
 
 /** Where scratch region directories are made. */
 export const SCRATCH_ROOT = "/dev/shm";
@@ -23,6 +39,9 @@ export const SIGNAL_CLEANUP_MS = 5_000;
 const PROCESSES_MAX = 100_000;
 const FDS_PER_PROCESS_MAX = 100_000;
 const ENTRIES_CHECKED_MAX = 10_000;
+const TREE_DEPTH_MAX = 64;
+const TEXT_BYTES_MAX = 64 << 20;
+const READ_CHUNK_BYTES = 64 << 10;
 
 /** Where to sweep, and what counts as stale. */
 export interface SweepOptions {
@@ -51,6 +70,7 @@ export function sweepStaleScratch(options: SweepOptions = {}): string[] {
     .filter((directory) => newestChangeMs(directory) < oldest);
   if (candidates.length === 0) return [];
   const used = pathsInUse();
+  if (used === undefined) return []; // no /proc: nobody's use can be ruled out
   const removed: string[] = [];
   for (const directory of candidates) {
     if (used.some((path) => path === directory || path.startsWith(`${directory}/`))) continue;
@@ -61,55 +81,63 @@ export function sweepStaleScratch(options: SweepOptions = {}): string[] {
 }
 
 function scratchDirectories(root: string, prefixes: readonly string[]): string[] {
-  const found: string[] = [];
   try {
-    for (const entry of Deno.readDirSync(root)) {
-      if (!entry.isDirectory || !prefixes.some((prefix) => entry.name.startsWith(prefix))) continue;
-      found.push(`${root}/${entry.name}`);
-      if (found.length >= ENTRIES_CHECKED_MAX) break;
-    }
-  } catch { /* no such root: nothing to sweep */ }
-  return found;
+    return namesIn(root)
+      .filter((name) => prefixes.some((prefix) => name.startsWith(prefix)))
+      .slice(0, ENTRIES_CHECKED_MAX)
+      .map((name) => `${root}/${name}`)
+      .filter((path) => statAt(AT_FDCWD, path).type === "dir");
+  } catch {
+    /* no such root, or no libc: nothing to sweep */
+    return [];
+  }
 }
 
 /** The latest modification time of a directory and of what it holds directly (ms). */
 function newestChangeMs(directory: string): number {
-  let newest = -Infinity;
-  const seen = (path: string) => {
-    try {
-      newest = Math.max(newest, Deno.lstatSync(path).mtime?.getTime() ?? Infinity);
-    } catch { /* vanished meanwhile */ }
-  };
-  seen(directory);
-  let count = 0;
   try {
-    for (const entry of Deno.readDirSync(directory)) {
-      seen(`${directory}/${entry.name}`);
-      if (++count >= ENTRIES_CHECKED_MAX) return Infinity; // too much to judge: keep it
-    }
-  } catch { /* vanished meanwhile */ }
-  return newest;
+    return withDirectory(AT_FDCWD, directory, (fd) => {
+      const names = readDirNames(fd);
+      if (names.length >= ENTRIES_CHECKED_MAX) return Infinity; // too much to judge: keep it
+      let newest = statFd(fd).mtimeMs;
+      for (const name of names) {
+        try {
+          newest = Math.max(newest, statAt(fd, name).mtimeMs);
+        } catch { /* removed meanwhile */ }
+      }
+      return newest;
+    });
+  } catch {
+    /* removed meanwhile */
+    return Infinity;
+  }
 }
 
-/** Every path a live process maps, holds open or works in. */
-function pathsInUse(): string[] {
+/**
+ * Every path a live process maps, holds open or works in; undefined when `/proc` cannot be
+ * read (then nobody's use can be ruled out). Read through libc: Deno refuses its own file APIs
+ * under `/proc` and `/dev` without `--allow-all`.
+ */
+function pathsInUse(): string[] | undefined {
+  let pids: string[];
+  try {
+    pids = namesIn("/proc").filter((name) => /^\d+$/.test(name)).slice(0, PROCESSES_MAX);
+    readText(`/proc/${Deno.pid}/maps`); // can this process read them at all?
+  } catch {
+    return undefined;
+  }
   const paths: string[] = [];
-  let processes = 0;
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    if (++processes > PROCESSES_MAX) break;
-    const base = `/proc/${entry.name}`;
+  for (const pid of pids) {
+    const base = `/proc/${pid}`;
     try {
-      for (const line of Deno.readTextFileSync(`${base}/maps`).split("\n")) {
+      for (const line of readText(`${base}/maps`).split("\n")) {
         const at = line.indexOf("/");
         if (at >= 0) paths.push(line.slice(at).replace(/ \(deleted\)$/, ""));
       }
-      paths.push(Deno.readLinkSync(`${base}/cwd`));
-      let fds = 0;
-      for (const fd of Deno.readDirSync(`${base}/fd`)) {
-        if (++fds > FDS_PER_PROCESS_MAX) break;
+      paths.push(text.decode(readLinkAt(AT_FDCWD, `${base}/cwd`)));
+      for (const fd of namesIn(`${base}/fd`).slice(0, FDS_PER_PROCESS_MAX)) {
         try {
-          paths.push(Deno.readLinkSync(`${base}/fd/${fd.name}`));
+          paths.push(text.decode(readLinkAt(AT_FDCWD, `${base}/fd/${fd}`)));
         } catch { /* closed meanwhile */ }
       }
     } catch { /* the process ended meanwhile */ }
@@ -117,14 +145,60 @@ function pathsInUse(): string[] {
   return paths;
 }
 
+const text = new TextDecoder();
+
+function withDirectory<T>(dirFd: number, name: Uint8Array | string, body: (fd: number) => T): T {
+  const fd = openAt(dirFd, name, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+  try {
+    return body(fd);
+  } finally {
+    close(fd);
+  }
+}
+
+function namesIn(path: string): string[] {
+  return withDirectory(AT_FDCWD, path, (fd) => readDirNames(fd, path).map((n) => text.decode(n)));
+}
+
+/** A small text file (a `/proc` file), read to its end or `TEXT_BYTES_MAX`. */
+function readText(path: string): string {
+  const fd = openAt(AT_FDCWD, path, O.RDONLY);
+  try {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    // Bounded: each turn reads at least one byte, and at most TEXT_BYTES_MAX in all.
+    while (total < TEXT_BYTES_MAX) {
+      const chunk = new Uint8Array(READ_CHUNK_BYTES);
+      const got = read(fd, chunk);
+      if (got === 0) break;
+      chunks.push(chunk.subarray(0, got));
+      total += got;
+    }
+    return chunks.map((chunk) => text.decode(chunk, { stream: true })).join("");
+  } finally {
+    close(fd);
+  }
+}
+
+/** Removes `name` in `dirFd`, and everything below it when it is a directory. */
+function removeIn(dirFd: number, name: Uint8Array | string, depth: number): void {
+  if (statAt(dirFd, name).type !== "dir") return unlinkAt(dirFd, name);
+  if (depth >= TREE_DEPTH_MAX) throw new Error(`deeper than ${TREE_DEPTH_MAX} levels`);
+  withDirectory(dirFd, name, (fd) => {
+    for (const child of readDirNames(fd)) removeIn(fd, child, depth + 1);
+  });
+  unlinkAt(dirFd, name, true);
+}
+
 /**
- * Removes a file or directory tree, saying nothing if it is already gone (for clean-ups).
+ * Removes a file or directory tree (through libc, so under /dev/shm too), saying nothing if it
+ * is already gone (for clean-ups).
  *
  * @param path what to remove
  */
 export function removeQuietly(path: string): void {
   try {
-    Deno.removeSync(path, { recursive: true });
+    removeIn(AT_FDCWD, path, 0);
   } catch { /* already gone */ }
 }
 
