@@ -83,16 +83,16 @@ await withShmDirectory(async (directory) => {
 });
 `;
 
-/** The permissions `deno task test` runs with (no `--allow-all`). */
-const TEST_FLAGS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-net=127.0.0.1",
-  "--allow-env",
-  "--allow-run",
-  "--allow-sys",
-  "--allow-ffi",
-];
+/** The permissions `deno task test` runs with (no `--allow-all`), read from deno.json. */
+const TEST_FLAGS = (() => {
+  const config = JSON.parse(
+    Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+  ) as { tasks: Record<string, string> };
+  const test = config.tasks.test!;
+  return test.slice(test.lastIndexOf("deno test")).split(/\s+/).filter((w) =>
+    w.startsWith("--allow-")
+  );
+})();
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.test(`a run killed with ${signal} inside withShmDirectory leaves no directory in /dev/shm`, async () => {
@@ -112,6 +112,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
         printed += value;
       }
       const directory = printed.trim();
+      assert.ok(TEST_FLAGS.includes("--allow-ffi") && !TEST_FLAGS.includes("--allow-all"));
       assert.match(directory, /^\/dev\/shm\/lanfree-test-/);
       assert.equal(exists(`${directory}/region`), true, "the child made its file");
       child.kill(signal);
