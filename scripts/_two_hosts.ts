@@ -60,13 +60,18 @@ const NAMESPACES_CHECKED_MAX = 1_000;
  * run that is just starting has none so old) and with no process inside.
  *
  * @param nowMs the present
+ * @param only which of them to consider (a test passes its own names)
  * @returns the namespaces deleted
  */
-export async function sweepStaleNamespaces(nowMs = Date.now()): Promise<string[]> {
+export async function sweepStaleNamespaces(
+  nowMs = Date.now(),
+  only: (name: string) => boolean = () => true,
+): Promise<string[]> {
   const deleted: string[] = [];
   let checked = 0;
   for (const entry of await Array.fromAsync(Deno.readDir("/run/netns")).catch(() => [])) {
-    if (!NAMESPACE_NAME.test(entry.name) || ++checked > NAMESPACES_CHECKED_MAX) continue;
+    if (!NAMESPACE_NAME.test(entry.name) || !only(entry.name)) continue;
+    if (++checked > NAMESPACES_CHECKED_MAX) break;
     const bornMs = (await Deno.lstat(`/run/netns/${entry.name}`).catch(() => null))?.mtime;
     if (!bornMs || nowMs - bornMs.getTime() < STALE_AGE_MS) continue;
     const pids = await new Deno.Command("ip", { args: ["netns", "pids", entry.name] }).output();

@@ -3,6 +3,7 @@ import { createRegionFile } from "../src/adapters/region_file.ts";
 import { AT_FDCWD, statAt } from "../src/adapters/fs_native.ts";
 import { jobRegionConfig } from "../src/app/jobs/backup_job.ts";
 import { STALE_AGE_MS, sweepStaleScratch } from "./_leftovers.ts";
+import { sweepStaleNamespaces } from "./_two_hosts.ts";
 
 const TESTING = new URL("./_region_testing.ts", import.meta.url).href;
 const LIBC_FILES = new URL("../src/adapters/_libc_files.ts", import.meta.url).href;
@@ -126,3 +127,40 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     }
   });
 }
+
+async function ip(...args: string[]): Promise<{ ok: boolean; stdout: string }> {
+  const out = await new Deno.Command("ip", { args, stdout: "piped", stderr: "null" }).output()
+    .catch(() => ({ success: false, stdout: new Uint8Array() }));
+  return { ok: out.success, stdout: new TextDecoder().decode(out.stdout) };
+}
+
+const canMakeNamespaces = Deno.uid() === 0 && (await ip("netns", "list")).ok;
+
+Deno.test({
+  name: "a stale namespace with no process inside is deleted; a young one and one in use are kept",
+  ignore: !canMakeNamespaces, // needs root and ip (as the two-host test's namespaces do)
+  async fn() {
+    const tag = [...crypto.getRandomValues(new Uint8Array(3))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const [empty, busy] = [`lf${tag}a`, `lf${tag}s`];
+    const ours = (name: string) => name === empty || name === busy;
+    let sleeper: Deno.ChildProcess | undefined;
+    try {
+      for (const name of [empty, busy]) assert.ok((await ip("netns", "add", name)).ok);
+      sleeper = new Deno.Command("ip", { args: ["netns", "exec", busy, "sleep", "60"] }).spawn();
+      for (let tries = 0; (await ip("netns", "pids", busy)).stdout.trim() === ""; tries++) {
+        assert.ok(tries < 100, "the process never entered its namespace");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual(await sweepStaleNamespaces(Date.now(), ours), [], "young ones are kept");
+      const later = Date.now() + 2 * STALE_AGE_MS;
+      assert.deepEqual(await sweepStaleNamespaces(later, ours), [empty]);
+      const left = (await ip("netns", "list")).stdout;
+      assert.ok(!left.includes(empty) && left.includes(busy), left);
+    } finally {
+      sleeper?.kill("SIGKILL");
+      await sleeper?.status;
+      for (const name of [empty, busy]) await ip("netns", "del", name);
+    }
+  },
+});
