@@ -382,6 +382,8 @@ async function restoreFinishes(page: Page, setup: Setup): Promise<void> {
   );
   const what = await page.$eval(".job .what", (e) => e.textContent ?? "");
   assert.equal(what, `${setup.root}/repo → ${target}`, "the newest card is the restore");
+  const shown = await page.$eval(".job", (e) => (e as unknown as PageElement).dataset.bytes);
+  assert.equal(shown, String(setup.sourceBytes), "the restore's card ends with what it wrote");
   const restored = [...Deno.readDirSync(target)].map((e) => e.name).sort();
   const source = [...Deno.readDirSync(`${setup.root}/source`)].map((e) => e.name).sort();
   assert.deepEqual(restored, source);
