@@ -248,11 +248,11 @@ Deno.test({
       await submitLogin(page, TOKEN);
       await backupMoves(page, setup);
       await networkBackupShows(page, setup);
+      await regionMatches(page, setup);
+      await deadHostShows(page, setup);
       await restoreFinishes(page, setup);
       await snapshotRowShows(page, setup);
       await failedJobShows(page, setup);
-      await regionMatches(page, setup);
-      await deadHostShows(page, setup);
       await page.screenshot({ path: `${SCREENSHOTS}dashboard-1280x800.png`, fullPage: true });
       await page.setViewport({ width: 390, height: 844 });
       await page.screenshot({ path: `${SCREENSHOTS}dashboard-390x844.png`, fullPage: true });
