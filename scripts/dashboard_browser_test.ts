@@ -432,7 +432,11 @@ async function regionMatches(page: Page, setup: Setup): Promise<void> {
   const expected = Object.fromEntries(
     Object.entries(report.blocksByState).filter(([, count]) => count > 0),
   );
-  assert.equal(expected.listening, 1, "region recv holds one listening block");
+  assert.equal(
+    expected.listening,
+    1,
+    `region recv holds one listening block (blocks by state: ${JSON.stringify(expected)})`,
+  );
   // The page reads the region every second: wait for a reading after the job's blocks went.
   await page.waitForFunction(
     (want: Record<string, number>) => {
