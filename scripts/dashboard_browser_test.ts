@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { buildDashboardScript } from "./build_dashboard.ts";
 import { region } from "./_region_testing.ts";
@@ -249,6 +250,9 @@ Deno.test({
       await networkBackupShows(page, setup);
       await regionMatches(page, setup);
       await deadHostShows(page, setup);
+      await restoreFinishes(page, setup);
+      await snapshotRowShows(page, setup);
+      await failedJobShows(page, setup);
       await page.screenshot({ path: `${SCREENSHOTS}dashboard-1280x800.png`, fullPage: true });
       await page.setViewport({ width: 390, height: 844 });
       await page.screenshot({ path: `${SCREENSHOTS}dashboard-390x844.png`, fullPage: true });
@@ -361,13 +365,78 @@ async function networkBackupShows(page: Page, setup: Setup): Promise<void> {
   assert.equal(jobs[0].request.channel, "network", "the form's channel reached the job");
 }
 
+/** The restore form restores the first backup's snapshot; the files on disk are the source's. */
+async function restoreFinishes(page: Page, setup: Setup): Promise<void> {
+  const jobs = await (await fetch(`${setup.base}/v1/jobs`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  })).json();
+  const snapshot: string = jobs.at(-1).result.snapshot;
+  const target = `${setup.root}/restored`;
+  await page.type("#form-restore input[name=repo]", `${setup.root}/repo`);
+  await page.type("#form-restore input[name=snapshot]", snapshot);
+  await page.type("#form-restore input[name=target]", target);
+  await page.click("#form-restore button[type=submit]");
+  await page.waitForFunction(
+    () => document.querySelectorAll(".job[data-state=succeeded]").length === 3,
+    { timeout: 180_000 },
+  );
+  const what = await page.$eval(".job .what", (e) => e.textContent ?? "");
+  assert.equal(what, `${setup.root}/repo → ${target}`, "the newest card is the restore");
+  const shown = await page.$eval(".job", (e) => (e as unknown as PageElement).dataset.bytes);
+  assert.equal(shown, String(setup.sourceBytes), "the restore's card ends with what it wrote");
+  const restored = [...Deno.readDirSync(target)].map((e) => e.name).sort();
+  const source = [...Deno.readDirSync(`${setup.root}/source`)].map((e) => e.name).sort();
+  assert.deepEqual(restored, source);
+  for (const name of source) {
+    const [want, got] = await Promise.all([
+      Deno.readFile(`${setup.root}/source/${name}`),
+      Deno.readFile(`${target}/${name}`),
+    ]);
+    assert.equal(Buffer.compare(want, got), 0, `${name} restored as it was backed up`);
+  }
+}
+
+/** The first backup's snapshot row: time, kind, files, bytes per channel, parent. */
+async function snapshotRowShows(page: Page, setup: Setup): Promise<void> {
+  const jobs = await (await fetch(`${setup.base}/v1/jobs`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  })).json();
+  const snapshot: string = jobs.at(-1).result.snapshot;
+  const cells = await page.$$eval(
+    `#snapshots-body tr[data-snapshot="${snapshot}"] td`,
+    (all) => all.map((cell) => cell.textContent ?? ""),
+  );
+  const [id, time, kind, files, storage, network, parent] = cells;
+  assert.equal(id, snapshot);
+  assert.ok(!Number.isNaN(Date.parse(time!)) || /\d/.test(time!), `a time: ${time}`);
+  assert.deepEqual([kind, files, parent], ["fs", "8", "full"]);
+  assert.match(storage!, /^1[23]\d(\.\d)? MiB$|^128/, `storage bytes: ${storage}`);
+  assert.match(network!, / (B|KiB)$/, `only control traffic on the network: ${network}`);
+}
+
+/** A job that fails shows its error on its card. */
+async function failedJobShows(page: Page, setup: Setup): Promise<void> {
+  await page.type("#form-verify input[name=repo]", `${setup.root}/source`);
+  await page.click("#form-verify button[type=submit]");
+  await page.$eval("#form-verify input[name=repo]", (e) => {
+    (e as unknown as { value: string }).value = "";
+  });
+  await page.waitForSelector(".job[data-state=failed] .outcome .error", { timeout: 60_000 });
+  const said = await page.$eval(".job[data-state=failed] .outcome .error", (e) => e.textContent);
+  assert.match(said ?? "", /source/, `the job's error names the path: ${said}`);
+}
+
 /** One cell per control block, holding the states `region show` reports. */
 async function regionMatches(page: Page, setup: Setup): Promise<void> {
   const report = await regionShow(setup.regionPath);
   const expected = Object.fromEntries(
     Object.entries(report.blocksByState).filter(([, count]) => count > 0),
   );
-  assert.equal(expected.listening, 1, "region recv holds one listening block");
+  assert.equal(
+    expected.listening,
+    1,
+    `region recv holds one listening block (blocks by state: ${JSON.stringify(expected)})`,
+  );
   // The page reads the region every second: wait for a reading after the job's blocks went.
   await page.waitForFunction(
     (want: Record<string, number>) => {

@@ -22,6 +22,7 @@ import { bodyLimit } from "hono/body-limit";
 import { authRoutes, type AuthVariables, requireAuth } from "./http_auth.ts";
 import { onProblem, problem, problemResponse } from "./http_problem.ts";
 import { SessionStore } from "./http_session.ts";
+import { LoginLimiter } from "./http_login_limit.ts";
 import { apiRoutes } from "./http_routes.ts";
 import { pageRoutes } from "./dashboard/page_routes.ts";
 
@@ -147,6 +148,12 @@ export interface ControlServices {
   readonly sessionIdleMs?: number;
   /** A browser session ends this long after login, ms. Default 12 hours. */
   readonly sessionLifetimeMs?: number;
+  /** `POST /login` attempts one client address may make per window (then 429). Default 10. */
+  readonly loginAttemptsMax?: number;
+  /** The login limit's window, ms. Default 60 000. */
+  readonly loginWindowMs?: number;
+  /** Most client addresses the login limit tracks at once. Default 10 000. */
+  readonly loginAddressesMax?: number;
   /** The suites `POST /v1/conformance` may run. */
   readonly suites: SuitesPort;
   /** Largest request body, bytes. Default 64 KiB. */
@@ -180,6 +187,12 @@ export function createControlApp(services: ControlServices): ControlApp {
     idleMs: services.sessionIdleMs,
     lifetimeMs: services.sessionLifetimeMs,
   });
+  const loginLimiter = new LoginLimiter({
+    nowMs: services.nowMs ?? (() => Date.now()),
+    attemptsMax: services.loginAttemptsMax,
+    windowMs: services.loginWindowMs,
+    addressesMax: services.loginAddressesMax,
+  });
   const bodyBytesMax = services.bodyBytesMax ?? 64 * 1024;
   const app = new Hono<{ Variables: AuthVariables }>();
   app.onError(onProblem);
@@ -194,7 +207,7 @@ export function createControlApp(services: ControlServices): ControlApp {
   );
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.route("/", pageRoutes(services, sessions));
-  app.route("/", authRoutes(services.token, sessions));
+  app.route("/", authRoutes(services.token, sessions, loginLimiter));
   app.use("/v1/*", requireAuth(services.token, sessions));
   app.route("/v1", apiRoutes(services));
   app.get(

@@ -3,7 +3,8 @@
  * logs in once with the same token through the form at `/` (`POST /login`) and gets a session
  * cookie (HttpOnly, SameSite=Strict, Secure over TLS); every state-changing request it makes
  * must carry the session's CSRF token in `x-csrf-token`. `POST /logout` ends the session;
- * sessions expire (see {@link SessionStore}).
+ * sessions expire (see {@link SessionStore}). Login attempts are limited per client address
+ * (see {@link LoginLimiter}); the bearer header is not, as a wrong one earns nothing to retry.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { z } from "zod";
 import { constantTimeEqual, type Session, type SessionStore } from "./http_session.ts";
 import { problem, validated } from "./http_problem.ts";
 import { loginPage } from "./dashboard/page.ts";
+import type { LoginLimiter } from "./http_login_limit.ts";
 
 /** The session cookie's name. */
 export const SESSION_COOKIE = "lanfree_session";
@@ -93,14 +95,45 @@ export function requireAuth(
 }
 
 /**
- * The login and logout routes (`POST /login`, `POST /logout`).
+ * The client's address as the host gave it: `Deno.serve` passes its handler info (with
+ * `remoteAddr`) as the second argument, which Hono keeps as `c.env`. A host that gives none (an
+ * in-process `app.request`, an edge worker) puts all its clients under `"unknown"`. Headers such
+ * as `X-Forwarded-For` are not trusted: behind a proxy, every client shares the proxy's address.
+ *
+ * @param c the request's context
+ * @returns the address, or `"unknown"`
+ */
+export function clientAddress(c: Context): string {
+  const remote = (c.env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
+  return typeof remote?.hostname === "string" ? remote.hostname : "unknown";
+}
+
+/**
+ * The login and logout routes (`POST /login`, `POST /logout`). Each login attempt counts
+ * against its client address's limit first; past it the answer is a 429 problem with
+ * `Retry-After`, whatever the token.
  *
  * @param token the bearer token the login form must be given
  * @param sessions the browser sessions
+ * @param limiter the per-address limit on login attempts
  * @returns the sub-app (mount at `/`)
  */
-export function authRoutes(token: string, sessions: SessionStore): Hono {
+export function authRoutes(token: string, sessions: SessionStore, limiter: LoginLimiter): Hono {
   const app = new Hono();
+  app.post("/login", async (c, next) => {
+    const address = clientAddress(c);
+    const verdict = limiter.attempt(address);
+    if (!verdict.allowed) {
+      problem(
+        429,
+        "Too many login attempts",
+        `${limiter.attemptsMax} login attempts per ${limiter.windowMs / 1000} s from ${address}; ` +
+          `try again in ${verdict.retryAfterSeconds} s`,
+        new Headers({ "retry-after": String(verdict.retryAfterSeconds) }),
+      );
+    }
+    await next();
+  });
   app.post("/login", validated("form", LoginFormSchema), (c) => {
     const { token: given } = c.req.valid("form");
     if (!constantTimeEqual(given, token)) {

@@ -299,3 +299,36 @@ Deno.test("the README lists every route of the app exactly, and no other", async
     await f.dispose();
   }
 });
+
+Deno.test("a client past its login attempts gets 429 problem+json with Retry-After, even with the right token", async () => {
+  const f = await browserFixture({ loginAttemptsMax: 3, loginWindowMs: 60_000 });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, f.app.fetch);
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    for (let i = 0; i < 3; i++) {
+      const wrong = await fetch(loginRequest(`guess-${i}`, base));
+      assert.equal(wrong.status, 401);
+      await wrong.body?.cancel();
+    }
+    const refused = await fetch(loginRequest(TOKEN, base), { redirect: "manual" });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get("retry-after"), "60");
+    assert.equal(refused.headers.get("content-type"), "application/problem+json");
+    const body = await refused.json();
+    assert.equal(body.status, 429);
+    assert.match(body.detail, /3 login attempts per 60 s from 127\.0\.0\.1/);
+    assert.equal(refused.headers.get("set-cookie"), null, "no session for a refused attempt");
+    const bearer = await fetch(`${base}/v1/jobs`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(bearer.status, 200, "the bearer header is not throttled by the form's limit");
+    await bearer.body?.cancel();
+    f.clock.now += 60_000;
+    const later = await fetch(loginRequest(TOKEN, base), { redirect: "manual" });
+    assert.equal(later.status, 303, "a new window lets the right token in");
+    await later.body?.cancel();
+  } finally {
+    await server.shutdown();
+    await f.dispose();
+  }
+});

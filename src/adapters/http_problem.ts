@@ -13,7 +13,7 @@ import type { z } from "zod";
 import { firstIssue } from "../core/backup/request_path.ts";
 
 /** The statuses the endpoint answers problems with. */
-export type ProblemStatus = 400 | 401 | 403 | 404 | 409 | 413 | 500 | 503;
+export type ProblemStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 500 | 503;
 
 /**
  * An `application/problem+json` response.

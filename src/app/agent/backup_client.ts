@@ -53,6 +53,30 @@ export interface BackupProgress {
   readonly networkBytes?: number;
 }
 
+/**
+ * A peer's progress report as this side passes it on: the peer's counts (files, bytes, total
+ * bytes) with this side's bytes per channel, which are the same session's traffic. The wire's
+ * `progress` message carries no channel counts, so a job run toward an agent still shows its
+ * storage and network bytes (and its throughput chart) live.
+ *
+ * @param reported the peer's `progress` message
+ * @param session this side's session (its bytes so far)
+ * @returns the progress to report
+ */
+export function peerProgress(
+  reported: { readonly files: number; readonly bytes: number; readonly totalBytes: number },
+  session: { readonly bytes: Readonly<{ storage: number; network: number }> },
+): BackupProgress {
+  const { storage, network } = session.bytes;
+  return {
+    files: reported.files,
+    bytes: reported.bytes,
+    totalBytes: reported.totalBytes,
+    storageBytes: storage,
+    networkBytes: network,
+  };
+}
+
 /** What the client did. */
 export interface BackupClientResult {
   readonly snapshotId: string;

@@ -29,7 +29,7 @@ export interface AgentJobOptions {
   readonly handshakeTimeoutMs?: number;
   /** How long to wait for another backup's repository lock, ms (default 30 000). */
   readonly lockWaitMs?: number;
-  /** Called with the client's progress (files, bytes, total bytes). */
+  /** Called with the agent's progress (files, bytes, total bytes) and this side's channel bytes. */
   readonly onProgress?: (progress: BackupProgress) => void;
   /** Cancels the job (a backup's snapshot is then aborted). */
   readonly signal?: AbortSignal;

@@ -6,6 +6,8 @@ import { describeTree, withTempDir } from "../_testing.ts";
 import { freePortPair } from "../hosts/ports.ts";
 import { openRepository, readManifest, repoPaths } from "../repository/repository.ts";
 import type { AgentEvent } from "../agent/agent.ts";
+import type { BackupProgress } from "../agent/backup_client.ts";
+import { createRegionFile } from "../../adapters/region_file.ts";
 
 const KEY = new TextEncoder().encode("agent-job-test-key-0123");
 
@@ -13,6 +15,7 @@ const KEY = new TextEncoder().encode("agent-job-test-key-0123");
 async function withAgent(
   roots: string[],
   body: (address: string, events: AgentEvent[]) => Promise<void>,
+  regionPath?: string,
 ): Promise<void> {
   const stop = new AbortController();
   const events: AgentEvent[] = [];
@@ -22,6 +25,7 @@ async function withAgent(
   const running = runAgent({
     listen: { host: "127.0.0.1", port },
     roots,
+    regionPath,
     key: await importAgentKey(KEY),
     signal: stop.signal,
     onEvent: (event) => {
@@ -151,5 +155,50 @@ Deno.test("an agent refuses a target or a source outside its roots, and writes n
       await assert.rejects(Deno.stat(`${dir}/repo2`), Deno.errors.NotFound);
       assert.equal(events.filter((e) => e.type === "job-refused").length, 2);
     });
+  });
+});
+
+Deno.test("the progress of a backup from an agent through storage carries the bytes of each channel", async () => {
+  await withTempDir(async (dir) => {
+    const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "lanfree-agent-job-" });
+    try {
+      const regionPath = `${shm}/region`;
+      createRegionFile(regionPath, {
+        stgs: [{ id: 1, extentCount: 4, ephemeralPortMin: 41000, ephemeralPortMax: 41009 }],
+        extentBytes: 1 << 20,
+        blockCount: 16,
+        hostCount: 8,
+        ioTimeoutMs: 10_000,
+        leaseMs: 2000,
+        backlogMax: 4,
+      }).close();
+      await Deno.mkdir(`${dir}/agent/src`, { recursive: true });
+      const data = new Uint8Array(8 << 20).map((_, i) => (i * 131 + (i >> 12)) & 0xff);
+      await Deno.writeFile(`${dir}/agent/src/data.bin`, data);
+      const progress: BackupProgress[] = [];
+      await withAgent([`${dir}/agent`], async (agent) => {
+        const backup = await runAgentBackup({
+          kind: "backup",
+          agent,
+          mode: "fs",
+          channel: "storage",
+          source: `${dir}/agent/src`,
+          repo: `${dir}/repo`,
+          incremental: false,
+        }, { region: regionPath, key: KEY, onProgress: (p) => progress.push(p) });
+        assert.equal(backup.dataPath, "storage");
+        assert.ok(progress.length > 0, "the agent reported progress");
+        let previous = 0;
+        for (const { storageBytes, networkBytes } of progress) {
+          assert.ok(storageBytes !== undefined && storageBytes > 0, `storage ${storageBytes}`);
+          assert.ok(storageBytes >= previous, `storage bytes went back: ${storageBytes}`);
+          assert.ok(networkBytes !== undefined && networkBytes < 64 * 1024);
+          previous = storageBytes;
+        }
+        assert.ok(previous <= backup.storageBytes);
+      }, regionPath);
+    } finally {
+      await Deno.remove(shm, { recursive: true });
+    }
   });
 });

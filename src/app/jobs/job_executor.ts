@@ -147,7 +147,7 @@ export function createJobExecutor(options: JobExecutorOptions): JobExecutor {
       }
       case "restore":
         return request.agent === undefined
-          ? await restoreHere(request)
+          ? await restoreHere(request, report)
           : await restoreOnAgent({ ...request, agent: request.agent }, agentOptions(), report);
       case "verify": {
         const verified = await verifyRepository(request.repo, request.snapshot);
@@ -236,7 +236,21 @@ async function retainAfter(
 }
 
 /** A restore from a repository of this server into a directory of this server. */
-async function restoreHere(request: RestoreJobRequest) {
+/** What a restore wrote, as the job's last progress (a local one moves nothing per channel). */
+function reportRestored(
+  report: (progress: JobProgress) => void,
+  written: { files: number; bytes: number; storageBytes?: number; networkBytes?: number },
+): void {
+  report({
+    files: written.files,
+    bytes: written.bytes,
+    totalBytes: written.bytes,
+    storageBytes: written.storageBytes ?? 0,
+    networkBytes: written.networkBytes ?? 0,
+  });
+}
+
+async function restoreHere(request: RestoreJobRequest, report: (progress: JobProgress) => void) {
   const repo = await openRepository(request.repo);
   const manifest = await resolveSnapshot(repo, request.snapshot, request.source);
   const warning = await targetInsideSourceWarning(manifest.source, request.target);
@@ -248,6 +262,7 @@ async function restoreHere(request: RestoreJobRequest) {
     overwrite: request.overwrite,
     preservePermissions: request.preservePermissions,
   });
+  reportRestored(report, summary);
   return { ...summary, warnings: warning === undefined ? [] : [warning] };
 }
 
@@ -258,13 +273,7 @@ async function restoreOnAgent(
   report: (progress: JobProgress) => void,
 ) {
   const summary = await runAgentRestore(request, options);
-  report({
-    files: summary.files,
-    bytes: summary.bytes,
-    totalBytes: summary.bytes,
-    storageBytes: summary.storageBytes,
-    networkBytes: summary.networkBytes,
-  });
+  reportRestored(report, summary);
   if (!summary.ok) {
     const first = summary.problems.slice(0, 3).map((p) => p.message).join("; ");
     throw new JobFailure(

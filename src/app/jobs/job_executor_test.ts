@@ -81,6 +81,11 @@ Deno.test("HTTP jobs run real backups, verifies and restores, and report bytes p
     assert.equal(restore.state, "succeeded", restore.error);
     assert.equal(await Deno.readTextFile(`${root}/out/sub/a.txt`), "hello through storage");
     assert.deepEqual(restore.result.warnings, []);
+    assert.deepEqual(
+      restore.progress,
+      { files: 1, bytes: 21, totalBytes: 21, storageBytes: 0, networkBytes: 0 },
+      "a local restore's card ends with what it wrote (no channel: it reads the repository)",
+    );
     const inside = await waitForJob(
       app,
       (await (await app.request(

@@ -28,6 +28,7 @@ import {
   type BackupProgress,
   errorText,
   PeerFailedError,
+  peerProgress,
   watchErrorChannel,
 } from "../agent/backup_client.ts";
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
@@ -153,7 +154,7 @@ class ServerStreams {
       // Bounded: progress is throttled by the client and the parts by PARTS_MAX.
       while (!this.manifest.complete) {
         const message = parseSessionMessage(await this.session.nextMessage("control"));
-        if (message.type === "progress") this.onProgress?.(message);
+        if (message.type === "progress") this.onProgress?.(peerProgress(message, this.session));
         else if (message.type === "more" && message.of === "parent") {
           this.parent.grant(message.upTo);
         } else if (message.type === "part" && message.of === "manifest") {

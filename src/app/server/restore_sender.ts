@@ -23,7 +23,7 @@ import type { FileEntry, Manifest } from "../../core/backup/manifest.ts";
 import { openArchive, openMember, readArchiveFiles } from "../repository/_archive_read.ts";
 import { openRepository, repoPaths, resolveSnapshot } from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
-import { type BackupProgress, PeerFailedError } from "../agent/backup_client.ts";
+import { type BackupProgress, PeerFailedError, peerProgress } from "../agent/backup_client.ts";
 import { BackupError } from "../errors.ts";
 
 /** What to restore. */
@@ -111,7 +111,7 @@ async function nextRequest(
   // Bounded: progress is throttled by the agent, parts by PARTS_MAX.
   while (!joiner.done) {
     const message = parseSessionMessage(await session.nextMessage("control"));
-    if (message.type === "progress") onProgress?.(message);
+    if (message.type === "progress") onProgress?.(peerProgress(message, session));
     else if (message.type === "part") joiner.add(message);
     else if (message.type === "failed") throw new PeerFailedError("client", message.message);
     else throw new SessionProtocolError(`unexpected ${message.type} during a restore`);
