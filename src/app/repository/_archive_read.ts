@@ -25,6 +25,8 @@ import {
 
 /** Size of one archive read. */
 const ARCHIVE_READ_BYTES = 1 << 20;
+/** Size of the scratch buffer {@link openMember} can reuse: one read. */
+export const MEMBER_SCRATCH_BYTES = ARCHIVE_READ_BYTES;
 /** Archive bytes buffered ahead of the entry being handled. */
 const EXTRACT_BUFFER_BYTES = 8 << 20;
 /** Most tar entries read from one archive (crafted archives could hold millions). */
@@ -203,6 +205,10 @@ function openArchiveNative(path: string): ArchiveReader {
  * @param reader the archive
  * @param offset the member's first header block
  * @param memberPath the entry path the member must carry
+ * @param scratch when given (at least {@link MEMBER_SCRATCH_BYTES}), every data piece is a view
+ *   into it, valid only until the next piece is asked for: a consumer that writes each piece
+ *   before pulling the next (a restore) allocates nothing per file; one that keeps pieces
+ *   (a sender) passes none
  * @returns the member's real size and its pieces
  * @throws {MemberError} when the headers are damaged or name another member
  */
@@ -210,7 +216,11 @@ export async function openMember(
   reader: ArchiveReader,
   offset: number,
   memberPath: string,
+  scratch?: Uint8Array,
 ): Promise<{ realSize: number; storedBytes: number; pieces: AsyncIterable<MemberPiece> }> {
+  if (scratch !== undefined && scratch.length < MEMBER_SCRATCH_BYTES) {
+    throw new RangeError(`a scratch buffer of ${scratch.length} bytes is under one read`);
+  }
   const head = await readMemberHead(reader, offset);
   const wanted = pathToBytes(memberPath);
   if (head.name.length !== wanted.length || head.name.some((b, i) => b !== wanted[i])) {
@@ -232,7 +242,8 @@ export async function openMember(
     for (const [position, length] of segments) {
       // Bounded: each turn reads one chunk of the segment.
       for (let done = 0; done < length;) {
-        const chunk = new Uint8Array(Math.min(ARCHIVE_READ_BYTES, length - done));
+        const size = Math.min(ARCHIVE_READ_BYTES, length - done);
+        const chunk = scratch?.subarray(0, size) ?? new Uint8Array(size);
         await readFully(reader, chunk, at);
         yield { bytes: chunk, position: position + done };
         at += chunk.length;

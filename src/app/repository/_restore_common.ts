@@ -8,6 +8,7 @@
 import type { ManifestEntry } from "../../core/backup/manifest.ts";
 import { RestoreError } from "../errors.ts";
 import type { MemberPiece } from "./_archive_read.ts";
+import { ownerIds } from "./_owners.ts";
 
 /** Permission bits restored without `preservePermissions` (GNU tar without `-p`). */
 export const MODE_WITHOUT_SPECIAL_BITS = 0o777;
@@ -32,7 +33,10 @@ export interface RestoreTarget {
   hasDir(path: string): boolean;
   /** Makes (or, with overwrite, keeps) a directory. */
   dir(entry: ManifestEntry): Promise<void>;
-  /** Writes one file under a temporary name, checked by `check`, then gives it its name. */
+  /**
+   * Writes one file under a temporary name, checked by `check`, then gives it its name. Each
+   * piece is written before the next is pulled (pieces may share one buffer) and never kept.
+   */
   file(
     entry: ManifestEntry & { type: "file" },
     realSize: number,
@@ -84,5 +88,79 @@ export async function effectiveUid(): Promise<number | undefined> {
     return Number.isInteger(uid) ? uid : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** The owner a restored entry gets: the recorded one (by name first) as root, else none. */
+export async function restoredOwner(
+  entry: ManifestEntry,
+  asRoot: Promise<boolean>,
+): Promise<{ uid: number; gid: number } | undefined> {
+  if (entry.uid === undefined || entry.gid === undefined || !(await asRoot)) return undefined;
+  return await ownerIds({ ...entry, uid: entry.uid, gid: entry.gid });
+}
+
+/**
+ * A file being restored under its temporary name: what differs between the targets (held
+ * descriptors, or a handle fenced by path checks). {@link writeThroughTemporary} drives it.
+ */
+export interface TemporaryFile {
+  /** Writes `bytes` at `position` (all of them). */
+  write(bytes: Uint8Array, position: number): void | Promise<void>;
+  /**
+   * Sets the size (`realSize`; `written` is where the last piece ended: a sparse file's hole
+   * at the end needs a truncate), the owner when one is given, the mode and the times.
+   */
+  finish(
+    sizes: { realSize: number; written: number },
+    owner: { uid: number; gid: number } | undefined,
+    mode: number,
+    mtimeMs: number,
+  ): void | Promise<void>;
+  /** Gives the finished file its real name. */
+  place(): void | Promise<void>;
+  /** Removes the temporary file (the write failed or its check did). */
+  discard(): void | Promise<void>;
+  /** Releases its descriptor (after `place` or `discard`; twice is harmless). */
+  close(): void | Promise<void>;
+}
+
+/**
+ * The write-file steps both targets share: each piece written at its position as the check
+ * passes it, then size, owner, mode and times, and only once the whole file's size and SHA-256
+ * matched (`check` throws after its last piece otherwise) the rename to its real name; on any
+ * failure the temporary is removed, and the error names the entry.
+ *
+ * @param entry the file entry
+ * @param realSize its size (a sparse member stores less)
+ * @param pieces the member's pieces
+ * @param check passes the pieces through, throwing on a size or hash mismatch at the end
+ * @param temp the temporary file, created and checked by the target
+ * @param options the mode mask and whether the restore runs as root
+ */
+export async function writeThroughTemporary(
+  entry: ManifestEntry & { type: "file" },
+  realSize: number,
+  pieces: AsyncIterable<MemberPiece>,
+  check: (pieces: AsyncIterable<MemberPiece>) => AsyncIterable<MemberPiece>,
+  temp: TemporaryFile,
+  options: { modeMask: number; asRoot: Promise<boolean> },
+): Promise<void> {
+  try {
+    let written = 0;
+    for await (const piece of check(pieces)) {
+      if (piece.position === undefined) continue; // a sparse map: hashed, not written
+      await temp.write(piece.bytes, piece.position);
+      written = Math.max(written, piece.position + piece.bytes.length);
+    }
+    const owner = await restoredOwner(entry, options.asRoot);
+    await temp.finish({ realSize, written }, owner, entry.mode & options.modeMask, entry.mtimeMs);
+    await temp.place();
+  } catch (error) {
+    await temp.close();
+    await temp.discard();
+    throw writeFailure(entry.path, error);
+  } finally {
+    await temp.close();
   }
 }

@@ -49,7 +49,6 @@ import {
   unlinkAt,
 } from "../../adapters/fs_native.ts";
 import { RestoreError } from "../errors.ts";
-import { ownerIds } from "./_owners.ts";
 import type { MemberPiece } from "./_archive_read.ts";
 import { xattrPairs } from "./_tar_headers.ts";
 import {
@@ -57,10 +56,12 @@ import {
   type Identity,
   MODE_WITHOUT_SPECIAL_BITS,
   randomName,
+  restoredOwner,
   type RestoreHooks,
   type RestoreTarget,
   TEMPORARY_NAME,
   writeFailure,
+  writeThroughTemporary,
 } from "./_restore_common.ts";
 
 /** Deepest tree removed where a directory is in the way (with overwrite). */
@@ -92,6 +93,7 @@ export class NativeTarget implements RestoreTarget {
   readonly #held: HeldDir[];
   readonly #modeMask: number;
   readonly #asRoot: Promise<boolean>;
+  readonly #fileOptions: { modeMask: number; asRoot: Promise<boolean> };
   readonly #startedMs = Date.now();
   staleRemoved = 0;
 
@@ -112,6 +114,7 @@ export class NativeTarget implements RestoreTarget {
     this.#dirs.set("", rootIdentity);
     this.#modeMask = options.preservePermissions ? 0o7777 : MODE_WITHOUT_SPECIAL_BITS;
     this.#asRoot = effectiveUid().then((uid) => uid === 0);
+    this.#fileOptions = { modeMask: this.#modeMask, asRoot: this.#asRoot };
     if (!fresh) this.#removeStale(rootFd, "");
   }
 
@@ -203,41 +206,56 @@ export class NativeTarget implements RestoreTarget {
   ): Promise<void> {
     const parentFd = this.#dirOf(parentPath(entry.path), entry.path);
     await this.hooks.beforeCreate?.(entry.path);
+    const { temp, fd } = this.#createTemporary(parentFd, entry.path);
+    let open = true;
+    await writeThroughTemporary(entry, realSize, pieces, check, {
+      write: (bytes, position) => pwriteAll(fd, bytes, position),
+      finish: ({ realSize, written }, owner, mode, mtimeMs) => {
+        if (written !== realSize) ftruncate(fd, realSize); // a hole at the end of a sparse file
+        this.#setXattrs(fd, entry.path, entry.xattrs);
+        if (owner !== undefined) fchown(fd, owner.uid, owner.gid);
+        fchmod(fd, mode);
+        futimens(fd, mtimeMs);
+      },
+      place: () => this.#place(parentFd, temp, entry.path),
+      discard: () => {
+        try {
+          unlinkAt(parentFd, temp);
+        } catch {
+          // already renamed or gone
+        }
+      },
+      close: () => {
+        if (open) close(fd);
+        open = false;
+      },
+    }, this.#fileOptions);
+  }
+
+  /**
+   * Creates a temporary file in `parentFd` (never through a symlink, never an existing name)
+   * and locks it: the lock is held until it has its name, so a rerun leaves it alone meanwhile.
+   */
+  #createTemporary(parentFd: number, path: string): { temp: string; fd: number } {
     const temp = randomName();
     let fd: number;
     try {
       fd = openAt(parentFd, temp, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600);
     } catch (error) {
-      throw writeFailure(entry.path, error);
+      throw writeFailure(path, error);
     }
     try {
-      tryLock(fd); // held until the file has its name: a rerun leaves it alone meanwhile
-      let end = 0;
-      for await (const piece of check(pieces)) {
-        if (piece.position === undefined) continue;
-        pwriteAll(fd, piece.bytes, piece.position);
-        end = Math.max(end, piece.position + piece.bytes.length);
-      }
-      if (end !== realSize) ftruncate(fd, realSize); // a hole at the end of a sparse file
-      await this.#finishFile(fd, entry);
-      this.#place(parentFd, temp, entry.path);
+      tryLock(fd);
     } catch (error) {
+      close(fd);
       try {
         unlinkAt(parentFd, temp);
       } catch {
-        // already renamed or gone
+        // gone
       }
-      throw error instanceof RestoreError ? error : writeFailure(entry.path, error);
-    } finally {
-      close(fd);
+      throw writeFailure(path, error);
     }
-  }
-
-  async #finishFile(fd: number, entry: ManifestEntry & { type: "file" }) {
-    this.#setXattrs(fd, entry.path, entry.xattrs);
-    await this.#owner(entry, (uid, gid) => fchown(fd, uid, gid));
-    fchmod(fd, entry.mode & this.#modeMask);
-    futimens(fd, entry.mtimeMs);
+    return { temp, fd };
   }
 
   /** Renames the finished temporary file to its name (replacing a file, not a directory). */
@@ -269,9 +287,8 @@ export class NativeTarget implements RestoreTarget {
 
   /** Sets the recorded owner when running as root (as tar does), by name first. */
   async #owner(entry: ManifestEntry, chown: (uid: number, gid: number) => void): Promise<void> {
-    if (entry.uid === undefined || entry.gid === undefined || !(await this.#asRoot)) return;
-    const { uid, gid } = await ownerIds({ ...entry, uid: entry.uid, gid: entry.gid });
-    chown(uid, gid);
+    const owner = await restoredOwner(entry, this.#asRoot);
+    if (owner !== undefined) chown(owner.uid, owner.gid);
   }
 
   async symlink(entry: ManifestEntry & { type: "symlink" }): Promise<void> {

@@ -22,16 +22,17 @@ import type { FileHandle } from "node:fs/promises";
 import type { ManifestEntry } from "../../core/backup/manifest.ts";
 import { parentPath } from "../../core/backup/path_rules.ts";
 import { RestoreError } from "../errors.ts";
-import { ownerIds } from "./_owners.ts";
 import type { MemberPiece } from "./_archive_read.ts";
 import {
   effectiveUid,
   type Identity,
   MODE_WITHOUT_SPECIAL_BITS,
   randomName,
+  restoredOwner,
   type RestoreHooks,
   type RestoreTarget,
   writeFailure,
+  writeThroughTemporary,
 } from "./_restore_common.ts";
 
 /** Flags of a new file: write only, create, fail if anything has the name, never follow. */
@@ -53,11 +54,22 @@ function handleTimes(mtimeMs: number): [number, number] {
   return [seconds, seconds];
 }
 
+/** Writes all of `bytes` at `position` through `handle` (retrying short writes). */
+async function writeAllAt(handle: FileHandle, bytes: Uint8Array, position: number) {
+  // Bounded: each turn writes at least one byte or throws.
+  for (let at = 0; at < bytes.length;) {
+    const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position + at);
+    if (bytesWritten <= 0) throw new Error(`a write at byte ${position + at} wrote nothing`);
+    at += bytesWritten;
+  }
+}
+
 /** Writes entries into `root` by path; see the module documentation for the checks. */
 export class PathTarget implements RestoreTarget {
   readonly #dirs = new Map<string, Identity>();
   readonly #modeMask: number;
-  #asRoot: Promise<boolean>;
+  readonly #asRoot: Promise<boolean>;
+  readonly #fileOptions: { modeMask: number; asRoot: Promise<boolean> };
   /** No stale temporaries are removed by path (a killed run's are named `.partial`). */
   readonly staleRemoved = 0;
 
@@ -78,6 +90,7 @@ export class PathTarget implements RestoreTarget {
     this.#dirs.set("", rootIdentity);
     this.#modeMask = options.preservePermissions ? 0o7777 : MODE_WITHOUT_SPECIAL_BITS;
     this.#asRoot = effectiveUid().then((uid) => uid === 0);
+    this.#fileOptions = { modeMask: this.#modeMask, asRoot: this.#asRoot };
   }
 
   full(path: string): string {
@@ -156,15 +169,33 @@ export class PathTarget implements RestoreTarget {
       const stat = await handle.stat();
       identity = { dev: stat.dev, ino: stat.ino };
       await this.#checkOpened(entry.path, temp, identity);
-      await this.#writePieces(entry.path, handle, check(pieces));
-      await this.#finishFile(entry, handle, realSize);
     } catch (error) {
+      // What was opened through a swapped parent is removed (if it is still what was opened).
       await handle.close().catch(() => {});
       await this.#removeIf(temp, identity);
-      throw error;
+      throw writeFailure(entry.path, error);
     }
-    await handle.close().catch(() => {});
-    await this.#moveIntoPlace(entry.path, temp, identity);
+    const opened = identity;
+    let open = true;
+    const closeOnce = async () => {
+      if (open) await handle.close().catch(() => {});
+      open = false;
+    };
+    await writeThroughTemporary(entry, realSize, pieces, check, {
+      write: (bytes, position) => writeAllAt(handle, bytes, position),
+      finish: async ({ realSize, written }, owner, mode, mtimeMs) => {
+        if (written !== realSize) await handle.truncate(realSize);
+        if (owner !== undefined) await handle.chown(owner.uid, owner.gid);
+        await handle.chmod(mode);
+        await handle.utimes(...handleTimes(mtimeMs));
+      },
+      place: async () => {
+        await closeOnce();
+        await this.#moveIntoPlace(entry.path, temp, opened);
+      },
+      discard: () => this.#removeIf(temp, opened),
+      close: closeOnce,
+    }, this.#fileOptions);
   }
 
   async #checkOpened(path: string, temp: string, identity: Identity): Promise<void> {
@@ -178,43 +209,13 @@ export class PathTarget implements RestoreTarget {
     }
   }
 
-  async #writePieces(path: string, handle: FileHandle, pieces: AsyncIterable<MemberPiece>) {
-    for await (const piece of pieces) {
-      if (piece.position === undefined) continue;
-      // Bounded: each turn writes at least one byte or throws.
-      for (let at = 0; at < piece.bytes.length;) {
-        const { bytesWritten } = await handle.write(
-          piece.bytes,
-          at,
-          piece.bytes.length - at,
-          piece.position + at,
-        ).catch((e) => {
-          throw writeFailure(path, e);
-        });
-        at += bytesWritten;
-      }
-    }
-  }
-
-  async #finishFile(entry: ManifestEntry, handle: FileHandle, realSize: number): Promise<void> {
-    try {
-      await handle.truncate(realSize);
-      await this.#owner(entry, (uid, gid) => handle.chown(uid, gid));
-      await handle.chmod(entry.mode & this.#modeMask);
-      await handle.utimes(...handleTimes(entry.mtimeMs));
-    } catch (error) {
-      throw writeFailure(entry.path, error);
-    }
-  }
-
   /** Sets the recorded owner when running as root (as tar does), by name first. */
   async #owner(
     entry: ManifestEntry,
     chown: (uid: number, gid: number) => Promise<void>,
   ): Promise<void> {
-    if (entry.uid === undefined || entry.gid === undefined || !(await this.#asRoot)) return;
-    const { uid, gid } = await ownerIds({ ...entry, uid: entry.uid, gid: entry.gid });
-    await chown(uid, gid);
+    const owner = await restoredOwner(entry, this.#asRoot);
+    if (owner !== undefined) await chown(owner.uid, owner.gid);
   }
 
   async #removeIf(path: string, identity: Identity | undefined): Promise<void> {

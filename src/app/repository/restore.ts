@@ -20,6 +20,7 @@ import type { FileEntry, Manifest, ManifestEntry } from "../../core/backup/manif
 import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import { checkEntryPath, isWithin, parentPath } from "../../core/backup/path_rules.ts";
 import {
+  MEMBER_SCRATCH_BYTES,
   type MemberPiece,
   openArchive,
   openMember,
@@ -257,9 +258,10 @@ async function readAtOffsets(
   }
   try {
     const sorted = [...jobs].sort((a, b) => a.member.offset! - b.member.offset!);
+    const scratch = new Uint8Array(MEMBER_SCRATCH_BYTES); // the target writes each piece at once
     for (const job of sorted) {
       try {
-        const member = await openMember(reader, job.member.offset!, job.member.path);
+        const member = await openMember(reader, job.member.offset!, job.member.path, scratch);
         await context.write(job, member.realSize, member.pieces);
       } catch (error) {
         context.fail(job, error);
@@ -413,6 +415,8 @@ class StreamedRestore {
   readonly #standInDone = new Map<string, string>();
   readonly #deferred: FileEntry[] = [];
   readonly #yielder = new Yielder();
+  /** One read's buffer for every file: the target writes each piece before the next is read. */
+  readonly #scratch = new Uint8Array(MEMBER_SCRATCH_BYTES);
 
   constructor(
     readonly writer: TargetWriter,
@@ -483,7 +487,7 @@ class StreamedRestore {
   /** Writes `entry` from `source`'s member (its own, or its primary's for a stand-in). */
   async #bytes(entry: FileEntry, source: FileEntry): Promise<void> {
     const reader = await this.readers.get(source.data);
-    const member = await openMember(reader, source.offset!, source.path);
+    const member = await openMember(reader, source.offset!, source.path, this.#scratch);
     const check = (p: AsyncIterable<MemberPiece>) => checkedPieces(source, source.data, p);
     await this.writer.file(entry, member.realSize, member.pieces, check);
     this.counts.bytes += entry.sizeBytes;
