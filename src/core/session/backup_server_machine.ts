@@ -290,3 +290,22 @@ export class BackupServerMachine {
     ];
   }
 }
+
+/**
+ * The table as Markdown, for `docs/session.md` (a test keeps the doc equal to it).
+ *
+ * @returns one Markdown table row per row of {@link BACKUP_SERVER_ROWS}
+ */
+export function backupServerTableMarkdown(): string {
+  const cells = [
+    ["state", "on", "next", "rule"],
+    ...BACKUP_SERVER_ROWS.map((row) => [row.state, row.on, row.next, row.rule]),
+    ["any live state", "failure, or no row", "failing", BACKUP_SERVER_FAILURE_RULE],
+  ];
+  // Padded as `deno fmt` pads a Markdown table, so the formatted doc holds it verbatim.
+  const widths = cells[0]!.map((_, c) => Math.max(3, ...cells.map((row) => row[c]!.length)));
+  const line = (row: string[]) =>
+    `| ${row.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ")} |`;
+  const rule = `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`;
+  return [line(cells[0]!), rule, ...cells.slice(1).map(line)].join("\n");
+}

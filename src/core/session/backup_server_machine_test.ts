@@ -3,6 +3,7 @@ import {
   type BackupServerAction,
   type BackupServerEvent,
   BackupServerMachine,
+  backupServerTableMarkdown,
 } from "./backup_server_machine.ts";
 
 const TIMES = { keepaliveMs: 100, peerSilentMs: 1_000 };
@@ -67,5 +68,13 @@ Deno.test("a machine refuses times where the silence rule is shorter than the ke
   assert.throws(
     () => new BackupServerMachine({ keepaliveMs: 100, peerSilentMs: 100 }, 0),
     /peerSilentMs/,
+  );
+});
+
+Deno.test("docs/session.md prints the backup server's table as the code has it", async () => {
+  const doc = await Deno.readTextFile(new URL("../../../docs/session.md", import.meta.url));
+  assert.ok(
+    doc.includes(backupServerTableMarkdown()),
+    "docs/session.md is out of date: paste backupServerTableMarkdown() into it",
   );
 });
