@@ -30,6 +30,13 @@ import { type ArchiveReader, readMemberHead } from "../src/app/repository/_tar_m
 import { createHash } from "node:crypto";
 import { blockWord } from "../src/core/stp/layout.ts";
 import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
+import { sessionMachineSuite } from "./session_machine_suite.ts";
+import {
+  type BackupServerAction,
+  type BackupServerEvent,
+  BackupServerMachine,
+  type BackupServerTimes,
+} from "../src/core/session/backup_server_machine.ts";
 
 /** Runs one property (by a part of its name) and returns its failure report, or fails. */
 async function caught(suite: Suite, property: string, runs?: number): Promise<string> {
@@ -230,4 +237,46 @@ Deno.test("the careless restore with both checks passes the refusal properties (
   });
   assert.equal(results.length, 2);
   for (const result of results) assert.ok(result.passed, result.report ?? "");
+});
+
+/** lanfree's backup server machine, with every event first passed through `broken`. */
+function brokenServer(
+  broken: (machine: BackupServerMachine, event: BackupServerEvent) => BackupServerAction[],
+) {
+  return (times: BackupServerTimes, startMs: number) => {
+    const machine = new BackupServerMachine(times, startMs);
+    return {
+      get state() {
+        return machine.state;
+      },
+      get ended() {
+        return machine.ended;
+      },
+      handle: (event: BackupServerEvent) => broken(machine, event),
+    };
+  };
+}
+
+Deno.test("the session machine suite catches a backup server that commits before the manifest is written", async () => {
+  // The broken row: the end of data counts as the manifest's lines written too.
+  const mutant = brokenServer((machine, event) =>
+    event.type === "data-end"
+      ? [
+        ...machine.handle({ type: "manifest-written", atMs: event.atMs }),
+        ...machine.handle(event),
+      ]
+      : machine.handle(event)
+  );
+  assert.match(
+    await caught(sessionMachineSuite(mutant, "mutant"), "commits only"),
+    /committed with/,
+  );
+});
+
+Deno.test("the session machine suite catches a backup server that never times out a silent client", async () => {
+  // The broken row: a tick only ever sends keepalives.
+  const mutant = brokenServer((machine, event) =>
+    event.type === "tick" ? [] : machine.handle(event)
+  );
+  assert.match(await caught(sessionMachineSuite(mutant, "mutant"), "commits only"), /silent/);
 });

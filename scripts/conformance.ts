@@ -26,6 +26,8 @@ import { retentionLifecycleSuite } from "../property-tests/retention_lifecycle_s
 import { denoLifecycleHarness } from "../property-tests/retention_lifecycle_harness.ts";
 import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
 import { framesSuite } from "../property-tests/frames_suite.ts";
+import { sessionMachineSuite } from "../property-tests/session_machine_suite.ts";
+import { BackupServerMachine } from "../src/core/session/backup_server_machine.ts";
 import { lanfreeFrameCodecs } from "../property-tests/frames_lanfree.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
 import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
@@ -54,6 +56,7 @@ export function lanfreeSuites(): Suite[] {
     backupSuite(denoBackupHarness),
     retentionSuite(applyKeepRules),
     prunePlanSuite({ plan: planPrune, move: moveReferences }),
+    sessionMachineSuite((times, startMs) => new BackupServerMachine(times, startMs)),
     retentionLifecycleSuite(denoLifecycleHarness),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import {
+  type BackupServerAction,
+  type BackupServerEvent,
+  BackupServerMachine,
+  backupServerTableMarkdown,
+} from "./backup_server_machine.ts";
+
+const TIMES = { keepaliveMs: 100, peerSilentMs: 1_000 };
+
+function types(actions: BackupServerAction[]): string[] {
+  return actions.map((a) => a.type);
+}
+
+function feed(machine: BackupServerMachine, events: BackupServerEvent[]): string[] {
+  return events.flatMap((event) => types(machine.handle(event)));
+}
+
+Deno.test("a backup with a parent commits only after the data ended and the manifest is written", () => {
+  const machine = new BackupServerMachine(TIMES, 0);
+  assert.deepEqual(
+    feed(machine, [
+      { type: "message", atMs: 1, message: { type: "hello" } },
+      { type: "opened", atMs: 2, snapshotId: "s1", hasParent: true },
+      { type: "message", atMs: 3, message: { type: "more", of: "parent", upTo: 70 } },
+      { type: "parent-sent", atMs: 4 },
+      { type: "manifest-written", atMs: 5 },
+    ]),
+    ["open", "send-begin", "stream-parent", "grant-parent"],
+  );
+  assert.deepEqual(feed(machine, [{ type: "data-end", atMs: 6 }]), ["commit"]);
+  assert.deepEqual(feed(machine, [{ type: "committed", atMs: 7, snapshotId: "s1" }]), [
+    "send-committed",
+    "done",
+  ]);
+  assert.equal(machine.state, "done");
+  assert.deepEqual(feed(machine, [{ type: "failure", atMs: 8, reason: "late" }]), []);
+});
+
+Deno.test("a message before hello fails the session, aborts and waits for the client's report", () => {
+  const machine = new BackupServerMachine(TIMES, 0);
+  const actions = machine.handle({ type: "message", atMs: 1, message: { type: "progress" } });
+  assert.deepEqual(actions, [{ type: "abort" }, { type: "await-client-report", waitMs: 1_000 }]);
+  const end = machine.handle({ type: "client-report", atMs: 2, reason: "disk full" });
+  assert.deepEqual(end[1], {
+    type: "failed",
+    reason: "protocol: progress before hello",
+    clientReason: "disk full",
+  });
+  assert.equal(machine.state, "failed");
+});
+
+Deno.test("an idle server sends a keepalive and a silent client fails the session", () => {
+  const machine = new BackupServerMachine(TIMES, 0);
+  assert.deepEqual(feed(machine, [{ type: "tick", atMs: 99 }]), []);
+  assert.deepEqual(feed(machine, [{ type: "tick", atMs: 100 }]), ["send-keepalive"]);
+  assert.deepEqual(feed(machine, [{ type: "tick", atMs: 150 }]), []);
+  assert.deepEqual(feed(machine, [{ type: "heard", atMs: 900 }, { type: "tick", atMs: 1_800 }]), [
+    "send-keepalive",
+  ]);
+  assert.deepEqual(feed(machine, [{ type: "tick", atMs: 1_900 }]), [
+    "abort",
+    "await-client-report",
+  ]);
+});
+
+Deno.test("a machine refuses times where the silence rule is shorter than the keepalive rule", () => {
+  assert.throws(
+    () => new BackupServerMachine({ keepaliveMs: 100, peerSilentMs: 100 }, 0),
+    /peerSilentMs/,
+  );
+});
+
+Deno.test("docs/session.md prints the backup server's table as the code has it", async () => {
+  const doc = await Deno.readTextFile(new URL("../../../docs/session.md", import.meta.url));
+  assert.ok(
+    doc.includes(backupServerTableMarkdown()),
+    "docs/session.md is out of date: paste backupServerTableMarkdown() into it",
+  );
+});
