@@ -147,7 +147,7 @@ class AgentJob {
   readonly jobSession: Session;
 
   constructor(readonly options: AgentSideOptions, jobChannels: Channels) {
-    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs);
+    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, options.storage);
     this.jobSession = this.#sessions.open(jobChannels);
   }
 
