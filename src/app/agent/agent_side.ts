@@ -69,6 +69,11 @@ export interface AgentSideOptions {
   readonly sockets: Sockets;
   /** The agent's storage sockets, when it attached a region. */
   readonly storage?: StorageSockets | undefined;
+  /**
+   * False: the data session copies archive bytes into the storage ring instead of packing them
+   * in place through the storage sockets' reserve/commit (default true).
+   */
+  readonly zeroCopy?: boolean;
   readonly ioTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   /** A port to a hash worker (the packer hashes large archives off the main thread). */
@@ -147,7 +152,8 @@ class AgentJob {
   readonly jobSession: Session;
 
   constructor(readonly options: AgentSideOptions, jobChannels: Channels) {
-    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, options.storage);
+    const zeroCopy = options.zeroCopy === false ? undefined : options.storage;
+    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, zeroCopy);
     this.jobSession = this.#sessions.open(jobChannels);
   }
 

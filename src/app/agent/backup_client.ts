@@ -59,6 +59,8 @@ export interface BackupClientResult {
   readonly files: number;
   readonly fileBytes: number;
   readonly skipped: SkippedEntry[];
+  /** Archive frames sent: written in place in the storage ring, or copied from a buffer. */
+  readonly dataFrames: { readonly inPlace: number; readonly copied: number };
 }
 
 /** Reads control messages until one of `type` arrives, skipping none (order is fixed). */
@@ -238,7 +240,13 @@ async function packAndSend(
   if (committed !== snapshotId) {
     throw new SessionProtocolError(`server committed ${committed}, not ${snapshotId}`);
   }
-  return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
+  return {
+    snapshotId,
+    files: packed.files,
+    fileBytes: packed.fileBytes,
+    skipped: packed.skipped,
+    dataFrames: { ...session.dataFrames },
+  };
 }
 
 /** This side failed because its peer did: the peer's own account is `reason`. */

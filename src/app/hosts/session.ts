@@ -59,9 +59,15 @@ const SPARE_BUFFERS_MAX = 2;
 
 /**
  * A data frame written in place in the send ring is at least this big (payload); a smaller
- * contiguous span (the ring's end, or a nearly full ring) sends that frame from a buffer instead.
+ * contiguous span at the ring's end sends that frame from a buffer instead (a copy).
  */
-export const IN_PLACE_FRAME_MIN_BYTES = 4096;
+export const IN_PLACE_FRAME_MIN_BYTES = 512;
+
+/**
+ * A reserved data frame waits for at least this much contiguous ring space (payload) unless the
+ * space ends at the ring's end: a nearly full ring does not cut the stream into small frames.
+ */
+const IN_PLACE_FRAME_WANT_BYTES = 256 * 1024;
 
 /** Data frames sent: written in place in the ring (`inPlace`) or copied from a buffer. */
 export interface DataFrameCounts {
@@ -282,7 +288,11 @@ export class Session {
     try {
       await previous;
       const span = this.dataInPlace
-        ? await this.#zeroCopy!.reserve(fd, HEADER_BYTES + maxBytes)
+        ? await this.#zeroCopy!.reserve(
+          fd,
+          HEADER_BYTES + maxBytes,
+          HEADER_BYTES + Math.min(maxBytes, IN_PLACE_FRAME_WANT_BYTES),
+        )
         : undefined;
       if (span !== undefined && span.length >= HEADER_BYTES + IN_PLACE_FRAME_MIN_BYTES) {
         this.#open = { view: span, inPlace: true, done };

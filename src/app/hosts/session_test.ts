@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { Session } from "./session.ts";
+import { IN_PLACE_FRAME_MIN_BYTES, Session } from "./session.ts";
 import { createTcpSockets } from "../../adapters/tcp.ts";
 import { createStorageSockets } from "../../adapters/shm.ts";
 import { createRouter } from "../../core/dispatch/router.ts";
@@ -268,7 +268,7 @@ Deno.test("a reserved frame rejects a second reserve, an oversized commit and a 
     zeroCopy: storage,
   });
   await assert.rejects(a.commitData(1), (e) => e instanceof SocketError && e.code === "EINVAL");
-  const room = await a.reserveData(4096 + 10);
+  const room = await a.reserveData(IN_PLACE_FRAME_MIN_BYTES + 10);
   await assert.rejects(a.reserveData(10), (e) => e instanceof SocketError && e.code === "EALREADY");
   await assert.rejects(a.commitData(room.length + 1), RangeError);
   await assert.rejects(a.reserveData(0), RangeError);

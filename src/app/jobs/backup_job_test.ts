@@ -72,6 +72,10 @@ Deno.test("a backup through storage restores to the same tree; an incremental on
     assert.equal(full.files, 6);
     assert.ok(full.storageBytes >= full.fileBytes, "file data went through storage");
     assert.ok(full.networkBytes < full.fileBytes / 100, "the network carried control traffic only");
+    // The archive was packed straight into the ring: no silent fallback to copying into it.
+    assert.ok(full.dataFrames.inPlace >= 8, `in-place frames: ${full.dataFrames.inPlace}`);
+    // Only a frame whose span at the ring's end is too short goes by copy (about one a lap).
+    assert.ok(full.dataFrames.copied <= 3, `copied frames: ${full.dataFrames.copied}`);
     await Deno.writeTextFile(`${dir}/src/new.txt`, "added");
     await Deno.remove(`${dir}/src/file 0.bin`);
     const incremental = await runBackupJob({
