@@ -64,10 +64,13 @@ const SPARE_BUFFERS_MAX = 2;
 export const IN_PLACE_FRAME_MIN_BYTES = 512;
 
 /**
- * A reserved data frame waits for at least this much contiguous ring space (payload) unless the
- * space ends at the ring's end: a nearly full ring does not cut the stream into small frames.
+ * A reserved data frame could wait for this much contiguous ring space (payload) where the space
+ * does not reach the ring's end, so a consumer that freed only a frame header would not make the
+ * next frame go by copy. Any wait above 1 made the producer block (and check its peer's lease)
+ * so often that `large_tree_test.ts` (250 ms lease, loaded machine) saw its peer's lease lapse:
+ * until that is understood, no wait (1), and about one frame in six goes by copy.
  */
-const IN_PLACE_FRAME_WANT_BYTES = 256 * 1024;
+const IN_PLACE_FRAME_WANT_BYTES = 1;
 
 /** Data frames sent: written in place in the ring (`inPlace`) or copied from a buffer. */
 export interface DataFrameCounts {
@@ -291,7 +294,7 @@ export class Session {
         ? await this.#zeroCopy!.reserve(
           fd,
           HEADER_BYTES + maxBytes,
-          HEADER_BYTES + Math.min(maxBytes, IN_PLACE_FRAME_WANT_BYTES),
+          Math.min(HEADER_BYTES + maxBytes, IN_PLACE_FRAME_WANT_BYTES),
         )
         : undefined;
       if (span !== undefined && span.length >= HEADER_BYTES + IN_PLACE_FRAME_MIN_BYTES) {
