@@ -20,13 +20,15 @@ type Move = { readonly ask: number; readonly share: number };
 const move = (ringBytes: number) =>
   fc.record({
     ask: fc.integer({ min: 1, max: 2 * ringBytes }),
+    least: fc.integer({ min: 1, max: 2 * ringBytes }),
     share: fc.constantFrom(0, 0.3, 1, 1, 1),
   });
 
 /**
  * Reserve/commit and peek/release with random sizes and partial commits deliver exactly the
- * committed bytes in order; a span never exceeds what was asked or the ring; committing or
- * releasing more than the span is EINVAL and changes nothing.
+ * committed bytes in order; a span never exceeds what was asked or the ring; a reserved span
+ * shorter than its `minBytes` (and the ask) ends at the ring's end; committing or releasing more
+ * than the span is EINVAL and changes nothing.
  *
  * @param factory the region implementation under test
  * @returns a fast-check property
@@ -50,9 +52,14 @@ export function zeroCopyRingProperty(
         for (let round = 0; round < 8 * total + 100 && read < total; round++) {
           const p = produce[round % produce.length]!;
           if (written < total) {
-            const span = reserveStep(b, sender.end, Math.min(p.ask, total - written));
+            const ask = Math.min(p.ask, total - written);
+            const span = reserveStep(b, sender.end, ask, p.least);
             if (span.kind === "span") {
               if (span.length > p.ask || span.length > ringBytes) throw new Error("span too long");
+              const endsAt = span.byteOffset - sender.end.txOffset + span.length;
+              if (span.length < Math.min(p.least, ask, ringBytes) && endsAt !== ringBytes) {
+                throw new Error(`a ${span.length}-byte span under minBytes ${p.least} mid-ring`);
+              }
               const n = round % 3 === 0 ? Math.ceil(span.length * p.share) : span.length;
               const over = commitStep(b, sender.end, span.length + 1);
               if (over.ok || over.code !== "EINVAL") throw new Error("commit beyond the span");

@@ -132,6 +132,7 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["stp-rtt-proc", "tcp-rtt-proc"],
     ["stp-ring-zc", "memcpy"],
     ["backup-e2e", "tar-pipe"],
+    ["backup-e2e", "backup-e2e-copy"],
     ["backup-e2e", "tar-pipe-synced"],
     ["restore-e2e", "tar-pipe"],
     ["prune-1g", "restic-prune"],

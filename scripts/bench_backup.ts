@@ -3,7 +3,9 @@
  * large files, random content) and measures, in one run: `tar-pipe` (`tar -cf - | tar -xf -`;
  * `tar-pipe-synced` waits for its output to reach the disk, as a backup must),
  * `backup-e2e` (the whole product path: client and server Worker hosts, handshakes, file data
- * through the storage region, SHA-256 of every file, fsync'd repository), `backup-local` (the
+ * through the storage region, SHA-256 of every file, fsync'd repository; the archive packed in
+ * place in the ring), `backup-e2e-copy` (the same, the archive copied into the ring from the
+ * packer's staging buffers, as before the zero-copy path), `backup-local` (the
  * same without channels), `restore-e2e`, `backup-2proc` and `restore-2proc` (an agent process
  * and a server process through a region file, `bench_2proc.ts`), `backup-noop` (an incremental
  * backup with no change),
@@ -139,8 +141,8 @@ async function resticRows(dir: string, data: string, totalBytes: number): Promis
  */
 export async function benchBackup(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "lanfree-bench-" });
-  const job = (source: string, repo: string, incremental = false) =>
-    runBackupJob({ source, repo, mode: "fs", incremental, channel: "storage" });
+  const job = (source: string, repo: string, incremental = false, zeroCopy = true) =>
+    runBackupJob({ source, repo, mode: "fs", incremental, channel: "storage", zeroCopy });
   try {
     const data = `${dir}/data`;
     const totalBytes = await generate(data);
@@ -161,6 +163,9 @@ export async function benchBackup(): Promise<BenchRow[]> {
     await Deno.remove(`${dir}/scratch`, { recursive: true });
     await sh("sync");
     const e2e = await withPeakRss(() => job(data, `${dir}/repo-e2e`));
+    // The same backup with archive bytes copied into the ring instead of packed in place.
+    const e2eCopy = await job(data, `${dir}/repo-e2e-copy`, false, false);
+    await Deno.remove(`${dir}/repo-e2e-copy`, { recursive: true });
     const noop = await job(data, `${dir}/repo-e2e`, true);
     const local = await runLocalBackup({ source: data, repo: `${dir}/repo-local` });
     const restore = await restoreSnapshot({
@@ -183,6 +188,7 @@ export async function benchBackup(): Promise<BenchRow[]> {
       { name: "tar-pipe", value: totalBytes / MB / tarPipe.seconds, unit: "MB/s" },
       { name: "tar-pipe-synced", value: totalBytes / MB / tarPipeSynced.seconds, unit: "MB/s" },
       { name: "backup-e2e", value: e2e.result.megabytesPerSecond, unit: "MB/s" },
+      { name: "backup-e2e-copy", value: e2eCopy.megabytesPerSecond, unit: "MB/s" },
       { name: "backup-local", value: local.bytes / MB / local.seconds, unit: "MB/s" },
       { name: "restore-e2e", value: restore.bytes / MB / restore.seconds, unit: "MB/s" },
       { name: "backup-noop", value: noop.seconds, unit: "s" },

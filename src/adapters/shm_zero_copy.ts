@@ -29,9 +29,11 @@ import { begin, failCall, type Handle, type Pump } from "./shm_pump.ts";
 export interface ZeroCopySockets {
   /**
    * Waits for free space in the send ring and returns a writable view of it: the contiguous
-   * part, at least 1 and at most `maxBytes` bytes. Fill it, then {@link commit}.
+   * part, at least 1 and at most `maxBytes` bytes. Fill it, then {@link commit}. With
+   * `minBytes`, a shorter span is returned only where it ends at the ring's end (else the call
+   * waits for the consumer to free more).
    */
-  reserve(fd: number, maxBytes?: number): Promise<Uint8Array>;
+  reserve(fd: number, maxBytes?: number, minBytes?: number): Promise<Uint8Array>;
   /** Sends the first `bytes` of the reserved view (0 gives the reservation up). */
   commit(fd: number, bytes: number): void;
   /**
@@ -99,10 +101,11 @@ export function zeroCopySockets(
   const viewOf = (at: RingSpan) =>
     region.view?.(at.byteOffset, at.length) ?? new Uint8Array(at.length);
   return {
-    async reserve(fd, maxBytes = Number.MAX_SAFE_INTEGER) {
+    async reserve(fd, maxBytes = Number.MAX_SAFE_INTEGER, minBytes = 1) {
       if (!(maxBytes >= 1)) throw new SocketError("EINVAL", `reserve of ${maxBytes} bytes`, { fd });
       const end = ringOf(table, fd, "send");
-      const found = await span(table, fd, "send", pump, () => reserveStep(ctx(), end, maxBytes));
+      const step = () => reserveStep(ctx(), end, maxBytes, minBytes);
+      const found = await span(table, fd, "send", pump, step);
       const at = found ?? failCall(table, fd, "send", "EPIPE", "no end of stream on a send ring");
       const view = viewOf(at);
       const handle = handleOf(table, fd, "reserve");

@@ -129,3 +129,35 @@ Deno.test("a region without views or a wait still serves reserve and peek, throu
   const { received } = await zeroCopyTransfer(withoutView, message, 2500);
   assert.deepEqual(received, message);
 });
+
+Deno.test("a reserve with minBytes waits while a nearly full ring has less free, but takes a short span at the ring's end", async () => {
+  const r = region();
+  const [client, server, connector, accepted] = await connected(r);
+  const ringBytes = CONFIG.extentBytes;
+  await client.send(connector, new Uint8Array(ringBytes)); // the ring is full
+  const release = async (bytes: number) => {
+    const view = await server.peek(accepted, bytes);
+    assert.equal(view?.length, bytes);
+    server.release(accepted, bytes);
+  };
+  await release(100);
+  let waited: Uint8Array | undefined;
+  const reserving = client.reserve(connector, ringBytes, 1000).then((view) => (waited = view));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(waited, undefined, "100 free bytes are not the 1000 asked for");
+  await release(1000);
+  await reserving;
+  assert.equal(waited!.length, 1100);
+  client.commit(connector, 1100);
+  await release(ringBytes - 1100); // the rest of the first send, up to the ring's end
+  await release(1100);
+  await client.send(connector, new Uint8Array(ringBytes - 1100 - 96)); // 96 before the end
+  await release(ringBytes - 1100 - 96);
+  const atEnd = await client.reserve(connector, ringBytes, 1000);
+  assert.equal(atEnd.length, 96, "the span up to the ring's end, though short");
+  client.commit(connector, 0);
+  assert.equal((await client.reserve(connector, ringBytes)).length, 96);
+  client.commit(connector, 0);
+  await server.dispose();
+  await client.dispose();
+});

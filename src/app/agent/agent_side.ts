@@ -69,6 +69,12 @@ export interface AgentSideOptions {
   readonly sockets: Sockets;
   /** The agent's storage sockets, when it attached a region. */
   readonly storage?: StorageSockets | undefined;
+  /**
+   * True: the data session packs archive bytes in place in the storage ring through the storage
+   * sockets' reserve/commit; default false (copies), until `large_tree_test.ts`'s 250 ms lease
+   * passes with it (docs/stp.md).
+   */
+  readonly zeroCopy?: boolean;
   readonly ioTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   /** A port to a hash worker (the packer hashes large archives off the main thread). */
@@ -147,7 +153,8 @@ class AgentJob {
   readonly jobSession: Session;
 
   constructor(readonly options: AgentSideOptions, jobChannels: Channels) {
-    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs);
+    const zeroCopy = options.zeroCopy === true ? options.storage : undefined;
+    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, zeroCopy);
     this.jobSession = this.#sessions.open(jobChannels);
   }
 

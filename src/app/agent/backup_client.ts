@@ -18,7 +18,7 @@ import {
   sourceIdentity,
 } from "./snapshot_source.ts";
 import type { SkippedEntry, WalkedTree } from "./tree_walk.ts";
-import { archiveBytesEstimate } from "./tar_pack.ts";
+import { archiveBytesEstimate, type ChunkSink, type FrameSink } from "./tar_pack.ts";
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
 import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
 
@@ -83,6 +83,8 @@ export interface BackupClientResult {
   readonly files: number;
   readonly fileBytes: number;
   readonly skipped: SkippedEntry[];
+  /** Archive frames sent: written in place in the storage ring, or copied from a buffer. */
+  readonly dataFrames: { readonly inPlace: number; readonly copied: number };
 }
 
 /** Reads control messages until one of `type` arrives, skipping none (order is fixed). */
@@ -224,9 +226,8 @@ async function packAndSend(
   let bytes = 0;
   let lastProgressMs = 0;
   const everyMs = options.progressEveryMs ?? 250;
-  const packed = await prepared.pack(async (chunk) => {
-    await session.sendData(chunk);
-    bytes += chunk.length;
+  const sent = async (count: number) => {
+    bytes += count;
     const nowMs = performance.now();
     if (nowMs - lastProgressMs >= everyMs) {
       lastProgressMs = nowMs;
@@ -240,7 +241,21 @@ async function packAndSend(
       });
       await session.sendMessage("control", { type: "progress", files, bytes, totalBytes });
     }
-  }, options.dataChannel);
+  };
+  // On storage the archive is packed straight into the send ring (no copy into it).
+  const sink: ChunkSink | FrameSink = session.dataInPlace
+    ? {
+      reserve: (maxBytes) => session.reserveData(maxBytes),
+      commit: async (count) => {
+        await session.commitData(count);
+        if (count > 0) await sent(count);
+      },
+    }
+    : async (chunk) => {
+      await session.sendData(chunk);
+      await sent(chunk.length);
+    };
+  const packed = await prepared.pack(sink, options.dataChannel);
   await session.endData();
   await reportSkipped(packed.skipped);
   for (const line of packed.lines()) await streams.manifest.line(line);
@@ -249,7 +264,13 @@ async function packAndSend(
   if (committed !== snapshotId) {
     throw new SessionProtocolError(`server committed ${committed}, not ${snapshotId}`);
   }
-  return { snapshotId, files: packed.files, fileBytes: packed.fileBytes, skipped: packed.skipped };
+  return {
+    snapshotId,
+    files: packed.files,
+    fileBytes: packed.fileBytes,
+    skipped: packed.skipped,
+    dataFrames: { ...session.dataFrames },
+  };
 }
 
 /** This side failed because its peer did: the peer's own account is `reason`. */

@@ -19,7 +19,7 @@ import { manifestEntryAt, ParentMerge } from "../../core/backup/plan.ts";
 import { EntryTable, STATE, TYPE_CODES } from "../../core/backup/entry_table.ts";
 import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "../errors.ts";
-import { type ChunkSink, packTable } from "./tar_pack.ts";
+import { type ChunkSink, type FrameSink, packTable } from "./tar_pack.ts";
 import { type SkippedEntry, type WalkedTree, walkSource } from "./tree_walk.ts";
 import { ownerNames } from "../repository/_owners.ts";
 import { Yielder } from "../_file_side.ts";
@@ -85,7 +85,7 @@ export interface PreparedSnapshot {
   /** Entries the walk left out, with reasons (packing may add more). */
   readonly skipped: SkippedEntry[];
   /** Packs the changed entries into `sink` and returns the manifest to commit. */
-  pack(sink: ChunkSink, channel?: ArchiveChannel): Promise<PackedSnapshot>;
+  pack(sink: ChunkSink | FrameSink, channel?: ArchiveChannel): Promise<PackedSnapshot>;
   /** Removes temporary files (the database copy). Idempotent. */
   close(): Promise<void>;
 }

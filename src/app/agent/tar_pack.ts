@@ -36,6 +36,9 @@ import {
   type SourceOpen,
 } from "./_source_open.ts";
 import { useNativeFs, Yielder } from "../_file_side.ts";
+import { type FrameSink, FrameStage, PackStage } from "./_pack_stage.ts";
+
+export type { FrameSink } from "./_pack_stage.ts";
 
 export { startHashWorker } from "./_pack_hash.ts";
 
@@ -108,7 +111,11 @@ export interface PackOptions {
   readonly root: string;
   /** Entries to archive, parents before children (usually `plan.changed`). */
   readonly entries: readonly SourceEntry[];
-  readonly sink: ChunkSink;
+  /**
+   * Where the archive goes: chunks copied on from staging buffers, or frames written in place
+   * (file bytes read straight into the reserved space and hashed there, on this thread).
+   */
+  readonly sink: ChunkSink | FrameSink;
   readonly readChunkBytes?: number;
   /**
    * A port to a hash worker the caller started (see {@link startHashWorker}); by default
@@ -133,16 +140,16 @@ export interface TablePackOptions extends Omit<PackOptions, "entries"> {
  * The archive being built in two staging buffers: one fills (file bytes are read straight into
  * it and hashed there) while the sink takes the other.
  */
-class Stager {
+class Stager extends PackStage {
   readonly #buffers: [Uint8Array, Uint8Array];
   #current: 0 | 1 = 0;
   #used = 0;
   #sending: Promise<void> = Promise.resolve();
   /** The hash ticket of each buffer: it is not refilled before its pieces are hashed. */
   readonly #tickets: [number, number] = [0, 0];
-  archiveBytes = 0;
 
-  constructor(readonly sink: ChunkSink, readonly hasher: Hasher, bufferBytes: number) {
+  constructor(readonly sink: ChunkSink, hasher: Hasher, bufferBytes: number) {
+    super(hasher);
     // Shared, so the hash worker reads the pieces where they are.
     const shared = () => new Uint8Array(new SharedArrayBuffer(bufferBytes));
     this.#buffers = [shared(), shared()];
@@ -164,30 +171,6 @@ class Stager {
       this.hasher.update(file, this.#buffer().subarray(this.#used, this.#used + n));
     }
     this.#used += n;
-  }
-
-  /** Appends bytes (hashed as file `file`'s if given). */
-  async append(bytes: Uint8Array, file?: number): Promise<void> {
-    // Bounded: each turn copies at least one byte (room() is never empty).
-    for (let offset = 0; offset < bytes.length;) {
-      const room = await this.room();
-      const n = Math.min(room.length, bytes.length - offset);
-      room.set(bytes.subarray(offset, offset + n));
-      this.commit(n, file);
-      offset += n;
-    }
-  }
-
-  /** Appends zeros (hashed as file `file`'s if given). */
-  async zeros(count: number, file?: number): Promise<void> {
-    // Bounded: each turn zeroes at least one byte.
-    for (let left = count; left > 0;) {
-      const room = await this.room();
-      const n = Math.min(room.length, left);
-      room.fill(0, 0, n);
-      this.commit(n, file);
-      left -= n;
-    }
   }
 
   /** Archive offset of the next byte appended. */
@@ -244,7 +227,7 @@ interface Primary {
 interface PackRun {
   readonly table: EntryTable;
   readonly snapshotId: string;
-  readonly stager: Stager;
+  readonly stager: PackStage;
   readonly encoder: HeaderEncoder;
   readonly names: OwnerNames | undefined;
   readonly chunkBytes: number;
@@ -256,7 +239,7 @@ interface PackRun {
   fileBytes: number;
 }
 
-async function appendAll(stager: Stager, blocks: Uint8Array[]): Promise<void> {
+async function appendAll(stager: PackStage, blocks: Uint8Array[]): Promise<void> {
   for (const block of blocks) await stager.append(block);
 }
 
@@ -448,10 +431,14 @@ function opener(options: TablePackOptions): {
  */
 export async function packTable(options: TablePackOptions): Promise<TablePackResult> {
   const fileBytes = archiveBytesEstimate(options.table);
-  const hasher = fileBytes >= HASH_WORKER_MIN_BYTES
+  const sink = options.sink;
+  // In place, a piece is hashed before its frame is committed (the ring reuses the space).
+  const hasher = typeof sink === "function" && fileBytes >= HASH_WORKER_MIN_BYTES
     ? await WorkerHasher.open(options.hashWorker)
     : new InlineHasher();
-  const stager = new Stager(options.sink, hasher, PACK_BUFFER_BYTES / 2);
+  const stager = typeof sink === "function"
+    ? new Stager(sink, hasher, PACK_BUFFER_BYTES / 2)
+    : new FrameStage(sink, hasher, PACK_BUFFER_BYTES / 2);
   const files = opener(options);
   const run: PackRun = {
     table: options.table,

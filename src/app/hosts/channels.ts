@@ -23,6 +23,7 @@ import {
 } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
 import { PeerFailedError } from "../agent/backup_client.ts";
+import type { ZeroCopySockets } from "../../adapters/shm_zero_copy.ts";
 
 /** Which handshake: the flow of a role, or Fig. 4 alone (the job channel, the network path). */
 export type FlowKind = "storage" | "network";
@@ -123,11 +124,18 @@ export function sessionChannels(channels: Channels): SessionChannels {
  * @param sockets the side's router
  * @param channels what the handshake established
  * @param ioTimeoutMs the sockets' I/O timeout
+ * @param zeroCopy the storage sockets' reserve/commit calls (data frames written in the ring)
  * @returns the session
  */
-export function openSession(sockets: Sockets, channels: Channels, ioTimeoutMs: number): Session {
+export function openSession(
+  sockets: Sockets,
+  channels: Channels,
+  ioTimeoutMs: number,
+  zeroCopy?: ZeroCopySockets,
+): Session {
   return new Session(sockets, sessionChannels(channels), {
     keepaliveMs: Math.max(100, Math.floor(ioTimeoutMs / 4)),
+    zeroCopy,
   });
 }
 
@@ -169,13 +177,18 @@ export class JobSessions {
   /**
    * @param sockets the side's router
    * @param ioTimeoutMs the sockets' I/O timeout (keepalives go at a quarter of it)
+   * @param zeroCopy the storage sockets' reserve/commit calls, when a region is attached
    */
-  constructor(readonly sockets: Sockets, readonly ioTimeoutMs: number) {}
+  constructor(
+    readonly sockets: Sockets,
+    readonly ioTimeoutMs: number,
+    readonly zeroCopy?: ZeroCopySockets,
+  ) {}
 
   /** Opens a session on established channels and keeps it for the end. */
   open(channels: Channels): Session {
     this.#channels.push(channels);
-    const session = openSession(this.sockets, channels, this.ioTimeoutMs);
+    const session = openSession(this.sockets, channels, this.ioTimeoutMs, this.zeroCopy);
     this.#sessions.push(session);
     return session;
   }

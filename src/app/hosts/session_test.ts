@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { Session } from "./session.ts";
+import { IN_PLACE_FRAME_MIN_BYTES, Session } from "./session.ts";
 import { createTcpSockets } from "../../adapters/tcp.ts";
 import { createStorageSockets } from "../../adapters/shm.ts";
 import { createRouter } from "../../core/dispatch/router.ts";
@@ -191,3 +191,91 @@ for (const keepaliveMs of [0, 80]) {
     await storage.dispose();
   });
 }
+
+/** Sends `total` pattern bytes through reserveData/commitData, as much per frame as reserved. */
+async function sendReserved(session: Session, total: number, frameBytes: number) {
+  for (let sent = 0; sent < total;) {
+    const room = await session.reserveData(Math.min(frameBytes, total - sent));
+    for (let i = 0; i < room.length; i++) room[i] = (sent + i) % 251;
+    await session.commitData(room.length);
+    sent += room.length;
+  }
+  await session.endData();
+}
+
+async function receiveAll(session: Session): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
+    parts.push(chunk.slice());
+  }
+  const all = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let at = 0;
+  for (const part of parts) all.set(part, (at += part.length) - part.length);
+  return all;
+}
+
+Deno.test("reserved data frames on a storage descriptor are written in place in the ring and arrive whole", async () => {
+  const { storage, sockets } = world();
+  const [dataA, dataB] = await storagePair(sockets);
+  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA }, {
+    zeroCopy: storage,
+  });
+  const b = new Session(sockets, { control: dataB, error: dataB, data: dataB });
+  assert.equal(a.dataInPlace, true);
+  const total = 5 * (1 << 20) + 123;
+  const sending = Promise.all([
+    sendReserved(a, total, 700 * 1024),
+    a.sendMessage("control", { type: "progress" }), // waits for the frame reserved before it
+  ]);
+  const received = await receiveAll(b);
+  await sending;
+  assert.equal(received.length, total);
+  for (let i = 0; i < total; i += 4093) assert.equal(received[i], i % 251, `byte ${i}`);
+  assert.equal(received[total - 1], (total - 1) % 251);
+  assert.deepEqual(await b.nextMessage("control"), { type: "progress" });
+  // Only a span at the ring's end too small for a frame may be sent from a buffer.
+  assert.ok(a.dataFrames.inPlace >= 8, `in place: ${a.dataFrames.inPlace}`);
+  assert.ok(a.dataFrames.copied <= a.dataFrames.inPlace / 4, `copied: ${a.dataFrames.copied}`);
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});
+
+Deno.test("reserved data frames go from a buffer on the network or without the zero-copy calls", async () => {
+  const { storage, sockets } = world();
+  const [tcpA, tcpB] = await tcpPair(sockets);
+  const [dataA, dataB] = await storagePair(sockets);
+  for (const [from, to, zeroCopy] of [[tcpA, tcpB, storage], [dataA, dataB, undefined]] as const) {
+    const a = new Session(sockets, { control: from, error: from, data: from }, { zeroCopy });
+    const b = new Session(sockets, { control: to, error: to, data: to });
+    assert.equal(a.dataInPlace, false);
+    const [received] = await Promise.all([receiveAll(b), sendReserved(a, 3 << 20, 1 << 20)]);
+    assert.equal(received.length, 3 << 20);
+    assert.equal(received[(3 << 20) - 1], ((3 << 20) - 1) % 251);
+    assert.deepEqual(a.dataFrames, { inPlace: 0, copied: 3 });
+    await sockets.close(from);
+    await sockets.close(to);
+    await Promise.all([a.settled(), b.settled()]);
+  }
+  await storage.dispose();
+});
+
+Deno.test("a reserved frame rejects a second reserve, an oversized commit and a commit without reserve", async () => {
+  const { storage, sockets } = world();
+  const [dataA, dataB] = await storagePair(sockets);
+  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA }, {
+    zeroCopy: storage,
+  });
+  await assert.rejects(a.commitData(1), (e) => e instanceof SocketError && e.code === "EINVAL");
+  const room = await a.reserveData(IN_PLACE_FRAME_MIN_BYTES + 10);
+  await assert.rejects(a.reserveData(10), (e) => e instanceof SocketError && e.code === "EALREADY");
+  await assert.rejects(a.commitData(room.length + 1), RangeError);
+  await assert.rejects(a.reserveData(0), RangeError);
+  // The failed commit gave the reservation up: the descriptor sends again.
+  await a.sendData(new Uint8Array([5]));
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await a.settled();
+  await storage.dispose();
+});

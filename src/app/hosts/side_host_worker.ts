@@ -41,6 +41,8 @@ export interface SideHostJob {
     readonly roots: readonly string[];
     /** Paths of the source left out on purpose (the repository, when it lies inside). */
     readonly excluded: readonly ExcludedPath[];
+    /** True: archive bytes are packed in place in the storage ring (default false: copied). */
+    readonly zeroCopy?: boolean;
   };
   /** The server's side of a job toward an agent. */
   readonly server?: ServerSideJob & {
@@ -106,6 +108,7 @@ async function runAgent(job: SideHostJob, storage: StorageSockets | undefined) {
       key,
       sockets,
       storage,
+      zeroCopy: job.agent!.zeroCopy,
       ioTimeoutMs: job.ioTimeoutMs,
       handshakeTimeoutMs: job.handshakeTimeoutMs,
       hashWorker: hashWorkerPort,

@@ -33,6 +33,11 @@ export interface BackupJobOptions extends Omit<BackupJobRequest, "kind" | "agent
   readonly source?: string | undefined;
   /** Size of the storage region in MiB; 0 attaches none. Default 64. */
   readonly regionMib?: number;
+  /**
+   * True makes the agent pack archive bytes in place in the storage ring; false copies them in
+   * from its staging buffers (the bench's `backup-e2e-copy` row). Default false for now.
+   */
+  readonly zeroCopy?: boolean;
   /** Control blocks in the region. Default 64. */
   readonly controlBlocks?: number;
   /** A region to use instead of a fresh one: shared memory, or a region file's path. */
@@ -92,6 +97,11 @@ export interface BackupJobSummary {
   readonly storageBytes: number;
   /** Bytes that went over the network. */
   readonly networkBytes: number;
+  /**
+   * The agent's archive frames: packed in place in the storage ring, or sent from a buffer (a
+   * copy; the network path, and a ring span too small for a frame).
+   */
+  readonly dataFrames: { readonly inPlace: number; readonly copied: number };
   /** Entries left out, each with the reason. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
   /** Paths of the source left out on purpose (the repository, when it lies inside). */
@@ -178,7 +188,7 @@ export async function runBackupJob(requested: BackupJobOptions): Promise<BackupJ
   const attempt = (channel: BackupJobOptions["channel"], drillBytes?: number) =>
     runSides({
       region,
-      agent: { ...base, agent: { roots, excluded } },
+      agent: { ...base, agent: { roots, excluded, zeroCopy: requested.zeroCopy ?? false } },
       server: {
         ...base,
         server: {
@@ -272,6 +282,7 @@ export function backupSummary(
     archiveBytes: manifest.archiveBytes,
     storageBytes: manifest.channelBytes.storage,
     networkBytes: manifest.channelBytes.network,
+    dataFrames: client.dataFrames ?? { inPlace: 0, copied: 0 },
     skipped: client.skipped,
     excluded,
     seconds,

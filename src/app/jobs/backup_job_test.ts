@@ -82,12 +82,20 @@ async function writeRandomTree(root: string, files: number, fileBytes: number): 
 Deno.test("a backup through storage restores to the same tree; an incremental one sends only changes", async () => {
   await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 6, 3 * 1024 * 1024);
-    const full = await runBackupJob(fsJob(dir));
+    const full = await runBackupJob(fsJob(dir, { zeroCopy: true }));
     assert.equal(full.dataPath, "storage");
     assert.equal(full.fallbackReason, null);
     assert.equal(full.files, 6);
     assert.ok(full.storageBytes >= full.fileBytes, "file data went through storage");
     assert.ok(full.networkBytes < full.fileBytes / 100, "the network carried control traffic only");
+    // The archive was packed straight into the ring: no silent fallback to copying into it.
+    assert.ok(full.dataFrames.inPlace >= 8, `in-place frames: ${full.dataFrames.inPlace}`);
+    // A frame goes by copy only where the ring's free span is too short for one (measured:
+    // about one in six, see IN_PLACE_FRAME_WANT_BYTES in session.ts).
+    assert.ok(
+      full.dataFrames.copied <= full.dataFrames.inPlace / 3,
+      `copied ${full.dataFrames.copied}, in place ${full.dataFrames.inPlace}`,
+    );
     await Deno.writeTextFile(`${dir}/src/new.txt`, "added");
     await Deno.remove(`${dir}/src/file 0.bin`);
     const incremental = await runBackupJob(fsJob(dir, { incremental: true }));

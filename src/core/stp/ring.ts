@@ -64,11 +64,18 @@ export type SpanStep = RingSpan | Exclude<RingStep, { kind: "moved" }>;
  * Reserves free space of the tx ring for the producer to fill in place (zero-copy `send`): the
  * contiguous part of the free space at the tail, at most `maxBytes`. When the free space wraps
  * around the ring's end, only the part up to the end is returned; the next reserve, after a
- * commit, returns the rest. Nothing is published until {@link commitStep}.
+ * commit, returns the rest. Nothing is published until {@link commitStep}. With `minBytes`, a
+ * span shorter than that (and than `maxBytes` and the ring) that does not reach the ring's end
+ * waits for the consumer to free more: the ring is nearly full, not at its end.
  *
  * @returns a span, waiting (ring full), EPIPE (peer closed), ECONNRESET, EPROTO
  */
-export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): SpanStep {
+export function reserveStep(
+  ctx: StpContext,
+  end: RingEnd,
+  maxBytes: number,
+  minBytes = 1,
+): SpanStep {
   const memory = ctx.memory;
   const bell = memory.load(end.peerSpaceBellIndex);
   const peerWord = memory.load(end.peerStateIndex);
@@ -90,10 +97,11 @@ export function reserveStep(ctx: StpContext, end: RingEnd, maxBytes: number): Sp
   const used = ringUsed(end.tail, head);
   invariant(used <= end.ringBytes, "a checked rxHead leaves at most a ring in use");
   const count = Math.min(end.ringBytes - used, Math.max(0, Math.trunc(maxBytes)));
-  if (count === 0 && maxBytes >= 1) {
+  const [position, first] = ringSpans(end.tail, count, end.ringBytes);
+  const wanted = Math.min(Math.max(1, Math.trunc(minBytes)), Math.trunc(maxBytes), end.ringBytes);
+  if ((count === 0 && maxBytes >= 1) || (first < wanted && position + first < end.ringBytes)) {
     return blocked(ctx, end, { index: end.peerSpaceBellIndex, value: bell });
   }
-  const [position, first] = ringSpans(end.tail, count, end.ringBytes);
   end.reserved = first;
   return { kind: "span", byteOffset: end.txOffset + position, length: first };
 }
