@@ -411,6 +411,13 @@ class StreamedRestore {
   readonly counts: Restored = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   readonly #open: ManifestEntry[] = [];
   readonly #dirs = new Map<string, ManifestEntry>();
+  /** Directories finished (times set) while the stream goes on. */
+  readonly #finished = new Set<string>();
+  /**
+   * Finished directories an entry came into later: path order is not tree order ("a", "a-b",
+   * "a/c": "a" is finished at "a-b", then "a/c" changes its time), so they are finished again.
+   */
+  readonly #refinish = new Set<string>();
   readonly #standIns = new Map<string, FileEntry>();
   readonly #standInDone = new Map<string, string>();
   readonly #deferred: FileEntry[] = [];
@@ -446,6 +453,8 @@ class StreamedRestore {
       return;
     }
     await this.#finishOutside(entry.path);
+    const parent = parentPath(entry.path);
+    if (this.#finished.has(parent)) this.#refinish.add(parent);
     if (entry.type === "dir") {
       this.counts.dirs++;
       if (await this.#attempt(entry.path, () => this.writer.dir(entry))) {
@@ -500,6 +509,7 @@ class StreamedRestore {
       const top = this.#open[this.#open.length - 1]!;
       if (path !== undefined && isWithin(path, top.path)) return;
       this.#open.pop();
+      this.#finished.add(top.path);
       await this.#attempt(top.path, () => this.writer.finishDir(top));
     }
   }
@@ -507,7 +517,7 @@ class StreamedRestore {
   /** After the last entry: links whose primary came later, then the directories left. */
   async finish(): Promise<void> {
     await this.#finishOutside(undefined);
-    const touched = new Set<string>();
+    const touched = new Set<string>(this.#refinish);
     for (const entry of this.#deferred) {
       await this.#file(entry, true);
       touched.add(parentPath(entry.path));

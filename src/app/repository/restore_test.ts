@@ -16,6 +16,15 @@ async function sampleTree(root: string): Promise<void> {
   await Deno.utime(`${root}/docs/empty`, 1_500_000_000, 1_500_000_000);
 }
 
+/** Restores, expecting an incomplete restore: each problem as [path, code, side]. */
+async function restoreProblems(options: Parameters<typeof restoreSnapshot>[0]) {
+  const failed = await restoreSnapshot(options).then(() => undefined, (error) => error);
+  assert.equal(failed?.code, "incomplete");
+  return (failed.summary.problems as Array<{ path: string; code: string; side: string }>).map((
+    p,
+  ) => [p.path, p.code, p.side]);
+}
+
 Deno.test("restoreSnapshot() recreates the tree with content, modes, mtimes and symlinks", async () => {
   await withTempDir(async (dir) => {
     await sampleTree(`${dir}/src`);
@@ -257,15 +266,8 @@ Deno.test("a corrupted archive byte is reported naming the file, by restore and 
     assert.ok(at > 0);
     bytes[at] = "X".charCodeAt(0);
     await Deno.writeFile(archive, bytes);
-    const failed = await restoreSnapshot({ repo: `${dir}/repo`, snapshot, target: `${dir}/out` })
-      .then(() => undefined, (error) => error);
-    assert.equal(failed?.code, "incomplete");
     assert.deepEqual(
-      failed.summary.problems.map((p: { path: string; code: string; side: string }) => [
-        p.path,
-        p.code,
-        p.side,
-      ]),
+      await restoreProblems({ repo: `${dir}/repo`, snapshot, target: `${dir}/out` }),
       [["docs/report.md", "hash-mismatch", "repository"]],
     );
     await assert.rejects(Deno.lstat(`${dir}/out/docs/report.md`), Deno.errors.NotFound);
@@ -279,6 +281,36 @@ Deno.test("a corrupted archive byte is reported naming the file, by restore and 
     ]]);
   });
 });
+
+for (const native of [true, false]) {
+  Deno.test(`an archive cut inside a file's bytes is the repository's fault, not the target's (native ${native})`, async () => {
+    await withTempDir(async (dir) => {
+      await Deno.mkdir(`${dir}/src`);
+      await writeFileWith(`${dir}/src/a.txt`, "intact", 0o644, 1_600_000_001);
+      await writeFileWith(
+        `${dir}/src/z.bin`,
+        new Uint8Array(200_000).fill(7),
+        0o644,
+        1_600_000_002,
+      );
+      const { snapshot } = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+      const archive = `${dir}/repo/snapshots/${snapshot}.tar`;
+      const header = new TextDecoder("latin1").decode(await Deno.readFile(archive)).indexOf(
+        "z.bin",
+      );
+      assert.ok(header > 0);
+      await Deno.truncate(archive, header + 512 + 100_000);
+      assert.deepEqual(
+        await restoreProblems({ repo: `${dir}/repo`, snapshot, target: `${dir}/out`, native }),
+        [["z.bin", "bad-archive", "repository"]],
+      );
+      assert.equal(await Deno.readTextFile(`${dir}/out/a.txt`), "intact");
+      const left = [];
+      for await (const entry of Deno.readDir(`${dir}/out`)) left.push(entry.name);
+      assert.deepEqual(left, ["a.txt"]); // no z.bin, no temporary file
+    });
+  });
+}
 
 Deno.test("verify reports a missing or truncated archive naming the snapshot", async () => {
   await withTempDir(async (dir) => {
@@ -584,3 +616,19 @@ Deno.test("--path reads only the member it restores, at the offset the manifest 
     assert.ok(bytesRead < 64 << 10, `read ${bytesRead} bytes of a 20 MiB archive`);
   });
 });
+
+for (const native of [true, false]) {
+  Deno.test(`a directory gets its time back though a sibling sorts between it and its entries (native ${native})`, async () => {
+    await withTempDir(async (dir) => {
+      // Path order is not tree order: "a" < "a-b" < "a/c" ('-' sorts before '/').
+      await Deno.mkdir(`${dir}/src/a`, { recursive: true });
+      await writeFileWith(`${dir}/src/a-b`, "sibling", 0o644, 1_600_000_001);
+      await writeFileWith(`${dir}/src/a/c`, "inside", 0o644, 1_600_000_002);
+      await Deno.utime(`${dir}/src/a`, 1_500_000_000, 1_500_000_000);
+      const { snapshot } = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+      await restoreSnapshot({ repo: `${dir}/repo`, snapshot, target: `${dir}/out`, native });
+      assert.equal((await Deno.stat(`${dir}/out/a`)).mtime?.getTime(), 1_500_000_000_000);
+      assert.equal(await Deno.readTextFile(`${dir}/out/a/c`), "inside");
+    });
+  });
+}
