@@ -9,6 +9,7 @@ import type { ManifestEntry } from "../../core/backup/manifest.ts";
 import { RestoreError } from "../errors.ts";
 import type { MemberPiece } from "./_archive_read.ts";
 import { ownerIds } from "./_owners.ts";
+import { MemberError } from "./_tar_member.ts";
 
 /** Permission bits restored without `preservePermissions` (GNU tar without `-p`). */
 export const MODE_WITHOUT_SPECIAL_BITS = 0o777;
@@ -159,6 +160,8 @@ export async function writeThroughTemporary(
   } catch (error) {
     await temp.close();
     await temp.discard();
+    // A member cut off or damaged in the archive is the repository's fault, not the target's.
+    if (error instanceof MemberError) throw error;
     throw writeFailure(entry.path, error);
   } finally {
     await temp.close();
