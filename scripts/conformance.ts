@@ -97,7 +97,9 @@ export function replayCommand(result: PropertyResult): string {
   const replay = result.replay;
   const options = replay === undefined
     ? ""
-    : ` --seed ${replay.seed}` + (replay.path === undefined ? "" : ` --path ${replay.path}`) +
+    // A negative seed is one word with its option: the parser takes "-123" for an option.
+    : (replay.seed < 0 ? ` --seed=${replay.seed}` : ` --seed ${replay.seed}`) +
+      (replay.path === undefined ? "" : ` --path ${replay.path}`) +
       (replay.runs === undefined ? "" : ` --runs ${replay.runs}`);
   return `deno task conformance --suite ${shellWord(result.suite)} --property ${
     shellWord(result.property)

@@ -121,3 +121,19 @@ Deno.test("conformance --json gives a tripped property's counterexample, seed, p
   assert.match(String(result?.report), /escaped the property/);
   assert.match(String(result?.replayCommand), /--seed 5 --path \S+$/);
 });
+
+Deno.test("a replay command with a negative seed is one the conformance CLI parses (--seed=-N)", async () => {
+  const { replayCommand } = await import("./conformance.ts");
+  const result = {
+    suite: "s",
+    property: "p",
+    passed: false,
+    runs: 1,
+    timeMs: 1,
+    seed: -1911018596,
+    replay: { seed: -1911018596, path: "3:2" },
+  };
+  const command = replayCommand(result);
+  assert.match(command, / --seed=-1911018596 --path 3:2$/);
+  assert.match(replayCommand({ ...result, replay: { seed: 5 } }), / --seed 5$/);
+});
