@@ -97,14 +97,20 @@ export function atomicsWait(
     }
     const waited = Atomics.waitAsync(words, index, value, timeoutMs);
     if (!waited.async) return waited.value;
-    const keepAlive = setTimeout(() => {}, timeoutMs + 1);
+    // Kept alive until the wait settles, not for timeoutMs + 1 only: under load the wait's own
+    // timeout can resolve after a timer of the same length, and the event loop would end first
+    // ("Promise resolution is still pending"). waitAsync with a finite timeout always settles.
+    const keepAlive = setInterval(() => {}, KEEP_ALIVE_TICK_MS);
     try {
       return await waited.value;
     } finally {
-      clearTimeout(keepAlive);
+      clearInterval(keepAlive);
     }
   };
 }
+
+/** Period of the timer that keeps the event loop alive during an asynchronous wait, ms. */
+const KEEP_ALIVE_TICK_MS = 1_000;
 
 /** Sleep between two reads of a polling wait, ms. */
 export const POLL_SLEEP_MS = 1;
