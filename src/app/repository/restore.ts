@@ -411,8 +411,6 @@ class StreamedRestore {
   readonly counts: Restored = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   readonly #open: ManifestEntry[] = [];
   readonly #dirs = new Map<string, ManifestEntry>();
-  /** Directories finished (times set) while the stream goes on. */
-  readonly #finished = new Set<string>();
   /**
    * Finished directories an entry came into later: path order is not tree order ("a", "a-b",
    * "a/c": "a" is finished at "a-b", then "a/c" changes its time), so they are finished again.
@@ -453,8 +451,10 @@ class StreamedRestore {
       return;
     }
     await this.#finishOutside(entry.path);
+    // Still open, the parent is the top of the stack (the nearest open ancestor); a restored
+    // directory that is not there was finished already.
     const parent = parentPath(entry.path);
-    if (this.#finished.has(parent)) this.#refinish.add(parent);
+    if (this.#dirs.has(parent) && this.#open.at(-1)?.path !== parent) this.#refinish.add(parent);
     if (entry.type === "dir") {
       this.counts.dirs++;
       if (await this.#attempt(entry.path, () => this.writer.dir(entry))) {
@@ -509,7 +509,6 @@ class StreamedRestore {
       const top = this.#open[this.#open.length - 1]!;
       if (path !== undefined && isWithin(path, top.path)) return;
       this.#open.pop();
-      this.#finished.add(top.path);
       await this.#attempt(top.path, () => this.writer.finishDir(top));
     }
   }
