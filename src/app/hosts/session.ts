@@ -63,15 +63,6 @@ const SPARE_BUFFERS_MAX = 2;
  */
 export const IN_PLACE_FRAME_MIN_BYTES = 512;
 
-/**
- * A reserved data frame could wait for this much contiguous ring space (payload) where the space
- * does not reach the ring's end, so a consumer that freed only a frame header would not make the
- * next frame go by copy. Any wait above 1 made the producer block (and check its peer's lease)
- * so often that `large_tree_test.ts` (250 ms lease, loaded machine) saw its peer's lease lapse:
- * until that is understood, no wait (1), and about one frame in six goes by copy.
- */
-const IN_PLACE_FRAME_WANT_BYTES = 1;
-
 /** Data frames sent: written in place in the ring (`inPlace`) or copied from a buffer. */
 export interface DataFrameCounts {
   inPlace: number;
@@ -290,12 +281,12 @@ export class Session {
     this.#lastSentMs.set(fd, performance.now());
     try {
       await previous;
+      // No minimum span is asked of the ring (its minBytes): any wait above 1 byte made the
+      // producer block (and check its peer's lease) so often that large_tree_test.ts (250 ms
+      // lease, loaded machine) saw its peer's lease lapse. Until that is understood, a short
+      // span at the ring's end sends its frame by copy: about one frame in six.
       const span = this.dataInPlace
-        ? await this.#zeroCopy!.reserve(
-          fd,
-          HEADER_BYTES + maxBytes,
-          Math.min(HEADER_BYTES + maxBytes, IN_PLACE_FRAME_WANT_BYTES),
-        )
+        ? await this.#zeroCopy!.reserve(fd, HEADER_BYTES + maxBytes)
         : undefined;
       if (span !== undefined && span.length >= HEADER_BYTES + IN_PLACE_FRAME_MIN_BYTES) {
         this.#open = { view: span, inPlace: true, done };
@@ -330,17 +321,20 @@ export class Session {
         throw new RangeError(`commitData of ${bytes} bytes, but ${room} are reserved`);
       }
       if (!open.inPlace) {
-        if (bytes > 0) await this.#sendFrame(fd, TAG_DATA, [open.view.subarray(0, bytes)]);
-        if (bytes > 0) this.#frames.copied++;
+        if (bytes === 0) return;
+        await this.#sendFrame(fd, TAG_DATA, [open.view.subarray(0, bytes)]);
+        this.#frames.copied++;
         return;
       }
-      if (bytes > 0) {
-        const payload = open.view.subarray(HEADER_BYTES, HEADER_BYTES + bytes);
-        open.view.set(this.#header(fd, TAG_DATA, bytes, crc32(payload)));
+      if (bytes === 0) {
+        this.#zeroCopy!.commit(fd, 0);
+        return;
       }
-      this.#zeroCopy!.commit(fd, bytes > 0 ? HEADER_BYTES + bytes : 0);
-      if (bytes > 0) this.#count(fd, HEADER_BYTES + bytes);
-      if (bytes > 0) this.#frames.inPlace++;
+      const payload = open.view.subarray(HEADER_BYTES, HEADER_BYTES + bytes);
+      open.view.set(this.#header(fd, TAG_DATA, bytes, crc32(payload)));
+      this.#zeroCopy!.commit(fd, HEADER_BYTES + bytes);
+      this.#count(fd, HEADER_BYTES + bytes);
+      this.#frames.inPlace++;
     } finally {
       open.done();
     }

@@ -91,7 +91,7 @@ Deno.test("a backup through storage restores to the same tree; an incremental on
     // The archive was packed straight into the ring: no silent fallback to copying into it.
     assert.ok(full.dataFrames.inPlace >= 8, `in-place frames: ${full.dataFrames.inPlace}`);
     // A frame goes by copy only where the ring's free span is too short for one (measured:
-    // about one in six, see IN_PLACE_FRAME_WANT_BYTES in session.ts).
+    // about one in six, see reserveData in session.ts).
     assert.ok(
       full.dataFrames.copied <= full.dataFrames.inPlace / 3,
       `copied ${full.dataFrames.copied}, in place ${full.dataFrames.inPlace}`,
