@@ -47,24 +47,42 @@ Deno.test("a file swapped for a FIFO between scan and pack is skipped at once; l
     await Deno.mkdir(`${dir}/src`);
     await writeFileWith(`${dir}/src/pipe`, "was a file", 0o644);
     await writeFileWith(`${dir}/src/z.txt`, "after the pipe", 0o644);
-    // Watchdog for a reader that blocks on the FIFO: opening its write end releases the reader,
-    // and the test then fails instead of hanging. A correct backup never comes near this.
-    let blocked = false;
-    const watchdog = setTimeout(() => {
-      blocked = true;
-      Deno.open(`${dir}/src/pipe`, { write: true }).then((f) => f.close(), () => {});
-    }, 20_000);
-    const summary = await runLocalBackup({
-      source: `${dir}/src`,
-      repo: `${dir}/repo`,
-      beforePack: async () => {
-        await Deno.remove(`${dir}/src/pipe`);
-        const made = await new Deno.Command("mkfifo", { args: [`${dir}/src/pipe`] }).output();
-        assert.ok(made.success, "mkfifo");
-      },
-    });
-    clearTimeout(watchdog);
-    assert.equal(blocked, false, "the backup blocked on the FIFO until the watchdog wrote to it");
+    // Watchdog for a reader that blocks on the FIFO: a separate process opens its write end
+    // after 20 s, which releases the reader, so the test fails instead of hanging. It is a
+    // process, not a timer, because a blocking open may hold this isolate's thread. A correct
+    // backup never comes near it: it is killed once the backup returns.
+    const watchdog = new Deno.Command("sh", {
+      args: [
+        "-c",
+        "trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 20 & wait $!; : > \"$1\"; echo released",
+        "watchdog",
+        `${dir}/src/pipe`,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    let summary;
+    try {
+      summary = await runLocalBackup({
+        source: `${dir}/src`,
+        repo: `${dir}/repo`,
+        beforePack: async () => {
+          await Deno.remove(`${dir}/src/pipe`);
+          const made = await new Deno.Command("mkfifo", { args: [`${dir}/src/pipe`] }).output();
+          assert.ok(made.success, "mkfifo");
+        },
+      });
+    } finally {
+      try {
+        watchdog.kill("SIGTERM");
+      } catch { /* it has exited */ }
+    }
+    const { stdout } = await watchdog.output();
+    assert.equal(
+      new TextDecoder().decode(stdout),
+      "",
+      "the backup blocked on the FIFO until the watchdog opened its write end",
+    );
     assert.deepEqual(summary.skippedEntries, [{
       path: "pipe",
       reason: "changed type during the backup (now a fifo)",
