@@ -45,12 +45,12 @@ export async function region(
  * runs removes this one before the process exits (see `_leftovers.ts`).
  */
 export async function withShmDirectory(
-  body: (directory: string) => Promise<string[]>,
+  body: (directory: string) => Promise<string[] | void> | string[] | void,
 ): Promise<void> {
   sweepStaleScratch();
   const directory = makeTempDirectory("/dev/shm/lanfree-test-");
   const forget = cleanUpOnSignal(() => removeQuietly(directory));
-  let files: string[];
+  let files: string[] | void;
   try {
     files = await body(directory);
   } catch (error) {
@@ -59,6 +59,6 @@ export async function withShmDirectory(
   } finally {
     forget();
   }
-  for (const name of files) unlinkFile(`${directory}/${name}`);
+  for (const name of files ?? []) unlinkFile(`${directory}/${name}`);
   removeDirectory(directory); // ENOTEMPTY if anything else was left
 }

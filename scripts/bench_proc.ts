@@ -14,6 +14,7 @@ import { createRegionFile } from "../src/adapters/region_file.ts";
 import { makeTempDirectory, removeDirectory, unlinkFile } from "../src/adapters/_libc_files.ts";
 import { type ProcessHost, startProcessHost } from "../src/adapters/host_link.ts";
 import type { HostReport } from "../src/adapters/shm_host_jobs.ts";
+import { cleanUpOnSignal, removeQuietly, sweepStaleScratch } from "./_leftovers.ts";
 import type { ProcHostInput, ProcHostReport, ProcJob } from "./bench_proc_host.ts";
 
 const MIB = 1 << 20;
@@ -125,7 +126,9 @@ async function tcpRtt(): Promise<number> {
  * @returns `stp-ring-proc`, `tcp-loopback-proc` (MB/s), `stp-rtt-proc`, `tcp-rtt-proc` (µs)
  */
 export async function benchProc(): Promise<ProcRow[]> {
+  sweepStaleScratch();
   const directory = makeTempDirectory("/dev/shm/lanfree-bench-");
+  const forget = cleanUpOnSignal(() => removeQuietly(directory)); // stopped: nothing left
   const files: string[] = [];
   try {
     const ringPath = regionFile(directory, "ring");
@@ -148,6 +151,7 @@ export async function benchProc(): Promise<ProcRow[]> {
       { name: "tcp-rtt-proc", value: Math.round((await tcpRtt()) * 10) / 10, unit: "µs" },
     ];
   } finally {
+    forget();
     for (const path of files) unlinkFile(path);
     removeDirectory(directory);
   }

@@ -14,6 +14,7 @@ import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { buildDashboardScript } from "./build_dashboard.ts";
 import { region } from "./_region_testing.ts";
 import { makeTempDirectory, removeDirectory, unlinkFile } from "../src/adapters/_libc_files.ts";
+import { cleanUpOnSignal, killQuietly, removeQuietly, sweepStaleScratch } from "./_leftovers.ts";
 
 /** The little of the DOM the in-page functions use (this file is checked without the DOM lib). */
 interface PageElement {
@@ -141,6 +142,7 @@ interface Setup {
 
 /** A region file, `region recv` listening in it, and `serve` over it. */
 async function startServer(): Promise<Setup> {
+  sweepStaleScratch();
   const shm = makeTempDirectory("/dev/shm/lanfree-test-dash-");
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-dash-" }));
   const regionPath = `${shm}/region`;
@@ -174,6 +176,7 @@ async function startServer(): Promise<Setup> {
     env: { LANFREE_TOKEN: TOKEN },
   }).spawn();
   const cleanup = async () => {
+    forget();
     for (const child of [serve, recv]) {
       try {
         child.kill("SIGKILL");
@@ -187,6 +190,13 @@ async function startServer(): Promise<Setup> {
     removeDirectory(shm);
     await Deno.remove(root, { recursive: true });
   };
+  // Stopped by a signal: the children, the region and the directories go too (_leftovers.ts).
+  const forget = cleanUpOnSignal(async () => {
+    killQuietly(serve);
+    killQuietly(recv);
+    removeQuietly(shm);
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  });
   try {
     const listening = await lineMatching(serve.stdout, /http:\/\/127\.0\.0\.1:(\d+)/);
     // The listener is up once the region shows its block listening.

@@ -11,13 +11,8 @@ import {
   removeRegionFile,
 } from "./region_file.ts";
 import { createStorageSockets } from "./shm.ts";
-import {
-  makeTempDirectory,
-  readWholeFile,
-  removeDirectory,
-  unlinkFile,
-  writeNewFile,
-} from "./_libc_files.ts";
+import { readWholeFile, writeNewFile } from "./_libc_files.ts";
+import { withShmDirectory } from "../../scripts/_region_testing.ts";
 
 const CONFIG: RegionConfig = {
   stgs: [
@@ -31,25 +26,6 @@ const CONFIG: RegionConfig = {
   leaseMs: 2000,
   backlogMax: 2,
 };
-
-/**
- * Runs `body` with a fresh directory under /dev/shm and removes it afterwards, with the files
- * `body` lists (Deno's own file APIs refuse /dev without --allow-all; libc does not).
- */
-async function inDirectory(
-  body: (directory: string) => Promise<string[] | void> | string[] | void,
-): Promise<void> {
-  const directory = makeTempDirectory("/dev/shm/lanfree-test-");
-  let files: string[] | void;
-  try {
-    files = await body(directory);
-  } catch (error) {
-    new Deno.Command("rm", { args: ["-rf", directory] }).outputSync(); // best effort
-    throw error;
-  }
-  for (const name of files ?? []) unlinkFile(`${directory}/${name}`);
-  removeDirectory(directory); // ENOTEMPTY if anything was left behind
-}
 
 async function closeAll(...regions: RegionFile[]): Promise<void> {
   for (const region of regions) region.close();
@@ -68,7 +44,7 @@ function problemOf(call: () => unknown): RegionFileProblem | "none" {
 }
 
 Deno.test("a region file created here is opened by a second mapping with the same id and layout", async () => {
-  await inDirectory(async (directory) => {
+  await withShmDirectory(async (directory) => {
     const created = createRegionFile(`${directory}/r`, CONFIG);
     const opened = openRegionFile(`${directory}/r`);
     assert.equal(opened.layout.regionId, created.layout.regionId);
@@ -83,7 +59,7 @@ Deno.test("a region file created here is opened by a second mapping with the sam
 });
 
 Deno.test("hosts on two mappings of one region file connect, wait on each other and exchange bytes", async () => {
-  await inDirectory(async (directory) => {
+  await withShmDirectory(async (directory) => {
     const serverRegion = createRegionFile(`${directory}/r`, CONFIG);
     const clientRegion = openRegionFile(`${directory}/r`);
     const server = createStorageSockets({ region: serverRegion });
@@ -126,7 +102,7 @@ Deno.test("hosts on two mappings of one region file connect, wait on each other 
 });
 
 Deno.test("a missing, foreign, old, tiny or truncated file fails typed, naming it, and stays unchanged", async () => {
-  await inDirectory((directory) => {
+  await withShmDirectory((directory) => {
     const good = formatRegion(CONFIG, crypto.randomUUID());
     if (!good.ok) throw new Error(good.message);
     const region = new Uint8Array(good.value);
@@ -161,7 +137,7 @@ Deno.test("a missing, foreign, old, tiny or truncated file fails typed, naming i
 });
 
 Deno.test("create refuses to replace an existing file and leaves no staging file behind", async () => {
-  await inDirectory((directory) => {
+  await withShmDirectory((directory) => {
     const path = `${directory}/taken`;
     const precious = new TextEncoder().encode("precious");
     writeNewFile(path, precious);
@@ -177,7 +153,7 @@ Deno.test("create refuses to replace an existing file and leaves no staging file
 });
 
 Deno.test("close ends a pending wait early and makes later use of the memory throw, not crash", async () => {
-  await inDirectory(async (directory) => {
+  await withShmDirectory(async (directory) => {
     const region = createRegionFile(`${directory}/r`, CONFIG);
     const word = region.layout.cbtOffset / 4 + 1;
     const waiting = region.wait(word, 0, 60_000); // only close can end it this early
@@ -196,7 +172,7 @@ Deno.test("close ends a pending wait early and makes later use of the memory thr
 });
 
 Deno.test("the polling fallback sees a change without any wake and times out without one", async () => {
-  await inDirectory(async (directory) => {
+  await withShmDirectory(async (directory) => {
     const region = createRegionFile(`${directory}/r`, CONFIG, { wakeMethod: "poll" });
     assert.equal(region.wakeMethod, "poll");
     const word = region.layout.cbtOffset / 4 + 1;
@@ -210,7 +186,7 @@ Deno.test("the polling fallback sees a change without any wake and times out wit
 });
 
 Deno.test("a process that closes its region with a wait pending exits at once", async () => {
-  await inDirectory(async (directory) => {
+  await withShmDirectory(async (directory) => {
     const path = `${directory}/r`;
     createRegionFile(path, CONFIG).close();
     const module = new URL("./region_file.ts", import.meta.url).href;
@@ -235,7 +211,7 @@ Deno.test("a process that closes its region with a wait pending exits at once", 
 });
 
 Deno.test("removing a region file is refused while a host holds a live lease, and never removes a non-region", async () => {
-  await inDirectory(async (directory) => {
+  await withShmDirectory(async (directory) => {
     const region = createRegionFile(`${directory}/r`, CONFIG);
     const host = createStorageSockets({ region });
     assert.equal(problemOf(() => removeRegionFile(`${directory}/r`)), "in-use");
