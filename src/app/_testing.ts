@@ -6,6 +6,31 @@
  */
 
 import { createHash } from "node:crypto";
+import type { Address, Sockets } from "../core/dispatch/sockets.ts";
+
+/**
+ * One connection through `sockets`: a listener bound to `address` (port 0: an ephemeral one),
+ * a client connected to it, the listener closed.
+ *
+ * @param sockets the router
+ * @param address where to listen (`{ kind: "network", host: "127.0.0.1", port: 0 }`, say)
+ * @returns the client's and the server's descriptors
+ */
+export async function connectedPair(
+  sockets: Sockets,
+  address: Address,
+): Promise<readonly [number, number]> {
+  const listener = await sockets.socket(address.kind);
+  await sockets.bind(listener, address);
+  await sockets.listen(listener, 4);
+  const client = await sockets.socket(address.kind);
+  const [server] = await Promise.all([
+    sockets.accept(listener),
+    sockets.connect(client, await sockets.getsockname(listener)),
+  ]);
+  await sockets.close(listener);
+  return [client, server] as const;
+}
 
 /**
  * Runs `body` with a fresh temporary directory, removed afterwards.

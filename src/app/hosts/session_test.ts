@@ -7,31 +7,14 @@ import { createRouter } from "../../core/dispatch/router.ts";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { formatRegion } from "../../core/stp/region.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
+import { connectedPair } from "../_testing.ts";
 
-async function tcpPair(sockets: Sockets) {
-  const listener = await sockets.socket("network");
-  await sockets.bind(listener, { kind: "network", host: "127.0.0.1", port: 0 });
-  await sockets.listen(listener, 4);
-  const client = await sockets.socket("network");
-  const [server] = await Promise.all([
-    sockets.accept(listener),
-    sockets.connect(client, await sockets.getsockname(listener)),
-  ]);
-  await sockets.close(listener);
-  return [client, server] as const;
+function tcpPair(sockets: Sockets) {
+  return connectedPair(sockets, { kind: "network", host: "127.0.0.1", port: 0 });
 }
 
-async function storagePair(sockets: Sockets) {
-  const listener = await sockets.socket("storage");
-  await sockets.bind(listener, { kind: "storage", stg: 1, port: 0 });
-  await sockets.listen(listener, 4);
-  const client = await sockets.socket("storage");
-  const [server] = await Promise.all([
-    sockets.accept(listener),
-    sockets.connect(client, await sockets.getsockname(listener)),
-  ]);
-  await sockets.close(listener);
-  return [client, server] as const;
+function storagePair(sockets: Sockets) {
+  return connectedPair(sockets, { kind: "storage", stg: 1, port: 0 });
 }
 
 function world(ioTimeoutMs = 2000) {

@@ -1,8 +1,8 @@
 /**
  * The backup server's side of a session as a pure machine with one table: each row is a state,
  * the event it takes there, the state it goes to and the rule it follows. Time is an input: every
- * event carries `atMs`, and the `tick` rows send a keepalive when the server has been idle for
- * `keepaliveMs` and fail the session when the client has been silent for `peerSilentMs`. The
+ * event carries `atMs`, and the `tick` rows send a keepalive (on every channel) `keepaliveMs` after
+ * the last one and fail the session when the client has been silent for `peerSilentMs`. The
  * failure row aborts the snapshot and waits the `clientReportWait` grace row (`grace.ts`) for the
  * client's own report before it sends `failed`.
  *
@@ -12,8 +12,11 @@
  * ended AND the manifest's lines are written: commit -> `committed`. The machine never commits
  * before both; past the commit point a failure to tell the client changes nothing.
  *
- * Not yet wired: `runBackupServer` (`src/app/server/backup_server.ts`) still decides these steps
- * itself; becoming this machine's pump is the remaining part of issue 12, item 1.
+ * Once `committing`, the commit decides: a broken channel or a silent client no longer fails the
+ * session (the snapshot may already stand); only the commit's own `commit-failed` does.
+ *
+ * Its pump is `runBackupServer` (`src/app/server/backup_server.ts`): it feeds these events in
+ * and carries the actions out, and decides none of these steps itself.
  *
  * @module
  */
@@ -59,6 +62,8 @@ export type BackupServerEvent =
   /** Every manifest line was written to the snapshot's manifest file and synced. */
   | { readonly type: "manifest-written"; readonly atMs: number }
   | { readonly type: "committed"; readonly atMs: number; readonly snapshotId: string }
+  /** The commit itself failed (the snapshot does not stand). */
+  | { readonly type: "commit-failed"; readonly atMs: number; readonly reason: string }
   | { readonly type: "tick"; readonly atMs: number }
   | { readonly type: "failure"; readonly atMs: number; readonly reason: string }
   | { readonly type: "client-report"; readonly atMs: number; readonly reason: string | undefined };
@@ -68,8 +73,15 @@ export type BackupServerAction =
   | { readonly type: "open" }
   | { readonly type: "send-begin"; readonly snapshotId: string; readonly hasParent: boolean }
   | { readonly type: "stream-parent" }
+  /** Start taking the archive's bytes (data channel) and the manifest's lines. */
+  | { readonly type: "receive" }
   | { readonly type: "grant-parent"; readonly upTo: number }
   | { readonly type: "take-manifest-part" }
+  /**
+   * The client's last control message came (the manifest's last part): stop reading the control
+   * channel, whatever follows on it belongs to whoever uses the channel next (the job).
+   */
+  | { readonly type: "stop-reading" }
   | { readonly type: "report-progress" }
   | { readonly type: "commit" }
   | { readonly type: "send-committed"; readonly snapshotId: string }
@@ -97,13 +109,15 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
     state: "opening",
     on: "opened",
     next: "transfer",
-    rule: "send `begin`; with a parent, stream its lines within the client's credit",
+    rule: "send `begin`; with a parent, stream its lines within the client's credit; take " +
+      "the archive's bytes and the manifest's lines",
   },
   {
     state: "transfer",
     on: "message",
     next: "transfer",
-    rule: "`progress` is reported; `more` of parent grants credit; a manifest `part` is taken",
+    rule: "`progress` is reported; `more` of parent grants credit; a manifest `part` is " +
+      "taken (after the last one, control is no longer read)",
   },
   { state: "transfer", on: "parent-sent", next: "transfer", rule: "the parent's stream ended" },
   {
@@ -125,6 +139,18 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
     rule: "the commit point: send `committed` (best effort: the snapshot stands)",
   },
   {
+    state: "committing",
+    on: "commit-failed",
+    next: "failing",
+    rule: "abort; wait clientReportWait for the client's report",
+  },
+  {
+    state: "committing",
+    on: "failure",
+    next: "committing",
+    rule: "the commit decides: a broken channel changes nothing now",
+  },
+  {
     state: "failing",
     on: "client-report",
     next: "failed",
@@ -135,7 +161,9 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
       state,
       on: "tick",
       next: state,
-      rule: "idle for keepaliveMs: send a keepalive; client silent for peerSilentMs: fail",
+      rule: state === "committing"
+        ? "keepaliveMs since the last keepalive: send one (the commit decides, not silence)"
+        : "keepaliveMs since the last keepalive: send one; client silent for peerSilentMs: fail",
     },
     { state, on: "heard", next: state, rule: "the client is alive" },
   ]),
@@ -143,12 +171,12 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
 
 /** The rule every live state shares. */
 export const BACKUP_SERVER_FAILURE_RULE =
-  "in any live state, a failure (or an event no row takes) aborts the snapshot and waits " +
+  "in any live state but committing, a failure (or an event no row takes) aborts the snapshot and waits " +
   `clientReportWait (${GRACE_ROWS.clientReportWait.waitMs} ms) for the client's report`;
 
 /** The machine's time rules. */
 export interface BackupServerTimes {
-  /** Send a keepalive when nothing was sent for this long, ms. */
+  /** Send a keepalive (on every channel) this long after the last one, ms. */
   readonly keepaliveMs: number;
   /** Fail when nothing was heard from the client for this long, ms. */
   readonly peerSilentMs: number;
@@ -160,7 +188,7 @@ export class BackupServerMachine {
   #snapshotId: string | undefined;
   #dataEnded = false;
   #manifestWritten = false;
-  #lastSentMs: number;
+  #lastKeepaliveMs: number;
   #lastHeardMs: number;
   #nowMs: number;
   #failure = "";
@@ -175,12 +203,17 @@ export class BackupServerMachine {
       times.peerSilentMs > times.keepaliveMs,
       `peerSilentMs (${times.peerSilentMs}) must exceed keepaliveMs (${times.keepaliveMs})`,
     );
-    this.#lastSentMs = this.#lastHeardMs = this.#nowMs = startMs;
+    this.#lastKeepaliveMs = this.#lastHeardMs = this.#nowMs = startMs;
   }
 
   /** The state it is in. */
   get state(): BackupServerState {
     return this.#state;
+  }
+
+  /** Why it is failing or failed ("" while it is not). */
+  get failureReason(): string {
+    return this.#failure;
   }
 
   /** Whether it has ended (done or failed): it takes nothing more. */
@@ -198,7 +231,7 @@ export class BackupServerMachine {
     invariant(event.atMs >= this.#nowMs, `time went back: ${event.atMs} < ${this.#nowMs}`);
     this.#nowMs = event.atMs;
     if (this.ended) return [];
-    if (event.type === "failure") return this.#fail(event.reason);
+    if (event.type === "failure" && this.#state !== "committing") return this.#fail(event.reason);
     const row = BACKUP_SERVER_ROWS.find((r) => r.state === this.#state && r.on === event.type);
     if (row === undefined) {
       if (this.#state === "failing") return []; // late results while failing change nothing
@@ -207,9 +240,7 @@ export class BackupServerMachine {
     const before = this.#state;
     const actions = this.#act(event);
     if (this.#state === before) this.#state = row.next;
-    for (const action of actions) {
-      if (action.type.startsWith("send-")) this.#lastSentMs = event.atMs;
-    }
+    if (actions.some((a) => a.type === "send-keepalive")) this.#lastKeepaliveMs = event.atMs;
     return actions;
   }
 
@@ -228,6 +259,7 @@ export class BackupServerMachine {
         return [
           { type: "send-begin", snapshotId: event.snapshotId, hasParent: event.hasParent },
           ...(event.hasParent ? [{ type: "stream-parent" } as const] : []),
+          { type: "receive" },
         ];
       case "data-end":
         this.#dataEnded = true;
@@ -241,6 +273,8 @@ export class BackupServerMachine {
           { type: "send-committed", snapshotId: event.snapshotId },
           { type: "done", snapshotId: event.snapshotId },
         ];
+      case "commit-failed":
+        return this.#fail(event.reason);
       case "client-report":
         return [
           { type: "send-failed", reason: this.#failure },
@@ -261,16 +295,20 @@ export class BackupServerMachine {
       return [{ type: "grant-parent", upTo: (message as { upTo: number }).upTo }];
     }
     if (message.type === "part" && "of" in message && message.of === "manifest") {
-      return [{ type: "take-manifest-part" }];
+      const last = "last" in message && message.last === true;
+      return [{ type: "take-manifest-part" }, ...(last ? [{ type: "stop-reading" } as const] : [])];
     }
     return this.#fail(`protocol: unexpected ${message.type} message while receiving the archive`);
   }
 
   #tick(nowMs: number): BackupServerAction[] {
-    if (nowMs - this.#lastHeardMs >= this.times.peerSilentMs) {
-      return this.#fail(`the client was silent for ${nowMs - this.#lastHeardMs} ms`);
+    const silentMs = nowMs - this.#lastHeardMs;
+    if (this.#state !== "committing" && silentMs >= this.times.peerSilentMs) {
+      return this.#fail(`the client was silent for ${Math.round(silentMs)} ms`);
     }
-    if (nowMs - this.#lastSentMs >= this.times.keepaliveMs) return [{ type: "send-keepalive" }];
+    if (nowMs - this.#lastKeepaliveMs >= this.times.keepaliveMs) {
+      return [{ type: "send-keepalive" }];
+    }
     return [];
   }
 
