@@ -10,7 +10,6 @@
  */
 
 import {
-  parseSessionMessage,
   type PartMessage,
   type SessionMessage,
   SessionProtocolError,
@@ -20,8 +19,7 @@ import {
   type BackupServerEvent,
   BackupServerMachine,
 } from "../../core/session/backup_server_machine.ts";
-import { invariant } from "../../core/assert.ts";
-import { SocketError } from "../../core/dispatch/errors.ts";
+import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
 import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import {
   chooseParent,
@@ -98,29 +96,16 @@ export async function runBackupServer(
   return await new BackupServerPump(session, options).run();
 }
 
-/** An event as posted, before the loop stamps it with the clock. */
-type Posted = DistributiveOmit<BackupServerEvent, "atMs">;
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+type Posted = Unstamped<BackupServerEvent>;
 type HelloMessage = Extract<SessionMessage, { type: "hello" }>;
 type ProgressMessage = Extract<SessionMessage, { type: "progress" }>;
 
-/** Events posted and not yet taken: one per source at most (each waits for its turn). */
-const POSTED_MAX = 16;
-/** The most events one session takes (a bound, far above any real session's). */
-const EVENTS_MAX = 100_000_000;
-/** The peer-silent row's wait, in keepalive periods: behind the sockets' I/O timeout (4). */
-const PEER_SILENT_KEEPALIVES = 8;
-
-/** The pump of one backup server session. */
+/** The pump of one backup server session: the runner's side of each action. */
 class BackupServerPump {
+  readonly #pump: SessionPump<BackupServerEvent, BackupServerAction>;
   readonly #machine: BackupServerMachine;
-  readonly #keepaliveMs: number;
-  readonly #posted: Array<{ event: Posted; taken: () => void }> = [];
-  #wake: (() => void) | undefined;
   readonly #skipped: Array<{ path: string; reason: string }> = [];
   readonly #clientFailure: ErrorChannelWatch;
-  #heardFrames = 0;
-  #tickPending = false;
   #hello: HelloMessage | undefined;
   #fullReason: string | null = null;
   #writer: SnapshotWriter | undefined;
@@ -132,116 +117,31 @@ class BackupServerPump {
   #aborted = false;
   /** The machine said the client sends nothing more on the control channel. */
   #controlRead = false;
-  /** Why the session failed: the first failure the machine took. */
-  #failure: Error | undefined;
   #outcome: { result: BackupServerResult } | { error: Error } | undefined;
 
   constructor(readonly session: Session, readonly options: BackupServerOptions) {
     this.#clientFailure = watchErrorChannel(session, (entry) => this.#skipped.push(entry));
-    this.#keepaliveMs = session.ownKeepalives();
-    // With no keepalives (0) the time rows never fire: the period only sizes the silence rule.
-    const keepaliveMs = this.#keepaliveMs > 0 ? this.#keepaliveMs : 2_000;
-    this.#machine = new BackupServerMachine(
-      { keepaliveMs, peerSilentMs: PEER_SILENT_KEEPALIVES * keepaliveMs },
-      performance.now(),
-    );
+    this.#pump = new SessionPump(session);
+    this.#machine = new BackupServerMachine(this.#pump.times, performance.now());
   }
 
   async run(): Promise<BackupServerResult> {
-    this.#readControl();
-    const timer = this.#keepaliveMs > 0
-      ? setInterval(() => this.#tick(), this.#keepaliveMs / 2)
-      : undefined;
-    try {
-      for (let taken = 0; !this.#machine.ended; taken++) {
-        if (taken >= EVENTS_MAX) throw new Error(`more than ${EVENTS_MAX} session events`);
-        const { event, taken: done } = await this.#next();
-        if (event.type === "tick" && this.session.framesReceived !== this.#heardFrames) {
-          this.#heardFrames = this.session.framesReceived;
-          await this.#feed({ type: "heard" });
-        }
-        await this.#feed(event);
-        done();
-      }
-    } finally {
-      clearInterval(timer);
-    }
+    this.#pump.readControl(() => this.#controlRead, (message) => {
+      if ((message as SessionMessage).type === "hello") this.#hello ??= message as HelloMessage;
+    });
+    await this.#pump.run(this.#machine, (action, event) => this.#do(action, event));
     const outcome = this.#outcome!;
     if ("error" in outcome) throw outcome.error;
     return outcome.result;
   }
 
-  async #feed(event: Posted): Promise<void> {
-    if (event.type === "tick") this.#tickPending = false;
-    const actions = this.#machine.handle(
-      { ...event, atMs: performance.now() } as BackupServerEvent,
-    );
-    if (actions.some((action) => action.type === "abort")) {
-      this.#failure = event.type === "failure" || event.type === "commit-failed"
-        ? this.#errors.get(event) ?? new Error(event.reason)
-        : event.type === "tick"
-        ? new SocketError("ETIMEDOUT", this.#machineReason())
-        : new SessionProtocolError(this.#machineReason());
-    }
-    for (const action of actions) await this.#do(action, event);
+  /** Runs a step of the runner's in the background; its end is posted as an event. */
+  #background<T>(work: Promise<T>, then: (value: T) => Posted): void {
+    this.#pump.background(work, then);
   }
 
-  /** The reason the machine gave for its own failure (carried by `send-failed` later). */
-  #machineReason(): string {
-    return this.#machine.failureReason;
-  }
-
-  /** Posts an event; resolves once the loop took it (so each source has one in the queue). */
-  #post(event: Posted): Promise<void> {
-    if (this.#machine.ended) return Promise.resolve();
-    invariant(this.#posted.length < POSTED_MAX, `more than ${POSTED_MAX} session events posted`);
-    return new Promise((taken) => {
-      this.#posted.push({ event, taken });
-      this.#wake?.();
-    });
-  }
-
-  readonly #errors = new WeakMap<Posted, Error>();
-
-  /** Posts a failure with its error (the error is what the run throws). */
-  #postFailure(error: unknown, type: "failure" | "commit-failed" = "failure"): Promise<void> {
-    const failure = error instanceof Error ? error : new Error(String(error));
-    const event: Posted = { type, reason: errorText(failure) };
-    this.#errors.set(event, failure);
-    return this.#post(event);
-  }
-
-  async #next(): Promise<{ event: Posted; taken: () => void }> {
-    // Bounded: each wake-up follows a post.
-    for (let waits = 0; this.#posted.length === 0; waits++) {
-      invariant(waits <= EVENTS_MAX, "the pump waited without events");
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-      this.#wake = undefined;
-    }
-    return this.#posted.shift()!;
-  }
-
-  #tick(): void {
-    if (this.#tickPending || this.#machine.ended) return;
-    this.#tickPending = true;
-    this.#post({ type: "tick" });
-  }
-
-  /** Reads the control channel until the machine ends, one message per turn of the loop. */
-  async #readControl(): Promise<void> {
-    try {
-      for (
-        let count = 0;
-        count < EVENTS_MAX && !this.#machine.ended && !this.#controlRead;
-        count++
-      ) {
-        const message = parseSessionMessage(await this.session.nextMessage("control"));
-        if (message.type === "hello") this.#hello ??= message;
-        await this.#post({ type: "message", message });
-      }
-    } catch (error) {
-      await this.#postFailure(error);
-    }
+  #postFailure(error: unknown, type?: "commit-failed"): void {
+    this.#pump.postFailure(error, type);
   }
 
   async #do(action: BackupServerAction, event: Posted): Promise<void> {
@@ -315,7 +215,7 @@ class BackupServerPump {
       case "send-failed":
         await this.session.sendMessage("error", {
           type: "failed",
-          message: errorText(this.#failure),
+          message: errorText(this.#pump.failure),
         }).catch(() => {});
         return;
       case "done":
@@ -331,21 +231,16 @@ class BackupServerPump {
         this.#outcome = {
           error: action.clientReason !== undefined
             ? new PeerFailedError("client", action.clientReason)
-            : this.#failure!,
+            : this.#pump.failure!,
         };
         return;
     }
   }
 
-  /** Runs a step of the pump's own in the background; its end is posted as an event. */
-  #background<T>(work: Promise<T>, then: (value: T) => Posted): void {
-    work.then((value) => this.#post(then(value)), (error) => this.#postFailure(error));
-  }
-
   /** Sends a control message; a failure to is an event. */
   async #send(channel: "control" | "error", body: unknown): Promise<void> {
     // Not awaited: the loop that takes the event is the one running this.
-    await this.session.sendMessage(channel, body).catch((error) => void this.#postFailure(error));
+    await this.session.sendMessage(channel, body).catch((error) => this.#postFailure(error));
   }
 
   /** Opens the snapshot (the repository lock) and chooses its parent. */
@@ -407,7 +302,7 @@ class BackupServerPump {
     committing.then(
       (committed) => {
         this.#committed = committed;
-        return this.#post({ type: "committed", snapshotId: committed.id });
+        return this.#pump.post({ type: "committed", snapshotId: committed.id });
       },
       (error) => this.#postFailure(error, "commit-failed"),
     );
@@ -415,7 +310,7 @@ class BackupServerPump {
 
   async #abort(): Promise<void> {
     this.#aborted = true;
-    this.#streams?.fail(this.#failure ?? new Error("aborted"));
+    this.#streams?.fail(this.#pump.failure ?? new Error("aborted"));
     await this.#archiveWrite?.catch(() => {});
     const writer = this.#writer;
     await writer?.abort();
