@@ -14,9 +14,9 @@ import { invariant } from "../../core/assert.ts";
 import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
 import type { Session } from "./session.ts";
+import type { Unstamped } from "../../core/session/session_clock.ts";
 
-/** An event without its time: the loop stamps it when it takes it. */
-export type Unstamped<E> = E extends unknown ? Omit<E, "atMs"> : never;
+export type { Unstamped };
 
 /** What the pump needs of a machine. */
 export interface PumpedMachine<E, A> {
@@ -136,13 +136,14 @@ export class SessionPump<
 
   /**
    * Posts a failure (`{ type, reason }`) whose error is what the runner throws if it is the one
-   * that fails the session.
+   * that fails the session. It returns nothing to await (a source fails once): an action may
+   * call it without the deadlock of awaiting its own loop.
    */
-  postFailure(error: unknown, type = "failure"): Promise<void> {
+  postFailure(error: unknown, type = "failure"): void {
     const failure = error instanceof Error ? error : new Error(String(error));
     const event = { type, reason: failure.message } as unknown as Unstamped<E>;
     this.#errors.set(event, failure);
-    return this.post(event);
+    this.post(event);
   }
 
   /** Runs a step of the runner's in the background; its end is posted as an event. */
@@ -165,7 +166,7 @@ export class SessionPump<
           await this.post({ type: "message", message } as unknown as Unstamped<E>);
         }
       } catch (error) {
-        await this.postFailure(error);
+        this.postFailure(error);
       }
     })();
   }

@@ -22,7 +22,9 @@
  */
 
 import { invariant } from "../assert.ts";
+import { SessionClock, type SessionTimes } from "./session_clock.ts";
 import { GRACE_ROWS } from "./grace.ts";
+import { type SessionRow, sessionTableMarkdown } from "./table_markdown.ts";
 
 /** The states of a backup server. */
 export type BackupServerState =
@@ -93,12 +95,7 @@ export type BackupServerAction =
   | { readonly type: "failed"; readonly reason: string; readonly clientReason: string | undefined };
 
 /** One row of the table. */
-export interface BackupServerRow {
-  readonly state: BackupServerState;
-  readonly on: BackupServerEvent["type"];
-  readonly next: BackupServerState;
-  readonly rule: string;
-}
+export type BackupServerRow = SessionRow<BackupServerState, BackupServerEvent["type"]>;
 
 const LIVE: readonly BackupServerState[] = ["awaiting-hello", "opening", "transfer", "committing"];
 
@@ -146,6 +143,18 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
   },
   {
     state: "committing",
+    on: "parent-sent",
+    next: "committing",
+    rule: "the parent stream's end, posted late (the client used it all already)",
+  },
+  {
+    state: "failing",
+    on: "tick",
+    next: "failing",
+    rule: "keepaliveMs since the last keepalive: send one (the client waits for `failed`)",
+  },
+  {
+    state: "committing",
     on: "failure",
     next: "committing",
     rule: "the commit decides: a broken channel changes nothing now",
@@ -175,12 +184,7 @@ export const BACKUP_SERVER_FAILURE_RULE =
   `clientReportWait (${GRACE_ROWS.clientReportWait.waitMs} ms) for the client's report`;
 
 /** The machine's time rules. */
-export interface BackupServerTimes {
-  /** Send a keepalive (on every channel) this long after the last one, ms. */
-  readonly keepaliveMs: number;
-  /** Fail when nothing was heard from the client for this long, ms. */
-  readonly peerSilentMs: number;
-}
+export type BackupServerTimes = SessionTimes;
 
 /** The backup server machine. */
 export class BackupServerMachine {
@@ -188,9 +192,7 @@ export class BackupServerMachine {
   #snapshotId: string | undefined;
   #dataEnded = false;
   #manifestWritten = false;
-  #lastKeepaliveMs: number;
-  #lastHeardMs: number;
-  #nowMs: number;
+  readonly #clock: SessionClock;
   #failure = "";
 
   /**
@@ -198,12 +200,7 @@ export class BackupServerMachine {
    * @param startMs the clock when the session was established
    */
   constructor(readonly times: BackupServerTimes, startMs: number) {
-    invariant(times.keepaliveMs > 0, `keepaliveMs must be positive, not ${times.keepaliveMs}`);
-    invariant(
-      times.peerSilentMs > times.keepaliveMs,
-      `peerSilentMs (${times.peerSilentMs}) must exceed keepaliveMs (${times.keepaliveMs})`,
-    );
-    this.#lastKeepaliveMs = this.#lastHeardMs = this.#nowMs = startMs;
+    this.#clock = new SessionClock(times, startMs);
   }
 
   /** The state it is in. */
@@ -228,8 +225,7 @@ export class BackupServerMachine {
    * @returns what to do, in order
    */
   handle(event: BackupServerEvent): BackupServerAction[] {
-    invariant(event.atMs >= this.#nowMs, `time went back: ${event.atMs} < ${this.#nowMs}`);
-    this.#nowMs = event.atMs;
+    this.#clock.advance(event.atMs);
     if (this.ended) return [];
     if (event.type === "failure" && this.#state !== "committing") return this.#fail(event.reason);
     const row = BACKUP_SERVER_ROWS.find((r) => r.state === this.#state && r.on === event.type);
@@ -240,20 +236,20 @@ export class BackupServerMachine {
     const before = this.#state;
     const actions = this.#act(event);
     if (this.#state === before) this.#state = row.next;
-    if (actions.some((a) => a.type === "send-keepalive")) this.#lastKeepaliveMs = event.atMs;
+    if (actions.some((a) => a.type === "send-keepalive")) this.#clock.keepaliveSent();
     return actions;
   }
 
   #act(event: BackupServerEvent): BackupServerAction[] {
     switch (event.type) {
       case "message":
-        this.#lastHeardMs = event.atMs;
+        this.#clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.#lastHeardMs = event.atMs;
+        this.#clock.heard();
         return [];
       case "tick":
-        return this.#tick(event.atMs);
+        return this.#tick();
       case "opened":
         this.#snapshotId = event.snapshotId;
         return [
@@ -301,15 +297,12 @@ export class BackupServerMachine {
     return this.#fail(`protocol: unexpected ${message.type} message while receiving the archive`);
   }
 
-  #tick(nowMs: number): BackupServerAction[] {
-    const silentMs = nowMs - this.#lastHeardMs;
-    if (this.#state !== "committing" && silentMs >= this.times.peerSilentMs) {
-      return this.#fail(`the client was silent for ${Math.round(silentMs)} ms`);
+  #tick(): BackupServerAction[] {
+    const found = this.#clock.tick(this.#state !== "committing" && this.#state !== "failing");
+    if (found.type === "silent") {
+      return this.#fail(`the client was silent for ${found.silentMs} ms`);
     }
-    if (nowMs - this.#lastKeepaliveMs >= this.times.keepaliveMs) {
-      return [{ type: "send-keepalive" }];
-    }
-    return [];
+    return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
   #commitIfReady(): BackupServerAction[] {
@@ -335,15 +328,7 @@ export class BackupServerMachine {
  * @returns one Markdown table row per row of {@link BACKUP_SERVER_ROWS}
  */
 export function backupServerTableMarkdown(): string {
-  const cells = [
-    ["state", "on", "next", "rule"],
-    ...BACKUP_SERVER_ROWS.map((row) => [row.state, row.on, row.next, row.rule]),
+  return sessionTableMarkdown(BACKUP_SERVER_ROWS, [
     ["any live state", "failure, or no row", "failing", BACKUP_SERVER_FAILURE_RULE],
-  ];
-  // Padded as `deno fmt` pads a Markdown table, so the formatted doc holds it verbatim.
-  const widths = cells[0]!.map((_, c) => Math.max(3, ...cells.map((row) => row[c]!.length)));
-  const line = (row: string[]) =>
-    `| ${row.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ")} |`;
-  const rule = `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`;
-  return [line(cells[0]!), rule, ...cells.slice(1).map(line)].join("\n");
+  ]);
 }

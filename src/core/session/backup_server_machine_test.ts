@@ -110,3 +110,20 @@ Deno.test("docs/session.md prints the backup server's table as the code has it",
     "docs/session.md is out of date: paste backupServerTableMarkdown() into it",
   );
 });
+
+Deno.test("a failing server keeps sending keepalives while it waits for the client's report, and takes a late parent end while committing", () => {
+  const failing = new BackupServerMachine(TIMES, 0);
+  feed(failing, [{ type: "message", atMs: 1, message: { type: "progress" } }]);
+  assert.equal(failing.state, "failing");
+  assert.deepEqual(feed(failing, [{ type: "tick", atMs: 5_000 }]), ["send-keepalive"]);
+
+  const committing = new BackupServerMachine(TIMES, 0);
+  feed(committing, [
+    { type: "message", atMs: 1, message: { type: "hello" } },
+    { type: "opened", atMs: 2, snapshotId: "s1", hasParent: true },
+    { type: "data-end", atMs: 3 },
+    { type: "manifest-written", atMs: 4 },
+  ]);
+  assert.deepEqual(feed(committing, [{ type: "parent-sent", atMs: 5 }]), []);
+  assert.equal(committing.state, "committing");
+});
