@@ -160,6 +160,8 @@ class BackupClientPump {
   /** The pack in flight: it closes the prepared snapshot when it ends. */
   #packing: Promise<PackedResult> | undefined;
   #packed: PackedResult | undefined;
+  /** The prepared snapshot closed, once the pack ended. */
+  #closed: Promise<void> | undefined;
   #aborted = false;
   #outcome: { result: BackupClientResult } | { error: Error } | undefined;
 
@@ -216,11 +218,19 @@ class BackupClientPump {
         this.#streams!.manifest.grant(action.upTo);
         return;
       case "pack-and-send":
-        this.#packing = this.#packAndSend();
-        this.#background(this.#packing, (packed) => {
-          this.#packed = packed;
-          return { type: "sent" };
-        });
+        {
+          const prepared = this.#prepared!;
+          this.#packing = packAndSend(this.session, this.#streams!, prepared, this.options);
+          // `sent` is posted in the microtasks that follow the manifest's last part, before any
+          // I/O: the server's `committed` (which needs that part) cannot overtake it. Closing
+          // the snapshot (a worker to stop) must not come in between; the end awaits it.
+          this.#background(this.#packing, (packed) => {
+            this.#packed = packed;
+            return { type: "sent" };
+          });
+          this.#closed = this.#packing.then(() => prepared.close(), () => prepared.close());
+          return;
+        }
         return;
       case "send-keepalive":
         this.session.sendKeepalives();
@@ -247,6 +257,7 @@ class BackupClientPump {
         }).catch(() => {});
         return;
       case "done":
+        await this.#closed;
         this.#outcome = { result: { snapshotId: action.snapshotId, ...this.#packed! } };
         return;
       case "failed":
@@ -276,14 +287,6 @@ class BackupClientPump {
       throw new SessionProtocolError("the session failed while the snapshot was prepared");
     }
     this.#prepared = prepared;
-  }
-
-  async #packAndSend(): Promise<PackedResult> {
-    try {
-      return await packAndSend(this.session, this.#streams!, this.#prepared!, this.options);
-    } finally {
-      await this.#prepared!.close();
-    }
   }
 }
 
