@@ -32,6 +32,11 @@ import { blockWord } from "../src/core/stp/layout.ts";
 import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
 import { sessionMachineSuite } from "./session_machine_suite.ts";
 import { sessionPairSuite } from "./session_pair_suite.ts";
+import { restoreServerMachineSuite } from "./restore_server_machine_suite.ts";
+import {
+  type RestoreServerEvent,
+  RestoreServerMachine,
+} from "../src/core/session/restore_server_machine.ts";
 import {
   type BackupClientAction,
   type BackupClientEvent,
@@ -325,4 +330,19 @@ Deno.test("the pair suite catches a backup server that fails on the parent strea
     server,
   }, "mutant");
   assert.match(await caught(mutant, "healthy link"), /no fault, yet/);
+});
+
+Deno.test("the restore server suite catches a server that streams an archive the snapshot does not use", async () => {
+  // The broken row: `opened` takes any archive the agent may name (here one more).
+  const mutant = brokenMachine(
+    (times, startMs) => new RestoreServerMachine(times, startMs),
+    (machine, event: RestoreServerEvent) =>
+      machine.handle(
+        event.type === "opened" ? { ...event, archives: [...event.archives, "elsewhere"] } : event,
+      ),
+  );
+  assert.match(
+    await caught(restoreServerMachineSuite(mutant, "mutant"), "streams each archive"),
+    /streamed elsewhere, which the snapshot does not use/,
+  );
 });

@@ -170,8 +170,11 @@ class EventCommand implements fc.Command<Model, Real> {
   }
 }
 
-/** Mostly short gaps, now and then one past the keepalive or the silence rule. */
-const delay = fc.oneof(
+/**
+ * Mostly short gaps, now and then one past the keepalive or the silence rule (of times with
+ * `keepaliveMs` 100 and `peerSilentMs` 1 000; the restore server suite uses it too).
+ */
+export const delay: fc.Arbitrary<number> = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: 0, max: 60 }) },
   { weight: 2, arbitrary: fc.integer({ min: 61, max: 150 }) },
   { weight: 1, arbitrary: fc.integer({ min: 900, max: 1_200 }) },

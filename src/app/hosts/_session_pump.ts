@@ -50,6 +50,7 @@ export class SessionPump<
 > {
   readonly #posted: Array<{ event: Unstamped<E>; taken: () => void }> = [];
   readonly #errors = new WeakMap<object, Error>();
+  readonly #followUps: Unstamped<E>[] = [];
   readonly #keepaliveMs: number;
   #machine: PumpedMachine<E, A> | undefined;
   #wake: (() => void) | undefined;
@@ -97,6 +98,12 @@ export class SessionPump<
           await this.#feed({ type: "heard" } as Unstamped<E>, act);
         }
         await this.#feed(event, act);
+        // Follow-ups are fed before the source hears its event was taken: a reader that
+        // stops once the machine ended reads nothing that belongs to the channel's next user.
+        for (let i = 0; i < POSTED_MAX && this.#followUps.length > 0 && !machine.ended; i++) {
+          await this.#feed(this.#followUps.shift()!, act);
+        }
+        this.#followUps.length = 0;
         done();
       }
     } finally {
@@ -119,6 +126,15 @@ export class SessionPump<
           : new SessionProtocolError(reason));
     }
     for (const action of actions) await act(action, event);
+  }
+
+  /**
+   * Feeds an event that follows from the action being carried out (a request the last part
+   * completed, say) right after the current one, before its source is told it was taken.
+   */
+  followUp(event: Unstamped<E>): void {
+    invariant(this.#followUps.length < POSTED_MAX, `more than ${POSTED_MAX} follow-ups`);
+    this.#followUps.push(event);
   }
 
   /**
