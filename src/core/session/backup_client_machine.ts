@@ -21,7 +21,8 @@
  * @module
  */
 
-import { SessionClock, type SessionTimes } from "./session_clock.ts";
+import type { SessionTimes } from "./session_clock.ts";
+import { SessionMachine } from "./session_machine.ts";
 import { GRACE_ROWS } from "./grace.ts";
 import { type SessionRow, sessionTableMarkdown } from "./table_markdown.ts";
 
@@ -153,66 +154,33 @@ export const BACKUP_CLIENT_FAILURE_RULES: readonly (readonly [string, string, st
 export type BackupClientTimes = SessionTimes;
 
 /** The backup client machine. */
-export class BackupClientMachine {
-  #state: BackupClientState = "identifying";
+export class BackupClientMachine
+  extends SessionMachine<BackupClientState, BackupClientEvent, BackupClientAction> {
   #snapshotId: string | undefined;
-  readonly #clock: SessionClock;
-  #failure = "";
 
   /**
    * @param times the keepalive and silence rules
    * @param startMs the clock when the session was established
    */
-  constructor(readonly times: BackupClientTimes, startMs: number) {
-    this.#clock = new SessionClock(times, startMs);
+  constructor(times: BackupClientTimes, startMs: number) {
+    super(times, startMs, "identifying", BACKUP_CLIENT_ROWS);
   }
 
-  /** The state it is in. */
-  get state(): BackupClientState {
-    return this.#state;
+  protected override beforeRows(event: BackupClientEvent): BackupClientAction[] | undefined {
+    if (event.type === "failure") return this.fail(event.reason);
+    if (event.type === "server-report") return this.fail(event.reason, event.reason);
+    return undefined;
   }
 
-  /** Why it failed ("" while it has not). */
-  get failureReason(): string {
-    return this.#failure;
-  }
-
-  /** Whether it has ended (done or failed): it takes nothing more. */
-  get ended(): boolean {
-    return this.#state === "done" || this.#state === "failed";
-  }
-
-  /**
-   * Takes one event.
-   *
-   * @param event what happened, with the pump's clock
-   * @returns what to do, in order
-   */
-  handle(event: BackupClientEvent): BackupClientAction[] {
-    this.#clock.advance(event.atMs);
-    if (this.ended) return [];
-    if (event.type === "failure") return this.#fail(event.reason);
-    if (event.type === "server-report") return this.#fail(event.reason, event.reason);
-    const row = BACKUP_CLIENT_ROWS.find((r) => r.state === this.#state && r.on === event.type);
-    if (row === undefined) {
-      return this.#fail(`protocol: no row for ${event.type} in ${this.#state}`);
-    }
-    const before = this.#state;
-    const actions = this.#act(event);
-    if (this.#state === before && !this.ended) this.#state = row.next;
-    if (actions.some((a) => a.type === "send-keepalive")) this.#clock.keepaliveSent();
-    return actions;
-  }
-
-  #act(event: BackupClientEvent): BackupClientAction[] {
+  protected act(event: BackupClientEvent): BackupClientAction[] {
     switch (event.type) {
       case "identified":
         return [{ type: "send-hello", sourceId: event.sourceId }];
       case "message":
-        this.#clock.heard();
+        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.#clock.heard();
+        this.clock.heard();
         return [];
       case "tick":
         return this.#tick();
@@ -224,8 +192,8 @@ export class BackupClientMachine {
   }
 
   #message(message: BackupClientMessage): BackupClientAction[] {
-    if (this.#state === "awaiting-begin") {
-      if (message.type !== "begin") return this.#fail(`protocol: ${message.type} before begin`);
+    if (this.current === "awaiting-begin") {
+      if (message.type !== "begin") return this.fail(`protocol: ${message.type} before begin`);
       const begin = message as { snapshotId: string; hasParent: boolean };
       this.#snapshotId = begin.snapshotId;
       return [{ type: "prepare", snapshotId: begin.snapshotId, hasParent: begin.hasParent }];
@@ -234,30 +202,30 @@ export class BackupClientMachine {
     if (message.type === "more" && of === "manifest") {
       return [{ type: "grant-manifest", upTo: (message as { upTo: number }).upTo }];
     }
-    if (this.#state === "awaiting-committed") {
-      if (message.type !== "committed") return this.#fail(`protocol: unexpected ${message.type}`);
+    if (this.current === "awaiting-committed") {
+      if (message.type !== "committed") return this.fail(`protocol: unexpected ${message.type}`);
       const committed = (message as { snapshotId: string }).snapshotId;
       if (committed !== this.#snapshotId) {
-        return this.#fail(`protocol: server committed ${committed}, not ${this.#snapshotId}`);
+        return this.fail(`protocol: server committed ${committed}, not ${this.#snapshotId}`);
       }
-      this.#state = "done";
+      this.current = "done";
       return [{ type: "done", snapshotId: committed }];
     }
     if (message.type === "part" && of === "parent") return [{ type: "take-parent-part" }];
-    return this.#fail(`protocol: unexpected ${message.type} message while ${this.#state}`);
+    return this.fail(`protocol: unexpected ${message.type} message while ${this.current}`);
   }
 
   #tick(): BackupClientAction[] {
-    const found = this.#clock.tick(true);
+    const found = this.clock.tick(true);
     if (found.type === "silent") {
-      return this.#fail(`the server was silent for ${found.silentMs} ms`);
+      return this.fail(`the server was silent for ${found.silentMs} ms`);
     }
     return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
-  #fail(reason: string, serverReason?: string): BackupClientAction[] {
-    this.#failure = reason;
-    this.#state = "failed";
+  protected fail(reason: string, serverReason?: string): BackupClientAction[] {
+    this.failure = reason;
+    this.current = "failed";
     return [
       { type: "abort" },
       { type: "send-failed", reason },

@@ -22,7 +22,8 @@
  */
 
 import { invariant } from "../assert.ts";
-import { SessionClock, type SessionTimes } from "./session_clock.ts";
+import type { SessionTimes } from "./session_clock.ts";
+import { SessionMachine } from "./session_machine.ts";
 import { GRACE_ROWS } from "./grace.ts";
 import { type SessionRow, sessionTableMarkdown } from "./table_markdown.ts";
 
@@ -187,66 +188,38 @@ export const BACKUP_SERVER_FAILURE_RULE =
 export type BackupServerTimes = SessionTimes;
 
 /** The backup server machine. */
-export class BackupServerMachine {
-  #state: BackupServerState = "awaiting-hello";
+export class BackupServerMachine
+  extends SessionMachine<BackupServerState, BackupServerEvent, BackupServerAction> {
   #snapshotId: string | undefined;
   #dataEnded = false;
   #manifestWritten = false;
-  readonly #clock: SessionClock;
-  #failure = "";
 
   /**
    * @param times the keepalive and silence rules
    * @param startMs the clock when the session was established
    */
-  constructor(readonly times: BackupServerTimes, startMs: number) {
-    this.#clock = new SessionClock(times, startMs);
+  constructor(times: BackupServerTimes, startMs: number) {
+    super(times, startMs, "awaiting-hello", BACKUP_SERVER_ROWS);
   }
 
-  /** The state it is in. */
-  get state(): BackupServerState {
-    return this.#state;
+  protected override beforeRows(event: BackupServerEvent): BackupServerAction[] | undefined {
+    // Once committing, the commit decides: a broken channel changes nothing (its row).
+    if (event.type === "failure" && this.current !== "committing") return this.fail(event.reason);
+    return undefined;
   }
 
-  /** Why it is failing or failed ("" while it is not). */
-  get failureReason(): string {
-    return this.#failure;
+  protected override noRow(event: BackupServerEvent): BackupServerAction[] {
+    if (this.current === "failing") return []; // late results while failing change nothing
+    return super.noRow(event);
   }
 
-  /** Whether it has ended (done or failed): it takes nothing more. */
-  get ended(): boolean {
-    return this.#state === "done" || this.#state === "failed";
-  }
-
-  /**
-   * Takes one event.
-   *
-   * @param event what happened, with the pump's clock
-   * @returns what to do, in order
-   */
-  handle(event: BackupServerEvent): BackupServerAction[] {
-    this.#clock.advance(event.atMs);
-    if (this.ended) return [];
-    if (event.type === "failure" && this.#state !== "committing") return this.#fail(event.reason);
-    const row = BACKUP_SERVER_ROWS.find((r) => r.state === this.#state && r.on === event.type);
-    if (row === undefined) {
-      if (this.#state === "failing") return []; // late results while failing change nothing
-      return this.#fail(`protocol: no row for ${event.type} in ${this.#state}`);
-    }
-    const before = this.#state;
-    const actions = this.#act(event);
-    if (this.#state === before) this.#state = row.next;
-    if (actions.some((a) => a.type === "send-keepalive")) this.#clock.keepaliveSent();
-    return actions;
-  }
-
-  #act(event: BackupServerEvent): BackupServerAction[] {
+  protected act(event: BackupServerEvent): BackupServerAction[] {
     switch (event.type) {
       case "message":
-        this.#clock.heard();
+        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.#clock.heard();
+        this.clock.heard();
         return [];
       case "tick":
         return this.#tick();
@@ -270,11 +243,11 @@ export class BackupServerMachine {
           { type: "done", snapshotId: event.snapshotId },
         ];
       case "commit-failed":
-        return this.#fail(event.reason);
+        return this.fail(event.reason);
       case "client-report":
         return [
-          { type: "send-failed", reason: this.#failure },
-          { type: "failed", reason: this.#failure, clientReason: event.reason },
+          { type: "send-failed", reason: this.failure },
+          { type: "failed", reason: this.failure, clientReason: event.reason },
         ];
       default:
         return [];
@@ -282,8 +255,8 @@ export class BackupServerMachine {
   }
 
   #message(message: BackupServerMessage): BackupServerAction[] {
-    if (this.#state === "awaiting-hello") {
-      if (message.type !== "hello") return this.#fail(`protocol: ${message.type} before hello`);
+    if (this.current === "awaiting-hello") {
+      if (message.type !== "hello") return this.fail(`protocol: ${message.type} before hello`);
       return [{ type: "open" }];
     }
     if (message.type === "progress") return [{ type: "report-progress" }];
@@ -294,27 +267,27 @@ export class BackupServerMachine {
       const last = "last" in message && message.last === true;
       return [{ type: "take-manifest-part" }, ...(last ? [{ type: "stop-reading" } as const] : [])];
     }
-    return this.#fail(`protocol: unexpected ${message.type} message while receiving the archive`);
+    return this.fail(`protocol: unexpected ${message.type} message while receiving the archive`);
   }
 
   #tick(): BackupServerAction[] {
-    const found = this.#clock.tick(this.#state !== "committing" && this.#state !== "failing");
+    const found = this.clock.tick(this.current !== "committing" && this.current !== "failing");
     if (found.type === "silent") {
-      return this.#fail(`the client was silent for ${found.silentMs} ms`);
+      return this.fail(`the client was silent for ${found.silentMs} ms`);
     }
     return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
   #commitIfReady(): BackupServerAction[] {
     if (!this.#dataEnded || !this.#manifestWritten) return [];
-    this.#state = "committing";
+    this.current = "committing";
     return [{ type: "commit" }];
   }
 
-  #fail(reason: string): BackupServerAction[] {
-    if (this.#state === "failing" || this.ended) return [];
-    this.#failure = reason;
-    this.#state = "failing";
+  protected fail(reason: string): BackupServerAction[] {
+    if (this.current === "failing" || this.ended) return [];
+    this.failure = reason;
+    this.current = "failing";
     return [
       { type: "abort" },
       { type: "await-client-report", waitMs: GRACE_ROWS.clientReportWait.waitMs },

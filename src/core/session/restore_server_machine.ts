@@ -20,7 +20,8 @@
  */
 
 import { invariant } from "../assert.ts";
-import { SessionClock, type SessionTimes } from "./session_clock.ts";
+import type { SessionTimes } from "./session_clock.ts";
+import { SessionMachine } from "./session_machine.ts";
 import { type SessionRow, sessionTableMarkdown } from "./table_markdown.ts";
 
 /** The states of a restore server. */
@@ -134,75 +135,40 @@ export const RESTORE_SERVER_FAILURE_RULE =
   "end at once (the job's tell reports it); an agent's `failed` is the cause";
 
 /** The restore server machine. */
-export class RestoreServerMachine {
-  #state: RestoreServerState = "opening";
-  readonly #clock: SessionClock;
-  /** The archives the snapshot's files use and the agent has not asked for yet. */
+export class RestoreServerMachine
+  extends SessionMachine<RestoreServerState, RestoreServerEvent, RestoreServerAction> {
   #archives = new Set<string>();
   #requestsLeft = 0;
   #waiting: { archive: string | null } | undefined;
-  #failure = "";
 
   /**
    * @param times the keepalive and silence rules
    * @param startMs the clock when the session was established
    */
-  constructor(readonly times: SessionTimes, startMs: number) {
-    this.#clock = new SessionClock(times, startMs);
+  constructor(times: SessionTimes, startMs: number) {
+    super(times, startMs, "opening", RESTORE_SERVER_ROWS);
   }
 
-  /** The state it is in. */
-  get state(): RestoreServerState {
-    return this.#state;
+  protected override beforeRows(event: RestoreServerEvent): RestoreServerAction[] | undefined {
+    return event.type === "failure" ? this.fail(event.reason) : undefined;
   }
 
-  /** Why it failed ("" while it has not). */
-  get failureReason(): string {
-    return this.#failure;
-  }
-
-  /** Whether it has ended (done or failed): it takes nothing more. */
-  get ended(): boolean {
-    return this.#state === "done" || this.#state === "failed";
-  }
-
-  /**
-   * Takes one event.
-   *
-   * @param event what happened, with the pump's clock
-   * @returns what to do, in order
-   */
-  handle(event: RestoreServerEvent): RestoreServerAction[] {
-    this.#clock.advance(event.atMs);
-    if (this.ended) return [];
-    if (event.type === "failure") return this.#fail(event.reason);
-    const row = RESTORE_SERVER_ROWS.find((r) => r.state === this.#state && r.on === event.type);
-    if (row === undefined) {
-      return this.#fail(`protocol: no row for ${event.type} in ${this.#state}`);
-    }
-    const before = this.#state;
-    const actions = this.#act(event);
-    if (this.#state === before && !this.ended) this.#state = row.next;
-    if (actions.some((a) => a.type === "send-keepalive")) this.#clock.keepaliveSent();
-    return actions;
-  }
-
-  #act(event: RestoreServerEvent): RestoreServerAction[] {
+  protected act(event: RestoreServerEvent): RestoreServerAction[] {
     switch (event.type) {
       case "opened":
         this.#archives = new Set(event.archives);
         this.#requestsLeft = event.archives.length + 1; // one per archive, then the end
         return [{ type: "send-manifest" }];
       case "message":
-        this.#clock.heard();
+        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.#clock.heard();
+        this.clock.heard();
         return [];
       case "tick":
         return this.#tick();
       case "request":
-        if (this.#state !== "awaiting-request") {
+        if (this.current !== "awaiting-request") {
           invariant(this.#waiting === undefined, "a second request while one waits");
           this.#waiting = { archive: event.archive };
           return [];
@@ -216,24 +182,24 @@ export class RestoreServerMachine {
   #serveWaiting(): RestoreServerAction[] {
     const waiting = this.#waiting;
     this.#waiting = undefined;
-    this.#state = "awaiting-request";
+    this.current = "awaiting-request";
     return waiting === undefined ? [] : this.#serve(waiting.archive);
   }
 
   #serve(archive: string | null): RestoreServerAction[] {
     if (this.#requestsLeft-- <= 0) {
-      return this.#fail("protocol: more archive requests than archives");
+      return this.fail("protocol: more archive requests than archives");
     }
     if (archive === null) {
-      this.#state = "done";
+      this.current = "done";
       return [{ type: "done" }];
     }
     if (!this.#archives.delete(archive)) {
-      return this.#fail(
+      return this.fail(
         `protocol: archive ${archive} holds none of the snapshot's files, or was asked for twice`,
       );
     }
-    this.#state = "streaming";
+    this.current = "streaming";
     return [{ type: "stream-archive", archive }];
   }
 
@@ -241,28 +207,28 @@ export class RestoreServerMachine {
     if (message.type === "progress") return [{ type: "report-progress" }];
     if (message.type === "part" && "of" in message && message.of === "members") {
       if (this.#waiting !== undefined) {
-        return this.#fail("protocol: a second member request while one waits");
+        return this.fail("protocol: a second member request while one waits");
       }
       return [{ type: "take-request-part" }];
     }
     if (message.type === "failed" && "message" in message) {
       const reason = String(message.message);
-      return this.#fail(reason, reason);
+      return this.fail(reason, reason);
     }
-    return this.#fail(`protocol: unexpected ${message.type} during a restore`);
+    return this.fail(`protocol: unexpected ${message.type} during a restore`);
   }
 
   #tick(): RestoreServerAction[] {
-    const found = this.#clock.tick(true);
+    const found = this.clock.tick(true);
     if (found.type === "silent") {
-      return this.#fail(`the agent was silent for ${found.silentMs} ms`);
+      return this.fail(`the agent was silent for ${found.silentMs} ms`);
     }
     return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
-  #fail(reason: string, agentReason?: string): RestoreServerAction[] {
-    this.#failure = reason;
-    this.#state = "failed";
+  protected fail(reason: string, agentReason?: string): RestoreServerAction[] {
+    this.failure = reason;
+    this.current = "failed";
     return [{ type: "failed", reason, agentReason }];
   }
 }
