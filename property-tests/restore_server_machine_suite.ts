@@ -76,11 +76,11 @@ function step(model: Model, event: Unstamped<RestoreServerEvent>): void {
   if (event.type === "request") model.waiting = event.archive;
   if (event.type === "manifest-sent") model.manifestSent = true;
   if (event.type === "archive-sent") model.streaming = false;
-  for (const action of actions) apply(model, action, event);
+  for (const action of actions) apply(model, action);
   if (model.ended !== model.machine.ended) fail(model, "end states disagree");
 }
 
-function apply(model: Model, action: RestoreServerAction, event: Unstamped<RestoreServerEvent>) {
+function apply(model: Model, action: RestoreServerAction) {
   switch (action.type) {
     case "send-manifest":
       model.owed.add("manifest-sent");

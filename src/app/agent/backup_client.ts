@@ -229,7 +229,6 @@ class BackupClientPump {
             return { type: "sent" };
           });
           this.#closed = this.#packing.then(() => prepared.close(), () => prepared.close());
-          return;
         }
         return;
       case "send-keepalive":

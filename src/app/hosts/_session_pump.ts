@@ -108,6 +108,7 @@ export class SessionPump<
       }
     } finally {
       clearInterval(timer);
+      this.session.resumeKeepalives();
     }
   }
 

@@ -152,6 +152,7 @@ export class Session {
   #keepalive: ReturnType<typeof setInterval> | undefined;
   readonly #keepaliveMs: number;
   #framesReceived = 0;
+  #closed = false;
   readonly #zeroCopy: ZeroCopySockets | undefined;
   readonly #frames: DataFrameCounts = { inPlace: 0, copied: 0 };
   #open: OpenFrame | undefined;
@@ -186,7 +187,9 @@ export class Session {
 
   /** Stops the keepalives (the receive loops end when the descriptors close). */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#keepalive);
+    this.#keepalive = undefined;
   }
 
   /**
@@ -211,6 +214,17 @@ export class Session {
     clearInterval(this.#keepalive);
     this.#keepalive = undefined;
     return this.#keepaliveMs;
+  }
+
+  /**
+   * Hands the keepalives back once the pump ended: the session's own interval runs again (the
+   * job channel of the network path carries the job's last messages after the backup), unless
+   * the session was closed.
+   */
+  resumeKeepalives(): void {
+    if (this.#closed || this.#keepaliveMs <= 0 || this.#keepalive !== undefined) return;
+    const keepaliveMs = this.#keepaliveMs;
+    this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
   }
 
   /**

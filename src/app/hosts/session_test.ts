@@ -7,7 +7,7 @@ import { createRouter } from "../../core/dispatch/router.ts";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { formatRegion } from "../../core/stp/region.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
-import { connectedPair } from "../_testing.ts";
+import { connectedPair, quietSessionPair } from "../_testing.ts";
 
 function tcpPair(sockets: Sockets) {
   return connectedPair(sockets, { kind: "network", host: "127.0.0.1", port: 0 });
@@ -261,4 +261,26 @@ Deno.test("a reserved frame rejects a second reserve, an oversized commit and a 
   await sockets.close(dataB);
   await a.settled();
   await storage.dispose();
+});
+
+Deno.test("a pump that owns the keepalives stops the session's own, and they resume when it hands them back", async () => {
+  const { client, server, close } = await quietSessionPair({ client: 0, server: 20 });
+  try {
+    assert.equal(server.ownKeepalives(), 20);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(client.framesReceived, 0, "keepalives went out while the pump owned them");
+    server.sendKeepalives();
+    // Bounded poll: the one keepalive, then the session's own once resumed.
+    for (let i = 0; i < 500 && client.framesReceived < 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(client.framesReceived, 1);
+    server.resumeKeepalives();
+    for (let i = 0; i < 500 && client.framesReceived < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(client.framesReceived >= 3, `${client.framesReceived} frames after the resume`);
+  } finally {
+    await close();
+  }
 });
