@@ -31,6 +31,17 @@ import { createHash } from "node:crypto";
 import { blockWord } from "../src/core/stp/layout.ts";
 import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
 import { sessionMachineSuite } from "./session_machine_suite.ts";
+import { sessionPairSuite } from "./session_pair_suite.ts";
+import { restoreServerMachineSuite } from "./restore_server_machine_suite.ts";
+import {
+  type RestoreServerEvent,
+  RestoreServerMachine,
+} from "../src/core/session/restore_server_machine.ts";
+import {
+  type BackupClientAction,
+  type BackupClientEvent,
+  BackupClientMachine,
+} from "../src/core/session/backup_client_machine.ts";
 import {
   type BackupServerAction,
   type BackupServerEvent,
@@ -239,12 +250,13 @@ Deno.test("the careless restore with both checks passes the refusal properties (
   for (const result of results) assert.ok(result.passed, result.report ?? "");
 });
 
-/** lanfree's backup server machine, with every event first passed through `broken`. */
-function brokenServer(
-  broken: (machine: BackupServerMachine, event: BackupServerEvent) => BackupServerAction[],
+/** A machine whose every event is first passed through `broken`. */
+function brokenMachine<M extends { readonly state: string; readonly ended: boolean }, E, A>(
+  make: (times: BackupServerTimes, startMs: number) => M,
+  broken: (machine: M, event: E) => A[],
 ) {
   return (times: BackupServerTimes, startMs: number) => {
-    const machine = new BackupServerMachine(times, startMs);
+    const machine = make(times, startMs);
     return {
       get state() {
         return machine.state;
@@ -252,9 +264,16 @@ function brokenServer(
       get ended() {
         return machine.ended;
       },
-      handle: (event: BackupServerEvent) => broken(machine, event),
+      handle: (event: E) => broken(machine, event),
     };
   };
+}
+
+/** lanfree's backup server machine, with every event first passed through `broken`. */
+function brokenServer(
+  broken: (machine: BackupServerMachine, event: BackupServerEvent) => BackupServerAction[],
+) {
+  return brokenMachine((times, startMs) => new BackupServerMachine(times, startMs), broken);
 }
 
 Deno.test("the session machine suite catches a backup server that commits before the manifest is written", async () => {
@@ -279,4 +298,51 @@ Deno.test("the session machine suite catches a backup server that never times ou
     event.type === "tick" ? [] : machine.handle(event)
   );
   assert.match(await caught(sessionMachineSuite(mutant, "mutant"), "commits only"), /silent/);
+});
+
+Deno.test("the pair suite catches a backup client that never times out a silent server", async () => {
+  // The broken row: a tick only ever sends keepalives, however long the server was silent.
+  const client = brokenMachine(
+    (times, startMs) => new BackupClientMachine(times, startMs),
+    (machine, event: BackupClientEvent): BackupClientAction[] => {
+      const actions = machine.handle(event);
+      return event.type === "tick" && actions.some((a) => a.type === "abort") ? [] : actions;
+    },
+  );
+  const mutant = sessionPairSuite({
+    client,
+    server: (times, startMs) => new BackupServerMachine(times, startMs),
+  }, "mutant");
+  assert.match(await caught(mutant, "breaking, stalling"), /client did not fail for a silent peer/);
+});
+
+Deno.test("the pair suite catches a backup server that fails on the parent stream's late end while committing", async () => {
+  // The broken row (the one the pair suite found): a late `parent-sent` in committing fails.
+  const server = brokenServer((machine, event) =>
+    event.type === "parent-sent" && machine.state === "committing"
+      ? machine.handle({ type: "failure", atMs: event.atMs, reason: "no row" }).concat(
+        machine.handle({ type: "commit-failed", atMs: event.atMs, reason: "no row" }),
+      )
+      : machine.handle(event)
+  );
+  const mutant = sessionPairSuite({
+    client: (times, startMs) => new BackupClientMachine(times, startMs),
+    server,
+  }, "mutant");
+  assert.match(await caught(mutant, "healthy link"), /no fault, yet/);
+});
+
+Deno.test("the restore server suite catches a server that streams an archive the snapshot does not use", async () => {
+  // The broken row: `opened` takes any archive the agent may name (here one more).
+  const mutant = brokenMachine(
+    (times, startMs) => new RestoreServerMachine(times, startMs),
+    (machine, event: RestoreServerEvent) =>
+      machine.handle(
+        event.type === "opened" ? { ...event, archives: [...event.archives, "elsewhere"] } : event,
+      ),
+  );
+  assert.match(
+    await caught(restoreServerMachineSuite(mutant, "mutant"), "streams each archive"),
+    /streamed elsewhere, which the snapshot does not use/,
+  );
 });

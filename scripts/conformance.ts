@@ -28,6 +28,10 @@ import { prunePlanSuite } from "../property-tests/prune_plan_suite.ts";
 import { framesSuite } from "../property-tests/frames_suite.ts";
 import { sessionMachineSuite } from "../property-tests/session_machine_suite.ts";
 import { BackupServerMachine } from "../src/core/session/backup_server_machine.ts";
+import { sessionPairSuite } from "../property-tests/session_pair_suite.ts";
+import { BackupClientMachine } from "../src/core/session/backup_client_machine.ts";
+import { restoreServerMachineSuite } from "../property-tests/restore_server_machine_suite.ts";
+import { RestoreServerMachine } from "../src/core/session/restore_server_machine.ts";
 import { lanfreeFrameCodecs } from "../property-tests/frames_lanfree.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
 import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
@@ -57,6 +61,11 @@ export function lanfreeSuites(): Suite[] {
     retentionSuite(applyKeepRules),
     prunePlanSuite({ plan: planPrune, move: moveReferences }),
     sessionMachineSuite((times, startMs) => new BackupServerMachine(times, startMs)),
+    sessionPairSuite({
+      client: (times, startMs) => new BackupClientMachine(times, startMs),
+      server: (times, startMs) => new BackupServerMachine(times, startMs),
+    }),
+    restoreServerMachineSuite((times, startMs) => new RestoreServerMachine(times, startMs)),
     retentionLifecycleSuite(denoLifecycleHarness),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed

@@ -6,6 +6,64 @@
  */
 
 import { createHash } from "node:crypto";
+import type { Address, Sockets } from "../core/dispatch/sockets.ts";
+import { createTcpSockets } from "../adapters/tcp.ts";
+import { createRouter } from "../core/dispatch/router.ts";
+import { Session } from "./hosts/session.ts";
+
+/**
+ * One connection through `sockets`: a listener bound to `address` (port 0: an ephemeral one),
+ * a client connected to it, the listener closed.
+ *
+ * @param sockets the router
+ * @param address where to listen (`{ kind: "network", host: "127.0.0.1", port: 0 }`, say)
+ * @returns the client's and the server's descriptors
+ */
+export async function connectedPair(
+  sockets: Sockets,
+  address: Address,
+): Promise<readonly [number, number]> {
+  const listener = await sockets.socket(address.kind);
+  await sockets.bind(listener, address);
+  await sockets.listen(listener, 4);
+  const client = await sockets.socket(address.kind);
+  const [server] = await Promise.all([
+    sockets.accept(listener),
+    sockets.connect(client, await sockets.getsockname(listener)),
+  ]);
+  await sockets.close(listener);
+  return [client, server] as const;
+}
+
+/**
+ * A backup session's two sides over one TCP connection on 127.0.0.1 (every channel on it, as on
+ * the database flow), with the sockets' I/O timeout far away (120 s), so only a session machine's
+ * own time rows can end a quiet session.
+ *
+ * @param keepaliveMs each side's keepalive period (0: that side sends none)
+ * @returns the client's and the server's sessions, and a close that ends both
+ */
+export async function quietSessionPair(
+  keepaliveMs: { client: number; server: number },
+): Promise<{ client: Session; server: Session; close(): Promise<void> }> {
+  const tcp = createTcpSockets({ ioTimeoutMs: 120_000 });
+  const sockets = createRouter({ network: tcp, storage: tcp }); // no storage descriptor is made
+  const fds = await connectedPair(sockets, { kind: "network", host: "127.0.0.1", port: 0 });
+  const [client, server] = fds.map((fd, side) =>
+    new Session(sockets, { control: fd, error: fd, data: fd }, {
+      keepaliveMs: side === 0 ? keepaliveMs.client : keepaliveMs.server,
+    })
+  );
+  return {
+    client: client!,
+    server: server!,
+    async close() {
+      client!.close();
+      server!.close();
+      for (const fd of fds) await sockets.close(fd).catch(() => {});
+    },
+  };
+}
 
 /**
  * Runs `body` with a fresh temporary directory, removed afterwards.

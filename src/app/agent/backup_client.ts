@@ -7,7 +7,18 @@
  * @module
  */
 
-import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
+import {
+  parseSessionMessage,
+  type PartMessage,
+  type SessionMessage,
+  SessionProtocolError,
+} from "../../core/backup/protocol.ts";
+import {
+  type BackupClientAction,
+  type BackupClientEvent,
+  BackupClientMachine,
+} from "../../core/session/backup_client_machine.ts";
+import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
 import type { Session } from "../hosts/session.ts";
 import {
@@ -87,54 +98,19 @@ export interface BackupClientResult {
   readonly dataFrames: { readonly inPlace: number; readonly copied: number };
 }
 
-/** Reads control messages until one of `type` arrives, skipping none (order is fixed). */
-async function expect<T extends "begin">(session: Session, type: T) {
-  return parseSessionMessage(await session.nextMessage("control"), type);
-}
-
-/**
- * The client's side of the control channel after `begin`: the parent stream's parts, credit
- * for the manifest stream, and the final `committed`.
- */
+/** The client's line streams after `begin`: the parent it receives, the manifest it sends. */
 class ClientStreams {
   readonly parent: LineStreamReceiver;
   readonly manifest: LineStreamSender;
-  #committed: (snapshotId: string) => void = () => {};
-  #notCommitted: (error: Error) => void = () => {};
-  /** The server's `committed`; rejected when the control channel fails before it. */
-  readonly committed: Promise<string>;
 
   constructor(readonly session: Session) {
     this.parent = new LineStreamReceiver(session, "parent", MANIFEST_LINE_CHARS_MAX);
     this.manifest = new LineStreamSender(session, "manifest");
-    this.committed = new Promise((resolve, reject) => {
-      this.#committed = resolve;
-      this.#notCommitted = reject;
-    });
-    this.committed.catch(() => {}); // awaited by the backup; a failure before that is its error
   }
 
-  /** Reads control messages until `committed`. */
-  async pump(): Promise<void> {
-    try {
-      // Bounded: the parts by PARTS_MAX, credit by the manifest's parts, and `committed` ends it.
-      for (;;) {
-        const message = parseSessionMessage(await this.session.nextMessage("control"));
-        if (message.type === "part" && message.of === "parent") this.parent.push(message);
-        else if (message.type === "more" && message.of === "manifest") {
-          this.manifest.grant(message.upTo);
-        } else if (message.type === "committed") {
-          this.#committed(message.snapshotId);
-          return;
-        } else throw new SessionProtocolError(`unexpected ${message.type} message`);
-      }
-    } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
-      this.parent.fail(failure);
-      this.manifest.fail(failure);
-      this.#notCommitted(failure); // else a client that sent everything waits for it forever
-      throw error;
-    }
+  fail(error: Error): void {
+    this.parent.fail(error);
+    this.manifest.fail(error);
   }
 }
 
@@ -150,9 +126,15 @@ async function receiveParent(streams: ClientStreams): Promise<ParentStream> {
 }
 
 /**
- * Runs the client side of a backup over an established session.
+ * Runs the client side of a backup over an established session: the pump of the backup client
+ * machine (`src/core/session/backup_client_machine.ts`). It feeds the machine what happens (the
+ * source identified, the server's control messages, frames heard, the snapshot prepared, the
+ * archive and manifest sent, the server's `failed` report, ticks of its own timer, failures),
+ * each stamped with its clock, and carries the actions out; which message is acceptable when,
+ * when to send a keepalive and when to give up on a silent server are the machine's rows.
  *
- * @param session the channels (control and error on the network, or all on storage)
+ * @param session the channels (control and error on the network, or all on storage; the pump
+ *   takes over their keepalives)
  * @param options source, mode, incremental flag, data channel kind
  * @returns the snapshot id, counts and skipped entries
  * @throws when the source cannot be read, the server fails (its message is in the error), or
@@ -162,42 +144,148 @@ export async function runBackupClient(
   session: Session,
   options: BackupClientOptions,
 ): Promise<BackupClientResult> {
-  const serverFailure = watchErrorChannel(session);
-  try {
-    const sourceId = await sourceIdentity(options.source);
-    await session.sendMessage("control", {
-      type: "hello",
-      mode: options.mode,
-      source: options.source,
-      sourceId,
-      incremental: options.incremental,
+  return await new BackupClientPump(session, options).run();
+}
+
+type ClientPosted = Unstamped<BackupClientEvent>;
+type PackedResult = Omit<BackupClientResult, "snapshotId">;
+
+/** The pump of one backup client session: the runner's side of each action. */
+class BackupClientPump {
+  readonly #pump: SessionPump<BackupClientEvent, BackupClientAction>;
+  readonly #machine: BackupClientMachine;
+  #sourceId = "";
+  #streams: ClientStreams | undefined;
+  #prepared: PreparedSnapshot | undefined;
+  /** The pack in flight: it closes the prepared snapshot when it ends. */
+  #packing: Promise<PackedResult> | undefined;
+  #packed: PackedResult | undefined;
+  /** The prepared snapshot closed, once the pack ended. */
+  #closed: Promise<void> | undefined;
+  #aborted = false;
+  #outcome: { result: BackupClientResult } | { error: Error } | undefined;
+
+  constructor(readonly session: Session, readonly options: BackupClientOptions) {
+    this.#pump = new SessionPump(session);
+    this.#machine = new BackupClientMachine(this.#pump.times, performance.now());
+    watchErrorChannel(session, undefined, (reason) => {
+      this.#pump.post({ type: "server-report", reason });
     });
-    const begin = await expect(session, "begin");
-    const streams = new ClientStreams(session);
-    const pump = streams.pump();
-    pump.catch(() => {}); // its failure reaches the streams, which the steps below await
+  }
+
+  async run(): Promise<BackupClientResult> {
+    this.#pump.readControl(() => false);
+    this.#background(sourceIdentity(this.options.source), (sourceId) => {
+      this.#sourceId = sourceId;
+      return { type: "identified", sourceId };
+    });
+    await this.#pump.run(this.#machine, (action, event) => this.#do(action, event));
+    const outcome = this.#outcome!;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
+  }
+
+  #background<T>(work: Promise<T>, then: (value: T) => ClientPosted): void {
+    this.#pump.background(work, then);
+  }
+
+  async #do(action: BackupClientAction, event: ClientPosted): Promise<void> {
+    const message = event.type === "message" ? event.message as SessionMessage : undefined;
+    switch (action.type) {
+      case "send-hello":
+        await this.session.sendMessage("control", {
+          type: "hello",
+          mode: this.options.mode,
+          source: this.options.source,
+          sourceId: action.sourceId,
+          incremental: this.options.incremental,
+        }).catch((error) => this.#pump.postFailure(error));
+        return;
+      case "prepare":
+        this.#streams = new ClientStreams(this.session);
+        this.#background(this.#prepare(action.snapshotId, action.hasParent), () => ({
+          type: "prepared",
+        }));
+        return;
+      case "take-parent-part":
+        try {
+          this.#streams!.parent.push(message as PartMessage);
+        } catch (error) {
+          this.#pump.postFailure(error);
+        }
+        return;
+      case "grant-manifest":
+        this.#streams!.manifest.grant(action.upTo);
+        return;
+      case "pack-and-send":
+        {
+          const prepared = this.#prepared!;
+          this.#packing = packAndSend(this.session, this.#streams!, prepared, this.options);
+          // `sent` is posted in the microtasks that follow the manifest's last part, before any
+          // I/O: the server's `committed` (which needs that part) cannot overtake it. Closing
+          // the snapshot (a worker to stop) must not come in between; the end awaits it.
+          this.#background(this.#packing, (packed) => {
+            this.#packed = packed;
+            return { type: "sent" };
+          });
+          this.#closed = this.#packing.then(() => prepared.close(), () => prepared.close());
+        }
+        return;
+      case "send-keepalive":
+        this.session.sendKeepalives();
+        return;
+      default:
+        await this.#doEnding(action);
+    }
+  }
+
+  /** The actions that end the session. */
+  async #doEnding(action: BackupClientAction): Promise<void> {
+    switch (action.type) {
+      case "abort":
+        this.#aborted = true;
+        this.#streams?.fail(this.#pump.failure ?? new Error("aborted"));
+        // A pack in flight closes the snapshot when it ends (its next send fails once the
+        // caller closes the descriptors); one prepared and not packing is closed here.
+        if (this.#packing === undefined) await this.#prepared?.close();
+        return;
+      case "send-failed":
+        await this.session.sendMessage("error", {
+          type: "failed",
+          message: errorText(this.#pump.failure),
+        }).catch(() => {});
+        return;
+      case "done":
+        await this.#closed;
+        this.#outcome = { result: { snapshotId: action.snapshotId, ...this.#packed! } };
+        return;
+      case "failed":
+        this.#outcome = {
+          error: action.serverReason !== undefined
+            ? new PeerFailedError("server", action.serverReason)
+            : this.#pump.failure!,
+        };
+        return;
+    }
+  }
+
+  async #prepare(snapshotId: string, hasParent: boolean): Promise<void> {
+    const { options } = this;
     const prepared = await prepareSnapshot({
       mode: options.mode,
       source: options.source,
-      sourceId,
-      snapshotId: begin.snapshotId,
+      sourceId: this.#sourceId,
+      snapshotId,
       parent: null,
-      parentStream: begin.hasParent ? await receiveParent(streams) : undefined,
+      parentStream: hasParent ? await receiveParent(this.#streams!) : undefined,
       hashWorker: options.hashWorker,
       walked: options.mode === "fs" ? options.walked : undefined,
     });
-    try {
-      return await packAndSend(session, streams, prepared, options, begin.snapshotId);
-    } finally {
-      await prepared.close();
+    if (this.#aborted) {
+      await prepared.close(); // the session failed while the snapshot was prepared
+      throw new SessionProtocolError("the session failed while the snapshot was prepared");
     }
-  } catch (error) {
-    const reason = serverFailure.reason();
-    await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
-      () => {},
-    );
-    if (reason !== undefined) throw new PeerFailedError("server", reason);
-    throw error;
+    this.#prepared = prepared;
   }
 }
 
@@ -206,8 +294,7 @@ async function packAndSend(
   streams: ClientStreams,
   prepared: PreparedSnapshot,
   options: BackupClientOptions,
-  snapshotId: string,
-): Promise<BackupClientResult> {
+): Promise<Omit<BackupClientResult, "snapshotId">> {
   const reported = new Set<string>();
   const reportSkipped = async (entries: readonly SkippedEntry[]) => {
     for (const entry of entries.filter((e) => !reported.has(e.path))) {
@@ -260,12 +347,7 @@ async function packAndSend(
   await reportSkipped(packed.skipped);
   for (const line of packed.lines()) await streams.manifest.line(line);
   await streams.manifest.end();
-  const committed = await streams.committed;
-  if (committed !== snapshotId) {
-    throw new SessionProtocolError(`server committed ${committed}, not ${snapshotId}`);
-  }
   return {
-    snapshotId,
     files: packed.files,
     fileBytes: packed.fileBytes,
     skipped: packed.skipped,
@@ -303,11 +385,13 @@ export interface ErrorChannelWatch {
 
 /**
  * Reads the error channel in the background: passes `skipped` reports to `onSkipped` and
- * remembers the peer's `failed` message. Both sides of a backup use it.
+ * remembers the peer's `failed` message (and passes it to `onFailed`). Both sides of a backup
+ * use it.
  */
 export function watchErrorChannel(
   session: Session,
   onSkipped: (entry: { path: string; reason: string }) => void = () => {},
+  onFailed: (reason: string) => void = () => {},
 ): ErrorChannelWatch {
   let reason: string | undefined;
   let ended = () => {};
@@ -319,6 +403,7 @@ export function watchErrorChannel(
       if (message.type === "skipped") onSkipped({ path: message.path, reason: message.reason });
       else if (message.type === "failed") {
         reason = message.message;
+        onFailed(reason);
         return;
       }
     }

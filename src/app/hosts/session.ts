@@ -149,7 +149,10 @@ export class Session {
   readonly #bytes: ChannelBytes = { storage: 0, network: 0 };
   readonly #pumps: Promise<void>[];
   readonly #lastSentMs = new Map<number, number>();
-  readonly #keepalive: ReturnType<typeof setInterval> | undefined;
+  #keepalive: ReturnType<typeof setInterval> | undefined;
+  readonly #keepaliveMs: number;
+  #framesReceived = 0;
+  #closed = false;
   readonly #zeroCopy: ZeroCopySockets | undefined;
   readonly #frames: DataFrameCounts = { inPlace: 0, copied: 0 };
   #open: OpenFrame | undefined;
@@ -174,6 +177,7 @@ export class Session {
     const distinct = [...new Set([channels.control, channels.error, channels.data])];
     this.#pumps = distinct.map((fd) => this.#pump(fd));
     const keepaliveMs = options.keepaliveMs ?? 2_000;
+    this.#keepaliveMs = keepaliveMs;
     if (keepaliveMs > 0) {
       for (const fd of distinct) this.#lastSentMs.set(fd, performance.now());
       this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
@@ -183,7 +187,9 @@ export class Session {
 
   /** Stops the keepalives (the receive loops end when the descriptors close). */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#keepalive);
+    this.#keepalive = undefined;
   }
 
   /**
@@ -195,6 +201,48 @@ export class Session {
       (inbox as Inbox<unknown>).fail(reason);
     }
     this.close();
+  }
+
+  /**
+   * Hands the keepalives to a pump whose session machine has keepalive rows (the backup
+   * runners): the session's own interval stops, and the pump sends {@link sendKeepalives} when
+   * its machine says so. The sockets' I/O timeout stays the bound on each descriptor's silence.
+   *
+   * @returns the keepalive period the session was given (0: none are to be sent)
+   */
+  ownKeepalives(): number {
+    clearInterval(this.#keepalive);
+    this.#keepalive = undefined;
+    return this.#keepaliveMs;
+  }
+
+  /**
+   * Hands the keepalives back once the pump ended: the session's own interval runs again (the
+   * job channel of the network path carries the job's last messages after the backup), unless
+   * the session was closed.
+   */
+  resumeKeepalives(): void {
+    if (this.#closed || this.#keepaliveMs <= 0 || this.#keepalive !== undefined) return;
+    const keepaliveMs = this.#keepaliveMs;
+    this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
+  }
+
+  /**
+   * Sends one keepalive frame on every descriptor of the session (for a pump that owns the
+   * keepalives, see {@link ownKeepalives}). A failed send is dropped: the broken descriptor's
+   * receive reports it.
+   */
+  sendKeepalives(): void {
+    const nowMs = performance.now();
+    for (const fd of new Set(Object.values(this.#channels))) {
+      this.#lastSentMs.set(fd, nowMs);
+      this.#send(fd, TAG_KEEPALIVE, new Uint8Array(0)).catch(() => {});
+    }
+  }
+
+  /** Frames received so far on every descriptor (keepalives included): the peer is alive. */
+  get framesReceived(): number {
+    return this.#framesReceived;
   }
 
   #sendKeepalives(keepaliveMs: number): void {
@@ -459,6 +507,7 @@ export class Session {
 
   #dispatch(fd: number, tag: number, payload: Uint8Array): void {
     this.#count(fd, HEADER_BYTES + payload.length);
+    this.#framesReceived++;
     if (tag === TAG_KEEPALIVE) return;
     if (tag === TAG_DATA || tag === TAG_END) {
       if (fd !== this.#channels.data) {

@@ -7,31 +7,14 @@ import { createRouter } from "../../core/dispatch/router.ts";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { formatRegion } from "../../core/stp/region.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
+import { connectedPair, quietSessionPair } from "../_testing.ts";
 
-async function tcpPair(sockets: Sockets) {
-  const listener = await sockets.socket("network");
-  await sockets.bind(listener, { kind: "network", host: "127.0.0.1", port: 0 });
-  await sockets.listen(listener, 4);
-  const client = await sockets.socket("network");
-  const [server] = await Promise.all([
-    sockets.accept(listener),
-    sockets.connect(client, await sockets.getsockname(listener)),
-  ]);
-  await sockets.close(listener);
-  return [client, server] as const;
+function tcpPair(sockets: Sockets) {
+  return connectedPair(sockets, { kind: "network", host: "127.0.0.1", port: 0 });
 }
 
-async function storagePair(sockets: Sockets) {
-  const listener = await sockets.socket("storage");
-  await sockets.bind(listener, { kind: "storage", stg: 1, port: 0 });
-  await sockets.listen(listener, 4);
-  const client = await sockets.socket("storage");
-  const [server] = await Promise.all([
-    sockets.accept(listener),
-    sockets.connect(client, await sockets.getsockname(listener)),
-  ]);
-  await sockets.close(listener);
-  return [client, server] as const;
+function storagePair(sockets: Sockets) {
+  return connectedPair(sockets, { kind: "storage", stg: 1, port: 0 });
 }
 
 function world(ioTimeoutMs = 2000) {
@@ -278,4 +261,26 @@ Deno.test("a reserved frame rejects a second reserve, an oversized commit and a 
   await sockets.close(dataB);
   await a.settled();
   await storage.dispose();
+});
+
+Deno.test("a pump that owns the keepalives stops the session's own, and they resume when it hands them back", async () => {
+  const { client, server, close } = await quietSessionPair({ client: 0, server: 20 });
+  try {
+    assert.equal(server.ownKeepalives(), 20);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(client.framesReceived, 0, "keepalives went out while the pump owned them");
+    server.sendKeepalives();
+    // Bounded poll: the one keepalive, then the session's own once resumed.
+    for (let i = 0; i < 500 && client.framesReceived < 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(client.framesReceived, 1);
+    server.resumeKeepalives();
+    for (let i = 0; i < 500 && client.framesReceived < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(client.framesReceived >= 3, `${client.framesReceived} frames after the resume`);
+  } finally {
+    await close();
+  }
 });

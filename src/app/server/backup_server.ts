@@ -9,8 +9,17 @@
  * @module
  */
 
-import { GRACE_ROWS } from "../../core/session/grace.ts";
-import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
+import {
+  type PartMessage,
+  type SessionMessage,
+  SessionProtocolError,
+} from "../../core/backup/protocol.ts";
+import {
+  type BackupServerAction,
+  type BackupServerEvent,
+  BackupServerMachine,
+} from "../../core/session/backup_server_machine.ts";
+import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
 import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import {
   chooseParent,
@@ -26,6 +35,7 @@ import {
 } from "../repository/snapshot_writer.ts";
 import {
   type BackupProgress,
+  type ErrorChannelWatch,
   errorText,
   PeerFailedError,
   peerProgress,
@@ -37,6 +47,7 @@ import { RepositoryError } from "../errors.ts";
 import {
   commitReceived,
   type CommittedManifest,
+  type ReceivedManifest,
   receiveManifestLines,
 } from "../repository/_manifest_commit.ts";
 
@@ -65,9 +76,15 @@ export interface BackupServerResult {
 }
 
 /**
- * Runs the server side of a backup over an established session.
+ * Runs the server side of a backup over an established session: the pump of the backup server
+ * machine (`src/core/session/backup_server_machine.ts`). It feeds the machine what happens (the
+ * client's control messages, frames heard, the snapshot opened, the parent sent, the end of the
+ * data, the manifest written, the commit, ticks of its own timer, failures), each stamped with
+ * its clock, and carries the machine's actions out; which message is acceptable when, when to
+ * commit, the grace wait for the client's report, when to send a keepalive and when to give up
+ * on a silent client are the machine's rows, not decided here.
  *
- * @param session the channels
+ * @param session the channels (the pump takes over their keepalives)
  * @param options the repository and lock wait
  * @returns the committed manifest's head and counts, and the client's skipped entries
  * @throws on any failure, after aborting the snapshot and telling the client
@@ -76,99 +93,239 @@ export async function runBackupServer(
   session: Session,
   options: BackupServerOptions,
 ): Promise<BackupServerResult> {
-  const skipped: Array<{ path: string; reason: string }> = [];
-  const clientFailure = watchErrorChannel(session, (entry) => skipped.push(entry));
-  let writer: SnapshotWriter | undefined;
-  let streams: ServerStreams | undefined;
-  let committed: CommittedManifest;
-  let fullReason: string | null;
-  try {
-    const hello = parseSessionMessage(await session.nextMessage("control"), "hello");
-    const repo = await initRepository(options.repo);
-    writer = await beginSnapshot(repo, {
-      lockWaitMs: options.lockWaitMs,
-      signal: options.signal,
-      onStep: options.onWriterStep,
-    });
-    const choice = await chooseParent(
-      repo,
-      hello.sourceId,
-      hello.mode,
-      hello.incremental,
-    );
-    const { parent, lineLayout } = choice;
-    fullReason = choice.fullReason;
-    await session.sendMessage("control", {
-      type: "begin",
-      snapshotId: writer.id,
-      hasParent: parent !== null,
-    });
-    streams = new ServerStreams(session, options.onProgress);
-    const pump = streams.pump();
-    pump.catch(() => {}); // its failure reaches the streams, which the steps below await
-    if (parent !== null) await sendParent(repo, parent, streams.parent, lineLayout === true);
-    const manifest = receiveManifestLines(writer, streams.manifest.lines());
-    manifest.catch(() => {}); // awaited below; a data failure must not leave it unhandled
-    // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
-    for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
-      await writer.write(chunk);
-      session.releaseData(chunk); // its memory receives a later frame
-    }
-    committed = await commitReceived(writer, await manifest, { ...session.bytes });
-  } catch (error) {
-    streams?.fail(error instanceof Error ? error : new Error(String(error)));
-    await writer?.abort();
-    if (writer !== undefined) await Deno.remove(writer.manifestTempPath).catch(() => {});
-    // The client's own report travels on the error channel and may trail the broken data
-    // channel that made us fail: wait a little for it, it says why.
-    const reason = await clientFailure.reasonWithin(CLIENT_REPORT_WAIT_MS);
-    await session.sendMessage("error", { type: "failed", message: errorText(error) }).catch(
-      () => {},
-    );
-    if (reason !== undefined) throw new PeerFailedError("client", reason);
-    throw error;
-  }
-  // Past the commit point the snapshot is in the repository whatever becomes of the session: a
-  // channel that breaks now does not make it a failure (the client, not told, reports one).
-  await session.sendMessage("control", { type: "committed", snapshotId: committed.id })
-    .catch(() => {});
-  return { manifest: committed, fullReason, skipped };
+  return await new BackupServerPump(session, options).run();
 }
 
-/**
- * The server's side of the control channel after `begin`: credit for the parent stream, the
- * client's progress, and the manifest stream's parts.
- */
+type Posted = Unstamped<BackupServerEvent>;
+type HelloMessage = Extract<SessionMessage, { type: "hello" }>;
+type ProgressMessage = Extract<SessionMessage, { type: "progress" }>;
+
+/** The pump of one backup server session: the runner's side of each action. */
+class BackupServerPump {
+  readonly #pump: SessionPump<BackupServerEvent, BackupServerAction>;
+  readonly #machine: BackupServerMachine;
+  readonly #skipped: Array<{ path: string; reason: string }> = [];
+  readonly #clientFailure: ErrorChannelWatch;
+  #hello: HelloMessage | undefined;
+  #fullReason: string | null = null;
+  #writer: SnapshotWriter | undefined;
+  #streams: ServerStreams | undefined;
+  #received: ReceivedManifest | undefined;
+  #committed: CommittedManifest | undefined;
+  /** The write in flight on the snapshot (abort waits for it). */
+  #archiveWrite: Promise<void> | undefined;
+  #aborted = false;
+  /** The machine said the client sends nothing more on the control channel. */
+  #controlRead = false;
+  #outcome: { result: BackupServerResult } | { error: Error } | undefined;
+
+  constructor(readonly session: Session, readonly options: BackupServerOptions) {
+    this.#clientFailure = watchErrorChannel(session, (entry) => this.#skipped.push(entry));
+    this.#pump = new SessionPump(session);
+    this.#machine = new BackupServerMachine(this.#pump.times, performance.now());
+  }
+
+  async run(): Promise<BackupServerResult> {
+    this.#pump.readControl(() => this.#controlRead, (message) => {
+      if ((message as SessionMessage).type === "hello") this.#hello ??= message as HelloMessage;
+    });
+    await this.#pump.run(this.#machine, (action, event) => this.#do(action, event));
+    const outcome = this.#outcome!;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
+  }
+
+  /** Runs a step of the runner's in the background; its end is posted as an event. */
+  #background<T>(work: Promise<T>, then: (value: T) => Posted): void {
+    this.#pump.background(work, then);
+  }
+
+  #postFailure(error: unknown, type?: "commit-failed"): void {
+    this.#pump.postFailure(error, type);
+  }
+
+  async #do(action: BackupServerAction, event: Posted): Promise<void> {
+    const message = event.type === "message" ? event.message as SessionMessage : undefined;
+    switch (action.type) {
+      case "open":
+        this.#background(this.#open(), (opened) => ({ type: "opened", ...opened }));
+        return;
+      case "send-begin":
+        await this.#send("control", {
+          type: "begin",
+          snapshotId: action.snapshotId,
+          hasParent: action.hasParent,
+        });
+        return;
+      case "stream-parent":
+        this.#background(this.#sendParent(), () => ({ type: "parent-sent" }));
+        return;
+      case "receive":
+        this.#receive();
+        return;
+      case "grant-parent":
+        this.#streams!.parent.grant(action.upTo);
+        return;
+      case "take-manifest-part":
+        try {
+          this.#streams!.manifest.push(message as PartMessage);
+        } catch (error) {
+          this.#postFailure(error);
+        }
+        return;
+      case "stop-reading":
+        this.#controlRead = true;
+        return;
+      case "report-progress":
+        this.options.onProgress?.(peerProgress(message as ProgressMessage, this.session));
+        return;
+      case "commit":
+        this.#commit();
+        return;
+      default:
+        await this.#doEnding(action);
+    }
+  }
+
+  /** The actions that keep the session alive or end it. */
+  async #doEnding(action: BackupServerAction): Promise<void> {
+    switch (action.type) {
+      case "send-committed":
+        // Past the commit point the snapshot is in the repository whatever becomes of the
+        // session: a channel that breaks now does not make it a failure.
+        await this.session.sendMessage("control", {
+          type: "committed",
+          snapshotId: action.snapshotId,
+        }).catch(() => {});
+        return;
+      case "send-keepalive":
+        this.session.sendKeepalives();
+        return;
+      case "abort":
+        await this.#abort();
+        return;
+      case "await-client-report":
+        // The client's own report travels on the error channel and may trail the broken data
+        // channel that made us fail: the row's wait, then what came (if anything).
+        this.#background(
+          this.#clientFailure.reasonWithin(action.waitMs),
+          (reason) => ({ type: "client-report", reason }),
+        );
+        return;
+      case "send-failed":
+        await this.session.sendMessage("error", {
+          type: "failed",
+          message: errorText(this.#pump.failure),
+        }).catch(() => {});
+        return;
+      case "done":
+        this.#outcome = {
+          result: {
+            manifest: this.#committed!,
+            fullReason: this.#fullReason,
+            skipped: this.#skipped,
+          },
+        };
+        return;
+      case "failed":
+        this.#outcome = {
+          error: action.clientReason !== undefined
+            ? new PeerFailedError("client", action.clientReason)
+            : this.#pump.failure!,
+        };
+        return;
+    }
+  }
+
+  /** Sends a control message; a failure to is an event. */
+  async #send(channel: "control" | "error", body: unknown): Promise<void> {
+    // Not awaited: the loop that takes the event is the one running this.
+    await this.session.sendMessage(channel, body).catch((error) => this.#postFailure(error));
+  }
+
+  /** Opens the snapshot (the repository lock) and chooses its parent. */
+  async #open(): Promise<{ snapshotId: string; hasParent: boolean }> {
+    const hello = this.#hello!;
+    const repo = await initRepository(this.options.repo);
+    const writer = await beginSnapshot(repo, {
+      lockWaitMs: this.options.lockWaitMs,
+      signal: this.options.signal,
+      onStep: this.options.onWriterStep,
+    });
+    if (this.#aborted) {
+      await writer.abort(); // the session failed while the lock was awaited
+      throw new SessionProtocolError("the session failed while the snapshot opened");
+    }
+    this.#writer = writer;
+    this.#streams = new ServerStreams(this.session);
+    const choice = await chooseParent(repo, hello.sourceId, hello.mode, hello.incremental);
+    this.#fullReason = choice.fullReason;
+    this.#parent = choice;
+    return { snapshotId: writer.id, hasParent: choice.parent !== null };
+  }
+
+  #parent: Awaited<ReturnType<typeof chooseParent>> | undefined;
+
+  async #sendParent(): Promise<void> {
+    const { parent, lineLayout } = this.#parent!;
+    const repo = await initRepository(this.options.repo);
+    await sendParent(repo, parent!, this.#streams!.parent, lineLayout === true);
+  }
+
+  /** Starts taking the archive's bytes and the manifest's lines. */
+  #receive(): void {
+    const writer = this.#writer!;
+    this.#background(
+      receiveManifestLines(writer, this.#streams!.manifest.lines()),
+      (received) => {
+        this.#received = received;
+        return { type: "manifest-written" };
+      },
+    );
+    this.#background(this.#receiveArchive(writer), () => ({ type: "data-end" }));
+  }
+
+  /** Writes the archive's chunks as they arrive, until the end of data. */
+  async #receiveArchive(writer: SnapshotWriter): Promise<void> {
+    const session = this.session;
+    // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
+    for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
+      if (this.#aborted) return;
+      this.#archiveWrite = writer.write(chunk);
+      await this.#archiveWrite;
+      session.releaseData(chunk); // its memory receives a later frame
+    }
+  }
+
+  #commit(): void {
+    const committing = commitReceived(this.#writer!, this.#received!, { ...this.session.bytes });
+    committing.then(
+      (committed) => {
+        this.#committed = committed;
+        return this.#pump.post({ type: "committed", snapshotId: committed.id });
+      },
+      (error) => this.#postFailure(error, "commit-failed"),
+    );
+  }
+
+  async #abort(): Promise<void> {
+    this.#aborted = true;
+    this.#streams?.fail(this.#pump.failure ?? new Error("aborted"));
+    await this.#archiveWrite?.catch(() => {});
+    const writer = this.#writer;
+    await writer?.abort();
+    if (writer !== undefined) await Deno.remove(writer.manifestTempPath).catch(() => {});
+  }
+}
+
+/** The server's line streams after `begin`: the parent it sends, the manifest it receives. */
 class ServerStreams {
   readonly parent: LineStreamSender;
   readonly manifest: LineStreamReceiver;
 
-  constructor(readonly session: Session, readonly onProgress: BackupServerOptions["onProgress"]) {
+  constructor(readonly session: Session) {
     this.parent = new LineStreamSender(session, "parent");
     this.manifest = new LineStreamReceiver(session, "manifest", MANIFEST_LINE_CHARS_MAX);
-  }
-
-  /** Reads control messages until the manifest's last part. */
-  async pump(): Promise<void> {
-    try {
-      // Bounded: progress is throttled by the client and the parts by PARTS_MAX.
-      while (!this.manifest.complete) {
-        const message = parseSessionMessage(await this.session.nextMessage("control"));
-        if (message.type === "progress") this.onProgress?.(peerProgress(message, this.session));
-        else if (message.type === "more" && message.of === "parent") {
-          this.parent.grant(message.upTo);
-        } else if (message.type === "part" && message.of === "manifest") {
-          this.manifest.push(message);
-        } else {
-          throw new SessionProtocolError(
-            `unexpected ${message.type} message while receiving the archive`,
-          );
-        }
-      }
-    } catch (error) {
-      this.fail(error instanceof Error ? error : new Error(String(error)));
-      throw error;
-    }
   }
 
   fail(error: Error): void {
@@ -197,6 +354,3 @@ async function sendParent(
   if (!headSent) throw new RepositoryError("corrupt", `manifest of ${parent.id} has no head`);
   await sender.end();
 }
-
-/** How long a failing server waits for the client's `failed` report (the grace row). */
-const CLIENT_REPORT_WAIT_MS = GRACE_ROWS.clientReportWait.waitMs;

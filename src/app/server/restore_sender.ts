@@ -11,17 +11,31 @@
  */
 
 import {
+  type MembersRequest,
   MembersRequestSchema,
-  parseSessionMessage,
   PartJoiner,
+  type PartMessage,
+  type SessionMessage,
   SessionProtocolError,
   splitIntoParts,
 } from "../../core/backup/protocol.ts";
+import {
+  type RestoreServerAction,
+  type RestoreServerEvent,
+  RestoreServerMachine,
+} from "../../core/session/restore_server_machine.ts";
+import { invariant } from "../../core/assert.ts";
+import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
 import { encodeRecord, piecePrefix } from "../../core/backup/restore_stream.ts";
 import { planRestore } from "../../core/backup/chain.ts";
 import type { FileEntry, Manifest } from "../../core/backup/manifest.ts";
 import { openArchive, openMember, readArchiveFiles } from "../repository/_archive_read.ts";
-import { openRepository, repoPaths, resolveSnapshot } from "../repository/repository.ts";
+import {
+  openRepository,
+  repoPaths,
+  type Repository,
+  resolveSnapshot,
+} from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
 import { type BackupProgress, PeerFailedError, peerProgress } from "../agent/backup_client.ts";
 import { BackupError } from "../errors.ts";
@@ -60,9 +74,15 @@ function archivesOf(manifest: Manifest): Set<string> {
 }
 
 /**
- * Runs the server's side of a restore over an established session.
+ * Runs the server's side of a restore over an established session: the pump of the restore
+ * server machine (`src/core/session/restore_server_machine.ts`). It feeds the machine what
+ * happens (the snapshot resolved, the manifest sent, the agent's control messages and joined
+ * member requests, an archive streamed, frames heard, ticks of its own timer, failures) and
+ * carries the actions out; which request is acceptable when, and when to send a keepalive or
+ * give up on a silent agent, are the machine's rows.
  *
- * @param session the data session (proven with the agent key)
+ * @param session the data session (proven with the agent key; the pump takes over its
+ *   keepalives)
  * @param options the repository and snapshot
  * @returns the snapshot and what was streamed
  * @throws when the snapshot cannot be resolved or the session breaks
@@ -71,57 +91,125 @@ export async function runRestoreSender(
   session: Session,
   options: RestoreSenderOptions,
 ): Promise<RestoreSenderResult> {
-  const repo = await openRepository(options.repo);
-  const manifest = await resolveSnapshot(repo, options.snapshot, options.source);
-  const archives = archivesOf(manifest);
-  await session.sendMessage("control", { type: "restore-begin", snapshot: manifest.id });
-  for (const part of splitIntoParts("manifest", manifest)) {
-    await session.sendMessage("control", part);
-  }
-  let members = 0;
-  let unreadable = 0;
-  const requestsMax = archives.size + 1; // one per archive, then the end
-  for (let requests = 0; requests < requestsMax; requests++) {
-    const request = await nextRequest(session, options.onProgress);
-    if (request.archive === null) {
-      return { snapshot: manifest.id, source: manifest.source, members, unreadable };
-    }
-    if (!archives.delete(request.archive)) {
-      throw new SessionProtocolError(
-        `archive ${request.archive} holds none of the snapshot's files, or was asked for twice`,
-      );
-    }
-    const path = repoPaths.archive(repo, request.archive);
-    const sent = request.members.some((m) => m.offset === null)
-      ? await sendByName(session, path, request.archive, request.members)
-      : await sendAtOffsets(session, path, request.members);
-    members += request.members.length;
-    unreadable += sent.problems;
-    await session.sendData(encodeRecord({ kind: "archive-end" }));
-  }
-  throw new SessionProtocolError(`more than ${requestsMax} archive requests`);
+  return await new RestoreSenderPump(session, options).run();
 }
 
-/** The agent's next request (its `progress` reports on the way go to `onProgress`). */
-async function nextRequest(
-  session: Session,
-  onProgress: RestoreSenderOptions["onProgress"],
-) {
-  const joiner = new PartJoiner("members");
-  // Bounded: progress is throttled by the agent, parts by PARTS_MAX.
-  while (!joiner.done) {
-    const message = parseSessionMessage(await session.nextMessage("control"));
-    if (message.type === "progress") onProgress?.(peerProgress(message, session));
-    else if (message.type === "part") joiner.add(message);
-    else if (message.type === "failed") throw new PeerFailedError("client", message.message);
-    else throw new SessionProtocolError(`unexpected ${message.type} during a restore`);
+type SenderPosted = Unstamped<RestoreServerEvent>;
+
+/** The pump of one restore server session: the runner's side of each action. */
+class RestoreSenderPump {
+  readonly #pump: SessionPump<RestoreServerEvent, RestoreServerAction>;
+  readonly #machine: RestoreServerMachine;
+  #repo: Repository | undefined;
+  #manifest: Manifest | undefined;
+  #joiner = new PartJoiner("members");
+  #request: MembersRequest | undefined;
+  #members = 0;
+  #unreadable = 0;
+  #outcome: { result: RestoreSenderResult } | { error: Error } | undefined;
+
+  constructor(readonly session: Session, readonly options: RestoreSenderOptions) {
+    this.#pump = new SessionPump(session);
+    this.#machine = new RestoreServerMachine(this.#pump.times, performance.now());
   }
-  const parsed = MembersRequestSchema.safeParse(joiner.value());
-  if (!parsed.success) {
-    throw new SessionProtocolError(`malformed member request: ${parsed.error.issues[0]?.message}`);
+
+  async run(): Promise<RestoreSenderResult> {
+    this.#pump.background(this.#open(), (archives) => ({ type: "opened", archives }));
+    this.#pump.readControl(() => false);
+    await this.#pump.run(this.#machine, (action, event) => this.#do(action, event));
+    const outcome = this.#outcome!;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
   }
-  return parsed.data;
+
+  async #open(): Promise<string[]> {
+    const repo = await openRepository(this.options.repo);
+    const manifest = await resolveSnapshot(repo, this.options.snapshot, this.options.source);
+    this.#repo = repo;
+    this.#manifest = manifest;
+    return [...archivesOf(manifest)];
+  }
+
+  async #sendManifest(): Promise<void> {
+    const manifest = this.#manifest!;
+    await this.session.sendMessage("control", { type: "restore-begin", snapshot: manifest.id });
+    for (const part of splitIntoParts("manifest", manifest)) {
+      await this.session.sendMessage("control", part);
+    }
+  }
+
+  // deno-lint-ignore require-await
+  async #do(action: RestoreServerAction, event: SenderPosted): Promise<void> {
+    const message = event.type === "message" ? event.message as SessionMessage : undefined;
+    switch (action.type) {
+      case "send-manifest":
+        this.#pump.background(this.#sendManifest(), () => ({ type: "manifest-sent" }));
+        return;
+      case "report-progress":
+        this.options.onProgress?.(peerProgress(message as ProgressMessage, this.session));
+        return;
+      case "take-request-part":
+        return this.#takePart(message as PartMessage);
+      case "stream-archive":
+        this.#pump.background(this.#stream(action.archive), () => ({ type: "archive-sent" }));
+        return;
+      case "send-keepalive":
+        this.session.sendKeepalives();
+        return;
+      case "done":
+        this.#outcome = {
+          result: {
+            snapshot: this.#manifest!.id,
+            source: this.#manifest!.source,
+            members: this.#members,
+            unreadable: this.#unreadable,
+          },
+        };
+        return;
+      case "failed":
+        this.#outcome = {
+          error: action.agentReason !== undefined
+            ? new PeerFailedError("client", action.agentReason)
+            : this.#pump.failure!,
+        };
+        return;
+    }
+  }
+
+  /** Joins a member request; once whole and valid it is the machine's `request`. */
+  #takePart(part: PartMessage): void {
+    try {
+      this.#joiner.add(part);
+      if (!this.#joiner.done) return;
+      const parsed = MembersRequestSchema.safeParse(this.#joiner.value());
+      this.#joiner = new PartJoiner("members");
+      if (!parsed.success) {
+        throw new SessionProtocolError(
+          `malformed member request: ${parsed.error.issues[0]?.message}`,
+        );
+      }
+      this.#request = parsed.data;
+      this.#pump.followUp({ type: "request", archive: parsed.data.archive });
+    } catch (error) {
+      this.#pump.postFailure(error);
+    }
+  }
+
+  /** Streams the members of the request the machine serves, then `archive-end`. */
+  async #stream(archive: string): Promise<void> {
+    const request = this.#request!;
+    invariant(request.archive === archive, `serving ${archive}, asked for ${request.archive}`);
+    const path = repoPaths.archive(this.#repo!, archive);
+    const sent = request.members.some((m) => m.offset === null)
+      ? await sendByName(this.session, path, archive, request.members)
+      : await sendAtOffsets(this.session, path, request.members);
+    this.#members += request.members.length;
+    this.#unreadable += sent.problems;
+    await this.session.sendData(encodeRecord({ kind: "archive-end" }));
+  }
 }
+
+type ProgressMessage = Extract<SessionMessage, { type: "progress" }>;
 
 type Wanted = ReadonlyArray<{ readonly path: string; readonly offset: number | null }>;
 

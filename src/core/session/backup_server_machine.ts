@@ -1,8 +1,8 @@
 /**
  * The backup server's side of a session as a pure machine with one table: each row is a state,
  * the event it takes there, the state it goes to and the rule it follows. Time is an input: every
- * event carries `atMs`, and the `tick` rows send a keepalive when the server has been idle for
- * `keepaliveMs` and fail the session when the client has been silent for `peerSilentMs`. The
+ * event carries `atMs`, and the `tick` rows send a keepalive (on every channel) `keepaliveMs` after
+ * the last one and fail the session when the client has been silent for `peerSilentMs`. The
  * failure row aborts the snapshot and waits the `clientReportWait` grace row (`grace.ts`) for the
  * client's own report before it sends `failed`.
  *
@@ -12,14 +12,20 @@
  * ended AND the manifest's lines are written: commit -> `committed`. The machine never commits
  * before both; past the commit point a failure to tell the client changes nothing.
  *
- * Not yet wired: `runBackupServer` (`src/app/server/backup_server.ts`) still decides these steps
- * itself; becoming this machine's pump is the remaining part of issue 12, item 1.
+ * Once `committing`, the commit decides: a broken channel or a silent client no longer fails the
+ * session (the snapshot may already stand); only the commit's own `commit-failed` does.
+ *
+ * Its pump is `runBackupServer` (`src/app/server/backup_server.ts`): it feeds these events in
+ * and carries the actions out, and decides none of these steps itself.
  *
  * @module
  */
 
 import { invariant } from "../assert.ts";
+import type { SessionTimes } from "./session_clock.ts";
+import { SessionMachine } from "./session_machine.ts";
 import { GRACE_ROWS } from "./grace.ts";
+import { type SessionRow, sessionTableMarkdown } from "./table_markdown.ts";
 
 /** The states of a backup server. */
 export type BackupServerState =
@@ -59,6 +65,8 @@ export type BackupServerEvent =
   /** Every manifest line was written to the snapshot's manifest file and synced. */
   | { readonly type: "manifest-written"; readonly atMs: number }
   | { readonly type: "committed"; readonly atMs: number; readonly snapshotId: string }
+  /** The commit itself failed (the snapshot does not stand). */
+  | { readonly type: "commit-failed"; readonly atMs: number; readonly reason: string }
   | { readonly type: "tick"; readonly atMs: number }
   | { readonly type: "failure"; readonly atMs: number; readonly reason: string }
   | { readonly type: "client-report"; readonly atMs: number; readonly reason: string | undefined };
@@ -68,8 +76,15 @@ export type BackupServerAction =
   | { readonly type: "open" }
   | { readonly type: "send-begin"; readonly snapshotId: string; readonly hasParent: boolean }
   | { readonly type: "stream-parent" }
+  /** Start taking the archive's bytes (data channel) and the manifest's lines. */
+  | { readonly type: "receive" }
   | { readonly type: "grant-parent"; readonly upTo: number }
   | { readonly type: "take-manifest-part" }
+  /**
+   * The client's last control message came (the manifest's last part): stop reading the control
+   * channel, whatever follows on it belongs to whoever uses the channel next (the job).
+   */
+  | { readonly type: "stop-reading" }
   | { readonly type: "report-progress" }
   | { readonly type: "commit" }
   | { readonly type: "send-committed"; readonly snapshotId: string }
@@ -81,12 +96,7 @@ export type BackupServerAction =
   | { readonly type: "failed"; readonly reason: string; readonly clientReason: string | undefined };
 
 /** One row of the table. */
-export interface BackupServerRow {
-  readonly state: BackupServerState;
-  readonly on: BackupServerEvent["type"];
-  readonly next: BackupServerState;
-  readonly rule: string;
-}
+export type BackupServerRow = SessionRow<BackupServerState, BackupServerEvent["type"]>;
 
 const LIVE: readonly BackupServerState[] = ["awaiting-hello", "opening", "transfer", "committing"];
 
@@ -97,13 +107,15 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
     state: "opening",
     on: "opened",
     next: "transfer",
-    rule: "send `begin`; with a parent, stream its lines within the client's credit",
+    rule: "send `begin`; with a parent, stream its lines within the client's credit; take " +
+      "the archive's bytes and the manifest's lines",
   },
   {
     state: "transfer",
     on: "message",
     next: "transfer",
-    rule: "`progress` is reported; `more` of parent grants credit; a manifest `part` is taken",
+    rule: "`progress` is reported; `more` of parent grants credit; a manifest `part` is " +
+      "taken (after the last one, control is no longer read)",
   },
   { state: "transfer", on: "parent-sent", next: "transfer", rule: "the parent's stream ended" },
   {
@@ -125,6 +137,30 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
     rule: "the commit point: send `committed` (best effort: the snapshot stands)",
   },
   {
+    state: "committing",
+    on: "commit-failed",
+    next: "failing",
+    rule: "abort; wait clientReportWait for the client's report",
+  },
+  {
+    state: "committing",
+    on: "parent-sent",
+    next: "committing",
+    rule: "the parent stream's end, posted late (the client used it all already)",
+  },
+  {
+    state: "failing",
+    on: "tick",
+    next: "failing",
+    rule: "keepaliveMs since the last keepalive: send one (the client waits for `failed`)",
+  },
+  {
+    state: "committing",
+    on: "failure",
+    next: "committing",
+    rule: "the commit decides: a broken channel changes nothing now",
+  },
+  {
     state: "failing",
     on: "client-report",
     next: "failed",
@@ -135,7 +171,9 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
       state,
       on: "tick",
       next: state,
-      rule: "idle for keepaliveMs: send a keepalive; client silent for peerSilentMs: fail",
+      rule: state === "committing"
+        ? "keepaliveMs since the last keepalive: send one (the commit decides, not silence)"
+        : "keepaliveMs since the last keepalive: send one; client silent for peerSilentMs: fail",
     },
     { state, on: "heard", next: state, rule: "the client is alive" },
   ]),
@@ -143,91 +181,54 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
 
 /** The rule every live state shares. */
 export const BACKUP_SERVER_FAILURE_RULE =
-  "in any live state, a failure (or an event no row takes) aborts the snapshot and waits " +
+  "in any live state but committing, a failure (or an event no row takes) aborts the snapshot and waits " +
   `clientReportWait (${GRACE_ROWS.clientReportWait.waitMs} ms) for the client's report`;
 
 /** The machine's time rules. */
-export interface BackupServerTimes {
-  /** Send a keepalive when nothing was sent for this long, ms. */
-  readonly keepaliveMs: number;
-  /** Fail when nothing was heard from the client for this long, ms. */
-  readonly peerSilentMs: number;
-}
+export type BackupServerTimes = SessionTimes;
 
 /** The backup server machine. */
-export class BackupServerMachine {
-  #state: BackupServerState = "awaiting-hello";
+export class BackupServerMachine
+  extends SessionMachine<BackupServerState, BackupServerEvent, BackupServerAction> {
   #snapshotId: string | undefined;
   #dataEnded = false;
   #manifestWritten = false;
-  #lastSentMs: number;
-  #lastHeardMs: number;
-  #nowMs: number;
-  #failure = "";
 
   /**
    * @param times the keepalive and silence rules
    * @param startMs the clock when the session was established
    */
-  constructor(readonly times: BackupServerTimes, startMs: number) {
-    invariant(times.keepaliveMs > 0, `keepaliveMs must be positive, not ${times.keepaliveMs}`);
-    invariant(
-      times.peerSilentMs > times.keepaliveMs,
-      `peerSilentMs (${times.peerSilentMs}) must exceed keepaliveMs (${times.keepaliveMs})`,
-    );
-    this.#lastSentMs = this.#lastHeardMs = this.#nowMs = startMs;
+  constructor(times: BackupServerTimes, startMs: number) {
+    super(times, startMs, "awaiting-hello", BACKUP_SERVER_ROWS);
   }
 
-  /** The state it is in. */
-  get state(): BackupServerState {
-    return this.#state;
+  protected override beforeRows(event: BackupServerEvent): BackupServerAction[] | undefined {
+    // Once committing, the commit decides: a broken channel changes nothing (its row).
+    if (event.type === "failure" && this.current !== "committing") return this.fail(event.reason);
+    return undefined;
   }
 
-  /** Whether it has ended (done or failed): it takes nothing more. */
-  get ended(): boolean {
-    return this.#state === "done" || this.#state === "failed";
+  protected override noRow(event: BackupServerEvent): BackupServerAction[] {
+    if (this.current === "failing") return []; // late results while failing change nothing
+    return super.noRow(event);
   }
 
-  /**
-   * Takes one event.
-   *
-   * @param event what happened, with the pump's clock
-   * @returns what to do, in order
-   */
-  handle(event: BackupServerEvent): BackupServerAction[] {
-    invariant(event.atMs >= this.#nowMs, `time went back: ${event.atMs} < ${this.#nowMs}`);
-    this.#nowMs = event.atMs;
-    if (this.ended) return [];
-    if (event.type === "failure") return this.#fail(event.reason);
-    const row = BACKUP_SERVER_ROWS.find((r) => r.state === this.#state && r.on === event.type);
-    if (row === undefined) {
-      if (this.#state === "failing") return []; // late results while failing change nothing
-      return this.#fail(`protocol: no row for ${event.type} in ${this.#state}`);
-    }
-    const before = this.#state;
-    const actions = this.#act(event);
-    if (this.#state === before) this.#state = row.next;
-    for (const action of actions) {
-      if (action.type.startsWith("send-")) this.#lastSentMs = event.atMs;
-    }
-    return actions;
-  }
-
-  #act(event: BackupServerEvent): BackupServerAction[] {
+  protected act(event: BackupServerEvent): BackupServerAction[] {
     switch (event.type) {
       case "message":
-        this.#lastHeardMs = event.atMs;
+        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.#lastHeardMs = event.atMs;
+        this.clock.heard();
         return [];
       case "tick":
-        return this.#tick(event.atMs);
+        return this.#tick();
       case "opened":
         this.#snapshotId = event.snapshotId;
         return [
           { type: "send-begin", snapshotId: event.snapshotId, hasParent: event.hasParent },
           ...(event.hasParent ? [{ type: "stream-parent" } as const] : []),
+          { type: "receive" },
         ];
       case "data-end":
         this.#dataEnded = true;
@@ -241,10 +242,12 @@ export class BackupServerMachine {
           { type: "send-committed", snapshotId: event.snapshotId },
           { type: "done", snapshotId: event.snapshotId },
         ];
+      case "commit-failed":
+        return this.fail(event.reason);
       case "client-report":
         return [
-          { type: "send-failed", reason: this.#failure },
-          { type: "failed", reason: this.#failure, clientReason: event.reason },
+          { type: "send-failed", reason: this.failure },
+          { type: "failed", reason: this.failure, clientReason: event.reason },
         ];
       default:
         return [];
@@ -252,8 +255,8 @@ export class BackupServerMachine {
   }
 
   #message(message: BackupServerMessage): BackupServerAction[] {
-    if (this.#state === "awaiting-hello") {
-      if (message.type !== "hello") return this.#fail(`protocol: ${message.type} before hello`);
+    if (this.current === "awaiting-hello") {
+      if (message.type !== "hello") return this.fail(`protocol: ${message.type} before hello`);
       return [{ type: "open" }];
     }
     if (message.type === "progress") return [{ type: "report-progress" }];
@@ -261,29 +264,30 @@ export class BackupServerMachine {
       return [{ type: "grant-parent", upTo: (message as { upTo: number }).upTo }];
     }
     if (message.type === "part" && "of" in message && message.of === "manifest") {
-      return [{ type: "take-manifest-part" }];
+      const last = "last" in message && message.last === true;
+      return [{ type: "take-manifest-part" }, ...(last ? [{ type: "stop-reading" } as const] : [])];
     }
-    return this.#fail(`protocol: unexpected ${message.type} message while receiving the archive`);
+    return this.fail(`protocol: unexpected ${message.type} message while receiving the archive`);
   }
 
-  #tick(nowMs: number): BackupServerAction[] {
-    if (nowMs - this.#lastHeardMs >= this.times.peerSilentMs) {
-      return this.#fail(`the client was silent for ${nowMs - this.#lastHeardMs} ms`);
+  #tick(): BackupServerAction[] {
+    const found = this.clock.tick(this.current !== "committing" && this.current !== "failing");
+    if (found.type === "silent") {
+      return this.fail(`the client was silent for ${found.silentMs} ms`);
     }
-    if (nowMs - this.#lastSentMs >= this.times.keepaliveMs) return [{ type: "send-keepalive" }];
-    return [];
+    return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
   #commitIfReady(): BackupServerAction[] {
     if (!this.#dataEnded || !this.#manifestWritten) return [];
-    this.#state = "committing";
+    this.current = "committing";
     return [{ type: "commit" }];
   }
 
-  #fail(reason: string): BackupServerAction[] {
-    if (this.#state === "failing" || this.ended) return [];
-    this.#failure = reason;
-    this.#state = "failing";
+  protected fail(reason: string): BackupServerAction[] {
+    if (this.current === "failing" || this.ended) return [];
+    this.failure = reason;
+    this.current = "failing";
     return [
       { type: "abort" },
       { type: "await-client-report", waitMs: GRACE_ROWS.clientReportWait.waitMs },
@@ -297,15 +301,7 @@ export class BackupServerMachine {
  * @returns one Markdown table row per row of {@link BACKUP_SERVER_ROWS}
  */
 export function backupServerTableMarkdown(): string {
-  const cells = [
-    ["state", "on", "next", "rule"],
-    ...BACKUP_SERVER_ROWS.map((row) => [row.state, row.on, row.next, row.rule]),
+  return sessionTableMarkdown(BACKUP_SERVER_ROWS, [
     ["any live state", "failure, or no row", "failing", BACKUP_SERVER_FAILURE_RULE],
-  ];
-  // Padded as `deno fmt` pads a Markdown table, so the formatted doc holds it verbatim.
-  const widths = cells[0]!.map((_, c) => Math.max(3, ...cells.map((row) => row[c]!.length)));
-  const line = (row: string[]) =>
-    `| ${row.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ")} |`;
-  const rule = `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`;
-  return [line(cells[0]!), rule, ...cells.slice(1).map(line)].join("\n");
+  ]);
 }

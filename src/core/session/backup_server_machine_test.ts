@@ -26,7 +26,7 @@ Deno.test("a backup with a parent commits only after the data ended and the mani
       { type: "parent-sent", atMs: 4 },
       { type: "manifest-written", atMs: 5 },
     ]),
-    ["open", "send-begin", "stream-parent", "grant-parent"],
+    ["open", "send-begin", "stream-parent", "receive", "grant-parent"],
   );
   assert.deepEqual(feed(machine, [{ type: "data-end", atMs: 6 }]), ["commit"]);
   assert.deepEqual(feed(machine, [{ type: "committed", atMs: 7, snapshotId: "s1" }]), [
@@ -64,6 +64,38 @@ Deno.test("an idle server sends a keepalive and a silent client fails the sessio
   ]);
 });
 
+Deno.test("once committing, a broken channel or a silent client changes nothing; the commit decides", () => {
+  const machine = new BackupServerMachine(TIMES, 0);
+  feed(machine, [
+    { type: "message", atMs: 1, message: { type: "hello" } },
+    { type: "opened", atMs: 2, snapshotId: "s1", hasParent: false },
+    { type: "manifest-written", atMs: 3 },
+    { type: "data-end", atMs: 4 },
+  ]);
+  assert.equal(machine.state, "committing");
+  assert.deepEqual(feed(machine, [{ type: "failure", atMs: 5, reason: "control reset" }]), []);
+  assert.deepEqual(feed(machine, [{ type: "tick", atMs: 5_000 }]), ["send-keepalive"]);
+  assert.deepEqual(feed(machine, [{ type: "commit-failed", atMs: 5_001, reason: "ENOSPC" }]), [
+    "abort",
+    "await-client-report",
+  ]);
+  assert.deepEqual(machine.handle({ type: "client-report", atMs: 5_002, reason: undefined })[1], {
+    type: "failed",
+    reason: "ENOSPC",
+    clientReason: undefined,
+  });
+});
+
+Deno.test("a keepalive goes out keepaliveMs after the last keepalive, whatever else was sent", () => {
+  const machine = new BackupServerMachine(TIMES, 0);
+  feed(machine, [
+    { type: "message", atMs: 60, message: { type: "hello" } },
+    { type: "opened", atMs: 90, snapshotId: "s1", hasParent: false },
+  ]);
+  // `begin` went out at 90 on the control channel only: the other channels still need one.
+  assert.deepEqual(feed(machine, [{ type: "tick", atMs: 100 }]), ["send-keepalive"]);
+});
+
 Deno.test("a machine refuses times where the silence rule is shorter than the keepalive rule", () => {
   assert.throws(
     () => new BackupServerMachine({ keepaliveMs: 100, peerSilentMs: 100 }, 0),
@@ -77,4 +109,21 @@ Deno.test("docs/session.md prints the backup server's table as the code has it",
     doc.includes(backupServerTableMarkdown()),
     "docs/session.md is out of date: paste backupServerTableMarkdown() into it",
   );
+});
+
+Deno.test("a failing server keeps sending keepalives while it waits for the client's report, and takes a late parent end while committing", () => {
+  const failing = new BackupServerMachine(TIMES, 0);
+  feed(failing, [{ type: "message", atMs: 1, message: { type: "progress" } }]);
+  assert.equal(failing.state, "failing");
+  assert.deepEqual(feed(failing, [{ type: "tick", atMs: 5_000 }]), ["send-keepalive"]);
+
+  const committing = new BackupServerMachine(TIMES, 0);
+  feed(committing, [
+    { type: "message", atMs: 1, message: { type: "hello" } },
+    { type: "opened", atMs: 2, snapshotId: "s1", hasParent: true },
+    { type: "data-end", atMs: 3 },
+    { type: "manifest-written", atMs: 4 },
+  ]);
+  assert.deepEqual(feed(committing, [{ type: "parent-sent", atMs: 5 }]), []);
+  assert.equal(committing.state, "committing");
 });
