@@ -34,6 +34,7 @@ import {
 } from "../../core/session/frame.ts";
 import { crc32 } from "node:zlib";
 import type { ZeroCopySockets } from "../../adapters/shm_zero_copy.ts";
+import { Yielder } from "../_file_side.ts";
 
 /** The named channels of a session and their descriptors (several may be the same). */
 export interface SessionChannels {
@@ -409,6 +410,7 @@ export class Session {
 
   async #pump(fd: number): Promise<void> {
     const header = new Uint8Array(HEADER_BYTES);
+    const yielder = new Yielder();
     try {
       // Bounded by the peer: each turn consumes one frame or ends the loop.
       for (;;) {
@@ -434,6 +436,7 @@ export class Session {
           );
         }
         this.#dispatch(fd, tag, payload);
+        await yielder.maybe();
       }
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));

@@ -279,3 +279,41 @@ Deno.test("a reserved frame rejects a second reserve, an oversized commit and a 
   await a.settled();
   await storage.dispose();
 });
+
+/** Holds the thread for `ms` without giving the event loop a turn (slow message handling). */
+function busyMs(ms: number): void {
+  const untilMs = performance.now() + ms;
+  // Bounded by the clock.
+  while (performance.now() < untilMs) { /* holds the thread */ }
+}
+
+Deno.test("a burst of frames that is already received is handed on with turns of the event loop in between, so timers (a host's lease renewal) keep running", async () => {
+  const count = 100;
+  const parts = Array.from(
+    { length: count },
+    (_, i) => frame(1, new TextEncoder().encode(JSON.stringify({ channel: "control", body: i }))),
+  );
+  const stream = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  parts.reduce((at, part) => (stream.set(part, at), at + part.length), 0);
+  let at = 0;
+  // Every recv is served at once from bytes already there: a fast peer, a full buffer.
+  const sockets = {
+    recv(_fd: number, into: Uint8Array): Promise<number | null> {
+      const n = Math.min(into.length, stream.length - at);
+      into.set(stream.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n === 0 ? null : n);
+    },
+  } as unknown as Sockets;
+  const session = new Session(sockets, { control: 3, error: 3, data: 3 }, { keepaliveMs: 0 });
+  let timerRan = false;
+  let timerRanBeforeLast = false;
+  for (let i = 0; i < count; i++) {
+    assert.equal(await session.nextMessage("control"), i);
+    if (i === 0) setTimeout(() => (timerRan = true), 0);
+    busyMs(1); // 100 messages hold the thread for 100 ms: longer than a short lease's slice
+    if (i === count - 1) timerRanBeforeLast = timerRan;
+  }
+  await session.settled();
+  assert.ok(timerRanBeforeLast, "a timer set at the first message did not run before the last");
+});

@@ -34,8 +34,9 @@ export interface BackupJobOptions extends Omit<BackupJobRequest, "kind" | "agent
   /** Size of the storage region in MiB; 0 attaches none. Default 64. */
   readonly regionMib?: number;
   /**
-   * True makes the agent pack archive bytes in place in the storage ring; false copies them in
-   * from its staging buffers (the bench's `backup-e2e-copy` row). Default false for now.
+   * False makes the agent copy archive bytes into the storage ring from its staging buffers
+   * (the bench's `backup-e2e-copy` row, and a fallback) instead of packing them in place there.
+   * Default true.
    */
   readonly zeroCopy?: boolean;
   /** Control blocks in the region. Default 64. */
@@ -188,7 +189,7 @@ export async function runBackupJob(requested: BackupJobOptions): Promise<BackupJ
   const attempt = (channel: BackupJobOptions["channel"], drillBytes?: number) =>
     runSides({
       region,
-      agent: { ...base, agent: { roots, excluded, zeroCopy: requested.zeroCopy ?? false } },
+      agent: { ...base, agent: { roots, excluded, zeroCopy: requested.zeroCopy ?? true } },
       server: {
         ...base,
         server: {

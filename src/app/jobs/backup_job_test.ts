@@ -82,7 +82,7 @@ async function writeRandomTree(root: string, files: number, fileBytes: number): 
 Deno.test("a backup through storage restores to the same tree; an incremental one sends only changes", async () => {
   await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 6, 3 * 1024 * 1024);
-    const full = await runBackupJob(fsJob(dir, { zeroCopy: true }));
+    const full = await runBackupJob(fsJob(dir)); // zero copy is the default
     assert.equal(full.dataPath, "storage");
     assert.equal(full.fallbackReason, null);
     assert.equal(full.files, 6);
