@@ -317,3 +317,66 @@ Deno.test("a burst of frames that is already received is handed on with turns of
   await session.settled();
   assert.ok(timerRanBeforeLast, "a timer set at the first message did not run before the last");
 });
+
+Deno.test("a consumer that asks for lent data frames gets views of the receive ring, gives each back, and the stream arrives whole", async () => {
+  const { storage, sockets } = world();
+  const [dataA, dataB] = await storagePair(sockets);
+  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA }, {
+    zeroCopy: storage,
+  });
+  const b = new Session(sockets, { control: dataB, error: dataB, data: dataB }, {
+    zeroCopy: storage,
+  });
+  b.lendData();
+  const total = 5 * (1 << 20) + 123;
+  const sending = sendReserved(a, total, 700 * 1024);
+  const received = new Uint8Array(total);
+  let at = 0;
+  let views = 0;
+  for (let chunk = await b.nextData(); chunk !== null; chunk = await b.nextData()) {
+    if (chunk.buffer instanceof SharedArrayBuffer) views++; // the region's own memory
+    received.set(chunk, at);
+    at += chunk.length;
+    b.releaseData(chunk);
+  }
+  await sending;
+  assert.equal(at, total);
+  for (let i = 0; i < total; i += 4093) assert.equal(received[i], i % 251, `byte ${i}`);
+  assert.equal(received[total - 1], (total - 1) % 251);
+  // Only a frame that is not whole and contiguous in the ring is copied.
+  assert.equal(views, b.receivedFrames.lent);
+  assert.ok(b.receivedFrames.lent >= 6, `lent: ${b.receivedFrames.lent}`);
+  assert.ok(b.receivedFrames.copied <= 2, `copied: ${b.receivedFrames.copied}`);
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});
+
+Deno.test("a lent data frame whose ring bytes change before it is given back fails its CRC-32 check then, and the data channel fails with EPROTO", async () => {
+  const { storage, sockets } = world();
+  const [dataA, dataB] = await storagePair(sockets);
+  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA }, {
+    zeroCopy: storage,
+  });
+  const b = new Session(sockets, { control: dataB, error: dataB, data: dataB }, {
+    zeroCopy: storage,
+  });
+  b.lendData();
+  const sending = sendReserved(a, 3 << 20, 1 << 20).catch(() => {});
+  const chunk = await b.nextData();
+  assert.ok(chunk !== null && chunk.buffer instanceof SharedArrayBuffer, "a lent view");
+  chunk[100] = chunk[100]! ^ 0xff; // a stray write into the ring, after the frame arrived
+  assert.throws(() => b.releaseData(chunk), (error: unknown) => {
+    assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+    assert.match(error.message, /failed its CRC-32 check/);
+    return true;
+  });
+  const next = await b.nextData().catch((error) => error);
+  assert.ok(next instanceof SocketError && next.code === "EPROTO", String(next));
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await sending;
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});

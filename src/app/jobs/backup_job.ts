@@ -103,6 +103,11 @@ export interface BackupJobSummary {
    * copy; the network path, and a ring span too small for a frame).
    */
   readonly dataFrames: { readonly inPlace: number; readonly copied: number };
+  /**
+   * The server's archive frames: written to the archive straight from the storage ring (lent),
+   * or received into a buffer first (a copy; the network path, and a frame that wraps).
+   */
+  readonly receivedFrames: { readonly lent: number; readonly copied: number };
   /** Entries left out, each with the reason. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
   /** Paths of the source left out on purpose (the repository, when it lies inside). */
@@ -284,6 +289,7 @@ export function backupSummary(
     storageBytes: manifest.channelBytes.storage,
     networkBytes: manifest.channelBytes.network,
     dataFrames: client.dataFrames ?? { inPlace: 0, copied: 0 },
+    receivedFrames: server.backup.receivedFrames,
     skipped: client.skipped,
     excluded,
     seconds,

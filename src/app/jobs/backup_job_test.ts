@@ -96,6 +96,12 @@ Deno.test("a backup through storage restores to the same tree; an incremental on
       full.dataFrames.copied <= full.dataFrames.inPlace / 3,
       `copied ${full.dataFrames.copied}, in place ${full.dataFrames.inPlace}`,
     );
+    // The server wrote the archive straight from the ring: no silent fallback to copying out.
+    assert.ok(full.receivedFrames.lent >= 8, `lent frames: ${full.receivedFrames.lent}`);
+    assert.ok(
+      full.receivedFrames.copied <= full.receivedFrames.lent / 3,
+      `copied ${full.receivedFrames.copied}, lent ${full.receivedFrames.lent}`,
+    );
     await Deno.writeTextFile(`${dir}/src/new.txt`, "added");
     await Deno.remove(`${dir}/src/file 0.bin`);
     const incremental = await runBackupJob(fsJob(dir, { incremental: true }));

@@ -62,6 +62,8 @@ export interface BackupServerResult {
   readonly fullReason: string | null;
   /** Entries the client reported unreadable. */
   readonly skipped: Array<{ path: string; reason: string }>;
+  /** The archive's data frames: written to the archive straight from the ring, or copied. */
+  readonly receivedFrames: { readonly lent: number; readonly copied: number };
 }
 
 /**
@@ -109,10 +111,13 @@ export async function runBackupServer(
     if (parent !== null) await sendParent(repo, parent, streams.parent, lineLayout === true);
     const manifest = receiveManifestLines(writer, streams.manifest.lines());
     manifest.catch(() => {}); // awaited below; a data failure must not leave it unhandled
+    // On storage each frame is a view of the ring, written to the archive from there; its
+    // CRC-32 is checked when it is released, after the write and before the commit.
+    session.lendData();
     // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
     for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
       await writer.write(chunk);
-      session.releaseData(chunk); // its memory receives a later frame
+      session.releaseData(chunk); // back to the ring (or its memory receives a later frame)
     }
     committed = await commitReceived(writer, await manifest, { ...session.bytes });
   } catch (error) {
@@ -132,7 +137,12 @@ export async function runBackupServer(
   // channel that breaks now does not make it a failure (the client, not told, reports one).
   await session.sendMessage("control", { type: "committed", snapshotId: committed.id })
     .catch(() => {});
-  return { manifest: committed, fullReason, skipped };
+  return {
+    manifest: committed,
+    fullReason,
+    skipped,
+    receivedFrames: { ...session.receivedFrames },
+  };
 }
 
 /**
