@@ -312,9 +312,15 @@ class AgentJob {
           onProgress,
           progressEveryMs: this.options.progressEveryMs,
         });
-        return { ...summary, ok: true };
+        return { ...summary, ok: true, receivedFrames: { ...data.session.receivedFrames } };
       } catch (error) {
-        if (error instanceof IncompleteRestore) return { ...error.summary, ok: false };
+        if (error instanceof IncompleteRestore) {
+          return {
+            ...error.summary,
+            ok: false,
+            receivedFrames: { ...data.session.receivedFrames },
+          };
+        }
         throw error;
       }
     }

@@ -258,19 +258,32 @@ export class Session {
         `data chunk of ${chunk.length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`,
       );
     }
-    if (chunk.length > 0) await this.#send(this.#channels.data, TAG_DATA, chunk);
+    await this.sendDataParts([chunk]);
   }
 
   /**
    * Sends one data frame made of several parts (a record's prefix and its bytes, say) without
-   * joining them: the receiver gets them as one chunk.
+   * joining them: the receiver gets them as one chunk. When {@link dataInPlace}, the parts are
+   * copied into one ring reservation and committed with their header at once (the copy `send`
+   * would make), so a receiver that lends frames gets this one whole in the ring; where the
+   * ring's contiguous span is too short, the frame goes by `send`.
    */
   async sendDataParts(parts: readonly Uint8Array[]): Promise<void> {
     const length = parts.reduce((sum, part) => sum + part.length, 0);
     if (length > DATA_CHUNK_BYTES_MAX) {
       throw new RangeError(`data frame of ${length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`);
     }
-    if (length > 0) await this.#send(this.#channels.data, TAG_DATA, ...parts);
+    if (length === 0) return;
+    if (this.dataInPlace) {
+      const room = await this.reserveData(length);
+      if (room.length >= length) {
+        let at = 0;
+        for (const part of parts) at += (room.set(part, at), part.length);
+        return await this.commitData(length);
+      }
+      await this.commitData(0);
+    }
+    await this.#send(this.#channels.data, TAG_DATA, ...parts);
   }
 
   /**
