@@ -280,8 +280,12 @@ async function throughStorage({ main, world }: Context): Promise<void> {
   assert.ok((restored.storageBytes as number) >= (restored.bytes as number));
   assert.ok((restored.networkBytes as number) < 64 * 1024);
   // The agent wrote the files from views of the ring (each record one commit by the server).
-  const lent = (restore.result as Record<string, Record<string, number>>).receivedFrames!;
+  const restoreFrames = restore.result as Record<string, Record<string, number>>;
+  const lent = restoreFrames.receivedFrames!;
   assert.ok(lent.lent! >= 3 && lent.copied === 0, JSON.stringify(lent));
+  // The server read the archive's bytes straight into the ring.
+  const read = restoreFrames.sentPieces!;
+  assert.ok(read.inPlace! >= 2 && read.copied === 0, JSON.stringify(read));
   assert.deepEqual(
     await describeTree(`${dir}/agent/restored`),
     await describeTree(`${dir}/agent/src`),

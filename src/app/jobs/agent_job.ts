@@ -80,6 +80,8 @@ export interface RestoreJobSummary {
    * received into a buffer first (a copy; the network path, and a frame not whole in the ring).
    */
   readonly receivedFrames: { readonly lent: number; readonly copied: number };
+  /** The server's file pieces: read straight into the storage ring, or sent by copy. */
+  readonly sentPieces: { readonly inPlace: number; readonly copied: number };
 }
 
 /**
@@ -217,5 +219,6 @@ export async function runAgentRestore(
     ok: written.ok,
     problems: written.problems,
     receivedFrames: written.receivedFrames ?? { lent: 0, copied: 0 },
+    sentPieces: server.restore.pieces,
   };
 }
