@@ -282,6 +282,9 @@ export class Session {
         return await this.commitData(length);
       }
       await this.commitData(0);
+      await this.#send(this.#channels.data, TAG_DATA, ...parts);
+      this.#frames.copied++;
+      return;
     }
     await this.#send(this.#channels.data, TAG_DATA, ...parts);
   }
