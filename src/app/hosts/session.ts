@@ -64,6 +64,13 @@ const SPARE_BUFFERS_MAX = 2;
  */
 export const IN_PLACE_FRAME_MIN_BYTES = 512;
 
+/**
+ * A reserved data frame waits for this much contiguous ring space (payload) unless the span
+ * reaches the ring's end: a consumer that freed only a frame header does not make the next
+ * frame small or send it by copy (without it, about one frame in six went by copy).
+ */
+const IN_PLACE_FRAME_WANT_BYTES = 256 * 1024;
+
 /** Data frames sent: written in place in the ring (`inPlace`) or copied from a buffer. */
 export interface DataFrameCounts {
   inPlace: number;
@@ -323,12 +330,11 @@ export class Session {
     this.#lastSentMs.set(fd, performance.now());
     try {
       await previous;
-      // No minimum span is asked of the ring (its minBytes): any wait above 1 byte made the
-      // producer block (and check its peer's lease) so often that large_tree_test.ts (250 ms
-      // lease, loaded machine) saw its peer's lease lapse. Until that is understood, a short
-      // span at the ring's end sends its frame by copy: about one frame in six.
+      // A span shorter than IN_PLACE_FRAME_WANT_BYTES waits for the consumer to free more,
+      // unless it reaches the ring's end: only a frame at the end goes by copy.
+      const want = HEADER_BYTES + Math.min(maxBytes, IN_PLACE_FRAME_WANT_BYTES);
       const span = this.dataInPlace
-        ? await this.#zeroCopy!.reserve(fd, HEADER_BYTES + maxBytes)
+        ? await this.#zeroCopy!.reserve(fd, HEADER_BYTES + maxBytes, want)
         : undefined;
       if (span !== undefined && span.length >= HEADER_BYTES + IN_PLACE_FRAME_MIN_BYTES) {
         this.#open = { view: span, inPlace: true, done };

@@ -318,16 +318,19 @@ Deno.test("a burst of frames that is already received is handed on with turns of
   assert.ok(timerRanBeforeLast, "a timer set at the first message did not run before the last");
 });
 
-Deno.test("a consumer that asks for lent data frames gets views of the receive ring, gives each back, and the stream arrives whole", async () => {
+/** Two sessions over one storage connection, both with the zero-copy calls; `b` lends. */
+async function lendingPair() {
   const { storage, sockets } = world();
   const [dataA, dataB] = await storagePair(sockets);
-  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA }, {
-    zeroCopy: storage,
-  });
-  const b = new Session(sockets, { control: dataB, error: dataB, data: dataB }, {
-    zeroCopy: storage,
-  });
+  const over = (fd: number) =>
+    new Session(sockets, { control: fd, error: fd, data: fd }, { zeroCopy: storage });
+  const [a, b] = [over(dataA), over(dataB)];
   b.lendData();
+  return { storage, sockets, dataA, dataB, a, b };
+}
+
+Deno.test("a consumer that asks for lent data frames gets views of the receive ring, gives each back, and the stream arrives whole", async () => {
+  const { storage, sockets, dataA, dataB, a, b } = await lendingPair();
   const total = 5 * (1 << 20) + 123;
   const sending = sendReserved(a, total, 700 * 1024);
   const received = new Uint8Array(total);
@@ -354,15 +357,7 @@ Deno.test("a consumer that asks for lent data frames gets views of the receive r
 });
 
 Deno.test("a lent data frame whose ring bytes change before it is given back fails its CRC-32 check then, and the data channel fails with EPROTO", async () => {
-  const { storage, sockets } = world();
-  const [dataA, dataB] = await storagePair(sockets);
-  const a = new Session(sockets, { control: dataA, error: dataA, data: dataA }, {
-    zeroCopy: storage,
-  });
-  const b = new Session(sockets, { control: dataB, error: dataB, data: dataB }, {
-    zeroCopy: storage,
-  });
-  b.lendData();
+  const { storage, sockets, dataA, dataB, a, b } = await lendingPair();
   const sending = sendReserved(a, 3 << 20, 1 << 20).catch(() => {});
   const chunk = await b.nextData();
   assert.ok(chunk !== null && chunk.buffer instanceof SharedArrayBuffer, "a lent view");

@@ -90,8 +90,8 @@ Deno.test("a backup through storage restores to the same tree; an incremental on
     assert.ok(full.networkBytes < full.fileBytes / 100, "the network carried control traffic only");
     // The archive was packed straight into the ring: no silent fallback to copying into it.
     assert.ok(full.dataFrames.inPlace >= 8, `in-place frames: ${full.dataFrames.inPlace}`);
-    // A frame goes by copy only where the ring's free span is too short for one (measured:
-    // about one in six, see reserveData in session.ts).
+    // A frame goes by copy only where the span at the ring's end is too short for one (at most
+    // once per lap, see reserveData in session.ts).
     assert.ok(
       full.dataFrames.copied <= full.dataFrames.inPlace / 3,
       `copied ${full.dataFrames.copied}, in place ${full.dataFrames.inPlace}`,
