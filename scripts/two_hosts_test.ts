@@ -257,6 +257,14 @@ async function throughStorage({ main, world }: Context): Promise<void> {
     (summary.networkBytes as number) < 64 * 1024,
     "only control and errors on the network",
   );
+  // The agent process packed the archive in the ring and the server wrote it from there.
+  const frames = summary as unknown as Record<string, Record<string, number>>;
+  assert.ok(
+    frames.dataFrames!.inPlace! >= 1 && frames.dataFrames!.copied === 0,
+    JSON.stringify(frames.dataFrames),
+  );
+  assert.ok(frames.receivedFrames!.lent! >= 1, JSON.stringify(summary.receivedFrames));
+  assert.equal(frames.receivedFrames!.copied, 0, "no frame copied out of the ring");
   const restore = await server.wait(
     (await server.submit({
       kind: "restore",
@@ -271,6 +279,13 @@ async function throughStorage({ main, world }: Context): Promise<void> {
   assert.equal(restored.dataPath, "storage");
   assert.ok((restored.storageBytes as number) >= (restored.bytes as number));
   assert.ok((restored.networkBytes as number) < 64 * 1024);
+  // The agent wrote the files from views of the ring (each record one commit by the server).
+  const restoreFrames = restore.result as Record<string, Record<string, number>>;
+  const lent = restoreFrames.receivedFrames!;
+  assert.ok(lent.lent! >= 3 && lent.copied === 0, JSON.stringify(lent));
+  // The server read the archive's bytes straight into the ring.
+  const read = restoreFrames.sentPieces!;
+  assert.ok(read.inPlace! >= 2 && read.copied === 0, JSON.stringify(read));
   assert.deepEqual(
     await describeTree(`${dir}/agent/restored`),
     await describeTree(`${dir}/agent/src`),

@@ -70,9 +70,8 @@ export interface AgentSideOptions {
   /** The agent's storage sockets, when it attached a region. */
   readonly storage?: StorageSockets | undefined;
   /**
-   * True: the data session packs archive bytes in place in the storage ring through the storage
-   * sockets' reserve/commit; default false (copies), until `large_tree_test.ts`'s 250 ms lease
-   * passes with it (docs/stp.md).
+   * False: the data session copies archive bytes into the storage ring instead of packing them
+   * in place through the storage sockets' reserve/commit (default true: in place).
    */
   readonly zeroCopy?: boolean;
   readonly ioTimeoutMs: number;
@@ -153,7 +152,7 @@ class AgentJob {
   readonly jobSession: Session;
 
   constructor(readonly options: AgentSideOptions, jobChannels: Channels) {
-    const zeroCopy = options.zeroCopy === true ? options.storage : undefined;
+    const zeroCopy = options.zeroCopy === false ? undefined : options.storage;
     this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, zeroCopy);
     this.jobSession = this.#sessions.open(jobChannels);
   }
@@ -313,9 +312,15 @@ class AgentJob {
           onProgress,
           progressEveryMs: this.options.progressEveryMs,
         });
-        return { ...summary, ok: true };
+        return { ...summary, ok: true, receivedFrames: { ...data.session.receivedFrames } };
       } catch (error) {
-        if (error instanceof IncompleteRestore) return { ...error.summary, ok: false };
+        if (error instanceof IncompleteRestore) {
+          return {
+            ...error.summary,
+            ok: false,
+            receivedFrames: { ...data.session.receivedFrames },
+          };
+        }
         throw error;
       }
     }

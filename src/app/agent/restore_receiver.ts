@@ -80,6 +80,8 @@ export async function runRestoreReceiver(
     0,
   );
   const progress = new ProgressReporter(session, totalBytes, options);
+  // On storage, file bytes are written from views of the ring (each frame given back after).
+  session.lendData();
   const end = async () => {
     await progress.flush();
     await request(session, null, []); // the server waits for the end of the requests
@@ -151,26 +153,43 @@ function memberProblem(code: string, message: string): RestoreError {
   return new RestoreError(known, `the server could not read it: ${message}`);
 }
 
-/** One member's pieces as they arrive, up to its `end` (or a `problem`, thrown). */
+/**
+ * One member's pieces as they arrive, up to its `end` (or a `problem`, thrown). A piece's bytes
+ * may be a view of the storage ring (lent): its frame is given back before the next record is
+ * asked for, and when the reader stops early (the writer failed), so the stream never stalls.
+ */
 class MemberStream {
   #ended = false;
+  #held: Uint8Array | undefined;
 
   constructor(readonly session: Session, readonly index: number) {}
 
+  /** Gives the frame of the last record back (written or hashed by now). */
+  #release(): void {
+    const frame = this.#held;
+    this.#held = undefined;
+    if (frame !== undefined) this.session.releaseData(frame);
+  }
+
   async *pieces(): AsyncGenerator<MemberPiece> {
-    // Bounded by the server: each turn takes one record; `end` or `problem` stops it.
-    for (let turns = 0; turns < Number.MAX_SAFE_INTEGER && !this.#ended; turns++) {
-      const { record, frame } = await nextRecord(this.session);
-      if (record.kind === "piece") yield { bytes: record.bytes, position: record.position };
-      else if (record.kind === "hashed") yield { bytes: record.bytes };
-      else if (record.kind === "end" && record.index === this.index) this.#ended = true;
-      else if (record.kind === "problem" && record.index === this.index) {
-        this.#ended = true;
-        throw memberProblem(record.code, record.message);
-      } else {
-        throw new SessionProtocolError(`a ${record.kind} record inside member ${this.index}`);
+    try {
+      // Bounded by the server: each turn takes one record; `end` or `problem` stops it.
+      for (let turns = 0; turns < Number.MAX_SAFE_INTEGER && !this.#ended; turns++) {
+        this.#release();
+        const { record, frame } = await nextRecord(this.session);
+        this.#held = frame;
+        if (record.kind === "piece") yield { bytes: record.bytes, position: record.position };
+        else if (record.kind === "hashed") yield { bytes: record.bytes };
+        else if (record.kind === "end" && record.index === this.index) this.#ended = true;
+        else if (record.kind === "problem" && record.index === this.index) {
+          this.#ended = true;
+          throw memberProblem(record.code, record.message);
+        } else {
+          throw new SessionProtocolError(`a ${record.kind} record inside member ${this.index}`);
+        }
       }
-      this.session.releaseData(frame); // written (or hashed) before the next one is asked for
+    } finally {
+      this.#release();
     }
   }
 
@@ -190,7 +209,8 @@ function remoteArchives(session: Session, progress: ProgressReporter): ArchiveFi
     await request(session, snapshot, jobs);
     // Bounded by the server: each member comes once, then `archive-end`.
     for (let turns = 0; turns <= jobs.length * 2 + 1; turns++) {
-      const { record } = await nextRecord(session);
+      const { record, frame } = await nextRecord(session);
+      session.releaseData(frame); // a head, problem or end: decoded, the frame is not needed
       if (record.kind === "archive-end") return;
       if (record.kind !== "head" && record.kind !== "problem") {
         throw new SessionProtocolError(`a ${record.kind} record between members`);

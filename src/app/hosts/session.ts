@@ -34,6 +34,7 @@ import {
 } from "../../core/session/frame.ts";
 import { crc32 } from "node:zlib";
 import type { ZeroCopySockets } from "../../adapters/shm_zero_copy.ts";
+import { Yielder } from "../_file_side.ts";
 
 /** The named channels of a session and their descriptors (several may be the same). */
 export interface SessionChannels {
@@ -63,10 +64,32 @@ const SPARE_BUFFERS_MAX = 2;
  */
 export const IN_PLACE_FRAME_MIN_BYTES = 512;
 
+/**
+ * A reserved data frame waits for this much contiguous ring space (payload) unless the span
+ * reaches the ring's end: a consumer that freed only a frame header does not make the next
+ * frame small or send it by copy (without it, about one frame in six went by copy).
+ */
+const IN_PLACE_FRAME_WANT_BYTES = 256 * 1024;
+
 /** Data frames sent: written in place in the ring (`inPlace`) or copied from a buffer. */
 export interface DataFrameCounts {
   inPlace: number;
   copied: number;
+}
+
+/** Data frames received: handed out as views of the ring (`lent`) or copied into a buffer. */
+export interface ReceivedFrameCounts {
+  lent: number;
+  copied: number;
+}
+
+/** A data frame handed out by `nextData` as a view of the receive ring, until `releaseData`. */
+interface LentFrame {
+  readonly view: Uint8Array;
+  readonly fd: number;
+  readonly checksum: number;
+  /** Lets the receive loop go on (or stop, with the failure). */
+  readonly done: (failure?: Error) => void;
 }
 
 /** A data frame reserved by `reserveData` and not yet committed. */
@@ -155,7 +178,12 @@ export class Session {
   #closed = false;
   readonly #zeroCopy: ZeroCopySockets | undefined;
   readonly #frames: DataFrameCounts = { inPlace: 0, copied: 0 };
+  readonly #received: ReceivedFrameCounts = { lent: 0, copied: 0 };
   #open: OpenFrame | undefined;
+  #lend = false;
+  #lent: LentFrame | undefined;
+  /** Views of the ring handed out: never kept as receive buffers. */
+  readonly #lentViews = new WeakSet<Uint8Array>();
   #scratch = new Uint8Array(0);
 
   /**
@@ -190,6 +218,11 @@ export class Session {
     this.#closed = true;
     clearInterval(this.#keepalive);
     this.#keepalive = undefined;
+    const lent = this.#lent;
+    this.#lent = undefined;
+    lent?.done(
+      new SocketError("ECONNRESET", `session closed with a data frame lent on ${lent.fd}`),
+    );
   }
 
   /**
@@ -280,19 +313,35 @@ export class Session {
         `data chunk of ${chunk.length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`,
       );
     }
-    if (chunk.length > 0) await this.#send(this.#channels.data, TAG_DATA, chunk);
+    await this.sendDataParts([chunk]);
   }
 
   /**
    * Sends one data frame made of several parts (a record's prefix and its bytes, say) without
-   * joining them: the receiver gets them as one chunk.
+   * joining them: the receiver gets them as one chunk. When {@link dataInPlace}, the parts are
+   * copied into one ring reservation and committed with their header at once (the copy `send`
+   * would make), so a receiver that lends frames gets this one whole in the ring; where the
+   * ring's contiguous span is too short, the frame goes by `send`.
    */
   async sendDataParts(parts: readonly Uint8Array[]): Promise<void> {
     const length = parts.reduce((sum, part) => sum + part.length, 0);
     if (length > DATA_CHUNK_BYTES_MAX) {
       throw new RangeError(`data frame of ${length} bytes exceeds ${DATA_CHUNK_BYTES_MAX}`);
     }
-    if (length > 0) await this.#send(this.#channels.data, TAG_DATA, ...parts);
+    if (length === 0) return;
+    if (this.dataInPlace) {
+      const room = await this.reserveData(length);
+      if (room.length >= length) {
+        let at = 0;
+        for (const part of parts) at += (room.set(part, at), part.length);
+        return await this.commitData(length);
+      }
+      await this.commitData(0);
+      await this.#send(this.#channels.data, TAG_DATA, ...parts);
+      this.#frames.copied++;
+      return;
+    }
+    await this.#send(this.#channels.data, TAG_DATA, ...parts);
   }
 
   /**
@@ -329,12 +378,11 @@ export class Session {
     this.#lastSentMs.set(fd, performance.now());
     try {
       await previous;
-      // No minimum span is asked of the ring (its minBytes): any wait above 1 byte made the
-      // producer block (and check its peer's lease) so often that large_tree_test.ts (250 ms
-      // lease, loaded machine) saw its peer's lease lapse. Until that is understood, a short
-      // span at the ring's end sends its frame by copy: about one frame in six.
+      // A span shorter than IN_PLACE_FRAME_WANT_BYTES waits for the consumer to free more,
+      // unless it reaches the ring's end: only a frame at the end goes by copy.
+      const want = HEADER_BYTES + Math.min(maxBytes, IN_PLACE_FRAME_WANT_BYTES);
       const span = this.dataInPlace
-        ? await this.#zeroCopy!.reserve(fd, HEADER_BYTES + maxBytes)
+        ? await this.#zeroCopy!.reserve(fd, HEADER_BYTES + maxBytes, want)
         : undefined;
       if (span !== undefined && span.length >= HEADER_BYTES + IN_PLACE_FRAME_MIN_BYTES) {
         this.#open = { view: span, inPlace: true, done };
@@ -404,10 +452,46 @@ export class Session {
   }
 
   /**
-   * Hands a chunk from {@link nextData} back once it is no longer needed, so its memory
-   * receives a later frame instead of a fresh allocation. The chunk must not be used after.
+   * From now on, {@link nextData} hands out each data frame that lies whole in the receive ring
+   * as a view of the ring itself (lent, no copy) when {@link dataInPlace}; other frames still
+   * arrive copied. The caller must {@link releaseData} every chunk before it asks for the next:
+   * the receive loop reads nothing more on the data descriptor until then.
+   */
+  lendData(): void {
+    this.#lend = true;
+  }
+
+  /** Data frames received, lent from the ring and copied (a test hook too). */
+  get receivedFrames(): Readonly<ReceivedFrameCounts> {
+    return this.#received;
+  }
+
+  /**
+   * Hands a chunk from {@link nextData} back once it is no longer needed. A copied chunk's
+   * memory receives a later frame instead of a fresh allocation; a lent chunk's payload is
+   * checked against its frame's CRC-32 now, after the caller used it and before the ring may
+   * reuse the space, then given back to the sender's ring. The chunk must not be used after.
+   *
+   * @throws {SocketError} EPROTO when a lent chunk fails its CRC-32 check (the data channel
+   *   fails with the same error)
    */
   releaseData(chunk: Uint8Array): void {
+    const lent = this.#lent;
+    if (lent !== undefined && chunk === lent.view) {
+      this.#lent = undefined;
+      const sum = crc32(lent.view);
+      const failure = sum === lent.checksum
+        ? undefined
+        : crcFailure(lent.fd, TAG_DATA, lent.view.length, sum, lent.checksum);
+      try {
+        if (failure === undefined) this.#zeroCopy!.release(lent.fd, lent.view.length);
+      } finally {
+        lent.done(failure);
+      }
+      if (failure !== undefined) throw failure;
+      return;
+    }
+    if (this.#lentViews.has(chunk)) return; // the session closed while it was lent
     if (this.#spare.length >= SPARE_BUFFERS_MAX || !(chunk.buffer instanceof ArrayBuffer)) return;
     this.#spare.push(new Uint8Array(chunk.buffer));
   }
@@ -457,6 +541,7 @@ export class Session {
 
   async #pump(fd: number): Promise<void> {
     const header = new Uint8Array(HEADER_BYTES);
+    const yielder = new Yielder();
     try {
       // Bounded by the peer: each turn consumes one frame or ends the loop.
       for (;;) {
@@ -471,22 +556,47 @@ export class Session {
           throw new SocketError(decoded.code, `on descriptor ${fd}: ${decoded.message}`);
         }
         const { tag, length, checksum } = decoded.value;
+        if (tag === TAG_DATA && length > 0 && (await this.#lendPayload(fd, length, checksum))) {
+          continue; // handed out in place and given back
+        }
         const payload = length === 0 ? new Uint8Array(0) : await this.#payload(fd, tag, length);
         const sum = length === 0 ? 0 : crc32(payload);
-        if (sum !== checksum) {
-          throw new SocketError(
-            "EPROTO",
-            `a ${length}-byte frame (tag ${tag}) on descriptor ${fd} failed its CRC-32 ` +
-              `check: the received bytes hash to ${sum.toString(16)}, the sender's to ` +
-              `${checksum.toString(16)} (corrupted in transit)`,
-          );
-        }
+        if (sum !== checksum) throw crcFailure(fd, tag, length, sum, checksum);
+        if (tag === TAG_DATA) this.#received.copied++;
         this.#dispatch(fd, tag, payload);
+        await yielder.maybe();
       }
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const inbox of this.#inboxesOf(fd)) inbox.fail(failure);
     }
+  }
+
+  /**
+   * Hands a data frame's payload out as a view of the receive ring and waits until the
+   * consumer gives it back (its CRC-32 is checked then, see {@link releaseData}). False when
+   * the frame is not lent: lending is off, or the payload is not whole and contiguous in the
+   * ring (it wraps, or the sender has not written all of it yet); it is read by copy then.
+   */
+  async #lendPayload(fd: number, length: number, checksum: number): Promise<boolean> {
+    if (!this.#lend || !this.dataInPlace || fd !== this.#channels.data) return false;
+    const view = await this.#zeroCopy!.peek(fd, length);
+    if (view === null) {
+      throw new SocketError("EPROTO", `stream ended inside a ${length}-byte frame on ${fd}`);
+    }
+    if (view.length < length) {
+      this.#zeroCopy!.release(fd, 0);
+      return false;
+    }
+    let done: (failure?: Error) => void = () => {};
+    const released = new Promise<Error | undefined>((resolve) => (done = resolve));
+    this.#lent = { view, fd, checksum, done };
+    this.#lentViews.add(view);
+    this.#received.lent++;
+    this.#dispatch(fd, TAG_DATA, view);
+    const failure = await released;
+    if (failure !== undefined) throw failure;
+    return true;
   }
 
   /** Reads a payload whose length the header's decoding already checked. */
@@ -543,4 +653,20 @@ export class Session {
     if (this.#channels.data === fd) inboxes.push(this.#data as Inbox<unknown>);
     return inboxes;
   }
+}
+
+/** The failure of a frame whose payload does not hash to the CRC-32 its sender wrote. */
+function crcFailure(
+  fd: number,
+  tag: number,
+  length: number,
+  sum: number,
+  checksum: number,
+): SocketError {
+  return new SocketError(
+    "EPROTO",
+    `a ${length}-byte frame (tag ${tag}) on descriptor ${fd} failed its CRC-32 ` +
+      `check: the received bytes hash to ${sum.toString(16)}, the sender's to ` +
+      `${checksum.toString(16)} (corrupted in transit)`,
+  );
 }

@@ -284,3 +284,99 @@ Deno.test("a pump that owns the keepalives stops the session's own, and they res
     await close();
   }
 });
+
+/** Holds the thread for `ms` without giving the event loop a turn (slow message handling). */
+function busyMs(ms: number): void {
+  const untilMs = performance.now() + ms;
+  // Bounded by the clock.
+  while (performance.now() < untilMs) { /* holds the thread */ }
+}
+
+Deno.test("a burst of frames that is already received is handed on with turns of the event loop in between, so timers (a host's lease renewal) keep running", async () => {
+  const count = 100;
+  const parts = Array.from(
+    { length: count },
+    (_, i) => frame(1, new TextEncoder().encode(JSON.stringify({ channel: "control", body: i }))),
+  );
+  const stream = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  parts.reduce((at, part) => (stream.set(part, at), at + part.length), 0);
+  let at = 0;
+  // Every recv is served at once from bytes already there: a fast peer, a full buffer.
+  const sockets = {
+    recv(_fd: number, into: Uint8Array): Promise<number | null> {
+      const n = Math.min(into.length, stream.length - at);
+      into.set(stream.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n === 0 ? null : n);
+    },
+  } as unknown as Sockets;
+  const session = new Session(sockets, { control: 3, error: 3, data: 3 }, { keepaliveMs: 0 });
+  let timerRan = false;
+  let timerRanBeforeLast = false;
+  for (let i = 0; i < count; i++) {
+    assert.equal(await session.nextMessage("control"), i);
+    if (i === 0) setTimeout(() => (timerRan = true), 0);
+    busyMs(1); // 100 messages hold the thread for 100 ms: longer than a short lease's slice
+    if (i === count - 1) timerRanBeforeLast = timerRan;
+  }
+  await session.settled();
+  assert.ok(timerRanBeforeLast, "a timer set at the first message did not run before the last");
+});
+
+/** Two sessions over one storage connection, both with the zero-copy calls; `b` lends. */
+async function lendingPair() {
+  const { storage, sockets } = world();
+  const [dataA, dataB] = await storagePair(sockets);
+  const over = (fd: number) =>
+    new Session(sockets, { control: fd, error: fd, data: fd }, { zeroCopy: storage });
+  const [a, b] = [over(dataA), over(dataB)];
+  b.lendData();
+  return { storage, sockets, dataA, dataB, a, b };
+}
+
+Deno.test("a consumer that asks for lent data frames gets views of the receive ring, gives each back, and the stream arrives whole", async () => {
+  const { storage, sockets, dataA, dataB, a, b } = await lendingPair();
+  const total = 5 * (1 << 20) + 123;
+  const sending = sendReserved(a, total, 700 * 1024);
+  const received = new Uint8Array(total);
+  let at = 0;
+  let views = 0;
+  for (let chunk = await b.nextData(); chunk !== null; chunk = await b.nextData()) {
+    if (chunk.buffer instanceof SharedArrayBuffer) views++; // the region's own memory
+    received.set(chunk, at);
+    at += chunk.length;
+    b.releaseData(chunk);
+  }
+  await sending;
+  assert.equal(at, total);
+  for (let i = 0; i < total; i += 4093) assert.equal(received[i], i % 251, `byte ${i}`);
+  assert.equal(received[total - 1], (total - 1) % 251);
+  // Only a frame that is not whole and contiguous in the ring is copied.
+  assert.equal(views, b.receivedFrames.lent);
+  assert.ok(b.receivedFrames.lent >= 6, `lent: ${b.receivedFrames.lent}`);
+  assert.ok(b.receivedFrames.copied <= 2, `copied: ${b.receivedFrames.copied}`);
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});
+
+Deno.test("a lent data frame whose ring bytes change before it is given back fails its CRC-32 check then, and the data channel fails with EPROTO", async () => {
+  const { storage, sockets, dataA, dataB, a, b } = await lendingPair();
+  const sending = sendReserved(a, 3 << 20, 1 << 20).catch(() => {});
+  const chunk = await b.nextData();
+  assert.ok(chunk !== null && chunk.buffer instanceof SharedArrayBuffer, "a lent view");
+  chunk[100] = chunk[100]! ^ 0xff; // a stray write into the ring, after the frame arrived
+  assert.throws(() => b.releaseData(chunk), (error: unknown) => {
+    assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+    assert.match(error.message, /failed its CRC-32 check/);
+    return true;
+  });
+  const next = await b.nextData().catch((error) => error);
+  assert.ok(next instanceof SocketError && next.code === "EPROTO", String(next));
+  await sockets.close(dataA);
+  await sockets.close(dataB);
+  await sending;
+  await Promise.all([a.settled(), b.settled()]);
+  await storage.dispose();
+});

@@ -41,7 +41,7 @@ export interface SideHostJob {
     readonly roots: readonly string[];
     /** Paths of the source left out on purpose (the repository, when it lies inside). */
     readonly excluded: readonly ExcludedPath[];
-    /** True: archive bytes are packed in place in the storage ring (default false: copied). */
+    /** False: archive bytes are copied into the storage ring (default true: packed in place). */
     readonly zeroCopy?: boolean;
   };
   /** The server's side of a job toward an agent. */

@@ -75,6 +75,13 @@ export interface RestoreJobSummary {
   readonly ok: boolean;
   /** Entries not restored (empty when everything was). */
   readonly problems: readonly RestoreProblem[];
+  /**
+   * The agent's data frames: written to files straight from the storage ring (lent), or
+   * received into a buffer first (a copy; the network path, and a frame not whole in the ring).
+   */
+  readonly receivedFrames: { readonly lent: number; readonly copied: number };
+  /** The server's file pieces: read straight into the storage ring, or sent by copy. */
+  readonly sentPieces: { readonly inPlace: number; readonly copied: number };
 }
 
 /**
@@ -190,6 +197,7 @@ export async function runAgentRestore(
     bytes: number;
     ok: boolean;
     problems: RestoreProblem[];
+    receivedFrames?: { lent: number; copied: number };
   };
   const seconds = (performance.now() - startedMs) / 1000;
   return {
@@ -210,5 +218,7 @@ export async function runAgentRestore(
     megabytesPerSecond: written.bytes / 1e6 / Math.max(seconds, 1e-6),
     ok: written.ok,
     problems: written.problems,
+    receivedFrames: written.receivedFrames ?? { lent: 0, copied: 0 },
+    sentPieces: server.restore.pieces,
   };
 }

@@ -34,8 +34,9 @@ export interface BackupJobOptions extends Omit<BackupJobRequest, "kind" | "agent
   /** Size of the storage region in MiB; 0 attaches none. Default 64. */
   readonly regionMib?: number;
   /**
-   * True makes the agent pack archive bytes in place in the storage ring; false copies them in
-   * from its staging buffers (the bench's `backup-e2e-copy` row). Default false for now.
+   * False makes the agent copy archive bytes into the storage ring from its staging buffers
+   * (the bench's `backup-e2e-copy` row, and a fallback) instead of packing them in place there.
+   * Default true.
    */
   readonly zeroCopy?: boolean;
   /** Control blocks in the region. Default 64. */
@@ -102,6 +103,11 @@ export interface BackupJobSummary {
    * copy; the network path, and a ring span too small for a frame).
    */
   readonly dataFrames: { readonly inPlace: number; readonly copied: number };
+  /**
+   * The server's archive frames: written to the archive straight from the storage ring (lent),
+   * or received into a buffer first (a copy; the network path, and a frame that wraps).
+   */
+  readonly receivedFrames: { readonly lent: number; readonly copied: number };
   /** Entries left out, each with the reason. */
   readonly skipped: ReadonlyArray<{ readonly path: string; readonly reason: string }>;
   /** Paths of the source left out on purpose (the repository, when it lies inside). */
@@ -188,7 +194,7 @@ export async function runBackupJob(requested: BackupJobOptions): Promise<BackupJ
   const attempt = (channel: BackupJobOptions["channel"], drillBytes?: number) =>
     runSides({
       region,
-      agent: { ...base, agent: { roots, excluded, zeroCopy: requested.zeroCopy ?? false } },
+      agent: { ...base, agent: { roots, excluded, zeroCopy: requested.zeroCopy ?? true } },
       server: {
         ...base,
         server: {
@@ -283,6 +289,7 @@ export function backupSummary(
     storageBytes: manifest.channelBytes.storage,
     networkBytes: manifest.channelBytes.network,
     dataFrames: client.dataFrames ?? { inPlace: 0, copied: 0 },
+    receivedFrames: server.backup.receivedFrames,
     skipped: client.skipped,
     excluded,
     seconds,

@@ -82,7 +82,7 @@ async function writeRandomTree(root: string, files: number, fileBytes: number): 
 Deno.test("a backup through storage restores to the same tree; an incremental one sends only changes", async () => {
   await withJobDir(async (dir) => {
     await writeRandomTree(`${dir}/src`, 6, 3 * 1024 * 1024);
-    const full = await runBackupJob(fsJob(dir, { zeroCopy: true }));
+    const full = await runBackupJob(fsJob(dir)); // zero copy is the default
     assert.equal(full.dataPath, "storage");
     assert.equal(full.fallbackReason, null);
     assert.equal(full.files, 6);
@@ -90,11 +90,17 @@ Deno.test("a backup through storage restores to the same tree; an incremental on
     assert.ok(full.networkBytes < full.fileBytes / 100, "the network carried control traffic only");
     // The archive was packed straight into the ring: no silent fallback to copying into it.
     assert.ok(full.dataFrames.inPlace >= 8, `in-place frames: ${full.dataFrames.inPlace}`);
-    // A frame goes by copy only where the ring's free span is too short for one (measured:
-    // about one in six, see reserveData in session.ts).
+    // A frame goes by copy only where the span at the ring's end is too short for one (at most
+    // once per lap, see reserveData in session.ts).
     assert.ok(
       full.dataFrames.copied <= full.dataFrames.inPlace / 3,
       `copied ${full.dataFrames.copied}, in place ${full.dataFrames.inPlace}`,
+    );
+    // The server wrote the archive straight from the ring: no silent fallback to copying out.
+    assert.ok(full.receivedFrames.lent >= 8, `lent frames: ${full.receivedFrames.lent}`);
+    assert.ok(
+      full.receivedFrames.copied <= full.receivedFrames.lent / 3,
+      `copied ${full.receivedFrames.copied}, lent ${full.receivedFrames.lent}`,
     );
     await Deno.writeTextFile(`${dir}/src/new.txt`, "added");
     await Deno.remove(`${dir}/src/file 0.bin`);

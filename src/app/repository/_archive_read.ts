@@ -199,16 +199,23 @@ function openArchiveNative(path: string): ArchiveReader {
 }
 
 /**
+ * Where a data piece is read: given the most bytes wanted and the piece's position in the file,
+ * 1 to `maxBytes` bytes of writable space (a data frame reserved in a storage ring, say).
+ */
+export type PieceRoom = (maxBytes: number, position: number) => Promise<Uint8Array>;
+
+/**
  * Reads the member of `entry` at its offset: checks its header names `memberPath`, then yields
  * its stored bytes (a sparse member's map is yielded without a position: hashed, not written).
  *
  * @param reader the archive
  * @param offset the member's first header block
  * @param memberPath the entry path the member must carry
- * @param scratch when given (at least {@link MEMBER_SCRATCH_BYTES}), every data piece is a view
- *   into it, valid only until the next piece is asked for: a consumer that writes each piece
- *   before pulling the next (a restore) allocates nothing per file; one that keeps pieces
- *   (a sender) passes none
+ * @param scratch when given (a buffer of at least {@link MEMBER_SCRATCH_BYTES}), every data
+ *   piece is a view into it, valid only until the next piece is asked for: a consumer that
+ *   writes each piece before pulling the next (a restore) allocates nothing per file; a
+ *   {@link PieceRoom} gives the space of each piece instead (a sender reads straight into its
+ *   send ring); one that keeps pieces passes none
  * @returns the member's real size and its pieces
  * @throws {MemberError} when the headers are damaged or name another member
  */
@@ -216,9 +223,9 @@ export async function openMember(
   reader: ArchiveReader,
   offset: number,
   memberPath: string,
-  scratch?: Uint8Array,
+  scratch?: Uint8Array | PieceRoom,
 ): Promise<{ realSize: number; storedBytes: number; pieces: AsyncIterable<MemberPiece> }> {
-  if (scratch !== undefined && scratch.length < MEMBER_SCRATCH_BYTES) {
+  if (scratch instanceof Uint8Array && scratch.length < MEMBER_SCRATCH_BYTES) {
     throw new RangeError(`a scratch buffer of ${scratch.length} bytes is under one read`);
   }
   const head = await readMemberHead(reader, offset);
@@ -243,7 +250,9 @@ export async function openMember(
       // Bounded: each turn reads one chunk of the segment.
       for (let done = 0; done < length;) {
         const size = Math.min(ARCHIVE_READ_BYTES, length - done);
-        const chunk = scratch?.subarray(0, size) ?? new Uint8Array(size);
+        const chunk = typeof scratch === "function"
+          ? (await scratch(size, position + done)).subarray(0, size)
+          : scratch?.subarray(0, size) ?? new Uint8Array(size);
         await readFully(reader, chunk, at);
         yield { bytes: chunk, position: position + done };
         at += chunk.length;

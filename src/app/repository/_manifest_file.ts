@@ -22,6 +22,7 @@ import {
 import type { ChannelBytes, Manifest, ManifestEntry } from "../../core/backup/manifest.ts";
 import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
+import { Yielder } from "../_file_side.ts";
 
 /** Bytes read from a manifest file at a time. */
 const READ_BYTES = 1 << 20;
@@ -43,6 +44,9 @@ export async function readLines(
   const file = await Deno.open(path, { read: true });
   const decoder = new TextDecoder("utf-8", { fatal: true });
   const buffer = new Uint8Array(READ_BYTES);
+  // One read holds thousands of lines, each checked in turn: without a turn of the event loop
+  // the host's lease timer starved (a 30 000-entry parent chain held a server ~0.5 s).
+  const yielder = new Yielder();
   let partial = "";
   try {
     // Bounded by the file's size: each turn reads at least one byte or ends.
@@ -58,6 +62,7 @@ export async function readLines(
       for (const line of lines) {
         if (n === null && line === "") continue;
         if ((await onLine(line)) === false) return;
+        await yielder.maybe();
       }
       if (n === null) return;
     }

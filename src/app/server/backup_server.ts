@@ -73,6 +73,8 @@ export interface BackupServerResult {
   readonly fullReason: string | null;
   /** Entries the client reported unreadable. */
   readonly skipped: Array<{ path: string; reason: string }>;
+  /** The archive's data frames: written to the archive straight from the ring, or copied. */
+  readonly receivedFrames: { readonly lent: number; readonly copied: number };
 }
 
 /**
@@ -224,6 +226,7 @@ class BackupServerPump {
             manifest: this.#committed!,
             fullReason: this.#fullReason,
             skipped: this.#skipped,
+            receivedFrames: { ...this.session.receivedFrames },
           },
         };
         return;
@@ -288,12 +291,15 @@ class BackupServerPump {
   /** Writes the archive's chunks as they arrive, until the end of data. */
   async #receiveArchive(writer: SnapshotWriter): Promise<void> {
     const session = this.session;
+    // On storage each frame is a view of the ring, written to the archive from there; its
+    // CRC-32 is checked when it is released, after the write and before the commit.
+    session.lendData();
     // Bounded by the client: each turn writes one chunk; the end of data ends the loop.
     for (let chunk = await session.nextData(); chunk !== null; chunk = await session.nextData()) {
       if (this.#aborted) return;
       this.#archiveWrite = writer.write(chunk);
       await this.#archiveWrite;
-      session.releaseData(chunk); // its memory receives a later frame
+      session.releaseData(chunk); // back to the ring (or its memory receives a later frame)
     }
   }
 

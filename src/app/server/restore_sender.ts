@@ -29,7 +29,13 @@ import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
 import { encodeRecord, piecePrefix } from "../../core/backup/restore_stream.ts";
 import { planRestore } from "../../core/backup/chain.ts";
 import type { FileEntry, Manifest } from "../../core/backup/manifest.ts";
-import { openArchive, openMember, readArchiveFiles } from "../repository/_archive_read.ts";
+import {
+  type MemberPiece,
+  openArchive,
+  openMember,
+  type PieceRoom,
+  readArchiveFiles,
+} from "../repository/_archive_read.ts";
 import {
   openRepository,
   repoPaths,
@@ -61,6 +67,14 @@ export interface RestoreSenderResult {
   /** Members streamed, and members that could not be read. */
   readonly members: number;
   readonly unreadable: number;
+  /** File pieces read straight into the storage send ring (`inPlace`), or sent by copy. */
+  readonly pieces: PieceCounts;
+}
+
+/** File pieces sent: read straight into a ring reservation, or copied into the ring. */
+export interface PieceCounts {
+  inPlace: number;
+  copied: number;
 }
 
 /**
@@ -106,6 +120,7 @@ class RestoreSenderPump {
   #request: MembersRequest | undefined;
   #members = 0;
   #unreadable = 0;
+  readonly #pieces: PieceCounts = { inPlace: 0, copied: 0 };
   #outcome: { result: RestoreSenderResult } | { error: Error } | undefined;
 
   constructor(readonly session: Session, readonly options: RestoreSenderOptions) {
@@ -163,6 +178,7 @@ class RestoreSenderPump {
             source: this.#manifest!.source,
             members: this.#members,
             unreadable: this.#unreadable,
+            pieces: this.#pieces,
           },
         };
         return;
@@ -201,8 +217,8 @@ class RestoreSenderPump {
     invariant(request.archive === archive, `serving ${archive}, asked for ${request.archive}`);
     const path = repoPaths.archive(this.#repo!, archive);
     const sent = request.members.some((m) => m.offset === null)
-      ? await sendByName(this.session, path, archive, request.members)
-      : await sendAtOffsets(this.session, path, request.members);
+      ? await sendByName(this.session, path, archive, request.members, this.#pieces)
+      : await sendAtOffsets(this.session, path, request.members, this.#pieces);
     this.#members += request.members.length;
     this.#unreadable += sent.problems;
     await this.session.sendData(encodeRecord({ kind: "archive-end" }));
@@ -220,7 +236,12 @@ function problemOf(index: number, error: unknown) {
   return encodeRecord({ kind: "problem", index, code, message: message.slice(0, 2000) });
 }
 
-async function sendAtOffsets(session: Session, path: string, wanted: Wanted) {
+async function sendAtOffsets(
+  session: Session,
+  path: string,
+  wanted: Wanted,
+  pieces: PieceCounts,
+) {
   let problems = 0;
   let reader;
   try {
@@ -235,16 +256,17 @@ async function sendAtOffsets(session: Session, path: string, wanted: Wanted) {
     const order = wanted.map((_, index) => index).sort((a, b) =>
       wanted[a]!.offset! - wanted[b]!.offset!
     );
+    const frames = new RingPieces(session, pieces);
     for (const index of order) {
       const member = wanted[index]!;
       try {
-        const opened = await openMember(reader, member.offset!, member.path);
+        const room = session.dataInPlace ? frames.room : undefined;
+        const opened = await openMember(reader, member.offset!, member.path, room);
         await session.sendData(encodeRecord({ kind: "head", index, realSize: opened.realSize }));
-        for await (const piece of opened.pieces) {
-          await session.sendDataParts([piecePrefix(piece.position ?? null), piece.bytes]);
-        }
+        for await (const piece of opened.pieces) await frames.send(piece);
         await session.sendData(encodeRecord({ kind: "end", index }));
       } catch (error) {
+        await frames.abandon();
         if (!isReadError(error)) throw error;
         problems++;
         await session.sendData(problemOf(index, error));
@@ -256,12 +278,57 @@ async function sendAtOffsets(session: Session, path: string, wanted: Wanted) {
   return { problems };
 }
 
+/**
+ * A member's pieces read straight into data frames reserved in the send ring (the archive's
+ * bytes `pread` into the ring, no copy), each committed with its record prefix once read;
+ * a piece read elsewhere (a sparse map) is sent by copy.
+ */
+class RingPieces {
+  #prefixBytes: number | undefined;
+
+  constructor(readonly session: Session, readonly counts: PieceCounts) {}
+
+  /** Reserves the frame of the piece at `position` and gives its bytes' part. */
+  readonly room: PieceRoom = async (maxBytes, position) => {
+    const prefix = piecePrefix(position);
+    const frame = await this.session.reserveData(prefix.length + maxBytes);
+    frame.set(prefix);
+    this.#prefixBytes = prefix.length;
+    return frame.subarray(prefix.length);
+  };
+
+  /** Sends the piece just read: commits its frame, or sends it by copy. */
+  async send(piece: MemberPiece): Promise<void> {
+    const prefixBytes = this.#prefixBytes;
+    this.#prefixBytes = undefined;
+    if (prefixBytes === undefined) {
+      this.counts.copied++;
+      return await this.session.sendDataParts([piecePrefix(piece.position ?? null), piece.bytes]);
+    }
+    await this.session.commitData(prefixBytes + piece.bytes.length);
+    this.counts.inPlace++;
+  }
+
+  /** Gives up the frame a failed read left reserved. */
+  async abandon(): Promise<void> {
+    if (this.#prefixBytes === undefined) return;
+    this.#prefixBytes = undefined;
+    await this.session.commitData(0);
+  }
+}
+
 /** A failure of the archive (reported to the agent), not of the session (which ends the job). */
 function isReadError(error: unknown): boolean {
   return error instanceof BackupError || (error instanceof Error && error.name === "MemberError");
 }
 
-async function sendByName(session: Session, path: string, snapshot: string, wanted: Wanted) {
+async function sendByName(
+  session: Session,
+  path: string,
+  snapshot: string,
+  wanted: Wanted,
+  pieces: PieceCounts,
+) {
   const byPath = new Map(wanted.map((member, index) => [member.path, index]));
   const entries = new Map(
     wanted.map((member) => [member.path, { path: member.path } as FileEntry]),
@@ -277,6 +344,7 @@ async function sendByName(session: Session, path: string, snapshot: string, want
       let position = 0;
       for await (const chunk of body) {
         await session.sendDataParts([piecePrefix(position), chunk]);
+        pieces.copied++;
         position += chunk.length;
       }
       await session.sendData(encodeRecord({ kind: "end", index }));

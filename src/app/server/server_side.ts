@@ -235,7 +235,8 @@ class ServerJob {
     jobChannels: Channels,
     readonly planned: { path: "storage" | "network"; reason: string | null },
   ) {
-    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs);
+    // The storage sockets' zero-copy calls: the backup server writes archive bytes from the ring.
+    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, options.storage);
     this.#jobChannels = jobChannels;
     this.jobSession = this.#sessions.open(jobChannels);
   }
