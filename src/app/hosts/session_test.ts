@@ -165,7 +165,13 @@ for (const keepaliveMs of [0, 80]) {
     if (keepaliveMs > 0) assert.equal(await late, "after a long quiet");
     else {
       const error = await late.catch((e) => e);
-      assert.ok(error instanceof SocketError && error.code === "ETIMEDOUT", String(error));
+      // Both sides time out after the same 300 ms: b's own receive (ETIMEDOUT), or a's first,
+      // which closes its descriptors, so b sees the peer gone (ECONNRESET). Either way, no
+      // message crossed the quiet channel.
+      assert.ok(
+        error instanceof SocketError && ["ETIMEDOUT", "ECONNRESET"].includes(error.code),
+        String(error),
+      );
     }
     a.close();
     b.close();
