@@ -61,7 +61,7 @@ export interface WordWaiter {
 export interface WordWaiterOptions {
   /** `futex` (default where available) or `poll`. */
   readonly method?: WakeMethod;
-  /** How long to spin re-reading the word before sleeping, µs (default 50). */
+  /** How long to spin re-reading the word before sleeping, µs (default {@link SPIN_MICROS_DEFAULT}). */
   readonly spinMicros?: number;
 }
 
@@ -92,7 +92,7 @@ export function wordWaiter(
     );
   }
   const state = { closed: false, pending: new Map<number, number>() };
-  const spin = new AdaptiveSpin((options.spinMicros ?? 50) / 1000);
+  const spin = new AdaptiveSpin((options.spinMicros ?? SPIN_MICROS_DEFAULT) / 1000);
   const sleep = method === "futex"
     ? futexSleep(symbols as Libc, sys as bigint, base)
     : pollSleep(words, state);
@@ -185,6 +185,15 @@ export class AdaptiveSpin {
     this.#budgetMs = Math.max(0, this.#budgetMs - this.maxMs / 16);
   }
 }
+
+/**
+ * The longest spin of a wait, µs. It must outlast a *sleeping* peer's answer (its futex wake,
+ * the hop from Deno's blocking pool back to its JS thread, its reply: 60-120 µs measured here),
+ * or a probe of two sides that both settled sleeping never catches the other and they stay
+ * asleep for good. With 50 µs, 3 of 7 quiet-machine runs of `stp-rtt-proc` stayed there (87-128
+ * µs per round trip instead of 13); with 200 µs none of 6 did (13-22 µs).
+ */
+export const SPIN_MICROS_DEFAULT = 200;
 
 /** One wait in this many spins the whole budget again (see {@link AdaptiveSpin}). */
 export const PROBE_EVERY = 32;

@@ -108,7 +108,7 @@ export interface RegionFile extends Region {
 export interface RegionFileOptions {
   /** `futex` (default where available) or `poll`. */
   readonly wakeMethod?: WakeMethod;
-  /** How long a wait spins before it sleeps, µs (default 50). */
+  /** How long a wait spins at most before it sleeps, µs (default `SPIN_MICROS_DEFAULT`, 200). */
   readonly spinMicros?: number;
 }
 
