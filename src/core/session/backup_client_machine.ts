@@ -183,7 +183,7 @@ export class BackupClientMachine
         this.clock.heard();
         return [];
       case "tick":
-        return this.#tick();
+        return this.timeRows("server", { type: "send-keepalive" });
       case "prepared":
         return [{ type: "pack-and-send" }];
       default: // "sent": the row's next state says it all
@@ -213,14 +213,6 @@ export class BackupClientMachine
     }
     if (message.type === "part" && of === "parent") return [{ type: "take-parent-part" }];
     return this.fail(`protocol: unexpected ${message.type} message while ${this.current}`);
-  }
-
-  #tick(): BackupClientAction[] {
-    const found = this.clock.tick(true);
-    if (found.type === "silent") {
-      return this.fail(`the server was silent for ${found.silentMs} ms`);
-    }
-    return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
   protected fail(reason: string, serverReason?: string): BackupClientAction[] {

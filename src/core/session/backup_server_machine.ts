@@ -222,7 +222,11 @@ export class BackupServerMachine
         this.clock.heard();
         return [];
       case "tick":
-        return this.#tick();
+        return this.timeRows(
+          "client",
+          { type: "send-keepalive" },
+          this.current !== "committing" && this.current !== "failing",
+        );
       case "opened":
         this.#snapshotId = event.snapshotId;
         return [
@@ -268,14 +272,6 @@ export class BackupServerMachine
       return [{ type: "take-manifest-part" }, ...(last ? [{ type: "stop-reading" } as const] : [])];
     }
     return this.fail(`protocol: unexpected ${message.type} message while receiving the archive`);
-  }
-
-  #tick(): BackupServerAction[] {
-    const found = this.clock.tick(this.current !== "committing" && this.current !== "failing");
-    if (found.type === "silent") {
-      return this.fail(`the client was silent for ${found.silentMs} ms`);
-    }
-    return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
   #commitIfReady(): BackupServerAction[] {

@@ -166,7 +166,7 @@ export class RestoreServerMachine
         this.clock.heard();
         return [];
       case "tick":
-        return this.#tick();
+        return this.timeRows("agent", { type: "send-keepalive" });
       case "request":
         if (this.current !== "awaiting-request") {
           invariant(this.#waiting === undefined, "a second request while one waits");
@@ -216,14 +216,6 @@ export class RestoreServerMachine
       return this.fail(reason, reason);
     }
     return this.fail(`protocol: unexpected ${message.type} during a restore`);
-  }
-
-  #tick(): RestoreServerAction[] {
-    const found = this.clock.tick(true);
-    if (found.type === "silent") {
-      return this.fail(`the agent was silent for ${found.silentMs} ms`);
-    }
-    return found.type === "keepalive" ? [{ type: "send-keepalive" }] : [];
   }
 
   protected fail(reason: string, agentReason?: string): RestoreServerAction[] {

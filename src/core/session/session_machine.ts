@@ -73,6 +73,22 @@ export abstract class SessionMachine<
     return actions;
   }
 
+  /**
+   * The time rows of a `tick`: the failure rule when the peer was silent too long (watched only
+   * while `watchSilence`), `keepalive` when this side was idle too long, else nothing.
+   *
+   * @param peer who the peer is, for the failure reason ("server", "client", "agent")
+   * @param keepalive the machine's keepalive action
+   * @param watchSilence whether the peer's silence counts in this state
+   */
+  protected timeRows(peer: string, keepalive: A, watchSilence = true): A[] {
+    const found = this.clock.tick(watchSilence);
+    if (found.type === "silent") {
+      return this.fail(`the ${peer} was silent for ${found.silentMs} ms`);
+    }
+    return found.type === "keepalive" ? [keepalive] : [];
+  }
+
   /** Events taken in any state before the rows (failures): their actions, else undefined. */
   protected beforeRows(_event: E): A[] | undefined {
     return undefined;
