@@ -402,11 +402,7 @@ async function twoJobsAtOnce({ main, world }: Context): Promise<void> {
   }
   const events = main.events.slice(mark);
   const order = events.map((e) => `${e.type}:${"job" in e ? e.job : ""}`);
-  const started = events.filter((e) => e.type === "job-started").map((e) =>
-    order.indexOf(
-      `job-started:${(e as { job: number }).job}`,
-    )
-  );
+  const started = order.flatMap((entry, at) => entry.startsWith("job-started:") ? [at] : []);
   const firstDone = order.findIndex((entry) => entry.startsWith("job-done:"));
   assert.equal(started.length, 2, `two jobs started: ${order.join(" ")}`);
   assert.ok(

@@ -208,7 +208,7 @@ export class Session {
     this.#keepaliveMs = keepaliveMs;
     if (keepaliveMs > 0) {
       for (const fd of distinct) this.#lastSentMs.set(fd, performance.now());
-      this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
+      this.#startKeepalives();
       Promise.allSettled(this.#pumps).then(() => this.close());
     }
   }
@@ -256,6 +256,11 @@ export class Session {
    */
   resumeKeepalives(): void {
     if (this.#closed || this.#keepaliveMs <= 0 || this.#keepalive !== undefined) return;
+    this.#startKeepalives();
+  }
+
+  /** The session's own keepalives: each descriptor idle for the period gets one. */
+  #startKeepalives(): void {
     const keepaliveMs = this.#keepaliveMs;
     this.#keepalive = setInterval(() => this.#sendKeepalives(keepaliveMs), keepaliveMs / 2);
   }

@@ -177,10 +177,8 @@ export class BackupClientMachine
       case "identified":
         return [{ type: "send-hello", sourceId: event.sourceId }];
       case "message":
-        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.clock.heard();
         return [];
       case "tick":
         return this.timeRows("server", { type: "send-keepalive" });

@@ -216,10 +216,8 @@ export class BackupServerMachine
   protected act(event: BackupServerEvent): BackupServerAction[] {
     switch (event.type) {
       case "message":
-        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.clock.heard();
         return [];
       case "tick":
         return this.timeRows(

@@ -160,10 +160,8 @@ export class RestoreServerMachine
         this.#requestsLeft = event.archives.length + 1; // one per archive, then the end
         return [{ type: "send-manifest" }];
       case "message":
-        this.clock.heard();
         return this.#message(event.message);
       case "heard":
-        this.clock.heard();
         return [];
       case "tick":
         return this.timeRows("agent", { type: "send-keepalive" });

@@ -66,6 +66,8 @@ export abstract class SessionMachine<
     if (early !== undefined) return early;
     const row = this.rows.find((r) => r.state === this.current && r.on === event.type);
     if (row === undefined) return this.noRow(event);
+    // A message or any other frame from the peer (the rows that take them) says it is alive.
+    if (event.type === "message" || event.type === "heard") this.clock.heard();
     const before = this.current;
     const actions = this.act(event);
     if (this.current === before && !this.ended) this.current = row.next;
