@@ -16,7 +16,8 @@
  * `bench_prune.ts` (`prune-1g`: forget and prune of ten snapshots of the 1 GiB dataset down to
  * three, beside `restic-prune` on the same data when restic is installed); and
  * `edge-cold-start-ms` (median ms from starting workerd with the edge bundle to its first
- * response).
+ * response); and the start-up rows of `bench_startup.ts` (`startup-backup`, `startup-restore`:
+ * a one-file backup and restore beside an empty `deno run`, with peak RSS).
  *
  * @module
  */
@@ -30,6 +31,7 @@ import { benchEdgeColdStart } from "./bench_edge.ts";
 import { runHandshakePair } from "../src/app/hosts/handshake_pair.ts";
 import { freePortPair } from "../src/app/hosts/ports.ts";
 import { benchLargeTree, benchRealTree } from "./bench_real_tree.ts";
+import { benchStartup } from "./bench_startup.ts";
 
 /** One benchmark result. */
 export interface BenchRow {
@@ -145,6 +147,8 @@ export function ratioRows(rows: readonly BenchRow[]): BenchRow[] {
     ["noop-small", "restic-noop-small"],
     ["restore-small", "restic-restore-small"],
     ["restore-small", "tar-extract-small"],
+    ["startup-backup", "startup-deno"],
+    ["startup-restore", "startup-deno"],
   ];
   return pairs.flatMap(([over, under]) => {
     const [a, b] = [value(over), value(under)];
@@ -170,6 +174,7 @@ export const BENCH_GROUPS: Readonly<Record<string, () => Promise<BenchRow[]>>> =
   edge: async () => [await benchEdgeColdStart()],
   "real-tree": benchRealTree,
   "large-tree": benchLargeTree,
+  startup: benchStartup,
 };
 
 /**

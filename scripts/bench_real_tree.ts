@@ -47,14 +47,14 @@ export const LARGE_TREE: RealTreeShape = {
 };
 
 /** A command's wall time, peak RSS and output. */
-interface Run {
+export interface Run {
   readonly seconds: number;
   readonly peakMb: number;
   readonly stdout: string;
 }
 
 /** `deno run <flags of the task> <script>` from deno.json, with `args` after it. */
-function taskCommand(task: string, args: readonly string[]): string[] {
+export function taskCommand(task: string, args: readonly string[]): string[] {
   const config = JSON.parse(Deno.readTextFileSync(CONFIG)) as { tasks: Record<string, string> };
   const words = config.tasks[task]!.split(/\s+/);
   if (words[0] !== "deno") throw new Error(`task ${task} does not start with deno`);
@@ -66,7 +66,17 @@ function taskCommand(task: string, args: readonly string[]): string[] {
   ];
 }
 
-async function timedRun(command: string[], env: Record<string, string> = {}): Promise<Run> {
+/**
+ * Runs a command under `/usr/bin/time`: its wall time, peak RSS and stdout.
+ *
+ * @param command the program and its arguments
+ * @param env variables to add
+ * @returns the run; throws with the end of stderr when the command fails
+ */
+export async function timedRun(
+  command: string[],
+  env: Record<string, string> = {},
+): Promise<Run> {
   const timeFile = await Deno.makeTempFile({ prefix: "lanfree-bench-time-" });
   try {
     const started = performance.now();
@@ -110,7 +120,8 @@ async function settle(...paths: string[]): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 2000));
 }
 
-function median(values: readonly number[]): number {
+/** The middle value (the upper one of an even count). */
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
