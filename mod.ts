@@ -104,7 +104,7 @@ export {
   runAgentBackup,
   runAgentRestore,
 } from "./src/app/jobs/agent_job.ts";
-export type { JobRegion } from "./src/app/hosts/side_host_worker.ts";
+export type { JobRegion } from "./src/app/hosts/side_host.ts";
 export { type PathReport, validateAgent, type ValidateReport } from "./src/app/server/validate.ts";
 export {
   type BackupSummary,

@@ -16,7 +16,7 @@ import { type AgentEvent, runAgent } from "../src/app/agent/agent.ts";
 import { AGENT_KEY_ENV, loadAgentKey } from "../src/app/hosts/agent_key.ts";
 import { AgentAddressSchema } from "../src/app/jobs/jobs.ts";
 import { parseAgentAddress } from "../src/app/jobs/agent_job.ts";
-import { errorText } from "../src/app/agent/backup_client.ts";
+import { errorText } from "../src/app/hosts/peer_reports.ts";
 
 const USAGE = `usage: deno task agent --listen HOST:PORT --root DIR [--root DIR ...] [options]
 

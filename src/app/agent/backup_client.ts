@@ -8,7 +8,6 @@
  */
 
 import {
-  parseSessionMessage,
   type PartMessage,
   type SessionMessage,
   SessionProtocolError,
@@ -19,7 +18,6 @@ import {
   BackupClientMachine,
 } from "../../core/session/backup_client_machine.ts";
 import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
-import { SocketError } from "../../core/dispatch/errors.ts";
 import type { Session } from "../hosts/session.ts";
 import {
   type ArchiveChannel,
@@ -32,6 +30,22 @@ import type { SkippedEntry, WalkedTree } from "./tree_walk.ts";
 import { archiveBytesEstimate, type ChunkSink, type FrameSink } from "./tar_pack.ts";
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
 import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
+import {
+  type BackupProgress,
+  errorText,
+  PeerFailedError,
+  watchErrorChannel,
+} from "../hosts/peer_reports.ts";
+
+export {
+  type BackupProgress,
+  type ErrorChannelWatch,
+  errorOrigin,
+  errorText,
+  PeerFailedError,
+  peerProgress,
+  watchErrorChannel,
+} from "../hosts/peer_reports.ts";
 
 /** What the client backs up. */
 export interface BackupClientOptions {
@@ -48,44 +62,6 @@ export interface BackupClientOptions {
   readonly hashWorker?: () => Promise<MessagePort>;
   /** A walk of the source (fs mode) started while the channels were set up. */
   readonly walked?: Promise<WalkedTree>;
-}
-
-/** How far a backup got: files planned, archive bytes sent, archive bytes expected. */
-export interface BackupProgress {
-  /** Files planned so far. */
-  readonly files: number;
-  /** Archive bytes sent so far. */
-  readonly bytes: number;
-  /** File bytes planned (what `bytes` grows toward, headers aside). */
-  readonly totalBytes: number;
-  /** Bytes the session moved through the storage region so far (data and messages). */
-  readonly storageBytes?: number;
-  /** Bytes the session moved over the network so far. */
-  readonly networkBytes?: number;
-}
-
-/**
- * A peer's progress report as this side passes it on: the peer's counts (files, bytes, total
- * bytes) with this side's bytes per channel, which are the same session's traffic. The wire's
- * `progress` message carries no channel counts, so a job run toward an agent still shows its
- * storage and network bytes (and its throughput chart) live.
- *
- * @param reported the peer's `progress` message
- * @param session this side's session (its bytes so far)
- * @returns the progress to report
- */
-export function peerProgress(
-  reported: { readonly files: number; readonly bytes: number; readonly totalBytes: number },
-  session: { readonly bytes: Readonly<{ storage: number; network: number }> },
-): BackupProgress {
-  const { storage, network } = session.bytes;
-  return {
-    files: reported.files,
-    bytes: reported.bytes,
-    totalBytes: reported.totalBytes,
-    storageBytes: storage,
-    networkBytes: network,
-  };
 }
 
 /** What the client did. */
@@ -353,77 +329,4 @@ async function packAndSend(
     skipped: packed.skipped,
     dataFrames: { ...session.dataFrames },
   };
-}
-
-/** This side failed because its peer did: the peer's own account is `reason`. */
-export class PeerFailedError extends Error {
-  constructor(readonly peer: "client" | "server", readonly reason: string) {
-    super(`${peer} failed: ${reason}`);
-    this.name = "PeerFailedError";
-  }
-}
-
-/**
- * Where a side's failure came from: `peer` (it failed because the peer reported a failure),
- * `transport` (a socket failed, often because the peer went away), or `own` (the real cause).
- *
- * @param error what the side threw
- * @returns its origin
- */
-export function errorOrigin(error: unknown): "own" | "peer" | "transport" {
-  if (error instanceof PeerFailedError) return "peer";
-  return error instanceof SocketError ? "transport" : "own";
-}
-
-/** What the error channel told so far: the peer's `failed` message, if any. */
-export interface ErrorChannelWatch {
-  /** The peer's failure message, if it has arrived. */
-  reason(): string | undefined;
-  /** Waits up to `waitMs` for the peer's failure message (or the channel's end). */
-  reasonWithin(waitMs: number): Promise<string | undefined>;
-}
-
-/**
- * Reads the error channel in the background: passes `skipped` reports to `onSkipped` and
- * remembers the peer's `failed` message (and passes it to `onFailed`). Both sides of a backup
- * use it.
- */
-export function watchErrorChannel(
-  session: Session,
-  onSkipped: (entry: { path: string; reason: string }) => void = () => {},
-  onFailed: (reason: string) => void = () => {},
-): ErrorChannelWatch {
-  let reason: string | undefined;
-  let ended = () => {};
-  const endedOrReported = new Promise<void>((resolve) => (ended = resolve));
-  (async () => {
-    // Bounded: ends when the channel ends or the peer reports a failure.
-    for (let reports = 0; reports < 10_000_000; reports++) {
-      const message = parseSessionMessage(await session.nextMessage("error"));
-      if (message.type === "skipped") onSkipped({ path: message.path, reason: message.reason });
-      else if (message.type === "failed") {
-        reason = message.message;
-        onFailed(reason);
-        return;
-      }
-    }
-  })().catch(() => {}).finally(() => ended());
-  return {
-    reason: () => reason,
-    async reasonWithin(waitMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        endedOrReported,
-        new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
-      ]);
-      clearTimeout(timer);
-      return reason;
-    },
-  };
-}
-
-/** The message of any thrown value. */
-export function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
 }

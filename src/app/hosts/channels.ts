@@ -22,7 +22,7 @@ import {
   withStorageInfo,
 } from "./handshake_driver.ts";
 import { Session, type SessionChannels } from "./session.ts";
-import { PeerFailedError } from "../agent/backup_client.ts";
+import { PeerFailedError } from "./peer_reports.ts";
 import type { ZeroCopySockets } from "../../adapters/shm_zero_copy.ts";
 
 /** Which handshake: the flow of a role, or Fig. 4 alone (the job channel, the network path). */

@@ -1,6 +1,6 @@
 /**
  * Jobs whose client part runs on an agent (`deno task agent`, usually another host): the server
- * runs its side in a Worker host (`side_host_worker.ts`) toward the agent's address, over the
+ * runs its side in a Worker host (`server_host_worker.ts`) toward the agent's address, over the
  * job's region (a region file both hosts map, shared memory, or none). Backups write this
  * server's repository; restores stream it to the agent, which writes the target; validations
  * move test payloads through every path (`validate.ts`).
@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { JobRegion } from "../hosts/side_host_worker.ts";
+import type { JobRegion } from "../hosts/side_host.ts";
 import { runSides } from "./job_hosts.ts";
 import type { ServerSideJob, ServerSideResult } from "../server/server_side.ts";
 import type { BackupProgress } from "../agent/backup_client.ts";

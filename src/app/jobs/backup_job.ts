@@ -16,7 +16,7 @@ import type { BackupClientResult, BackupProgress } from "../agent/backup_client.
 import { type ExcludedPath, repositoryExclusion } from "../agent/source_exclusions.ts";
 import type { WriterStep } from "../repository/snapshot_writer.ts";
 import { BackupJobError, blocksHeldIn, jobErrorMessage, runSides } from "./job_hosts.ts";
-import type { JobRegion } from "../hosts/side_host_worker.ts";
+import type { JobRegion } from "../hosts/side_host.ts";
 import type { ServerSideResult } from "../server/server_side.ts";
 import type { BackupJobRequest } from "./jobs.ts";
 import { canonicalPath } from "../paths.ts";

@@ -1,5 +1,5 @@
 /**
- * Runs a job's side hosts (`side_host_worker.ts`) and ends the run exactly once: the agent's
+ * Runs a job's side hosts (`side_host.ts`) and ends the run exactly once: the agent's
  * side for the embedded default (a Worker listening on 127.0.0.1) and the server's side (toward
  * that Worker, or toward an agent on another host). It relays progress, hash-worker requests,
  * drill pauses and cancels; collects each side's result or error; and, whatever happened,
@@ -24,10 +24,17 @@ import type {
   SideHostInput,
   SideHostJob,
   SideHostReport,
-} from "../hosts/side_host_worker.ts";
+} from "../hosts/side_host.ts";
 import { removeLeftovers, type WriterStep } from "../repository/snapshot_writer.ts";
 
-const WORKER = new URL("../hosts/side_host_worker.ts", import.meta.url);
+/**
+ * Each side's Worker entry: a host loads its own role's module graph (the client's walk and
+ * packer, or the server's repository writer), not both.
+ */
+export const SIDE_HOST_WORKERS: Readonly<Record<"client" | "server", URL>> = {
+  client: new URL("../hosts/agent_host_worker.ts", import.meta.url),
+  server: new URL("../hosts/server_host_worker.ts", import.meta.url),
+};
 const HASH_WORKER = new URL("../agent/_hash_worker.ts", import.meta.url);
 /** How long a failed side's job waits for the other side's account (see the row's rule). */
 const ERROR_GRACE_MS = GRACE_ROWS.errorGrace.waitMs;
@@ -147,10 +154,19 @@ class SidesRun {
     if (this.options.signal?.aborted) this.#cancel();
   }
 
+  /**
+   * Starts both hosts at once (each loads its module graph in parallel with the other), and
+   * gives the server host its job once the embedded agent side listens: the server's host is
+   * idle until then, and counts as started only from that moment.
+   */
   async #run(): Promise<void> {
     let server = this.options.server;
-    if (this.options.agent !== undefined) {
-      const agent = this.#agentLink = this.#startHost("client", this.options.agent);
+    const agentJob = this.options.agent;
+    const agent = agentJob === undefined ? undefined : this.#startHost("client");
+    const serverHost = this.#startHost("server");
+    if (agent !== undefined) {
+      this.#agentLink = agent;
+      agent.post({ type: "job", job: agentJob! });
       const first = await agent.next(["listening", "agent-result", "error"], LISTEN_WAIT_MS);
       if (first.type !== "listening") return this.#report("client", first);
       this.#watch("client", agent);
@@ -160,11 +176,17 @@ class SidesRun {
       };
     }
     if (this.#settled || this.#cancelReason !== undefined) return this.#maybeDone();
-    this.#watch("server", this.#serverLink = this.#startHost("server", server));
+    this.#serverLink = serverHost;
+    serverHost.post({ type: "job", job: server });
+    this.#watch("server", serverHost);
   }
 
-  #startHost(side: Side, job: SideHostJob): SideLink {
-    const link = startWorkerHost<SideHostInput, SideHostReport>(WORKER, `${side} host`);
+  /** Starts a side's host (its job is posted by the caller). */
+  #startHost(side: Side): SideLink {
+    const link = startWorkerHost<SideHostInput, SideHostReport>(
+      SIDE_HOST_WORKERS[side],
+      `${side} host`,
+    );
     this.#links.push(link);
     const progressSide = this.options.progressFrom === "agent" ? "client" : "server";
     link.on("progress", (message) => {
@@ -173,7 +195,6 @@ class SidesRun {
     });
     link.on("paused", (message) => this.options.onServerPaused?.(message.step));
     link.on("want-hash-worker", () => this.#connectHashWorker(link));
-    link.post({ type: "job", job });
     return link;
   }
 

@@ -40,7 +40,7 @@ import {
   PeerFailedError,
   peerProgress,
   watchErrorChannel,
-} from "../agent/backup_client.ts";
+} from "../hosts/peer_reports.ts";
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
 import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
 import { RepositoryError } from "../errors.ts";

@@ -43,7 +43,7 @@ import {
   resolveSnapshot,
 } from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
-import { type BackupProgress, PeerFailedError, peerProgress } from "../agent/backup_client.ts";
+import { type BackupProgress, PeerFailedError, peerProgress } from "../hosts/peer_reports.ts";
 import { BackupError } from "../errors.ts";
 
 /** What to restore. */

@@ -29,7 +29,7 @@ import {
   runHandshake,
 } from "../hosts/channels.ts";
 import type { ChannelBytes, Session } from "../hosts/session.ts";
-import { type BackupProgress, errorText, PeerFailedError } from "../agent/backup_client.ts";
+import { type BackupProgress, errorText, PeerFailedError } from "../hosts/peer_reports.ts";
 import { type BackupServerResult, runBackupServer } from "./backup_server.ts";
 import { type RestoreSenderResult, runRestoreSender } from "./restore_sender.ts";
 import type { WriterStep } from "../repository/snapshot_writer.ts";

@@ -12,7 +12,7 @@
 
 import type { FailureReason } from "../../core/handshake/types.ts";
 import { type AgentJobOptions, parseAgentAddress, runTowardAgent } from "../jobs/agent_job.ts";
-import { errorText } from "../agent/backup_client.ts";
+import { errorText } from "../hosts/peer_reports.ts";
 
 /** One path's report. */
 export interface PathReport {

@@ -1,0 +1,52 @@
+/**
+ * The server's side host, a Worker (see `side_host.ts`): runs the server's side of one job
+ * toward an agent (the embedded one, or one on another host) and reports progress, a drill's
+ * pause and its result. It loads the server's module graph only: nothing of the walk, the
+ * packer or the database snapshot.
+ *
+ * @module
+ */
+
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import type { StorageSockets } from "../../adapters/shm.ts";
+import { createRouter, unavailableSockets } from "../../core/dispatch/router.ts";
+import { importAgentKey } from "./agent_key.ts";
+import { runServerSide } from "../server/server_side.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
+import { serveSideHost, type SideHostContext, type SideHostJob } from "./side_host.ts";
+
+/** The drill's pause: at `pauseAt`, report it and wait until the job cancels this host. */
+async function pauseForDrill(
+  step: WriterStep,
+  pauseAt: WriterStep | undefined,
+  { link, cancelled }: SideHostContext,
+): Promise<void> {
+  if (step !== pauseAt || cancelled.aborted) return;
+  link.post({ type: "paused", step });
+  await new Promise((resolve) => cancelled.addEventListener("abort", resolve));
+}
+
+async function runServer(
+  job: SideHostJob,
+  storage: StorageSockets | undefined,
+  context: SideHostContext,
+): Promise<void> {
+  const sockets = createRouter({
+    network: createTcpSockets({ ioTimeoutMs: job.ioTimeoutMs }),
+    storage: storage ?? unavailableSockets("storage", "no storage region is attached"),
+  });
+  const server = job.server!;
+  const result = await runServerSide(server, {
+    sockets,
+    storage,
+    key: job.key === null ? null : await importAgentKey(job.key),
+    ioTimeoutMs: job.ioTimeoutMs,
+    handshakeTimeoutMs: job.handshakeTimeoutMs,
+    signal: context.cancelled,
+    onProgress: (progress) => context.link.post({ type: "progress", progress }),
+    onWriterStep: (step) => pauseForDrill(step, server.pauseAt, context),
+  });
+  context.link.post({ type: "server-result", result });
+}
+
+await serveSideHost(runServer);
