@@ -52,15 +52,13 @@ export async function runtimeModules(entry: URL): Promise<Set<string>> {
 }
 
 /**
- * The modules of `modules` whose specifier ends with one of `suffixes`.
+ * The modules of `modules` whose specifier contains one of `parts` (npm and node modules keep
+ * the specifier their importer wrote, through the import map: `npm:zod@4.6.7`, `node:sqlite`).
  *
  * @param modules a graph from {@link runtimeModules}
- * @param suffixes path endings (`"/server/backup_server.ts"`, `"node:sqlite"`)
+ * @param parts path endings or package names (`"/server/backup_server.ts"`, `"npm:zod@"`)
  * @returns the matches, sorted
  */
-export function modulesEndingWith(
-  modules: ReadonlySet<string>,
-  suffixes: readonly string[],
-): string[] {
-  return [...modules].filter((specifier) => suffixes.some((s) => specifier.endsWith(s))).sort();
+export function modulesNamed(modules: ReadonlySet<string>, parts: readonly string[]): string[] {
+  return [...modules].filter((specifier) => parts.some((part) => specifier.includes(part))).sort();
 }

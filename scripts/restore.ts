@@ -14,16 +14,11 @@ import { openRepository, resolveSnapshotHead } from "../src/app/repository/repos
 import { targetInsideSourceWarning } from "../src/app/paths.ts";
 import {
   consoleIo,
-  EXIT_FAILED,
   EXIT_USAGE,
   type Io,
   reportFailure,
   reportUsage,
 } from "../src/app/_cli_support.ts";
-import { RestoreJobSchema } from "../src/app/jobs/jobs.ts";
-import type { RestoreJobSummary } from "../src/app/jobs/agent_job.ts";
-import { runRemoteJob, serverAddress } from "./_remote.ts";
-import { progressReporter } from "./backup.ts";
 
 const USAGE = `usage: deno task restore --repo DIR --snapshot ID|latest --target DIR
                          [--source DIR] [--path SUBPATH] [--overwrite] [--same-permissions]
@@ -56,7 +51,8 @@ other file is restored.
 Exit status: 0 everything restored; 1 nothing or not everything restored (each entry that was
 not is listed); 2 bad usage.`;
 
-const OPTIONS = {
+/** The command line's options. */
+export const OPTIONS = {
   repo: { type: "string" },
   snapshot: { type: "string" },
   source: { type: "string" },
@@ -110,7 +106,11 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     io.err(`error: --server and --agent go together\n\n${USAGE}`);
     return EXIT_USAGE;
   }
-  if (values.server !== undefined) return await restoreOnServer(values, io);
+  if (values.server !== undefined) {
+    // Loaded only here: a local restore needs none of the remote client.
+    const { restoreOnServer } = await import("./_restore_remote.ts");
+    return await restoreOnServer(values, USAGE, io);
+  }
   try {
     const repo = await openRepository(values.repo!);
     const manifest = await resolveSnapshotHead(repo, values.snapshot!, values.source);
@@ -151,72 +151,6 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     }
     return reportFailure(error, io);
   }
-}
-
-/** The restore as a job of a server, written by an agent. */
-async function restoreOnServer(
-  values: { readonly [K in keyof typeof OPTIONS]?: string | boolean },
-  io: Io,
-): Promise<number> {
-  const request = RestoreJobSchema.safeParse({
-    kind: "restore",
-    agent: values.agent,
-    repo: values.repo,
-    snapshot: values.snapshot,
-    source: values.source,
-    target: values.target,
-    path: values.path,
-    overwrite: values.overwrite ?? false,
-    preservePermissions: (values["same-permissions"] ?? false) || (values.preserve ?? false),
-    mode: values.mode ?? "fs",
-    channel: values.channel ?? "auto",
-  });
-  if (!request.success) {
-    const issue = request.error.issues[0]!;
-    io.err(`error: --${String(issue.path[0] ?? "")} ${issue.message}\n\n${USAGE}`);
-    return EXIT_USAGE;
-  }
-  const progress = progressReporter(
-    values.json ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
-    "restore",
-  );
-  try {
-    const server = serverAddress(values.server as string, Deno.env.get("LANFREE_TOKEN"));
-    const job = await runRemoteJob(server, { ...request.data }, progress.update).finally(() =>
-      progress.stop()
-    );
-    const summary = job.result as RestoreJobSummary | undefined;
-    if (summary !== undefined && values.json) io.out(JSON.stringify(summary));
-    else if (summary !== undefined) printRemoteSummary(summary, io);
-    for (const problem of summary?.problems ?? []) {
-      io.err(`not restored (${problem.side}): ${problem.message}`);
-    }
-    if (job.state === "succeeded") return 0;
-    io.err(`error: ${job.error ?? `the job ended ${job.state}`}`);
-    return EXIT_FAILED;
-  } catch (error) {
-    return reportFailure(error, io);
-  }
-}
-
-function printRemoteSummary(summary: RestoreJobSummary, io: Io): void {
-  const number = (n: number) => n.toLocaleString("en-US");
-  io.out(`restored snapshot ${summary.snapshot} into ${summary.target} on ${summary.agent}`);
-  io.out(`${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks`);
-  io.out(
-    `${summary.bytes} bytes in ${summary.seconds.toFixed(2)} s (${
-      summary.megabytesPerSecond.toFixed(0)
-    } MB/s), every SHA-256 checked`,
-  );
-  io.out(
-    `data path ${
-      summary.dataPath === "storage" ? "storage (through the shared region)" : "network"
-    }`,
-  );
-  if (summary.fallbackReason !== null) io.out(`fallback ${summary.fallbackReason}`);
-  io.out(
-    `bytes storage ${number(summary.storageBytes)}, network ${number(summary.networkBytes)}`,
-  );
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { runSides, SIDE_HOST_WORKERS } from "./job_hosts.ts";
 import { workerHostsRunning } from "../../adapters/host_link.ts";
-import { modulesEndingWith, runtimeModules } from "../../../scripts/_module_graph.ts";
+import { modulesNamed, runtimeModules } from "../../../scripts/_module_graph.ts";
 
 /** What only the server's side runs: the repository writer and the restore sender. */
 const SERVER_ONLY = [
@@ -22,14 +22,14 @@ const AGENT_ONLY = [
 
 Deno.test("the agent's host loads the client's modules and none of the server's", async () => {
   const modules = await runtimeModules(SIDE_HOST_WORKERS.client);
-  assert.deepEqual(modulesEndingWith(modules, SERVER_ONLY), []);
-  assert.equal(modulesEndingWith(modules, ["/agent/agent_side.ts"]).length, 1);
+  assert.deepEqual(modulesNamed(modules, SERVER_ONLY), []);
+  assert.equal(modulesNamed(modules, ["/agent/agent_side.ts"]).length, 1);
 });
 
 Deno.test("the server's host loads the server's modules and none of the agent's", async () => {
   const modules = await runtimeModules(SIDE_HOST_WORKERS.server);
-  assert.deepEqual(modulesEndingWith(modules, AGENT_ONLY), []);
-  assert.equal(modulesEndingWith(modules, ["/server/server_side.ts"]).length, 1);
+  assert.deepEqual(modulesNamed(modules, AGENT_ONLY), []);
+  assert.equal(modulesNamed(modules, ["/server/server_side.ts"]).length, 1);
 });
 
 Deno.test("a job starts the server's host together with the agent's, before the agent listens", async () => {

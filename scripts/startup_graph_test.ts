@@ -1,0 +1,19 @@
+import assert from "node:assert/strict";
+import { modulesNamed, runtimeModules } from "./_module_graph.ts";
+
+Deno.test("a local restore loads nothing of the backup job, the remote client or the progress bar", async () => {
+  const modules = await runtimeModules(new URL("./restore.ts", import.meta.url));
+  assert.deepEqual(
+    modulesNamed(modules, [
+      "/scripts/backup.ts",
+      "/jobs/backup_job.ts",
+      "/jobs/job_hosts.ts",
+      "/scripts/_remote.ts",
+      "/agent/snapshot_source.ts",
+      "npm:cli-progress@",
+      "npm:eventsource-parser@",
+    ]),
+    [],
+  );
+  assert.equal(modulesNamed(modules, ["/repository/restore.ts"]).length, 1);
+});
