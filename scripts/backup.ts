@@ -12,19 +12,19 @@
 
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import {
-  type BackupJobOptions,
-  type BackupJobSummary,
-  runBackupJob,
-} from "../src/app/jobs/backup_job.ts";
-import type { BackupProgress } from "../src/app/agent/backup_client.ts";
+import type { BackupJobOptions, BackupJobSummary } from "../src/app/jobs/backup_job.ts";
+import type { BackupProgress } from "../src/app/hosts/peer_reports.ts";
 import { type BackupJobRequest, BackupJobSchema } from "../src/app/jobs/jobs.ts";
-import { checkSource, sourceIdentity } from "../src/app/agent/snapshot_source.ts";
-import { applyRetention, type RetentionReport } from "../src/app/repository/retention.ts";
-import { formatBytes, KEEP_OPTIONS, KEEP_USAGE, keepRulesOf } from "../src/app/_retention_cli.ts";
-import { localTimeZone } from "../src/app/repository/_maintenance.ts";
+import type { RetentionReport } from "../src/app/repository/retention.ts";
+import {
+  formatBytes,
+  KEEP_OPTIONS,
+  KEEP_USAGE,
+  keepRulesOf,
+  localTimeZone,
+} from "../src/app/_retention_cli.ts";
 import { hasKeepRule, type KeepRules } from "../src/core/backup/retention.ts";
-import { runRemoteJob, serverAddress } from "./_remote.ts";
+import { prestartSideHosts } from "../src/app/jobs/side_host_start.ts";
 import { progressReporter } from "./_progress.ts";
 
 export { progressReporter, type ProgressText, progressText } from "./_progress.ts";
@@ -218,11 +218,21 @@ function embeddedOptions(args: BackupArgs): BackupJobOptions {
   return { ...args.request, regionMib: args.regionMib, controlBlocks: args.controlBlocks };
 }
 
+/** Runs the job here, its client and server in two Worker hosts (started ahead of it). */
+async function runEmbedded(
+  args: BackupArgs,
+  onProgress: (progress: BackupProgress) => void,
+): Promise<BackupJobSummary> {
+  const { runBackupJob } = await import("../src/app/jobs/backup_job.ts");
+  return await runBackupJob({ ...embeddedOptions(args), onProgress });
+}
+
 /** Runs the job on a server; its summary, or the server's account of the failure. */
 async function runOnServer(
   args: BackupArgs,
   onProgress: (progress: BackupProgress) => void,
 ): Promise<BackupJobSummary> {
+  const { runRemoteJob, serverAddress } = await import("./_remote.ts");
   const server = serverAddress(args.server!, Deno.env.get("LANFREE_TOKEN"));
   const job = await runRemoteJob(server, { ...args.request }, onProgress);
   if (job.state !== "succeeded") throw new Error(job.error ?? `the job ended ${job.state}`);
@@ -243,6 +253,9 @@ async function main(): Promise<number> {
   }
   const { request } = args;
   if (args.server === undefined) {
+    // The hosts load their modules while this isolate loads the job's and checks the source.
+    prestartSideHosts();
+    const { checkSource, sourceIdentity } = await import("../src/app/agent/snapshot_source.ts");
     const source = request.mode === "db" ? request.db! : request.source!;
     await sourceIdentity(source); // "source ... does not exist", before anything is written
     await checkSource(source, request.mode);
@@ -253,7 +266,7 @@ async function main(): Promise<number> {
   let summary: BackupJobSummary;
   try {
     summary = args.server === undefined
-      ? await runBackupJob({ ...embeddedOptions(args), onProgress: progress.update })
+      ? await runEmbedded(args, progress.update)
       : await runOnServer(args, progress.update);
   } finally {
     progress.stop();
@@ -289,6 +302,7 @@ async function retain(
   keep: { rules: KeepRules; timeZone: string },
 ): Promise<{ retention?: RetentionReport; retentionError?: string }> {
   try {
+    const { applyRetention } = await import("../src/app/repository/retention.ts");
     const retention = await applyRetention({
       repo,
       ...keep,

@@ -17,3 +17,21 @@ Deno.test("a local restore loads nothing of the backup job, the remote client or
   );
   assert.equal(modulesNamed(modules, ["/repository/restore.ts"]).length, 1);
 });
+
+Deno.test("the backup CLI loads the job, the source checks, retention and the remote client only when it runs them", async () => {
+  const modules = await runtimeModules(new URL("./backup.ts", import.meta.url));
+  assert.deepEqual(
+    modulesNamed(modules, [
+      "/jobs/backup_job.ts",
+      "/jobs/job_hosts.ts",
+      "/agent/snapshot_source.ts",
+      "/repository/retention.ts",
+      "/repository/repository.ts",
+      "/scripts/_remote.ts",
+      "npm:eventsource-parser@",
+      "npm:@streamparser/json@",
+    ]),
+    [],
+  );
+  assert.equal(modulesNamed(modules, ["/jobs/side_host_start.ts"]).length, 1);
+});

@@ -171,3 +171,13 @@ export function consolidateLines(report: ConsolidateReport): string[] {
     }`,
   ];
 }
+
+/**
+ * The local IANA time zone (restic counts calendar periods in local time too), `UTC` when the
+ * runtime names none.
+ *
+ * @returns the zone's name
+ */
+export function localTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC";
+}

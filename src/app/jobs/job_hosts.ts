@@ -11,30 +11,16 @@
  */
 
 import { GRACE_ROWS } from "../../core/session/grace.ts";
-import { type HostLink, startWorkerHost } from "../../adapters/host_link.ts";
+import { type Side, type SideLink, startSideHost } from "./side_host_start.ts";
 import { createStorageSockets } from "../../adapters/shm.ts";
 import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
 import { regionUsage, usageOfBuffer } from "../../core/stp/usage.ts";
 import type { BackupProgress } from "../agent/backup_client.ts";
 import type { AgentJobOutcome } from "../agent/agent_side.ts";
 import type { ServerSideResult } from "../server/server_side.ts";
-import type {
-  ErrorOrigin,
-  JobRegion,
-  SideHostInput,
-  SideHostJob,
-  SideHostReport,
-} from "../hosts/side_host.ts";
+import type { ErrorOrigin, JobRegion, SideHostJob, SideHostReport } from "../hosts/side_host.ts";
 import { removeLeftovers, type WriterStep } from "../repository/snapshot_writer.ts";
 
-/**
- * Each side's Worker entry: a host loads its own role's module graph (the client's walk and
- * packer, or the server's repository writer), not both.
- */
-export const SIDE_HOST_WORKERS: Readonly<Record<"client" | "server", URL>> = {
-  client: new URL("../hosts/agent_host_worker.ts", import.meta.url),
-  server: new URL("../hosts/server_host_worker.ts", import.meta.url),
-};
 const HASH_WORKER = new URL("../agent/_hash_worker.ts", import.meta.url);
 /** How long a failed side's job waits for the other side's account (see the row's rule). */
 const ERROR_GRACE_MS = GRACE_ROWS.errorGrace.waitMs;
@@ -42,9 +28,6 @@ const ERROR_GRACE_MS = GRACE_ROWS.errorGrace.waitMs;
 const CANCEL_GRACE_MS = 10_000;
 /** How long the embedded agent side may take to listen. */
 const LISTEN_WAIT_MS = 60_000;
-
-type Side = "client" | "server";
-type SideLink = HostLink<SideHostInput, SideHostReport>;
 
 /** A side's failure as its host reported it. */
 export interface SideError {
@@ -183,10 +166,7 @@ class SidesRun {
 
   /** Starts a side's host (its job is posted by the caller). */
   #startHost(side: Side): SideLink {
-    const link = startWorkerHost<SideHostInput, SideHostReport>(
-      SIDE_HOST_WORKERS[side],
-      `${side} host`,
-    );
+    const link = startSideHost(side);
     this.#links.push(link);
     const progressSide = this.options.progressFrom === "agent" ? "client" : "server";
     link.on("progress", (message) => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { runSides, SIDE_HOST_WORKERS } from "./job_hosts.ts";
+import { runSides } from "./job_hosts.ts";
+import { SIDE_HOST_WORKERS } from "./side_host_start.ts";
 import { workerHostsRunning } from "../../adapters/host_link.ts";
 import { modulesNamed, runtimeModules } from "../../../scripts/_module_graph.ts";
 

@@ -10,6 +10,8 @@ import { acquireLock, LOCK_WAIT_MS_DEFAULT } from "./_repo_lock.ts";
 import { removeStale } from "./_repo_files.ts";
 import { repoPaths, type Repository } from "./repository.ts";
 
+export { localTimeZone } from "../_retention_cli.ts";
+
 /** Steps every maintenance operation reports: the lock held, leftovers settled, lock released. */
 export type CommonStep = "locked" | "cleaned" | "released";
 
@@ -54,14 +56,4 @@ export async function underWriterLock<Step extends string, T>(
   }
   await step("released");
   return result;
-}
-
-/**
- * The local IANA time zone (restic counts calendar periods in local time too), `UTC` when the
- * runtime names none.
- *
- * @returns the zone's name
- */
-export function localTimeZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone ?? "UTC";
 }
