@@ -133,9 +133,14 @@ export function parseBackupArgs(args: string[]): BackupArgs {
   if (remote && values.repo === undefined) {
     throw new UsageError("--server needs --repo DIR (a path on the server)");
   }
-  let keep: { rules: KeepRules; timeZone: string };
+  // Without a keep option there is no retention and no time zone to look up (the first use of
+  // Intl's time zones costs about 60 ms of start-up).
+  const keepGiven = Object.keys(KEEP_OPTIONS).some((name) =>
+    values[name as keyof typeof values] !== undefined
+  );
+  let keep: { rules: KeepRules; timeZone: string } | undefined;
   try {
-    keep = keepRulesOf(values, localTimeZone());
+    keep = keepGiven ? keepRulesOf(values, localTimeZone()) : undefined;
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
@@ -150,7 +155,9 @@ export function parseBackupArgs(args: string[]): BackupArgs {
     db: values.db,
     incremental: values.incremental,
     channel: values.channel,
-    ...(hasKeepRule(keep.rules) ? { keep: keep.rules, timeZone: keep.timeZone } : {}),
+    ...(keep !== undefined && hasKeepRule(keep.rules)
+      ? { keep: keep.rules, timeZone: keep.timeZone }
+      : {}),
   });
   if (!request.success) {
     const issue = request.error.issues[0]!;

@@ -35,3 +35,24 @@ Deno.test("the backup CLI loads the job, the source checks, retention and the re
   );
   assert.equal(modulesNamed(modules, ["/jobs/side_host_start.ts"]).length, 1);
 });
+
+Deno.test("parsing a backup's command line without keep rules never looks up a time zone", async () => {
+  const { parseBackupArgs } = await import("./backup.ts");
+  const original = Intl.DateTimeFormat;
+  let made = 0;
+  const counting = function (...args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
+    made++;
+    return new original(...args);
+  };
+  Intl.DateTimeFormat = counting as unknown as typeof Intl.DateTimeFormat;
+  try {
+    const plain = parseBackupArgs(["--source", "/tmp", "--repo", "/tmp/repo"]);
+    assert.equal(made, 0);
+    assert.equal(plain.request.keep, undefined);
+    const kept = parseBackupArgs(["--source", "/tmp", "--repo", "/tmp/r", "--keep-last", "2"]);
+    assert.ok(made > 0);
+    assert.equal(kept.request.keep?.last, 2);
+  } finally {
+    Intl.DateTimeFormat = original;
+  }
+});
