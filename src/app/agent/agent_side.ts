@@ -40,8 +40,6 @@ import {
   PeerFailedError,
   runBackupClient,
 } from "./backup_client.ts";
-import { IncompleteRestore } from "../repository/restore.ts";
-import { runRestoreReceiver } from "./restore_receiver.ts";
 import { canonicalPath, isInsidePath } from "../paths.ts";
 import { checkSource, sourceIdentity } from "./snapshot_source.ts";
 import { freePortPair } from "../hosts/ports.ts";
@@ -303,6 +301,11 @@ class AgentJob {
       return { ...result };
     }
     if (job.kind === "restore") {
+      // Loaded only for a restore: a backup's host does not load the restore writer.
+      const [{ runRestoreReceiver }, { IncompleteRestore }] = await Promise.all([
+        import("./restore_receiver.ts"),
+        import("../repository/restore.ts"),
+      ]);
       try {
         const summary = await runRestoreReceiver(data.session, {
           target: path!,

@@ -66,3 +66,17 @@ Deno.test("a job starts the server's host together with the agent's, before the 
     await Deno.remove(source, { recursive: true });
   }
 });
+
+Deno.test("neither side's host loads the restore code until a restore job asks for it", async () => {
+  const restoreOnly = [
+    "/agent/restore_receiver.ts",
+    "/repository/restore.ts",
+    "/server/restore_sender.ts",
+    "/repository/_archive_read.ts",
+  ];
+  for (const entry of Object.values(SIDE_HOST_WORKERS)) {
+    assert.deepEqual(modulesNamed(await runtimeModules(entry), restoreOnly), [], entry.href);
+  }
+  const server = await runtimeModules(SIDE_HOST_WORKERS.server);
+  assert.deepEqual(modulesNamed(server, ["npm:tar-stream@", "node:fs"]), []);
+});

@@ -31,7 +31,7 @@ import {
 import type { ChannelBytes, Session } from "../hosts/session.ts";
 import { type BackupProgress, errorText, PeerFailedError } from "../hosts/peer_reports.ts";
 import { type BackupServerResult, runBackupServer } from "./backup_server.ts";
-import { type RestoreSenderResult, runRestoreSender } from "./restore_sender.ts";
+import type { RestoreSenderResult } from "./restore_sender.ts";
 import type { WriterStep } from "../repository/snapshot_writer.ts";
 import { freePortPair } from "../hosts/ports.ts";
 import type { RestoreJobRequest } from "../jobs/jobs.ts";
@@ -443,6 +443,8 @@ class ServerJob {
       return { kind: "backup" as const, backup };
     }
     if (job.kind === "restore") {
+      // Loaded only for a restore: a backup's host does not load the archive reader.
+      const { runRestoreSender } = await import("./restore_sender.ts");
       const restore = await runRestoreSender(session, {
         repo: job.repo,
         snapshot: job.snapshot,
