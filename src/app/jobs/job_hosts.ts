@@ -12,14 +12,13 @@
 
 import { GRACE_ROWS } from "../../core/session/grace.ts";
 import { type Side, type SideLink, startSideHost } from "./side_host_start.ts";
-import { createStorageSockets } from "../../adapters/shm.ts";
-import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
+import type { RegionFile } from "../../adapters/region_file.ts";
 import { regionUsage, usageOfBuffer } from "../../core/stp/usage.ts";
 import type { BackupProgress } from "../agent/backup_client.ts";
 import type { AgentJobOutcome } from "../agent/agent_side.ts";
 import type { ServerSideResult } from "../server/server_side.ts";
 import type { ErrorOrigin, JobRegion, SideHostJob, SideHostReport } from "../hosts/side_host.ts";
-import { removeLeftovers, type WriterStep } from "../repository/snapshot_writer.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 
 const HASH_WORKER = new URL("../agent/_hash_worker.ts", import.meta.url);
 /** How long a failed side's job waits for the other side's account (see the row's rule). */
@@ -294,6 +293,8 @@ class SidesRun {
         await reclaimDeadHosts(this.options.region);
       }
       if (serverVanished && this.options.repo !== undefined) {
+        // Loaded only here: a job that ended well needs no repository code in this isolate.
+        const { removeLeftovers } = await import("../repository/snapshot_writer.ts");
         await removeLeftovers(this.options.repo).catch(() => {});
       }
     })().then(() => error === undefined ? this.resolve(result!) : this.reject(error));
@@ -308,16 +309,16 @@ class SidesRun {
  * @param region the job's region: shared memory or a region file's path
  */
 export async function reclaimDeadHosts(region: SharedArrayBuffer | string): Promise<void> {
-  const file = typeof region === "string" ? openRegionFileQuietly(region) : undefined;
+  // Loaded only after a failure: a job that ended well maps no region and builds no sockets here.
+  const [{ createStorageSockets }, { openRegionFile }] = await Promise.all([
+    import("../../adapters/shm.ts"),
+    import("../../adapters/region_file.ts"),
+  ]);
+  const file = typeof region === "string" ? quietly(() => openRegionFile(region)) : undefined;
   const attached = file ?? (typeof region === "string" ? undefined : region);
   if (attached === undefined) return;
-  const janitor = (() => {
-    try {
-      return createStorageSockets({ region: attached });
-    } catch {
-      return undefined; // the region is not usable (a test passed a broken one): nothing to free
-    }
-  })();
+  // A region that is not usable (a test passed a broken one) has nothing to free.
+  const janitor = quietly(() => createStorageSockets({ region: attached }));
   try {
     if (janitor === undefined) return;
     const deadlineMs = Date.now() + janitor.layout.leaseMs * 2 + 100;
@@ -348,9 +349,10 @@ export function blocksHeldIn(region: SharedArrayBuffer | RegionFile): number {
   return regionUsage(region.memory, region.layout).blocks.length;
 }
 
-function openRegionFileQuietly(path: string): RegionFile | undefined {
+/** What `open` returns, or undefined when it throws (a region file that cannot be mapped). */
+function quietly<T>(open: () => T): T | undefined {
   try {
-    return openRegionFile(path);
+    return open();
   } catch {
     return undefined;
   }

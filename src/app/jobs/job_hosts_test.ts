@@ -80,3 +80,15 @@ Deno.test("neither side's host loads the restore code until a restore job asks f
   const server = await runtimeModules(SIDE_HOST_WORKERS.server);
   assert.deepEqual(modulesNamed(server, ["npm:tar-stream@", "node:fs"]), []);
 });
+
+Deno.test("the job's own isolate loads the region adapters and the repository writer only after a failure", async () => {
+  const modules = await runtimeModules(new URL("./backup_job.ts", import.meta.url));
+  assert.deepEqual(
+    modulesNamed(modules, [
+      "/adapters/shm.ts",
+      "/adapters/region_file.ts",
+      "/repository/snapshot_writer.ts",
+    ]),
+    [],
+  );
+});
