@@ -35,9 +35,13 @@ const prestarted: Partial<Record<Side, SideLink>> = {};
  *
  * @example Starting the hosts before the job's own modules load
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { workerHostsRunning } from "../../adapters/host_link.ts";
  * import { prestartSideHosts, startSideHost } from "./side_host_start.ts";
  * prestartSideHosts();
+ * assert.equal(workerHostsRunning(), 2);
  * for (const side of ["client", "server"] as const) startSideHost(side).terminate();
+ * assert.equal(workerHostsRunning(), 0); // the job took the two started ahead
  * ```
  */
 export function prestartSideHosts(): void {
