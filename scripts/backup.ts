@@ -260,10 +260,11 @@ async function main(): Promise<number> {
   }
   const { request } = args;
   if (args.server === undefined) {
-    // The hosts load their modules while this isolate loads the job's and checks the source.
-    prestartSideHosts();
-    const { checkSource, sourceIdentity } = await import("../src/app/agent/snapshot_source.ts");
     const source = request.mode === "db" ? request.db! : request.source!;
+    // The hosts load their modules while this isolate loads the job's and checks the source
+    // (not for a source that is not there: that fails below, with no host to wait for).
+    if (await Deno.stat(source).then(() => true, () => false)) prestartSideHosts();
+    const { checkSource, sourceIdentity } = await import("../src/app/agent/snapshot_source.ts");
     await sourceIdentity(source); // "source ... does not exist", before anything is written
     await checkSource(source, request.mode);
   }
