@@ -23,6 +23,7 @@ import type { ChannelBytes, Manifest, ManifestEntry } from "../../core/backup/ma
 import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
 import { Yielder } from "../_file_side.ts";
+import { createHash, type Hash } from "node:crypto";
 
 /** Bytes read from a manifest file at a time. */
 const READ_BYTES = 1 << 20;
@@ -285,6 +286,10 @@ export class ManifestFileWriter {
   #held: string | undefined;
   #entries = 0;
   #section: "entries" | "deleted" = "entries";
+  /** The SHA-256 of the bytes written so far (the checked record names the whole file's). */
+  readonly #hash: Hash = createHash("sha256");
+  #bytesWritten = 0;
+  #sha256: string | undefined;
 
   private constructor(readonly path: string, file: Deno.FsFile) {
     this.#file = file;
@@ -323,6 +328,8 @@ export class ManifestFileWriter {
     const bytes = this.#encoder.encode(this.#pending.join("\n") + "\n");
     this.#pending = [];
     this.#pendingChars = 0;
+    this.#hash.update(bytes);
+    this.#bytesWritten += bytes.length;
     for (let at = 0; at < bytes.length;) at += await this.#file.write(bytes.subarray(at));
   }
 
@@ -354,8 +361,15 @@ export class ManifestFileWriter {
     this.#pending.push(this.#held!);
     this.#held = undefined;
     await this.#flush();
+    this.#sha256 = this.#hash.digest("hex");
     await this.#file.sync();
     this.#file.close();
+  }
+
+  /** The whole file's SHA-256 (hex) and size in bytes, once {@link finish} wrote it. */
+  get written(): { readonly sha256: string; readonly bytes: number } {
+    if (this.#sha256 === undefined) throw new Error(`manifest ${this.path} is not finished`);
+    return { sha256: this.#sha256, bytes: this.#bytesWritten };
   }
 
   /** Closes and removes the file (after a failure). */
