@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { runLocalBackup } from "../jobs/local_backup.ts";
+import { forgetSnapshots } from "./forget.ts";
 import { repoPaths } from "./repository.ts";
 import { type CheckedRecord, fileSha256 } from "./_checked_record.ts";
 import { withTempDir, writeFileWith } from "../_testing.ts";
@@ -104,5 +105,18 @@ Deno.test("a repository written before checked records builds incrementals as be
     await Deno.remove(repoPaths.archive(repo, a));
     const d = await runLocalBackup({ source, repo: repo.path, incremental: true });
     assert.match(d.fullReason ?? "", new RegExp(`archive of snapshot ${a} is missing`));
+  });
+});
+
+Deno.test("forget removes a forgotten snapshot's checked record with its manifest, and keeps the kept one's", async () => {
+  await withTempDir(async (dir) => {
+    const { repo, a, b } = await chainOfTwo(dir);
+    const report = await forgetSnapshots({ repo: repo.path, rules: { last: 1 }, timeZone: "UTC" });
+    assert.deepEqual(report.removed, [a]);
+    const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+    assert.deepEqual(
+      [await exists(repoPaths.checked(repo, a)), await exists(repoPaths.checked(repo, b))],
+      [false, true],
+    );
   });
 });
