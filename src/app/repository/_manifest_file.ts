@@ -192,7 +192,7 @@ async function streamLineLayout(
   handlers: ManifestHandlers,
   trusted: boolean,
 ): Promise<StreamedManifest | undefined> {
-  const { path, id } = source;
+  const { path } = source;
   const reader = new ManifestLineReader();
   const checker = new ManifestChecker();
   let head: Omit<ManifestHead, "channelBytes"> | undefined;
