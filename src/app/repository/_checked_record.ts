@@ -17,8 +17,6 @@ import { createHash } from "node:crypto";
 import { ArchiveNeeds } from "../../core/backup/chain.ts";
 import { SNAPSHOT_ID_PATTERN } from "../../core/backup/manifest.ts";
 import { repoPaths, type Repository } from "./repository.ts";
-import { repoFs } from "./repo_fs.ts";
-import { writeSynced } from "./_repo_files.ts";
 
 /** The record's format name. */
 export const CHECKED_RECORD_FORMAT = "lanfree-checked";
@@ -47,15 +45,17 @@ export interface CheckedRecord {
 /**
  * Writes a snapshot's checked record (after its commit point). A failure is left to the
  * caller: the snapshot is committed either way, and without a record the next incremental
- * checks the manifest in full.
+ * checks the manifest in full. The record is a cache checked on every read, not part of the
+ * commit protocol: it is written beside the repository's write seam (`repo_fs.ts`), neither
+ * synced nor kept by a crash (a record lost, cut off or left empty is simply not used).
  *
  * @param repo the repository
  * @param record what the commit checked
  */
 export async function writeCheckedRecord(repo: Repository, record: CheckedRecord): Promise<void> {
   const temp = `${repoPaths.tmp(repo)}/${record.id}.checked.json.partial`;
-  await writeSynced(temp, new TextEncoder().encode(JSON.stringify(record)));
-  await repoFs().rename(temp, repoPaths.checked(repo, record.id));
+  await Deno.writeTextFile(temp, JSON.stringify(record), { createNew: true });
+  await Deno.rename(temp, repoPaths.checked(repo, record.id));
 }
 
 /** The record's fields when they have the record's shape, else undefined. */
