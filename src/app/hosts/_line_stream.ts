@@ -48,7 +48,11 @@ export class LineStreamSender {
     this.#wake?.();
   }
 
-  /** Sends one line (the parts it fills). */
+  /**
+   * Sends one line, or several joined by newlines (no newline at the end): the parts it fills.
+   *
+   * @param text the line or lines
+   */
   async line(text: string): Promise<void> {
     for (const part of this.#cutter.add(text)) await this.#send(part);
   }

@@ -18,6 +18,12 @@ import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
 import type { SnapshotWriter } from "./snapshot_writer.ts";
 import { checkLinks, ManifestFileWriter } from "./_manifest_file.ts";
+import { ArchiveNeeds } from "../../core/backup/chain.ts";
+import {
+  CHECKED_RECORD_FORMAT,
+  CHECKED_RECORD_VERSION,
+  writeCheckedRecord,
+} from "./_checked_record.ts";
 
 /** What the server committed: the manifest's head and its entry counts (never its entries). */
 export interface CommittedManifest extends ManifestHead {
@@ -36,6 +42,8 @@ export interface ReceivedManifest {
   readonly counts: { entryCount: number; fileCount: number; deletedCount: number };
   /** Its hard links whose targets came first are confirmed once the file is complete. */
   readonly checker: ManifestChecker;
+  /** The archives its files read from (the chain facts of its checked record). */
+  readonly needs: ArchiveNeeds;
 }
 
 function refuse(writer: SnapshotWriter, message: string): RepositoryError {
@@ -59,6 +67,7 @@ export async function receiveManifestLines(
   let head: Omit<ManifestHead, "channelBytes"> | undefined;
   const checker = new ManifestChecker();
   const counts = { entryCount: 0, fileCount: 0, deletedCount: 0 };
+  const needs = new ArchiveNeeds();
   try {
     for await (const line of lines) {
       const value: unknown = JSON.parse(line);
@@ -79,12 +88,15 @@ export async function receiveManifestLines(
         const checked = checker.entry(value);
         if (!checked.ok) throw refuse(writer, checked.message);
         counts.entryCount++;
-        if (checked.value.type === "file") counts.fileCount++;
+        if (checked.value.type === "file") {
+          counts.fileCount++;
+          needs.add(checked.value);
+        }
         await file.entry(line);
       }
     }
     if (file === undefined || head === undefined) throw refuse(writer, "it is empty");
-    return { file, head, counts, checker };
+    return { file, head, counts, checker, needs };
   } catch (error) {
     await file?.abort();
     throw error instanceof SyntaxError ? refuse(writer, "a line is not JSON") : error;
@@ -93,7 +105,8 @@ export async function receiveManifestLines(
 
 /**
  * Finishes the temporary manifest with the channel counters, confirms the hard links whose
- * target came first, and commits the snapshot.
+ * target came first, commits the snapshot, and writes its checked record (the manifest's
+ * SHA-256 and chain facts, `_checked_record.ts`).
  *
  * @param writer the snapshot being written
  * @param received what {@link receiveManifestLines} returned
@@ -111,5 +124,15 @@ export async function commitReceived(
     throw refuse(writer, error instanceof Error ? error.message : String(error));
   });
   const committed = await writer.commitWritten({ ...received.head, channelBytes });
+  // Past the commit point: without the record the next incremental checks this manifest in
+  // full, so a record that cannot be written is no failure of the backup.
+  await writeCheckedRecord(writer.repo, {
+    format: CHECKED_RECORD_FORMAT,
+    version: CHECKED_RECORD_VERSION,
+    id: committed.id,
+    manifest: received.file.written,
+    entries: received.counts.entryCount,
+    archives: received.needs.toRecord(),
+  }).catch(() => {});
   return { ...committed, ...received.counts };
 }

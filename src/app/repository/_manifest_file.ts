@@ -15,6 +15,7 @@ import {
   headLine,
   ManifestChecker,
   type ManifestHead,
+  type ManifestItem,
   ManifestLineReader,
   resolveLink,
   unresolvedLinkProblem,
@@ -23,9 +24,12 @@ import type { ChannelBytes, Manifest, ManifestEntry } from "../../core/backup/ma
 import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
 import { Yielder } from "../_file_side.ts";
+import { createHash, type Hash } from "node:crypto";
 
 /** Bytes read from a manifest file at a time. */
 const READ_BYTES = 1 << 20;
+/** Bytes of a trusted manifest handed over at a time (a quarter of a read's: short slices). */
+const BLOCK_BYTES = 256 << 10;
 /** Bytes of lines gathered before one write. */
 const WRITE_BYTES = 1 << 20;
 /** Longest line accepted (an entry with many large extended attributes). */
@@ -85,6 +89,11 @@ export interface ManifestHandlers {
    * moments before under the same lock, as a parent is sent right after it was chosen).
    */
   entryLine?(line: string): void | Promise<void>;
+  /**
+   * Many entries' JSON texts at once, joined by newlines (with `trusted` only, in place of
+   * `entryLine`: the file is read in blocks of whole lines, never a line at a time).
+   */
+  entryBlock?(lines: string): void | Promise<void>;
   /** Each deleted path. */
   deleted?(path: string): void | Promise<void>;
 }
@@ -137,6 +146,12 @@ export async function streamManifestFile(
   handlers: ManifestHandlers,
   trusted = false,
 ): Promise<StreamedManifest> {
+  const { entryBlock } = handlers;
+  if (trusted && entryBlock !== undefined) return await streamTrusted(source, handlers);
+  // Read a line at a time (checked, or an older layout): a block of one line each.
+  if (entryBlock !== undefined && handlers.entryLine === undefined) {
+    handlers = { ...handlers, entryLine: (line) => entryBlock(line) };
+  }
   const streamed = await streamLineLayout(source, handlers, trusted);
   if (streamed !== undefined) return streamed;
   const manifest = await source.readWhole();
@@ -151,28 +166,40 @@ export async function streamManifestFile(
   return { head, entries: entries.length, lineLayout: false };
 }
 
+/** Calls to a reader's handlers: a handler's own failure passes through as it is. */
+class HandlerCalls {
+  #failure: { error: unknown } | undefined;
+
+  /** Runs one handler call, noting its failure. */
+  async call(call: () => void | Promise<void>): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      this.#failure = { error };
+      throw error;
+    }
+  }
+
+  /** Whether `error` is a handler's own (never to be reported as a corrupt manifest). */
+  failed(error: unknown): boolean {
+    return this.#failure !== undefined && this.#failure.error === error;
+  }
+}
+
 /** The streamed read of a line-layout file, or undefined when it must be read whole. */
 async function streamLineLayout(
   source: ManifestFile,
   handlers: ManifestHandlers,
   trusted: boolean,
 ): Promise<StreamedManifest | undefined> {
-  const { path, id } = source;
+  const { path } = source;
   const reader = new ManifestLineReader();
   const checker = new ManifestChecker();
   let head: Omit<ManifestHead, "channelBytes"> | undefined;
   let fallback = false;
   const end = { channelBytes: undefined as unknown };
-  /** A handler's own failure: it passes through as it is, never as a corrupt manifest. */
-  let handlerFailure: { error: unknown } | undefined;
-  const handle = async (call: () => void | Promise<void>) => {
-    try {
-      await call();
-    } catch (error) {
-      handlerFailure = { error };
-      throw error;
-    }
-  };
+  const calls = new HandlerCalls();
+  const handle = (call: () => void | Promise<void>) => calls.call(call);
   await readLines(path, async (line) => {
     const item = reader.next(line);
     if (item === undefined) {
@@ -181,12 +208,7 @@ async function streamLineLayout(
       return false;
     }
     if (item.kind === "head") {
-      const checked = checkHead({
-        ...(item.value as object),
-        channelBytes: { storage: 0, network: 0 },
-      });
-      if (!checked.ok) throw corrupt(path, checked.message);
-      if (checked.value.id !== id) throw corrupt(path, `it names snapshot ${checked.value.id}`);
+      const checked = { value: checkedHeadLine(source, item) };
       head = checked.value;
       await handle(() => handlers.head?.(checked.value));
     } else if (item.kind === "entry") {
@@ -212,8 +234,9 @@ async function streamLineLayout(
     } else if (item.kind === "end") end.channelBytes = item.channelBytes;
     return undefined;
   }).catch((error) => {
-    if (handlerFailure !== undefined && handlerFailure.error === error) throw error;
-    throw error instanceof RepositoryError ? error : readFailure(source, error);
+    throw calls.failed(error) || error instanceof RepositoryError
+      ? error
+      : readFailure(source, error);
   });
   if (fallback) return undefined;
   if (head === undefined || !reader.done) throw corrupt(path, "it is cut off");
@@ -221,6 +244,134 @@ async function streamLineLayout(
   if (!full.ok) throw corrupt(path, full.message);
   if (!trusted) await checkLinks(path, checker);
   return { head: full.value, entries: checker.count, lineLayout: true };
+}
+
+/**
+ * Calls `onBlock` with the file's text in blocks of whole lines (each without its last
+ * newline), in order: the file is read 256 KiB at a time and each read is cut after its last
+ * newline (always a character boundary in UTF-8), so no line is split or decoded twice.
+ *
+ * @param path the file
+ * @param onBlock receives each block
+ * @throws {RangeError} for a line longer than {@link MANIFEST_LINE_CHARS_MAX} bytes
+ */
+export async function readLineBlocks(
+  path: string,
+  onBlock: (text: string) => void | Promise<void>,
+): Promise<void> {
+  const file = await Deno.open(path, { read: true });
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const buffer = new Uint8Array(BLOCK_BYTES);
+  // Each block is a slice of work for the caller: timers run between them.
+  const yielder = new Yielder();
+  let carry = new Uint8Array(0);
+  try {
+    // Bounded by the file's size: each turn reads at least one byte or ends.
+    for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
+      const bytes = new Uint8Array(carry.length + n);
+      bytes.set(carry);
+      bytes.set(buffer.subarray(0, n), carry.length);
+      const end = bytes.lastIndexOf(0x0a);
+      if (end < 0) {
+        if (bytes.length > MANIFEST_LINE_CHARS_MAX) {
+          throw new RangeError(`${path}: a line longer than ${MANIFEST_LINE_CHARS_MAX} bytes`);
+        }
+        carry = bytes;
+        continue;
+      }
+      carry = bytes.slice(end + 1);
+      await onBlock(decoder.decode(bytes.subarray(0, end)));
+      await yielder.maybe();
+    }
+    if (carry.length > 0) await onBlock(decoder.decode(carry));
+  } finally {
+    file.close();
+  }
+}
+
+/** Where the separator line starts in `text` (lines joined by newlines), or -1. */
+function separatorAt(text: string): number {
+  // Entry lines start with `{`: a line starting with `]` can only be the separator.
+  if (text.startsWith("]")) return 0;
+  const newline = text.indexOf("\n]");
+  return newline < 0 ? -1 : newline + 1;
+}
+
+/** The head line of `source`, checked (its counters zero until the end line). */
+function checkedHeadLine(source: ManifestFile, item: ManifestItem | undefined): ManifestHead {
+  if (item?.kind !== "head") throw corrupt(source.path, "its first line is not a head");
+  const checked = checkHead({
+    ...(item.value as object),
+    channelBytes: { storage: 0, network: 0 },
+  });
+  if (!checked.ok) throw corrupt(source.path, checked.message);
+  if (checked.value.id !== source.id) {
+    throw corrupt(source.path, `it names snapshot ${checked.value.id}`);
+  }
+  return checked.value;
+}
+
+/** Entry lines (each maybe ending with the layout's comma) as their JSON texts and a count. */
+function entryTexts(lines: string): { text: string; count: number } {
+  const text = lines.replaceAll(",\n", "\n");
+  let count = 1;
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) count++;
+  return { text: text.endsWith(",") ? text.slice(0, -1) : text, count };
+}
+
+/**
+ * A trusted read in blocks (a manifest checked moments before under the same lock): the head
+ * checked, the entries handed over as blocks of their lines unparsed, the deleted paths and
+ * the counters read as in the line layout.
+ */
+async function streamTrusted(
+  source: ManifestFile,
+  handlers: ManifestHandlers,
+): Promise<StreamedManifest> {
+  const reader = new ManifestLineReader();
+  let head: ManifestHead | undefined;
+  let inEntries = true;
+  let entries = 0;
+  let channelBytes: unknown;
+  const calls = new HandlerCalls();
+  const handle = (call: () => void | Promise<void>) => calls.call(call);
+  await readLineBlocks(source.path, async (block) => {
+    let rest = block;
+    if (head === undefined) {
+      const cut = rest.indexOf("\n");
+      const checked = checkedHeadLine(source, reader.next(cut < 0 ? rest : rest.slice(0, cut)));
+      head = checked;
+      await handle(() => handlers.head?.(checked));
+      rest = cut < 0 ? "" : rest.slice(cut + 1);
+    }
+    if (inEntries) {
+      const at = separatorAt(rest);
+      const lines = at < 0 ? rest : rest.slice(0, Math.max(0, at - 1));
+      if (lines !== "") {
+        const { text, count } = entryTexts(lines);
+        entries += count;
+        await handle(() => handlers.entryBlock!(text));
+      }
+      if (at < 0) return;
+      inEntries = false;
+      rest = rest.slice(at);
+    }
+    // Bounded by the block: the separator, the deleted paths and the end line.
+    for (const line of rest.split("\n")) {
+      const item = reader.next(line);
+      if (item === undefined) throw corrupt(source.path, "a line breaks the line layout");
+      if (item.kind === "deleted") await handle(() => handlers.deleted?.(item.value as string));
+      if (item.kind === "end") channelBytes = item.channelBytes;
+    }
+  }).catch((error) => {
+    throw calls.failed(error) || error instanceof RepositoryError
+      ? error
+      : readFailure(source, error);
+  });
+  if (head === undefined || !reader.done) throw corrupt(source.path, "it is cut off");
+  const full = checkHead({ ...head, channelBytes });
+  if (!full.ok) throw corrupt(source.path, full.message);
+  return { head: full.value, entries, lineLayout: true };
 }
 
 /**
@@ -264,15 +415,7 @@ export async function readManifestHeadFile(source: ManifestFile): Promise<Manife
     const { entries: _entries, deleted: _deleted, ...head } = await source.readWhole();
     return head;
   }
-  const checked = checkHead({
-    ...(first.value as object),
-    channelBytes: { storage: 0, network: 0 },
-  });
-  if (!checked.ok) throw corrupt(source.path, checked.message);
-  if (checked.value.id !== source.id) {
-    throw corrupt(source.path, `it names snapshot ${checked.value.id}`);
-  }
-  return checked.value;
+  return checkedHeadLine(source, first);
 }
 
 /** Writes a manifest in the line layout, entry by entry, into a new file. */
@@ -285,6 +428,10 @@ export class ManifestFileWriter {
   #held: string | undefined;
   #entries = 0;
   #section: "entries" | "deleted" = "entries";
+  /** The SHA-256 of the bytes written so far (the checked record names the whole file's). */
+  readonly #hash: Hash = createHash("sha256");
+  #bytesWritten = 0;
+  #sha256: string | undefined;
 
   private constructor(readonly path: string, file: Deno.FsFile) {
     this.#file = file;
@@ -323,6 +470,8 @@ export class ManifestFileWriter {
     const bytes = this.#encoder.encode(this.#pending.join("\n") + "\n");
     this.#pending = [];
     this.#pendingChars = 0;
+    this.#hash.update(bytes);
+    this.#bytesWritten += bytes.length;
     for (let at = 0; at < bytes.length;) at += await this.#file.write(bytes.subarray(at));
   }
 
@@ -354,8 +503,15 @@ export class ManifestFileWriter {
     this.#pending.push(this.#held!);
     this.#held = undefined;
     await this.#flush();
+    this.#sha256 = this.#hash.digest("hex");
     await this.#file.sync();
     this.#file.close();
+  }
+
+  /** The whole file's SHA-256 (hex) and size in bytes, once {@link finish} wrote it. */
+  get written(): { readonly sha256: string; readonly bytes: number } {
+    if (this.#sha256 === undefined) throw new Error(`manifest ${this.path} is not finished`);
+    return { sha256: this.#sha256, bytes: this.#bytesWritten };
   }
 
   /** Closes and removes the file (after a failure). */

@@ -31,6 +31,7 @@ Deno.test("a backup process killed with SIGKILL mid-write leaves a lock the next
       [
         MARKER_FILE,
         "snapshots",
+        `snapshots/${summary.snapshot}.checked.json`,
         `snapshots/${summary.snapshot}.manifest.json`,
         `snapshots/${summary.snapshot}.tar`,
         "tmp",

@@ -126,6 +126,8 @@ export async function forgetSnapshots(options: ForgetOptions): Promise<ForgetRep
     options.signal?.throwIfAborted();
     for (const id of report.removed) {
       await Deno.remove(repoPaths.manifest(repo, id));
+      // Its checked record goes too (a record left behind is harmless: it names this id only).
+      await Deno.remove(repoPaths.checked(repo, id)).catch(() => {});
       await step("manifest-removed");
     }
     await syncDir(repoPaths.snapshots(repo));

@@ -17,6 +17,7 @@ import { ArchiveNeeds, type ArchiveState } from "../../core/backup/chain.ts";
 import { type Manifest, parseManifest, SNAPSHOT_ID_PATTERN } from "../../core/backup/manifest.ts";
 import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import { RepositoryError } from "../errors.ts";
+import { recordedNeeds } from "./_checked_record.ts";
 import { canonicalPath } from "../paths.ts";
 import {
   type ManifestHandlers,
@@ -64,6 +65,8 @@ export const repoPaths = {
   lock: (repo: Repository) => `${repo.path}/lock`,
   archive: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.tar`,
   manifest: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.manifest.json`,
+  /** The snapshot's checked record (`_checked_record.ts`). */
+  checked: (repo: Repository, id: string) => `${repo.path}/snapshots/${id}.checked.json`,
 };
 
 async function readMarker(path: string): Promise<unknown> {
@@ -385,7 +388,7 @@ export async function chooseParent(
 
 /**
  * What is wrong with the archives `parent`'s files point into, or undefined when they are whole
- * (the parent's manifest is read as a stream): each archive's size is compared with its own
+ * (the parent's manifest is read as a stream, or vouched for by its checked record): each archive's size is compared with its own
  * snapshot's manifest where it has one (a manifest that is there but cannot be read breaks the
  * chain); a forgotten snapshot's archive, or one prune wrote, must at least reach past the
  * members the parent reads from it.
@@ -394,19 +397,9 @@ async function brokenChain(
   repo: Repository,
   parent: ManifestHead,
 ): Promise<{ problem: string | undefined; lineLayout: boolean }> {
-  const needs = new ArchiveNeeds();
-  let lineLayout = false;
-  try {
-    const streamed = await streamManifest(repo, parent.id, {
-      entry: (entry) => {
-        if (entry.type === "file") needs.add(entry);
-      },
-    });
-    lineLayout = streamed.lineLayout;
-  } catch (error) {
-    const problem = `the manifest of snapshot ${parent.id} cannot be read (${messageOf(error)})`;
-    return { problem, lineLayout };
-  }
+  const read = await parentNeeds(repo, parent.id);
+  if ("problem" in read) return { problem: read.problem, lineLayout: read.lineLayout };
+  const { needs, lineLayout } = read;
   const archives = new Map<string, ArchiveState>();
   for (const id of needs.archives) {
     let recordedBytes: number | null = null;
@@ -425,6 +418,38 @@ async function brokenChain(
     archives.set(id, { sizeBytes, recordedBytes });
   }
   return { problem: needs.problem(archives), lineLayout };
+}
+
+/**
+ * The archives a parent's files read from: from its checked record when the manifest still
+ * hashes to what the record names (its entries were checked when it was committed), else by
+ * reading and checking the whole manifest.
+ */
+async function parentNeeds(
+  repo: Repository,
+  id: string,
+): Promise<
+  { needs: ArchiveNeeds; lineLayout: boolean } | { problem: string; lineLayout: boolean }
+> {
+  const recorded = await recordedNeeds(repo, id);
+  // A record is only written for a manifest committed in the line layout.
+  if (recorded !== undefined) return { needs: recorded.needs, lineLayout: true };
+  const needs = new ArchiveNeeds();
+  let lineLayout = false;
+  try {
+    const streamed = await streamManifest(repo, id, {
+      entry: (entry) => {
+        if (entry.type === "file") needs.add(entry);
+      },
+    });
+    lineLayout = streamed.lineLayout;
+  } catch (error) {
+    return {
+      problem: `the manifest of snapshot ${id} cannot be read (${messageOf(error)})`,
+      lineLayout,
+    };
+  }
+  return { needs, lineLayout };
 }
 
 /**

@@ -32,6 +32,8 @@ const LEFTOVERS_LOCK_WAIT_MS = 2_000;
 export interface SnapshotWriter {
   /** The id of the snapshot being written. */
   readonly id: string;
+  /** The repository it is written into. */
+  readonly repo: Repository;
   /** Archive bytes accepted so far. */
   readonly bytesWritten: number;
   /** Appends archive bytes. */

@@ -340,7 +340,10 @@ class ServerStreams {
   }
 }
 
-/** Sends the parent as lines: its head, then its entries in path order, as the file has them. */
+/**
+ * Sends the parent as lines: its head, then its entries in path order, as the file has them
+ * (a checked parent's entries in blocks of lines, the file read 256 KiB at a time).
+ */
 async function sendParent(
   repo: Repository,
   parent: ManifestHead,
@@ -353,10 +356,11 @@ async function sendParent(
       await sender.line(JSON.stringify(head));
       headSent = true;
     },
-    entryLine: async (line) => {
-      await sender.line(line);
+    // Blocks of whole entry lines, unparsed: the receiver splits them as it would single lines.
+    entryBlock: async (lines) => {
+      await sender.line(lines);
     },
-  }, checkedInOrder); // checked whole by chooseParent moments ago, under the same lock
+  }, checkedInOrder); // checked by chooseParent moments ago (or its record), under the same lock
   if (!headSent) throw new RepositoryError("corrupt", `manifest of ${parent.id} has no head`);
   await sender.end();
 }

@@ -166,6 +166,30 @@ export class ArchiveNeeds {
     this.#leastEnd.set(file.data, Math.max(this.#leastEnd.get(file.data) ?? 0, leastEnd([file])));
   }
 
+  /**
+   * The needs as plain data (kept in a snapshot's checked record): by archive id, how far into
+   * it the manifest's members reach at the least.
+   *
+   * @returns archive id to least end in bytes, in id order
+   */
+  toRecord(): Record<string, number> {
+    const record: Record<string, number> = {};
+    for (const id of this.archives) record[id] = this.#leastEnd.get(id)!;
+    return record;
+  }
+
+  /**
+   * The needs {@link toRecord} gave (the record is checked by its reader).
+   *
+   * @param record archive id to least end in bytes
+   * @returns the needs
+   */
+  static fromRecord(record: Readonly<Record<string, number>>): ArchiveNeeds {
+    const needs = new ArchiveNeeds();
+    for (const [id, end] of Object.entries(record)) needs.#leastEnd.set(id, end);
+    return needs;
+  }
+
   /** The archives the files read from, by id, in id order. */
   get archives(): string[] {
     return [...this.#leastEnd.keys()].sort();

@@ -414,9 +414,10 @@ export class PartCutter {
   constructor(readonly of: "parent" | "manifest") {}
 
   /**
-   * Adds one line (without a newline).
+   * Adds one line (without a newline), or several joined by newlines: the wire form is the
+   * same either way.
    *
-   * @param line the line
+   * @param line the line or lines
    * @returns the parts now full, in order
    */
   add(line: string): PartMessage[] {
