@@ -22,7 +22,7 @@ export interface RestoreHooks {
    * Opens an unnamed file in a held directory instead of `openat(O_TMPFILE)` (to stand for a
    * file system that refuses it: throw an error whose `code` is `EOPNOTSUPP`).
    */
-  openUnnamed?(dirFd: number): number;
+  openUnnamed?(dirFd: number, mode: number): number;
 }
 
 /** Where a restored entry's identity is kept: device and inode. */

@@ -81,9 +81,26 @@ const REMOVE_DEPTH_MAX = 4096;
  */
 const UNNAMED_REFUSED = new Set(["EOPNOTSUPP", "EISDIR", "EINVAL"]);
 
-/** Opens an unnamed file for writing in the directory `dirFd` (mode 0600 until it is set). */
-function openUnnamed(dirFd: number): number {
-  return openAt(dirFd, ".", O.WRONLY | O.TMPFILE, 0o600);
+/** Opens an unnamed file for writing in the directory `dirFd`, with `mode` (less the umask). */
+function openUnnamed(dirFd: number, mode: number): number {
+  return openAt(dirFd, ".", O.WRONLY | O.TMPFILE, mode);
+}
+
+/**
+ * Gives an open file its owner (when one is given) and mode, calling `fchown` and `fchmod` only
+ * where the file does not have them already (a file made as root is often owned right, and made
+ * with its mode less the umask): one `statx` instead of two metadata writes. Owner before mode:
+ * a chown clears setuid and setgid.
+ */
+function setOwnerAndMode(
+  fd: number,
+  owner: { uid: number; gid: number } | undefined,
+  mode: number,
+): void {
+  const now = statFd(fd);
+  const chown = owner !== undefined && (now.uid !== owner.uid || now.gid !== owner.gid);
+  if (chown) fchown(fd, owner.uid, owner.gid);
+  if (chown || now.mode !== mode) fchmod(fd, mode);
 }
 
 /** Extended attributes restored, as GNU tar does by default: the user namespace only. */
@@ -229,7 +246,7 @@ export class NativeTarget implements RestoreTarget {
     const dir = parentPath(entry.path);
     const parentFd = this.#dirOf(dir, entry.path);
     await this.hooks.beforeCreate?.(entry.path);
-    const created = this.#createFile(parentFd, this.#dirs.get(dir)!.dev, entry.path);
+    const created = this.#createFile(parentFd, this.#dirs.get(dir)!.dev, entry);
     const fd = created.fd;
     let temp = created.temp; // a name only without O_TMPFILE, or once its name was taken
     let open = true;
@@ -238,8 +255,7 @@ export class NativeTarget implements RestoreTarget {
       finish: ({ realSize, written }, owner, mode, mtimeMs) => {
         if (written !== realSize) ftruncate(fd, realSize); // a hole at the end of a sparse file
         this.#setXattrs(fd, entry.path, entry.xattrs);
-        if (owner !== undefined) fchown(fd, owner.uid, owner.gid);
-        fchmod(fd, mode);
+        setOwnerAndMode(fd, owner, mode);
         futimens(fd, mtimeMs);
       },
       place: () => {
@@ -275,11 +291,17 @@ export class NativeTarget implements RestoreTarget {
    * allows it, so no name exists until the checked file is linked to its own; else under a
    * locked temporary name. A refusal is remembered per file system (device).
    */
-  #createFile(parentFd: number, dev: number, path: string): { fd: number; temp?: string } {
+  #createFile(
+    parentFd: number,
+    dev: number,
+    entry: ManifestEntry,
+  ): { fd: number; temp?: string } {
+    const path = entry.path;
     if (!this.#unnamedRefused.has(dev)) {
       try {
-        const open = this.hooks.openUnnamed ?? openUnnamed;
-        return { fd: open(parentFd) };
+        // Unnamed, it can be made with its permission bits (no path reaches it until it is whole).
+        const mode = entry.mode & this.#modeMask & 0o777;
+        return { fd: (this.hooks.openUnnamed ?? openUnnamed)(parentFd, mode) };
       } catch (error) {
         if (!UNNAMED_REFUSED.has(codeOf(error) ?? "")) throw writeFailure(path, error);
         this.#unnamedRefused.add(dev);

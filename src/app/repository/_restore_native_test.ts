@@ -119,3 +119,44 @@ for (const unnamed of [true, false]) {
     });
   });
 }
+
+Deno.test({
+  name:
+    "owner and mode come out as recorded where creation gives others: a setgid target's group, modes the umask cuts",
+  ignore: Deno.uid() !== 0, // owners are restored as root only
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
+      await writeFileWith(`${dir}/src/group-write`, "664", 0o664);
+      await writeFileWith(`${dir}/src/sub/private`, "600", 0o600);
+      await writeFileWith(`${dir}/src/sub/exec`, "755", 0o755);
+      await writeFileWith(`${dir}/src/other-write`, "666", 0o666);
+      await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+      // A target whose files inherit group 4242 (setgid), and a plain one; under umask 027.
+      await Deno.mkdir(`${dir}/setgid`);
+      await Deno.chown(`${dir}/setgid`, 0, 4242);
+      await Deno.chmod(`${dir}/setgid`, 0o2775);
+      const umask = Deno.umask(0o027);
+      try {
+        for (const target of [`${dir}/setgid`, `${dir}/plain`]) {
+          await restoreSnapshot({ repo: `${dir}/repo`, snapshot: "latest", target });
+        }
+      } finally {
+        Deno.umask(umask);
+      }
+      for (const target of [`${dir}/setgid`, `${dir}/plain`]) {
+        for (const name of ["group-write", "sub/private", "sub/exec", "other-write"]) {
+          const [want, got] = await Promise.all([
+            Deno.lstat(`${dir}/src/${name}`),
+            Deno.lstat(`${target}/${name}`),
+          ]);
+          assert.deepEqual([got.uid, got.gid, got.mode! & 0o7777], [
+            want.uid,
+            want.gid,
+            want.mode! & 0o7777,
+          ], `${target}/${name}`);
+        }
+      }
+    });
+  },
+});
