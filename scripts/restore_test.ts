@@ -93,13 +93,21 @@ Deno.test("restore CLI gives one clear line, no stack trace and a non-zero exit 
   });
 });
 
-/** What the open descriptors of process `pid` point at (files, `… (deleted)` when unnamed). */
-async function openFilesOf(pid: number): Promise<string[]> {
-  const names = await Array.fromAsync(Deno.readDir(`/proc/${pid}/fd`)).catch(() => []);
-  const targets = await Promise.all(
-    names.map((e) => Deno.readLink(`/proc/${pid}/fd/${e.name}`).catch(() => "")),
-  );
-  return targets.filter((t) => t !== "");
+/** Whether process `pid` holds a file below `dir` open (unnamed ones read `… (deleted)`). */
+function holdsFileBelow(pid: number, dir: string): boolean {
+  let names: Deno.DirEntry[];
+  try {
+    names = [...Deno.readDirSync(`/proc/${pid}/fd`)];
+  } catch {
+    return false; // gone
+  }
+  return names.some((e) => {
+    try {
+      return Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`).startsWith(`${dir}/`);
+    } catch {
+      return false; // closed meanwhile
+    }
+  });
 }
 
 Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no temporary under any name; a rerun completes it", async () => {
@@ -125,11 +133,19 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no te
       stderr: "null",
     }).spawn();
     // Wait (bounded) until a file is being written (the process holds a file of the target
-    // open: unnamed, or under a temporary name without O_TMPFILE), then kill it outright.
+    // open: unnamed, or under a temporary name without O_TMPFILE); stop the process, and kill
+    // it outright if it still does (else let it go on and look again).
     let writing = false;
     for (let tries = 0; tries < 3000 && !writing; tries++) {
-      writing = (await openFilesOf(child.pid)).some((f) => f.startsWith(`${dir}/out/`));
-      if (!writing) await new Promise((resolve) => setTimeout(resolve, 5));
+      if (holdsFileBelow(child.pid, `${dir}/out`)) {
+        try {
+          child.kill("SIGSTOP");
+        } catch {
+          break; // it ended meanwhile: not caught
+        }
+        writing = holdsFileBelow(child.pid, `${dir}/out`);
+        if (!writing) child.kill("SIGCONT");
+      } else await new Promise((resolve) => setTimeout(resolve, 5));
     }
     child.kill("SIGKILL");
     const status = await child.status;
