@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { runLocalBackup } from "../src/app/jobs/local_backup.ts";
 import { describeTree, taskFlags, withTempDir, writeFileWith } from "../src/app/_testing.ts";
+import { AT_FDCWD, close, O, openAt, readDirNames, readLinkAt } from "../src/adapters/fs_native.ts";
 
 const SCRIPT = new URL("./restore.ts", import.meta.url).pathname;
 
@@ -93,21 +94,30 @@ Deno.test("restore CLI gives one clear line, no stack trace and a non-zero exit 
   });
 });
 
-/** Whether process `pid` holds a file below `dir` open (unnamed ones read `… (deleted)`). */
+/**
+ * Whether process `pid` holds a file below `dir` open (unnamed ones read `… (deleted)`). Read
+ * through the native layer: Deno's own file APIs refuse `/proc/<pid>` without `--allow-all`.
+ */
 function holdsFileBelow(pid: number, dir: string): boolean {
-  let names: Deno.DirEntry[];
+  let fds: number;
   try {
-    names = [...Deno.readDirSync(`/proc/${pid}/fd`)];
+    fds = openAt(AT_FDCWD, `/proc/${pid}/fd`, O.RDONLY | O.DIRECTORY);
   } catch {
     return false; // gone
   }
-  return names.some((e) => {
-    try {
-      return Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`).startsWith(`${dir}/`);
-    } catch {
-      return false; // closed meanwhile
-    }
-  });
+  try {
+    const prefix = new TextEncoder().encode(`${dir}/`);
+    return readDirNames(fds).some((name) => {
+      try {
+        const target = readLinkAt(fds, name);
+        return prefix.every((byte, at) => target[at] === byte);
+      } catch {
+        return false; // closed meanwhile
+      }
+    });
+  } finally {
+    close(fds);
+  }
 }
 
 Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no temporary under any name; a rerun completes it", async () => {
@@ -136,7 +146,10 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no te
     // open: unnamed, or under a temporary name without O_TMPFILE); stop the process, and kill
     // it outright if it still does (else let it go on and look again).
     let writing = false;
-    for (let tries = 0; tries < 3000 && !writing; tries++) {
+    let ended = false;
+    const ending = child.status.then(() => (ended = true));
+    // Bounded: at most 12,000 looks (a minute and more), and none once the restore has ended.
+    for (let tries = 0; tries < 12_000 && !writing && !ended; tries++) {
       if (holdsFileBelow(child.pid, `${dir}/out`)) {
         try {
           child.kill("SIGSTOP");
@@ -147,9 +160,10 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no te
         if (!writing) child.kill("SIGCONT");
       } else await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    child.kill("SIGKILL");
+    if (!ended) child.kill("SIGKILL");
     const status = await child.status;
-    assert.ok(writing, "the restore was caught while writing a file");
+    await ending;
+    assert.ok(writing, `the restore was caught while writing a file (it had ended: ${ended})`);
     assert.equal(status.signal, "SIGKILL", "the restore was killed, not finished");
     for await (const entry of Deno.readDir(`${dir}/out`)) {
       assert.ok(!entry.name.endsWith(".partial"), `${entry.name}: no temporary name is left`);
