@@ -27,18 +27,32 @@ export interface OpenFlags {
   readonly DIRECTORY: number;
   readonly NOFOLLOW: number;
   readonly CLOEXEC: number;
+  /** An unnamed file in the directory opened (`O_TMPFILE`, which includes `O_DIRECTORY`). */
+  readonly TMPFILE: number;
 }
 
 const COMMON = { RDONLY: 0, WRONLY: 1, RDWR: 2, CREAT: 0o100, EXCL: 0o200, NONBLOCK: 0o4000 };
 /** Flags and syscall numbers by architecture (x86 values vs asm-generic ones). */
 const ARCH: Record<string, { flags: OpenFlags; statx: bigint; getdents64: bigint }> = {
   x86_64: {
-    flags: { ...COMMON, DIRECTORY: 0o200000, NOFOLLOW: 0o400000, CLOEXEC: 0o2000000 },
+    flags: {
+      ...COMMON,
+      DIRECTORY: 0o200000,
+      NOFOLLOW: 0o400000,
+      CLOEXEC: 0o2000000,
+      TMPFILE: 0o20000000 | 0o200000,
+    },
     statx: 332n,
     getdents64: 217n,
   },
   aarch64: {
-    flags: { ...COMMON, DIRECTORY: 0o40000, NOFOLLOW: 0o100000, CLOEXEC: 0o2000000 },
+    flags: {
+      ...COMMON,
+      DIRECTORY: 0o40000,
+      NOFOLLOW: 0o100000,
+      CLOEXEC: 0o2000000,
+      TMPFILE: 0o20000000 | 0o40000,
+    },
     statx: 291n,
     getdents64: 61n,
   },
@@ -52,10 +66,12 @@ export const O: OpenFlags = arch.flags;
 export const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_REMOVEDIR = 0x200;
+const AT_SYMLINK_FOLLOW = 0x400;
 const AT_EMPTY_PATH = 0x1000;
 const STATX_BASIC_STATS = 0x7ff;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
+const ENOENT = 2;
 const ENXIO = 6;
 const ERANGE = 34;
 /** Largest list of xattr names and largest xattr value Linux has (XATTR_LIST_MAX, _SIZE_MAX). */
@@ -507,6 +523,32 @@ export function linkAt(
   to: Uint8Array | string,
 ): void {
   check(lib().linkat(fromDir, cName(from, 0), toDir, cName(to, 1), 0), "linkat", to);
+}
+
+/** Whether `linkat(AT_EMPTY_PATH)` was refused (it needs CAP_DAC_READ_SEARCH) and `/proc` served. */
+let emptyPathRefused = false;
+
+/**
+ * Gives the open file `fd` the name `to` in `toDir` (a hard link to the descriptor's inode: an
+ * unnamed `O_TMPFILE` file gets its first name). No path names the file, so nothing is resolved
+ * but `to`, and an existing `to` is never replaced (EEXIST). `linkat(fd, "", AT_EMPTY_PATH)`
+ * needs CAP_DAC_READ_SEARCH; without it the `/proc/self/fd/N` form is used, as open(2)
+ * describes for `O_TMPFILE`.
+ *
+ * @param fd the open file
+ * @param toDir directory of the new name
+ * @param to the new name
+ */
+export function linkFd(fd: number, toDir: number, to: Uint8Array | string): void {
+  const symbols = lib();
+  if (!emptyPathRefused) {
+    if (symbols.linkat(fd, cName("", 0), toDir, cName(to, 1), AT_EMPTY_PATH) === 0) return;
+    const errno = errnoValue(symbols);
+    if (errno !== ENOENT) throw new NativeFsError("linkat", label(to), errno);
+  }
+  const proc = cName(`/proc/self/fd/${fd}`, 0);
+  check(symbols.linkat(AT_FDCWD, proc, toDir, cName(to, 1), AT_SYMLINK_FOLLOW), "linkat", to);
+  emptyPathRefused = true; // the /proc form served where the other did not
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   futimens,
   getXattr,
   linkAt,
+  linkFd,
   listXattrs,
   mkdirAt,
   type NativeFsError,
@@ -151,5 +152,25 @@ Deno.test("mkdirAt, linkAt, unlinkAt, fchmod and futimens act on held descriptor
     unlinkAt(fd, "g");
     unlinkAt(fd, "d", true);
     assert.deepEqual(readDirNames(fd), []);
+  });
+});
+
+Deno.test("an O_TMPFILE file has no name until linkFd gives it one, and linkFd never replaces a name", async () => {
+  await withDir(async (dir, fd) => {
+    const file = openAt(fd, ".", O.WRONLY | O.TMPFILE, 0o600);
+    try {
+      pwriteAll(file, new TextEncoder().encode("whole"), 0);
+      assert.deepEqual(readDirNames(fd), [], "unnamed while written");
+      linkFd(file, fd, "named");
+      assert.equal(await Deno.readTextFile(`${dir}/named`), "whole");
+      await Deno.writeTextFile(`${dir}/taken`, "kept");
+      assert.throws(() => linkFd(file, fd, "taken"), (e: NativeFsError) => e.code === "EEXIST");
+      assert.equal(await Deno.readTextFile(`${dir}/taken`), "kept");
+    } finally {
+      close(file);
+    }
+    const unnamed = openAt(fd, ".", O.WRONLY | O.TMPFILE, 0o600);
+    close(unnamed); // closed without a name: gone
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["named", "taken"]);
   });
 });

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { nativeFsAvailable } from "../adapters/fs_native.ts";
 
 let announced = false;
@@ -42,14 +43,17 @@ const SLICE_MS = 20;
 /**
  * Lets timers and I/O run between synchronous steps (a host renews its storage lease on a
  * timer): `await yielder.maybe()` in a loop gives the event loop a turn every {@link SLICE_MS}.
+ * The turn is a `setImmediate`: the event loop runs due timers and polls I/O, then comes straight
+ * back (about 20 µs). A `setTimeout(0)` waits for the timer clock instead (about 2.3 ms a turn
+ * here, measured: over a tenth of a restore's wall time was spent idle in those turns).
  */
 export class Yielder {
   #lastMs = performance.now();
 
-  /** Yields a macrotask turn once the current slice has run out. */
+  /** Yields an event-loop turn once the current slice has run out. */
   async maybe(): Promise<void> {
     if (performance.now() - this.#lastMs < SLICE_MS) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setImmediate(resolve));
     this.#lastMs = performance.now();
   }
 }

@@ -285,3 +285,26 @@ export async function copyTree(from: string, to: string): Promise<void> {
     throw new Error(`cp -a ${from} ${to} failed: ${new TextDecoder().decode(output.stderr)}`);
   }
 }
+
+/** Every name created under `dir` while `body` runs (inotify, flushed by a sentinel file). */
+export async function createdUnder(dir: string, body: () => Promise<unknown>): Promise<string[]> {
+  const watcher = Deno.watchFs(dir, { recursive: true });
+  const created: string[] = [];
+  const sentinel = `${dir}/.sentinel-${crypto.randomUUID()}`;
+  const seen = (async () => {
+    for await (const event of watcher) {
+      if (event.kind !== "create") continue;
+      if (event.paths.includes(sentinel)) return;
+      created.push(...event.paths);
+    }
+  })();
+  try {
+    await body();
+    await Deno.writeTextFile(sentinel, "");
+    await seen;
+  } finally {
+    watcher.close();
+    await Deno.remove(sentinel).catch(() => {});
+  }
+  return created;
+}

@@ -18,6 +18,11 @@ export const MODE_WITHOUT_SPECIAL_BITS = 0o777;
 export interface RestoreHooks {
   /** Before an entry is created (after its parent was checked). */
   beforeCreate?(path: string): Promise<void>;
+  /**
+   * Opens an unnamed file in a held directory instead of `openat(O_TMPFILE)` (to stand for a
+   * file system that refuses it: throw an error whose `code` is `EOPNOTSUPP`).
+   */
+  openUnnamed?(dirFd: number, mode: number): number;
 }
 
 /** Where a restored entry's identity is kept: device and inode. */
@@ -102,8 +107,9 @@ export async function restoredOwner(
 }
 
 /**
- * A file being restored under its temporary name: what differs between the targets (held
- * descriptors, or a handle fenced by path checks). {@link writeThroughTemporary} drives it.
+ * A file being restored before it has its name (unnamed, or under a temporary name): what
+ * differs between the targets (held descriptors, or a handle fenced by path checks).
+ * {@link writeThroughTemporary} drives it.
  */
 export interface TemporaryFile {
   /** Writes `bytes` at `position` (all of them). */
@@ -120,7 +126,7 @@ export interface TemporaryFile {
   ): void | Promise<void>;
   /** Gives the finished file its real name. */
   place(): void | Promise<void>;
-  /** Removes the temporary file (the write failed or its check did). */
+  /** Removes the temporary file, if it has a name (the write failed or its check did). */
   discard(): void | Promise<void>;
   /** Releases its descriptor (after `place` or `discard`; twice is harmless). */
   close(): void | Promise<void>;
@@ -129,7 +135,7 @@ export interface TemporaryFile {
 /**
  * The write-file steps both targets share: each piece written at its position as the check
  * passes it, then size, owner, mode and times, and only once the whole file's size and SHA-256
- * matched (`check` throws after its last piece otherwise) the rename to its real name; on any
+ * matched (`check` throws after its last piece otherwise) its real name (`place`); on any
  * failure the temporary is removed, and the error names the entry.
  *
  * @param entry the file entry

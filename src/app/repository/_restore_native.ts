@@ -8,17 +8,24 @@
  *   order); each is opened relative to its parent with `O_DIRECTORY | O_NOFOLLOW` and must be
  *   the directory this restore made or kept (device and inode recorded when it was), checked
  *   once per opening, not once per file.
- * - A file is created under a temporary name `.lanfree-<16 hex>.partial` with `O_CREAT |
- *   O_EXCL | O_NOFOLLOW` and an exclusive `flock` held until it has its name; pieces are
- *   written with `pwrite` at their positions (a sparse file's holes stay holes), then its size,
- *   user extended attributes, owner (as root), mode and times are set through the descriptor,
- *   and only once its size and SHA-256 matched is it renamed to its name (`renameat` in the same
- *   held directory).
+ * - A file is created unnamed in its held directory (`O_TMPFILE`): pieces are written with
+ *   `pwrite` at their positions (a sparse file's holes stay holes), then its size, user
+ *   extended attributes, owner (as root), mode and times are set through the descriptor, and
+ *   only once its size and SHA-256 matched does it get its name (`linkat` of the descriptor into
+ *   the same held directory). No temporary name, no lock, no rename: a killed restore leaves
+ *   nothing. Where that name is taken, the file is linked to a locked temporary name and renamed
+ *   over it, so what a rename replaced before is replaced the same way (a file, by the rename;
+ *   with overwrite, a directory in the way is removed first; in a fresh target, a directory
+ *   there fails the file).
+ * - Where the file system refuses `O_TMPFILE` (EOPNOTSUPP, EISDIR, EINVAL; remembered per
+ *   device), a file is created under a temporary name `.lanfree-<16 hex>.partial` with
+ *   `O_CREAT | O_EXCL | O_NOFOLLOW` and an exclusive `flock` held until it has its name, and
+ *   renamed to its name (`renameat` in the same held directory) after the same check.
  * - When a directory is finished its name in its parent must still be it: a directory moved
  *   away or replaced during the restore is reported (what was written into it went with it;
  *   nothing was written through the symlink or directory put in its place).
- * - A restore killed midway leaves `.partial` files; in a directory it keeps (overwrite), a
- *   rerun removes those it can prove are stale: the name pattern, a regular file, its status
+ * - A restore killed midway where temporary names are used leaves `.partial` files; in a
+ *   directory it keeps (overwrite), a rerun removes those it can prove are stale: the name pattern, a regular file, its status
  *   changed before this restore began, and no process holds its lock.
  *
  * @module
@@ -34,6 +41,7 @@ import {
   ftruncate,
   futimens,
   linkAt,
+  linkFd,
   mkdirAt,
   type NativeFsError,
   O,
@@ -66,6 +74,35 @@ import {
 
 /** Deepest tree removed where a directory is in the way (with overwrite). */
 const REMOVE_DEPTH_MAX = 4096;
+/**
+ * What `openat(O_TMPFILE)` fails with where the file system or kernel has no unnamed files:
+ * EOPNOTSUPP (the file system), EISDIR (a kernel older than 3.11 sees `O_DIRECTORY | O_WRONLY`),
+ * EINVAL (flags it does not know).
+ */
+const UNNAMED_REFUSED = new Set(["EOPNOTSUPP", "EISDIR", "EINVAL"]);
+
+/** Opens an unnamed file for writing in the directory `dirFd`, with `mode` (less the umask). */
+function openUnnamed(dirFd: number, mode: number): number {
+  return openAt(dirFd, ".", O.WRONLY | O.TMPFILE, mode);
+}
+
+/**
+ * Gives an open file its owner (when one is given) and mode, calling `fchown` and `fchmod` only
+ * where the file does not have them already (a file made as root is often owned right, and made
+ * with its mode less the umask): one `statx` instead of two metadata writes. Owner before mode:
+ * a chown clears setuid and setgid.
+ */
+function setOwnerAndMode(
+  fd: number,
+  owner: { uid: number; gid: number } | undefined,
+  mode: number,
+): void {
+  const now = statFd(fd);
+  const chown = owner !== undefined && (now.uid !== owner.uid || now.gid !== owner.gid);
+  if (chown) fchown(fd, owner.uid, owner.gid);
+  if (chown || now.mode !== mode) fchmod(fd, mode);
+}
+
 /** Extended attributes restored, as GNU tar does by default: the user namespace only. */
 const RESTORED_XATTRS = /^user\./;
 
@@ -95,6 +132,8 @@ export class NativeTarget implements RestoreTarget {
   readonly #asRoot: Promise<boolean>;
   readonly #fileOptions: { modeMask: number; asRoot: Promise<boolean> };
   readonly #startedMs = Date.now();
+  /** Devices whose file system refused `O_TMPFILE`: their files get temporary names. */
+  readonly #unnamedRefused = new Set<number>();
   staleRemoved = 0;
 
   /**
@@ -204,21 +243,36 @@ export class NativeTarget implements RestoreTarget {
     pieces: AsyncIterable<MemberPiece>,
     check: (pieces: AsyncIterable<MemberPiece>) => AsyncIterable<MemberPiece>,
   ): Promise<void> {
-    const parentFd = this.#dirOf(parentPath(entry.path), entry.path);
+    const dir = parentPath(entry.path);
+    const parentFd = this.#dirOf(dir, entry.path);
     await this.hooks.beforeCreate?.(entry.path);
-    const { temp, fd } = this.#createTemporary(parentFd, entry.path);
+    const created = this.#createFile(parentFd, this.#dirs.get(dir)!.dev, entry);
+    const fd = created.fd;
+    let temp = created.temp; // a name only without O_TMPFILE, or once its name was taken
     let open = true;
     await writeThroughTemporary(entry, realSize, pieces, check, {
       write: (bytes, position) => pwriteAll(fd, bytes, position),
       finish: ({ realSize, written }, owner, mode, mtimeMs) => {
         if (written !== realSize) ftruncate(fd, realSize); // a hole at the end of a sparse file
         this.#setXattrs(fd, entry.path, entry.xattrs);
-        if (owner !== undefined) fchown(fd, owner.uid, owner.gid);
-        fchmod(fd, mode);
+        setOwnerAndMode(fd, owner, mode);
         futimens(fd, mtimeMs);
       },
-      place: () => this.#place(parentFd, temp, entry.path),
+      place: () => {
+        if (temp === undefined) {
+          try {
+            linkFd(fd, parentFd, nameOf(entry.path));
+            return;
+          } catch (error) {
+            if (codeOf(error) !== "EEXIST") throw error;
+          }
+          // Something has the name: replace it by a rename, under the same rules as before.
+          temp = this.#nameUnnamed(fd, parentFd);
+        }
+        this.#place(parentFd, temp, entry.path);
+      },
       discard: () => {
+        if (temp === undefined) return; // unnamed: gone with its descriptor
         try {
           unlinkAt(parentFd, temp);
         } catch {
@@ -230,6 +284,41 @@ export class NativeTarget implements RestoreTarget {
         open = false;
       },
     }, this.#fileOptions);
+  }
+
+  /**
+   * Creates the file being restored in `parentFd`: unnamed (`O_TMPFILE`) where the file system
+   * allows it, so no name exists until the checked file is linked to its own; else under a
+   * locked temporary name. A refusal is remembered per file system (device).
+   */
+  #createFile(
+    parentFd: number,
+    dev: number,
+    entry: ManifestEntry,
+  ): { fd: number; temp?: string } {
+    const path = entry.path;
+    if (!this.#unnamedRefused.has(dev)) {
+      try {
+        // Unnamed, it can be made with its permission bits (no path reaches it until it is whole).
+        const mode = entry.mode & this.#modeMask & 0o777;
+        return { fd: (this.hooks.openUnnamed ?? openUnnamed)(parentFd, mode) };
+      } catch (error) {
+        if (!UNNAMED_REFUSED.has(codeOf(error) ?? "")) throw writeFailure(path, error);
+        this.#unnamedRefused.add(dev);
+      }
+    }
+    return this.#createTemporary(parentFd, path);
+  }
+
+  /**
+   * Links the unnamed file `fd` to a fresh temporary name in `parentFd`, locked first, so it
+   * can be renamed over what holds its real name (a rerun leaves a locked one alone).
+   */
+  #nameUnnamed(fd: number, parentFd: number): string {
+    if (!tryLock(fd)) throw new Error("an unnamed file is locked by another process");
+    const temp = randomName();
+    linkFd(fd, parentFd, temp);
+    return temp;
   }
 
   /**

@@ -5,7 +5,7 @@ import { runLocalBackup } from "../jobs/local_backup.ts";
 import { initRepository, repoPaths } from "./repository.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";
-import { describeTree, withTempDir, writeFileWith } from "../_testing.ts";
+import { createdUnder, describeTree, withTempDir, writeFileWith } from "../_testing.ts";
 
 async function sampleTree(root: string): Promise<void> {
   await Deno.mkdir(`${root}/docs/empty`, { recursive: true });
@@ -380,29 +380,6 @@ Deno.test("without FFI a parent swapped for a symlink gets nothing written outsi
     assert.equal(await Deno.readTextFile(`${dir}/out/top.txt`), "TOP");
   });
 });
-
-/** Every name created under `dir` while `body` runs (inotify, flushed by a sentinel file). */
-async function createdUnder(dir: string, body: () => Promise<unknown>): Promise<string[]> {
-  const watcher = Deno.watchFs(dir, { recursive: true });
-  const created: string[] = [];
-  const sentinel = `${dir}/.sentinel-${crypto.randomUUID()}`;
-  const seen = (async () => {
-    for await (const event of watcher) {
-      if (event.kind !== "create") continue;
-      if (event.paths.includes(sentinel)) return;
-      created.push(...event.paths);
-    }
-  })();
-  try {
-    await body();
-    await Deno.writeTextFile(sentinel, "");
-    await seen;
-  } finally {
-    watcher.close();
-    await Deno.remove(sentinel).catch(() => {});
-  }
-  return created;
-}
 
 Deno.test("a parent swapped for a symlink after its check: not even a temporary file is created through it (inotify)", async () => {
   await withTempDir(async (dir) => {
