@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { runRestoreReceiver } from "./restore_receiver.ts";
+import { type RestoreReceiverOptions, runRestoreReceiver } from "./restore_receiver.ts";
+import { runRestoreSender } from "../server/restore_sender.ts";
+import { IncompleteRestore } from "../repository/restore.ts";
+import { RestoreError } from "../errors.ts";
 import { runLocalBackup } from "../jobs/local_backup.ts";
 import { openRepository, resolveSnapshot } from "../repository/repository.ts";
 import { splitIntoParts } from "../../core/backup/protocol.ts";
@@ -75,4 +78,62 @@ Deno.test("an agent fails at once with the server's reason when the server repor
   assert.ok(failure instanceof Error, String(failure));
   assert.equal(failure.name, "PeerFailedError");
   assert.match(failure.message, /server failed: EIO reading the archive/);
+});
+
+/**
+ * A snapshot of a.txt, b.txt and c.txt restored by the real sender and receiver over TCP on
+ * 127.0.0.1 into `dir/out`, with `hooks`; returns the receiver's outcome (its summary or error),
+ * the sender's, and the names in the target.
+ */
+async function restoreThree(hooks: RestoreReceiverOptions["hooks"]) {
+  return await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src`);
+    for (const name of ["a", "b", "c"]) {
+      await Deno.writeTextFile(`${dir}/src/${name}.txt`, `the bytes of ${name}`.repeat(100));
+    }
+    const summary = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const { client, server, close } = await quietSessionPair({ client: 50, server: 50 });
+    try {
+      const [sent, received] = await Promise.all([
+        runRestoreSender(server, { repo: `${dir}/repo`, snapshot: summary.snapshot }).then(
+          (result) => result,
+          (error) => error,
+        ),
+        // A failing agent tells the server why, as the job's tell does.
+        runRestoreReceiver(client, { target: `${dir}/out`, hooks }).catch(async (error) => {
+          await client.sendMessage("control", { type: "failed", message: String(error.message) });
+          return error;
+        }),
+      ]);
+      const restored = await Array.fromAsync(Deno.readDir(`${dir}/out`)).catch(() => []);
+      return { sent, received, restored: restored.map((e) => e.name).sort() };
+    } finally {
+      await close();
+    }
+  });
+}
+
+Deno.test("a file the target refuses is listed, the rest of its member is read past, and the other files are restored over the session", async () => {
+  const { sent, received, restored } = await restoreThree({
+    beforeCreate(path) {
+      if (!path.endsWith("b.txt")) return Promise.resolve();
+      return Promise.reject(new RestoreError("write-failed", `${path}: EACCES (the test's hook)`));
+    },
+  });
+  assert.ok(received instanceof IncompleteRestore, String(received));
+  assert.deepEqual(received.summary.problems.map((p) => p.path), ["b.txt"]);
+  assert.match(received.summary.problems[0]!.message, /EACCES \(the test's hook\)/);
+  assert.deepEqual(restored, ["a.txt", "c.txt"]);
+  assert.equal(sent.members, 3, "the server streamed every member and was done");
+});
+
+Deno.test("a write failure that is no file's problem fails the restore with that error, and the server with the agent's account", async () => {
+  const bug = new TypeError("not a RestoreError: a bug in the writer");
+  const { sent, received } = await restoreThree({
+    beforeCreate: (path) => path.endsWith("b.txt") ? Promise.reject(bug) : Promise.resolve(),
+  });
+  assert.equal(received, bug);
+  assert.ok(sent instanceof Error, String(sent));
+  assert.equal(sent.name, "PeerFailedError");
+  assert.match(sent.message, /client failed: not a RestoreError: a bug in the writer/);
 });
