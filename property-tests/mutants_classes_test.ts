@@ -33,6 +33,13 @@ import { BlockState, F, stateOf } from "../src/core/stp/block.ts";
 import { sessionMachineSuite } from "./session_machine_suite.ts";
 import { sessionPairSuite } from "./session_pair_suite.ts";
 import { restoreServerMachineSuite } from "./restore_server_machine_suite.ts";
+import { restoreClientMachineSuite } from "./restore_client_machine_suite.ts";
+import { restorePairSuite } from "./restore_pair_suite.ts";
+import {
+  type RestoreClientAction,
+  type RestoreClientEvent,
+  RestoreClientMachine,
+} from "../src/core/session/restore_client_machine.ts";
 import {
   type RestoreServerEvent,
   RestoreServerMachine,
@@ -345,4 +352,53 @@ Deno.test("the restore server suite catches a server that streams an archive the
     await caught(restoreServerMachineSuite(mutant, "mutant"), "streams each archive"),
     /streamed elsewhere, which the snapshot does not use/,
   );
+});
+
+/** lanfree's restore client machine, with every event first passed through `broken`. */
+function brokenRestoreClient(
+  broken: (machine: RestoreClientMachine, event: RestoreClientEvent) => RestoreClientAction[],
+) {
+  return brokenMachine((times, startMs) => new RestoreClientMachine(times, startMs), broken);
+}
+
+const restoreServer = (times: BackupServerTimes, startMs: number) =>
+  new RestoreServerMachine(times, startMs);
+
+Deno.test("the restore client suite catches an agent that writes a member it did not ask for", async () => {
+  // The broken row: an archive's request counts one member more than the writer asked for.
+  const mutant = brokenRestoreClient((machine, event) =>
+    machine.handle(
+      event.type === "archive-wanted" ? { ...event, members: event.members + 1 } : event,
+    )
+  );
+  assert.match(
+    await caught(restoreClientMachineSuite(mutant, "mutant"), "asks for and writes"),
+    /wrote member \d of a\d, which was not asked for/,
+  );
+});
+
+Deno.test("the restore pair suite catches an agent that never times out a silent server", async () => {
+  // The broken row: a tick only ever sends keepalives, however long the server was silent.
+  const client = brokenRestoreClient((machine, event) => {
+    const actions = machine.handle(event);
+    return event.type === "tick" && actions.some((a) => a.type === "abort") ? [] : actions;
+  });
+  const mutant = restorePairSuite({ client, server: restoreServer }, "mutant");
+  assert.match(await caught(mutant, "breaking, stalling"), /client did not fail for a silent peer/);
+});
+
+Deno.test("the restore pair suite catches an agent that is done once its end request goes out, before the server is", async () => {
+  // The broken row: the end request counts as answered (no wait for `restore-done`).
+  let begun = "";
+  const client = brokenRestoreClient((machine, event) => {
+    if (event.type === "message" && event.message.type === "restore-begin") {
+      begun = (event.message as { snapshot: string }).snapshot;
+    }
+    const actions = machine.handle(event);
+    if (!actions.some((a) => a.type === "send-end")) return actions;
+    const done = { type: "restore-done", snapshot: begun };
+    return [...actions, ...machine.handle({ type: "message", atMs: event.atMs, message: done })];
+  });
+  const mutant = restorePairSuite({ client, server: restoreServer }, "mutant");
+  assert.match(await caught(mutant, "healthy link"), /client is done while the server is not/);
 });

@@ -35,6 +35,23 @@ import type {
   BackupClientEvent,
 } from "../src/core/session/backup_client_machine.ts";
 import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
+import {
+  type Channel,
+  CHANNELS,
+  checkPairEnd,
+  checkPairTick,
+  failPair as fail,
+  linkFaults,
+  type LinkFrame,
+  newSideModel,
+  PAIR_DRAIN_STEPS_MAX as DRAIN_STEPS_MAX,
+  PAIR_TIMES as TIMES,
+  PairCommand,
+  type PairWorld,
+  sendFrame as send,
+  type Side,
+  SIDES,
+} from "./_pair_link.ts";
 
 /** A machine as the suite drives it. */
 export interface PairedMachine<E, A> {
@@ -55,22 +72,8 @@ export interface PairFactories {
   ): PairedMachine<BackupServerEvent, BackupServerAction>;
 }
 
-/**
- * The healthy commands move the clock at most 80 x 20 ms, under `peerSilentMs`: only a stall (a
- * fault) makes a side give up on a silent peer.
- */
-const TIMES: SessionTimes = { keepaliveMs: 100, peerSilentMs: 2_000 };
-/** Steps the drain may take to end a run (a bound, not a timing). */
-const DRAIN_STEPS_MAX = 400;
-
-type Side = "client" | "server";
-type Channel = "control" | "error" | "data" | "keepalive";
-
 /** A frame in flight toward `to`. */
-interface Frame {
-  readonly to: Side;
-  readonly channel: Channel;
-  readonly what: string;
+interface Frame extends LinkFrame {
   readonly message?: Record<string, unknown>;
 }
 
@@ -78,19 +81,9 @@ interface Frame {
 type ClientOwed = "identified" | "prepared" | "sent";
 type ServerOwed = "opened" | "parent-sent" | "manifest-written" | "committed" | "client-report";
 
-interface SideModel {
-  lastHeardMs: number;
-  lastKeepaliveMs: number;
-  outcome: "done" | "failed" | undefined;
-  snapshotId: string | undefined;
-  sentFailed: boolean;
-}
-
-interface World {
-  nowMs: number;
+interface World extends PairWorld<Frame> {
   client: PairedMachine<BackupClientEvent, BackupClientAction>;
   server: PairedMachine<BackupServerEvent, BackupServerAction>;
-  frames: Frame[];
   clientOwed: Set<ClientOwed>;
   serverOwed: Set<ServerOwed>;
   /** The client must take the parent's last part before it can be prepared. */
@@ -102,22 +95,10 @@ interface World {
   clientReason: string | undefined;
   /** When the server's wait for the client's report runs out. */
   reportWaitUntilMs: number | undefined;
-  broken: boolean;
-  /** Failures the break still owes each side. */
-  breakOwed: Set<Side>;
-  faults: string[];
-  sides: Record<Side, SideModel>;
-  path: string[];
 }
 
 function newWorld(factories: PairFactories, hasParent: boolean): World {
-  const side = (): SideModel => ({
-    lastHeardMs: 0,
-    lastKeepaliveMs: 0,
-    outcome: undefined,
-    snapshotId: undefined,
-    sentFailed: false,
-  });
+  const side = newSideModel;
   return {
     nowMs: 0,
     client: factories.client(TIMES, 0),
@@ -138,41 +119,12 @@ function newWorld(factories: PairFactories, hasParent: boolean): World {
   };
 }
 
-function fail(world: World, text: string): never {
-  throw new Error(`${text}\n  after: ${world.path.slice(-25).join(" ; ")}`);
-}
-
-function send(world: World, frame: Frame): void {
-  if (!world.broken) world.frames.push(frame);
-}
-
-/** Checks one side's tick against the time rows, before the actions are applied. */
-function checkTick(
-  world: World,
-  side: Side,
-  kinds: string[],
-  live: boolean,
-  silenceFails: boolean,
-) {
-  const model = world.sides[side];
-  if (!live) return;
-  if (silenceFails && world.nowMs - model.lastHeardMs >= TIMES.peerSilentMs) {
-    if (!kinds.includes("abort")) fail(world, `the ${side} did not fail for a silent peer`);
-    return;
-  }
-  if (
-    world.nowMs - model.lastKeepaliveMs >= TIMES.keepaliveMs && !kinds.includes("send-keepalive")
-  ) {
-    fail(world, `the ${side} sent no keepalive ${TIMES.keepaliveMs} ms after the last one`);
-  }
-}
-
 function feedClient(world: World, event: Unstamped<BackupClientEvent>): void {
   const live = !world.client.ended;
   const actions = world.client.handle({ ...event, atMs: world.nowMs } as BackupClientEvent);
   const kinds = actions.map((a) => a.type);
   world.path.push(`client ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
-  if (event.type === "tick") checkTick(world, "client", kinds, live, true);
+  if (event.type === "tick") checkPairTick(world, "client", kinds, live, true, "abort");
   if (event.type === "message" || event.type === "heard") {
     world.sides.client.lastHeardMs = world.nowMs;
   }
@@ -232,7 +184,9 @@ function feedServer(world: World, event: Unstamped<BackupServerEvent>): void {
   const actions = world.server.handle({ ...event, atMs: world.nowMs } as BackupServerEvent);
   const kinds = actions.map((a) => a.type);
   world.path.push(`server ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
-  if (event.type === "tick") checkTick(world, "server", kinds, live, !committing);
+  if (event.type === "tick") {
+    checkPairTick(world, "server", kinds, live, !committing, "abort");
+  }
   if (event.type === "message" || event.type === "heard") {
     world.sides.server.lastHeardMs = world.nowMs;
   }
@@ -382,39 +336,17 @@ function breakNotice(world: World, side: Side): void {
   else feedServer(world, failure);
 }
 
-/** One command: something happens after `delayMs`, when the world allows it. */
-class PairCommand implements fc.Command<World, World> {
-  constructor(
-    readonly label: string,
-    readonly allowed: (world: World) => boolean,
-    readonly apply: (world: World) => void,
-  ) {}
-  check(world: Readonly<World>): boolean {
-    return !(world.client.ended && world.server.ended) && this.allowed(world as World);
-  }
-  run(_: World, world: World): void {
-    world.path.push(this.label);
-    this.apply(world);
-  }
-  toString(): string {
-    return this.label;
-  }
-}
-
-const SIDES: readonly Side[] = ["client", "server"];
-const CHANNELS: readonly Channel[] = ["control", "error", "data", "keepalive"];
-
 function commands(faults: boolean) {
   const healthy = [
     fc.tuple(fc.constantFrom(...SIDES), fc.constantFrom(...CHANNELS)).map(([to, channel]) =>
-      new PairCommand(
+      new PairCommand<World>(
         `deliver ${channel} to ${to}`,
         (w) => w.frames.some((f) => f.to === to && f.channel === channel),
         (w) => void deliver(w, to, channel),
       )
     ),
     fc.constantFrom<ClientOwed>("identified", "prepared", "sent").map((owed) =>
-      new PairCommand(
+      new PairCommand<World>(
         `client pump: ${owed}`,
         (w) => clientCanGive(w, owed),
         (w) => giveClient(w, owed),
@@ -423,14 +355,14 @@ function commands(faults: boolean) {
     fc.constantFrom<ServerOwed>("opened", "parent-sent", "manifest-written", "committed").map((
       owed,
     ) =>
-      new PairCommand(
+      new PairCommand<World>(
         `server pump: ${owed}`,
         (w) => serverCanGive(w, owed),
         (w) => giveServer(w, owed),
       )
     ),
     fc.integer({ min: 1, max: 20 }).map((d) =>
-      new PairCommand(`tick+${d}ms`, () => true, (w) => tick(w, d))
+      new PairCommand<World>(`tick+${d}ms`, () => true, (w) => tick(w, d))
     ),
   ];
   if (!faults) return healthy;
@@ -438,33 +370,13 @@ function commands(faults: boolean) {
     ...healthy,
     ...healthy, // faults are one draw in three
     ...healthy,
+    ...linkFaults<World>(tick, breakNotice),
     fc.constant(
-      new PairCommand("the connection breaks", (w) => !w.broken, (w) => {
-        w.broken = true;
-        w.frames = [];
-        w.faults.push("the connection broke");
-        for (const side of SIDES) w.breakOwed.add(side);
-      }),
-    ),
-    fc.constantFrom(...SIDES).map((side) =>
-      new PairCommand(
-        `${side} learns of the break`,
-        (w) => w.breakOwed.has(side),
-        (w) => breakNotice(w, side),
-      )
-    ),
-    fc.constant(
-      new PairCommand(
+      new PairCommand<World>(
         "the commit fails",
         (w) => serverCanGive(w, "committed"),
         (w) => giveServer(w, "committed", true),
       ),
-    ),
-    fc.integer({ min: 100, max: 2_500 }).map((d) =>
-      new PairCommand(`the link stalls ${d}ms`, () => true, (w) => {
-        w.faults.push(`the link stalled ${d} ms`);
-        tick(w, d);
-      })
     ),
   ];
 }
@@ -505,25 +417,6 @@ function drain(world: World, picks: readonly number[]): void {
   );
 }
 
-/** The end: agreement, or a done server whose client failed after a fault. */
-function checkEnd(world: World): void {
-  const { client, server } = world.sides;
-  if (client.outcome === undefined || server.outcome === undefined) {
-    fail(world, "a side has no outcome");
-  }
-  if (world.faults.length === 0 && (client.outcome !== "done" || server.outcome !== "done")) {
-    fail(world, `no fault, yet client ${client.outcome} and server ${server.outcome}`);
-  }
-  if (client.outcome === "done" && server.outcome !== "done") {
-    fail(world, "client done, server failed");
-  }
-  for (const side of SIDES) {
-    if (world.sides[side].outcome === "failed" && !world.sides[side].sentFailed) {
-      fail(world, `the ${side} failed without sending its \`failed\` report`);
-    }
-  }
-}
-
 function property(factories: PairFactories, faults: boolean) {
   return fc.property(
     fc.boolean(),
@@ -533,7 +426,7 @@ function property(factories: PairFactories, faults: boolean) {
       const world = newWorld(factories, hasParent);
       fc.modelRun(() => ({ model: world, real: world }), cmds);
       drain(world, picks);
-      checkEnd(world);
+      checkPairEnd(world);
     },
   );
 }

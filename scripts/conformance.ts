@@ -32,6 +32,9 @@ import { sessionPairSuite } from "../property-tests/session_pair_suite.ts";
 import { BackupClientMachine } from "../src/core/session/backup_client_machine.ts";
 import { restoreServerMachineSuite } from "../property-tests/restore_server_machine_suite.ts";
 import { RestoreServerMachine } from "../src/core/session/restore_server_machine.ts";
+import { restoreClientMachineSuite } from "../property-tests/restore_client_machine_suite.ts";
+import { restorePairSuite } from "../property-tests/restore_pair_suite.ts";
+import { RestoreClientMachine } from "../src/core/session/restore_client_machine.ts";
 import { lanfreeFrameCodecs } from "../property-tests/frames_lanfree.ts";
 import { applyKeepRules } from "../src/core/backup/retention.ts";
 import { moveReferences, planPrune } from "../src/core/backup/prune_plan.ts";
@@ -66,6 +69,11 @@ export function lanfreeSuites(): Suite[] {
       server: (times, startMs) => new BackupServerMachine(times, startMs),
     }),
     restoreServerMachineSuite((times, startMs) => new RestoreServerMachine(times, startMs)),
+    restoreClientMachineSuite((times, startMs) => new RestoreClientMachine(times, startMs)),
+    restorePairSuite({
+      client: (times, startMs) => new RestoreClientMachine(times, startMs),
+      server: (times, startMs) => new RestoreServerMachine(times, startMs),
+    }),
     retentionLifecycleSuite(denoLifecycleHarness),
     restoreReliabilitySuite(denoRestoreCrashHarness),
     // Crash drills start and kill backup processes: only where running processes is allowed

@@ -152,13 +152,13 @@ export class SessionPump<
   }
 
   /**
-   * Posts a failure (`{ type, reason }`) whose error is what the runner throws if it is the one
-   * that fails the session. It returns nothing to await (a source fails once): an action may
+   * Posts a failure (`{ type, reason }`, with `fields`) whose error is what the runner throws if
+   * it is the one that fails the session. It returns nothing to await (a source fails once): an action may
    * call it without the deadlock of awaiting its own loop.
    */
-  postFailure(error: unknown, type = "failure"): void {
+  postFailure(error: unknown, type = "failure", fields: Record<string, unknown> = {}): void {
     const failure = error instanceof Error ? error : new Error(String(error));
-    const event = { type, reason: failure.message } as unknown as Unstamped<E>;
+    const event = { ...fields, type, reason: failure.message } as unknown as Unstamped<E>;
     this.#errors.set(event, failure);
     this.post(event);
   }

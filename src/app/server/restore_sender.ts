@@ -153,7 +153,6 @@ class RestoreSenderPump {
     }
   }
 
-  // deno-lint-ignore require-await
   async #do(action: RestoreServerAction, event: SenderPosted): Promise<void> {
     const message = event.type === "message" ? event.message as SessionMessage : undefined;
     switch (action.type) {
@@ -170,6 +169,13 @@ class RestoreSenderPump {
         return;
       case "send-keepalive":
         this.session.sendKeepalives();
+        return;
+      case "send-restore-done":
+        // Best effort, as `committed` is: the server is done; an agent that misses it fails.
+        await this.session.sendMessage("control", {
+          type: "restore-done",
+          snapshot: this.#manifest!.id,
+        }).catch(() => {});
         return;
       case "done":
         this.#outcome = {

@@ -27,7 +27,8 @@
  * on the network path), and the agent ends with `job-done`.
  *
  * Restore (server → agent): `restore-begin` naming the snapshot, the manifest in parts; for each archive the agent asks for the members it needs (`members` parts) and the
- * server streams them on the data channel as records (`restore_stream.ts`).
+ * server streams them on the data channel as records (`restore_stream.ts`); the agent's end
+ * request (`archive: null`) is answered with `restore-done`.
  *
  * Line streams (manifests, a line per entry, see `manifest_stream.ts`) are cut into `part`
  * messages of at most {@link PART_CHARS_MAX} characters, numbered, the last one marked; a line
@@ -227,6 +228,15 @@ export const RestoreBeginSchema = z.strictObject({
 });
 
 /**
+ * server → agent (restore): the agent's end request (`archive: null`) arrived and the server is
+ * done with the snapshot; the agent is done once it has this.
+ */
+export const RestoreDoneSchema = z.strictObject({
+  type: z.literal("restore-done"),
+  snapshot: text,
+});
+
+/**
  * agent → server (restore), in `members` parts: the members of one archive the agent needs, by
  * path and offset (null for a version-1 archive, read by name); `archive: null` ends the
  * requests.
@@ -284,6 +294,7 @@ export const SessionMessageSchema = z.discriminatedUnion("type", [
   DataPathSchema,
   JobDoneSchema,
   RestoreBeginSchema,
+  RestoreDoneSchema,
   ProbeSchema,
   ProbeResultSchema,
 ]);

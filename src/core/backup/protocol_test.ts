@@ -83,6 +83,7 @@ Deno.test("the job messages between a server and an agent validate, and malforme
     },
     { type: "data-path", path: "network", reason: "the storage path could not be set up" },
     { type: "restore-begin", snapshot: "s" },
+    { type: "restore-done", snapshot: "s" },
   ];
   for (const message of good) {
     assert.deepEqual(parseSessionMessage(message), message, JSON.stringify(message));
@@ -105,6 +106,7 @@ Deno.test("the job messages between a server and an agent validate, and malforme
       reason: { origin: "local", code: "EWHAT", step: "1", message: "" },
     },
     { type: "restore-begin", snapshot: "s", ancestry: ["s"] },
+    { type: "restore-done" },
   ];
   for (const message of bad) {
     assert.throws(

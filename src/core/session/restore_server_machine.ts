@@ -9,7 +9,8 @@
  * agent's member requests (`part`s of `members`, with `progress` reports on the way): a request
  * names an archive the snapshot's files use, each at most once, and the server streams its
  * members as restore records, ending with `archive-end`; a request for no archive (`null`) ends
- * the restore. A request that arrives while an archive still streams waits for its end.
+ * the restore (answered with `restore-done`, so the agent knows the server is done). A request
+ * that arrives while an archive still streams waits for its end.
  *
  * On a failure the server ends at once (the job's `tell` reports it, `grace.ts`); an agent's
  * `failed` on the control channel is the agent's account (the cause).
@@ -61,6 +62,8 @@ export type RestoreServerAction =
   | { readonly type: "take-request-part" }
   | { readonly type: "stream-archive"; readonly archive: string }
   | { readonly type: "send-keepalive" }
+  /** Answer the end request with `restore-done` (best effort: the server is done). */
+  | { readonly type: "send-restore-done" }
   | { readonly type: "done" }
   | {
     readonly type: "failed";
@@ -111,7 +114,7 @@ export const RESTORE_SERVER_ROWS: readonly RestoreServerRow[] = [
     on: "request",
     next: "streaming",
     rule: "an archive of the snapshot not asked for before: stream its members, then " +
-      "`archive-end`; `null`: done",
+      "`archive-end`; `null`: send `restore-done`, done",
   },
   {
     state: "streaming",
@@ -190,7 +193,7 @@ export class RestoreServerMachine
     }
     if (archive === null) {
       this.current = "done";
-      return [{ type: "done" }];
+      return [{ type: "send-restore-done" }, { type: "done" }];
     }
     if (!this.#archives.delete(archive)) {
       return this.fail(

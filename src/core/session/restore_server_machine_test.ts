@@ -41,6 +41,7 @@ Deno.test("a restore server sends the manifest, serves each archive once, and is
       "take-request-part",
       "stream-archive",
       "take-request-part",
+      "send-restore-done",
       "done",
     ],
   );

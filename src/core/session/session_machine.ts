@@ -67,7 +67,7 @@ export abstract class SessionMachine<
     const row = this.rows.find((r) => r.state === this.current && r.on === event.type);
     if (row === undefined) return this.noRow(event);
     // A message or any other frame from the peer (the rows that take them) says it is alive.
-    if (event.type === "message" || event.type === "heard") this.clock.heard();
+    if (this.fromPeer(event)) this.clock.heard();
     const before = this.current;
     const actions = this.act(event);
     if (this.current === before && !this.ended) this.current = row.next;
@@ -89,6 +89,11 @@ export abstract class SessionMachine<
       return this.fail(`the ${peer} was silent for ${found.silentMs} ms`);
     }
     return found.type === "keepalive" ? [keepalive] : [];
+  }
+
+  /** Whether the event is something the peer sent (it says the peer is alive). */
+  protected fromPeer(event: E): boolean {
+    return event.type === "message" || event.type === "heard";
   }
 
   /** Events taken in any state before the rows (failures): their actions, else undefined. */
