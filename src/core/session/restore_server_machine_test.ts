@@ -93,3 +93,26 @@ Deno.test("docs/session.md prints the restore server's table as the code has it"
     "docs/session.md is out of date: paste restoreServerTableMarkdown() into it",
   );
 });
+
+Deno.test("a request served when the stream before it ends is streaming: the next request waits for its end", () => {
+  // Found by the restore server suite (seed -1997261060): the row's next state
+  // (awaiting-request) overrode the act's move back to streaming, so a third request started a
+  // second stream while the first still ran.
+  const machine = new RestoreServerMachine(TIMES, 0);
+  assert.deepEqual(
+    feed(machine, [
+      { type: "opened", atMs: 0, archives: ["a1", "a2", "a3"] },
+      { type: "manifest-sent", atMs: 0 },
+      { type: "request", atMs: 900, archive: "a3" },
+      { type: "request", atMs: 900, archive: "a1" }, // waits for a3's end
+      { type: "archive-sent", atMs: 900 }, // a3 ends: a1 streams
+    ]),
+    ["send-manifest", "stream-archive", "stream-archive"],
+  );
+  assert.equal(machine.state, "streaming");
+  assert.deepEqual(machine.handle({ type: "request", atMs: 961, archive: "a2" }), []);
+  assert.deepEqual(
+    machine.handle({ type: "archive-sent", atMs: 962 }).map((a) => a.type),
+    ["stream-archive"],
+  );
+});

@@ -2,7 +2,8 @@
  * What every session machine shares: the state, the failure's reason, the clock of the time rows
  * (`session_clock.ts`), and the step that takes an event: time moves on, nothing is taken after
  * an end, the row of (state, event) is found (none: the machine's failure rule), the machine acts,
- * and the row's next state holds unless the act moved it.
+ * and the row's next state holds unless the act moved it (any assignment to `current` in the act
+ * counts as a move, even one that ends in the state it started from).
  *
  * @module
  */
@@ -16,8 +17,9 @@ export abstract class SessionMachine<
   E extends { readonly type: string; readonly atMs: number },
   A extends { readonly type: string },
 > {
-  /** The state it is in (an act may move it). */
-  protected current: S;
+  #state: S;
+  /** Whether the act being run assigned a state (then the row's next state does not apply). */
+  #moved = false;
   /** Why it is failing or failed ("" while it is not). */
   protected failure = "";
   protected readonly clock: SessionClock;
@@ -35,7 +37,18 @@ export abstract class SessionMachine<
     readonly rows: readonly SessionRow<S, E["type"]>[],
   ) {
     this.clock = new SessionClock(times, startMs);
-    this.current = initial;
+    this.#state = initial;
+  }
+
+  /** The state it is in. */
+  protected get current(): S {
+    return this.#state;
+  }
+
+  /** Moves the machine (in an act: the row's next state then does not apply). */
+  protected set current(state: S) {
+    this.#state = state;
+    this.#moved = true;
   }
 
   /** The state it is in. */
@@ -68,9 +81,9 @@ export abstract class SessionMachine<
     if (row === undefined) return this.noRow(event);
     // A message or any other frame from the peer (the rows that take them) says it is alive.
     if (this.fromPeer(event)) this.clock.heard();
-    const before = this.current;
+    this.#moved = false;
     const actions = this.act(event);
-    if (this.current === before && !this.ended) this.current = row.next;
+    if (!this.#moved && !this.ended) this.#state = row.next;
     if (actions.some((a) => a.type === "send-keepalive")) this.clock.keepaliveSent();
     return actions;
   }
