@@ -304,3 +304,40 @@ Deno.test("a backup job's progress carries the bytes each channel moved so far, 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a backup job's bytes never go back: the last report counts what the running ones count (archive bytes)", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-jobs-" }));
+  try {
+    // Many small files: their tar headers make the archive far longer than the files' bytes,
+    // which the last report once counted instead (the dashboard saw its bar go back).
+    await Deno.mkdir(`${root}/src`);
+    const content = new Uint8Array(1024).fill(7);
+    for (let i = 0; i < 3000; i++) await Deno.writeFile(`${root}/src/f${i}`, content);
+    const execute = createJobExecutor({ region: null, roots: [root] });
+    const reports: Array<{ bytes: number; totalBytes: number }> = [];
+    const summary = await execute(
+      {
+        kind: "backup",
+        mode: "fs",
+        channel: "network",
+        source: `${root}/src`,
+        repo: `${root}/repo`,
+        incremental: false,
+      },
+      { signal: new AbortController().signal, report: (progress) => reports.push(progress) },
+    ) as { archiveBytes: number };
+    assert.ok(reports.length >= 2, `progress in steps: ${JSON.stringify(reports)}`);
+    for (let i = 1; i < reports.length; i++) {
+      assert.ok(
+        reports[i]!.bytes >= reports[i - 1]!.bytes,
+        `report ${i} went back: ${reports[i - 1]!.bytes} then ${reports[i]!.bytes}`,
+      );
+    }
+    assert.deepEqual(
+      reports.at(-1),
+      { ...reports.at(-1)!, bytes: summary.archiveBytes, totalBytes: summary.archiveBytes },
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
