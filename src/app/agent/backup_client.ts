@@ -30,12 +30,7 @@ import type { SkippedEntry, WalkedTree } from "./tree_walk.ts";
 import { archiveBytesEstimate, type ChunkSink, type FrameSink } from "./tar_pack.ts";
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
 import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
-import {
-  type BackupProgress,
-  errorText,
-  PeerFailedError,
-  watchErrorChannel,
-} from "../hosts/peer_reports.ts";
+import { type BackupProgress, errorText, watchErrorChannel } from "../hosts/peer_reports.ts";
 
 export {
   type BackupProgress,
@@ -236,11 +231,7 @@ class BackupClientPump {
         this.#outcome = { result: { snapshotId: action.snapshotId, ...this.#packed! } };
         return;
       case "failed":
-        this.#outcome = {
-          error: action.serverReason !== undefined
-            ? new PeerFailedError("server", action.serverReason)
-            : this.#pump.failure!,
-        };
+        this.#outcome = { error: this.#pump.failedWith("server", action.serverReason) };
         return;
     }
   }

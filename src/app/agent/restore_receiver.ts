@@ -37,12 +37,7 @@ import { RestoreError, type RestoreErrorCode } from "../errors.ts";
 import { SessionProtocolError } from "../../core/backup/protocol.ts";
 import type { Session } from "../hosts/session.ts";
 import { SessionPump, type Unstamped } from "../hosts/_session_pump.ts";
-import {
-  type BackupProgress,
-  errorText,
-  PeerFailedError,
-  watchErrorChannel,
-} from "./backup_client.ts";
+import { type BackupProgress, errorText, watchErrorChannel } from "./backup_client.ts";
 
 /** Where and how to restore. */
 export interface RestoreReceiverOptions
@@ -167,11 +162,7 @@ class RestoreReceiverPump {
         return;
       }
       case "failed":
-        this.#outcome = {
-          error: action.serverReason !== undefined
-            ? new PeerFailedError("server", action.serverReason)
-            : this.#pump.failure!,
-        };
+        this.#outcome = { error: this.#pump.failedWith("server", action.serverReason) };
         return;
       default: // the data side's verdicts: it acts on them once its event was taken
         this.#verdict = action;

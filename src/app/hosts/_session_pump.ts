@@ -13,6 +13,7 @@
 import { invariant } from "../../core/assert.ts";
 import { parseSessionMessage, SessionProtocolError } from "../../core/backup/protocol.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
+import { PeerFailedError } from "./peer_reports.ts";
 import type { Session } from "./session.ts";
 import type { Unstamped } from "../../core/session/session_clock.ts";
 
@@ -72,6 +73,20 @@ export class SessionPump<
 
   /** Why the session failed: the error of the first failure the machine took. */
   get failure(): Error | undefined {
+    return this.#failure;
+  }
+
+  /**
+   * The error a runner ends with when its machine failed: the peer's own account when the peer
+   * sent one (the cause), else the first failure the machine took.
+   *
+   * @param peer who the peer is
+   * @param peerReason the peer's `failed` message, if it came
+   * @returns the error to throw
+   */
+  failedWith(peer: "client" | "server", peerReason: string | undefined): Error {
+    if (peerReason !== undefined) return new PeerFailedError(peer, peerReason);
+    invariant(this.#failure !== undefined, "a failed machine has its failure");
     return this.#failure;
   }
 

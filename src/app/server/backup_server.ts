@@ -37,7 +37,6 @@ import {
   type BackupProgress,
   type ErrorChannelWatch,
   errorText,
-  PeerFailedError,
   peerProgress,
   watchErrorChannel,
 } from "../hosts/peer_reports.ts";
@@ -231,11 +230,7 @@ class BackupServerPump {
         };
         return;
       case "failed":
-        this.#outcome = {
-          error: action.clientReason !== undefined
-            ? new PeerFailedError("client", action.clientReason)
-            : this.#pump.failure!,
-        };
+        this.#outcome = { error: this.#pump.failedWith("client", action.clientReason) };
         return;
     }
   }

@@ -43,7 +43,7 @@ import {
   resolveSnapshot,
 } from "../repository/repository.ts";
 import type { Session } from "../hosts/session.ts";
-import { type BackupProgress, PeerFailedError, peerProgress } from "../hosts/peer_reports.ts";
+import { type BackupProgress, peerProgress } from "../hosts/peer_reports.ts";
 import { BackupError } from "../errors.ts";
 
 /** What to restore. */
@@ -189,11 +189,7 @@ class RestoreSenderPump {
         };
         return;
       case "failed":
-        this.#outcome = {
-          error: action.agentReason !== undefined
-            ? new PeerFailedError("client", action.agentReason)
-            : this.#pump.failure!,
-        };
+        this.#outcome = { error: this.#pump.failedWith("client", action.agentReason) };
         return;
     }
   }
