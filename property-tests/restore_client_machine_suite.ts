@@ -277,6 +277,17 @@ const commands = [
       record,
     }))
   ),
+  // A server that names the member just past the ones asked for, while an archive streams.
+  delay.map((d) =>
+    new ClientCommand(
+      "record(head one past the plan)",
+      d,
+      (model) =>
+        model.archive !== undefined && model.open === undefined
+          ? { type: "record", record: { kind: "head", index: PLAN[model.archive]! } }
+          : undefined,
+    )
+  ),
   ...results(),
   delay.map((d) => new ClientCommand("heard", d, () => ({ type: "heard" }))),
   delay.map((d) => new ClientCommand("tick", d, () => ({ type: "tick" }))),
