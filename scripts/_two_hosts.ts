@@ -139,6 +139,31 @@ export async function twoHosts(): Promise<TwoHosts> {
   return loopbackHosts();
 }
 
+/** Below Linux's ephemeral port range (32768 and up by default). */
+const WELL_KNOWN_PORT_MIN = 20_000;
+const WELL_KNOWN_PORT_MAX = 32_000;
+
+/**
+ * A free pair of adjacent ports below the ephemeral range, as a real agent's well-known port
+ * is: an agent's port inside that range may be taken, between two of its listeners, as the
+ * source port of any outgoing connection (its next bind then fails with EADDRINUSE). Falls back
+ * to any free pair.
+ */
+function wellKnownPortPair(host: string): number {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const span = WELL_KNOWN_PORT_MAX - WELL_KNOWN_PORT_MIN;
+    const port = WELL_KNOWN_PORT_MIN + Math.floor(Math.random() * span);
+    try {
+      Deno.listen({ hostname: host, port }).close();
+      Deno.listen({ hostname: host, port: port + 1 }).close();
+      return port;
+    } catch {
+      // taken: another
+    }
+  }
+  return freePortPair(host);
+}
+
 /**
  * Two "hosts" on this machine: the agent on 127.0.0.1, the server's endpoint on 127.0.0.2 (or
  * the address given: the benchmark, allowed 127.0.0.1 only, runs both there).
@@ -156,7 +181,7 @@ export function loopbackHosts(serverAddress = "127.0.0.2"): TwoHosts {
     port: (host, index) => {
       const key = `${host}:${index}`;
       if (!ports.has(key)) {
-        ports.set(key, freePortPair(host === "agent" ? "127.0.0.1" : serverAddress));
+        ports.set(key, wellKnownPortPair(host === "agent" ? "127.0.0.1" : serverAddress));
       }
       return ports.get(key)!;
     },

@@ -50,9 +50,14 @@ const SLICE_MS = 20;
 export class Yielder {
   #lastMs = performance.now();
 
+  /** Whether the current slice has run out (a loop may skip the `await` of {@link maybe} till then). */
+  due(): boolean {
+    return performance.now() - this.#lastMs >= SLICE_MS;
+  }
+
   /** Yields an event-loop turn once the current slice has run out. */
   async maybe(): Promise<void> {
-    if (performance.now() - this.#lastMs < SLICE_MS) return;
+    if (!this.due()) return;
     await new Promise((resolve) => setImmediate(resolve));
     this.#lastMs = performance.now();
   }

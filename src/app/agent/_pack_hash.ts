@@ -19,6 +19,11 @@ export interface Hasher {
   update(file: number, piece: Uint8Array): void;
   /** Ends file `file`; its digest (lowercase hex) once its pieces are hashed. */
   end(file: number): Promise<string>;
+  /**
+   * Ends file `file` and gives its digest at once: only a hasher that hashes at `update` has it
+   * (the packer's per-file path without promises for files that fit the room at hand).
+   */
+  endNow?(file: number): string;
   /** The buffer being filled goes to the sink: hash what it holds. */
   seal(buffer: SharedArrayBuffer): number;
   /** Resolves once the pieces of the sealed buffer with `ticket` are hashed. */
@@ -37,9 +42,13 @@ export class InlineHasher implements Hasher {
   }
 
   end(file: number): Promise<string> {
+    return Promise.resolve(this.endNow(file));
+  }
+
+  endNow(file: number): string {
     const hash = this.#hashes.get(file) ?? createHash("sha256");
     this.#hashes.delete(file);
-    return Promise.resolve(hash.digest("hex"));
+    return hash.digest("hex");
   }
 
   seal(): number {

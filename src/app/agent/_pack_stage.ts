@@ -30,6 +30,11 @@ export abstract class PackStage {
 
   /** Free room to write into (never empty); hands full room on first. */
   abstract room(): Promise<Uint8Array>;
+  /**
+   * The free room at hand without waiting (nothing handed on, nothing reserved): possibly
+   * empty, or undefined when there is none until {@link room} gets it.
+   */
+  abstract roomNow(): Uint8Array | undefined;
   /** Marks `n` bytes of {@link room} as archive bytes, hashed as file `file`'s if given. */
   abstract commit(n: number, file?: number): void;
   /** Archive offset of the next byte appended. */
@@ -81,6 +86,10 @@ export class FrameStage extends PackStage {
     if (this.#view !== undefined && this.#used === this.#view.length) await this.flush();
     this.#view ??= await this.frames.reserve(this.frameBytes);
     return this.#view.subarray(this.#used);
+  }
+
+  roomNow(): Uint8Array | undefined {
+    return this.#view?.subarray(this.#used);
   }
 
   commit(n: number, file?: number): void {

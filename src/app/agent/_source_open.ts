@@ -63,6 +63,8 @@ export interface SourceFile {
   readonly sizeBytes: number;
   /** Reads up to `into.length` bytes at `position`; 0 at the end. */
   read(into: Uint8Array, position: number): number | Promise<number>;
+  /** The same read, synchronous: only a file of the native layer has it. */
+  readNow?(into: Uint8Array, position: number): number;
   /**
    * Its data segments when it has holes (GNU tar's sparse map: data runs, then a final empty
    * run at the size when it ends in a hole), or null when it is stored whole.
@@ -110,6 +112,10 @@ class NativeSourceFile implements SourceFile {
   }
 
   read(into: Uint8Array, position: number): number {
+    return this.readNow(into, position);
+  }
+
+  readNow(into: Uint8Array, position: number): number {
     return pread(this.fd, into, position);
   }
 

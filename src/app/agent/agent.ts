@@ -152,7 +152,7 @@ async function serveJobs(options: AgentOptions, storage: StorageSockets | undefi
     const first = await Promise.race([channelUp.then(() => "accepted" as const), served]);
     if (first !== "accepted") {
       if (first.status !== "no-job") continue;
-      failures = await listenerFailed(options, first.reason, failures);
+      failures = await listenerFailed(options, first.reason, failures, announced);
       continue;
     }
     failures = 0;
@@ -162,14 +162,33 @@ async function serveJobs(options: AgentOptions, storage: StorageSockets | undefi
   await Promise.allSettled(running);
 }
 
-/** A listener ended without a job: fatal at bind, else a pause that grows with each failure. */
+/**
+ * Whether a listener that ended without a job ends the agent: a failed bind or listen of its
+ * first listener (its address is taken, or not this host's). Once the agent has listened, a
+ * failed bind is not fatal: between two listeners the port is free, and an outgoing connection
+ * of any process may take it as its ephemeral source port for a while (an agent whose port lies
+ * in the ephemeral range): the agent pauses and listens again, as after a failed handshake.
+ *
+ * @param reason the handshake's failure, as `describeFailure` words it (`... at step N ...`)
+ * @param listenedBefore whether the agent has listened on its address already
+ * @returns true when the agent is to stop with {@link AgentListenError}
+ */
+export function listenFailureIsFatal(reason: string, listenedBefore: boolean): boolean {
+  const step = /at step (\S+)/.exec(reason)?.[1] ?? "";
+  return BIND_STEPS.has(step) && !listenedBefore;
+}
+
+/**
+ * A listener ended without a job: fatal at the first bind ({@link listenFailureIsFatal}), else
+ * a pause that grows with each failure.
+ */
 async function listenerFailed(
   options: AgentOptions,
   reason: string,
   failures: number,
+  listenedBefore: boolean,
 ): Promise<number> {
-  const step = /at step (\S+)/.exec(reason)?.[1] ?? "";
-  if (BIND_STEPS.has(step)) {
+  if (listenFailureIsFatal(reason, listenedBefore)) {
     throw new AgentListenError(
       `cannot listen on ${options.listen.host}:${options.listen.port}: ${reason}`,
     );

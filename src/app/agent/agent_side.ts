@@ -151,7 +151,8 @@ class AgentJob {
 
   constructor(readonly options: AgentSideOptions, jobChannels: Channels) {
     const zeroCopy = options.zeroCopy === false ? undefined : options.storage;
-    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, zeroCopy);
+    const label = `agent ${options.listen.host}:${options.listen.port}, job`;
+    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, zeroCopy, label);
     this.jobSession = this.#sessions.open(jobChannels);
   }
 

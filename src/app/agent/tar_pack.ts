@@ -165,6 +165,11 @@ class Stager extends PackStage {
     return this.#buffer().subarray(this.#used);
   }
 
+  /** The current buffer's free space (empty when full; the buffer is never in flight). */
+  roomNow(): Uint8Array {
+    return this.#buffer().subarray(this.#used);
+  }
+
   /** Marks `n` bytes of {@link room} as archive bytes, hashed as file `file`'s if given. */
   commit(n: number, file?: number): void {
     if (file !== undefined && n > 0) {
@@ -268,37 +273,125 @@ async function copyRun(
   return length - done;
 }
 
-/** Packs one regular file (or a hard link to one packed before); records its result later. */
-async function packFile(run: PackRun, index: number): Promise<void> {
+/** Packs one regular file (or a hard link to one packed before); undefined when done at once. */
+function packFile(run: PackRun, index: number): Promise<void> | undefined {
+  const key = run.table.linkKey(index);
+  const primary = key === undefined ? undefined : run.primaries.get(key);
+  if (primary !== undefined) return packLink(run, index, primary);
+  const opened = run.open(index);
+  if (opened instanceof Promise) return opened.then((o) => packOpened(run, index, o));
+  return packOpened(run, index, opened);
+}
+
+/** Packs a hard link to a file packed before; records it once the file's hash is known. */
+async function packLink(run: PackRun, index: number, primary: Primary): Promise<void> {
   const { table, stager } = run;
   const entry = table.source(index) as SourceEntry & { type: "file" };
-  const base = baseHeader(entry, run.names);
   const offset = stager.position();
-  const key = table.linkKey(index);
-  const primary = key === undefined ? undefined : run.primaries.get(key);
-  if (primary !== undefined) {
-    await appendAll(stager, run.encoder.encode({ ...base, type: "link", linkname: primary.path }));
-    const facts = { sizeBytes: entry.sizeBytes, offset, hardlink: primary.path };
-    run.recorder.track(primary.sha256.then((sha256) => {
-      recordPacked(
-        table,
-        index,
-        sha256 === null ? undefined : { ...facts, sha256 },
-        run.snapshotId,
-      );
-    }));
-    return;
-  }
-  const opened = await run.open(index);
+  const base = baseHeader(entry, run.names);
+  await appendAll(stager, run.encoder.encode({ ...base, type: "link", linkname: primary.path }));
+  const facts = { sizeBytes: entry.sizeBytes, offset, hardlink: primary.path };
+  run.recorder.track(primary.sha256.then((sha256) => {
+    recordPacked(table, index, sha256 === null ? undefined : { ...facts, sha256 }, run.snapshotId);
+  }));
+}
+
+/** Records a packed file's result (`short`: it shrank while read, and is left out). */
+function recordFile(run: PackRun, index: number, facts: PackedFile, short: boolean): void {
+  const path = run.table.path(index);
+  if (short) run.skipped.push({ path, reason: "shrank during the backup" });
+  recordPacked(run.table, index, short ? undefined : facts, run.snapshotId);
+}
+
+/** Packs an opened file (or records why it is skipped); undefined when done at once. */
+function packOpened(run: PackRun, index: number, opened: SourceOpen): Promise<void> | undefined {
+  const entry = run.table.source(index) as SourceEntry & { type: "file" };
   if (!opened.ok) {
     run.skipped.push({ path: entry.path, reason: opened.reason });
-    recordPacked(table, index, undefined, run.snapshotId);
-    return;
+    recordPacked(run.table, index, undefined, run.snapshotId);
+    return undefined;
   }
   const file = opened.file;
+  let closeHere = true;
   try {
     const xattrs = file.xattrs(entry.path, run.skipped);
     const map = file.sizeBytes === entry.sizeBytes ? file.dataMap() : null;
+    if (map === null && packDenseNow(run, index, entry, file, xattrs)) return undefined;
+    closeHere = false;
+    return packAwaiting(run, index, entry, file, { map, xattrs });
+  } finally {
+    if (closeHere) void file.close();
+  }
+}
+
+/**
+ * Packs a small file whole into the room at hand, synchronously, when it fits there and both
+ * the file's reads and the hasher are synchronous (the native layer, hashing in place): header,
+ * data, padding, digest and record with no promise (a tree of small files was about twenty
+ * promises per file). False, with nothing committed, when it does not fit.
+ */
+function packDenseNow(
+  run: PackRun,
+  index: number,
+  entry: SourceEntry & { type: "file" },
+  file: SourceFile,
+  xattrs: Record<string, string> | undefined,
+): boolean {
+  const { stager } = run;
+  const size = entry.sizeBytes;
+  const endNow = stager.hasher.endNow;
+  const room = stager.roomNow();
+  const dataBytes = size + padding(size);
+  if (file.readNow === undefined || endNow === undefined || room === undefined) return false;
+  if (room.length < dataBytes + BLOCK_BYTES || size > run.chunkBytes) return false;
+  const header: TarHeader = { ...baseHeader(entry, run.names), type: "file", size };
+  const extras = xattrs === undefined ? {} : { xattrs };
+  let headerBytes = BLOCK_BYTES;
+  if (!run.encoder.encodeInto(header, extras, room)) {
+    const blocks = run.encoder.encode(header, extras);
+    headerBytes = blocks.reduce((sum, block) => sum + block.length, 0);
+    if (room.length < headerBytes + dataBytes) return false;
+    let at = 0;
+    for (const block of blocks) room.set(block, (at += block.length) - block.length);
+  }
+  const offset = stager.position();
+  stager.commit(headerBytes);
+  let done = 0;
+  // Bounded: each turn reads at least one byte or ends on a short read.
+  while (done < size) {
+    const n = file.readNow(room.subarray(headerBytes + done, headerBytes + size), done);
+    if (n === 0) break;
+    done += n;
+  }
+  room.fill(0, headerBytes + done, headerBytes + dataBytes); // what it could not read, padding
+  stager.commit(size, index);
+  stager.commit(dataBytes - size);
+  const sha256 = endNow.call(stager.hasher, index);
+  const short = done < size;
+  const key = run.table.linkKey(index);
+  if (key !== undefined) {
+    run.primaries.set(key, { path: entry.path, sha256: Promise.resolve(short ? null : sha256) });
+  }
+  const facts: PackedFile = { sha256, sizeBytes: size, offset, ...(xattrs && { xattrs }) };
+  recordFile(run, index, facts, short);
+  run.files++;
+  run.fileBytes += size;
+  return true;
+}
+
+/** Packs an opened file through the stage's waiting calls; records its result later. */
+async function packAwaiting(
+  run: PackRun,
+  index: number,
+  entry: SourceEntry & { type: "file" },
+  file: SourceFile,
+  found: { map: SparseMap | null; xattrs: Record<string, string> | undefined },
+): Promise<void> {
+  const { map, xattrs } = found;
+  const offset = run.stager.position();
+  const key = run.table.linkKey(index);
+  const base = baseHeader(entry, run.names);
+  try {
     // Not awaited here: a digest arrives once its staging buffer went to the hash worker.
     const { sha256 } = map === null
       ? await packDense(run, index, entry, base, file, xattrs)
@@ -306,7 +399,6 @@ async function packFile(run: PackRun, index: number): Promise<void> {
     const whole = sha256.then((sha) => sha.short ? null : sha.sha256);
     if (key !== undefined) run.primaries.set(key, { path: entry.path, sha256: whole });
     run.recorder.track(sha256.then(({ sha256: sha, short, storedBytes }) => {
-      if (short) run.skipped.push({ path: entry.path, reason: "shrank during the backup" });
       const facts: PackedFile = {
         sha256: sha,
         sizeBytes: entry.sizeBytes,
@@ -314,7 +406,7 @@ async function packFile(run: PackRun, index: number): Promise<void> {
         ...(map === null ? {} : { sparse: { storedBytes } }),
         ...(xattrs === undefined ? {} : { xattrs }),
       };
-      recordPacked(table, index, short ? undefined : facts, run.snapshotId);
+      recordFile(run, index, facts, short);
     }));
     run.files++;
     run.fileBytes += entry.sizeBytes;
@@ -390,9 +482,12 @@ async function produce(run: PackRun): Promise<void> {
   const yielder = new Yielder();
   for (let index = 0; index < run.table.count; index++) {
     if (run.table.states[index] !== STATE.changed) continue;
-    await yielder.maybe();
-    if (run.table.types[index] === TYPE_CODES.file) await packFile(run, index);
-    else await packOther(run, index);
+    if (yielder.due()) await yielder.maybe();
+    if (run.table.types[index] !== TYPE_CODES.file) await packOther(run, index);
+    else {
+      const packing = packFile(run, index);
+      if (packing !== undefined) await packing;
+    }
   }
   await run.stager.zeros(END_OF_ARCHIVE_BYTES);
   await run.stager.flush();

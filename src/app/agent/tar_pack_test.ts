@@ -142,3 +142,93 @@ Deno.test("packEntries() hashes a large archive off its thread with every file's
     );
   });
 });
+
+/** A frame sink whose reservations come in the sizes given (cycled), its archive collected. */
+function frameSinkOf(sizes: readonly number[]) {
+  const parts: Uint8Array[] = [];
+  let turn = 0;
+  let reserved = new Uint8Array(0);
+  return {
+    parts,
+    sink: {
+      reserve(maxBytes: number): Promise<Uint8Array> {
+        reserved = new Uint8Array(Math.min(maxBytes, sizes[turn++ % sizes.length]!)).fill(0xee);
+        return Promise.resolve(reserved);
+      },
+      commit(bytes: number): Promise<void> {
+        parts.push(reserved.slice(0, bytes));
+        return Promise.resolve();
+      },
+    },
+  };
+}
+
+function joined(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  parts.reduce((at, part) => (out.set(part, at), at + part.length), 0);
+  return out;
+}
+
+Deno.test("many tiny files pack byte-identically whether they fit the room at hand or straddle reservations", async () => {
+  await withTempDir(async (dir) => {
+    const contents = new Map<string, Uint8Array>();
+    for (let i = 0; i < 300; i++) {
+      const bytes = crypto.getRandomValues(new Uint8Array((i * 37) % 1537));
+      contents.set(`d${i % 7}/f${i}`, bytes);
+    }
+    for (let d = 0; d < 7; d++) await Deno.mkdir(`${dir}/src/d${d}`, { recursive: true });
+    for (const [path, bytes] of contents) await writeFileWith(`${dir}/src/${path}`, bytes);
+    const { entries } = await walkTree(`${dir}/src`);
+    const archives: Uint8Array[] = [];
+    // Whole files in a large reservation; reservations smaller than a block, than a header plus
+    // data, and of odd sizes, so headers, data and padding straddle them.
+    for (const sizes of [[2 << 20], [700, 1300, 4096], [511, 513], [10_000, 3]]) {
+      const { parts, sink } = frameSinkOf(sizes);
+      const result = await packEntries({ root: `${dir}/src`, entries, sink });
+      for (const [path, bytes] of contents) {
+        const sha256 = createHash("sha256").update(bytes).digest("hex");
+        assert.equal(result.packed.get(path)?.sha256, sha256, `${path} with ${sizes}`);
+      }
+      archives.push(joined(parts));
+      assert.equal(result.archiveBytes, archives.at(-1)!.length);
+    }
+    const chunks: Uint8Array[] = [];
+    await packEntries({
+      root: `${dir}/src`,
+      entries,
+      sink: (c) => Promise.resolve(void chunks.push(c.slice())),
+    });
+    archives.push(joined(chunks));
+    for (const archive of archives.slice(1)) assert.deepEqual(archive, archives[0]);
+    await Deno.writeFile(`${dir}/a.tar`, archives[0]!);
+    await Deno.mkdir(`${dir}/out`);
+    const x = await new Deno.Command("tar", { args: ["-xf", `${dir}/a.tar`, "-C", `${dir}/out`] })
+      .output();
+    assert.ok(x.success, new TextDecoder().decode(x.stderr));
+    for (const [path, bytes] of contents) {
+      assert.deepEqual(await Deno.readFile(`${dir}/out/${path}`), bytes);
+    }
+  });
+});
+
+Deno.test("a small file swapped for a symlink or replaced after the walk is still refused when packed in place", async () => {
+  await withTempDir(async (dir) => {
+    await writeFileWith(`${dir}/secret`, "do not follow");
+    await Deno.mkdir(`${dir}/src`);
+    for (const name of ["a", "b", "c"]) await writeFileWith(`${dir}/src/${name}`, name.repeat(10));
+    const { entries } = await walkTree(`${dir}/src`);
+    await Deno.remove(`${dir}/src/a`);
+    await Deno.symlink(`${dir}/secret`, `${dir}/src/a`);
+    await Deno.rename(`${dir}/src/b`, `${dir}/b-old`); // keeps the old inode alive, so b's is new
+    await writeFileWith(`${dir}/src/b`, "bbbbbbbbbb");
+    const { parts, sink } = frameSinkOf([2 << 20]);
+    const result = await packEntries({ root: `${dir}/src`, entries, sink });
+    assert.deepEqual(result.skipped, [
+      { path: "a", reason: "changed type during the backup (now a symlink)" },
+      { path: "b", reason: "was replaced by another file during the backup" },
+    ]);
+    assert.deepEqual([...result.packed.keys()], ["c"]);
+    const text = new TextDecoder().decode(joined(parts));
+    assert.ok(!text.includes("do not follow"));
+  });
+});

@@ -125,6 +125,7 @@ export function sessionChannels(channels: Channels): SessionChannels {
  * @param channels what the handshake established
  * @param ioTimeoutMs the sockets' I/O timeout
  * @param zeroCopy the storage sockets' reserve/commit calls (data frames written in the ring)
+ * @param label names the session in its receive errors (the side, the job, which channels)
  * @returns the session
  */
 export function openSession(
@@ -132,10 +133,12 @@ export function openSession(
   channels: Channels,
   ioTimeoutMs: number,
   zeroCopy?: ZeroCopySockets,
+  label?: string,
 ): Session {
   return new Session(sockets, sessionChannels(channels), {
     keepaliveMs: Math.max(100, Math.floor(ioTimeoutMs / 4)),
     zeroCopy,
+    label,
   });
 }
 
@@ -178,17 +181,21 @@ export class JobSessions {
    * @param sockets the side's router
    * @param ioTimeoutMs the sockets' I/O timeout (keepalives go at a quarter of it)
    * @param zeroCopy the storage sockets' reserve/commit calls, when a region is attached
+   * @param label the side and its job, naming the sessions in their receive errors
    */
   constructor(
     readonly sockets: Sockets,
     readonly ioTimeoutMs: number,
     readonly zeroCopy?: ZeroCopySockets,
+    readonly label = "job",
   ) {}
 
   /** Opens a session on established channels and keeps it for the end. */
   open(channels: Channels): Session {
+    const what = this.#sessions.length === 0 ? "job channel" : "data channels";
     this.#channels.push(channels);
-    const session = openSession(this.sockets, channels, this.ioTimeoutMs, this.zeroCopy);
+    const label = `${this.label}, ${what}, session`;
+    const session = openSession(this.sockets, channels, this.ioTimeoutMs, this.zeroCopy, label);
     this.#sessions.push(session);
     return session;
   }

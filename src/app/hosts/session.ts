@@ -24,6 +24,11 @@ import { SocketError } from "../../core/dispatch/errors.ts";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { recvExactly } from "../../core/wire/frame.ts";
 import {
+  MESSAGE_BYTES_MAX as HANDSHAKE_MESSAGE_BYTES_MAX,
+  MESSAGE_TAGS,
+} from "../../core/wire/messages.ts";
+import {
+  CONTROL_FRAMING,
   DATA_CHUNK_BYTES_MAX,
   decodeHeader,
   encodeHeader,
@@ -45,6 +50,22 @@ export interface SessionChannels {
 
 /** A message channel. */
 export type MessageChannel = "control" | "error";
+
+/** Sessions made by this process so far: the default label of the next one. */
+let sessionsMade = 0;
+
+/** Bytes of the previous frame's payload end kept per descriptor for a failure's message. */
+const TAIL_BYTES_KEPT = 16;
+
+/** What a descriptor received so far: where the next frame starts, and the last frame. */
+interface ReceivedSoFar {
+  /** Bytes received on the descriptor (headers included) before the frame being read. */
+  bytes: number;
+  /** Frames received on it. */
+  frames: number;
+  /** The last whole frame: its tag, payload length and the last bytes of its payload. */
+  last: { readonly tag: number; readonly length: number; readonly tail: Uint8Array } | undefined;
+}
 
 const TAG_MESSAGE = SessionTag.message;
 const TAG_DATA = SessionTag.data;
@@ -185,6 +206,8 @@ export class Session {
   /** Views of the ring handed out: never kept as receive buffers. */
   readonly #lentViews = new WeakSet<Uint8Array>();
   #scratch = new Uint8Array(0);
+  readonly #label: string;
+  readonly #receivedSoFar = new Map<number, ReceivedSoFar>();
 
   /**
    * @param sockets the router the channels belong to
@@ -192,16 +215,18 @@ export class Session {
    * @param options `keepaliveMs`: send a keepalive on a descriptor quiet for this long; keep
    *   it well under the peer's I/O timeout (default 2 000; 0 sends none). `zeroCopy`: the
    *   storage sockets' reserve/commit calls; with them, {@link reserveData} on a storage data
-   *   descriptor hands out ring space
+   *   descriptor hands out ring space. `label`: names the session in receive errors (which job
+   *   and side; default `session`), followed by N, counting this process's sessions
    */
   constructor(
     sockets: Sockets,
     channels: SessionChannels,
-    options: { keepaliveMs?: number; zeroCopy?: ZeroCopySockets } = {},
+    options: { keepaliveMs?: number; zeroCopy?: ZeroCopySockets; label?: string } = {},
   ) {
     this.#sockets = sockets;
     this.#channels = channels;
     this.#zeroCopy = options.zeroCopy;
+    this.#label = `${options.label ?? "session"} ${++sessionsMade}`;
     const distinct = [...new Set([channels.control, channels.error, channels.data])];
     this.#pumps = distinct.map((fd) => this.#pump(fd));
     const keepaliveMs = options.keepaliveMs ?? 2_000;
@@ -487,7 +512,7 @@ export class Session {
       const sum = crc32(lent.view);
       const failure = sum === lent.checksum
         ? undefined
-        : crcFailure(lent.fd, TAG_DATA, lent.view.length, sum, lent.checksum);
+        : this.#crcFailure(lent.fd, TAG_DATA, lent.view.length, sum, lent.checksum);
       try {
         if (failure === undefined) this.#zeroCopy!.release(lent.fd, lent.view.length);
       } finally {
@@ -547,6 +572,8 @@ export class Session {
   async #pump(fd: number): Promise<void> {
     const header = new Uint8Array(HEADER_BYTES);
     const yielder = new Yielder();
+    const so = { bytes: 0, frames: 0, last: undefined } as ReceivedSoFar;
+    this.#receivedSoFar.set(fd, so);
     try {
       // Bounded by the peer: each turn consumes one frame or ends the loop.
       for (;;) {
@@ -554,19 +581,22 @@ export class Session {
         const got = await recvExactly(this.#sockets, fd, header);
         if (got === 0) throw new SocketError("ECONNRESET", `peer closed descriptor ${fd}`);
         if (got < HEADER_BYTES) {
-          throw new SocketError("EPROTO", `stream ended inside a frame header on ${fd}`);
+          throw this.#receiveFailure(
+            fd,
+            "EPROTO",
+            "the stream ended inside a frame header",
+            header.subarray(0, got),
+          );
         }
         const decoded = decodeHeader(SESSION_FRAMING, header, DATA_CHUNK_BYTES_MAX);
-        if (!decoded.ok) {
-          throw new SocketError(decoded.code, `on descriptor ${fd}: ${decoded.message}`);
-        }
+        if (!decoded.ok) throw this.#receiveFailure(fd, decoded.code, decoded.message, header);
         const { tag, length, checksum } = decoded.value;
         if (tag === TAG_DATA && length > 0 && (await this.#lendPayload(fd, length, checksum))) {
           continue; // handed out in place and given back
         }
         const payload = length === 0 ? new Uint8Array(0) : await this.#payload(fd, tag, length);
         const sum = length === 0 ? 0 : crc32(payload);
-        if (sum !== checksum) throw crcFailure(fd, tag, length, sum, checksum);
+        if (sum !== checksum) throw this.#crcFailure(fd, tag, length, sum, checksum);
         if (tag === TAG_DATA) this.#received.copied++;
         this.#dispatch(fd, tag, payload);
         await yielder.maybe();
@@ -575,6 +605,50 @@ export class Session {
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const inbox of this.#inboxesOf(fd)) inbox.fail(failure);
     }
+  }
+
+  /**
+   * A receive failure that says where it happened: the session, the descriptor's kind and the
+   * channels it carries, the byte offset of the frame on it, the header's bytes, and the frame
+   * before (its tag, length and last payload bytes), so a next occurrence is diagnosable from
+   * the message alone.
+   */
+  #receiveFailure(
+    fd: number,
+    code: SocketError["code"],
+    what: string,
+    headerBytes: Uint8Array,
+  ): SocketError {
+    const so = this.#receivedSoFar.get(fd);
+    const last = so?.last === undefined
+      ? "none"
+      : `tag ${so.last.tag}, ${so.last.length} bytes, ending ${hex(so.last.tail)}`;
+    const start = so === undefined || so.bytes === 0 ? handshakeFrameHint(headerBytes) : "";
+    return new SocketError(
+      code,
+      `${this.#label}: ${this.#describe(fd)}: ${what} at byte ${so?.bytes ?? 0} ` +
+        `(after ${so?.frames ?? 0} frames); header bytes ${hex(headerBytes)}${start}; ` +
+        `the frame before: ${last}`,
+      { call: "recv", fd },
+    );
+  }
+
+  /** The failure of a frame whose payload does not hash to the CRC-32 its sender wrote. */
+  #crcFailure(fd: number, tag: number, length: number, sum: number, checksum: number) {
+    const at = this.#receivedSoFar.get(fd)?.bytes ?? 0;
+    return new SocketError(
+      "EPROTO",
+      `${this.#label}: a ${length}-byte frame (tag ${tag}) at byte ${at} of ` +
+        `${this.#describe(fd)} failed its CRC-32 check: the received bytes hash to ` +
+        `${sum.toString(16)}, the sender's to ${checksum.toString(16)} (corrupted in transit)`,
+      { call: "recv", fd },
+    );
+  }
+
+  /** A descriptor as an error names it: its kind, value and the channels it carries. */
+  #describe(fd: number): string {
+    const carried = (["control", "error", "data"] as const).filter((c) => this.#channels[c] === fd);
+    return `${kindOfDescriptor(fd) ?? "unknown"} descriptor ${fd} (${carried.join(", ")})`;
   }
 
   /**
@@ -623,6 +697,12 @@ export class Session {
   #dispatch(fd: number, tag: number, payload: Uint8Array): void {
     this.#count(fd, HEADER_BYTES + payload.length);
     this.#framesReceived++;
+    const so = this.#receivedSoFar.get(fd);
+    if (so !== undefined) {
+      so.bytes += HEADER_BYTES + payload.length;
+      so.frames++;
+      so.last = { tag, length: payload.length, tail: payload.slice(-TAIL_BYTES_KEPT) };
+    }
     if (tag === TAG_KEEPALIVE) return;
     if (tag === TAG_DATA || tag === TAG_END) {
       if (fd !== this.#channels.data) {
@@ -660,18 +740,22 @@ export class Session {
   }
 }
 
-/** The failure of a frame whose payload does not hash to the CRC-32 its sender wrote. */
-function crcFailure(
-  fd: number,
-  tag: number,
-  length: number,
-  sum: number,
-  checksum: number,
-): SocketError {
-  return new SocketError(
-    "EPROTO",
-    `a ${length}-byte frame (tag ${tag}) on descriptor ${fd} failed its CRC-32 ` +
-      `check: the received bytes hash to ${sum.toString(16)}, the sender's to ` +
-      `${checksum.toString(16)} (corrupted in transit)`,
-  );
+/**
+ * What the first bytes of a stream say when they are a handshake's control frame (a 4-byte
+ * length, then a message tag) rather than a session frame: the peer's handshake did not end as
+ * this side's did (it failed after this side's last step and sent its error message).
+ */
+function handshakeFrameHint(bytes: Uint8Array): string {
+  if (bytes.length < CONTROL_FRAMING.headerBytes + 1) return "";
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, false);
+  const tag = bytes[CONTROL_FRAMING.headerBytes]!;
+  const type = Object.entries(MESSAGE_TAGS).find(([, value]) => value === tag)?.[0];
+  if (type === undefined || length < 1 || length > HANDSHAKE_MESSAGE_BYTES_MAX) return "";
+  return ` (they read as a handshake frame: a ${length}-byte ${type} message; the peer's ` +
+    "handshake did not end as this side's did)";
+}
+
+/** Bytes as hex pairs, for an error message. */
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ") || "(none)";
 }

@@ -8,6 +8,8 @@ import type { Sockets } from "../../core/dispatch/sockets.ts";
 import { formatRegion } from "../../core/stp/region.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
 import { connectedPair, quietSessionPair } from "../_testing.ts";
+import { writeFrame } from "../../core/wire/frame.ts";
+import { encodeMessage } from "../../core/wire/messages.ts";
 
 function tcpPair(sockets: Sockets) {
   return connectedPair(sockets, { kind: "network", host: "127.0.0.1", port: 0 });
@@ -144,6 +146,101 @@ Deno.test("a frame with an unknown tag or a message on the wrong descriptor is E
   assert.ok(dataError instanceof SocketError && dataError.code === "EPROTO", String(dataError));
   for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
   await b.settled();
+  await storage.dispose();
+});
+
+Deno.test("a header that does not decode names the session, the descriptor and its channels, the byte offset, the header's bytes and the frame before", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const [dataA, dataB] = await storagePair(sockets);
+  const b = new Session(sockets, { control: controlB, error: controlB, data: dataB }, {
+    keepaliveMs: 0,
+    label: "server job 7, data session",
+  });
+  const chunk = new Uint8Array(100).map((_, i) => i);
+  await sockets.send(dataA, frame(2, chunk));
+  assert.deepEqual(await b.nextData(), chunk);
+  // Zeroed bytes where the next header should be: the error of a lost frame boundary.
+  await sockets.send(dataA, new Uint8Array(9));
+  const error = await b.nextData().catch((e) => e);
+  assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+  const session = /^EPROTO: server job 7, data session (\d+): /.exec(error.message)?.[1];
+  assert.ok(session !== undefined, error.message);
+  assert.equal(
+    error.message,
+    `EPROTO: server job 7, data session ${session}: storage descriptor ${dataB} (data): ` +
+      "unknown session frame tag 0 at byte 109 (after 1 frames); header bytes 00 00 00 00 00 00 " +
+      "00 00 00; the frame before: tag 2, 100 bytes, ending 54 55 56 57 58 59 5a 5b 5c 5d 5e 5f " +
+      "60 61 62 63",
+  );
+  assert.equal(error.fd, dataB);
+  for (const fd of [controlA, controlB, dataA, dataB]) await sockets.close(fd);
+  await b.settled();
+  await storage.dispose();
+});
+
+Deno.test("a handshake's error message read where the session's first frame should be is named as one", async () => {
+  const { storage, sockets } = world();
+  const [controlA, controlB] = await tcpPair(sockets);
+  const b = new Session(sockets, { control: controlB, error: controlB, data: controlB }, {
+    keepaliveMs: 0,
+  });
+  // The peer's handshake failed after this side's ended: its error message, a control frame.
+  const text = "unexpected wellKnown message at step 126 (state DESCRIPTOR_AWAITED)";
+  await writeFrame(sockets, controlA, encodeMessage({ type: "error", code: "EPROTO", text }));
+  const error = await b.nextMessage("control").catch((e) => e);
+  assert.ok(error instanceof SocketError && error.code === "EPROTO", String(error));
+  const length = 2 + text.length;
+  assert.match(
+    error.message,
+    new RegExp(
+      `unknown session frame tag 0 at byte 0 \\(after 0 frames\\); header bytes 00 00 00 ` +
+        `${length.toString(16)} 07 .*\\(they read as a handshake frame: a ${length}-byte error ` +
+        `message; the peer's handshake did not end as this side's did\\)`,
+    ),
+  );
+  for (const fd of [controlA, controlB]) await sockets.close(fd);
+  await b.settled();
+  await storage.dispose();
+});
+
+/** Sockets whose every recv returns one byte and every send goes out one byte at a time. */
+function byteByByte(inner: Sockets): Sockets {
+  return {
+    ...inner,
+    recv: (fd, into) => inner.recv(fd, into.subarray(0, 1)),
+    send: async (fd, bytes) => {
+      for (let at = 0; at < bytes.length; at++) await inner.send(fd, bytes.subarray(at, at + 1));
+    },
+  };
+}
+
+Deno.test("frames split at every byte on a TCP or a storage descriptor arrive whole, in order, on their channels", async () => {
+  const { storage, sockets } = world();
+  const split = byteByByte(sockets);
+  const [controlA, controlB] = await tcpPair(sockets);
+  const [errorA, errorB] = await tcpPair(sockets);
+  const [dataA, dataB] = await storagePair(sockets);
+  const options = { keepaliveMs: 0 };
+  const a = new Session(split, { control: controlA, error: errorA, data: dataA }, options);
+  const b = new Session(split, { control: controlB, error: errorB, data: dataB }, options);
+  const chunks = [0, 1, 9, 200].map((n) => new Uint8Array(n + 1).fill(n));
+  await Promise.all([
+    (async () => {
+      for (const chunk of chunks) await a.sendData(chunk);
+      await a.endData();
+    })(),
+    a.sendMessage("control", { n: 1 }),
+    a.sendMessage("error", { n: 2 }),
+    a.sendMessage("control", { n: 3 }),
+  ]);
+  assert.deepEqual(await b.nextMessage("control"), { n: 1 });
+  assert.deepEqual(await b.nextMessage("control"), { n: 3 });
+  assert.deepEqual(await b.nextMessage("error"), { n: 2 });
+  for (const chunk of chunks) assert.deepEqual(await b.nextData(), chunk);
+  assert.equal(await b.nextData(), null);
+  for (const fd of [controlA, controlB, errorA, errorB, dataA, dataB]) await sockets.close(fd);
+  await Promise.all([a.settled(), b.settled()]);
   await storage.dispose();
 });
 

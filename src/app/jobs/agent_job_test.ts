@@ -8,6 +8,10 @@ import { openRepository, readManifest, repoPaths } from "../repository/repositor
 import type { AgentEvent } from "../agent/agent.ts";
 import type { BackupProgress } from "../agent/backup_client.ts";
 import { createRegionFile } from "../../adapters/region_file.ts";
+import { createTcpSockets } from "../../adapters/tcp.ts";
+import { closeChannels, runHandshake } from "../hosts/channels.ts";
+import { recvExactly, writeFrame } from "../../core/wire/frame.ts";
+import { encodeMessage } from "../../core/wire/messages.ts";
 
 const KEY = new TextEncoder().encode("agent-job-test-key-0123");
 
@@ -203,3 +207,78 @@ Deno.test("the progress of a backup from an agent through storage carries the by
     }
   });
 });
+
+/**
+ * What a server meets when another server's connection crossed its job channel at the agent's
+ * port: its own handshake ended (its last step, 100, sends and waits for nothing), but the
+ * agent's failed at step 126 (it took the other server's control connection for our error
+ * connection), and the agent either closed both connections at once (`drop`) or first sent its
+ * handshake's error message on the control connection (`reject`: a control frame, whose length
+ * prefix a session reads as tag 0). Either way the agent never said anything in the session.
+ */
+for (const ending of ["drop", "reject"] as const) {
+  Deno.test(`a job channel the agent's handshake failed on after the server's succeeded (${ending}) is set up again, and the job runs`, async () => {
+    await withTempDir(async (dir) => {
+      await Deno.mkdir(`${dir}/agent/src`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/agent/src/a.txt`, "crossed\n");
+      const port = freePortPair();
+      const sockets = createTcpSockets({ ioTimeoutMs: 10_000 });
+      const crossed = runHandshake(
+        {
+          role: "fs-client",
+          kind: "network",
+          config: { wellKnownPort: port, localHost: "127.0.0.1", handshakeTimeoutMs: 10_000 },
+        },
+        sockets,
+        undefined,
+      );
+      const job = runAgentBackup({
+        kind: "backup",
+        agent: `127.0.0.1:${port}`,
+        mode: "fs",
+        channel: "auto",
+        source: `${dir}/agent/src`,
+        repo: `${dir}/repo`,
+        incremental: false,
+      }, { region: null, key: KEY });
+      const first = await crossed;
+      assert.equal(first.status, "established");
+      if (first.status !== "established") return;
+      if (ending === "reject") {
+        const text = "unexpected wellKnown message at step 126 (state DESCRIPTOR_AWAITED)";
+        await writeFrame(
+          sockets,
+          first.channels.control!,
+          encodeMessage({
+            type: "error",
+            code: "EPROTO",
+            text,
+          }),
+        );
+        // Closed once the server's first session frame is in (its send went through; its read
+        // meets our frame first).
+        const header = new Uint8Array(9);
+        await recvExactly(sockets, first.channels.control!, header);
+        const length = new DataView(header.buffer).getUint32(1);
+        await recvExactly(sockets, first.channels.control!, new Uint8Array(length));
+      }
+      await closeChannels(sockets, first.channels);
+      // Then the agent listens again on its port, as it does after a failed handshake.
+      const stop = new AbortController();
+      const agent = runAgent({
+        listen: { host: "127.0.0.1", port },
+        roots: [`${dir}/agent`],
+        key: await importAgentKey(KEY),
+        signal: stop.signal,
+        onEvent: () => {},
+      });
+      try {
+        const backup = await job;
+        assert.equal(backup.files, 1);
+      } finally {
+        stop.abort(new Error("test done"));
+        await agent;
+      }
+    });
+  });
+}

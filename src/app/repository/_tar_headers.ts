@@ -14,6 +14,7 @@ import tar from "tar-stream";
 import type { OwnerNames, SourceEntry } from "../../core/backup/plan.ts";
 import { hasRawBytes, pathToBytes } from "../../core/backup/path_rules.ts";
 import { BLOCK_BYTES, paxRecords, type SparseMap } from "./_tar_member.ts";
+import { writeUstarBlock } from "./_ustar_block.ts";
 
 /** The header fields of one member. */
 export type TarHeader = Partial<tar.Header> & { name: string; type: tar.Header["type"] };
@@ -52,6 +53,25 @@ export function padding(sizeBytes: number): number {
   return over === 0 ? 0 : BLOCK_BYTES - over;
 }
 
+/** `header` with the defaults tar-stream's `pack.entry` applies, owners fitted to ustar. */
+function withDefaults(header: TarHeader): TarHeader & { size: number; mode: number } {
+  return {
+    ...header,
+    size: !header.size || header.type === "symlink" ? 0 : header.size,
+    mode: header.mode || (header.type === "directory" ? 0o755 : 0o644),
+    uid: fitsUstarId(header.uid) ? header.uid : 0,
+    gid: fitsUstarId(header.gid) ? header.gid : 0,
+    uname: fitsUstarName(header.uname) ? header.uname : undefined,
+    gname: fitsUstarName(header.gname) ? header.gname : undefined,
+  };
+}
+
+/** Whether `writeUstarBlock` may write `full` (fields it does not write are all absent). */
+function writesInPlace(full: TarHeader): full is TarHeader & Parameters<typeof writeUstarBlock>[0] {
+  return full.mtime instanceof Date && full.pax === undefined && !full.devmajor &&
+    !full.devminor;
+}
+
 /** Encodes members' header blocks. */
 export class HeaderEncoder {
   readonly #pack: PackInternals;
@@ -67,18 +87,28 @@ export class HeaderEncoder {
 
   /** The ustar header blocks of one entry, defaults applied as `pack.entry` applies them. */
   #ustar(header: TarHeader): Uint8Array[] {
-    const full: TarHeader = {
-      ...header,
-      size: !header.size || header.type === "symlink" ? 0 : header.size,
-      mode: header.mode || (header.type === "directory" ? 0o755 : 0o644),
-      uid: fitsUstarId(header.uid) ? header.uid : 0,
-      gid: fitsUstarId(header.gid) ? header.gid : 0,
-      uname: fitsUstarName(header.uname) ? header.uname : undefined,
-      gname: fitsUstarName(header.gname) ? header.gname : undefined,
-    };
+    const full = withDefaults(header);
+    const block = new Uint8Array(BLOCK_BYTES);
+    if (writesInPlace(full) && writeUstarBlock(full, block)) return [block];
     this.#out = [];
     this.#pack._encode(full);
     return this.#out;
+  }
+
+  /**
+   * Writes the member's header into `into` when it is one plain ustar block (no PAX header
+   * needed, a short ASCII name): the packer's path without allocating a block.
+   *
+   * @param header the member's ustar fields
+   * @param extras extended attributes, sparse size
+   * @param into at least 512 writable bytes
+   * @returns true when written (512 bytes); false when {@link encode} must make the blocks
+   */
+  encodeInto(header: TarHeader, extras: HeaderExtras, into: Uint8Array): boolean {
+    if (extras.sparseRealSize !== undefined || extras.xattrs !== undefined) return false;
+    if (paxRecordsOf(header, extras).length > 0) return false;
+    const full = withDefaults(header);
+    return writesInPlace(full) && writeUstarBlock(full, into);
   }
 
   /**

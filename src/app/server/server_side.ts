@@ -12,6 +12,7 @@
 
 import { createHash } from "node:crypto";
 import type { Sockets } from "../../core/dispatch/sockets.ts";
+import { SocketError } from "../../core/dispatch/errors.ts";
 import type { FailureReason } from "../../core/handshake/types.ts";
 import type { Channels } from "../../core/handshake/types.ts";
 import type { SessionMessage } from "../../core/backup/protocol.ts";
@@ -38,6 +39,8 @@ import type { RestoreJobRequest } from "../jobs/jobs.ts";
 
 /** Tries of the job channel when the agent is between listeners or another server collided. */
 const JOB_CHANNEL_ATTEMPTS = 10;
+/** Job channels set up again at most after the agent dropped them unheard (see below). */
+const JOB_CHANNEL_DROPS_MAX = 5;
 /** Codes of a job-channel handshake worth another try. */
 const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EPROTO", "EPIPE", "ENOTCONN"]);
 /** Port tries for the database flow's listener. */
@@ -161,9 +164,39 @@ export async function runServerSide(
   if (planned.path === "network" && job.channel === "storage") {
     throw new Error(`--channel storage: ${planned.reason}`);
   }
-  const jobChannels = await connectJobChannel(job.agent, options);
-  return await new ServerJob(job, options, jobChannels, planned).run();
+  // Bounded: each turn sets a job channel up; one the agent dropped unheard is set up again.
+  for (let attempt = 1;; attempt++) {
+    const jobChannels = await connectJobChannel(job.agent, options);
+    try {
+      return await new ServerJob(job, options, jobChannels, planned).run();
+    } catch (error) {
+      if (!(error instanceof UnheardJobChannel)) throw error;
+      if (attempt >= JOB_CHANNEL_DROPS_MAX || options.signal?.aborted) throw error.cause;
+    }
+  }
 }
+
+/**
+ * A job channel whose handshake this side finished but on which the agent never said anything
+ * in the session: the agent's own handshake failed after ours ended (ours ends with a send at
+ * step 100; the agent's step 126 may have taken another server's control connection, queued at
+ * its port, for our error connection: two jobs toward one agent at once). The agent closes both
+ * connections, after sending its handshake's error message on the control one (a control frame:
+ * its length prefix reads as session tag 0). Nothing of the job was sent yet (the key's proof
+ * comes first), so the channel is set up again.
+ */
+class UnheardJobChannel extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`the agent closed the job channel unheard: ${errorText(cause)}`);
+    this.name = "UnheardJobChannel";
+  }
+}
+
+/**
+ * Failures of a fresh job channel that mean the agent is not on it: closed or reset, or EPROTO
+ * (its handshake's error message, a control frame, read by the session: tag 0).
+ */
+const UNHEARD_CODES = new Set(["EPIPE", "ECONNRESET", "ENOTCONN", "EPROTO"]);
 
 /** Storage unless told otherwise or impossible on this side (no region, no STG with room). */
 function plannedPath(
@@ -236,7 +269,12 @@ class ServerJob {
     readonly planned: { path: "storage" | "network"; reason: string | null },
   ) {
     // The storage sockets' zero-copy calls: the backup server writes archive bytes from the ring.
-    this.#sessions = new JobSessions(options.sockets, options.ioTimeoutMs, options.storage);
+    this.#sessions = new JobSessions(
+      options.sockets,
+      options.ioTimeoutMs,
+      options.storage,
+      `server, ${job.kind} job toward ${job.agent.host}:${job.agent.port}`,
+    );
     this.#jobChannels = jobChannels;
     this.jobSession = this.#sessions.open(jobChannels);
   }
@@ -247,7 +285,7 @@ class ServerJob {
     if (options.signal?.aborted) stop();
     options.signal?.addEventListener("abort", stop);
     try {
-      await proveToAgent(this.jobSession, options.key, "job");
+      await this.#prove();
       await this.jobSession.sendMessage("control", this.#jobMessage());
       const accepted = await expectFromPeer(this.jobSession, "job-accepted", "client");
       const { session, report } = await this.#dataPath();
@@ -261,11 +299,22 @@ class ServerJob {
         ...work,
       };
     } catch (error) {
-      await this.#sessions.tell(errorText(error));
+      if (!(error instanceof UnheardJobChannel)) await this.#sessions.tell(errorText(error));
       throw error;
     } finally {
       options.signal?.removeEventListener("abort", stop);
       await this.#sessions.close();
+    }
+  }
+
+  /** Proves the agent key on the job channel; {@link UnheardJobChannel} when it was dropped. */
+  async #prove(): Promise<void> {
+    try {
+      await proveToAgent(this.jobSession, this.options.key, "job");
+    } catch (error) {
+      const unheard = error instanceof SocketError && UNHEARD_CODES.has(error.code);
+      if (unheard && this.jobSession.framesReceived === 0) throw new UnheardJobChannel(error);
+      throw error;
     }
   }
 
