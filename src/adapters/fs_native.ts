@@ -231,9 +231,14 @@ function makedev(major: number, minor: number): number {
   return high + (major & 0xfff) * 256 + (minor & 0xff);
 }
 
+/** A signed 64-bit field as a number (exact below 2^53), without a BigInt. */
+function i64(offset: number): number {
+  return statView.getInt32(offset + 4, true) * 0x1_0000_0000 + statView.getUint32(offset, true);
+}
+
 function parseStat(): NativeStat {
   const mode = statView.getUint16(28, true);
-  const seconds = Number(statView.getBigInt64(112, true));
+  const seconds = i64(112);
   const nanos = statView.getUint32(120, true);
   return {
     type: typeOfMode(mode),
@@ -245,7 +250,7 @@ function parseStat(): NativeStat {
     size: u64(40),
     allocatedBytes: u64(48) * 512,
     mtimeMs: seconds * 1000 + Math.floor(nanos / 1_000_000),
-    ctimeMs: Number(statView.getBigInt64(96, true)) * 1000 +
+    ctimeMs: i64(96) * 1000 +
       Math.floor(statView.getUint32(104, true) / 1_000_000),
     dev: makedev(statView.getUint32(136, true), statView.getUint32(140, true)),
   };

@@ -61,6 +61,20 @@ Deno.test("statAt() reports what Deno.lstat reports, never following a symlink",
   });
 });
 
+Deno.test("statAt() reads times before 1970 and far ahead as Deno.lstat does (the file system may clamp them)", async () => {
+  await withDir(async (dir, fd) => {
+    // Seconds that need the sign (and, where the file system keeps them, the high 32 bits).
+    const cases = [-1.5, -86_400 * 365 * 80 + 0.25, 2 ** 32 + 7.125, 2 ** 40 + 0.5];
+    for (const [i, seconds] of cases.entries()) {
+      await Deno.writeTextFile(`${dir}/t${i}`, "x");
+      await Deno.utime(`${dir}/t${i}`, seconds, seconds);
+      const native = statAt(fd, `t${i}`);
+      const deno = await Deno.lstat(`${dir}/t${i}`);
+      assert.equal(native.mtimeMs, deno.mtime!.getTime(), `mtime of ${seconds} s`);
+    }
+  });
+});
+
 Deno.test("names that are not UTF-8 are made, listed, read and renamed byte-exact", async () => {
   await withDir((_dir, fd) => {
     const file = openAt(fd, RAW_NAME, O.WRONLY | O.CREAT | O.EXCL, 0o600);

@@ -258,12 +258,16 @@ interface Item {
   /** The name. */
   readonly name: string;
   readonly raw: Uint8Array;
-  readonly path: string;
   readonly stat: NativeStat;
-  readonly subtree: boolean;
+  /** A subtree's directory entry (whose index it descends into); undefined for an entry. */
+  readonly entry: Item | undefined;
+  /** The table index the entry was added at, -1 until then (or when it was left out). */
+  index: number;
 }
 
 const UNSUPPORTED_REASON = "not a file, directory or symlink (device, socket or fifo)";
+/** Entries walked between two looks at the clock (the event loop gets a turn every slice). */
+const YIELD_CHECK_EVERY = 64;
 
 async function walkNative(root: string, limits: Limits, skipped: SkippedEntry[]) {
   const table = new EntryTable();
@@ -279,9 +283,9 @@ async function walkNative(root: string, limits: Limits, skipped: SkippedEntry[])
     }
     throw new SourceError("unreadable", `source ${root}: ${nativeReason(error)}`);
   }
-  const context = { root, limits, skipped, table, yielder };
+  const context = { root, limits, skipped, table, yielder, steps: 0 };
   try {
-    await visitNative(context, rootFd, "", 0);
+    await visitNative(context, rootFd, "", -1, 0);
   } finally {
     close(rootFd);
   }
@@ -294,6 +298,16 @@ interface WalkContext {
   readonly skipped: SkippedEntry[];
   readonly table: EntryTable;
   readonly yielder: Yielder;
+  /** Entries walked so far (to look at the clock every {@link YIELD_CHECK_EVERY}). */
+  steps: number;
+}
+
+function childPath(dir: string, name: string): string {
+  return dir === "" ? name : `${dir}/${name}`;
+}
+
+function byKey(a: Item, b: Item): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
 /** The items of one directory, sorted so that emitting them in turn gives path order. */
@@ -307,94 +321,95 @@ function itemsOf(context: WalkContext, dirFd: number, dir: string, depth: number
     context.skipped.push({ path: dir, reason: `cannot list: ${reason}` });
     return [];
   }
+  const { exclude, depthMax } = context.limits;
   const items: Item[] = [];
   for (const raw of names) {
     const name = pathFromBytes(raw);
-    const path = dir === "" ? name : `${dir}/${name}`;
-    if (context.limits.exclude.has(path)) continue;
+    if (exclude.size > 0 && exclude.has(childPath(dir, name))) continue;
     let stat: NativeStat;
     try {
       stat = statAt(dirFd, raw);
     } catch (error) {
-      context.skipped.push({ path, reason: nativeReason(error) });
+      context.skipped.push({ path: childPath(dir, name), reason: nativeReason(error) });
       continue;
     }
     if (stat.type !== "file" && stat.type !== "dir" && stat.type !== "symlink") {
-      context.skipped.push({ path, reason: UNSUPPORTED_REASON });
-    } else if (stat.type === "dir" && depth + 1 > context.limits.depthMax) {
-      context.skipped.push({ path, reason: `deeper than ${context.limits.depthMax} levels` });
+      context.skipped.push({ path: childPath(dir, name), reason: UNSUPPORTED_REASON });
+    } else if (stat.type === "dir" && depth + 1 > depthMax) {
+      const path = childPath(dir, name);
+      context.skipped.push({ path, reason: `deeper than ${depthMax} levels` });
     } else {
-      items.push({ key: name, name, raw, path, stat, subtree: false });
+      const item: Item = { key: name, name, raw, stat, entry: undefined, index: -1 };
+      items.push(item);
       if (stat.type === "dir") {
-        items.push({ key: `${name}/`, name, raw, path, stat, subtree: true });
+        items.push({ key: `${name}/`, name, raw, stat, entry: item, index: -1 });
       }
     }
   }
-  return items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return items.sort(byKey);
 }
 
-async function visitNative(context: WalkContext, dirFd: number, dir: string, depth: number) {
-  const indexes = new Map<string, number>();
+async function visitNative(
+  context: WalkContext,
+  dirFd: number,
+  dir: string,
+  dirIndex: number,
+  depth: number,
+) {
   for (const item of itemsOf(context, dirFd, dir, depth)) {
-    await context.yielder.maybe();
-    if (!item.subtree) {
-      const index = addNative(context, dirFd, item);
-      if (index !== undefined) indexes.set(item.path, index);
+    if (++context.steps % YIELD_CHECK_EVERY === 0) await context.yielder.maybe();
+    if (item.entry === undefined) {
+      item.index = addNative(context, dirFd, dir, dirIndex, item);
       continue;
     }
-    const index = indexes.get(item.path);
-    if (index === undefined) continue;
+    const index = item.entry.index;
+    if (index < 0) continue;
+    const path = childPath(dir, item.name);
     let child: number;
     try {
       child = openAt(dirFd, item.raw, O.RDONLY | O.DIRECTORY | O.NOFOLLOW | O.NONBLOCK);
     } catch (error) {
-      context.skipped.push({ path: item.path, reason: `cannot list: ${nativeReason(error)}` });
+      context.skipped.push({ path, reason: `cannot list: ${nativeReason(error)}` });
       continue;
     }
     try {
       const opened = statFd(child);
       if (opened.dev !== item.stat.dev || opened.ino !== item.stat.ino) {
-        context.skipped.push({
-          path: item.path,
-          reason: "cannot list: it was replaced during the backup",
-        });
+        context.skipped.push({ path, reason: "cannot list: it was replaced during the backup" });
         continue;
       }
-      const xattrs = readXattrs(child, item.path, context.skipped);
+      const xattrs = readXattrs(child, path, context.skipped);
       if (xattrs !== undefined) context.table.extrasOf(index).xattrs = xattrs;
-      await visitNative(context, child, item.path, depth + 1);
+      await visitNative(context, child, path, index, depth + 1);
     } finally {
       close(child);
     }
   }
 }
 
-/** Adds one entry to the table; a symlink's target is read here, relative to its directory. */
-function addNative(context: WalkContext, dirFd: number, item: Item): number | undefined {
-  if (context.table.count >= context.limits.entriesMax) {
-    throw tooLarge(context.root, context.limits);
-  }
-  const { stat, path } = item;
-  const meta = {
-    path,
-    mode: stat.mode,
-    mtimeMs: stat.mtimeMs,
-    dev: stat.dev,
-    ino: stat.ino,
-    uid: stat.uid,
-    gid: stat.gid,
-  };
+/**
+ * Adds one entry to the table (-1 when left out); a symlink's target is read here, relative to
+ * its directory.
+ */
+function addNative(
+  context: WalkContext,
+  dirFd: number,
+  dir: string,
+  dirIndex: number,
+  item: Item,
+): number {
   const table = context.table;
-  if (stat.type === "dir") return table.add({ type: "dir", ...meta }, 1, item.name);
-  if (stat.type === "file") {
-    return table.add({ type: "file", ...meta, sizeBytes: stat.size }, stat.nlink, item.name);
+  if (table.count >= context.limits.entriesMax) throw tooLarge(context.root, context.limits);
+  const { stat, name } = item;
+  if (stat.type === "file" || stat.type === "dir") {
+    return table.addChild(dirIndex, name, stat.type, stat);
   }
   try {
     const target = pathFromBytes(readLinkAt(dirFd, item.raw));
-    return table.add({ type: "symlink", ...meta, target }, 1, item.name);
+    return table.addChild(dirIndex, name, "symlink", stat, target);
   } catch (error) {
-    context.skipped.push({ path, reason: nativeReason(error) });
-    return undefined;
+    context.skipped.push({ path: childPath(dir, name), reason: nativeReason(error) });
+    return -1;
   }
 }
 

@@ -70,6 +70,19 @@ function grown<T extends Float64Array | Uint8Array | Uint16Array | Uint32Array |
   return next;
 }
 
+/** What {@link EntryTable.addChild} keeps of an entry's `statx`. */
+export interface WalkedStat {
+  /** Permission bits (0..0o7777). */
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly size: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly dev: number;
+  readonly ino: number;
+  readonly nlink: number;
+}
+
 /** Entries in columns; see the module documentation. */
 export class EntryTable {
   #count = 0;
@@ -159,9 +172,10 @@ export class EntryTable {
    */
   add(entry: SourceEntry, nlink = 1, name?: string): number {
     const index = this.#count;
+    const lastPath = index === 0 ? undefined : (this.#lastPath ?? this.path(index - 1));
     invariant(
-      this.#lastPath === undefined || this.#lastPath < entry.path,
-      `entry ${entry.path} comes after ${this.#lastPath} in path order`,
+      lastPath === undefined || lastPath < entry.path,
+      `entry ${entry.path} comes after ${lastPath} in path order`,
     );
     this.#lastPath = entry.path;
     if (index === this.#capacity) this.#grow();
@@ -191,6 +205,75 @@ export class EntryTable {
     }
     this.#count++;
     return index;
+  }
+
+  /**
+   * Appends an entry found in directory entry `parent` by a walk that holds that directory (no
+   * path is built or parsed for it; only a directory's own path is kept). The caller gives the
+   * entries in path order: a directory's entries by name, each subdirectory's subtree after the
+   * names that sort before `name/`. Checked here: `parent` is a directory already in the table,
+   * `name` is one segment, and it sorts after the previous entry of the same directory.
+   *
+   * @param parent the directory's index, -1 at the top
+   * @param name the entry's name (one path segment)
+   * @param type what it is
+   * @param stat its metadata (a `statx` as the walk made it)
+   * @param target a symlink's target
+   * @returns its index
+   */
+  addChild(
+    parent: number,
+    name: string,
+    type: SourceEntry["type"],
+    stat: WalkedStat,
+    target?: string,
+  ): number {
+    const index = this.#count;
+    invariant(
+      parent === -1 || (parent < index && this.types[parent] === TYPE_CODES.dir),
+      `entry ${name}: its directory ${parent} is not a directory before it`,
+    );
+    invariant(name !== "" && !name.includes("/"), `entry name ${JSON.stringify(name)}`);
+    if (index > 0) this.#checkAfterLast(parent, name);
+    invariant((type === "symlink") === (target !== undefined), `entry ${name}: symlink target`);
+    this.#lastPath = undefined;
+    if (index === this.#capacity) this.#grow();
+    this.parents[index] = parent;
+    this.names.push(name);
+    if (type === "dir") {
+      const path = parent < 0 ? name : `${this.#dirPaths.get(parent)}/${name}`;
+      this.#dirPaths.set(index, path);
+      this.#dirIndex.set(path, index);
+    }
+    this.types[index] = TYPE_CODES[type];
+    this.modes[index] = stat.mode;
+    this.mtimes[index] = stat.mtimeMs;
+    this.sizes[index] = type === "file" ? stat.size : 0;
+    this.uids[index] = stat.uid;
+    this.gids[index] = stat.gid;
+    this.devs[index] = stat.dev;
+    this.inos[index] = stat.ino;
+    this.nlinks[index] = type === "file" ? Math.min(stat.nlink, 255) : 1;
+    this.offsets[index] = -1;
+    if (target !== undefined) this.targets.set(index, target);
+    this.#count++;
+    return index;
+  }
+
+  /**
+   * Checks that `name` in directory `parent` sorts after the last entry in path order: by name
+   * among siblings (the usual case), else by the whole paths (where the walk moves between
+   * directories).
+   */
+  #checkAfterLast(parent: number, name: string): void {
+    const last = this.#count - 1;
+    if (this.parents[last] === parent) {
+      invariant(this.names[last]! < name, `entry ${name} comes after ${this.names[last]}`);
+      return;
+    }
+    const lastPath = this.path(last);
+    const path = parent < 0 ? name : `${this.#dirPaths.get(parent)}/${name}`;
+    invariant(lastPath < path, `entry ${path} comes after ${lastPath} in path order`);
   }
 
   /**

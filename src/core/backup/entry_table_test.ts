@@ -35,6 +35,48 @@ Deno.test("EntryTable refuses an entry out of path order or below no directory",
   assert.throws(() => table.add(file("c/x")), /its directory comes first/);
 });
 
+const STAT = { mode: 0o644, mtimeMs: 1, size: 1, uid: 0, gid: 0, dev: 7, ino: 42, nlink: 1 };
+
+Deno.test("EntryTable.addChild builds the same table as add, from names and directory indexes", () => {
+  const byPath = new EntryTable();
+  const byChild = new EntryTable();
+  const entries: Array<[string, number, string, SourceEntry["type"]]> = [
+    ["a", -1, "a", "dir"],
+    ["a/b", 0, "b", "dir"],
+    ["a/b/c.txt", 1, "c.txt", "file"],
+    ["a/b/l", 1, "l", "symlink"],
+    ["a/e", 0, "e", "file"],
+    ["z.txt", -1, "z.txt", "file"],
+  ];
+  for (const [path, parent, name, type] of entries) {
+    const meta = { path, mode: 0o644, mtimeMs: 1, dev: 7, ino: 42, uid: 0, gid: 0 };
+    if (type === "symlink") byPath.add({ type, ...meta, target: "t" });
+    else if (type === "file") byPath.add({ type, ...meta, sizeBytes: 1 });
+    else byPath.add({ type, ...meta });
+    byChild.addChild(parent, name, type, STAT, type === "symlink" ? "t" : undefined);
+  }
+  for (let i = 0; i < entries.length; i++) assert.deepEqual(byChild.source(i), byPath.source(i));
+  assert.equal(byChild.dirIndex("a/b"), 1);
+  byChild.add(file("zz")); // add() after addChild() still checks against the last path
+  assert.throws(() => byChild.add(file("y")), /comes after zz/);
+});
+
+Deno.test("EntryTable.addChild refuses a name out of order, a file as directory, a bad name", () => {
+  const table = new EntryTable();
+  table.addChild(-1, "b", "dir", STAT);
+  table.addChild(-1, "b-c", "dir", STAT); // "b-c" sorts before "b/": path order, not depth first
+  table.addChild(0, "f", "file", STAT);
+  assert.throws(() => table.addChild(-1, "a", "file", STAT), /a comes after b\/f/);
+  assert.throws(() => table.addChild(0, "e", "file", STAT), /e comes after f/);
+  assert.throws(() => table.addChild(1, "x", "file", STAT), /b-c\/x comes after b\/f/);
+  assert.throws(() => table.addChild(2, "x", "file", STAT), /is not a directory/);
+  assert.throws(() => table.addChild(5, "x", "file", STAT), /is not a directory/);
+  assert.throws(() => table.addChild(0, "g/h", "file", STAT), /entry name/);
+  assert.throws(() => table.addChild(0, "g", "symlink", STAT), /symlink target/);
+  table.addChild(0, "g", "file", STAT);
+  assert.deepEqual([0, 1, 2, 3].map((i) => table.path(i)), ["b", "b-c", "b/f", "b/g"]);
+});
+
 Deno.test("EntryTable keeps data references to more than 65,535 snapshots apart", () => {
   const table = new EntryTable();
   const count = 70_000;

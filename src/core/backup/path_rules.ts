@@ -33,6 +33,8 @@ const strictDecoder = new TextDecoder("utf-8", { fatal: true });
 /** First of the code points that stand for a byte of a name that is not UTF-8 (U+DC80..DCFF). */
 const RAW_BYTE_BASE = 0xdc00;
 const RAW_BYTE_PATTERN = /[\udc80-\udcff]/;
+/** Longest name decoded character by character when it is all ASCII (one call's arguments). */
+const ASCII_FAST_BYTES_MAX = 255;
 
 /**
  * Whether a path holds bytes that are not UTF-8 (written as U+DC80..U+DCFF, one per byte, the
@@ -62,6 +64,14 @@ export function hasRawBytes(path: string): boolean {
  * ```
  */
 export function pathFromBytes(bytes: Uint8Array): string {
+  if (bytes.length <= ASCII_FAST_BYTES_MAX) {
+    // Most names are short ASCII: their characters are their bytes, without a decoder call.
+    let ascii = 0;
+    while (ascii < bytes.length && bytes[ascii]! < 0x80) ascii++;
+    if (ascii === bytes.length) {
+      return String.fromCharCode.apply(null, bytes as unknown as number[]);
+    }
+  }
   try {
     return strictDecoder.decode(bytes);
   } catch {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { checkEntryPath, isWithin, parentPath } from "./path_rules.ts";
+import fc from "fast-check";
+import { checkEntryPath, isWithin, parentPath, pathFromBytes, pathToBytes } from "./path_rules.ts";
 
 Deno.test("checkEntryPath() accepts spaces, unicode, leading dashes and newlines", () => {
   for (const path of ["a b", "résumé – ünï/日本.txt", "-rf", "line\nbreak", "a/.hidden", "..."]) {
@@ -33,4 +34,25 @@ Deno.test("parentPath() and isWithin() split on slashes only", () => {
   assert.ok(isWithin("a/b", "a"));
   assert.ok(isWithin("a", "a"));
   assert.ok(!isWithin("ab", "a"));
+});
+
+Deno.test("pathFromBytes() decodes as strict UTF-8 would, and pathToBytes() gives the bytes back", () => {
+  const strict = new TextDecoder("utf-8", { fatal: true });
+  const asciiHeavy = fc.uint8Array({ maxLength: 300 }).map((bytes) => bytes.map((b) => b & 0x7f));
+  fc.assert(
+    fc.property(fc.oneof(asciiHeavy, fc.uint8Array({ maxLength: 300 })), (bytes) => {
+      const name = pathFromBytes(bytes);
+      assert.deepEqual(pathToBytes(name), bytes);
+      let decoded: string | undefined;
+      try {
+        decoded = strict.decode(bytes);
+      } catch {
+        decoded = undefined;
+      }
+      if (decoded !== undefined) assert.equal(name, decoded);
+    }),
+    { numRuns: 2000 },
+  );
+  assert.equal(pathFromBytes(new Uint8Array([0x61, 0xff])), "a\udcff");
+  assert.equal(pathFromBytes(new Uint8Array(300).fill(0x61)), "a".repeat(300));
 });

@@ -50,15 +50,25 @@ export interface SnapshotPlan {
   readonly deleted: readonly string[];
 }
 
-/** Whether a source entry still matches its parent manifest entry (type, size, mode, mtime). */
-function sameEntry(now: SourceEntry, before: ManifestEntry): boolean {
-  if (now.type !== before.type || now.mode !== before.mode || now.mtimeMs !== before.mtimeMs) {
+/**
+ * Whether table entry `index` still matches its parent manifest entry (type, mode, mtime,
+ * owner ids when the parent has them, a file's size, a symlink's target), read from the columns
+ * (no entry object is made).
+ */
+function sameEntry(table: EntryTable, index: number, before: ManifestEntry): boolean {
+  if (
+    table.types[index] !== TYPE_CODES[before.type] || table.modes[index] !== before.mode ||
+    table.mtimes[index] !== before.mtimeMs
+  ) {
     return false;
   }
-  if (before.uid !== undefined && (now.uid !== before.uid || now.gid !== before.gid)) return false;
-  if (now.type === "file" && before.type === "file") return now.sizeBytes === before.sizeBytes;
-  if (now.type === "symlink" && before.type === "symlink") return now.target === before.target;
-  return now.type === "dir";
+  if (before.uid !== undefined) {
+    const uid = table.uids[index];
+    if (uid === NO_OWNER || uid !== before.uid || table.gids[index] !== before.gid) return false;
+  }
+  if (before.type === "file") return table.sizes[index] === before.sizeBytes;
+  if (before.type === "symlink") return table.targets.get(index) === before.target;
+  return true;
 }
 
 /** Whether two xattr records hold the same names and values. */
@@ -113,8 +123,7 @@ export class ParentMerge {
     }
     const index = this.#cursor++;
     this.#matched[index] = 1;
-    const now = table.source(index);
-    if (!sameEntry(now, before)) return true;
+    if (!sameEntry(table, index, before)) return true;
     if (before.type === "dir" && !sameXattrs(table.extras.get(index)?.xattrs, before.xattrs)) {
       return true;
     }

@@ -75,6 +75,29 @@ Deno.test("planSnapshot() detects changes in size, mtime, mode, type and symlink
   assert.deepEqual(plan.unchanged.map((e) => e.path), ["same"]);
 });
 
+Deno.test("planSnapshot() detects a change of owner ids, and ignores them when the parent has none", () => {
+  const owned = (path: string, uid?: number, gid?: number): SourceEntry => ({
+    ...file(path, 1),
+    ...(uid === undefined ? {} : { uid, gid }),
+  });
+  const first = snapshot(1, [
+    owned("gid", 1, 1),
+    owned("none", undefined),
+    owned("same", 1, 1),
+    owned("uid", 1, 1),
+    owned("unknown", 1, 1),
+  ], null);
+  const plan = planSnapshot([
+    owned("gid", 1, 2),
+    owned("none", 5, 5),
+    owned("same", 1, 1),
+    owned("uid", 2, 1),
+    owned("unknown", undefined),
+  ], first);
+  assert.deepEqual(plan.changed.map((e) => e.path), ["gid", "uid", "unknown"]);
+  assert.deepEqual(plan.unchanged.map((e) => e.path), ["none", "same"]);
+});
+
 Deno.test("buildManifest() keeps unchanged data in the parent and lists deletions", () => {
   const first = snapshot(1, [dir("d"), file("d/keep", 5), file("d/gone", 5)], null);
   const second = snapshot(2, [dir("d"), file("d/keep", 5), file("d/new", 7)], first);
