@@ -9,6 +9,7 @@
  * by prune or consolidate, a record cut off or malformed) means no record, and the full check
  * runs as before. The archives themselves are checked against the disk either way. A missing
  * record (an older repository, a crash between the commit and the record) is the same.
+ * `restoreSnapshot` trusts a record the same way: with one, it skips its checking pass.
  *
  * @module
  */
@@ -40,6 +41,11 @@ export interface CheckedRecord {
   readonly entries: number;
   /** By archive id: the least size its members need (`ArchiveNeeds.toRecord`). */
   readonly archives: Readonly<Record<string, number>>;
+  /**
+   * Files whose member has no offset (kept from a version-1 parent: restored by name, in
+   * phases). Absent in records written before it was kept: a restore then checks in full.
+   */
+  readonly filesWithoutOffset?: number;
 }
 
 /**
@@ -69,7 +75,8 @@ function recordShape(value: unknown, id: string): CheckedRecord | undefined {
     record.id !== id || typeof manifest !== "object" || manifest === null ||
     typeof manifest.sha256 !== "string" || !SHA256_HEX.test(manifest.sha256) ||
     !count(manifest.bytes) || !count(record.entries) ||
-    typeof record.archives !== "object" || record.archives === null
+    typeof record.archives !== "object" || record.archives === null ||
+    (record.filesWithoutOffset !== undefined && !count(record.filesWithoutOffset))
   ) return undefined;
   for (const [archive, end] of Object.entries(record.archives)) {
     if (!SNAPSHOT_ID_PATTERN.test(archive) || !count(end)) return undefined;
@@ -99,18 +106,18 @@ export async function fileSha256(path: string): Promise<string> {
 }
 
 /**
- * The chain facts of a snapshot's manifest from its checked record, when the record is there,
- * well formed, and the manifest file still has the size and SHA-256 it names; else undefined
- * (the caller checks the manifest in full).
+ * A snapshot's checked record when it is there, well formed, and the manifest file still has
+ * the size and SHA-256 it names (every entry of the file was checked at its commit); else
+ * undefined (the caller checks the manifest in full).
  *
  * @param repo the repository
  * @param id the snapshot
- * @returns what the record vouches for, or undefined
+ * @returns the record that vouches for the manifest, or undefined
  */
-export async function recordedNeeds(
+export async function vouchingRecord(
   repo: Repository,
   id: string,
-): Promise<{ needs: ArchiveNeeds; entries: number } | undefined> {
+): Promise<CheckedRecord | undefined> {
   const path = repoPaths.checked(repo, id);
   try {
     const size = (await Deno.stat(path)).size;
@@ -120,8 +127,25 @@ export async function recordedNeeds(
     const manifestPath = repoPaths.manifest(repo, id);
     if ((await Deno.stat(manifestPath)).size !== record.manifest.bytes) return undefined;
     if ((await fileSha256(manifestPath)) !== record.manifest.sha256) return undefined;
-    return { needs: ArchiveNeeds.fromRecord(record.archives), entries: record.entries };
+    return record;
   } catch {
     return undefined; // no record, or one that cannot be read: the full check runs
   }
+}
+
+/**
+ * The chain facts of a snapshot's manifest from its checked record ({@link vouchingRecord}),
+ * or undefined (the caller checks the manifest in full).
+ *
+ * @param repo the repository
+ * @param id the snapshot
+ * @returns what the record vouches for, or undefined
+ */
+export async function recordedNeeds(
+  repo: Repository,
+  id: string,
+): Promise<{ needs: ArchiveNeeds; entries: number } | undefined> {
+  const record = await vouchingRecord(repo, id);
+  if (record === undefined) return undefined;
+  return { needs: ArchiveNeeds.fromRecord(record.archives), entries: record.entries };
 }

@@ -36,6 +36,7 @@ Deno.test("a committed backup leaves a record of its manifest's SHA-256, size, e
     assert.equal(record.manifest.sha256, await fileSha256(manifest));
     assert.equal(record.manifest.bytes, (await Deno.stat(manifest)).size);
     assert.equal(record.entries, 5, "the root's children: a, sub, and sub's three files");
+    assert.equal(record.filesWithoutOffset, 0, "every member written by this code is placed");
     assert.deepEqual(
       Object.keys(record.archives),
       [a, b],

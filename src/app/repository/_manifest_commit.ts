@@ -44,6 +44,8 @@ export interface ReceivedManifest {
   readonly checker: ManifestChecker;
   /** The archives its files read from (the chain facts of its checked record). */
   readonly needs: ArchiveNeeds;
+  /** Its files whose member has no offset (kept in its checked record). */
+  readonly filesWithoutOffset: number;
 }
 
 function refuse(writer: SnapshotWriter, message: string): RepositoryError {
@@ -68,6 +70,7 @@ export async function receiveManifestLines(
   const checker = new ManifestChecker();
   const counts = { entryCount: 0, fileCount: 0, deletedCount: 0 };
   const needs = new ArchiveNeeds();
+  let filesWithoutOffset = 0;
   try {
     for await (const line of lines) {
       const value: unknown = JSON.parse(line);
@@ -91,12 +94,13 @@ export async function receiveManifestLines(
         if (checked.value.type === "file") {
           counts.fileCount++;
           needs.add(checked.value);
+          if (checked.value.offset === undefined) filesWithoutOffset++;
         }
         await file.entry(line);
       }
     }
     if (file === undefined || head === undefined) throw refuse(writer, "it is empty");
-    return { file, head, counts, checker, needs };
+    return { file, head, counts, checker, needs, filesWithoutOffset };
   } catch (error) {
     await file?.abort();
     throw error instanceof SyntaxError ? refuse(writer, "a line is not JSON") : error;
@@ -133,6 +137,7 @@ export async function commitReceived(
     manifest: received.file.written,
     entries: received.counts.entryCount,
     archives: received.needs.toRecord(),
+    filesWithoutOffset: received.filesWithoutOffset,
   }).catch(() => {});
   return { ...committed, ...received.counts };
 }

@@ -1,9 +1,10 @@
 /**
  * Restores a snapshot into a target directory. Each file reads its bytes from the archive its
  * `data` reference names (the snapshot's own, an ancestor's, or one prune repacked), never by
- * following the parent chain, which forget may have cut. The manifest is read twice, a line at a
- * time: once to check it whole (every entry, the tree rule, the subpath) before anything is
- * written, then to restore entry by entry in path order: each directory before its entries,
+ * following the parent chain, which forget may have cut. The manifest is read a line at a
+ * time: first checked whole (every entry, the tree rule, the subpath) before anything is
+ * written, unless its checked record still vouches for it (then that pass is skipped, or reads
+ * the lines unchecked for a subpath); then read to restore entry by entry in path order: each directory before its entries,
  * each file from its member at the offset its manifest keeps (its SHA-256 checked before the
  * file gets its real name), symlinks and hard links in place, each directory's mode and times
  * set as soon as its subtree is done. Only paths from the checked manifest are written, never
@@ -38,6 +39,7 @@ import {
 } from "./repository.ts";
 import type { ArchiveReader } from "./_tar_member.ts";
 import { type RestoreHooks, TargetWriter } from "./_restore_target.ts";
+import { vouchingRecord } from "./_checked_record.ts";
 import { createHash } from "node:crypto";
 import { Yielder } from "../_file_side.ts";
 
@@ -322,8 +324,12 @@ function selector(subpath: string | undefined): (path: string) => boolean {
 
 /**
  * The checking pass: the whole manifest (every entry, the tree rule: `streamManifest`) and the
- * subpath present; nothing is written. A file's archive is not looked up here: one that is
- * missing or damaged fails that file alone, when it is read.
+ * subpath present; nothing is written. A manifest its checked record vouches for (unchanged
+ * since its commit checked every entry: `vouchingRecord`, as `chooseParent` trusts it) is not
+ * checked again: without a subpath the record holds all this pass finds (whether a file lacks
+ * its offset), so the manifest is not read here at all; with one, its lines are read unchecked
+ * for the subpath and the hard links it needs. A file's archive is not looked up here: one that
+ * is missing or damaged fails that file alone, when it is read.
  */
 async function checkRestore(
   repo: Repository,
@@ -334,21 +340,30 @@ async function checkRestore(
     const check = checkEntryPath(subpath);
     if (!check.ok) throw new RestoreError("bad-plan", check.message);
   }
+  const record = await vouchingRecord(repo, head.id);
+  const withoutOffset = record?.filesWithoutOffset;
+  if (subpath === undefined && withoutOffset !== undefined) {
+    return { phased: withoutOffset > 0, standInPrimaries: new Set() };
+  }
   const selected = selector(subpath);
   let phased = false;
   let found = subpath === undefined;
   const standInPrimaries = new Set<string>();
-  await streamManifest(repo, head.id, {
-    entry: (entry) => {
-      if (!selected(entry.path)) return;
-      if (entry.path === subpath) found = true;
-      if (entry.type !== "file") return;
-      if (entry.offset === undefined) phased = true;
-      if (entry.hardlink !== undefined && !selected(entry.hardlink)) {
-        standInPrimaries.add(entry.hardlink);
-      }
-    },
-  });
+  const entry = (entry: ManifestEntry) => {
+    if (!selected(entry.path)) return;
+    if (entry.path === subpath) found = true;
+    if (entry.type !== "file") return;
+    if (entry.offset === undefined) phased = true;
+    if (entry.hardlink !== undefined && !selected(entry.hardlink)) {
+      standInPrimaries.add(entry.hardlink);
+    }
+  };
+  if (record === undefined) await streamManifest(repo, head.id, { entry });
+  else {
+    // Vouched for: each line is only parsed (a record exists for the line layout alone).
+    const entryLine = (line: string) => entry(JSON.parse(line) as ManifestEntry);
+    await streamManifest(repo, head.id, { entryLine }, true);
+  }
   if (!found) {
     throw new RestoreError(
       "bad-plan",

@@ -5,6 +5,7 @@ import { runLocalBackup } from "../jobs/local_backup.ts";
 import { initRepository, repoPaths } from "./repository.ts";
 import { restoreSnapshot } from "./restore.ts";
 import { verifyRepository } from "./verify.ts";
+import { type CheckedRecord, fileSha256 } from "./_checked_record.ts";
 import { createdUnder, describeTree, withTempDir, writeFileWith } from "../_testing.ts";
 
 async function sampleTree(root: string): Promise<void> {
@@ -609,3 +610,126 @@ for (const native of [true, false]) {
     });
   });
 }
+
+/** A forged checked record: a record, its text as written, or undefined to leave it as it is. */
+type Forge = (matching: CheckedRecord) => CheckedRecord | string | undefined;
+
+/**
+ * Rewrites a snapshot's manifest with `edit`, and its checked record with what `forgeRecord`
+ * makes of the record naming the new file (undefined leaves the record naming the old one).
+ */
+async function tamperManifest(
+  repo: { path: string },
+  id: string,
+  edit: (text: string) => string,
+  forgeRecord: Forge,
+): Promise<void> {
+  const manifest = repoPaths.manifest(repo, id);
+  const before = await Deno.readTextFile(manifest);
+  const after = edit(before);
+  assert.notEqual(after, before, "the edit changes the manifest");
+  await Deno.writeTextFile(manifest, after);
+  const recordPath = repoPaths.checked(repo, id);
+  const record = JSON.parse(await Deno.readTextFile(recordPath)) as CheckedRecord;
+  const forged = forgeRecord({
+    ...record,
+    manifest: { sha256: await fileSha256(manifest), bytes: (await Deno.stat(manifest)).size },
+  });
+  if (forged === undefined) return;
+  await Deno.writeTextFile(
+    recordPath,
+    typeof forged === "string" ? forged : JSON.stringify(forged),
+  );
+}
+
+/** The sample tree's last entry in path order ("link") made invalid: a type no check allows. */
+const breakLastEntry = (text: string) => text.replace('"type":"symlink"', '"type":"socket"');
+
+Deno.test("a restore trusts a manifest that still matches its checked record: no checking pass reads it first", async () => {
+  await withTempDir(async (dir) => {
+    await sampleTree(`${dir}/src`);
+    const { snapshot } = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const repo = { path: `${dir}/repo` };
+    // A forged record vouches for a broken manifest: only the restore pass's own check of each
+    // entry it reads finds the break, after the entries before it in path order are restored.
+    // A record written before it counted files without offsets vouches as well (it is read).
+    await tamperManifest(repo, snapshot, breakLastEntry, (record) => record);
+    const older = JSON.parse(await Deno.readTextFile(repoPaths.checked(repo, snapshot)));
+    delete older.filesWithoutOffset;
+    const records = [
+      await Deno.readTextFile(repoPaths.checked(repo, snapshot)),
+      JSON.stringify(older),
+    ];
+    for (
+      const [round, path] of [[0, undefined], [0, "docs"], [1, undefined], [1, "docs"]] as const
+    ) {
+      await Deno.writeTextFile(repoPaths.checked(repo, snapshot), records[round]!);
+      const target = `${dir}/out-${round}-${path ?? "all"}`;
+      await assert.rejects(
+        restoreSnapshot({ repo: repo.path, snapshot, target, path }),
+        /corrupt|type: expected file, dir or symlink/,
+      );
+      assert.equal(await Deno.readTextFile(`${target}/docs/report.md`), "# report\n");
+    }
+  });
+});
+
+Deno.test("a tampered manifest without a matching checked record is refused before anything is written", async () => {
+  await withTempDir(async (dir) => {
+    await sampleTree(`${dir}/src`);
+    const { snapshot } = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const repo = { path: `${dir}/repo` };
+    const records: Array<[string, Forge]> = [
+      ["stale", () => undefined],
+      ["wrong hash", (r) => ({ ...r, manifest: { ...r.manifest, sha256: "0".repeat(64) } })],
+      [
+        "cut off (the last round: it is read as a record no more)",
+        (r) => JSON.stringify(r).slice(0, 40),
+      ],
+    ];
+    for (const [name, forge] of records) {
+      await tamperManifest(
+        repo,
+        snapshot,
+        (t) => t.replace(/"type":"symlink"/, '"type":"fifo"'),
+        forge,
+      );
+      await Deno.mkdir(`${dir}/out`, { recursive: true });
+      for (const path of [undefined, "docs"]) {
+        await assert.rejects(
+          restoreSnapshot({ repo: repo.path, snapshot, target: `${dir}/out`, path }),
+          /type: expected file, dir or symlink/,
+          name,
+        );
+        assert.deepEqual([...Deno.readDirSync(`${dir}/out`)], [], `${name}: nothing written`);
+      }
+      // The next round tampers again (its edit needs a symlink line).
+      await Deno.writeTextFile(
+        repoPaths.manifest(repo, snapshot),
+        (await Deno.readTextFile(repoPaths.manifest(repo, snapshot))).replace(
+          '"fifo"',
+          '"symlink"',
+        ),
+      );
+    }
+  });
+});
+
+Deno.test("a manifest whose record counts files without offsets is restored in phases, by name", async () => {
+  await withTempDir(async (dir) => {
+    await sampleTree(`${dir}/src`);
+    const { snapshot } = await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    const repo = { path: `${dir}/repo` };
+    const record = JSON.parse(await Deno.readTextFile(repoPaths.checked(repo, snapshot)));
+    assert.equal(record.filesWithoutOffset, 0, "a fresh backup places every member");
+    // As an incremental over a version-1 parent: a file kept without its member's offset.
+    await tamperManifest(
+      repo,
+      snapshot,
+      (text) => text.replace(/("path":"docs\/report.md".*?),"offset":\d+/, "$1"),
+      (r) => ({ ...r, filesWithoutOffset: 1 }),
+    );
+    await restoreSnapshot({ repo: repo.path, snapshot, target: `${dir}/out` });
+    assert.deepEqual(await describeTree(`${dir}/out`), await describeTree(`${dir}/src`));
+  });
+});
