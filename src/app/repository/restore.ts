@@ -4,8 +4,8 @@
  * following the parent chain, which forget may have cut. The manifest is read a line at a
  * time: first checked whole (every entry, the tree rule, the subpath) before anything is
  * written, unless its checked record still vouches for it (then that pass is skipped, or reads
- * the lines unchecked for a subpath); then read to restore entry by entry in path order: each directory before its entries,
- * each file from its member at the offset its manifest keeps (its SHA-256 checked before the
+ * the lines unchecked for a subpath); then read to restore entry by entry in path order: each
+ * directory before its entries, each file from its member at the offset its manifest keeps (its SHA-256 checked before the
  * file gets its real name), symlinks and hard links in place, each directory's mode and times
  * set as soon as its subtree is done. Only paths from the checked manifest are written, never
  * through a symlink, never outside the target. A file that cannot be restored (a damaged member,
