@@ -48,6 +48,25 @@ const listenerOf = (ctx: StpContext, listener: BlockRef): number | undefined => 
   return live ? word : undefined;
 };
 
+/** Why a listener found earlier no longer counts: closed (or its block reused), or a lapsed lease. */
+function goneReason(ctx: StpContext, listener: BlockRef): string {
+  const word = loadField(ctx, listener.index, F.state);
+  if (stateOf(word) !== BlockState.listening || genOf(word) !== listener.gen) {
+    return "the listener closed while the connect queued";
+  }
+  return `the listener's host ${ownerOf(word)} holds no lease (lapsed or fenced)`;
+}
+
+/** The owner of a listening block at (stg, port) whose host lease has lapsed, if any. */
+function lapsedOwner(ctx: StpContext, stg: StgLayout, port: number): number | undefined {
+  const occupant = portOccupant(ctx, stg, port);
+  if (!occupant.ok || occupant.value === undefined) return undefined;
+  const word = loadField(ctx, occupant.value, F.state);
+  if (stateOf(word) !== BlockState.listening) return undefined;
+  const owner = ownerOf(word);
+  return hostAlive(ctx.memory, ctx.layout, owner, ctx.nowMs) ? undefined : owner;
+}
+
 /** Takes a connector out of the queue (`connecting`/`refused` -> `bound`); false if it moved on. */
 function* withdraw(ctx: StpContext, ref: BlockRef): Step<boolean> {
   const word = loadField(ctx, ref.index, F.state);
@@ -160,7 +179,11 @@ export function* startConnect(
   if (!found.ok) return found;
   const listener = found.value;
   if (listener === undefined) {
-    return fail("ECONNREFUSED", `nobody listens on stg ${stgId} port ${port}`);
+    const lapsed = lapsedOwner(ctx, stg, port);
+    const why = lapsed === undefined
+      ? ""
+      : ` (the listener's host ${lapsed} holds no lease: lapsed or fenced)`;
+    return fail("ECONNREFUSED", `nobody listens on stg ${stgId} port ${port}${why}`);
   }
   const ticket = ctx.memory.add(fieldIndex(ctx, listener.index, F.ticket), 1);
   storeField(ctx, ref.index, F.targetIndex, listener.index);
@@ -171,13 +194,17 @@ export function* startConnect(
     return fail("ECONNRESET", `control block ${ref.index} was reclaimed during connect`);
   }
   const backlog = backlogOf(ctx, listener);
-  if (
-    !backlog.ok || listenerOf(ctx, listener) === undefined ||
-    queuedAhead(ctx, listener, ticket, ref.index) >= backlog.value
-  ) {
+  const ahead = queuedAhead(ctx, listener, ticket, ref.index);
+  const gone = listenerOf(ctx, listener) === undefined;
+  if (!backlog.ok || gone || ahead >= backlog.value) {
     yield* withdraw(ctx, ref);
     if (!backlog.ok) return backlog;
-    return fail("ECONNREFUSED", `stg ${stgId} port ${port} refused: not listening or backlog full`);
+    const why = gone
+      ? goneReason(ctx, listener)
+      : `backlog full (${ahead} connect${
+        ahead === 1 ? "" : "s"
+      } queued ahead, backlog ${backlog.value})`;
+    return fail("ECONNREFUSED", `stg ${stgId} port ${port} refused: ${why}`);
   }
   ringDoorbell(ctx, listener.index);
   return ok({ listener });

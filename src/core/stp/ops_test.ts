@@ -98,6 +98,35 @@ Deno.test("connect is refused without a listener and when the backlog is full", 
   assert.equal(!full.ok && full.code, "ECONNREFUSED");
 });
 
+Deno.test("a refused connect says which refusal it met: nobody listening, backlog full, listener gone, or its host's lease run out", () => {
+  const { a, b } = region();
+  const lone = value(runSteps(ops.allocate(b, 0)));
+  const nobody = runSteps(ops.connect(b, lone, 7, 81));
+  assert.match(!nobody.ok ? nobody.message : "", /nobody listens on stg 7 port 81/);
+  const server = listener(a, 80, 1);
+  value(runSteps(ops.connect(b, lone, 7, 80)));
+  const second = value(runSteps(ops.allocate(b, 0)));
+  const full = runSteps(ops.connect(b, second, 7, 80));
+  assert.match(
+    !full.ok ? full.message : "",
+    /stg 7 port 80 refused: backlog full \(1 connect queued ahead, backlog 1\)/,
+  );
+  const closing = ops.connect(b, second, 7, 80);
+  closing.next();
+  value(runSteps(ops.close(a, server)));
+  const gone = runSteps(closing);
+  assert.match(
+    !gone.ok ? gone.message : "",
+    /stg 7 port 80 refused: the listener closed while the connect queued/,
+  );
+  listener(a, 82, 2);
+  const expired = runSteps(ops.connect({ ...b, nowMs: 1000 + CONFIG.leaseMs + 1 }, second, 7, 82));
+  assert.match(
+    !expired.ok ? expired.message : "",
+    /nobody listens on stg 7 port 82 \(the listener's host 1 holds no lease: lapsed or fenced\)/,
+  );
+});
+
 Deno.test("accept reports ENOBUFS when the STG has no ring space left", () => {
   const { a, b } = region({
     ...CONFIG,
