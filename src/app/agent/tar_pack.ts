@@ -162,7 +162,7 @@ class Stager extends PackStage {
   /** Free space of the current buffer, handing it to the sink first when it is full. */
   async room(): Promise<Uint8Array> {
     if (this.#used === this.#buffer().length) await this.flush();
-    return this.#buffer().subarray(this.#used);
+    return this.roomNow();
   }
 
   /** The current buffer's free space (empty when full; the buffer is never in flight). */

@@ -182,23 +182,24 @@ export class EntryTable {
     const dir = parentPath(entry.path);
     const parent = dir === "" ? -1 : this.#dirIndex.get(dir);
     invariant(parent !== undefined, `entry ${entry.path}: its directory comes first`);
-    this.parents[index] = parent;
-    this.names.push(name ?? (dir === "" ? entry.path : entry.path.slice(dir.length + 1)));
-    if (entry.type === "dir") {
-      this.#dirPaths.set(index, entry.path);
-      this.#dirIndex.set(entry.path, index);
-    }
-    this.types[index] = TYPE_CODES[entry.type];
-    this.modes[index] = entry.mode;
-    this.mtimes[index] = entry.mtimeMs;
-    this.sizes[index] = entry.type === "file" ? entry.sizeBytes : 0;
-    this.uids[index] = entry.uid ?? NO_OWNER;
-    this.gids[index] = entry.gid ?? NO_OWNER;
-    this.devs[index] = entry.dev ?? -1;
-    this.inos[index] = entry.ino ?? -1;
-    this.nlinks[index] = entry.type === "file" ? Math.min(nlink, 255) : 1;
-    this.offsets[index] = -1;
-    if (entry.type === "symlink") this.targets.set(index, entry.target);
+    this.#put(
+      index,
+      parent,
+      name ?? (dir === "" ? entry.path : entry.path.slice(dir.length + 1)),
+      entry.type,
+      entry.type === "dir" ? entry.path : undefined,
+      {
+        mode: entry.mode,
+        mtimeMs: entry.mtimeMs,
+        size: entry.type === "file" ? entry.sizeBytes : 0,
+        uid: entry.uid ?? NO_OWNER,
+        gid: entry.gid ?? NO_OWNER,
+        dev: entry.dev ?? -1,
+        ino: entry.ino ?? -1,
+        nlink,
+      },
+      entry.type === "symlink" ? entry.target : undefined,
+    );
     if (entry.type === "file" && entry.linkKey !== undefined) {
       this.#linkKeys.set(index, entry.linkKey);
       this.nlinks[index] = Math.max(2, nlink);
@@ -238,12 +239,34 @@ export class EntryTable {
     invariant((type === "symlink") === (target !== undefined), `entry ${name}: symlink target`);
     this.#lastPath = undefined;
     if (index === this.#capacity) this.#grow();
+    const dirPath = type !== "dir"
+      ? undefined
+      : parent < 0
+      ? name
+      : `${this.#dirPaths.get(parent)}/${name}`;
+    this.#put(index, parent, name, type, dirPath, stat, target);
+    this.#count++;
+    return index;
+  }
+
+  /**
+   * Writes entry `index`'s columns (the caller checked order and parent, grew the table, and
+   * counts the entry).
+   */
+  #put(
+    index: number,
+    parent: number,
+    name: string,
+    type: SourceEntry["type"],
+    dirPath: string | undefined,
+    stat: WalkedStat,
+    target: string | undefined,
+  ): void {
     this.parents[index] = parent;
     this.names.push(name);
-    if (type === "dir") {
-      const path = parent < 0 ? name : `${this.#dirPaths.get(parent)}/${name}`;
-      this.#dirPaths.set(index, path);
-      this.#dirIndex.set(path, index);
+    if (dirPath !== undefined) {
+      this.#dirPaths.set(index, dirPath);
+      this.#dirIndex.set(dirPath, index);
     }
     this.types[index] = TYPE_CODES[type];
     this.modes[index] = stat.mode;
@@ -256,8 +279,6 @@ export class EntryTable {
     this.nlinks[index] = type === "file" ? Math.min(stat.nlink, 255) : 1;
     this.offsets[index] = -1;
     if (target !== undefined) this.targets.set(index, target);
-    this.#count++;
-    return index;
   }
 
   /**
