@@ -194,8 +194,9 @@ export function* startConnect(
     return fail("ECONNRESET", `control block ${ref.index} was reclaimed during connect`);
   }
   const backlog = backlogOf(ctx, listener);
-  const ahead = queuedAhead(ctx, listener, ticket, ref.index);
-  const gone = listenerOf(ctx, listener) === undefined;
+  const gone = backlog.ok && listenerOf(ctx, listener) === undefined;
+  // The queue is scanned only for a live listener with a backlog, as before the reasons split.
+  const ahead = !backlog.ok || gone ? 0 : queuedAhead(ctx, listener, ticket, ref.index);
   if (!backlog.ok || gone || ahead >= backlog.value) {
     yield* withdraw(ctx, ref);
     if (!backlog.ok) return backlog;
