@@ -21,34 +21,32 @@
  */
 
 import fc from "fast-check";
-import { defineProperty, type Suite } from "./_suite.ts";
-import { delay } from "./session_machine_suite.ts";
+import type { Suite } from "./_suite.ts";
 import type {
   RestoreClientAction,
   RestoreClientEvent,
   RestoreClientRecord,
 } from "../src/core/session/restore_client_machine.ts";
 import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
+import {
+  delay,
+  failMachine as fail,
+  MACHINE_TIMES as TIMES,
+  MachineHarness,
+  type MachineModel,
+  type MachineUnderTest,
+  newMachineModel,
+} from "./_machine_harness.ts";
 
 /** The machine under test, as the suite drives it. */
-export interface RestoreClientUnderTest {
-  readonly state: string;
-  readonly ended: boolean;
-  handle(event: RestoreClientEvent): RestoreClientAction[];
-}
+export type RestoreClientUnderTest = MachineUnderTest<RestoreClientEvent, RestoreClientAction>;
 
-const TIMES: SessionTimes = { keepaliveMs: 100, peerSilentMs: 1_000 };
 /** The plan: each archive and how many of its members the writer asks for. */
 const PLAN: Readonly<Record<string, number>> = { a1: 2, a2: 1 };
-const DRAIN_STEPS_MAX = 80;
 
 type Owed = "manifest" | "archive-wanted" | "written" | "restored";
 
-interface Model {
-  nowMs: number;
-  lastHeardMs: number;
-  lastKeepaliveMs: number;
-  machine: RestoreClientUnderTest;
+interface Model extends MachineModel<RestoreClientEvent, RestoreClientAction> {
   /** What the pump owes the machine. */
   owed: Set<Owed>;
   begun: string | undefined;
@@ -62,36 +60,16 @@ interface Model {
   memberEnded: boolean;
   skipping: boolean;
   sentEnd: boolean;
-  ended: boolean;
-  path: string[];
 }
 
-function fail(model: Model, text: string): never {
-  throw new Error(`${text}\n  after: ${model.path.slice(-20).join(" ; ")}`);
-}
-
-function step(model: Model, event: Unstamped<RestoreClientEvent>): void {
-  const live = !model.ended;
-  const actions = model.machine.handle({ ...event, atMs: model.nowMs } as RestoreClientEvent);
-  const kinds = actions.map((a) => a.type);
-  model.path.push(`${JSON.stringify(event)}@${model.nowMs} -> [${kinds.join(",")}]`);
-  if (!live && actions.length > 0) fail(model, "actions after the end");
-  if (!live) return;
-  if (event.type === "message" || event.type === "heard" || event.type === "record") {
-    model.lastHeardMs = model.nowMs;
-  }
-  if (event.type === "tick") checkTick(model, kinds);
+/** The suite's checks of one event and the actions it gave. */
+function observeStep(
+  model: Model,
+  event: Unstamped<RestoreClientEvent>,
+  actions: readonly RestoreClientAction[],
+): void {
   observe(model, event);
   for (const action of actions) apply(model, action, event);
-  if (model.ended !== model.machine.ended) fail(model, "end states disagree");
-}
-
-function checkTick(model: Model, kinds: string[]): void {
-  if (model.nowMs - model.lastHeardMs >= TIMES.peerSilentMs) {
-    if (!kinds.includes("failed")) fail(model, "a silent server did not fail the restore");
-  } else if (
-    model.nowMs - model.lastKeepaliveMs >= TIMES.keepaliveMs && !kinds.includes("send-keepalive")
-  ) fail(model, `no keepalive ${TIMES.keepaliveMs} ms after the last one`);
 }
 
 /** What the event tells the model, whatever the machine does with it. */
@@ -138,16 +116,9 @@ function apply(model: Model, action: RestoreClientAction, event: Unstamped<Resto
     case "send-end":
       model.sentEnd = true;
       return;
-    case "send-keepalive":
-      model.lastKeepaliveMs = model.nowMs;
-      return;
     case "done":
       if (!model.sentEnd) fail(model, "done before the end request went out");
       if (action.snapshotId !== model.begun) fail(model, `done with ${action.snapshotId}`);
-      model.ended = true;
-      return;
-    case "failed":
-      model.ended = true;
       return;
   }
 }
@@ -183,24 +154,14 @@ function opened(model: Model, index: number, event: Unstamped<RestoreClientEvent
   model.memberEnded = false;
 }
 
-class ClientCommand implements fc.Command<Model, Model> {
-  constructor(
-    readonly label: string,
-    readonly delayMs: number,
-    readonly make: (model: Model) => Unstamped<RestoreClientEvent> | undefined,
-  ) {}
-  check(model: Readonly<Model>): boolean {
-    return !model.ended && this.make(model as Model) !== undefined;
-  }
-  run(model: Model): void {
-    model.nowMs += this.delayMs;
-    model.path.push(this.toString());
-    step(model, this.make(model)!);
-  }
-  toString(): string {
-    return `${this.label}+${this.delayMs}ms`;
-  }
-}
+const harness = new MachineHarness<Model, RestoreClientEvent, RestoreClientAction>({
+  heard: ["message", "heard", "record"],
+  silenceAction: "failed",
+  silenceFailure: "a silent server did not fail the restore",
+  drainStepsMax: 80,
+  observe: observeStep,
+  healed: (model) => healed(model),
+});
 
 const MESSAGES: Record<string, Record<string, unknown>> = {
   "begin(s1)": { type: "restore-begin", snapshot: "s1" },
@@ -220,11 +181,9 @@ const RECORDS: readonly RestoreClientRecord[] = [
   { kind: "archive-end" },
 ];
 
-function results(): fc.Arbitrary<ClientCommand>[] {
+function results(): fc.Arbitrary<ReturnType<typeof harness.command>>[] {
   const result = (owed: Owed, make: (model: Model) => Unstamped<RestoreClientEvent>) =>
-    delay.map((d) =>
-      new ClientCommand(owed, d, (model) => model.owed.has(owed) ? make(model) : undefined)
-    );
+    harness.delayed(owed, (model) => model.owed.has(owed) ? make(model) : undefined);
   return [
     // The manifest the pump joined: of the snapshot the first begin named, now and then another.
     fc.constantFrom("s1", "s1", "s1", "s2").chain((id) =>
@@ -245,54 +204,48 @@ function results(): fc.Arbitrary<ClientCommand>[] {
     ),
     result("restored", () => ({ type: "restored" })),
     // The writer refuses a file while its pieces still come.
-    delay.map((d) =>
-      new ClientCommand(
-        "refused mid-member",
-        d,
-        (model) =>
-          model.open !== undefined && !model.memberEnded && !model.skipping
-            ? { type: "write-failed", scope: "file", reason: "EACCES" }
-            : undefined,
-      )
+    harness.delayed(
+      "refused mid-member",
+      (model) =>
+        model.open !== undefined && !model.memberEnded && !model.skipping
+          ? { type: "write-failed", scope: "file", reason: "EACCES" }
+          : undefined,
     ),
   ];
 }
 
 /** The next step of a healthy server and pump (most draws: it takes runs deep into a restore). */
 const healthy = fc.integer({ min: 0, max: 60 }).map((d) =>
-  new ClientCommand("healthy next", d, (model) => healed(model))
+  harness.command("healthy next", d, (model) => healed(model))
 );
 
 const commands = [
   ...Array.from({ length: 8 }, () => healthy),
   fc.tuple(delay, fc.constantFrom(...Object.keys(MESSAGES))).map(([d, name]) =>
-    new ClientCommand(`message(${name})`, d, () => ({
+    harness.command(`message(${name})`, d, () => ({
       type: "message",
       message: MESSAGES[name] as { type: string },
     }))
   ),
   fc.tuple(delay, fc.constantFrom(...RECORDS)).map(([d, record]) =>
-    new ClientCommand(`record(${record.kind}${record.index ?? ""})`, d, () => ({
+    harness.command(`record(${record.kind}${record.index ?? ""})`, d, () => ({
       type: "record",
       record,
     }))
   ),
   // A server that names the member just past the ones asked for, while an archive streams.
-  delay.map((d) =>
-    new ClientCommand(
-      "record(head one past the plan)",
-      d,
-      (model) =>
-        model.archive !== undefined && model.open === undefined
-          ? { type: "record", record: { kind: "head", index: PLAN[model.archive]! } }
-          : undefined,
-    )
+  harness.delayed(
+    "record(head one past the plan)",
+    (model) =>
+      model.archive !== undefined && model.open === undefined
+        ? { type: "record", record: { kind: "head", index: PLAN[model.archive]! } }
+        : undefined,
   ),
   ...results(),
-  delay.map((d) => new ClientCommand("heard", d, () => ({ type: "heard" }))),
-  delay.map((d) => new ClientCommand("tick", d, () => ({ type: "tick" }))),
+  harness.delayed("heard", () => ({ type: "heard" })),
+  harness.delayed("tick", () => ({ type: "tick" })),
   fc.tuple(delay, fc.integer({ min: 0, max: 5 })).map(([d, draw]) =>
-    new ClientCommand(
+    harness.command(
       "failure",
       d,
       () =>
@@ -337,20 +290,6 @@ function healed(model: Model): Unstamped<RestoreClientEvent> | undefined {
     : { type: "record", record: { kind: "head", index: next } };
 }
 
-/** The link heals: the server streams what was asked and answers the end; the writer goes on. */
-function drain(model: Model): void {
-  for (let i = 0; i < DRAIN_STEPS_MAX && !model.ended; i++) {
-    model.nowMs += 1;
-    const event = healed(model);
-    if (event !== undefined) step(model, event);
-    else {
-      model.nowMs += TIMES.peerSilentMs;
-      step(model, { type: "tick" });
-    }
-  }
-  if (!model.ended) fail(model, `not ended after ${DRAIN_STEPS_MAX} drain steps`);
-}
-
 /**
  * The restore client machine suite.
  *
@@ -362,36 +301,23 @@ export function restoreClientMachineSuite(
   create: (times: SessionTimes, startMs: number) => RestoreClientUnderTest,
   name = "lanfree",
 ): Suite {
-  return {
-    name: `restore client session machine (${name})`,
-    properties: [
-      defineProperty(
-        "over a faulty server and link it asks for and writes only what the plan holds, each once, keeps time and always ends",
-        { numRuns: 300 },
-        () =>
-          fc.property(fc.commands(commands, { maxCommands: 60, size: "max" }), (cmds) => {
-            const model: Model = {
-              nowMs: 0,
-              lastHeardMs: 0,
-              lastKeepaliveMs: 0,
-              machine: create(TIMES, 0),
-              owed: new Set(),
-              begun: undefined,
-              manifestOf: undefined,
-              asked: new Set(),
-              archive: undefined,
-              named: new Set(),
-              open: undefined,
-              memberEnded: false,
-              skipping: false,
-              sentEnd: false,
-              ended: false,
-              path: [],
-            };
-            fc.modelRun(() => ({ model, real: model }), cmds);
-            drain(model);
-          }),
-      ),
-    ],
-  };
+  const newModel = (): Model => ({
+    ...newMachineModel(create(TIMES, 0)),
+    owed: new Set(),
+    begun: undefined,
+    manifestOf: undefined,
+    asked: new Set(),
+    archive: undefined,
+    named: new Set(),
+    open: undefined,
+    memberEnded: false,
+    skipping: false,
+    sentEnd: false,
+  });
+  return harness.suite(
+    `restore client session machine (${name})`,
+    "over a faulty server and link it asks for and writes only what the plan holds, each once, keeps time and always ends",
+    commands,
+    newModel,
+  );
 }

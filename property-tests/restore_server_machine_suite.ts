@@ -18,66 +18,49 @@
  */
 
 import fc from "fast-check";
-import { defineProperty, type Suite } from "./_suite.ts";
-import { delay } from "./session_machine_suite.ts";
+import type { Suite } from "./_suite.ts";
 import type {
   RestoreServerAction,
   RestoreServerEvent,
 } from "../src/core/session/restore_server_machine.ts";
 import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
+import {
+  delay,
+  failMachine as fail,
+  MACHINE_TIMES as TIMES,
+  MachineHarness,
+  type MachineModel,
+  type MachineUnderTest,
+  newMachineModel,
+} from "./_machine_harness.ts";
 
 /** The machine under test, as the suite drives it. */
-export interface RestoreServerUnderTest {
-  readonly state: string;
-  readonly ended: boolean;
-  handle(event: RestoreServerEvent): RestoreServerAction[];
-}
+export type RestoreServerUnderTest = MachineUnderTest<RestoreServerEvent, RestoreServerAction>;
 
-const TIMES: SessionTimes = { keepaliveMs: 100, peerSilentMs: 1_000 };
 const ARCHIVES = ["a1", "a2", "a3"] as const;
-const DRAIN_STEPS_MAX = 60;
 
-interface Model {
-  nowMs: number;
-  lastHeardMs: number;
-  lastKeepaliveMs: number;
-  machine: RestoreServerUnderTest;
+type Owed = "opened" | "manifest-sent" | "archive-sent";
+
+interface Model extends MachineModel<RestoreServerEvent, RestoreServerAction> {
   /** Results the pump owes the machine. */
-  owed: Set<"opened" | "manifest-sent" | "archive-sent">;
+  owed: Set<Owed>;
   manifestSent: boolean;
   streaming: boolean;
   served: Set<string>;
   /** A request joined and not yet served (`undefined`: none): its archive, `null` for the end. */
   waiting: string | null | undefined;
-  ended: boolean;
-  path: string[];
 }
 
-function fail(model: Model, text: string): never {
-  throw new Error(`${text}\n  after: ${model.path.slice(-20).join(" ; ")}`);
-}
-
-function step(model: Model, event: Unstamped<RestoreServerEvent>): void {
-  const live = !model.ended;
-  model.owed.delete(event.type as "opened");
-  const actions = model.machine.handle({ ...event, atMs: model.nowMs } as RestoreServerEvent);
-  const kinds = actions.map((a) => a.type);
-  model.path.push(`${JSON.stringify(event)}@${model.nowMs} -> [${kinds.join(",")}]`);
-  if (!live && actions.length > 0) fail(model, "actions after the end");
-  if (!live) return;
-  if (event.type === "message" || event.type === "heard") model.lastHeardMs = model.nowMs;
-  if (event.type === "tick") {
-    if (model.nowMs - model.lastHeardMs >= TIMES.peerSilentMs) {
-      if (!kinds.includes("failed")) fail(model, "a silent agent did not fail the restore");
-    } else if (
-      model.nowMs - model.lastKeepaliveMs >= TIMES.keepaliveMs && !kinds.includes("send-keepalive")
-    ) fail(model, `no keepalive ${TIMES.keepaliveMs} ms after the last one`);
-  }
+function observe(
+  model: Model,
+  event: Unstamped<RestoreServerEvent>,
+  actions: readonly RestoreServerAction[],
+): void {
+  model.owed.delete(event.type as Owed);
   if (event.type === "request") model.waiting = event.archive;
   if (event.type === "manifest-sent") model.manifestSent = true;
   if (event.type === "archive-sent") model.streaming = false;
   for (const action of actions) apply(model, action);
-  if (model.ended !== model.machine.ended) fail(model, "end states disagree");
 }
 
 function apply(model: Model, action: RestoreServerAction) {
@@ -98,37 +81,32 @@ function apply(model: Model, action: RestoreServerAction) {
       model.waiting = undefined;
       model.owed.add("archive-sent");
       return;
-    case "send-keepalive":
-      model.lastKeepaliveMs = model.nowMs;
-      return;
     case "done":
       if (model.waiting !== null) fail(model, "done without an end request");
-      model.ended = true;
-      return;
-    case "failed":
-      model.ended = true;
       return;
   }
 }
 
-class RestoreCommand implements fc.Command<Model, Model> {
-  constructor(
-    readonly label: string,
-    readonly delayMs: number,
-    readonly make: (model: Model) => Unstamped<RestoreServerEvent> | undefined,
-  ) {}
-  check(model: Readonly<Model>): boolean {
-    return !model.ended && this.make(model as Model) !== undefined;
-  }
-  run(model: Model): void {
-    model.nowMs += this.delayMs;
-    model.path.push(this.toString());
-    step(model, this.make(model)!);
-  }
-  toString(): string {
-    return `${this.label}+${this.delayMs}ms`;
-  }
+/** The pump's result for one owed request. */
+function owedEvent(owed: Owed): Unstamped<RestoreServerEvent> {
+  return owed === "opened" ? { type: "opened", archives: [...ARCHIVES] } : { type: owed };
 }
+
+/** The link heals: the pump gives what it owes, the agent asks for the end. */
+function healed(model: Model): Unstamped<RestoreServerEvent> | undefined {
+  const [owed] = model.owed;
+  if (owed !== undefined) return owedEvent(owed);
+  return model.waiting === undefined ? { type: "request", archive: null } : undefined;
+}
+
+const harness = new MachineHarness<Model, RestoreServerEvent, RestoreServerAction>({
+  heard: ["message", "heard"],
+  silenceAction: "failed",
+  silenceFailure: "a silent agent did not fail the restore",
+  drainStepsMax: 60,
+  observe,
+  healed,
+});
 
 const commands = [
   // A joined request: an archive of the snapshot, another one, or the end (`null`).
@@ -136,7 +114,7 @@ const commands = [
     fc.tuple(delay, fc.constantFrom<string | null>(...ARCHIVES, "elsewhere", null)).map((
       [d, archive],
     ) =>
-      new RestoreCommand(
+      harness.command(
         `request(${archive})`,
         d,
         // The pump joins one request at a time (a part while one waits fails the session).
@@ -151,7 +129,7 @@ const commands = [
       { weight: 1, arbitrary: fc.constantFrom("failed", "junk") },
     ),
   ).map(([d, type]) =>
-    new RestoreCommand(`message(${type})`, d, () => ({
+    harness.command(`message(${type})`, d, () => ({
       type: "message",
       message: type === "part"
         ? { type: "part", of: "members" }
@@ -160,42 +138,20 @@ const commands = [
         : { type },
     }))
   ),
-  delay.map((d) => new RestoreCommand("heard", d, () => ({ type: "heard" }))),
-  delay.map((d) => new RestoreCommand("tick", d, () => ({ type: "tick" }))),
+  harness.delayed("heard", () => ({ type: "heard" })),
+  harness.delayed("tick", () => ({ type: "tick" })),
   // The pump's results, each once it is owed (one command each: they are most of a session).
   ...(["opened", "manifest-sent", "archive-sent"] as const).map((owed) =>
-    delay.map((d) =>
-      new RestoreCommand(owed, d, (model) => {
-        if (!model.owed.has(owed)) return undefined;
-        return owed === "opened" ? { type: "opened", archives: [...ARCHIVES] } : { type: owed };
-      })
-    )
+    harness.delayed(owed, (model) => model.owed.has(owed) ? owedEvent(owed) : undefined)
   ),
   fc.tuple(delay, fc.integer({ min: 0, max: 5 })).map(([d, draw]) =>
-    new RestoreCommand(
+    harness.command(
       "failure",
       d,
       () => draw === 0 ? { type: "failure", reason: "socket broke" } : undefined,
     )
   ),
 ];
-
-/** The link heals: the pump gives what it owes, the agent asks for the end. */
-function drain(model: Model): void {
-  for (let i = 0; i < DRAIN_STEPS_MAX && !model.ended; i++) {
-    model.nowMs += 1;
-    const [owed] = model.owed;
-    if (owed !== undefined) {
-      model.owed.delete(owed);
-      step(model, owed === "opened" ? { type: "opened", archives: [...ARCHIVES] } : { type: owed });
-    } else if (model.waiting === undefined) step(model, { type: "request", archive: null });
-    else {
-      model.nowMs += TIMES.peerSilentMs;
-      step(model, { type: "tick" });
-    }
-  }
-  if (!model.ended) fail(model, `not ended after ${DRAIN_STEPS_MAX} drain steps`);
-}
 
 /**
  * The restore server machine suite.
@@ -208,31 +164,18 @@ export function restoreServerMachineSuite(
   create: (times: SessionTimes, startMs: number) => RestoreServerUnderTest,
   name = "lanfree",
 ): Suite {
-  return {
-    name: `restore server session machine (${name})`,
-    properties: [
-      defineProperty(
-        "over a faulty agent and link it streams each archive of the snapshot at most once, keeps time and always ends",
-        { numRuns: 300 },
-        () =>
-          fc.property(fc.commands(commands, { maxCommands: 60, size: "max" }), (cmds) => {
-            const model: Model = {
-              nowMs: 0,
-              lastHeardMs: 0,
-              lastKeepaliveMs: 0,
-              machine: create(TIMES, 0),
-              owed: new Set(["opened"]),
-              manifestSent: false,
-              streaming: false,
-              served: new Set(),
-              waiting: undefined,
-              ended: false,
-              path: [],
-            };
-            fc.modelRun(() => ({ model, real: model }), cmds);
-            drain(model);
-          }),
-      ),
-    ],
-  };
+  const newModel = (): Model => ({
+    ...newMachineModel(create(TIMES, 0)),
+    owed: new Set(["opened"]),
+    manifestSent: false,
+    streaming: false,
+    served: new Set(),
+    waiting: undefined,
+  });
+  return harness.suite(
+    `restore server session machine (${name})`,
+    "over a faulty agent and link it streams each archive of the snapshot at most once, keeps time and always ends",
+    commands,
+    newModel,
+  );
 }

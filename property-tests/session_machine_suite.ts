@@ -18,20 +18,28 @@
  */
 
 import fc from "fast-check";
-import { defineProperty, type Suite } from "./_suite.ts";
+import type { Suite } from "./_suite.ts";
 import type {
   BackupServerAction,
   BackupServerEvent,
   BackupServerMessage,
   BackupServerTimes,
 } from "../src/core/session/backup_server_machine.ts";
+import type { Unstamped } from "../src/core/session/session_clock.ts";
+import {
+  delay,
+  failMachine,
+  MACHINE_TIMES as TIMES,
+  MachineHarness,
+  type MachineModel,
+  type MachineUnderTest,
+  newMachineModel,
+} from "./_machine_harness.ts";
+
+export { delay } from "./_machine_harness.ts";
 
 /** The machine under test, as the suite drives it. */
-export interface ServerMachineUnderTest {
-  readonly state: string;
-  readonly ended: boolean;
-  handle(event: BackupServerEvent): BackupServerAction[];
-}
+export type ServerMachineUnderTest = MachineUnderTest<BackupServerEvent, BackupServerAction>;
 
 /** Makes a machine under test. */
 export type ServerMachineFactory = (
@@ -39,21 +47,15 @@ export type ServerMachineFactory = (
   startMs: number,
 ) => ServerMachineUnderTest;
 
-const TIMES: BackupServerTimes = { keepaliveMs: 100, peerSilentMs: 1_000 };
-/** Steps the drain may take to end a run (a bound, not a timing). */
-const DRAIN_STEPS_MAX = 50;
+type Owed = "opened" | "committed" | "client-report";
 
 /** What the suite knows of the run so far. */
-interface Model {
-  nowMs: number;
-  lastHeardMs: number;
-  lastSentMs: number;
+interface Model extends MachineModel<BackupServerEvent, BackupServerAction> {
   dataEnded: boolean;
   manifestWritten: boolean;
   aborted: boolean;
-  ended: boolean;
   /** Results the pump owes the machine (it asked for them). */
-  owed: Set<"opened" | "committed" | "client-report">;
+  owed: Set<Owed>;
   snapshotId: string;
   /** The snapshot opened (the pump's data channel runs). */
   opened: boolean;
@@ -61,46 +63,28 @@ interface Model {
   given: Set<string>;
 }
 
-type Real = { machine: ServerMachineUnderTest };
-
-/** Feeds one event and checks the actions against the model. */
-function step(model: Model, real: Real, event: BackupServerEvent): void {
-  const live = !model.ended && !model.aborted;
-  const committing = live && model.owed.has("committed");
-  const actions = real.machine.handle(event);
+/** Checks one event's actions against the model and notes what they ask for. */
+function observe(
+  model: Model,
+  event: Unstamped<BackupServerEvent>,
+  actions: readonly BackupServerAction[],
+): void {
   const kinds = actions.map((a) => a.type);
-  const where = `${event.type} at ${event.atMs} ms -> [${kinds.join(", ")}]`;
-  if (model.ended && actions.length > 0) throw new Error(`actions after the end: ${where}`);
-  if (event.type === "message" || event.type === "heard") model.lastHeardMs = event.atMs;
+  const fail = (text: string) => failMachine(model, text);
+  const committing = model.owed.has("committed") && !model.aborted;
   if (event.type === "data-end") model.dataEnded = true;
   if (event.type === "manifest-written") model.manifestWritten = true;
-  if (event.type !== "tick") model.owed.delete(event.type as "opened");
+  if (event.type !== "tick") model.owed.delete(event.type as Owed);
   if (event.type === "commit-failed") model.owed.delete("committed");
   if (event.type === "opened") model.opened = true;
   model.given.add(event.type);
   if (kinds.includes("commit") && !(model.dataEnded && model.manifestWritten)) {
-    throw new Error(
-      `committed with data ended ${model.dataEnded}, manifest written ${model.manifestWritten}: ${where}`,
-    );
+    fail(`committed with data ended ${model.dataEnded}, manifest written ${model.manifestWritten}`);
   }
-  if (kinds.includes("failed") && !model.aborted) throw new Error(`failed before abort: ${where}`);
+  if (kinds.includes("failed") && !model.aborted) fail("failed before abort");
   if (committing && event.type === "failure" && kinds.includes("abort")) {
-    throw new Error(`a broken channel failed a session that was committing: ${where}`);
+    fail("a broken channel failed a session that was committing");
   }
-  if (
-    event.type === "tick" && live && !committing &&
-    event.atMs - model.lastHeardMs >= TIMES.peerSilentMs
-  ) {
-    if (!kinds.includes("abort")) {
-      throw new Error(`a silent client did not fail the session: ${where}`);
-    }
-  } else if (
-    event.type === "tick" && live && event.atMs - model.lastSentMs >= TIMES.keepaliveMs &&
-    !kinds.includes("send-keepalive")
-  ) {
-    throw new Error(`no keepalive ${TIMES.keepaliveMs} ms after the last one: ${where}`);
-  }
-  if (kinds.includes("send-keepalive")) model.lastSentMs = event.atMs;
   if (kinds.includes("open")) model.owed.add("opened");
   if (kinds.includes("commit")) model.owed.add("committed");
   if (kinds.includes("await-client-report")) {
@@ -108,19 +92,42 @@ function step(model: Model, real: Real, event: BackupServerEvent): void {
     model.owed.clear(); // an aborted snapshot's results no longer come
     model.owed.add("client-report");
   }
-  if (kinds.includes("done") || kinds.includes("failed")) model.ended = true;
-  if (model.ended !== real.machine.ended) throw new Error(`end states disagree: ${where}`);
 }
 
 /** The pump's result for one owed request. */
-function owedEvent(model: Model, owed: string, atMs: number, reason?: string): BackupServerEvent {
-  if (owed === "opened") {
-    return { type: "opened", atMs, snapshotId: model.snapshotId, hasParent: true };
-  }
-  if (owed === "committed") return { type: "committed", atMs, snapshotId: model.snapshotId };
-  if (owed === "commit-failed") return { type: "commit-failed", atMs, reason: "disk full" };
-  return { type: "client-report", atMs, reason };
+function owedEvent(model: Model, owed: string, reason?: string): Unstamped<BackupServerEvent> {
+  if (owed === "opened") return { type: "opened", snapshotId: model.snapshotId, hasParent: true };
+  if (owed === "committed") return { type: "committed", snapshotId: model.snapshotId };
+  if (owed === "commit-failed") return { type: "commit-failed", reason: "disk full" };
+  return { type: "client-report", reason };
 }
+
+/**
+ * What a healed link and pump give next: the results asked for, then the data's and the
+ * manifest's ends once the snapshot is open.
+ */
+function healed(model: Model): Unstamped<BackupServerEvent> | undefined {
+  const [owed] = model.owed;
+  if (owed !== undefined) return owedEvent(model, owed);
+  const end = (["data-end", "manifest-written"] as const).find((type) =>
+    model.opened && !model.aborted && !model.given.has(type)
+  );
+  return end === undefined ? undefined : { type: end };
+}
+
+const harness = new MachineHarness<Model, BackupServerEvent, BackupServerAction>({
+  heard: ["message", "heard"],
+  silenceAction: "abort",
+  silenceFailure: "a silent client did not fail the session",
+  drainStepsMax: 50,
+  // An aborted session waits for the client's report; a committing one ignores silence.
+  timeRules: (model) => ({
+    keepalive: !model.aborted,
+    silence: !model.aborted && !model.owed.has("committed"),
+  }),
+  observe,
+  healed,
+});
 
 /** What the link delivers: mostly what a working client sends, now and then a faulty frame. */
 const message = fc.oneof(
@@ -151,101 +158,36 @@ const message = fc.oneof(
   },
 );
 
-/** One command: an event after `delayMs`, when the model allows it. */
-class EventCommand implements fc.Command<Model, Real> {
-  constructor(
-    readonly delayMs: number,
-    readonly make: (model: Model, atMs: number) => BackupServerEvent | undefined,
-    readonly label: string,
-  ) {}
-  check(model: Readonly<Model>): boolean {
-    return !model.ended && this.make(model as Model, model.nowMs + this.delayMs) !== undefined;
-  }
-  run(model: Model, real: Real): void {
-    model.nowMs += this.delayMs;
-    step(model, real, this.make(model, model.nowMs)!);
-  }
-  toString(): string {
-    return `${this.label}+${this.delayMs}ms`;
-  }
-}
-
-/**
- * Mostly short gaps, now and then one past the keepalive or the silence rule (of times with
- * `keepaliveMs` 100 and `peerSilentMs` 1 000; the restore server suite uses it too).
- */
-export const delay: fc.Arbitrary<number> = fc.oneof(
-  { weight: 6, arbitrary: fc.integer({ min: 0, max: 60 }) },
-  { weight: 2, arbitrary: fc.integer({ min: 61, max: 150 }) },
-  { weight: 1, arbitrary: fc.integer({ min: 900, max: 1_200 }) },
-);
-
 const messageCommand = fc.tuple(delay, message).map(([d, m]) =>
-  new EventCommand(d, (_, atMs) => ({ type: "message", atMs, message: m }), `message(${m.type})`)
+  harness.command(`message(${m.type})`, d, () => ({ type: "message", message: m }))
 );
 
 const commands = [
   messageCommand,
   messageCommand, // twice: the link's traffic is most of a session
-  delay.map((d) => new EventCommand(d, (_, atMs) => ({ type: "heard", atMs }), "heard")),
-  delay.map((d) => new EventCommand(d, (_, atMs) => ({ type: "tick", atMs }), "tick")),
+  harness.delayed("heard", () => ({ type: "heard" })),
+  harness.delayed("tick", () => ({ type: "tick" })),
   // The pump's own results come once each, and only after the snapshot opened.
   ...(["data-end", "manifest-written", "parent-sent"] as const).map((type) =>
-    delay.map((d) =>
-      new EventCommand(
-        d,
-        (model, atMs) => model.opened && !model.given.has(type) ? { type, atMs } : undefined,
-        type,
-      )
-    )
+    harness.delayed(type, (model) => model.opened && !model.given.has(type) ? { type } : undefined)
   ),
   // A socket or the repository fails now and then (one draw in four).
   fc.tuple(delay, fc.integer({ min: 0, max: 3 })).map(([d, draw]) =>
-    new EventCommand(
-      d,
-      (_, atMs) => draw === 0 ? { type: "failure", atMs, reason: "socket broke" } : undefined,
+    harness.command(
       "failure",
+      d,
+      () => draw === 0 ? { type: "failure", reason: "socket broke" } : undefined,
     )
   ),
   fc.tuple(delay, fc.constantFrom("opened", "committed", "commit-failed", "client-report")).map((
     [d, owed],
   ) =>
-    new EventCommand(
-      d,
-      (model, atMs) => {
-        const asked = owed === "commit-failed" ? "committed" : owed;
-        return model.owed.has(asked as "opened") ? owedEvent(model, owed, atMs, "c") : undefined;
-      },
-      owed,
-    )
+    harness.command(owed, d, (model) => {
+      const asked = owed === "commit-failed" ? "committed" : owed;
+      return model.owed.has(asked as Owed) ? owedEvent(model, owed, "c") : undefined;
+    })
   ),
 ];
-
-/**
- * Drives a run to its end: the link heals, so the pump gives what it owes (results asked for,
- * then the data's and the manifest's ends once the snapshot is open), else the clock runs past
- * the silence rule.
- */
-function drain(model: Model, real: Real): void {
-  for (let i = 0; i < DRAIN_STEPS_MAX && !model.ended; i++) {
-    model.nowMs += 1;
-    const [owed] = model.owed;
-    const end = (["data-end", "manifest-written"] as const).find((type) =>
-      model.opened && !model.aborted && !model.given.has(type)
-    );
-    let event: BackupServerEvent;
-    if (owed !== undefined) event = owedEvent(model, owed, model.nowMs);
-    else if (end !== undefined) event = { type: end, atMs: model.nowMs };
-    else {
-      model.nowMs += TIMES.peerSilentMs;
-      event = { type: "tick", atMs: model.nowMs };
-    }
-    step(model, real, event);
-  }
-  if (!model.ended) {
-    throw new Error(`not ended after ${DRAIN_STEPS_MAX} drain steps, in ${real.machine.state}`);
-  }
-}
 
 /**
  * The session machine suite.
@@ -255,32 +197,21 @@ function drain(model: Model, real: Real): void {
  * @returns the suite
  */
 export function sessionMachineSuite(create: ServerMachineFactory, name = "lanfree"): Suite {
-  return {
-    name: `backup server session machine (${name})`,
-    properties: [
-      defineProperty(
-        "over a lossy, reordering, faulting link it commits only when whole, keeps time and always ends",
-        { numRuns: 300 },
-        () =>
-          fc.property(fc.commands(commands, { maxCommands: 60 }), (cmds) => {
-            const model: Model = {
-              nowMs: 0,
-              lastHeardMs: 0,
-              lastSentMs: 0,
-              dataEnded: false,
-              manifestWritten: false,
-              aborted: false,
-              ended: false,
-              owed: new Set(),
-              snapshotId: "s1",
-              opened: false,
-              given: new Set(),
-            };
-            const real: Real = { machine: create(TIMES, 0) };
-            fc.modelRun(() => ({ model, real }), cmds);
-            drain(model, real);
-          }),
-      ),
-    ],
-  };
+  const newModel = (): Model => ({
+    ...newMachineModel(create(TIMES, 0)),
+    dataEnded: false,
+    manifestWritten: false,
+    aborted: false,
+    owed: new Set(),
+    snapshotId: "s1",
+    opened: false,
+    given: new Set(),
+  });
+  return harness.suite(
+    `backup server session machine (${name})`,
+    "over a lossy, reordering, faulting link it commits only when whole, keeps time and always ends",
+    commands,
+    newModel,
+    false,
+  );
 }
