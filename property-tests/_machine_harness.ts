@@ -199,22 +199,30 @@ export class MachineHarness<M extends MachineModel<E, A>, E extends { type: stri
     });
   }
 
+  /** Fails the run with the last steps of its path. */
+  fail(model: M, text: string): never {
+    return failMachine(model, text);
+  }
+
   /**
    * The suite of the one property, 300 runs unless the runner says otherwise.
    *
    * @param name names the suite and the implementation
    * @param property what must hold, as a sentence
    * @param commands the suite's commands
-   * @param newModel a fresh model (with a fresh machine)
+   * @param create makes the machine under test (with {@link MACHINE_TIMES}, from 0 ms)
+   * @param fields the suite's own fields of a fresh model
    * @param sizeMax whether `fc.commands` draws up to `maxCommands` (`size: "max"`)
    */
   suite(
     name: string,
     property: string,
     commands: fc.Arbitrary<MachineCommand<M, E, A>>[],
-    newModel: () => M,
+    create: (times: SessionTimes, startMs: number) => MachineUnderTest<E, A>,
+    fields: () => Omit<M, keyof MachineModel<E, A>>,
     sizeMax = true,
   ): Suite {
+    const newModel = () => ({ ...newMachineModel(create(MACHINE_TIMES, 0)), ...fields() }) as M;
     return {
       name,
       properties: [

@@ -30,12 +30,9 @@ import type {
 import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
 import {
   delay,
-  failMachine as fail,
-  MACHINE_TIMES as TIMES,
   MachineHarness,
   type MachineModel,
   type MachineUnderTest,
-  newMachineModel,
 } from "./_machine_harness.ts";
 
 /** The machine under test, as the suite drives it. */
@@ -60,6 +57,10 @@ interface Model extends MachineModel<RestoreClientEvent, RestoreClientAction> {
   memberEnded: boolean;
   skipping: boolean;
   sentEnd: boolean;
+}
+
+function fail(model: Model, text: string): never {
+  return harness.fail(model, text);
 }
 
 /** The suite's checks of one event and the actions it gave. */
@@ -301,23 +302,22 @@ export function restoreClientMachineSuite(
   create: (times: SessionTimes, startMs: number) => RestoreClientUnderTest,
   name = "lanfree",
 ): Suite {
-  const newModel = (): Model => ({
-    ...newMachineModel(create(TIMES, 0)),
-    owed: new Set(),
-    begun: undefined,
-    manifestOf: undefined,
-    asked: new Set(),
-    archive: undefined,
-    named: new Set(),
-    open: undefined,
-    memberEnded: false,
-    skipping: false,
-    sentEnd: false,
-  });
   return harness.suite(
     `restore client session machine (${name})`,
     "over a faulty server and link it asks for and writes only what the plan holds, each once, keeps time and always ends",
     commands,
-    newModel,
+    create,
+    () => ({
+      owed: new Set(),
+      begun: undefined,
+      manifestOf: undefined,
+      asked: new Set(),
+      archive: undefined,
+      named: new Set(),
+      open: undefined,
+      memberEnded: false,
+      skipping: false,
+      sentEnd: false,
+    }),
   );
 }

@@ -26,14 +26,21 @@
  * restore machines that is the `failed` action itself (the job's tell carries it), so the model
  * sends it there and checks every failed side took that action.
  *
- * The suite takes both machines as arguments, so a mutant of either can be run through it.
+ * Both machines are arguments, so a mutant of either can be run through the suite. It runs on the
+ * pair harness (`_pair_harness.ts`) it shares with the backup pair; the restore's frames, pumps,
+ * faults and the order a healed link gives things in are its own.
  *
  * @module
  */
 
 import fc from "fast-check";
-import { defineProperty, type Suite } from "./_suite.ts";
-import type { PairedMachine } from "./session_pair_suite.ts";
+import type { Suite } from "./_suite.ts";
+import {
+  type MachinePair,
+  type MachinePairWorld,
+  newPairWorld,
+  PairHarness,
+} from "./_pair_harness.ts";
 import type {
   RestoreServerAction,
   RestoreServerEvent,
@@ -43,36 +50,22 @@ import type {
   RestoreClientEvent,
   RestoreClientRecord,
 } from "../src/core/session/restore_client_machine.ts";
-import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
+import type { Unstamped } from "../src/core/session/session_clock.ts";
 import {
   type Channel,
-  CHANNELS,
-  checkPairEnd,
-  checkPairTick,
-  failPair as fail,
-  linkFaults,
   type LinkFrame,
-  newSideModel,
-  PAIR_DRAIN_STEPS_MAX as DRAIN_STEPS_MAX,
-  PAIR_TIMES as TIMES,
   PairCommand,
-  type PairWorld,
   sendFrame as send,
   type Side,
-  SIDES,
 } from "./_pair_link.ts";
 
 /** Makes the two machines under test. */
-export interface RestorePairFactories {
-  client(
-    times: SessionTimes,
-    startMs: number,
-  ): PairedMachine<RestoreClientEvent, RestoreClientAction>;
-  server(
-    times: SessionTimes,
-    startMs: number,
-  ): PairedMachine<RestoreServerEvent, RestoreServerAction>;
-}
+export type RestorePairFactories = MachinePair<
+  RestoreClientEvent,
+  RestoreClientAction,
+  RestoreServerEvent,
+  RestoreServerAction
+>;
 
 /** The snapshot's archives and how many members of each the agent's writer asks for. */
 const PLAN: Readonly<Record<string, number>> = { a1: 2, a2: 1 };
@@ -87,9 +80,14 @@ interface Frame extends LinkFrame {
 type ClientOwed = "manifest" | "archive-wanted" | "written" | "restored";
 type ServerOwed = "opened" | "manifest-sent" | "archive-sent";
 
-interface World extends PairWorld<Frame> {
-  client: PairedMachine<RestoreClientEvent, RestoreClientAction>;
-  server: PairedMachine<RestoreServerEvent, RestoreServerAction>;
+interface World extends
+  MachinePairWorld<
+    Frame,
+    RestoreClientEvent,
+    RestoreClientAction,
+    RestoreServerEvent,
+    RestoreServerAction
+  > {
   clientOwed: Set<ClientOwed>;
   serverOwed: Set<ServerOwed>;
   /** Archives the writer asked for so far, and the member the client has open. */
@@ -106,12 +104,8 @@ interface World extends PairWorld<Frame> {
 }
 
 function newWorld(factories: RestorePairFactories): World {
-  const side = newSideModel;
   return {
-    nowMs: 0,
-    client: factories.client(TIMES, 0),
-    server: factories.server(TIMES, 0),
-    frames: [],
+    ...newPairWorld(factories),
     clientOwed: new Set(),
     serverOwed: new Set(["opened"]),
     wanted: [],
@@ -121,36 +115,11 @@ function newWorld(factories: RestorePairFactories): World {
     unreadable: new Set(),
     readFails: false,
     refuse: undefined,
-    broken: false,
-    breakOwed: new Set(),
-    faults: [],
-    sides: { client: side(), server: side() },
-    path: [],
   };
 }
 
 function control(world: World, to: Side, message: Record<string, unknown>): void {
   send(world, { to, channel: "control", what: String(message.type), message });
-}
-
-function feedClient(world: World, event: Unstamped<RestoreClientEvent>): void {
-  const live = !world.client.ended;
-  const actions = world.client.handle({ ...event, atMs: world.nowMs } as RestoreClientEvent);
-  const kinds = actions.map((a) => a.type);
-  world.path.push(`client ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
-  if (event.type === "tick") checkPairTick(world, "client", kinds, live, true, "failed");
-  if (event.type === "message" || event.type === "heard" || event.type === "record") {
-    world.sides.client.lastHeardMs = world.nowMs;
-  }
-  for (const action of actions) clientAction(world, action);
-  if (world.sides.client.outcome === "done") {
-    if (world.sides.server.outcome !== "done") {
-      fail(world, "the client is done while the server is not");
-    }
-    if (world.sides.client.snapshotId !== world.sides.server.snapshotId) {
-      fail(world, "the client is done with another snapshot than the server sent");
-    }
-  }
 }
 
 function clientAction(world: World, action: RestoreClientAction): void {
@@ -180,9 +149,6 @@ function clientAction(world: World, action: RestoreClientAction): void {
     case "send-end":
       control(world, "server", { type: "progress" });
       return control(world, "server", { type: "part", of: "members", archive: null });
-    case "send-keepalive":
-      model.lastKeepaliveMs = world.nowMs;
-      return send(world, { to: "server", channel: "keepalive", what: "keepalive" });
     case "abort":
       world.clientOwed.clear();
       return;
@@ -202,18 +168,6 @@ function clientAction(world: World, action: RestoreClientAction): void {
 function wantNext(world: World): void {
   const left = world.wanted.length < Object.keys(PLAN).length;
   world.clientOwed.add(left ? "archive-wanted" : "restored");
-}
-
-function feedServer(world: World, event: Unstamped<RestoreServerEvent>): void {
-  const live = !world.server.ended;
-  const actions = world.server.handle({ ...event, atMs: world.nowMs } as RestoreServerEvent);
-  const kinds = actions.map((a) => a.type);
-  world.path.push(`server ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
-  if (event.type === "tick") checkPairTick(world, "server", kinds, live, true, "failed");
-  if (event.type === "message" || event.type === "heard") {
-    world.sides.server.lastHeardMs = world.nowMs;
-  }
-  for (const action of actions) serverAction(world, action, event);
 }
 
 function serverAction(
@@ -238,9 +192,6 @@ function serverAction(
       world.streaming = action.archive;
       world.serverOwed.add("archive-sent");
       return;
-    case "send-keepalive":
-      model.lastKeepaliveMs = world.nowMs;
-      return send(world, { to: "client", channel: "keepalive", what: "keepalive" });
     case "send-restore-done":
       return control(world, "client", { type: "restore-done", snapshot: SNAPSHOT });
     case "done":
@@ -286,27 +237,19 @@ function reads(world: World, to: Side, channel: Channel): boolean {
   return world.reading && !world.clientOwed.has("written");
 }
 
-/** Delivers the oldest frame of `channel` toward `to`, if there is one and it is read now. */
-function deliver(world: World, to: Side, channel: Channel): void {
-  if (!reads(world, to, channel)) return;
-  const index = world.frames.findIndex((f) => f.to === to && f.channel === channel);
-  if (index < 0) return;
-  const [frame] = world.frames.splice(index, 1);
-  if (to === "client") {
-    if (frame!.channel === "keepalive") feedClient(world, { type: "heard" });
-    else if (frame!.channel === "error") {
-      feedClient(world, { type: "server-report", reason: "the server failed" });
-    } else if (frame!.channel === "data") {
-      if (frame!.record!.kind === "end" && world.open !== undefined && world.refuse === "mid") {
-        world.refuse = undefined;
-        feedClient(world, { type: "write-failed", scope: "file", reason: "EACCES" });
-      }
-      feedClient(world, { type: "record", record: frame!.record! });
-    } else feedClient(world, { type: "message", message: frame!.message as { type: string } });
-    return;
+/** What a frame does on arrival (keepalives and the server's report are the harness's). */
+function receive(world: World, frame: Frame): void {
+  if (frame.to === "server") {
+    return feedServer(world, { type: "message", message: frame.message as { type: string } });
   }
-  if (frame!.channel === "keepalive") feedServer(world, { type: "heard" });
-  else feedServer(world, { type: "message", message: frame!.message as { type: string } });
+  if (frame.channel !== "data") {
+    return feedClient(world, { type: "message", message: frame.message as { type: string } });
+  }
+  if (frame.record!.kind === "end" && world.open !== undefined && world.refuse === "mid") {
+    world.refuse = undefined;
+    feedClient(world, { type: "write-failed", scope: "file", reason: "EACCES" });
+  }
+  feedClient(world, { type: "record", record: frame.record! });
 }
 
 function clientCanGive(world: World, owed: ClientOwed): boolean {
@@ -351,49 +294,34 @@ function giveServer(world: World, owed: ServerOwed): void {
   feedServer(world, { type: owed });
 }
 
-function tick(world: World, delayMs: number): void {
-  world.nowMs += delayMs;
-  if (!world.client.ended) feedClient(world, { type: "tick" });
-  if (!world.server.ended) feedServer(world, { type: "tick" });
-}
-
-function breakNotice(world: World, side: Side): void {
-  world.breakOwed.delete(side);
-  const failure = { type: "failure", reason: "connection reset" } as const;
-  if (side === "client") feedClient(world, failure);
-  else feedServer(world, failure);
-}
-
 const CLIENT_OWED: readonly ClientOwed[] = ["manifest", "archive-wanted", "written", "restored"];
 const SERVER_OWED: readonly ServerOwed[] = ["opened", "manifest-sent", "archive-sent"];
 
-function healthyCommands() {
-  return [
-    fc.tuple(fc.constantFrom(...SIDES), fc.constantFrom(...CHANNELS)).map(([to, channel]) =>
-      new PairCommand<World>(
-        `deliver ${channel} to ${to}`,
-        (w) => reads(w, to, channel) && w.frames.some((f) => f.to === to && f.channel === channel),
-        (w) => deliver(w, to, channel),
-      )
-    ),
-    fc.constantFrom(...CLIENT_OWED).map((owed) =>
-      new PairCommand<World>(
-        `client pump: ${owed}`,
-        (w) => clientCanGive(w, owed),
-        (w) => giveClient(w, owed),
-      )
-    ),
-    fc.constantFrom(...SERVER_OWED).map((owed) =>
-      new PairCommand<World>(
-        `server pump: ${owed}`,
-        (w) => serverCanGive(w, owed),
-        (w) => giveServer(w, owed),
-      )
-    ),
-    fc.integer({ min: 1, max: 20 }).map((d) =>
-      new PairCommand<World>(`tick+${d}ms`, () => true, (w) => tick(w, d))
-    ),
-  ];
+const harness = new PairHarness<
+  World,
+  RestoreClientEvent,
+  RestoreClientAction,
+  RestoreServerEvent,
+  RestoreServerAction,
+  ClientOwed,
+  ServerOwed
+>({
+  client: { heard: ["message", "heard", "record"], silenceAction: "failed", apply: clientAction },
+  server: { heard: ["message", "heard"], silenceAction: "failed", apply: serverAction },
+  clientPump: { owed: CLIENT_OWED, canGive: clientCanGive, give: giveClient },
+  serverPump: { owed: SERVER_OWED, canGive: serverCanGive, give: giveServer },
+  serverSnapshotVerb: "sent",
+  reads,
+  receive,
+  healedStep,
+});
+
+function feedClient(world: World, event: Unstamped<RestoreClientEvent>): void {
+  harness.feedClient(world, event);
+}
+
+function feedServer(world: World, event: Unstamped<RestoreServerEvent>): void {
+  harness.feedServer(world, event);
 }
 
 /** Faults that leave the session whole: the restore ends incomplete, both sides done. */
@@ -419,7 +347,7 @@ function benignFaults() {
 
 function faultCommands() {
   return [
-    ...linkFaults<World>(tick, breakNotice),
+    ...harness.linkFaults(),
     fc.constant(
       new PairCommand<World>("the server's reads fail", (w) => !w.readFails, (w) => {
         w.readFails = true;
@@ -429,62 +357,29 @@ function faultCommands() {
 }
 
 function commands(faults: boolean) {
-  const healthy = healthyCommands();
+  const healthy = harness.healthyCommands();
   const benign = [...healthy, ...healthy, ...healthy, ...benignFaults()];
   if (!faults) return benign;
   return [...benign, ...benign, ...faultCommands()]; // faults are about one draw in eight
 }
 
-/** The link heals: everything in flight arrives, the pumps give what they owe, the clock runs. */
-function drain(world: World, picks: readonly number[]): void {
-  for (let step = 0; step < DRAIN_STEPS_MAX; step++) {
-    if (world.client.ended && world.server.ended) return;
-    const [side] = world.breakOwed;
-    if (side !== undefined) {
-      breakNotice(world, side);
-      continue;
-    }
-    // Channels race each other: which delivers first is drawn.
-    const ready = CHANNELS.flatMap((c) =>
-      SIDES.filter((to) =>
-        reads(world, to, c) && world.frames.some((f) => f.to === to && f.channel === c)
-      ).map((to) => [to, c] as const)
-    );
-    const pick = picks[step % picks.length]!;
-    if (ready.length > 0) {
-      const [to, channel] = ready[pick % ready.length]!;
-      deliver(world, to, channel);
-      continue;
-    }
-    const client = CLIENT_OWED.find((o) => clientCanGive(world, o));
-    if (client !== undefined) {
-      giveClient(world, client);
-      continue;
-    }
-    const server = SERVER_OWED.find((o) => serverCanGive(world, o));
-    if (server !== undefined) {
-      giveServer(world, server);
-      continue;
-    }
-    tick(world, TIMES.keepaliveMs / 2);
+/**
+ * One step of the healed link: a channel delivers (channels race: which is drawn), else the
+ * client's pump gives what it owes, else the server's.
+ */
+function healedStep(world: World, pick: number): boolean {
+  const ready = harness.readyChannels(world);
+  if (ready.length > 0) {
+    const [to, channel] = ready[pick % ready.length]!;
+    harness.deliver(world, to, channel);
+    return true;
   }
-  fail(
-    world,
-    `not ended after ${DRAIN_STEPS_MAX} drain steps: client ${world.client.state}, server ${world.server.state}`,
-  );
+  return harness.giveFirst(world, harness.spec.clientPump) ||
+    harness.giveFirst(world, harness.spec.serverPump);
 }
 
 function property(factories: RestorePairFactories, faults: boolean) {
-  return fc.property(
-    fc.array(fc.nat({ max: 7 }), { minLength: 1, maxLength: 8 }),
-    fc.commands(commands(faults), { maxCommands: 80, size: "max" }),
-    (picks, cmds) => {
-      const world = newWorld(factories);
-      fc.modelRun(() => ({ model: world, real: world }), cmds);
-      drain(world, picks);
-      checkPairEnd(world);
-    },
-  );
+  return harness.property(commands(faults), 7, () => newWorld(factories));
 }
 
 /**
@@ -495,19 +390,10 @@ function property(factories: RestorePairFactories, faults: boolean) {
  * @returns the suite
  */
 export function restorePairSuite(factories: RestorePairFactories, name = "lanfree"): Suite {
-  return {
-    name: `restore client and server machines as a pair (${name})`,
-    properties: [
-      defineProperty(
-        "over a healthy link both sides of a restore end done, keeping time as stated",
-        { numRuns: 200 },
-        () => property(factories, false),
-      ),
-      defineProperty(
-        "over a breaking, stalling, reordering link with failing reads every restore ends, agreeing or with the done server's agent gone",
-        { numRuns: 300 },
-        () => property(factories, true),
-      ),
-    ],
-  };
+  return harness.suite(
+    `restore client and server machines as a pair (${name})`,
+    "over a healthy link both sides of a restore end done, keeping time as stated",
+    "over a breaking, stalling, reordering link with failing reads every restore ends, agreeing or with the done server's agent gone",
+    (faults) => property(factories, faults),
+  );
 }

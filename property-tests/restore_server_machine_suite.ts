@@ -26,12 +26,9 @@ import type {
 import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
 import {
   delay,
-  failMachine as fail,
-  MACHINE_TIMES as TIMES,
   MachineHarness,
   type MachineModel,
   type MachineUnderTest,
-  newMachineModel,
 } from "./_machine_harness.ts";
 
 /** The machine under test, as the suite drives it. */
@@ -49,6 +46,10 @@ interface Model extends MachineModel<RestoreServerEvent, RestoreServerAction> {
   served: Set<string>;
   /** A request joined and not yet served (`undefined`: none): its archive, `null` for the end. */
   waiting: string | null | undefined;
+}
+
+function fail(model: Model, text: string): never {
+  return harness.fail(model, text);
 }
 
 function observe(
@@ -164,18 +165,17 @@ export function restoreServerMachineSuite(
   create: (times: SessionTimes, startMs: number) => RestoreServerUnderTest,
   name = "lanfree",
 ): Suite {
-  const newModel = (): Model => ({
-    ...newMachineModel(create(TIMES, 0)),
-    owed: new Set(["opened"]),
-    manifestSent: false,
-    streaming: false,
-    served: new Set(),
-    waiting: undefined,
-  });
   return harness.suite(
     `restore server session machine (${name})`,
     "over a faulty agent and link it streams each archive of the snapshot at most once, keeps time and always ends",
     commands,
-    newModel,
+    create,
+    () => ({
+      owed: new Set(["opened"]),
+      manifestSent: false,
+      streaming: false,
+      served: new Set(),
+      waiting: undefined,
+    }),
   );
 }

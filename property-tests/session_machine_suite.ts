@@ -28,12 +28,9 @@ import type {
 import type { Unstamped } from "../src/core/session/session_clock.ts";
 import {
   delay,
-  failMachine,
-  MACHINE_TIMES as TIMES,
   MachineHarness,
   type MachineModel,
   type MachineUnderTest,
-  newMachineModel,
 } from "./_machine_harness.ts";
 
 export { delay } from "./_machine_harness.ts";
@@ -70,7 +67,7 @@ function observe(
   actions: readonly BackupServerAction[],
 ): void {
   const kinds = actions.map((a) => a.type);
-  const fail = (text: string) => failMachine(model, text);
+  const fail = (text: string) => harness.fail(model, text);
   const committing = model.owed.has("committed") && !model.aborted;
   if (event.type === "data-end") model.dataEnded = true;
   if (event.type === "manifest-written") model.manifestWritten = true;
@@ -197,21 +194,20 @@ const commands = [
  * @returns the suite
  */
 export function sessionMachineSuite(create: ServerMachineFactory, name = "lanfree"): Suite {
-  const newModel = (): Model => ({
-    ...newMachineModel(create(TIMES, 0)),
-    dataEnded: false,
-    manifestWritten: false,
-    aborted: false,
-    owed: new Set(),
-    snapshotId: "s1",
-    opened: false,
-    given: new Set(),
-  });
   return harness.suite(
     `backup server session machine (${name})`,
     "over a lossy, reordering, faulting link it commits only when whole, keeps time and always ends",
     commands,
-    newModel,
+    create,
+    () => ({
+      dataEnded: false,
+      manifestWritten: false,
+      aborted: false,
+      owed: new Set(),
+      snapshotId: "s1",
+      opened: false,
+      given: new Set(),
+    }),
     false,
   );
 }

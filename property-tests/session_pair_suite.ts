@@ -19,13 +19,23 @@
  * that made a side give up): its peer's channels are dead. A run with no fault ends with both
  * done.
  *
- * The suite takes both machines as arguments, so a mutant of either can be run through it.
+ * The suite takes both machines as arguments, so a mutant of either can be run through it. What
+ * both pair suites share (feeding a side, the tick and end rules, the common commands, the drain)
+ * is the harness of `_pair_harness.ts`; this file holds the backup pair's own frames, pumps and
+ * faults.
  *
  * @module
  */
 
 import fc from "fast-check";
-import { defineProperty, type Suite } from "./_suite.ts";
+import type { Suite } from "./_suite.ts";
+import {
+  type MachinePair,
+  type MachinePairWorld,
+  newPairWorld,
+  type PairedMachine,
+  PairHarness,
+} from "./_pair_harness.ts";
 import type {
   BackupServerAction,
   BackupServerEvent,
@@ -34,43 +44,18 @@ import type {
   BackupClientAction,
   BackupClientEvent,
 } from "../src/core/session/backup_client_machine.ts";
-import type { SessionTimes, Unstamped } from "../src/core/session/session_clock.ts";
-import {
-  type Channel,
-  CHANNELS,
-  checkPairEnd,
-  checkPairTick,
-  failPair as fail,
-  linkFaults,
-  type LinkFrame,
-  newSideModel,
-  PAIR_DRAIN_STEPS_MAX as DRAIN_STEPS_MAX,
-  PAIR_TIMES as TIMES,
-  PairCommand,
-  type PairWorld,
-  sendFrame as send,
-  type Side,
-  SIDES,
-} from "./_pair_link.ts";
+import type { Unstamped } from "../src/core/session/session_clock.ts";
+import { type LinkFrame, PairCommand, sendFrame as send } from "./_pair_link.ts";
 
-/** A machine as the suite drives it. */
-export interface PairedMachine<E, A> {
-  readonly state: string;
-  readonly ended: boolean;
-  handle(event: E): A[];
-}
+export type { PairedMachine };
 
 /** Makes the two machines under test. */
-export interface PairFactories {
-  client(
-    times: SessionTimes,
-    startMs: number,
-  ): PairedMachine<BackupClientEvent, BackupClientAction>;
-  server(
-    times: SessionTimes,
-    startMs: number,
-  ): PairedMachine<BackupServerEvent, BackupServerAction>;
-}
+export type PairFactories = MachinePair<
+  BackupClientEvent,
+  BackupClientAction,
+  BackupServerEvent,
+  BackupServerAction
+>;
 
 /** A frame in flight toward `to`. */
 interface Frame extends LinkFrame {
@@ -81,9 +66,14 @@ interface Frame extends LinkFrame {
 type ClientOwed = "identified" | "prepared" | "sent";
 type ServerOwed = "opened" | "parent-sent" | "manifest-written" | "committed" | "client-report";
 
-interface World extends PairWorld<Frame> {
-  client: PairedMachine<BackupClientEvent, BackupClientAction>;
-  server: PairedMachine<BackupServerEvent, BackupServerAction>;
+interface World extends
+  MachinePairWorld<
+    Frame,
+    BackupClientEvent,
+    BackupClientAction,
+    BackupServerEvent,
+    BackupServerAction
+  > {
   clientOwed: Set<ClientOwed>;
   serverOwed: Set<ServerOwed>;
   /** The client must take the parent's last part before it can be prepared. */
@@ -98,12 +88,8 @@ interface World extends PairWorld<Frame> {
 }
 
 function newWorld(factories: PairFactories, hasParent: boolean): World {
-  const side = newSideModel;
   return {
-    nowMs: 0,
-    client: factories.client(TIMES, 0),
-    server: factories.server(TIMES, 0),
-    frames: [],
+    ...newPairWorld(factories),
     clientOwed: new Set(["identified"]),
     serverOwed: new Set(),
     parentPending: false,
@@ -111,32 +97,7 @@ function newWorld(factories: PairFactories, hasParent: boolean): World {
     serverStopped: false,
     clientReason: undefined,
     reportWaitUntilMs: undefined,
-    broken: false,
-    breakOwed: new Set(),
-    faults: [],
-    sides: { client: side(), server: side() },
-    path: [],
   };
-}
-
-function feedClient(world: World, event: Unstamped<BackupClientEvent>): void {
-  const live = !world.client.ended;
-  const actions = world.client.handle({ ...event, atMs: world.nowMs } as BackupClientEvent);
-  const kinds = actions.map((a) => a.type);
-  world.path.push(`client ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
-  if (event.type === "tick") checkPairTick(world, "client", kinds, live, true, "abort");
-  if (event.type === "message" || event.type === "heard") {
-    world.sides.client.lastHeardMs = world.nowMs;
-  }
-  for (const action of actions) clientAction(world, action);
-  if (world.sides.client.outcome === "done") {
-    if (world.sides.server.outcome !== "done") {
-      fail(world, "the client is done while the server is not");
-    }
-    if (world.sides.client.snapshotId !== world.sides.server.snapshotId) {
-      fail(world, "the client is done with another snapshot than the server committed");
-    }
-  }
 }
 
 function clientAction(world: World, action: BackupClientAction): void {
@@ -159,9 +120,6 @@ function clientAction(world: World, action: BackupClientAction): void {
     case "pack-and-send":
       world.clientOwed.add("sent");
       return;
-    case "send-keepalive":
-      model.lastKeepaliveMs = world.nowMs;
-      return send(world, { to: "server", channel: "keepalive", what: "keepalive" });
     case "abort":
       world.clientOwed.clear();
       return;
@@ -176,21 +134,6 @@ function clientAction(world: World, action: BackupClientAction): void {
       model.outcome = "failed";
       return;
   }
-}
-
-function feedServer(world: World, event: Unstamped<BackupServerEvent>): void {
-  const live = !world.server.ended && !world.serverOwed.has("client-report");
-  const committing = world.serverOwed.has("committed");
-  const actions = world.server.handle({ ...event, atMs: world.nowMs } as BackupServerEvent);
-  const kinds = actions.map((a) => a.type);
-  world.path.push(`server ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
-  if (event.type === "tick") {
-    checkPairTick(world, "server", kinds, live, !committing, "abort");
-  }
-  if (event.type === "message" || event.type === "heard") {
-    world.sides.server.lastHeardMs = world.nowMs;
-  }
-  for (const action of actions) serverAction(world, action);
 }
 
 function serverAction(world: World, action: BackupServerAction): void {
@@ -231,9 +174,6 @@ function serverAction(world: World, action: BackupServerAction): void {
         what: "committed",
         message: { type: "committed", snapshotId: action.snapshotId },
       });
-    case "send-keepalive":
-      model.lastKeepaliveMs = world.nowMs;
-      return send(world, { to: "client", channel: "keepalive", what: "keepalive" });
     case "abort":
       world.serverOwed.clear();
       return;
@@ -253,29 +193,18 @@ function serverAction(world: World, action: BackupServerAction): void {
   }
 }
 
-/** Delivers the oldest frame of `channel` toward `to`, if there is one. */
-function deliver(world: World, to: Side, channel: Channel): boolean {
-  const index = world.frames.findIndex((f) => f.to === to && f.channel === channel);
-  if (index < 0) return false;
-  const [frame] = world.frames.splice(index, 1);
-  if (to === "client") {
-    if (frame!.channel === "keepalive") feedClient(world, { type: "heard" });
-    else if (frame!.channel === "error") {
-      feedClient(world, { type: "server-report", reason: "the server failed" });
-    } else {
-      feedClient(world, { type: "message", message: frame!.message as { type: string } });
-    }
-    return true;
+/** What a frame does on arrival (keepalives and the server's report are the harness's). */
+function receive(world: World, frame: Frame): void {
+  if (frame.to === "client") {
+    return feedClient(world, { type: "message", message: frame.message as { type: string } });
   }
-  if (frame!.channel === "keepalive") feedServer(world, { type: "heard" });
-  else if (frame!.channel === "data") feedServer(world, { type: "data-end" });
-  else if (frame!.channel === "error") {
+  if (frame.channel === "data") feedServer(world, { type: "data-end" });
+  else if (frame.channel === "error") {
     world.clientReason = "the client failed";
     if (world.serverOwed.has("client-report")) giveServer(world, "client-report");
   } else if (!world.serverStopped) {
-    feedServer(world, { type: "message", message: frame!.message as { type: string } });
+    feedServer(world, { type: "message", message: frame.message as { type: string } });
   }
-  return true;
 }
 
 /** Whether the client's pump can give `owed` now. */
@@ -322,55 +251,55 @@ function giveServer(world: World, owed: ServerOwed, commitFails = false): void {
   feedServer(world, { type: owed });
 }
 
-function tick(world: World, delayMs: number): void {
-  world.nowMs += delayMs;
-  if (!world.client.ended) feedClient(world, { type: "tick" });
-  if (!world.server.ended) feedServer(world, { type: "tick" });
+const CLIENT_OWED: readonly ClientOwed[] = ["identified", "prepared", "sent"];
+const SERVER_OWED: readonly ServerOwed[] = [
+  "opened",
+  "parent-sent",
+  "manifest-written",
+  "committed",
+];
+
+const harness = new PairHarness<
+  World,
+  BackupClientEvent,
+  BackupClientAction,
+  BackupServerEvent,
+  BackupServerAction,
+  ClientOwed,
+  ServerOwed
+>({
+  client: { heard: ["message", "heard"], silenceAction: "abort", apply: clientAction },
+  server: {
+    heard: ["message", "heard"],
+    silenceAction: "abort",
+    // A server waiting for the client's report keeps no time; a committing one ignores silence.
+    live: (world) => !world.server.ended && !world.serverOwed.has("client-report"),
+    silenceFails: (world) => !world.serverOwed.has("committed"),
+    apply: serverAction,
+  },
+  clientPump: { owed: CLIENT_OWED, canGive: clientCanGive, give: giveClient },
+  serverPump: { owed: SERVER_OWED, canGive: serverCanGive, give: giveServer },
+  serverSnapshotVerb: "committed",
+  receive,
+  healedStep,
+});
+
+function feedClient(world: World, event: Unstamped<BackupClientEvent>): void {
+  harness.feedClient(world, event);
 }
 
-/** Gives each side its owed failure of a break. */
-function breakNotice(world: World, side: Side): void {
-  world.breakOwed.delete(side);
-  const failure = { type: "failure", reason: "connection reset" } as const;
-  if (side === "client") feedClient(world, failure);
-  else feedServer(world, failure);
+function feedServer(world: World, event: Unstamped<BackupServerEvent>): void {
+  harness.feedServer(world, event);
 }
 
 function commands(faults: boolean) {
-  const healthy = [
-    fc.tuple(fc.constantFrom(...SIDES), fc.constantFrom(...CHANNELS)).map(([to, channel]) =>
-      new PairCommand<World>(
-        `deliver ${channel} to ${to}`,
-        (w) => w.frames.some((f) => f.to === to && f.channel === channel),
-        (w) => void deliver(w, to, channel),
-      )
-    ),
-    fc.constantFrom<ClientOwed>("identified", "prepared", "sent").map((owed) =>
-      new PairCommand<World>(
-        `client pump: ${owed}`,
-        (w) => clientCanGive(w, owed),
-        (w) => giveClient(w, owed),
-      )
-    ),
-    fc.constantFrom<ServerOwed>("opened", "parent-sent", "manifest-written", "committed").map((
-      owed,
-    ) =>
-      new PairCommand<World>(
-        `server pump: ${owed}`,
-        (w) => serverCanGive(w, owed),
-        (w) => giveServer(w, owed),
-      )
-    ),
-    fc.integer({ min: 1, max: 20 }).map((d) =>
-      new PairCommand<World>(`tick+${d}ms`, () => true, (w) => tick(w, d))
-    ),
-  ];
+  const healthy = harness.healthyCommands();
   if (!faults) return healthy;
   return [
     ...healthy,
     ...healthy, // faults are one draw in three
     ...healthy,
-    ...linkFaults<World>(tick, breakNotice),
+    ...harness.linkFaults(),
     fc.constant(
       new PairCommand<World>(
         "the commit fails",
@@ -381,53 +310,30 @@ function commands(faults: boolean) {
   ];
 }
 
-/** The link heals: everything in flight arrives, the pumps give what they owe, the clock runs. */
-function drain(world: World, picks: readonly number[]): void {
-  for (let step = 0; step < DRAIN_STEPS_MAX; step++) {
-    if (world.client.ended && world.server.ended) return;
-    const [side] = world.breakOwed;
-    if (side !== undefined) {
-      breakNotice(world, side);
-      continue;
-    }
-    const frame = world.frames[0];
-    if (frame !== undefined) {
-      deliver(world, frame.to, frame.channel);
-      continue;
-    }
-    const client = (["identified", "prepared", "sent"] as const).find((o) =>
-      clientCanGive(world, o)
-    );
-    if (client !== undefined) {
-      giveClient(world, client);
-      continue;
-    }
-    // The pump's results race each other: which comes first is drawn.
-    const owed = ([...world.serverOwed] as ServerOwed[]).filter((o) => serverCanGive(world, o));
-    const server = owed[picks[step % picks.length]! % Math.max(1, owed.length)];
-    if (server !== undefined) {
-      giveServer(world, server);
-      continue;
-    }
-    tick(world, TIMES.keepaliveMs / 2);
+/**
+ * One step of the healed link: the oldest frame arrives, else the client's pump gives what it
+ * owes, else the server's pump gives one of its results (they race: which is drawn).
+ */
+function healedStep(world: World, pick: number): boolean {
+  const frame = world.frames[0];
+  if (frame !== undefined) {
+    harness.deliver(world, frame.to, frame.channel);
+    return true;
   }
-  fail(
-    world,
-    `not ended after ${DRAIN_STEPS_MAX} drain steps: client ${world.client.state}, server ${world.server.state}`,
-  );
+  if (harness.giveFirst(world, harness.spec.clientPump)) return true;
+  const owed = ([...world.serverOwed] as ServerOwed[]).filter((o) => serverCanGive(world, o));
+  const server = owed[pick % Math.max(1, owed.length)];
+  if (server === undefined) return false;
+  giveServer(world, server);
+  return true;
 }
 
 function property(factories: PairFactories, faults: boolean) {
-  return fc.property(
+  return harness.property(
+    commands(faults),
+    5,
+    (hasParent) => newWorld(factories, hasParent!),
     fc.boolean(),
-    fc.array(fc.nat({ max: 5 }), { minLength: 1, maxLength: 8 }),
-    fc.commands(commands(faults), { maxCommands: 80, size: "max" }),
-    (hasParent, picks, cmds) => {
-      const world = newWorld(factories, hasParent);
-      fc.modelRun(() => ({ model: world, real: world }), cmds);
-      drain(world, picks);
-      checkPairEnd(world);
-    },
   );
 }
 
@@ -439,19 +345,10 @@ function property(factories: PairFactories, faults: boolean) {
  * @returns the suite
  */
 export function sessionPairSuite(factories: PairFactories, name = "lanfree"): Suite {
-  return {
-    name: `backup client and server machines as a pair (${name})`,
-    properties: [
-      defineProperty(
-        "over a healthy link both sides end done, keeping time as stated",
-        { numRuns: 200 },
-        () => property(factories, false),
-      ),
-      defineProperty(
-        "over a breaking, stalling, reordering link every run ends, agreeing or with the done side's peer gone",
-        { numRuns: 300 },
-        () => property(factories, true),
-      ),
-    ],
-  };
+  return harness.suite(
+    `backup client and server machines as a pair (${name})`,
+    "over a healthy link both sides end done, keeping time as stated",
+    "over a breaking, stalling, reordering link every run ends, agreeing or with the done side's peer gone",
+    (faults) => property(factories, faults),
+  );
 }
