@@ -5,30 +5,44 @@ import { AT_FDCWD, close, O, openAt, readDirNames, readLinkAt } from "../src/ada
 
 const SCRIPT = new URL("./restore.ts", import.meta.url).pathname;
 
+/** The restore CLI with `args`, as `deno task restore` runs it; its output `piped` or not. */
+async function restoreCommand(args: string[], io: "piped" | "null"): Promise<Deno.Command> {
+  const flags = await taskFlags("restore");
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...flags, SCRIPT, ...args],
+    stdout: io,
+    stderr: io,
+  });
+}
+
 async function cli(...args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...await taskFlags("restore"), SCRIPT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const output = await (await restoreCommand(args, "piped")).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: output.code, out: text(output.stdout), err: text(output.stderr) };
 }
 
+/** The arguments that restore `snapshot` (the latest by default) of `repo` into `target`. */
+function restoreArgs(repo: string, target: string, snapshot = "latest"): string[] {
+  return ["--repo", repo, "--snapshot", snapshot, "--target", target];
+}
+
+/** Makes `${dir}/${source}` with `files` (name: content) and backs it up into `${dir}/repo`. */
+async function backedUp(
+  dir: string,
+  source: string,
+  files: Record<string, string | Uint8Array>,
+): Promise<void> {
+  await Deno.mkdir(`${dir}/${source}`);
+  for (const [name, content] of Object.entries(files)) {
+    await writeFileWith(`${dir}/${source}/${name}`, content);
+  }
+  await runLocalBackup({ source: `${dir}/${source}`, repo: `${dir}/repo` });
+}
+
 Deno.test("restore CLI restores the latest snapshot and prints a JSON summary", async () => {
   await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/src`);
-    await writeFileWith(`${dir}/src/a b`, "x");
-    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
-    const run = await cli(
-      "--repo",
-      `${dir}/repo`,
-      "--snapshot",
-      "latest",
-      "--target",
-      `${dir}/out`,
-      "--json",
-    );
+    await backedUp(dir, "src", { "a b": "x" });
+    const run = await cli(...restoreArgs(`${dir}/repo`, `${dir}/out`), "--json");
     assert.equal(run.code, 0, run.err);
     assert.equal(JSON.parse(run.out).files, 1);
     assert.deepEqual(await describeTree(`${dir}/out`), await describeTree(`${dir}/src`));
@@ -37,8 +51,7 @@ Deno.test("restore CLI restores the latest snapshot and prints a JSON summary", 
 
 Deno.test("restore CLI gives one clear line, no stack trace and a non-zero exit on bad input", async () => {
   await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/src`);
-    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
+    await backedUp(dir, "src", {});
     await Deno.mkdir(`${dir}/foreign`);
     await Deno.writeTextFile(
       `${dir}/foreign/lanfree-repository.json`,
@@ -49,38 +62,15 @@ Deno.test("restore CLI gives one clear line, no stack trace and a non-zero exit 
     const cases: Array<[string[], number, RegExp]> = [
       [["--bogus"], 2, /bogus/],
       [["--repo", `${dir}/repo`], 2, /missing --snapshot, --target/],
+      [restoreArgs(`${dir}/none`, `${dir}/t`), 1, /none does not exist/],
+      [restoreArgs(`${dir}/foreign`, `${dir}/t`), 1, /format borg/],
+      [restoreArgs(`${dir}/corrupt`, `${dir}/t`), 1, /not valid JSON/],
       [
-        ["--repo", `${dir}/none`, "--snapshot", "latest", "--target", `${dir}/t`],
-        1,
-        /none does not exist/,
-      ],
-      [
-        ["--repo", `${dir}/foreign`, "--snapshot", "latest", "--target", `${dir}/t`],
-        1,
-        /format borg/,
-      ],
-      [
-        ["--repo", `${dir}/corrupt`, "--snapshot", "latest", "--target", `${dir}/t`],
-        1,
-        /not valid JSON/,
-      ],
-      [
-        [
-          "--repo",
-          `${dir}/repo`,
-          "--snapshot",
-          "20000101T000000000Z-00000000",
-          "--target",
-          `${dir}/t`,
-        ],
+        restoreArgs(`${dir}/repo`, `${dir}/t`, "20000101T000000000Z-00000000"),
         1,
         /no snapshot 20000101T000000000Z-00000000/,
       ],
-      [
-        ["--repo", `${dir}/repo`, "--snapshot", "latest", "--target", `${dir}/src/..`],
-        1,
-        /not empty/,
-      ],
+      [restoreArgs(`${dir}/repo`, `${dir}/src/..`), 1, /not empty/],
     ];
     const before = await describeTree(`${dir}/repo`);
     for (const [args, code, message] of cases) {
@@ -122,26 +112,12 @@ function holdsFileBelow(pid: number, dir: string): boolean {
 
 Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no temporary under any name; a rerun completes it", async () => {
   await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/src`);
-    for (let i = 0; i < 6; i++) {
-      await writeFileWith(`${dir}/src/big${i}`, new Uint8Array(24 << 20).fill(i + 1));
-    }
-    await runLocalBackup({ source: `${dir}/src`, repo: `${dir}/repo` });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...await taskFlags("restore"),
-        SCRIPT,
-        "--repo",
-        `${dir}/repo`,
-        "--snapshot",
-        "latest",
-        "--target",
-        `${dir}/out`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const bigFiles = Array.from(
+      { length: 6 },
+      (_, i) => [`big${i}`, new Uint8Array(24 << 20).fill(i + 1)],
+    );
+    await backedUp(dir, "src", Object.fromEntries(bigFiles));
+    const child = (await restoreCommand(restoreArgs(`${dir}/repo`, `${dir}/out`), "null")).spawn();
     // Wait (bounded) until a file is being written (the process holds a file of the target
     // open: unnamed, or under a temporary name without O_TMPFILE); stop the process, and kill
     // it outright if it still does (else let it go on and look again).
@@ -170,15 +146,7 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no te
       const size = (await Deno.stat(`${dir}/out/${entry.name}`)).size;
       assert.equal(size, 24 << 20, `${entry.name} under its real name is whole`);
     }
-    const rerun = await cli(
-      "--repo",
-      `${dir}/repo`,
-      "--snapshot",
-      "latest",
-      "--target",
-      `${dir}/out`,
-      "--overwrite",
-    );
+    const rerun = await cli(...restoreArgs(`${dir}/repo`, `${dir}/out`), "--overwrite");
     assert.equal(rerun.code, 0, rerun.err);
     assert.deepEqual(await describeTree(`${dir}/out`), await describeTree(`${dir}/src`));
   });
@@ -186,12 +154,8 @@ Deno.test("a restore killed with kill -9 midway leaves no cut-off file and no te
 
 Deno.test("restore CLI --source restores the latest snapshot of that source and warns about a target inside it", async () => {
   await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/one`);
-    await writeFileWith(`${dir}/one/a`, "from one");
-    await Deno.mkdir(`${dir}/two`);
-    await writeFileWith(`${dir}/two/b`, "from two");
-    await runLocalBackup({ source: `${dir}/one`, repo: `${dir}/repo` });
-    await runLocalBackup({ source: `${dir}/two`, repo: `${dir}/repo` });
+    await backedUp(dir, "one", { a: "from one" });
+    await backedUp(dir, "two", { b: "from two" });
     const args = ["--repo", `${dir}/repo`, "--snapshot", "latest", "--source", `${dir}/one`];
     const run = await cli(...args, "--target", `${dir}/out`);
     assert.equal(run.code, 0, run.err);
