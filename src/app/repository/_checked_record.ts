@@ -11,6 +11,12 @@
  * record (an older repository, a crash between the commit and the record) is the same.
  * `restoreSnapshot` trusts a record the same way: with one, it skips its checking pass.
  *
+ * A record goes with what it vouches for, under the writer's lock: forget removes it with the
+ * manifest, prune removes it just before it renames a rewritten manifest over the old one, and
+ * consolidate before its archive swap (after which a killed consolidate is rolled forward);
+ * killed in between, the old manifest stays without a record and the full check runs. Prune removes every record whose manifest is gone (what a forget killed between
+ * the manifest and the record, or an older version of lanfree, left).
+ *
  * @module
  */
 
@@ -62,6 +68,48 @@ export async function writeCheckedRecord(repo: Repository, record: CheckedRecord
   const temp = `${repoPaths.tmp(repo)}/${record.id}.checked.json.partial`;
   await Deno.writeTextFile(temp, JSON.stringify(record), { createNew: true });
   await Deno.rename(temp, repoPaths.checked(repo, record.id));
+}
+
+/** The name of a checked record in `snapshots/`, after the snapshot's id. */
+const RECORD_SUFFIX = ".checked.json";
+
+/**
+ * Removes a snapshot's checked record, if it has one. Called under the writer's lock before its
+ * manifest is rewritten or removed: a record of a manifest that is no longer there is junk.
+ *
+ * @param repo the repository
+ * @param id the snapshot
+ * @throws what removing the file throws, but for a record that is not there
+ */
+export async function removeCheckedRecord(repo: Repository, id: string): Promise<void> {
+  try {
+    await Deno.remove(repoPaths.checked(repo, id));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/**
+ * Removes every checked record whose snapshot has no manifest (under the writer's lock: only a
+ * writer removes manifests, and a backup writes its record after its manifest).
+ *
+ * @param repo the repository
+ * @returns the snapshots whose records were removed, sorted
+ */
+export async function removeOrphanedRecords(repo: Repository): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const item of Deno.readDir(repoPaths.snapshots(repo))) {
+    const id = item.name.endsWith(RECORD_SUFFIX) ? item.name.slice(0, -RECORD_SUFFIX.length) : "";
+    if (item.isFile && SNAPSHOT_ID_PATTERN.test(id)) ids.push(id);
+  }
+  const orphaned: string[] = [];
+  for (const id of ids.sort()) {
+    const manifest = await Deno.lstat(repoPaths.manifest(repo, id)).then(() => true, () => false);
+    if (manifest) continue;
+    await removeCheckedRecord(repo, id);
+    orphaned.push(id);
+  }
+  return orphaned;
 }
 
 /** The record's fields when they have the record's shape, else undefined. */

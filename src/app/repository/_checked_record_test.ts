@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { runLocalBackup } from "../jobs/local_backup.ts";
 import { forgetSnapshots } from "./forget.ts";
+import { pruneRepository } from "./prune.ts";
+import { consolidateSnapshot } from "./consolidate.ts";
 import { repoPaths } from "./repository.ts";
-import { type CheckedRecord, fileSha256 } from "./_checked_record.ts";
+import { type CheckedRecord, fileSha256, vouchingRecord } from "./_checked_record.ts";
 import { withTempDir, writeFileWith } from "../_testing.ts";
 
 /** A source of a few files, backed up once (A) and once incrementally (B, one file changed). */
@@ -119,5 +121,56 @@ Deno.test("forget removes a forgotten snapshot's checked record with its manifes
       [await exists(repoPaths.checked(repo, a)), await exists(repoPaths.checked(repo, b))],
       [false, true],
     );
+  });
+});
+
+/** The snapshots whose checked record is left without vouching for a manifest (junk). */
+async function staleRecords(repo: { path: string }): Promise<string[]> {
+  const stale: string[] = [];
+  for await (const item of Deno.readDir(`${repo.path}/snapshots`)) {
+    if (!item.name.endsWith(".checked.json")) continue;
+    const id = item.name.slice(0, -".checked.json".length);
+    if (await vouchingRecord(repo, id) === undefined) stale.push(id);
+  }
+  return stale.sort();
+}
+
+Deno.test("prune removes the checked record of a snapshot whose manifest is gone (a forget killed between the two)", async () => {
+  await withTempDir(async (dir) => {
+    const { repo, a, b } = await chainOfTwo(dir);
+    // What a forget killed after removing A's manifest, before its record, leaves.
+    await Deno.remove(repoPaths.manifest(repo, a));
+    assert.deepEqual(await staleRecords(repo), [a]);
+    // A's archive stays whole (B reads it in part; no share unused is too much), B's manifest too.
+    const options = { repo: repo.path, maxUnusedPercent: 100 };
+    await pruneRepository({ ...options, dryRun: true });
+    assert.deepEqual(await staleRecords(repo), [a], "a dry run changes nothing");
+    const report = await pruneRepository(options);
+    assert.deepEqual(report.manifestsRewritten, []);
+    assert.deepEqual(await staleRecords(repo), []);
+    assert.ok(await vouchingRecord(repo, b), "the kept snapshot's record stays");
+  });
+});
+
+Deno.test("prune that rewrites a kept manifest leaves no record of the manifest it replaced", async () => {
+  await withTempDir(async (dir) => {
+    const { repo, a, b } = await chainOfTwo(dir);
+    await forgetSnapshots({ repo: repo.path, rules: { last: 1 }, timeZone: "UTC" });
+    // B reads A's three files but not A's `a`: repacked (any unused share is too much).
+    const report = await pruneRepository({ repo: repo.path, maxUnusedPercent: 0 });
+    assert.deepEqual(
+      [report.archives.find((x) => x.id === a)?.action, report.manifestsRewritten],
+      ["repack", [b]],
+    );
+    assert.deepEqual(await staleRecords(repo), []);
+  });
+});
+
+Deno.test("consolidate leaves no record of the manifest it replaced", async () => {
+  await withTempDir(async (dir) => {
+    const { repo, b } = await chainOfTwo(dir);
+    const report = await consolidateSnapshot({ repo: repo.path, snapshot: b });
+    assert.equal(report.alreadyFull, false);
+    assert.deepEqual(await staleRecords(repo), []);
   });
 });

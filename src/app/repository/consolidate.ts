@@ -29,6 +29,7 @@ import type { ArchiveReader } from "./_tar_member.ts";
 import { RepositoryError } from "../errors.ts";
 import { openRepository, repoPaths, type Repository, resolveSnapshot } from "./repository.ts";
 import { headerBlocks } from "./_tar_headers.ts";
+import { removeCheckedRecord } from "./_checked_record.ts";
 
 /** Steps of consolidate a drill hook sees besides `locked`, `cleaned` and `released`. */
 export type ConsolidateStep =
@@ -277,6 +278,9 @@ export async function consolidateSnapshot(options: ConsolidateOptions): Promise<
     const next = standingAlone(manifest, grown, options.nowMs ?? Date.now());
     const note = await writeManifestNote(repo, next, "replacement");
     await step("manifest-written");
+    // The record vouches for the manifest being replaced. It goes before the archive swap, after
+    // which a killed consolidate is rolled forward by the next writer (`_repo_files.ts`).
+    await removeCheckedRecord(repo, manifest.id);
     await Deno.rename(grown.path, repoPaths.archive(repo, manifest.id));
     await step("archive-placed");
     await Deno.rename(note, repoPaths.manifest(repo, manifest.id));

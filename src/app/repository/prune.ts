@@ -35,6 +35,7 @@ import { ArchiveBuilder, entryMember, scanMembers } from "./_archive_members.ts"
 import { openArchive } from "./_archive_read.ts";
 import { type MaintenanceOptions, underWriterLock } from "./_maintenance.ts";
 import { syncDir, writeManifestNote } from "./_repo_files.ts";
+import { removeCheckedRecord, removeOrphanedRecords } from "./_checked_record.ts";
 import { RepositoryError } from "../errors.ts";
 import {
   listSnapshotIds,
@@ -290,6 +291,7 @@ async function rewriteManifests(
       );
     }
     const note = await writeManifestNote(repo, parsed.manifest, "rewrite");
+    await removeCheckedRecord(repo, id); // it vouches for the manifest being replaced
     await Deno.rename(note, repoPaths.manifest(repo, id));
     rewritten.push(id);
     await step("manifest-rewritten");
@@ -374,6 +376,7 @@ export async function pruneRepository(options: PruneOptions): Promise<PruneRepor
       await Deno.remove(repoPaths.archive(repo, id));
       await step("archive-removed");
     }
+    await removeOrphanedRecords(repo);
     await syncDir(repoPaths.snapshots(repo));
     return reportOf(facts, plan, { moves, rewritten }, {
       dryRun: false,
