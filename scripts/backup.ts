@@ -25,6 +25,7 @@ import {
 } from "../src/app/_retention_cli.ts";
 import { hasKeepRule, type KeepRules } from "../src/core/backup/retention.ts";
 import { prestartSideHosts } from "../src/app/jobs/side_host_start.ts";
+import { workerHostsRunning } from "../src/adapters/host_link.ts";
 import { progressReporter } from "./_progress.ts";
 
 export { progressReporter, type ProgressText, progressText } from "./_progress.ts";
@@ -335,11 +336,50 @@ function retentionLines(report: RetentionReport): string[] {
   ];
 }
 
+/** How long the process may take to end on its own once the CLI is done, ms (a bound). */
+const END_GRACE_MS = 5_000;
+/** The most `LANFREE_END_WAIT_MS` may ask for, ms. */
+const END_WAIT_MS_MAX = 60_000;
+
+/**
+ * `LANFREE_END_WAIT_MS`: how long to stay after the job's Worker hosts ended, ms (0 unset). A
+ * terminated Worker writes its `--cpu-prof` profile on its own thread, which the process's end
+ * does not wait for; on a loaded machine a profile can be lost without a wait.
+ */
+function endWaitMs(): number {
+  const text = Deno.env.get("LANFREE_END_WAIT_MS");
+  if (text === undefined) return 0;
+  const waitMs = Number(text);
+  if (Number.isSafeInteger(waitMs) && waitMs >= 0 && waitMs <= END_WAIT_MS_MAX) return waitMs;
+  console.error(
+    `backup: LANFREE_END_WAIT_MS must be 0..${END_WAIT_MS_MAX}, got "${text}"; ignored`,
+  );
+  return 0;
+}
+
+/**
+ * Ends the CLI with `code`. When every Worker host has ended (a job ends its hosts), the process
+ * ends on its own, so that every isolate ends whole and `deno run --cpu-prof` writes the
+ * Workers' profiles too (`Deno.exit` drops them); `LANFREE_END_WAIT_MS` keeps it that much
+ * longer, for the Workers' threads to finish writing. Hosts still running (a job that failed
+ * before it took the hosts started ahead), or anything that keeps the process past the wait and
+ * `END_GRACE_MS`, end it with `Deno.exit`, as before. The exit code is the same either way.
+ *
+ * @param code the exit code
+ */
+function end(code: number): void {
+  Deno.exitCode = code;
+  if (workerHostsRunning() > 0) Deno.exit(code);
+  const waitMs = endWaitMs();
+  if (waitMs > 0) setTimeout(() => {}, waitMs);
+  Deno.unrefTimer(setTimeout(() => Deno.exit(code), waitMs + END_GRACE_MS));
+}
+
 if (import.meta.main) {
   try {
-    Deno.exit(await main());
+    end(await main());
   } catch (error) {
     console.error(`backup: ${error instanceof Error ? error.message : String(error)}`);
-    Deno.exit(1);
+    end(1);
   }
 }

@@ -4,8 +4,14 @@ import { backupTaskFlags } from "../src/app/_testing.ts";
 const SCRIPT = new URL("./backup.ts", import.meta.url).pathname;
 
 async function runBackup(...args: string[]) {
+  return await runBackupWith([], ...args);
+}
+
+/** Runs the backup CLI with `denoFlags` (say `--cpu-prof`) before the script, and `env`. */
+async function runBackupWith(denoFlags: string[], ...args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...await backupTaskFlags(), SCRIPT, ...args],
+    args: ["run", ...await backupTaskFlags(), ...denoFlags, SCRIPT, ...args],
+    env: denoFlags.length === 0 ? {} : { LANFREE_END_WAIT_MS: "1000" },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -158,8 +164,10 @@ Deno.test("backup --keep-last 2 forgets and prunes this source's older snapshots
       !names.some((n) => n.startsWith(ids[0]!)),
       "the forgotten snapshot's archive is pruned",
     );
+    // Both kept snapshots of src read the repacked member: prune rewrote their manifests, and
+    // their checked records went with the manifests they vouched for; the other source's stays.
     const records = names.filter((n) => n.endsWith(".checked.json"));
-    assert.equal(records.length, 3, `each kept snapshot's checked record: ${names}`);
+    assert.deepEqual(records, [`${JSON.parse(other.stdout).snapshot}.checked.json`], `${names}`);
     assert.equal(
       names.length - records.length,
       7,
@@ -168,6 +176,35 @@ Deno.test("backup --keep-last 2 forgets and prunes this source's older snapshots
     const bad = await runBackup("--source", `${dir}/src`, "--repo", repo, "--keep-daily", "x");
     assert.equal(bad.code, 2);
     assertOneCleanLine(bad.stderr, /--keep-daily must be a count/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("under deno run --cpu-prof with LANFREE_END_WAIT_MS a backup writes its Worker hosts' profiles too, and keeps its exit codes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanfree-cli-" });
+  try {
+    const profiles = async (run: string) =>
+      (await listing(`${dir}/${run}`)).filter((name) => name.endsWith(".cpuprofile")).length;
+    const profiled = (run: string) => ["--cpu-prof", `--cpu-prof-dir=${dir}/${run}`];
+    const made = await runBackupWith(profiled("made"), "--repo", `${dir}/repo`, "--json");
+    assert.equal(made.code, 0, made.stderr);
+    // Deno.exit dropped the hosts' profiles: the main isolate's alone was written.
+    assert.equal(await profiles("made"), 3, "the main isolate, the client host, the server host");
+    // A snapshot with a file it could not read: exit 3, profiles written as well.
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.writeTextFile(`${dir}/src/ok.txt`, "fine");
+    assert.ok((await new Deno.Command("mkfifo", { args: [`${dir}/src/pipe`] }).output()).success);
+    const args = ["--source", `${dir}/src`, "--repo", `${dir}/repo`, "--json"];
+    const incomplete = await runBackupWith(profiled("incomplete"), ...args);
+    assert.equal(incomplete.code, 3, incomplete.stderr);
+    assert.equal(await profiles("incomplete"), 3);
+    // A job that fails before it takes the hosts started ahead (a foreign repository): exit 1.
+    await Deno.mkdir(`${dir}/other`);
+    await Deno.writeTextFile(`${dir}/other/notes.txt`, "someone else's directory");
+    const failed = await runBackupWith(profiled("failed"), "--repo", `${dir}/other`);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.ok(await profiles("failed") >= 1, "the main isolate's profile at least");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
