@@ -186,7 +186,7 @@ function serverAction(
     case "take-request-part": {
       // The pump joins the request (one part) and feeds it right after, as its follow-up.
       const message = (event as { message: unknown }).message as { archive: string | null };
-      return feedServer(world, { type: "request", archive: message.archive });
+      return harness.feedServer(world, { type: "request", archive: message.archive });
     }
     case "stream-archive":
       world.streaming = action.archive;
@@ -212,7 +212,7 @@ function streamArchive(world: World): void {
   world.streaming = undefined;
   if (world.readFails) {
     world.faults.push(`the server's read of ${archive} failed`);
-    return feedServer(world, { type: "failure", reason: "EIO reading the repository" });
+    return harness.feedServer(world, { type: "failure", reason: "EIO reading the repository" });
   }
   const data = (record: RestoreClientRecord) =>
     send(world, { to: "client", channel: "data", what: record.kind, record });
@@ -224,7 +224,7 @@ function streamArchive(world: World): void {
     }
   }
   data({ kind: "archive-end" });
-  feedServer(world, { type: "archive-sent" });
+  harness.feedServer(world, { type: "archive-sent" });
 }
 
 /**
@@ -240,16 +240,22 @@ function reads(world: World, to: Side, channel: Channel): boolean {
 /** What a frame does on arrival (keepalives and the server's report are the harness's). */
 function receive(world: World, frame: Frame): void {
   if (frame.to === "server") {
-    return feedServer(world, { type: "message", message: frame.message as { type: string } });
+    return harness.feedServer(world, {
+      type: "message",
+      message: frame.message as { type: string },
+    });
   }
   if (frame.channel !== "data") {
-    return feedClient(world, { type: "message", message: frame.message as { type: string } });
+    return harness.feedClient(world, {
+      type: "message",
+      message: frame.message as { type: string },
+    });
   }
   if (frame.record!.kind === "end" && world.open !== undefined && world.refuse === "mid") {
     world.refuse = undefined;
-    feedClient(world, { type: "write-failed", scope: "file", reason: "EACCES" });
+    harness.feedClient(world, { type: "write-failed", scope: "file", reason: "EACCES" });
   }
-  feedClient(world, { type: "record", record: frame.record! });
+  harness.feedClient(world, { type: "record", record: frame.record! });
 }
 
 function clientCanGive(world: World, owed: ClientOwed): boolean {
@@ -260,7 +266,7 @@ function giveClient(world: World, owed: ClientOwed): void {
   world.clientOwed.delete(owed);
   switch (owed) {
     case "manifest":
-      return feedClient(world, {
+      return harness.feedClient(world, {
         type: "manifest",
         snapshotId: SNAPSHOT,
         archives: Object.keys(PLAN),
@@ -268,16 +274,24 @@ function giveClient(world: World, owed: ClientOwed): void {
     case "archive-wanted": {
       const archive = Object.keys(PLAN)[world.wanted.length]!;
       world.wanted.push(archive);
-      return feedClient(world, { type: "archive-wanted", archive, members: PLAN[archive]! });
+      return harness.feedClient(world, {
+        type: "archive-wanted",
+        archive,
+        members: PLAN[archive]!,
+      });
     }
     case "written":
       if (world.refuse === "end") {
         world.refuse = undefined;
-        return feedClient(world, { type: "write-failed", scope: "file", reason: "hash mismatch" });
+        return harness.feedClient(world, {
+          type: "write-failed",
+          scope: "file",
+          reason: "hash mismatch",
+        });
       }
-      return feedClient(world, { type: "written" });
+      return harness.feedClient(world, { type: "written" });
     case "restored":
-      return feedClient(world, { type: "restored" });
+      return harness.feedClient(world, { type: "restored" });
   }
 }
 
@@ -288,10 +302,10 @@ function serverCanGive(world: World, owed: ServerOwed): boolean {
 function giveServer(world: World, owed: ServerOwed): void {
   world.serverOwed.delete(owed);
   if (owed === "opened") {
-    return feedServer(world, { type: "opened", archives: Object.keys(PLAN) });
+    return harness.feedServer(world, { type: "opened", archives: Object.keys(PLAN) });
   }
   if (owed === "archive-sent") return streamArchive(world);
-  feedServer(world, { type: owed });
+  harness.feedServer(world, { type: owed });
 }
 
 const CLIENT_OWED: readonly ClientOwed[] = ["manifest", "archive-wanted", "written", "restored"];
@@ -315,14 +329,6 @@ const harness = new PairHarness<
   receive,
   healedStep,
 });
-
-function feedClient(world: World, event: Unstamped<RestoreClientEvent>): void {
-  harness.feedClient(world, event);
-}
-
-function feedServer(world: World, event: Unstamped<RestoreServerEvent>): void {
-  harness.feedServer(world, event);
-}
 
 /** Faults that leave the session whole: the restore ends incomplete, both sides done. */
 function benignFaults() {

@@ -44,7 +44,6 @@ import type {
   BackupClientAction,
   BackupClientEvent,
 } from "../src/core/session/backup_client_machine.ts";
-import type { Unstamped } from "../src/core/session/session_clock.ts";
 import { type LinkFrame, PairCommand, sendFrame as send } from "./_pair_link.ts";
 
 export type { PairedMachine };
@@ -196,14 +195,17 @@ function serverAction(world: World, action: BackupServerAction): void {
 /** What a frame does on arrival (keepalives and the server's report are the harness's). */
 function receive(world: World, frame: Frame): void {
   if (frame.to === "client") {
-    return feedClient(world, { type: "message", message: frame.message as { type: string } });
+    return harness.feedClient(world, {
+      type: "message",
+      message: frame.message as { type: string },
+    });
   }
-  if (frame.channel === "data") feedServer(world, { type: "data-end" });
+  if (frame.channel === "data") harness.feedServer(world, { type: "data-end" });
   else if (frame.channel === "error") {
     world.clientReason = "the client failed";
     if (world.serverOwed.has("client-report")) giveServer(world, "client-report");
   } else if (!world.serverStopped) {
-    feedServer(world, { type: "message", message: frame.message as { type: string } });
+    harness.feedServer(world, { type: "message", message: frame.message as { type: string } });
   }
 }
 
@@ -214,8 +216,10 @@ function clientCanGive(world: World, owed: ClientOwed): boolean {
 
 function giveClient(world: World, owed: ClientOwed): void {
   world.clientOwed.delete(owed);
-  if (owed === "identified") return feedClient(world, { type: "identified", sourceId: "src" });
-  if (owed === "prepared") return feedClient(world, { type: "prepared" });
+  if (owed === "identified") {
+    return harness.feedClient(world, { type: "identified", sourceId: "src" });
+  }
+  if (owed === "prepared") return harness.feedClient(world, { type: "prepared" });
   // The data's end on the data channel, the manifest's last part on control, then `sent`.
   send(world, { to: "server", channel: "data", what: "data end" });
   send(world, {
@@ -224,7 +228,7 @@ function giveClient(world: World, owed: ClientOwed): void {
     what: "manifest part",
     message: { type: "part", of: "manifest", last: true },
   });
-  feedClient(world, { type: "sent" });
+  harness.feedClient(world, { type: "sent" });
 }
 
 function serverCanGive(world: World, owed: ServerOwed): boolean {
@@ -238,17 +242,23 @@ function serverCanGive(world: World, owed: ServerOwed): boolean {
 function giveServer(world: World, owed: ServerOwed, commitFails = false): void {
   world.serverOwed.delete(owed);
   if (owed === "opened") {
-    return feedServer(world, { type: "opened", snapshotId: "s1", hasParent: world.hasParent });
+    return harness.feedServer(world, {
+      type: "opened",
+      snapshotId: "s1",
+      hasParent: world.hasParent,
+    });
   }
   if (owed === "committed" && commitFails) {
     world.faults.push("the commit failed");
-    return feedServer(world, { type: "commit-failed", reason: "ENOSPC" });
+    return harness.feedServer(world, { type: "commit-failed", reason: "ENOSPC" });
   }
-  if (owed === "committed") return feedServer(world, { type: "committed", snapshotId: "s1" });
+  if (owed === "committed") {
+    return harness.feedServer(world, { type: "committed", snapshotId: "s1" });
+  }
   if (owed === "client-report") {
-    return feedServer(world, { type: "client-report", reason: world.clientReason });
+    return harness.feedServer(world, { type: "client-report", reason: world.clientReason });
   }
-  feedServer(world, { type: owed });
+  harness.feedServer(world, { type: owed });
 }
 
 const CLIENT_OWED: readonly ClientOwed[] = ["identified", "prepared", "sent"];
@@ -283,14 +293,6 @@ const harness = new PairHarness<
   receive,
   healedStep,
 });
-
-function feedClient(world: World, event: Unstamped<BackupClientEvent>): void {
-  harness.feedClient(world, event);
-}
-
-function feedServer(world: World, event: Unstamped<BackupServerEvent>): void {
-  harness.feedServer(world, event);
-}
 
 function commands(faults: boolean) {
   const healthy = harness.healthyCommands();
