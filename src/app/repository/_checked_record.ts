@@ -14,8 +14,9 @@
  * A record goes with what it vouches for, under the writer's lock: forget removes it with the
  * manifest, prune removes it just before it renames a rewritten manifest over the old one, and
  * consolidate before its archive swap (after which a killed consolidate is rolled forward);
- * killed in between, the old manifest stays without a record and the full check runs. Prune removes every record whose manifest is gone (what a forget killed between
- * the manifest and the record, or an older version of lanfree, left).
+ * killed in between, the old manifest stays without a record and the full check runs. Prune
+ * removes every record whose manifest is gone (what a forget killed between the manifest and
+ * the record, or an older version of lanfree, left).
  *
  * @module
  */
