@@ -109,7 +109,13 @@ export function createStorageSockets(options: StorageSocketsOptions): StorageSoc
   const clock = options.clock ?? Date.now;
   const lease = new Lease(memory, layout, clock, options.pid ?? Deno.pid);
   const hostId = lease.hostId;
-  const ctx = (): StpContext => ({ memory, layout, hostId, nowMs: lease.renewIfDue() });
+  const ctx = (): StpContext => ({
+    memory,
+    layout,
+    hostId,
+    nowMs: lease.renewIfDue(),
+    readClockMs: clock,
+  });
   runSteps(ops.reclaimPredecessor(ctx())); // what the slot's previous incarnation left
   runSteps(ops.sweepDeadHosts(ctx()));
   const heartbeat = setInterval(() => lease.renew(), layout.leaseMs / 4);

@@ -10,10 +10,54 @@ import { formatRegion } from "../../core/stp/region.ts";
 
 const auth = { authorization: "Bearer t0ken" };
 
+/** How long a test waits for a job to end before it fails with the job's state instead of hanging. */
+const JOB_DEADLINE_MS = 180_000;
+
 async function waitForJob(app: ReturnType<typeof createControlApp>, id: string) {
-  const events = await (await app.request(`/v1/jobs/${id}/events`, { headers: auth })).text();
+  const ended =
+    (async () => await (await app.request(`/v1/jobs/${id}/events`, { headers: auth })).text())();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), JOB_DEADLINE_MS);
+  });
+  const events = await Promise.race([ended, deadline]).finally(() => clearTimeout(timer));
+  const job = await (await app.request(`/v1/jobs/${id}`, { headers: auth })).json();
+  if (events === undefined) {
+    const where = `state ${job.state}, progress ${JSON.stringify(job.progress)}`;
+    throw new Error(`job ${id} did not end within ${JOB_DEADLINE_MS} ms: ${where}`);
+  }
   assert.match(events, /"state":"(succeeded|failed|cancelled)"/);
-  return await (await app.request(`/v1/jobs/${id}`, { headers: auth })).json();
+  return job;
+}
+
+/** How long a test waits for a drill's pause before it fails instead of hanging. */
+const PAUSE_DEADLINE_MS = 120_000;
+
+/**
+ * Waits until the job's server stopped at its drill pause; a job that ended first (it failed
+ * before reaching the pause: a storage connect refused on a loaded machine, a handshake past its
+ * deadline) fails the test with the job's state and error, as does no pause within a deadline.
+ * A bare `await paused` waited forever in both cases.
+ */
+async function pausedOrEnded(
+  paused: Promise<void>,
+  app: ReturnType<typeof createControlApp>,
+  id: string,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`no pause within ${PAUSE_DEADLINE_MS} ms`), PAUSE_DEADLINE_MS);
+  });
+  const ended = waitForJob(app, id).then(
+    (job) => `the job ended ${job.state} before its server paused: ${job.error ?? "no error"}`,
+    (error: Error) => `the job's events failed before its server paused: ${error.message}`,
+  );
+  try {
+    const why = await Promise.race([paused.then(() => undefined), ended, deadline]);
+    if (why !== undefined) throw new Error(`job ${id}: ${why}`);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The real control app and Deno services over a job queue, with `root` as its only root. */
@@ -111,6 +155,29 @@ async function filesOf(root: string): Promise<string[]> {
   return (await describeTree(root)).map((e) => `${e.type} ${e.path} ${e.detail}`);
 }
 
+Deno.test("a job that fails before its drill pause ends the wait with the job's error, not a hang", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-nopause-" }));
+  try {
+    await Deno.mkdir(`${root}/src`);
+    await Deno.writeTextFile(`${root}/src/a.txt`, "never archived");
+    let paused = () => {};
+    const mid = new Promise<void>((resolve) => (paused = resolve));
+    const pause = { pauseServerAt: "archive-bytes", onServerPaused: paused } as const;
+    // No region and the storage channel demanded: the job fails before any archive byte.
+    const executor = createJobExecutor({ region: null, roots: [root], drill: () => pause });
+    const app = appOver(new JobQueue(executor, Date.now), root);
+    const job = await (await app.request(
+      post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo`, channel: "storage" }),
+    )).json();
+    await assert.rejects(
+      pausedOrEnded(mid, app, job.id),
+      /the job ended failed before its server paused: .*storage/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary files, hosts and region blocks released", async () => {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-cancel-" }));
   const formatted = formatRegion(jobRegionConfig(64, 64, 10_000), crypto.randomUUID());
@@ -131,7 +198,7 @@ Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary f
     const job = await (await app.request(
       post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo`, channel: "storage" }),
     )).json();
-    await mid;
+    await pausedOrEnded(mid, app, job.id);
     assert.ok(await Deno.lstat(`${root}/repo/lock`), "mid-flight: the server holds the lock");
     assert.equal([...Deno.readDirSync(`${root}/repo/tmp`)].length, 1, "and a partial archive");
     assert.ok(blocksHeld(region) > 0, "and control blocks in the region");
@@ -181,7 +248,7 @@ Deno.test("a queued job whose parent directory became a symlink out of the root 
       source: `${root}/busy`,
       repo: `${root}/busy-repo`,
     });
-    await busy; // the queue is held busy by a backup mid-flight
+    await pausedOrEnded(busy, app, first); // the queue is held busy by a backup mid-flight
     const backup = await submit({ kind: "backup", source: `${root}/a/src`, repo: `${root}/repo2` });
     const restore = await submit({
       kind: "restore",

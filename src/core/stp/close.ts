@@ -10,7 +10,7 @@ import { ok, type Result } from "../dispatch/errors.ts";
 import { type BlockRef, BlockState, F, genOf, ownerOf, stateOf, withState } from "./block.ts";
 import { finishRelease, ownWord, releaseFrom } from "./cbt.ts";
 import type { Poll } from "./connect.ts";
-import { freeDeadSlots, hostAlive } from "./hosts.ts";
+import { freeDeadSlots, hostAliveNow } from "./hosts.ts";
 import { closeConnected, resetConnected, tryReleasePair } from "./pair.ts";
 import {
   casState,
@@ -82,7 +82,7 @@ function acceptorGone(ctx: StpContext, block: number): boolean {
   if (target < 0 || target >= ctx.layout.blockCount) return true;
   const word = loadField(ctx, target, F.state);
   return genOf(word) !== loadField(ctx, block, F.targetGen) ||
-    !hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs);
+    !hostAliveNow(ctx, ownerOf(word));
 }
 
 /**
@@ -105,7 +105,7 @@ export function* reclaimBlock(ctx: StpContext, block: number, ownerDead = false)
   if (state === BlockState.closed || state === BlockState.reset) {
     return (yield* tryReleasePair(ctx, block)) > 0;
   }
-  if (!ownerDead && hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs)) return false;
+  if (!ownerDead && hostAliveNow(ctx, ownerOf(word))) return false;
   switch (state) {
     case BlockState.connected:
       return yield* resetConnected(ctx, block, word);
@@ -137,7 +137,7 @@ export function* sweepDeadHosts(ctx: StpContext): Step<number> {
   for (let b = 0; b < ctx.layout.blockCount; b++) {
     if (yield* reclaimBlock(ctx, b)) reclaimed++;
   }
-  yield* freeDeadSlots(ctx.memory, ctx.layout, ctx.nowMs);
+  yield* freeDeadSlots(ctx);
   return reclaimed;
 }
 

@@ -15,7 +15,7 @@ import { type BlockRef, BlockState, F, genOf, ownerOf, stateOf, withState } from
 import { bindBlock, ownWord, portOccupant } from "./cbt.ts";
 import { fenceFor, FenceReason, incarnationOf } from "./fence.ts";
 import { extentWord, portWord, stgById, type StgLayout } from "./layout.ts";
-import { hostAlive } from "./hosts.ts";
+import { hostAliveNow } from "./hosts.ts";
 import {
   casState,
   doorbellOf,
@@ -44,7 +44,7 @@ export type Poll<T> = { readonly kind: "ready"; readonly value: T } | {
 const listenerOf = (ctx: StpContext, listener: BlockRef): number | undefined => {
   const word = loadField(ctx, listener.index, F.state);
   const live = stateOf(word) === BlockState.listening && genOf(word) === listener.gen &&
-    hostAlive(ctx.memory, ctx.layout, ownerOf(word), ctx.nowMs);
+    hostAliveNow(ctx, ownerOf(word));
   return live ? word : undefined;
 };
 
@@ -64,7 +64,7 @@ function lapsedOwner(ctx: StpContext, stg: StgLayout, port: number): number | un
   const word = loadField(ctx, occupant.value, F.state);
   if (stateOf(word) !== BlockState.listening) return undefined;
   const owner = ownerOf(word);
-  return hostAlive(ctx.memory, ctx.layout, owner, ctx.nowMs) ? undefined : owner;
+  return hostAliveNow(ctx, owner) ? undefined : owner;
 }
 
 /** Takes a connector out of the queue (`connecting`/`refused` -> `bound`); false if it moved on. */
@@ -238,7 +238,7 @@ export function* pollConnect(
   if (state === BlockState.pairing && listenerGone) {
     const listenerWord = loadField(ctx, pending.listener.index, F.state);
     const acceptorDead = genOf(listenerWord) !== pending.listener.gen ||
-      !hostAlive(ctx.memory, ctx.layout, ownerOf(listenerWord), ctx.nowMs);
+      !hostAliveNow(ctx, ownerOf(listenerWord));
     yield;
     if (
       acceptorDead && casState(ctx, ref.index, word.value, withState(word.value, BlockState.bound))

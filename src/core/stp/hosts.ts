@@ -58,9 +58,23 @@ export function hostAlive(
   hostId: number,
   nowMs: number,
 ): boolean {
-  if (hostId < 1 || hostId > layout.hostCount) return false;
-  const beat = memory.load(hostWord(layout, hostId, HOST.heartbeat));
-  return beatAlive(beat, nowMs, layout.leaseMs) && !fenced(memory, layout, hostId);
+  return hostAliveNow({ memory, layout, hostId, nowMs }, hostId);
+}
+
+/**
+ * Whether another host holds its lease, for a caller that may have stalled since it made `ctx`:
+ * the clock is read again ({@link StpContext.readClockMs}) after the heartbeat is loaded, so a
+ * renewal made during the stall counts as the live lease it is.
+ *
+ * @param ctx the reader
+ * @param hostId the host (1..hostCount)
+ * @returns true while the host holds its lease and is not fenced
+ */
+export function hostAliveNow(ctx: StpContext, hostId: number): boolean {
+  if (hostId < 1 || hostId > ctx.layout.hostCount) return false;
+  const beat = ctx.memory.load(hostWord(ctx.layout, hostId, HOST.heartbeat));
+  const nowMs = ctx.readClockMs?.() ?? ctx.nowMs;
+  return beatAlive(beat, nowMs, ctx.layout.leaseMs) && !fenced(ctx.memory, ctx.layout, hostId);
 }
 
 /**
@@ -74,7 +88,7 @@ export function hostAlive(
  * @returns the failure, or undefined while the peer is alive
  */
 export function peerHostFailure(ctx: StpContext, peer: Suspect): Failure | undefined {
-  const { memory, layout, nowMs } = ctx;
+  const { memory, layout } = ctx;
   const { hostId } = peer;
   if (fenced(memory, layout, hostId)) {
     return fail("ECONNRESET", `peer host ${hostId} was fenced`);
@@ -89,6 +103,9 @@ export function peerHostFailure(ctx: StpContext, peer: Suspect): Failure | undef
   }
   const word = hostWord(layout, hostId, HOST.heartbeat);
   const beat = memory.load(word);
+  // The clock is read after the heartbeat, so a renewal the peer made while this caller stalled
+  // is never ahead of it; only a value no live host writes is.
+  const nowMs = ctx.readClockMs?.() ?? ctx.nowMs;
   if (beatAlive(beat, nowMs, layout.leaseMs)) return undefined;
   const aheadMs = -((heartbeatOf(nowMs) - beat) | 0);
   if (beat !== 0 && aheadMs > layout.leaseMs) {
@@ -196,16 +213,11 @@ const OWNERLESS: ReadonlySet<number> = new Set([
  * Frees the slots of dead hosts that hold no block any more (blocks `closed` or `reset` are
  * freed with their pair, whoever owns them). Run after a sweep has reclaimed dead hosts' blocks.
  *
- * @param memory the region memory
- * @param layout the region layout
- * @param nowMs the wall clock in milliseconds
+ * @param ctx the sweeping host
  * @returns how many slots were freed
  */
-export function* freeDeadSlots(
-  memory: RegionMemory,
-  layout: RegionLayout,
-  nowMs: number,
-): Step<number> {
+export function* freeDeadSlots(ctx: StpContext): Step<number> {
+  const { memory, layout } = ctx;
   const holding = new Set<number>();
   for (let b = 0; b < layout.blockCount; b++) {
     const word = memory.load(blockWord(layout, b, F.state));
@@ -215,7 +227,7 @@ export function* freeDeadSlots(
   for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
     const index = hostWord(layout, hostId, HOST.heartbeat);
     const beat = memory.load(index);
-    if (beat === 0 || hostAlive(memory, layout, hostId, nowMs) || holding.has(hostId)) continue;
+    if (beat === 0 || hostAliveNow(ctx, hostId) || holding.has(hostId)) continue;
     yield;
     if (memory.compareExchange(index, beat, 0) === beat) freed++;
   }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { value } from "./_testing.ts";
-import { claimHost, hostAlive, hostSlots, renewLease } from "./hosts.ts";
-import type { RegionConfig } from "./layout.ts";
+import { fenced, incarnationOf } from "./fence.ts";
+import { claimHost, hostAlive, hostSlots, peerHostFailure, renewLease } from "./hosts.ts";
+import { HOST, hostWord, type RegionConfig } from "./layout.ts";
 import { plainMemory } from "./memory.ts";
 import * as ops from "./ops.ts";
 import { attachRegion, formatRegion } from "./region.ts";
@@ -90,4 +91,44 @@ Deno.test("a sweep frees a dead host's blocks and then its slot", () => {
   assert.equal(runSteps(ops.sweepDeadHosts({ ...sweeper, nowMs: 3000 })), 1);
   assert.deepEqual(hostSlots(r.memory, r.layout, 3000).map((s) => s.status), ["free", "live"]);
   assert.deepEqual(regionUsage(r.memory, r.layout), { blocks: [], ports: [], extents: [] });
+});
+
+Deno.test("a live peer's fresh heartbeat read after the caller's clock stalled is not fenced", () => {
+  const r = region();
+  const self = host(r, 1000);
+  const peer = host(r, 1000);
+  const suspect = { hostId: peer.hostId, incarnation: incarnationOf(r.memory, r.layout, 2) };
+  // The caller read its clock at 1000, then stalled 3 leases; meanwhile the peer renewed.
+  const renewedMs = 1000 + 3 * CONFIG.leaseMs;
+  value(renewLease(r.memory, r.layout, peer.hostId, peer.beat, renewedMs));
+  const stale = { ...self, nowMs: 1000, readClockMs: () => renewedMs + 1 };
+  assert.equal(peerHostFailure(stale, suspect), undefined);
+  assert.equal(fenced(r.memory, r.layout, peer.hostId), false);
+});
+
+Deno.test("a heartbeat ahead of a fresh clock by more than a lease is still fenced", () => {
+  const r = region();
+  const self = host(r, 1000);
+  host(r, 1000);
+  const suspect = { hostId: 2, incarnation: incarnationOf(r.memory, r.layout, 2) };
+  r.memory.store(hostWord(r.layout, 2, HOST.heartbeat), 1000 + 3 * CONFIG.leaseMs);
+  const failure = peerHostFailure({ ...self, readClockMs: () => 1000 }, suspect);
+  assert.equal(failure?.code, "EPROTO");
+  assert.equal(fenced(r.memory, r.layout, 2), true);
+});
+
+Deno.test("a sweep by a caller whose clock stalled leaves a live peer's blocks and slot alone", () => {
+  const r = region();
+  const self = host(r, 1000);
+  const peer = host(r, 1000);
+  const listener = value(runSteps(ops.allocate(peer, 0)));
+  value(runSteps(ops.bind(peer, listener, 7, 80)));
+  value(runSteps(ops.listen(peer, listener, 1)));
+  const renewedMs = 1000 + 3 * CONFIG.leaseMs;
+  value(renewLease(r.memory, r.layout, peer.hostId, peer.beat, renewedMs));
+  const stale = { ...self, nowMs: 1000, readClockMs: () => renewedMs + 1 };
+  assert.equal(runSteps(ops.sweepDeadHosts(stale)), 0);
+  assert.equal(hostSlots(r.memory, r.layout, renewedMs + 1)[1]?.status, "live");
+  const client = value(runSteps(ops.allocate(self, 1)));
+  assert.equal(runSteps(ops.connect({ ...self, nowMs: renewedMs }, client, 7, 80)).ok, true);
 });

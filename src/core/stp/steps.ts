@@ -24,6 +24,13 @@ export interface StpContext {
   readonly layout: RegionLayout;
   readonly hostId: number;
   readonly nowMs: number;
+  /**
+   * Reads the clock again, for a comparison against a word another host writes (a peer's
+   * heartbeat): called after that word is loaded, so a caller that stalled (GC, a loaded
+   * machine) between making this context and the comparison never sees a live peer's fresh
+   * heartbeat as ahead of its clock. Absent: `nowMs` (a simulated or frozen clock).
+   */
+  readonly readClockMs?: () => number;
 }
 
 /**
