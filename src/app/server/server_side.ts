@@ -95,6 +95,8 @@ export interface DataPathReport {
   readonly storageFailure: FailureReason | null;
   /** Which side that failure is from. */
   readonly storageFailureSide: "agent" | "server" | null;
+  /** Every side's failure, ranked (the first is `storageFailure`); empty when none failed. */
+  readonly storageFailures: readonly SideFailure[];
 }
 
 /** What the server's side did. */
@@ -123,21 +125,44 @@ export interface ProbeReport {
   readonly dataBytes: number;
 }
 
+/** One side's failure to set up the storage path. */
+export interface SideFailure {
+  /** Which side it is from. */
+  readonly side: "agent" | "server";
+  /** What went wrong there. */
+  readonly reason: FailureReason;
+}
+
 /**
- * The failure that says most about why storage could not be set up: the better ranked of the
- * agent's and the server's (`failureRank`), the agent's when they rank the same (it received the
- * STG info and knows why it refused it).
+ * Both sides' failures to set up storage, the one that says most first (`failureRank`; the
+ * agent's when they rank the same: it received the STG info and knows why it refused it).
+ *
+ * @param agent the agent's failure, or null when its side did not fail
+ * @param own the server's handshake outcome, or undefined when it never ran
+ * @returns zero, one or two failures, ranked
  */
-function chooseFailure(
+export function rankFailures(
   agent: FailureReason | null,
   own: HandshakeOutcome | undefined,
-): { reason: FailureReason; side: "agent" | "server" } | null {
+): SideFailure[] {
   const server = own?.status === "failed" ? own.reason : null;
-  if (agent === null) return server === null ? null : { reason: server, side: "server" };
-  if (server !== null && failureRank(server) < failureRank(agent)) {
-    return { reason: server, side: "server" };
-  }
-  return { reason: agent, side: "agent" };
+  const failures: SideFailure[] = [];
+  if (agent !== null) failures.push({ side: "agent", reason: agent });
+  if (server !== null) failures.push({ side: "server", reason: server });
+  // stable sort: the agent's stays first on a tie
+  return failures.sort((a, b) => failureRank(a.reason) - failureRank(b.reason));
+}
+
+/**
+ * The operator's line for a storage path that could not be set up: every side's failure,
+ * ranked, e.g. "server: ETIMEDOUT at step 146 (…); agent: EACCES at step 20 (…)".
+ *
+ * @param failures the ranked failures (`rankFailures`)
+ * @returns one line; a generic one when no side gave a failure
+ */
+export function describeFallback(failures: readonly SideFailure[]): string {
+  if (failures.length === 0) return "the agent's side did not establish";
+  return failures.map((f) => `${f.side}: ${describeFailure(f.reason)}`).join("; ");
 }
 
 /** The agent could not be reached, or refused the job channel. */
@@ -352,6 +377,7 @@ class ServerJob {
           fallbackReason: this.planned.reason,
           storageFailure: null,
           storageFailureSide: null,
+          storageFailures: [],
         },
       };
     }
@@ -365,7 +391,7 @@ class ServerJob {
       reason: outcome?.status === "failed" ? outcome.reason : null,
     });
     const own = { outcome, agent: await peer.result() };
-    const failure = chooseFailure(own.agent.reason, own.outcome);
+    const failures = rankFailures(own.agent.reason, own.outcome);
     if (own.agent.established && own.outcome?.status === "established") {
       await this.jobSession.sendMessage("control", {
         type: "data-path",
@@ -379,16 +405,14 @@ class ServerJob {
         fallbackReason: null,
         storageFailure: null,
         storageFailureSide: null,
+        storageFailures: [],
       };
       return { session, report };
     }
     if (own.outcome?.status === "established") {
       await closeChannels(this.options.sockets, own.outcome.channels);
     }
-    const why = failure === null
-      ? "the agent's side did not establish"
-      : describeFailure({ ...failure.reason, origin: `${failure.side}, ${failure.reason.origin}` });
-    const reason = `the storage path could not be set up: ${why}`;
+    const reason = `the storage path could not be set up: ${describeFallback(failures)}`;
     if (this.job.channel === "storage") throw new Error(`--channel storage: ${reason}`);
     await this.jobSession.sendMessage("control", { type: "data-path", path: "network", reason });
     return {
@@ -396,8 +420,9 @@ class ServerJob {
       report: {
         dataPath: "network",
         fallbackReason: reason,
-        storageFailure: failure?.reason ?? null,
-        storageFailureSide: failure?.side ?? null,
+        storageFailure: failures[0]?.reason ?? null,
+        storageFailureSide: failures[0]?.side ?? null,
+        storageFailures: failures,
       },
     };
   }
