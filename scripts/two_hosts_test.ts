@@ -307,7 +307,7 @@ async function agentWithoutRegion({ bare, world }: Context): Promise<void> {
   assert.equal(summary.dataPath, "network");
   assert.match(
     String(summary.fallbackReason),
-    /EADDRNOTAVAIL at step 160 \(agent, \w+\): .*no storage region attached/,
+    /agent: EADDRNOTAVAIL at step 160 \(\w+\): .*no storage region attached/,
   );
   assert.equal(summary.storageBytes, 0);
 }
@@ -327,7 +327,7 @@ async function agentWithAnotherRegion({ other, world }: Context): Promise<void> 
   assert.equal(summary.dataPath, "network");
   assert.match(
     String(summary.fallbackReason),
-    /EADDRNOTAVAIL at step 160 \(agent, \w+\): .*different regions/,
+    /agent: EADDRNOTAVAIL at step 160 \(\w+\): .*different regions/,
   );
   assert.deepEqual(
     await describeTree(`${dir}/agent/restored-other`),
