@@ -24,7 +24,7 @@
 import { createHash } from "node:crypto";
 import { ArchiveNeeds } from "../../core/backup/chain.ts";
 import { SNAPSHOT_ID_PATTERN } from "../../core/backup/manifest.ts";
-import { repoPaths, type Repository } from "./repository.ts";
+import { listSnapshotIds, repoPaths, type Repository } from "./repository.ts";
 
 /** The record's format name. */
 export const CHECKED_RECORD_FORMAT = "lanfree-checked";
@@ -98,19 +98,14 @@ export async function removeCheckedRecord(repo: Repository, id: string): Promise
  * @returns the snapshots whose records were removed, sorted
  */
 export async function removeOrphanedRecords(repo: Repository): Promise<string[]> {
-  const ids: string[] = [];
+  const manifests = new Set(await listSnapshotIds(repo));
+  const orphaned: string[] = [];
   for await (const item of Deno.readDir(repoPaths.snapshots(repo))) {
     const id = item.name.endsWith(RECORD_SUFFIX) ? item.name.slice(0, -RECORD_SUFFIX.length) : "";
-    if (item.isFile && SNAPSHOT_ID_PATTERN.test(id)) ids.push(id);
+    if (item.isFile && SNAPSHOT_ID_PATTERN.test(id) && !manifests.has(id)) orphaned.push(id);
   }
-  const orphaned: string[] = [];
-  for (const id of ids.sort()) {
-    const manifest = await Deno.lstat(repoPaths.manifest(repo, id)).then(() => true, () => false);
-    if (manifest) continue;
-    await removeCheckedRecord(repo, id);
-    orphaned.push(id);
-  }
-  return orphaned;
+  for (const id of orphaned) await removeCheckedRecord(repo, id);
+  return orphaned.sort();
 }
 
 /** The record's fields when they have the record's shape, else undefined. */
