@@ -43,22 +43,15 @@ export function beatAlive(beat: number, nowMs: number, leaseMs: number): boolean
 }
 
 /**
- * Whether a host holds its lease at `nowMs`.
+ * The clock to judge a heartbeat just loaded against: read now ({@link StpContext.readClockMs})
+ * when the caller gave a clock, so a renewal the host made while the caller stalled since it
+ * made `ctx` is never ahead of it; else the context's `nowMs`.
  *
- * @param memory the region memory
- * @param layout the region layout
- * @param hostId the host (1..hostCount)
- * @param nowMs the wall clock in milliseconds
- * @returns true while the last heartbeat is within `leaseMs` of `nowMs` and the host is not
- *   fenced
+ * @param ctx the reader, after it loaded the heartbeat
+ * @returns the wall clock in milliseconds
  */
-export function hostAlive(
-  memory: RegionMemory,
-  layout: RegionLayout,
-  hostId: number,
-  nowMs: number,
-): boolean {
-  return hostAliveNow({ memory, layout, hostId, nowMs }, hostId);
+function clockAfterLoadMs(ctx: StpContext): number {
+  return ctx.readClockMs?.() ?? ctx.nowMs;
 }
 
 /**
@@ -73,8 +66,8 @@ export function hostAlive(
 export function hostAliveNow(ctx: StpContext, hostId: number): boolean {
   if (hostId < 1 || hostId > ctx.layout.hostCount) return false;
   const beat = ctx.memory.load(hostWord(ctx.layout, hostId, HOST.heartbeat));
-  const nowMs = ctx.readClockMs?.() ?? ctx.nowMs;
-  return beatAlive(beat, nowMs, ctx.layout.leaseMs) && !fenced(ctx.memory, ctx.layout, hostId);
+  return beatAlive(beat, clockAfterLoadMs(ctx), ctx.layout.leaseMs) &&
+    !fenced(ctx.memory, ctx.layout, hostId);
 }
 
 /**
@@ -103,9 +96,7 @@ export function peerHostFailure(ctx: StpContext, peer: Suspect): Failure | undef
   }
   const word = hostWord(layout, hostId, HOST.heartbeat);
   const beat = memory.load(word);
-  // The clock is read after the heartbeat, so a renewal the peer made while this caller stalled
-  // is never ahead of it; only a value no live host writes is.
-  const nowMs = ctx.readClockMs?.() ?? ctx.nowMs;
+  const nowMs = clockAfterLoadMs(ctx); // only a value no live host writes is ahead of it
   if (beatAlive(beat, nowMs, layout.leaseMs)) return undefined;
   const aheadMs = -((heartbeatOf(nowMs) - beat) | 0);
   if (beat !== 0 && aheadMs > layout.leaseMs) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { value } from "./_testing.ts";
 import { fenced, incarnationOf } from "./fence.ts";
-import { claimHost, hostAlive, hostSlots, peerHostFailure, renewLease } from "./hosts.ts";
+import { claimHost, hostAliveNow, hostSlots, peerHostFailure, renewLease } from "./hosts.ts";
 import { HOST, hostWord, type RegionConfig } from "./layout.ts";
 import { plainMemory } from "./memory.ts";
 import * as ops from "./ops.ts";
@@ -78,7 +78,9 @@ Deno.test("a host whose slot was taken over learns it at its next renewal", () =
   assert.equal(usurper.hostId, slow.hostId);
   const renewed = renewLease(r.memory, r.layout, slow.hostId, slow.beat, 1700);
   assert.equal(!renewed.ok && renewed.code, "ECONNRESET");
-  assert.ok(hostAlive(r.memory, r.layout, usurper.hostId, 1700));
+  assert.ok(
+    hostAliveNow({ ...r, hostId: usurper.hostId, nowMs: 1700 }, usurper.hostId),
+  );
 });
 
 Deno.test("a sweep frees a dead host's blocks and then its slot", () => {
