@@ -91,11 +91,10 @@ export interface DataPathReport {
   readonly dataPath: "storage" | "network";
   /** Why the data went over the network when storage was tried first, or null. */
   readonly fallbackReason: string | null;
-  /** The storage handshake's failure (the agent's own when its side failed), or null. */
-  readonly storageFailure: FailureReason | null;
-  /** Which side that failure is from. */
-  readonly storageFailureSide: "agent" | "server" | null;
-  /** Every side's failure, ranked (the first is `storageFailure`); empty when none failed. */
+  /**
+   * Every side's failure to set the storage path up, ranked (`rankFailures`: the first says most
+   * about why); empty when none failed.
+   */
   readonly storageFailures: readonly SideFailure[];
 }
 
@@ -375,8 +374,6 @@ class ServerJob {
         report: {
           dataPath: "network",
           fallbackReason: this.planned.reason,
-          storageFailure: null,
-          storageFailureSide: null,
           storageFailures: [],
         },
       };
@@ -403,8 +400,6 @@ class ServerJob {
       const report = {
         dataPath: "storage" as const,
         fallbackReason: null,
-        storageFailure: null,
-        storageFailureSide: null,
         storageFailures: [],
       };
       return { session, report };
@@ -420,8 +415,6 @@ class ServerJob {
       report: {
         dataPath: "network",
         fallbackReason: reason,
-        storageFailure: failures[0]?.reason ?? null,
-        storageFailureSide: failures[0]?.side ?? null,
         storageFailures: failures,
       },
     };

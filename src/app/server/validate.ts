@@ -95,8 +95,7 @@ async function validatePath(
       channel: path === "network" ? "network" : "auto",
     }, options);
     if (result.kind !== "validate") throw new Error(`a ${result.kind} is no validation`);
-    const failure = result.storageFailure;
-    const side = result.storageFailureSide;
+    const first = result.storageFailures[0]; // the one that says most about why
     const payloads = result.validate;
     const intact = payloads.control && payloads.error && payloads.data;
     const wanted = path === "network" ? "network" : "storage";
@@ -104,12 +103,12 @@ async function validatePath(
       path,
       works: intact && result.dataPath === wanted,
       dataPath: result.dataPath,
-      step: failure?.step ?? null,
-      side,
-      code: failure?.code ?? null,
-      reason: failure === null || side === null
+      step: first?.reason.step ?? null,
+      side: first?.side ?? null,
+      code: first?.reason.code ?? null,
+      reason: first === undefined
         ? (result.dataPath === wanted ? null : result.fallbackReason)
-        : storageReason(failure, side),
+        : storageReason(first.reason, first.side),
       detail: result.fallbackReason,
       channels: { control: payloads.control, error: payloads.error, data: payloads.data },
       storageBytes: result.bytes.storage,
