@@ -13,14 +13,23 @@ const auth = { authorization: "Bearer t0ken" };
 /** How long a test waits for a job to end before it fails with the job's state instead of hanging. */
 const JOB_DEADLINE_MS = 180_000;
 
+/** What `work` settles to, or `late` once `deadlineMs` passed first (the timer cleared either way). */
+async function within<T, L>(work: Promise<T>, deadlineMs: number, late: L): Promise<T | L> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<L>((resolve) => {
+    timer = setTimeout(() => resolve(late), deadlineMs);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function waitForJob(app: ReturnType<typeof createControlApp>, id: string) {
   const ended =
     (async () => await (await app.request(`/v1/jobs/${id}/events`, { headers: auth })).text())();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), JOB_DEADLINE_MS);
-  });
-  const events = await Promise.race([ended, deadline]).finally(() => clearTimeout(timer));
+  const events = await within(ended, JOB_DEADLINE_MS, undefined);
   const job = await (await app.request(`/v1/jobs/${id}`, { headers: auth })).json();
   if (events === undefined) {
     const where = `state ${job.state}, progress ${JSON.stringify(job.progress)}`;
@@ -44,20 +53,16 @@ async function pausedOrEnded(
   app: ReturnType<typeof createControlApp>,
   id: string,
 ): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve(`no pause within ${PAUSE_DEADLINE_MS} ms`), PAUSE_DEADLINE_MS);
-  });
   const ended = waitForJob(app, id).then(
     (job) => `the job ended ${job.state} before its server paused: ${job.error ?? "no error"}`,
     (error: Error) => `the job's events failed before its server paused: ${error.message}`,
   );
-  try {
-    const why = await Promise.race([paused.then(() => undefined), ended, deadline]);
-    if (why !== undefined) throw new Error(`job ${id}: ${why}`);
-  } finally {
-    clearTimeout(timer);
-  }
+  const why = await within(
+    Promise.race([paused.then(() => undefined), ended]),
+    PAUSE_DEADLINE_MS,
+    `no pause within ${PAUSE_DEADLINE_MS} ms`,
+  );
+  if (why !== undefined) throw new Error(`job ${id}: ${why}`);
 }
 
 /** The real control app and Deno services over a job queue, with `root` as its only root. */
