@@ -37,14 +37,14 @@ Deno.test("backup with no source backs up the sample tree through storage and pr
     const human = await runBackup("--repo", `${dir}/repo`);
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stdout, /^lanfree backup: snapshot \S+ \(full\)$/m);
-    assert.match(human.stdout, /data path +storage/);
+    assert.match(human.stdout, /data path +storage/, human.stdout);
     assert.match(human.stdout, /bytes +storage [\d,]+, network [\d,]+/);
     const json = await runBackup("--repo", `${dir}/repo`, "--incremental", "--json");
     assert.equal(json.code, 0, json.stderr);
     const summary = JSON.parse(json.stdout);
     assert.equal(summary.files, 0, "nothing changed since the first snapshot");
     assert.equal(summary.filesTotal, 6);
-    assert.equal(summary.dataPath, "storage");
+    assert.equal(summary.dataPath, "storage", `fallback: ${summary.fallbackReason}`);
     assert.ok(summary.parent !== null);
   } finally {
     await Deno.remove(dir, { recursive: true });
