@@ -180,7 +180,9 @@ class Lease {
     pid: number,
   ) {
     const nowMs = clock();
-    const claim = unwrap(runSteps(claimHost(memory, layout, nowMs, pid)), { call: "socket" });
+    const claim = unwrap(runSteps(claimHost(memory, layout, nowMs, pid, clock)), {
+      call: "socket",
+    });
     this.hostId = claim.hostId;
     this.incarnation = claim.incarnation;
     this.#beat = claim.beat;

@@ -123,12 +123,16 @@ export interface HostClaim {
 
 /**
  * Claims a host slot: the first free one, else the first whose lease ran out. Two claimers
- * never get the same slot (each claim is a compare-and-exchange of the heartbeat word).
+ * never get the same slot (each claim is a compare-and-exchange of the heartbeat word). Each
+ * slot's heartbeat is judged against a clock read after it was loaded (`readClockMs`, when
+ * given), so a live host that renewed while the claimer stalled is not taken for dead (its
+ * renewal would look ahead of a stale clock); the claim's own heartbeat is that fresh clock.
  *
  * @param memory the region memory
  * @param layout the region layout
- * @param nowMs the wall clock in milliseconds
+ * @param nowMs the wall clock in milliseconds (when no `readClockMs` is given)
  * @param pid a label shown by `region show` (a process id; 0 when unknown)
+ * @param readClockMs reads the wall clock now, in milliseconds (the adapter's clock)
  * @returns the claim, or ENOBUFS when every slot is held by a live host
  */
 export function* claimHost(
@@ -136,14 +140,16 @@ export function* claimHost(
   layout: RegionLayout,
   nowMs: number,
   pid: number,
+  readClockMs?: () => number,
 ): Step<Result<HostClaim>> {
-  const beat = heartbeatOf(nowMs);
   for (const wantFree of [true, false]) {
     for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
       const index = hostWord(layout, hostId, HOST.heartbeat);
       const old = memory.load(index);
-      if (wantFree ? old !== 0 : old === 0 || beatAlive(old, nowMs, layout.leaseMs)) continue;
+      const clockMs = readClockMs?.() ?? nowMs;
+      if (wantFree ? old !== 0 : old === 0 || beatAlive(old, clockMs, layout.leaseMs)) continue;
       yield;
+      const beat = heartbeatOf(clockMs);
       if (memory.compareExchange(index, old, beat) !== old) continue;
       const incarnation = (memory.add(hostWord(layout, hostId, HOST.incarnation), 1) + 1) | 0;
       memory.store(hostWord(layout, hostId, HOST.pid), pid | 0);

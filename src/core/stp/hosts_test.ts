@@ -134,3 +134,24 @@ Deno.test("a sweep by a caller whose clock stalled leaves a live peer's blocks a
   const client = value(runSteps(ops.allocate(self, 1)));
   assert.equal(runSteps(ops.connect({ ...self, nowMs: renewedMs }, client, 7, 80)).ok, true);
 });
+
+Deno.test("claimHost judges each slot against a clock read after its load: live hosts that renewed while the claimer stalled keep their slots", () => {
+  const r = region();
+  const a = host(r, 1000);
+  const b = host(r, 1000);
+  // Both renew at 3000, while the claimer, which read its clock at 1000, was stalled.
+  const renewedMs = 3000;
+  for (const live of [a, b]) {
+    value(renewLease(r.memory, r.layout, live.hostId, live.beat, renewedMs));
+  }
+  const stalled = runSteps(claimHost(r.memory, r.layout, 1000, 0, () => renewedMs + 1));
+  assert.equal(!stalled.ok && stalled.code, "ENOBUFS", "no live host's slot is taken over");
+  // Once their leases ran out, a claimer with a fresh clock takes the first slot, its beat fresh.
+  const laterMs = renewedMs + CONFIG.leaseMs + 1;
+  const taken = value(runSteps(claimHost(r.memory, r.layout, 1000, 0, () => laterMs)));
+  assert.equal(taken.hostId, a.hostId);
+  assert.deepEqual(hostSlots(r.memory, r.layout, laterMs).map((slot) => slot.status), [
+    "live",
+    "dead",
+  ]);
+});
