@@ -14,7 +14,12 @@ import { createStorageSockets, type StorageSockets } from "../../adapters/shm.ts
 import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
 import { createRouter, unavailableSockets } from "../../core/dispatch/router.ts";
 import type { AgentKey } from "../hosts/agent_key.ts";
-import { type AgentJobEvent, type AgentJobOutcome, serveAgentJob } from "./agent_side.ts";
+import {
+  type AgentHooks,
+  type AgentJobEvent,
+  type AgentJobOutcome,
+  serveAgentJob,
+} from "./agent_side.ts";
 import type { BackupProgress } from "./backup_client.ts";
 
 /** How an agent runs. */
@@ -37,6 +42,8 @@ export interface AgentOptions {
   readonly signal: AbortSignal;
   /** What happens. */
   readonly onEvent: (event: AgentEvent) => void;
+  /** Test hooks, handed to each job. */
+  readonly hooks?: AgentHooks;
 }
 
 /** What an agent reports. */
@@ -134,6 +141,7 @@ async function serveJobs(options: AgentOptions, storage: StorageSockets | undefi
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
       progressEveryMs: 250,
       signal: options.signal,
+      hooks: options.hooks,
       onEvent: (event) => {
         if (event.type === "accepted") accepted();
         if (event.type === "listening" && !announced) {

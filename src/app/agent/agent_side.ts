@@ -81,6 +81,14 @@ export interface AgentSideOptions {
   readonly signal?: AbortSignal;
   /** What happens, as it happens. */
   readonly onEvent?: (event: AgentJobEvent) => void;
+  /** Test hooks (a walk that holds the thread, to show what it may not delay). */
+  readonly hooks?: AgentHooks;
+}
+
+/** Test hooks of an agent. */
+export interface AgentHooks {
+  /** Walks a backup's source in place of {@link walkSource}. */
+  readonly walkSource?: typeof walkSource;
 }
 
 /** What one job of an agent went through. */
@@ -167,12 +175,16 @@ class AgentJob {
       const path = await checkPaths(job, options.roots);
       await this.jobSession.sendMessage("control", { type: "job-accepted", path });
       options.onEvent?.({ type: "started", kind: job.kind, path });
-      // The walk needs no channel: it runs while the data path is set up.
+      const data = await this.#dataPath(job);
+      // The walk starts once the data path is set up, not beside the set-up: on this thread its
+      // synchronous slices would starve the handshake's steps, and a large tree's walk then ran
+      // the agent past the handshake deadline (a 1M-entry tree: ETIMEDOUT at step 126). It
+      // still overlaps the session's opening (the server choosing and streaming the parent).
+      const walk = options.hooks?.walkSource ?? walkSource;
       const walked = job.kind === "backup" && job.mode === "fs"
-        ? walkSource(path!, { exclude: (options.excluded ?? []).map((e) => e.path) })
+        ? walk(path!, { exclude: (options.excluded ?? []).map((e) => e.path) })
         : undefined;
       walked?.catch(() => {}); // its error surfaces where it is used
-      const data = await this.#dataPath(job);
       const result = await this.#work(job, path, data, walked);
       await this.jobSession.sendMessage("control", { type: "job-done", result });
       options.onEvent?.({ type: "done", kind: job.kind, result });

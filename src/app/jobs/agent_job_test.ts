@@ -5,7 +5,8 @@ import { runAgentBackup, runAgentRestore } from "./agent_job.ts";
 import { describeTree, withTempDir } from "../_testing.ts";
 import { freePortPair } from "../hosts/ports.ts";
 import { openRepository, readManifest, repoPaths } from "../repository/repository.ts";
-import type { AgentEvent } from "../agent/agent.ts";
+import type { AgentEvent, AgentOptions } from "../agent/agent.ts";
+import { walkSource } from "../agent/tree_walk.ts";
 import type { BackupProgress } from "../agent/backup_client.ts";
 import { createRegionFile } from "../../adapters/region_file.ts";
 import { createTcpSockets } from "../../adapters/tcp.ts";
@@ -20,6 +21,7 @@ async function withAgent(
   roots: string[],
   body: (address: string, events: AgentEvent[]) => Promise<void>,
   regionPath?: string,
+  more: Pick<AgentOptions, "handshakeTimeoutMs" | "hooks"> = {},
 ): Promise<void> {
   const stop = new AbortController();
   const events: AgentEvent[] = [];
@@ -32,6 +34,7 @@ async function withAgent(
     regionPath,
     key: await importAgentKey(KEY),
     signal: stop.signal,
+    ...more,
     onEvent: (event) => {
       events.push(event);
       if (event.type === "listening") listening();
@@ -282,3 +285,52 @@ for (const ending of ["drop", "reject"] as const) {
     });
   });
 }
+
+Deno.test("a walk that holds the agent's thread starts once the data path is set up, so the handshake keeps its deadline (a large tree's walk ran it past step 126)", async () => {
+  await withTempDir(async (dir) => {
+    const regionPath = `${dir}/region`;
+    createRegionFile(regionPath, {
+      stgs: [{ id: 1, extentCount: 4, ephemeralPortMin: 41100, ephemeralPortMax: 41109 }],
+      extentBytes: 1 << 20,
+      blockCount: 16,
+      hostCount: 8,
+      ioTimeoutMs: 10_000,
+      leaseMs: 10_000, // the held walk below must not cost a lease
+      backlogMax: 4,
+    }).close();
+    await Deno.mkdir(`${dir}/agent/src`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/agent/src/a.txt`, "a\n");
+    const handshakeTimeoutMs = 2000;
+    let walks = 0;
+    // A walk whose synchronous stretches add up past the deadline (a 1M-entry tree's do), made
+    // one stretch: if it runs beside the set-up, nothing of the handshake runs until it ends.
+    const heldWalk: typeof walkSource = async (root, options) => {
+      walks++;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const untilMs = performance.now() + handshakeTimeoutMs + 1000;
+      while (performance.now() < untilMs) {
+        // held on purpose
+      }
+      return await walkSource(root, options);
+    };
+    await withAgent(
+      [`${dir}/agent`],
+      async (agent) => {
+        const backup = await runAgentBackup({
+          kind: "backup",
+          agent,
+          mode: "fs",
+          channel: "auto",
+          source: `${dir}/agent/src`,
+          repo: `${dir}/repo`,
+          incremental: false,
+        }, { region: regionPath, key: KEY, handshakeTimeoutMs });
+        assert.equal(backup.dataPath, "storage", `fallback: ${backup.fallbackReason}`);
+        assert.equal(backup.files, 1);
+        assert.equal(walks, 1);
+      },
+      regionPath,
+      { handshakeTimeoutMs, hooks: { walkSource: heldWalk } },
+    );
+  });
+});
