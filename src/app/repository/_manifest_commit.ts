@@ -10,6 +10,7 @@
 
 import {
   checkHead,
+  checkRunLine,
   ManifestChecker,
   type ManifestHead,
 } from "../../core/backup/manifest_stream.ts";
@@ -18,6 +19,7 @@ import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
 import type { SnapshotWriter } from "./snapshot_writer.ts";
 import { checkLinks, ManifestFileWriter } from "./_manifest_file.ts";
+import { ParentLineCursor } from "./_parent_lines.ts";
 import { ArchiveNeeds } from "../../core/backup/chain.ts";
 import {
   CHECKED_RECORD_FORMAT,
@@ -54,23 +56,30 @@ function refuse(writer: SnapshotWriter, message: string): RepositoryError {
 
 /**
  * Checks a manifest line by line and writes it into the writer's temporary manifest: the head
- * first (this snapshot's id), then entries under the tree rule, then deleted paths.
+ * first (this snapshot's id), then entries under the tree rule, then deleted paths. With
+ * `parentManifestPath` (the server offered run lines), a run line `[from,count]`
+ * (`manifest_stream.ts`) stands for the parent's entries `from` .. `from + count - 1`: their
+ * lines are copied from the parent's file and each is checked and written exactly as if the
+ * client had sent it, so the manifest is byte for byte the one plain lines give. A run line
+ * that was not offered, is malformed, goes back or past the parent, or puts entries out of
+ * path order is refused like any other bad line.
  *
  * @param writer the snapshot being written
  * @param lines the manifest's lines (wire form)
+ * @param parentManifestPath the parent's manifest file (line layout), when run lines were
+ *   offered: read under the writer's lock, so it is the file `chooseParent` chose
  * @returns what {@link commitReceived} needs
  * @throws {RepositoryError} `bad-commit` naming the problem (the temporary manifest is removed)
  */
 export async function receiveManifestLines(
   writer: SnapshotWriter,
   lines: AsyncIterable<string> | Iterable<string>,
+  parentManifestPath?: string,
 ): Promise<ReceivedManifest> {
   let file: ManifestFileWriter | undefined;
   let head: Omit<ManifestHead, "channelBytes"> | undefined;
-  const checker = new ManifestChecker();
-  const counts = { entryCount: 0, fileCount: 0, deletedCount: 0 };
-  const needs = new ArchiveNeeds();
-  let filesWithoutOffset = 0;
+  let parentLines: ParentLineCursor | undefined;
+  const entries = new EntryIntake(writer);
   try {
     for await (const line of lines) {
       const value: unknown = JSON.parse(line);
@@ -84,26 +93,68 @@ export async function receiveManifestLines(
       } else if (typeof value === "string") {
         const path = checkEntryPath(value);
         if (!path.ok) throw refuse(writer, `deleted: ${path.message}`);
-        counts.deletedCount++;
+        entries.counts.deletedCount++;
         await file.deleted(value);
-      } else {
-        if (counts.deletedCount > 0) throw refuse(writer, "an entry after the deleted paths");
-        const checked = checker.entry(value);
-        if (!checked.ok) throw refuse(writer, checked.message);
-        counts.entryCount++;
-        if (checked.value.type === "file") {
-          counts.fileCount++;
-          needs.add(checked.value);
-          if (checked.value.offset === undefined) filesWithoutOffset++;
+      } else if (Array.isArray(value)) {
+        if (parentManifestPath === undefined) {
+          throw refuse(writer, `run line ${line}, but the server offered none`);
         }
-        await file.entry(line);
-      }
+        const run = checkRunLine(value);
+        if (!run.ok) throw refuse(writer, run.message);
+        parentLines ??= await ParentLineCursor.open(parentManifestPath);
+        const into = file;
+        const { from, count } = run.value;
+        const problem = await parentLines.copy(from, count, (copied) => {
+          return entries.take(JSON.parse(copied), copied, into, `run ${line}: `);
+        });
+        if (problem !== undefined) throw refuse(writer, problem);
+      } else await entries.take(value, line, file);
     }
     if (file === undefined || head === undefined) throw refuse(writer, "it is empty");
-    return { file, head, counts, checker, needs, filesWithoutOffset };
+    return { file, head, ...entries.received() };
   } catch (error) {
     await file?.abort();
     throw error instanceof SyntaxError ? refuse(writer, "a line is not JSON") : error;
+  } finally {
+    parentLines?.close();
+  }
+}
+
+/** Takes a manifest's entries in turn: each checked, counted and written. */
+class EntryIntake {
+  readonly checker = new ManifestChecker();
+  readonly counts = { entryCount: 0, fileCount: 0, deletedCount: 0 };
+  readonly needs = new ArchiveNeeds();
+  filesWithoutOffset = 0;
+
+  constructor(readonly writer: SnapshotWriter) {}
+
+  /**
+   * Checks one entry (under the tree rule) and writes its line.
+   *
+   * @param value the parsed line
+   * @param line the line
+   * @param file the temporary manifest
+   * @param where what a refusal names first (a run line, for a copied line)
+   */
+  async take(value: unknown, line: string, file: ManifestFileWriter, where = ""): Promise<void> {
+    const { counts, writer } = this;
+    if (counts.deletedCount > 0) throw refuse(writer, `${where}an entry after the deleted paths`);
+    const checked = this.checker.entry(value);
+    if (!checked.ok) throw refuse(writer, `${where}${checked.message}`);
+    counts.entryCount++;
+    if (checked.value.type === "file") {
+      counts.fileCount++;
+      this.needs.add(checked.value);
+      if (checked.value.offset === undefined) this.filesWithoutOffset++;
+    }
+    await file.entry(line);
+  }
+
+  /** What the entries left for the commit. */
+  received(): Omit<ReceivedManifest, "file" | "head"> {
+    const { checker, counts, needs, filesWithoutOffset } = this;
+    return { checker, counts, needs, filesWithoutOffset };
   }
 }
 

@@ -11,6 +11,7 @@
 
 import {
   type PartMessage,
+  RUN_LINES_OFFER,
   type SessionMessage,
   SessionProtocolError,
 } from "../../core/backup/protocol.ts";
@@ -24,6 +25,7 @@ import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import {
   chooseParent,
   initRepository,
+  repoPaths,
   type Repository,
   streamManifest,
 } from "../repository/repository.ts";
@@ -158,11 +160,14 @@ class BackupServerPump {
           hasParent: action.hasParent,
         });
         return;
+      case "offer-run-lines":
+        await this.#send("control", RUN_LINES_OFFER);
+        return;
       case "stream-parent":
         this.#background(this.#sendParent(), () => ({ type: "parent-sent" }));
         return;
       case "receive":
-        this.#receive();
+        this.#receive(action.runLines);
         return;
       case "grant-parent":
         this.#streams!.parent.grant(action.upTo);
@@ -242,7 +247,7 @@ class BackupServerPump {
   }
 
   /** Opens the snapshot (the repository lock) and chooses its parent. */
-  async #open(): Promise<{ snapshotId: string; hasParent: boolean }> {
+  async #open(): Promise<{ snapshotId: string; hasParent: boolean; parentHasLines: boolean }> {
     const hello = this.#hello!;
     const repo = await initRepository(this.options.repo);
     const writer = await beginSnapshot(repo, {
@@ -259,7 +264,11 @@ class BackupServerPump {
     const choice = await chooseParent(repo, hello.sourceId, hello.mode, hello.incremental);
     this.#fullReason = choice.fullReason;
     this.#parent = choice;
-    return { snapshotId: writer.id, hasParent: choice.parent !== null };
+    return {
+      snapshotId: writer.id,
+      hasParent: choice.parent !== null,
+      parentHasLines: choice.parent !== null && choice.lineLayout === true,
+    };
   }
 
   #parent: Awaited<ReturnType<typeof chooseParent>> | undefined;
@@ -270,11 +279,16 @@ class BackupServerPump {
     await sendParent(repo, parent!, this.#streams!.parent, lineLayout === true);
   }
 
-  /** Starts taking the archive's bytes and the manifest's lines. */
-  #receive(): void {
+  /**
+   * Starts taking the archive's bytes and the manifest's lines; with `runLines`, run lines are
+   * copied from the parent's manifest file (held under the snapshot's lock since it was chosen).
+   */
+  #receive(runLines: boolean): void {
     const writer = this.#writer!;
+    const parent = this.#parent?.parent;
+    const parentPath = runLines && parent ? repoPaths.manifest(writer.repo, parent.id) : undefined;
     this.#background(
-      receiveManifestLines(writer, this.#streams!.manifest.lines()),
+      receiveManifestLines(writer, this.#streams!.manifest.lines(), parentPath),
       (received) => {
         this.#received = received;
         return { type: "manifest-written" };
