@@ -65,6 +65,11 @@ export interface BackupServerOptions {
   readonly signal?: AbortSignal;
   /** Drill hook: awaited at every step of the snapshot's commit protocol. */
   readonly onWriterStep?: (step: WriterStep) => Promise<void> | void;
+  /**
+   * Offer run lines when the parent's file allows (default true); false behaves as a server
+   * older than run lines (tests, and measuring what runs save).
+   */
+  readonly offerRunLines?: boolean;
 }
 
 /** What the server committed. */
@@ -267,7 +272,8 @@ class BackupServerPump {
     return {
       snapshotId: writer.id,
       hasParent: choice.parent !== null,
-      parentHasLines: choice.parent !== null && choice.lineLayout === true,
+      parentHasLines: choice.parent !== null && choice.lineLayout === true &&
+        this.options.offerRunLines !== false,
     };
   }
 
