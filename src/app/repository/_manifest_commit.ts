@@ -14,7 +14,7 @@ import {
   ManifestChecker,
   type ManifestHead,
 } from "../../core/backup/manifest_stream.ts";
-import type { ChannelBytes } from "../../core/backup/manifest.ts";
+import type { ChannelBytes, ManifestEntry } from "../../core/backup/manifest.ts";
 import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
 import type { SnapshotWriter } from "./snapshot_writer.ts";
@@ -24,8 +24,10 @@ import { ArchiveNeeds } from "../../core/backup/chain.ts";
 import {
   CHECKED_RECORD_FORMAT,
   CHECKED_RECORD_VERSION,
+  type CheckedRecord,
   writeCheckedRecord,
 } from "./_checked_record.ts";
+import { invariant } from "../../core/assert.ts";
 
 /** What the server committed: the manifest's head and its entry counts (never its entries). */
 export interface CommittedManifest extends ManifestHead {
@@ -54,32 +56,44 @@ function refuse(writer: SnapshotWriter, message: string): RepositoryError {
   return new RepositoryError("bad-commit", `snapshot ${writer.id}: invalid manifest: ${message}`);
 }
 
+/** The parent a manifest's run lines copy from (where the server offered them). */
+export interface RunLinesParent {
+  /** The parent's manifest file (line layout), read under the writer's lock. */
+  readonly manifestPath: string;
+  /**
+   * The parent's checked record when its manifest file still hashes to it (`vouchingRecord`):
+   * then a manifest that is one run of all the parent's entries and nothing else is copied
+   * without checking the parent's lines again (see docs/trust.md).
+   */
+  readonly vouchingRecord?: () => Promise<CheckedRecord | undefined>;
+}
+
 /**
  * Checks a manifest line by line and writes it into the writer's temporary manifest: the head
  * first (this snapshot's id), then entries under the tree rule, then deleted paths. With
- * `parentManifestPath` (the server offered run lines), a run line `[from,count]`
- * (`manifest_stream.ts`) stands for the parent's entries `from` .. `from + count - 1`: their
- * lines are copied from the parent's file and each is checked and written exactly as if the
- * client had sent it, so the manifest is byte for byte the one plain lines give. A run line
- * that was not offered, is malformed, goes back or past the parent, or puts entries out of
- * path order is refused like any other bad line.
+ * `parent` (the server offered run lines), a run line `[from,count]` (`manifest_stream.ts`)
+ * stands for the parent's entries `from` .. `from + count - 1`: their lines are copied from the
+ * parent's file and each is checked and written exactly as if the client had sent it, so the
+ * manifest is byte for byte the one plain lines give. A run line that was not offered, is
+ * malformed, goes back or past the parent, or puts entries out of path order is refused like
+ * any other bad line. A manifest that is one run of all of a vouched parent's entries is copied
+ * without the checks (its lines are those of a manifest checked whole, in the same order).
  *
  * @param writer the snapshot being written
  * @param lines the manifest's lines (wire form)
- * @param parentManifestPath the parent's manifest file (line layout), when run lines were
- *   offered: read under the writer's lock, so it is the file `chooseParent` chose
+ * @param parent the parent's file, when run lines were offered
  * @returns what {@link commitReceived} needs
  * @throws {RepositoryError} `bad-commit` naming the problem (the temporary manifest is removed)
  */
 export async function receiveManifestLines(
   writer: SnapshotWriter,
   lines: AsyncIterable<string> | Iterable<string>,
-  parentManifestPath?: string,
+  parent?: RunLinesParent,
 ): Promise<ReceivedManifest> {
   let file: ManifestFileWriter | undefined;
   let head: Omit<ManifestHead, "channelBytes"> | undefined;
-  let parentLines: ParentLineCursor | undefined;
   const entries = new EntryIntake(writer);
+  const runs = parent === undefined ? undefined : new RunCopier(writer, parent, entries);
   try {
     for await (const line of lines) {
       const value: unknown = JSON.parse(line);
@@ -90,33 +104,92 @@ export async function receiveManifestLines(
         if (fields.id !== writer.id) throw refuse(writer, `it is for ${fields.id}`);
         head = fields;
         file = await ManifestFileWriter.create(writer.manifestTempPath, fields);
-      } else if (typeof value === "string") {
+        continue;
+      }
+      if (Array.isArray(value)) {
+        if (runs === undefined) {
+          throw refuse(writer, `run line ${line}, but the server offered none`);
+        }
+        await runs.take(value, line, file);
+        continue;
+      }
+      await runs?.flush(file);
+      if (typeof value === "string") {
         const path = checkEntryPath(value);
         if (!path.ok) throw refuse(writer, `deleted: ${path.message}`);
         entries.counts.deletedCount++;
         await file.deleted(value);
-      } else if (Array.isArray(value)) {
-        if (parentManifestPath === undefined) {
-          throw refuse(writer, `run line ${line}, but the server offered none`);
-        }
-        const run = checkRunLine(value);
-        if (!run.ok) throw refuse(writer, run.message);
-        parentLines ??= await ParentLineCursor.open(parentManifestPath);
-        const into = file;
-        const { from, count } = run.value;
-        const problem = await parentLines.copy(from, count, (copied) => {
-          return entries.take(JSON.parse(copied), copied, into, `run ${line}: `);
-        });
-        if (problem !== undefined) throw refuse(writer, problem);
       } else await entries.take(value, line, file);
     }
     if (file === undefined || head === undefined) throw refuse(writer, "it is empty");
+    await runs?.end(file);
     return { file, head, ...entries.received() };
   } catch (error) {
     await file?.abort();
     throw error instanceof SyntaxError ? refuse(writer, "a line is not JSON") : error;
   } finally {
-    parentLines?.close();
+    runs?.close();
+  }
+}
+
+/**
+ * Copies the parent's lines that run lines name. A first run of the whole parent is held back
+ * until the next line: when none follows, the manifest is the parent's entries and nothing
+ * else, and a vouched parent is copied without the checks.
+ */
+class RunCopier {
+  #cursor: ParentLineCursor | undefined;
+  #held: { from: number; count: number; line: string } | undefined;
+
+  constructor(
+    readonly writer: SnapshotWriter,
+    readonly parent: RunLinesParent,
+    readonly entries: EntryIntake,
+  ) {}
+
+  /** Takes one run line (parsed as an array). */
+  async take(value: unknown[], line: string, file: ManifestFileWriter): Promise<void> {
+    await this.flush(file);
+    const run = checkRunLine(value);
+    if (!run.ok) throw refuse(this.writer, run.message);
+    const { from, count } = run.value;
+    const first = this.#cursor === undefined && this.entries.counts.entryCount === 0;
+    if (first && from === 0 && this.parent.vouchingRecord !== undefined) {
+      this.#held = { from, count, line };
+      return;
+    }
+    await this.#copy(from, count, line, file);
+  }
+
+  /** Copies a run held back, checked (another line follows it). */
+  async flush(file: ManifestFileWriter): Promise<void> {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) await this.#copy(held.from, held.count, held.line, file);
+  }
+
+  /** The manifest's end: a run held back is the whole manifest. */
+  async end(file: ManifestFileWriter): Promise<void> {
+    const held = this.#held;
+    if (held === undefined) return;
+    const record = await this.parent.vouchingRecord!();
+    if (record === undefined || record.entries !== held.count) return await this.flush(file);
+    this.#held = undefined;
+    this.#cursor = await ParentLineCursor.open(this.parent.manifestPath);
+    await this.entries.takeVouched(this.#cursor, record, file);
+  }
+
+  close(): void {
+    this.#cursor?.close();
+  }
+
+  async #copy(from: number, count: number, line: string, file: ManifestFileWriter) {
+    this.#cursor ??= await ParentLineCursor.open(this.parent.manifestPath);
+    const where = `run ${line}: `;
+    const problem = await this.#cursor.copy(from, count, (copied) => {
+      return this.entries.take(JSON.parse(copied), copied, file, where);
+    });
+    if (problem !== undefined) throw refuse(this.writer, problem);
   }
 }
 
@@ -124,7 +197,7 @@ export async function receiveManifestLines(
 class EntryIntake {
   readonly checker = new ManifestChecker();
   readonly counts = { entryCount: 0, fileCount: 0, deletedCount: 0 };
-  readonly needs = new ArchiveNeeds();
+  needs = new ArchiveNeeds();
   filesWithoutOffset = 0;
 
   constructor(readonly writer: SnapshotWriter) {}
@@ -149,6 +222,36 @@ class EntryIntake {
       if (checked.value.offset === undefined) this.filesWithoutOffset++;
     }
     await file.entry(line);
+  }
+
+  /**
+   * Takes all of a vouched parent's entries, in its order, without checking them again: they
+   * are the lines of a manifest whose every entry was checked at its commit (tree rule and hard
+   * links included) and whose file still hashes to its checked record, so every rule between
+   * them holds here too, and its chain facts are the record's. Each line is parsed only to count
+   * files (and those without an offset).
+   *
+   * @param cursor the parent's lines, at its first entry
+   * @param record the parent's checked record, vouching for the file
+   * @param file the temporary manifest (no entry taken yet)
+   */
+  async takeVouched(
+    cursor: ParentLineCursor,
+    record: CheckedRecord,
+    file: ManifestFileWriter,
+  ): Promise<void> {
+    invariant(this.counts.entryCount === 0, "a vouched parent is copied into an empty manifest");
+    const problem = await cursor.copy(0, record.entries, async (line) => {
+      const entry = JSON.parse(line) as ManifestEntry;
+      if (entry.type === "file") {
+        this.counts.fileCount++;
+        if (entry.offset === undefined) this.filesWithoutOffset++;
+      }
+      await file.entry(line);
+    });
+    if (problem !== undefined) throw new RepositoryError("corrupt", `vouched parent: ${problem}`);
+    this.counts.entryCount = record.entries;
+    this.needs = ArchiveNeeds.fromRecord(record.archives);
   }
 
   /** What the entries left for the commit. */

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { runLocalBackup } from "../jobs/local_backup.ts";
 import { initRepository, repoPaths, streamManifest } from "./repository.ts";
 import { beginSnapshot, type SnapshotWriter } from "./snapshot_writer.ts";
-import { receiveManifestLines } from "./_manifest_commit.ts";
+import { receiveManifestLines, type RunLinesParent } from "./_manifest_commit.ts";
 import { RepositoryError } from "../errors.ts";
+import { type CheckedRecord, vouchingRecord } from "./_checked_record.ts";
 import { withTempDir, writeFileWith } from "../_testing.ts";
 
 const PAST_S = 1_600_000_000;
@@ -32,20 +33,21 @@ async function parentAndWriter(dir: string) {
   });
   const writer = await beginSnapshot(repo);
   const head = JSON.stringify({ ...parentHead, id: writer.id, parent: parentId });
-  return { writer, head, entries, parentPath: repoPaths.manifest(repo, parentId!) };
+  return {
+    writer,
+    head,
+    entries,
+    parentPath: { manifestPath: repoPaths.manifest(repo, parentId!) },
+  };
 }
 
 /** The temporary manifest `lines` make (finished, then removed), or the refusal. */
 async function received(
   writer: SnapshotWriter,
   lines: string[],
-  parentPath: string | undefined,
+  parentPath: RunLinesParent | undefined,
 ): Promise<string> {
-  const taken = await receiveManifestLines(writer, lines, parentPath);
-  await taken.file.finish(NO_BYTES);
-  const text = await Deno.readTextFile(taken.file.path);
-  await Deno.remove(taken.file.path);
-  return text;
+  return await finished(await receiveManifestLines(writer, lines, parentPath));
 }
 
 Deno.test("run lines make a manifest byte for byte the one plain lines make", async () => {
@@ -85,7 +87,7 @@ Deno.test("a server that offered run lines still takes plain lines (a client old
 Deno.test("every lie in a run line is a bad-commit naming it, and the temporary manifest is removed", async () => {
   await withTempDir(async (dir) => {
     const { writer, head, entries, parentPath } = await parentAndWriter(dir);
-    const lies: Array<[string[], string | undefined, RegExp]> = [
+    const lies: Array<[string[], RunLinesParent | undefined, RegExp]> = [
       [[head, "[0,2]"], undefined, /run line \[0,2\], but the server offered none/],
       [[head, "[0,15]"], parentPath, /goes past the parent's 14 entries/],
       [[head, "[14,1]"], parentPath, /goes past the parent's 14 entries/],
@@ -122,3 +124,72 @@ Deno.test("every lie in a run line is a bad-commit naming it, and the temporary 
     }
   });
 });
+
+Deno.test("a manifest that is one run of all of a vouched parent's entries is that parent's entries, with the counts and chain facts plain lines give", async () => {
+  await withTempDir(async (dir) => {
+    const { writer, head, entries, parentPath } = await parentAndWriter(dir);
+    const parentId = JSON.parse(head).parent as string;
+    const vouched = {
+      ...parentPath,
+      vouchingRecord: () => vouchingRecord(writer.repo, parentId),
+    };
+    try {
+      assert.ok(await vouched.vouchingRecord(), "the parent's commit left a checked record");
+      const whole = await receiveManifestLines(writer, [head, "[0,14]"], vouched);
+      const wholeFacts = { ...whole.counts, needs: whole.needs.toRecord() };
+      const wholeText = await finished(whole);
+      const plain = await receiveManifestLines(writer, [head, ...entries], undefined);
+      assert.deepEqual(wholeFacts, { ...plain.counts, needs: plain.needs.toRecord() });
+      assert.equal(whole.filesWithoutOffset, plain.filesWithoutOffset);
+      assert.equal(wholeText, await finished(plain));
+    } finally {
+      await writer.abort();
+    }
+  });
+});
+
+Deno.test("a vouched parent's lines are copied unchecked only when the manifest is that one whole run", async () => {
+  await withTempDir(async (dir) => {
+    const { writer, head, entries, parentPath } = await parentAndWriter(dir);
+    // The parent's file with two entries swapped, and a record said to vouch for it: only the
+    // whole copy trusts the record, so only it takes the swapped lines.
+    const file = (await Deno.readTextFile(parentPath.manifestPath)).split("\n");
+    [file[2], file[3]] = [file[3]!, file[2]!];
+    await Deno.writeTextFile(parentPath.manifestPath, file.join("\n"));
+    const record = { ...(await vouchingRecordShape(writer, JSON.parse(head).parent)), entries: 14 };
+    const vouched = { ...parentPath, vouchingRecord: () => Promise.resolve(record) };
+    try {
+      const whole = await receiveManifestLines(writer, [head, "[0,14]"], vouched);
+      assert.equal(whole.counts.entryCount, 14);
+      await finished(whole);
+      const refusals: Array<[string[], RunLinesParent]> = [
+        [[head, "[0,14]"], { ...parentPath, vouchingRecord: () => Promise.resolve(undefined) }],
+        [[head, "[0,14]"], parentPath],
+        [[head, "[0,14]", '"gone"'], vouched],
+        [[head, "[0,13]"], vouched],
+      ];
+      for (const [lines, parent] of refusals) {
+        await assert.rejects(
+          receiveManifestLines(writer, lines, parent),
+          (error) => error instanceof RepositoryError && /out of path order/.test(error.message),
+          lines.slice(1).join(" "),
+        );
+      }
+    } finally {
+      await writer.abort();
+    }
+  });
+});
+
+/** Finishes a received manifest and returns its text (then removes it). */
+async function finished(taken: Awaited<ReturnType<typeof receiveManifestLines>>) {
+  await taken.file.finish(NO_BYTES);
+  const text = await Deno.readTextFile(taken.file.path);
+  await Deno.remove(taken.file.path);
+  return text;
+}
+
+/** The parent's checked record as written (before its file was changed). */
+async function vouchingRecordShape(writer: SnapshotWriter, id: string): Promise<CheckedRecord> {
+  return JSON.parse(await Deno.readTextFile(repoPaths.checked(writer.repo, id)));
+}

@@ -45,6 +45,7 @@ import {
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
 import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
 import { RepositoryError } from "../errors.ts";
+import { vouchingRecord } from "../repository/_checked_record.ts";
 import {
   commitReceived,
   type CommittedManifest,
@@ -292,9 +293,14 @@ class BackupServerPump {
   #receive(runLines: boolean): void {
     const writer = this.#writer!;
     const parent = this.#parent?.parent;
-    const parentPath = runLines && parent ? repoPaths.manifest(writer.repo, parent.id) : undefined;
+    const runsFrom = runLines && parent
+      ? {
+        manifestPath: repoPaths.manifest(writer.repo, parent.id),
+        vouchingRecord: () => vouchingRecord(writer.repo, parent.id),
+      }
+      : undefined;
     this.#background(
-      receiveManifestLines(writer, this.#streams!.manifest.lines(), parentPath),
+      receiveManifestLines(writer, this.#streams!.manifest.lines(), runsFrom),
       (received) => {
         this.#received = received;
         return { type: "manifest-written" };
