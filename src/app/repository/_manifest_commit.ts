@@ -14,12 +14,12 @@ import {
   ManifestChecker,
   type ManifestHead,
 } from "../../core/backup/manifest_stream.ts";
-import type { ChannelBytes, ManifestEntry } from "../../core/backup/manifest.ts";
+import type { ChannelBytes } from "../../core/backup/manifest.ts";
 import { checkEntryPath } from "../../core/backup/path_rules.ts";
 import { RepositoryError } from "../errors.ts";
 import type { SnapshotWriter } from "./snapshot_writer.ts";
 import { checkLinks, ManifestFileWriter } from "./_manifest_file.ts";
-import { ParentLineCursor } from "./_parent_lines.ts";
+import { copyEntrySection, ParentLineCursor } from "./_parent_lines.ts";
 import { ArchiveNeeds } from "../../core/backup/chain.ts";
 import {
   CHECKED_RECORD_FORMAT,
@@ -173,10 +173,12 @@ class RunCopier {
     const held = this.#held;
     if (held === undefined) return;
     const record = await this.parent.vouchingRecord!();
-    if (record === undefined || record.entries !== held.count) return await this.flush(file);
+    if (
+      record === undefined || record.entries !== held.count ||
+      record.filesWithoutOffset === undefined
+    ) return await this.flush(file);
     this.#held = undefined;
-    this.#cursor = await ParentLineCursor.open(this.parent.manifestPath);
-    await this.entries.takeVouched(this.#cursor, record, file);
+    await this.entries.takeVouched(this.parent.manifestPath, record, file);
   }
 
   close(): void {
@@ -228,29 +230,31 @@ class EntryIntake {
    * Takes all of a vouched parent's entries, in its order, without checking them again: they
    * are the lines of a manifest whose every entry was checked at its commit (tree rule and hard
    * links included) and whose file still hashes to its checked record, so every rule between
-   * them holds here too, and its chain facts are the record's. Each line is parsed only to count
-   * files (and those without an offset).
+   * them holds here too, and its chain facts are the record's. The lines are copied as bytes
+   * (`copyEntrySection`), only counted on the way.
    *
-   * @param cursor the parent's lines, at its first entry
-   * @param record the parent's checked record, vouching for the file
+   * @param manifestPath the parent's manifest file
+   * @param record the parent's checked record, vouching for the file (with its count of files
+   *   without an offset)
    * @param file the temporary manifest (no entry taken yet)
    */
   async takeVouched(
-    cursor: ParentLineCursor,
+    manifestPath: string,
     record: CheckedRecord,
     file: ManifestFileWriter,
   ): Promise<void> {
     invariant(this.counts.entryCount === 0, "a vouched parent is copied into an empty manifest");
-    const problem = await cursor.copy(0, record.entries, async (line) => {
-      const entry = JSON.parse(line) as ManifestEntry;
-      if (entry.type === "file") {
-        this.counts.fileCount++;
-        if (entry.offset === undefined) this.filesWithoutOffset++;
-      }
-      await file.entry(line);
-    });
-    if (problem !== undefined) throw new RepositoryError("corrupt", `vouched parent: ${problem}`);
-    this.counts.entryCount = record.entries;
+    const copied = await copyEntrySection(manifestPath, (bytes) => file.copyEntryBytes(bytes));
+    if (copied.entries !== record.entries) {
+      throw new RepositoryError(
+        "corrupt",
+        `${manifestPath}: ${copied.entries} entries, its checked record says ${record.entries}`,
+      );
+    }
+    file.endCopy(copied.entries);
+    this.counts.entryCount = copied.entries;
+    this.counts.fileCount = copied.files;
+    this.filesWithoutOffset = record.filesWithoutOffset!;
     this.needs = ArchiveNeeds.fromRecord(record.archives);
   }
 

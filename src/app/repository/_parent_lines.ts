@@ -144,3 +144,109 @@ export class ParentLineCursor {
     return this.#lines[this.#at++];
   }
 }
+
+/** Bytes of a vouched parent copied at a time. */
+const COPY_BYTES = 1 << 20;
+const NEWLINE = 0x0a;
+const SEPARATOR_START = 0x5d; // `]`: only the separator line starts with it
+
+/** What a copy of a vouched parent's entry section held. */
+export interface CopiedEntries {
+  readonly entries: number;
+  readonly files: number;
+}
+
+/**
+ * Copies the entry section of a parent's manifest file (line layout) as bytes, without parsing
+ * its lines: the lines after the head up to the separator line, which only a manifest checked
+ * whole and vouched by its checked record may be trusted with (see docs/trust.md). Entries and
+ * files are counted on the way, each line's type read from its first key when it is the only
+ * `"type":` key of the line (the layout this code writes), else from the parsed line.
+ *
+ * @param path the parent's manifest file
+ * @param write takes each piece of the section, in order
+ * @returns how many entries and files the section held
+ * @throws {RepositoryError} `corrupt` when the file has no separator line
+ */
+export async function copyEntrySection(
+  path: string,
+  write: (bytes: Uint8Array) => Promise<void>,
+): Promise<CopiedEntries> {
+  const file = await Deno.open(path, { read: true });
+  const buffer = new Uint8Array(COPY_BYTES);
+  const counter = new EntryCounter();
+  let inHead = true;
+  let lastByte = NEWLINE;
+  try {
+    // Bounded by the file's size: each turn reads at least one byte or ends.
+    for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
+      let bytes = buffer.subarray(0, n);
+      if (inHead) {
+        const end = bytes.indexOf(NEWLINE);
+        if (end < 0) continue;
+        bytes = bytes.subarray(end + 1);
+        inHead = false;
+      }
+      const end = separatorAt(bytes, lastByte);
+      const section = end < 0 ? bytes : bytes.subarray(0, end);
+      counter.add(section, end >= 0);
+      await write(section);
+      if (end >= 0) return counter.counted();
+      if (bytes.length > 0) lastByte = bytes[bytes.length - 1]!;
+    }
+  } finally {
+    file.close();
+  }
+  throw new RepositoryError("corrupt", `${path}: no separator after the entries`);
+}
+
+/** Where the separator line starts in `bytes` (after `before`, the byte before them), or -1. */
+function separatorAt(bytes: Uint8Array, before: number): number {
+  if (bytes[0] === SEPARATOR_START && before === NEWLINE) return 0;
+  // Bounded by the bytes: each turn moves past one `]`.
+  for (
+    let at = bytes.indexOf(SEPARATOR_START, 1);
+    at > 0;
+    at = bytes.indexOf(SEPARATOR_START, at + 1)
+  ) {
+    if (bytes[at - 1] === NEWLINE) return at;
+  }
+  return -1;
+}
+
+/** Counts the entry lines and files of a section handed over in pieces. */
+class EntryCounter {
+  readonly #decoder = new TextDecoder("utf-8", { fatal: true });
+  #carry = "";
+  #entries = 0;
+  #files = 0;
+
+  add(bytes: Uint8Array, last: boolean): void {
+    const text = this.#carry + this.#decoder.decode(bytes, { stream: !last });
+    let start = 0;
+    // Bounded by the text: each turn moves past one newline.
+    for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
+      this.#entries++;
+      if (isFileLine(text, start, end)) this.#files++;
+      start = end + 1;
+    }
+    this.#carry = text.slice(start);
+  }
+
+  counted(): CopiedEntries {
+    return { entries: this.#entries, files: this.#files };
+  }
+}
+
+const TYPE_KEY = '"type":';
+const FIRST_KEY = `{${TYPE_KEY}"`;
+
+/** Whether the entry line `text[start, end)` (maybe ending with a comma) is a file's. */
+function isFileLine(text: string, start: number, end: number): boolean {
+  const second = text.indexOf(TYPE_KEY, start + FIRST_KEY.length);
+  if (text.startsWith(FIRST_KEY, start) && (second < 0 || second >= end)) {
+    return text.startsWith('file"', start + FIRST_KEY.length);
+  }
+  const line = text.slice(start, text[end - 1] === "," ? end - 1 : end);
+  return (JSON.parse(line) as { type?: unknown }).type === "file";
+}
