@@ -9,6 +9,8 @@ import {
 } from "../_testing.ts";
 import { runBackupClient } from "../agent/backup_client.ts";
 import { restoreSnapshot } from "../repository/restore.ts";
+import { initRepository } from "../repository/repository.ts";
+import { vouchingRecord } from "../repository/_checked_record.ts";
 import { SocketError } from "../../core/dispatch/errors.ts";
 
 Deno.test("a server whose client says hello and then nothing at all fails for the silent client, before any I/O timeout", async () => {
@@ -121,6 +123,36 @@ Deno.test("over a real TCP session an incremental sends run lines to a server th
     );
     const target = `${dir}/restored`;
     await restoreSnapshot({ repo: repos[0]!, snapshot: runs.id, target });
+    assert.deepEqual(await describeTree(target), await describeTree(src));
+  });
+});
+
+Deno.test("a no-change incremental over a real TCP session sends one run line and commits the parent's entries, with a checked record that vouches for them, and restores the tree", async () => {
+  await withTempDir(async (dir) => {
+    const src = `${dir}/src`;
+    const repo = `${dir}/repo`;
+    await makeRunsTree(src);
+    await backupOverSession(repo, src, {});
+    await changeRunsTree(src);
+    const changed = await backupOverSession(repo, src, {});
+    const noChange = await backupOverSession(repo, src, {});
+    const plain = await backupOverSession(repo, src, { runLines: false });
+    assert.ok(
+      noChange.sentBytes < plain.sentBytes - 10_000,
+      `one run line sent ${noChange.sentBytes} bytes, plain lines ${plain.sentBytes}`,
+    );
+    const entryLines = async (id: string) => {
+      const file = (await Deno.readTextFile(`${repo}/snapshots/${id}.manifest.json`)).split("\n");
+      return file.slice(1, file.findIndex((line) => line.startsWith("]")));
+    };
+    assert.deepEqual(await entryLines(noChange.id), await entryLines(changed.id));
+    assert.deepEqual(await entryLines(plain.id), await entryLines(changed.id));
+    const opened = await initRepository(repo);
+    const record = await vouchingRecord(opened, noChange.id);
+    assert.ok(record !== undefined, "the copy's checked record vouches for its manifest");
+    assert.deepEqual(record.archives, (await vouchingRecord(opened, changed.id))!.archives);
+    const target = `${dir}/restored`;
+    await restoreSnapshot({ repo, snapshot: noChange.id, target });
     assert.deepEqual(await describeTree(target), await describeTree(src));
   });
 });
