@@ -150,7 +150,7 @@ Deno.test("a manifest that is one run of all of a vouched parent's entries is th
 
 Deno.test("a vouched parent's lines are copied unchecked only when the manifest is that one whole run", async () => {
   await withTempDir(async (dir) => {
-    const { writer, head, entries, parentPath } = await parentAndWriter(dir);
+    const { writer, head, parentPath } = await parentAndWriter(dir);
     // The parent's file with two entries swapped, and a record said to vouch for it: only the
     // whole copy trusts the record, so only it takes the swapped lines.
     const file = (await Deno.readTextFile(parentPath.manifestPath)).split("\n");
