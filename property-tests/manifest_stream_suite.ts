@@ -25,6 +25,7 @@ import {
 } from "../src/core/backup/manifest.ts";
 import {
   checkEntry,
+  checkRunLine,
   DELETED_SEPARATOR_LINE,
   endLine,
   headLine,
@@ -34,6 +35,13 @@ import {
   unresolvedLinkProblem,
 } from "../src/core/backup/manifest_stream.ts";
 import { checkEntryPath, pathToBytes } from "../src/core/backup/path_rules.ts";
+import {
+  entryLines,
+  ParentMerge,
+  recordPacked,
+  type SourceEntry,
+} from "../src/core/backup/plan.ts";
+import { EntryTable, STATE, TYPE_CODES } from "../src/core/backup/entry_table.ts";
 
 const ID = "20240101T000000000Z-0000000a";
 const segment = fc.oneof(
@@ -214,6 +222,45 @@ const treeArb = fc.array(
   return [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
 });
 
+const NEXT_ID = "20240101T000000001Z-0000000b";
+
+/** The walk's view of a parent entry, its mtime moved when `touched`. */
+function sourceOf(entry: ManifestEntry, touched: boolean): SourceEntry {
+  const meta = { path: entry.path, mode: entry.mode, mtimeMs: entry.mtimeMs + (touched ? 1 : 0) };
+  if (entry.type === "file") return { type: "file", ...meta, sizeBytes: entry.sizeBytes };
+  if (entry.type === "symlink") return { type: "symlink", ...meta, target: entry.target };
+  return { type: "dir", ...meta };
+}
+
+/**
+ * The entry lines of an incremental planned against `parent` (its non-directories in `gone`
+ * left out of the walk, its entries in `touched` changed, every changed file packed): plain,
+ * and with run lines expanded against the parent's lines.
+ */
+function plainAndExpanded(parent: ManifestEntry[], gone: Set<number>, touched: Set<number>) {
+  const parentLines = parent.map((entry) => JSON.stringify(entry));
+  const table = new EntryTable();
+  parent.forEach((entry, i) => {
+    if (!gone.has(i) || entry.type === "dir") table.add(sourceOf(entry, touched.has(i)));
+  });
+  const merge = new ParentMerge(table);
+  parent.forEach((entry, i) => assert.ok(merge.next(entry, parentLines[i])));
+  merge.finish();
+  for (let i = 0; i < table.count; i++) {
+    if (table.states[i] !== STATE.changed || table.types[i] !== TYPE_CODES.file) continue;
+    recordPacked(table, i, { sha256: "1".repeat(64), sizeBytes: table.sizes[i]! }, NEXT_ID);
+  }
+  const plain = [...entryLines(table, NEXT_ID, undefined)];
+  const runs = [...entryLines(table, NEXT_ID, undefined, (i) => merge.parentLineOf(i))];
+  const expanded = runs.flatMap((line) => {
+    if (!line.startsWith("[")) return [line];
+    const run = checkRunLine(JSON.parse(line));
+    if (!run.ok) throw new Error(`entryLines made a bad run line ${line}`);
+    return parentLines.slice(run.value.from, run.value.from + run.value.count);
+  });
+  return { plain, runs, expanded };
+}
+
 /** Breaks a sorted tree the ways a crafted manifest could. */
 const brokenTreeArb = fc.tuple(
   treeArb,
@@ -332,6 +379,29 @@ export function manifestStreamSuite(): Suite {
                 JSON.parse((i as { line: string }).line)
               );
               assert.deepEqual(read, entries);
+            },
+          ),
+      ),
+      defineProperty(
+        "run lines expand, against the parent's lines, to exactly the plain lines",
+        { numRuns: 300 },
+        () =>
+          fc.property(
+            treeArb,
+            fc.array(fc.nat(), { maxLength: 6 }),
+            fc.array(fc.nat(), { maxLength: 6 }),
+            (parent, gone, touched) => {
+              const at = (picks: number[]) =>
+                new Set(picks.map((n) => n % Math.max(1, parent.length)));
+              const { plain, runs, expanded } = plainAndExpanded(parent, at(gone), at(touched));
+              assert.deepEqual(expanded, plain);
+              // Where every line is the parent's (no hard link: this walk has no link keys; no
+              // raw path: the generator leaves out `rawPath`), the manifest is one run.
+              const same = plain.length > 0 &&
+                plain.every((line, i) => line === JSON.stringify(parent[i]));
+              if (same && plain.length === parent.length) {
+                assert.deepEqual(runs, [`[0,${parent.length}]`], "no change is one run");
+              }
             },
           ),
       ),

@@ -12,6 +12,8 @@
  * - the tick rows fire as stated on both sides: a keepalive `keepaliveMs` after the last one;
  *   a live side that heard nothing for `peerSilentMs` fails (the server not while committing);
  * - the client is done only if the server is done, with the same snapshot;
+ * - the client sends run lines exactly when the server offered them (a parent whose file has
+ *   the line layout): the offer, a `more` of manifest granting 0, precedes the parent's lines;
  *
  * and once the link heals (the drain delivers everything, the pumps give what they owe, the
  * clock runs), every run ends within a bounded number of steps with both sides agreeing, or the
@@ -27,6 +29,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Suite } from "./_suite.ts";
 import {
@@ -78,6 +81,10 @@ interface World extends
   /** The client must take the parent's last part before it can be prepared. */
   parentPending: boolean;
   hasParent: boolean;
+  /** The parent's file has the line layout (the server offers run lines). */
+  parentHasLines: boolean;
+  /** The server sent the offer of run lines. */
+  offeredRunLines: boolean;
   /** The server's reader stopped (after the manifest's last part). */
   serverStopped: boolean;
   /** The client's `failed` report, once it reached the server. */
@@ -86,13 +93,17 @@ interface World extends
   reportWaitUntilMs: number | undefined;
 }
 
-function newWorld(factories: PairFactories, hasParent: boolean): World {
+function newWorld(
+  factories: PairFactories,
+  parent: { hasParent: boolean; parentHasLines: boolean },
+): World {
   return {
     ...newPairWorld(factories),
     clientOwed: new Set(["identified"]),
     serverOwed: new Set(),
     parentPending: false,
-    hasParent,
+    ...parent,
+    offeredRunLines: false,
     serverStopped: false,
     clientReason: undefined,
     reportWaitUntilMs: undefined,
@@ -117,6 +128,7 @@ function clientAction(world: World, action: BackupClientAction): void {
       world.parentPending = false;
       return;
     case "pack-and-send":
+      assert.equal(action.runLines, world.offeredRunLines, "run lines sent without the offer");
       world.clientOwed.add("sent");
       return;
     case "abort":
@@ -148,6 +160,14 @@ function serverAction(world: World, action: BackupServerAction): void {
         channel: "control",
         what: "begin",
         message: { type: "begin", snapshotId: action.snapshotId, hasParent: action.hasParent },
+      });
+    case "offer-run-lines":
+      world.offeredRunLines = true;
+      return send(world, {
+        to: "client",
+        channel: "control",
+        what: "run lines offer",
+        message: { type: "more", of: "manifest", upTo: 0 },
       });
     case "stream-parent":
       world.serverOwed.add("parent-sent");
@@ -246,6 +266,7 @@ function giveServer(world: World, owed: ServerOwed, commitFails = false): void {
       type: "opened",
       snapshotId: "s1",
       hasParent: world.hasParent,
+      parentHasLines: world.parentHasLines,
     });
   }
   if (owed === "committed" && commitFails) {
@@ -334,8 +355,8 @@ function property(factories: PairFactories, faults: boolean) {
   return harness.property(
     commands(faults),
     5,
-    (hasParent) => newWorld(factories, hasParent!),
-    fc.boolean(),
+    (parent) => newWorld(factories, parent!),
+    fc.record({ hasParent: fc.boolean(), parentHasLines: fc.boolean() }),
   );
 }
 

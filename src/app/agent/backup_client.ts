@@ -57,6 +57,11 @@ export interface BackupClientOptions {
   readonly hashWorker?: () => Promise<MessagePort>;
   /** A walk of the source (fs mode) started while the channels were set up. */
   readonly walked?: Promise<WalkedTree>;
+  /**
+   * Send run lines where the server offers them (default true); false sends plain lines as a
+   * client older than run lines does (tests, and measuring what runs save).
+   */
+  readonly runLines?: boolean;
 }
 
 /** What the client did. */
@@ -85,15 +90,15 @@ class ClientStreams {
   }
 }
 
-/** The parent as the server streams it: its head line, then an entry per line. */
+/**
+ * The parent as the server streams it: its head line, then an entry per line (handed over as
+ * lines, so the plan can tell which new lines are the parent's, for run lines).
+ */
 async function receiveParent(streams: ClientStreams): Promise<ParentStream> {
   const lines = streams.parent.lines();
   const first = await lines.next();
   if (first.done) throw new SessionProtocolError("the parent stream is empty");
-  async function* entries(): AsyncGenerator<unknown> {
-    for await (const line of lines) yield JSON.parse(line);
-  }
-  return { head: JSON.parse(first.value), entries: entries() };
+  return { head: JSON.parse(first.value), entryLines: lines };
 }
 
 /**
@@ -191,7 +196,11 @@ class BackupClientPump {
       case "pack-and-send":
         {
           const prepared = this.#prepared!;
-          this.#packing = packAndSend(this.session, this.#streams!, prepared, this.options);
+          const runLines = action.runLines && this.options.runLines !== false;
+          this.#packing = packAndSend(this.session, this.#streams!, prepared, {
+            ...this.options,
+            runLines,
+          });
           // `sent` is posted in the microtasks that follow the manifest's last part, before any
           // I/O: the server's `committed` (which needs that part) cannot overtake it. Closing
           // the snapshot (a worker to stop) must not come in between; the end awaits it.
@@ -312,7 +321,7 @@ async function packAndSend(
   const packed = await prepared.pack(sink, options.dataChannel);
   await session.endData();
   await reportSkipped(packed.skipped);
-  for (const line of packed.lines()) await streams.manifest.line(line);
+  for (const line of packed.lines(options.runLines)) await streams.manifest.line(line);
   await streams.manifest.end();
   return {
     files: packed.files,

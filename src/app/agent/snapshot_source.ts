@@ -15,7 +15,7 @@ import {
   parseManifest,
 } from "../../core/backup/manifest.ts";
 import { checkEntry, checkHead, type ManifestHead } from "../../core/backup/manifest_stream.ts";
-import { manifestEntryAt, ParentMerge } from "../../core/backup/plan.ts";
+import { entryLines, manifestEntryAt, ParentMerge } from "../../core/backup/plan.ts";
 import { EntryTable, STATE, TYPE_CODES } from "../../core/backup/entry_table.ts";
 import { copyDatabase, openDatabaseSource } from "./db_snapshot.ts";
 import { SourceError } from "../errors.ts";
@@ -32,7 +32,12 @@ export interface ParentStream {
   /** The parent's head (unchecked: it is checked here). */
   readonly head: unknown;
   /** Its entries in path order (unchecked values: each is checked here). */
-  readonly entries: AsyncIterable<unknown>;
+  readonly entries?: AsyncIterable<unknown>;
+  /**
+   * Instead of {@link entries}: the entries' lines as the parent's file has them (each parsed
+   * and checked here), so the plan can tell which new lines are the parent's, for run lines.
+   */
+  readonly entryLines?: AsyncIterable<string>;
 }
 
 /** Options of {@link prepareSnapshot}. */
@@ -97,8 +102,12 @@ export interface PackedSnapshot {
   /**
    * The manifest as lines (the wire form of `manifest_stream.ts`): the head, each entry in
    * path order, each deleted path. What a server commits.
+   *
+   * @param runs name runs of the parent's unchanged lines with run lines (only for a server
+   *   that offered to take them; only a parent given as {@link ParentStream.entryLines} has
+   *   lines to name)
    */
-  lines(): Iterable<string>;
+  lines(runs?: boolean): Iterable<string>;
   /** The whole manifest as one value (small snapshots and tests: builds every entry object). */
   readonly manifest: Manifest;
   readonly skipped: SkippedEntry[];
@@ -180,22 +189,52 @@ function streamOfManifest(value: unknown): ParentStream | null {
   };
 }
 
+/** What planning against the parent found. */
+interface PlannedAgainst {
+  readonly parentId: string | null;
+  readonly deleted: string[];
+  readonly inParent: (index: number) => boolean;
+  /** `ParentMerge.parentLineOf`: where an entry's line is the parent's (-1 elsewhere). */
+  readonly parentLineOf: (index: number) => number;
+}
+
+/** The parent's entries as values, each with its line when the stream gives lines. */
+async function* parentItems(
+  parent: ParentStream,
+): AsyncGenerator<{ value: unknown; line?: string }> {
+  if (parent.entryLines !== undefined) {
+    for await (const line of parent.entryLines) yield { value: parsedParentLine(line), line };
+    return;
+  }
+  for await (const value of parent.entries ?? []) yield { value };
+}
+
+function parsedParentLine(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new SourceError("unreadable", "parent manifest is invalid: a line is not JSON");
+  }
+}
+
 /** Plans `table` against the parent's stream; returns the parent's id and the deleted paths. */
 async function planAgainst(
   table: EntryTable,
   parent: ParentStream | null,
-): Promise<{ parentId: string | null; deleted: string[]; inParent: (i: number) => boolean }> {
-  if (parent === null) return { parentId: null, deleted: [], inParent: () => false };
+): Promise<PlannedAgainst> {
+  if (parent === null) {
+    return { parentId: null, deleted: [], inParent: () => false, parentLineOf: () => -1 };
+  }
   const head = checkHead(parent.head);
   if (!head.ok) throw new SourceError("unreadable", `parent manifest is invalid: ${head.message}`);
   const merge = new ParentMerge(table);
   const yielder = new Yielder();
-  for await (const value of parent.entries) {
-    const checked = checkEntry(value);
+  for await (const item of parentItems(parent)) {
+    const checked = checkEntry(item.value);
     if (!checked.ok) {
       throw new SourceError("unreadable", `parent manifest is invalid: ${checked.message}`);
     }
-    if (!merge.next(checked.value)) {
+    if (!merge.next(checked.value, item.line)) {
       throw new SourceError(
         "unreadable",
         `parent manifest is out of path order at ${JSON.stringify(checked.value.path)}`,
@@ -204,7 +243,12 @@ async function planAgainst(
     await yielder.maybe();
   }
   const deleted = merge.finish();
-  return { parentId: head.value.id, deleted, inParent: (i) => merge.inParent(i) };
+  return {
+    parentId: head.value.id,
+    deleted,
+    inParent: (i) => merge.inParent(i),
+    parentLineOf: (i) => merge.parentLineOf(i),
+  };
 }
 
 async function findEntries(options: SourceOptions) {
@@ -247,7 +291,7 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
   const mode = options.mode ?? "fs";
   const found = await findEntries(options);
   const parent = mode === "db" ? null : options.parentStream ?? streamOfManifest(options.parent);
-  const { parentId, deleted, inParent } = await planAgainst(found.table, parent);
+  const { parentId, deleted, inParent, parentLineOf } = await planAgainst(found.table, parent);
   const table = found.table;
   return {
     table,
@@ -287,6 +331,7 @@ export async function prepareSnapshot(options: SourceOptions): Promise<PreparedS
         files: packed.files,
         fileBytes: packed.fileBytes,
         names,
+        parentLineOf,
       });
     },
   };
@@ -301,6 +346,7 @@ function packedSnapshot(
     files: number;
     fileBytes: number;
     names: Awaited<ReturnType<typeof ownerNames>>;
+    parentLineOf: (index: number) => number;
   },
 ): PackedSnapshot {
   function* entries() {
@@ -311,9 +357,9 @@ function packedSnapshot(
   }
   return {
     head,
-    *lines() {
+    *lines(runs = false) {
       yield JSON.stringify(head);
-      for (const entry of entries()) yield JSON.stringify(entry);
+      yield* entryLines(table, head.id, facts.names, runs ? facts.parentLineOf : undefined);
       for (const path of deleted) yield JSON.stringify(path);
     },
     get manifest(): Manifest {

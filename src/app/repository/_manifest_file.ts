@@ -428,6 +428,8 @@ export class ManifestFileWriter {
   #held: string | undefined;
   #entries = 0;
   #section: "entries" | "deleted" = "entries";
+  /** Entries were copied as bytes ({@link copyEntryBytes}): no line may follow them. */
+  #sectionCopied = false;
   /** The SHA-256 of the bytes written so far (the checked record names the whole file's). */
   readonly #hash: Hash = createHash("sha256");
   #bytesWritten = 0;
@@ -470,6 +472,10 @@ export class ManifestFileWriter {
     const bytes = this.#encoder.encode(this.#pending.join("\n") + "\n");
     this.#pending = [];
     this.#pendingChars = 0;
+    await this.#write(bytes);
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
     this.#hash.update(bytes);
     this.#bytesWritten += bytes.length;
     for (let at = 0; at < bytes.length;) at += await this.#file.write(bytes.subarray(at));
@@ -477,8 +483,34 @@ export class ManifestFileWriter {
 
   /** Appends one entry (its JSON text, already checked). */
   async entry(line: string): Promise<void> {
+    if (this.#sectionCopied) throw new Error(`manifest ${this.path}: an entry after a copy`);
     await this.#line(line, this.#entries > 0);
     this.#entries++;
+  }
+
+  /**
+   * Appends entry lines as bytes in this layout (each with its newline, every one but the last
+   * ending with a comma): a vouched parent's entry section copied whole, a piece at a time.
+   * Only into a manifest with no entry yet; no entry may follow, and {@link endCopy} counts them.
+   *
+   * @param bytes the next piece of the section
+   */
+  async copyEntryBytes(bytes: Uint8Array): Promise<void> {
+    if (this.#entries > 0) throw new Error(`manifest ${this.path}: a copy after entries`);
+    this.#sectionCopied = true;
+    if (this.#held !== undefined) this.#pending.push(this.#held); // the head: no comma
+    this.#held = undefined;
+    await this.#flush();
+    await this.#write(bytes);
+  }
+
+  /**
+   * Ends a copy of entry bytes.
+   *
+   * @param count the entries the copied bytes hold
+   */
+  endCopy(count: number): void {
+    this.#entries = count;
   }
 
   /** Appends one deleted path (after the entries). */

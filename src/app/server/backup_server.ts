@@ -11,6 +11,7 @@
 
 import {
   type PartMessage,
+  RUN_LINES_OFFER,
   type SessionMessage,
   SessionProtocolError,
 } from "../../core/backup/protocol.ts";
@@ -24,6 +25,7 @@ import type { ManifestHead } from "../../core/backup/manifest_stream.ts";
 import {
   chooseParent,
   initRepository,
+  repoPaths,
   type Repository,
   streamManifest,
 } from "../repository/repository.ts";
@@ -43,6 +45,7 @@ import {
 import { LineStreamReceiver, LineStreamSender } from "../hosts/_line_stream.ts";
 import { MANIFEST_LINE_CHARS_MAX } from "../repository/_manifest_file.ts";
 import { RepositoryError } from "../errors.ts";
+import { vouchingRecord } from "../repository/_checked_record.ts";
 import {
   commitReceived,
   type CommittedManifest,
@@ -63,6 +66,11 @@ export interface BackupServerOptions {
   readonly signal?: AbortSignal;
   /** Drill hook: awaited at every step of the snapshot's commit protocol. */
   readonly onWriterStep?: (step: WriterStep) => Promise<void> | void;
+  /**
+   * Offer run lines when the parent's file allows (default true); false behaves as a server
+   * older than run lines (tests, and measuring what runs save).
+   */
+  readonly offerRunLines?: boolean;
 }
 
 /** What the server committed. */
@@ -158,11 +166,14 @@ class BackupServerPump {
           hasParent: action.hasParent,
         });
         return;
+      case "offer-run-lines":
+        await this.#send("control", RUN_LINES_OFFER);
+        return;
       case "stream-parent":
         this.#background(this.#sendParent(), () => ({ type: "parent-sent" }));
         return;
       case "receive":
-        this.#receive();
+        this.#receive(action.runLines);
         return;
       case "grant-parent":
         this.#streams!.parent.grant(action.upTo);
@@ -242,7 +253,7 @@ class BackupServerPump {
   }
 
   /** Opens the snapshot (the repository lock) and chooses its parent. */
-  async #open(): Promise<{ snapshotId: string; hasParent: boolean }> {
+  async #open(): Promise<{ snapshotId: string; hasParent: boolean; parentHasLines: boolean }> {
     const hello = this.#hello!;
     const repo = await initRepository(this.options.repo);
     const writer = await beginSnapshot(repo, {
@@ -259,7 +270,12 @@ class BackupServerPump {
     const choice = await chooseParent(repo, hello.sourceId, hello.mode, hello.incremental);
     this.#fullReason = choice.fullReason;
     this.#parent = choice;
-    return { snapshotId: writer.id, hasParent: choice.parent !== null };
+    return {
+      snapshotId: writer.id,
+      hasParent: choice.parent !== null,
+      parentHasLines: choice.parent !== null && choice.lineLayout === true &&
+        this.options.offerRunLines !== false,
+    };
   }
 
   #parent: Awaited<ReturnType<typeof chooseParent>> | undefined;
@@ -270,11 +286,21 @@ class BackupServerPump {
     await sendParent(repo, parent!, this.#streams!.parent, lineLayout === true);
   }
 
-  /** Starts taking the archive's bytes and the manifest's lines. */
-  #receive(): void {
+  /**
+   * Starts taking the archive's bytes and the manifest's lines; with `runLines`, run lines are
+   * copied from the parent's manifest file (held under the snapshot's lock since it was chosen).
+   */
+  #receive(runLines: boolean): void {
     const writer = this.#writer!;
+    const parent = this.#parent?.parent;
+    const runsFrom = runLines && parent
+      ? {
+        manifestPath: repoPaths.manifest(writer.repo, parent.id),
+        vouchingRecord: () => vouchingRecord(writer.repo, parent.id),
+      }
+      : undefined;
     this.#background(
-      receiveManifestLines(writer, this.#streams!.manifest.lines()),
+      receiveManifestLines(writer, this.#streams!.manifest.lines(), runsFrom),
       (received) => {
         this.#received = received;
         return { type: "manifest-written" };

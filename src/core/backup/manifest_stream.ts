@@ -17,7 +17,11 @@
  *
  * **The wire form** (client to server, and the parent server to client): NDJSON, the same
  * entry lines with no brackets; the client's manifest starts with its head object and ends
- * with the deleted paths as JSON strings.
+ * with the deleted paths as JSON strings. Where the server offered it (`protocol.ts`), the
+ * client's entry lines may include **run lines**, `[from,count]` (a JSON array): "the next
+ * `count` entries are the parent's entries `from` .. `from + count - 1`, unchanged, line for
+ * line"; the server copies those lines from the parent's file instead of receiving them, and
+ * checks each as if it had been sent ({@link runLine}, {@link checkRunLine}).
  *
  * **The checks**: {@link checkEntry} gives exactly the verdict of `entrySchema` (a property
  * test holds them together) at a fraction of zod's cost, and {@link ManifestChecker} applies
@@ -319,6 +323,56 @@ export class ManifestChecker {
   unresolvedLinks(): ReadonlySet<string> {
     return this.#linkTargets;
   }
+}
+
+/** A run of the parent's entry lines named by a run line: `count` of them from `from`. */
+export interface ParentRun {
+  /** The first one's position among the parent's entries (0 is the first entry). */
+  readonly from: number;
+  /** How many (at least one). */
+  readonly count: number;
+}
+
+/**
+ * The wire text of a run line.
+ *
+ * @param run the parent's entries it names
+ * @returns the line
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkRunLine, runLine } from "./manifest_stream.ts";
+ * assert.equal(runLine({ from: 3, count: 2 }), "[3,2]");
+ * assert.deepEqual(checkRunLine(JSON.parse("[3,2]")), { ok: true, value: { from: 3, count: 2 } });
+ * ```
+ */
+export function runLine(run: ParentRun): string {
+  return `[${run.from},${run.count}]`;
+}
+
+/**
+ * Checks a parsed run line: two integers, a position from 0 and a count from 1, both within
+ * the entry limit.
+ *
+ * @param value an untrusted value (a parsed line that is an array)
+ * @returns the run, or what is wrong with it
+ */
+export function checkRunLine(value: unknown): Checked<ParentRun> {
+  if (!Array.isArray(value) || value.length !== 2) {
+    return bad(`run: expected [from,count], got ${JSON.stringify(value).slice(0, 80)}`);
+  }
+  const [from, count] = value as unknown[];
+  if (typeof from !== "number" || !Number.isSafeInteger(from) || from < 0) {
+    return bad(`run: from ${JSON.stringify(from)} is not an entry position`);
+  }
+  if (from >= MANIFEST_ENTRIES_MAX) return bad(`run: from ${from} is past the entry limit`);
+  if (
+    typeof count !== "number" || !Number.isSafeInteger(count) || count < 1 ||
+    count > MANIFEST_ENTRIES_MAX
+  ) {
+    return bad(`run: count ${JSON.stringify(count)} is not a count of entries`);
+  }
+  return { ok: true, value: { from, count } };
 }
 
 /**

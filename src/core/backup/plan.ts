@@ -19,6 +19,7 @@ import {
   type ManifestEntry,
 } from "./manifest.ts";
 import { EntryTable, NO_OWNER, STATE, TYPE_CODES } from "./entry_table.ts";
+import { runLine } from "./manifest_stream.ts";
 
 /** One entry as found in the source, before hashing. */
 export type SourceEntry =
@@ -91,10 +92,30 @@ export class ParentMerge {
   readonly #parentLinks = new Map<number, string | undefined>();
   /** 1 for each table entry whose path the parent has. */
   readonly #matched: Uint8Array;
+  /** Parent entries fed so far (the next one's position among the parent's entries). */
+  #ordinal = 0;
+  /**
+   * For each entry kept unchanged whose manifest line is the parent's line byte for byte: that
+   * line's position among the parent's entries; -1 for every other entry.
+   */
+  readonly #sameLine: Int32Array;
 
   /** @param table the walk's entries, in path order, every one changed so far */
   constructor(readonly table: EntryTable) {
     this.#matched = new Uint8Array(table.count);
+    this.#sameLine = new Int32Array(table.count).fill(-1);
+  }
+
+  /**
+   * Where table entry `index`'s manifest line stands among the parent's entry lines, when the
+   * entry is (still) unchanged and its line is the parent's byte for byte; else -1. A manifest
+   * can then name runs of such entries with run lines ({@link entryLines}).
+   *
+   * @param index the table entry
+   * @returns the parent entry's position, or -1
+   */
+  parentLineOf(index: number): number {
+    return this.table.states[index] === STATE.unchanged ? this.#sameLine[index]! : -1;
   }
 
   /** Whether the parent has an entry at table entry `index`'s path. */
@@ -106,11 +127,14 @@ export class ParentMerge {
    * Feeds the next parent entry.
    *
    * @param before a validated parent entry; paths must increase from one call to the next
+   * @param line the parent's line of `before`, as its file has it: lets {@link parentLineOf}
+   *   tell the entries whose new line is that line
    * @returns false when the parent is out of path order (the merge cannot go on)
    */
-  next(before: ManifestEntry): boolean {
+  next(before: ManifestEntry, line?: string): boolean {
     if (this.#last !== undefined && !(before.path > this.#last)) return false;
     this.#last = before.path;
+    const ordinal = this.#ordinal++;
     const table = this.table;
     // Bounded by the table: the cursor only moves forward (one path made per step).
     let at = this.#cursor < table.count ? table.path(this.#cursor) : undefined;
@@ -138,6 +162,14 @@ export class ParentMerge {
       }
       if (sparse !== undefined) table.extrasOf(index).sparse = sparse;
       if (xattrs !== undefined) table.extrasOf(index).xattrs = xattrs;
+    }
+    // An unchanged entry's line depends on nothing of the new snapshot (its data reference and
+    // owner names are the parent's, and nothing later changes it but a change of state), so
+    // its line now is the line the manifest will have.
+    if (
+      line !== undefined && JSON.stringify(manifestEntryAt(table, index, "", undefined)) === line
+    ) {
+      this.#sameLine[index] = ordinal;
     }
     return true;
   }
@@ -282,6 +314,39 @@ export function manifestEntryAt(
     ...(extras?.sparse === undefined ? {} : { sparse: extras.sparse }),
     ...(extras?.xattrs === undefined ? {} : { xattrs: extras.xattrs }),
   };
+}
+
+/**
+ * The entry lines of a planned and packed table, in path order (the wire form of
+ * `manifest_stream.ts`): each entry's JSON; with `parentLineOf`, each longest run of entries
+ * whose lines are consecutive lines of the parent becomes one run line, which a server that
+ * offered them copies from the parent's file. Both forms make the same manifest.
+ *
+ * @param table the planned and packed table
+ * @param snapshotId the new snapshot
+ * @param names names of owner ids, for entries archived now
+ * @param parentLineOf `ParentMerge.parentLineOf`, when the server takes run lines
+ * @returns the lines
+ */
+export function* entryLines(
+  table: EntryTable,
+  snapshotId: string,
+  names: OwnerNames | undefined,
+  parentLineOf?: (index: number) => number,
+): Generator<string> {
+  // Bounded by the table: each turn moves past at least one entry.
+  for (let i = 0; i < table.count;) {
+    const from = parentLineOf?.(i) ?? -1;
+    if (from < 0) {
+      const entry = manifestEntryAt(table, i++, snapshotId, names);
+      if (entry !== undefined) yield JSON.stringify(entry);
+      continue;
+    }
+    let count = 1;
+    while (i + count < table.count && parentLineOf!(i + count) === from + count) count++;
+    yield runLine({ from, count });
+    i += count;
+  }
 }
 
 /**

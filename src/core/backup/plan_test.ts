@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { parseManifest } from "./manifest.ts";
-import { buildManifest, ParentMerge, planSnapshot, type SourceEntry } from "./plan.ts";
+import {
+  buildManifest,
+  entryLines,
+  ParentMerge,
+  planSnapshot,
+  recordPacked,
+  type SourceEntry,
+} from "./plan.ts";
 import { EntryTable } from "./entry_table.ts";
 import { testId } from "./_test_data.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
@@ -185,4 +192,29 @@ Deno.test("a hard-linked file stays unchanged only with all its names, linked th
     entries: [{ ...first.entries[1]!, hardlink: "a" } as ManifestEntry],
   });
   assert.deepEqual(alone.changed.map((e) => e.path), ["b"]);
+});
+
+Deno.test("entryLines names the longest runs of unchanged entries whose lines are the parent's, and plain lines elsewhere", () => {
+  const entries = [dir("d"), file("d/a", 1), file("d/b", 2), file("d/c", 3), file("d/e", 4)];
+  const parent = snapshot(1, [...entries.slice(0, 4), file("d/dd", 9), file("d/e", 4)], null);
+  const parentLines = parent.entries.map((entry) => JSON.stringify(entry));
+  // d/b changed (size), d/dd is gone; the table's own line of d/c is written another way.
+  const table = new EntryTable();
+  for (const entry of [entries[0]!, entries[1]!, file("d/b", 5), entries[3]!, entries[4]!]) {
+    table.add(entry);
+  }
+  const merge = new ParentMerge(table);
+  parent.entries.forEach((entry, i) => {
+    const line = entry.path === "d/c" ? ` ${parentLines[i]}` : parentLines[i];
+    assert.ok(merge.next(entry, line));
+  });
+  assert.deepEqual(merge.finish(), ["d/dd"]);
+  recordPacked(table, 2, { sha256: "b".repeat(64), sizeBytes: 5, offset: 0 }, testId(2));
+  const parentLineOf = (i: number) => merge.parentLineOf(i);
+  assert.deepEqual([0, 1, 2, 3, 4].map(parentLineOf), [0, 1, -1, -1, 5]);
+  const runs = [...entryLines(table, testId(2), undefined, parentLineOf)];
+  const plain = [...entryLines(table, testId(2), undefined)];
+  assert.equal(plain.length, 5);
+  assert.deepEqual(runs, ["[0,2]", plain[2], plain[3], "[5,1]"]);
+  assert.deepEqual(plain.slice(0, 2), parentLines.slice(0, 2));
 });

@@ -10,7 +10,9 @@
  * 3. client → server: data frames, then end of data; `progress` now and then; `skipped` on the
  *    error channel for each entry it could not read;
  * 4. client → server: the new manifest as a stream of lines in `part` messages: its head, its
- *    entries in path order, its deleted paths (JSON strings);
+ *    entries in path order, its deleted paths (JSON strings); where the server offered it
+ *    ({@link RUN_LINES_OFFER}, sent before the parent's first part), runs of the parent's
+ *    unchanged entries may go as run lines (`[from,count]`, `manifest_stream.ts`) instead;
  * 5. server → client `committed`;
  *
  * Either side may send `failed` on the error channel at any point; the other side then stops
@@ -82,6 +84,28 @@ export const MoreSchema = z.strictObject({
   of: z.enum(["parent", "manifest"]),
   upTo: z.int().min(0).max(PARTS_MAX + STREAM_WINDOW_PARTS),
 });
+
+/**
+ * server → client, right after `begin` of an incremental backup whose parent's manifest file
+ * has the line layout: "I take run lines" (`manifest_stream.ts`: `[from,count]` names the
+ * parent's entries `from` .. `from + count - 1`, which the server copies from the parent's
+ * file). It is a `more` of `manifest` granting nothing (a real grant is never below the first
+ * window), the one message both older and newer clients accept: an older client takes it as
+ * a grant it already had and sends plain lines, and an older server never sends it, so a newer
+ * client sends plain lines to it. No field of `hello` or `begin` could carry the offer: both
+ * sides refuse unknown fields.
+ */
+export const RUN_LINES_OFFER = { type: "more", of: "manifest", upTo: 0 } as const;
+
+/**
+ * Whether a message is {@link RUN_LINES_OFFER}.
+ *
+ * @param message a validated message
+ * @returns true for the offer
+ */
+export function isRunLinesOffer(message: SessionMessage): boolean {
+  return message.type === "more" && message.of === "manifest" && message.upTo === 0;
+}
 
 /** client → server: how far packing got. */
 export const ProgressSchema = z.strictObject({

@@ -7,7 +7,8 @@
  * Today's protocol (`src/core/backup/protocol.ts`): identify the source -> `hello` -> the
  * server's `begin` -> prepare the snapshot (with a parent, from the parent's line stream, whose
  * parts the client takes and credits) -> pack the archive into the data channel, end it, send the
- * manifest's line stream (credited by the server's `more`) -> the server's `committed` of this
+ * manifest's line stream (credited by the server's `more`; with run lines where the server
+ * offered them, a `more` of manifest granting 0 while preparing) -> the server's `committed` of this
  * snapshot. A `committed` before the manifest's last part went out, or of another snapshot, is a
  * protocol failure.
  *
@@ -66,8 +67,11 @@ export type BackupClientAction =
   | { readonly type: "prepare"; readonly snapshotId: string; readonly hasParent: boolean }
   | { readonly type: "take-parent-part" }
   | { readonly type: "grant-manifest"; readonly upTo: number }
-  /** Pack the archive into the data channel, end it, then send the manifest's lines. */
-  | { readonly type: "pack-and-send" }
+  /**
+   * Pack the archive into the data channel, end it, then send the manifest's lines; with
+   * `runLines` (the server offered them), runs of the parent's unchanged lines as run lines.
+   */
+  | { readonly type: "pack-and-send"; readonly runLines: boolean }
   | { readonly type: "send-keepalive" }
   /** Stop the streams and the work in flight. */
   | { readonly type: "abort" }
@@ -107,13 +111,15 @@ export const BACKUP_CLIENT_ROWS: readonly BackupClientRow[] = [
     next: state,
     rule: state === "awaiting-committed"
       ? "a late `more` is taken; `committed` of this snapshot: done (of another: fail)"
-      : "a parent `part` is taken; `more` of manifest grants credit; `committed` now fails",
+      : "a parent `part` is taken; `more` of manifest grants credit (granting 0 while " +
+        "preparing: the server takes run lines); `committed` now fails",
   })),
   {
     state: "preparing",
     on: "prepared",
     next: "sending",
-    rule: "pack the archive into the data channel, end it, send the manifest's lines",
+    rule: "pack the archive into the data channel, end it, send the manifest's lines (run " +
+      "lines if offered)",
   },
   {
     state: "sending",
@@ -157,6 +163,8 @@ export type BackupClientTimes = SessionTimes;
 export class BackupClientMachine
   extends SessionMachine<BackupClientState, BackupClientEvent, BackupClientAction> {
   #snapshotId: string | undefined;
+  /** The server offered to take run lines (a `more` of manifest granting 0 while preparing). */
+  #runLinesOffered = false;
 
   /**
    * @param times the keepalive and silence rules
@@ -183,7 +191,7 @@ export class BackupClientMachine
       case "tick":
         return this.timeRows("server", { type: "send-keepalive" });
       case "prepared":
-        return [{ type: "pack-and-send" }];
+        return [{ type: "pack-and-send", runLines: this.#runLinesOffered }];
       default: // "sent": the row's next state says it all
         return [];
     }
@@ -198,7 +206,10 @@ export class BackupClientMachine
     }
     const of = "of" in message ? message.of : undefined;
     if (message.type === "more" && of === "manifest") {
-      return [{ type: "grant-manifest", upTo: (message as { upTo: number }).upTo }];
+      const upTo = (message as { upTo: number }).upTo;
+      // The offer (`RUN_LINES_OFFER`) comes before the parent's lines; a real grant is never 0.
+      if (upTo === 0 && this.current === "preparing") this.#runLinesOffered = true;
+      return [{ type: "grant-manifest", upTo }];
     }
     if (this.current === "awaiting-committed") {
       if (message.type !== "committed") return this.fail(`protocol: unexpected ${message.type}`);

@@ -103,3 +103,29 @@ Deno.test("docs/session.md prints the backup client's table as the code has it",
     "docs/session.md is out of date: paste backupClientTableMarkdown() into it",
   );
 });
+
+Deno.test("a backup client sends run lines only when a more of manifest granting 0 came while it prepared (the server's offer)", () => {
+  const packAction = (events: BackupClientEvent[]) => {
+    const machine = new BackupClientMachine(TIMES, 0);
+    machine.handle({ type: "identified", atMs: 1, sourceId: "src" });
+    machine.handle(begin(2));
+    for (const event of events) machine.handle(event);
+    return machine.handle({ type: "prepared", atMs: 9 }).find((a) => a.type === "pack-and-send");
+  };
+  const more = (upTo: number): BackupClientEvent => ({
+    type: "message",
+    atMs: 3,
+    message: { type: "more", of: "manifest", upTo },
+  });
+  const part: BackupClientEvent = {
+    type: "message",
+    atMs: 4,
+    message: { type: "part", of: "parent" },
+  };
+  assert.deepEqual(packAction([more(0), part]), { type: "pack-and-send", runLines: true });
+  assert.deepEqual(packAction([part]), { type: "pack-and-send", runLines: false });
+  assert.deepEqual(packAction([more(70), part]), { type: "pack-and-send", runLines: false });
+  const late = new BackupClientMachine(TIMES, 0);
+  feed(late, [{ type: "identified", atMs: 1, sourceId: "src" }, more(0)]);
+  assert.equal(late.state, "failed", "an offer before begin is a protocol failure");
+});

@@ -7,7 +7,8 @@
  * client's own report before it sends `failed`.
  *
  * Today's protocol (`src/core/backup/protocol.ts`): `hello` -> open the snapshot -> `begin` and,
- * when there is a parent, its line stream (credited by the client's `more`) -> archive bytes on
+ * when there is a parent, its line stream (credited by the client's `more`), preceded by the
+ * offer to take run lines when the parent's file can be copied from -> archive bytes on
  * the data channel with `progress` and the manifest's line stream, in any order -> once the data
  * ended AND the manifest's lines are written: commit -> `committed`. The machine never commits
  * before both; past the commit point a failure to tell the client changes nothing.
@@ -59,6 +60,8 @@ export type BackupServerEvent =
     readonly atMs: number;
     readonly snapshotId: string;
     readonly hasParent: boolean;
+    /** The parent's manifest file has the line layout: run lines can be copied from it. */
+    readonly parentHasLines?: boolean;
   }
   | { readonly type: "parent-sent"; readonly atMs: number }
   | { readonly type: "data-end"; readonly atMs: number }
@@ -75,9 +78,14 @@ export type BackupServerEvent =
 export type BackupServerAction =
   | { readonly type: "open" }
   | { readonly type: "send-begin"; readonly snapshotId: string; readonly hasParent: boolean }
+  /** Tell the client run lines are taken (`RUN_LINES_OFFER`), before the parent's lines. */
+  | { readonly type: "offer-run-lines" }
   | { readonly type: "stream-parent" }
-  /** Start taking the archive's bytes (data channel) and the manifest's lines. */
-  | { readonly type: "receive" }
+  /**
+   * Start taking the archive's bytes (data channel) and the manifest's lines; `runLines`: its
+   * run lines are copied from the parent's file (offered), else any run line is refused.
+   */
+  | { readonly type: "receive"; readonly runLines: boolean }
   | { readonly type: "grant-parent"; readonly upTo: number }
   | { readonly type: "take-manifest-part" }
   /**
@@ -107,8 +115,9 @@ export const BACKUP_SERVER_ROWS: readonly BackupServerRow[] = [
     state: "opening",
     on: "opened",
     next: "transfer",
-    rule: "send `begin`; with a parent, stream its lines within the client's credit; take " +
-      "the archive's bytes and the manifest's lines",
+    rule: "send `begin`; with a parent, offer to take run lines if its file has the line " +
+      "layout, and stream its lines within the client's credit; take the archive's bytes and " +
+      "the manifest's lines (run lines only if offered)",
   },
   {
     state: "transfer",
@@ -225,13 +234,16 @@ export class BackupServerMachine
           { type: "send-keepalive" },
           this.current !== "committing" && this.current !== "failing",
         );
-      case "opened":
+      case "opened": {
         this.#snapshotId = event.snapshotId;
+        const runLines = event.hasParent && event.parentHasLines === true;
         return [
           { type: "send-begin", snapshotId: event.snapshotId, hasParent: event.hasParent },
+          ...(runLines ? [{ type: "offer-run-lines" } as const] : []),
           ...(event.hasParent ? [{ type: "stream-parent" } as const] : []),
-          { type: "receive" },
+          { type: "receive", runLines },
         ];
+      }
       case "data-end":
         this.#dataEnded = true;
         return this.#commitIfReady();

@@ -127,3 +127,30 @@ Deno.test("a failing server keeps sending keepalives while it waits for the clie
   assert.deepEqual(feed(committing, [{ type: "parent-sent", atMs: 5 }]), []);
   assert.equal(committing.state, "committing");
 });
+
+Deno.test("a server offers run lines before the parent's lines only when the parent's file has the line layout", () => {
+  const offered = new BackupServerMachine(TIMES, 0);
+  offered.handle({ type: "message", atMs: 1, message: { type: "hello" } });
+  const withLines = offered.handle({
+    type: "opened",
+    atMs: 2,
+    snapshotId: "s1",
+    hasParent: true,
+    parentHasLines: true,
+  });
+  assert.deepEqual(types(withLines), ["send-begin", "offer-run-lines", "stream-parent", "receive"]);
+  assert.deepEqual(withLines.at(-1), { type: "receive", runLines: true });
+  for (
+    const opened of [
+      { hasParent: true, parentHasLines: false },
+      { hasParent: true },
+      { hasParent: false, parentHasLines: true },
+    ]
+  ) {
+    const machine = new BackupServerMachine(TIMES, 0);
+    machine.handle({ type: "message", atMs: 1, message: { type: "hello" } });
+    const actions = machine.handle({ type: "opened", atMs: 2, snapshotId: "s1", ...opened });
+    assert.ok(!types(actions).includes("offer-run-lines"), JSON.stringify(opened));
+    assert.deepEqual(actions.at(-1), { type: "receive", runLines: false }, JSON.stringify(opened));
+  }
+});
