@@ -91,6 +91,7 @@ export {
   type AgentOptions,
   runAgent,
 } from "./src/app/agent/agent.ts";
+export type { AgentHooks } from "./src/app/agent/agent_side.ts";
 export {
   type AgentKey,
   AgentKeyError,

@@ -286,25 +286,41 @@ export async function copyTree(from: string, to: string): Promise<void> {
   }
 }
 
-/** Every name created under `dir` while `body` runs (inotify, flushed by a sentinel file). */
+/**
+ * Every name created under `dir` while `body` runs (inotify). The watch may be in place only
+ * some time after `watchFs` returns (under load, names created right away were missed), so
+ * marker files are created until one is seen (bounded: 100 tries, 100 ms apart) before `body`
+ * starts; a sentinel file, seen after it, flushes the events.
+ */
 export async function createdUnder(dir: string, body: () => Promise<unknown>): Promise<string[]> {
   const watcher = Deno.watchFs(dir, { recursive: true });
   const created: string[] = [];
+  const marker = `${dir}/.ready-${crypto.randomUUID()}-`;
   const sentinel = `${dir}/.sentinel-${crypto.randomUUID()}`;
+  let watching = false;
   const seen = (async () => {
     for await (const event of watcher) {
       if (event.kind !== "create") continue;
-      if (event.paths.includes(sentinel)) return;
-      created.push(...event.paths);
+      if (event.paths.some((path) => path.startsWith(marker))) watching = true;
+      else if (event.paths.includes(sentinel)) return;
+      else if (watching) created.push(...event.paths);
     }
   })();
+  const markers: string[] = [];
   try {
+    for (let attempt = 0; !watching; attempt++) {
+      if (attempt === 100) throw new Error(`the watch on ${dir} saw no file created in 10 s`);
+      markers.push(`${marker}${attempt}`);
+      await Deno.writeTextFile(markers.at(-1)!, "");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    for (const path of markers) await Deno.remove(path);
     await body();
     await Deno.writeTextFile(sentinel, "");
     await seen;
   } finally {
     watcher.close();
-    await Deno.remove(sentinel).catch(() => {});
+    for (const path of [...markers, sentinel]) await Deno.remove(path).catch(() => {});
   }
   return created;
 }

@@ -87,8 +87,8 @@ export interface AgentSideOptions {
 
 /** Test hooks of an agent. */
 export interface AgentHooks {
-  /** Walks a backup's source in place of {@link walkSource}. */
-  readonly walkSource?: typeof walkSource;
+  /** Runs just before a backup's walk starts (a test holds the thread in it, as a walk does). */
+  readonly beforeWalk?: () => Promise<void>;
 }
 
 /** What one job of an agent went through. */
@@ -180,9 +180,11 @@ class AgentJob {
       // synchronous slices would starve the handshake's steps, and a large tree's walk then ran
       // the agent past the handshake deadline (a 1M-entry tree: ETIMEDOUT at step 126). It
       // still overlaps the session's opening (the server choosing and streaming the parent).
-      const walk = options.hooks?.walkSource ?? walkSource;
+      const walk = () =>
+        walkSource(path!, { exclude: (options.excluded ?? []).map((e) => e.path) });
+      const beforeWalk = options.hooks?.beforeWalk;
       const walked = job.kind === "backup" && job.mode === "fs"
-        ? walk(path!, { exclude: (options.excluded ?? []).map((e) => e.path) })
+        ? (beforeWalk === undefined ? walk() : beforeWalk().then(walk))
         : undefined;
       walked?.catch(() => {}); // its error surfaces where it is used
       const result = await this.#work(job, path, data, walked);

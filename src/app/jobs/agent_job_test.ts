@@ -6,7 +6,6 @@ import { describeTree, withTempDir } from "../_testing.ts";
 import { freePortPair } from "../hosts/ports.ts";
 import { openRepository, readManifest, repoPaths } from "../repository/repository.ts";
 import type { AgentEvent, AgentOptions } from "../agent/agent.ts";
-import { walkSource } from "../agent/tree_walk.ts";
 import type { BackupProgress } from "../agent/backup_client.ts";
 import { createRegionFile } from "../../adapters/region_file.ts";
 import { createTcpSockets } from "../../adapters/tcp.ts";
@@ -304,14 +303,13 @@ Deno.test("a walk that holds the agent's thread starts once the data path is set
     let walks = 0;
     // A walk whose synchronous stretches add up past the deadline (a 1M-entry tree's do), made
     // one stretch: if it runs beside the set-up, nothing of the handshake runs until it ends.
-    const heldWalk: typeof walkSource = async (root, options) => {
+    const beforeWalk = async () => {
       walks++;
       await new Promise((resolve) => setTimeout(resolve, 0));
       const untilMs = performance.now() + handshakeTimeoutMs + 1000;
       while (performance.now() < untilMs) {
         // held on purpose
       }
-      return await walkSource(root, options);
     };
     await withAgent(
       [`${dir}/agent`],
@@ -330,7 +328,7 @@ Deno.test("a walk that holds the agent's thread starts once the data path is set
         assert.equal(walks, 1);
       },
       regionPath,
-      { handshakeTimeoutMs, hooks: { walkSource: heldWalk } },
+      { handshakeTimeoutMs, hooks: { beforeWalk } },
     );
   });
 });

@@ -150,12 +150,14 @@ export async function initRepository(path: string, nowMs = Date.now()): Promise<
   if (!(await isMissingOrEmpty(path))) return await openRepository(path);
   // Build the repository beside its place and rename it in: two backups creating the same
   // repository at once then see either nothing or a whole repository, never half of one.
+  // A backup that created it first removes staging directories beside it (`removeStale`, under
+  // its lock), this one's too, at any step: whatever fails here, the repository in place wins.
   const staging = `${path.replace(/\/+$/, "")}${STAGING_INFIX}${crypto.randomUUID()}`;
-  await Deno.mkdir(`${staging}/snapshots`, { recursive: true });
-  await Deno.mkdir(`${staging}/tmp`);
   const marker = { format: REPOSITORY_FORMAT, version: REPOSITORY_VERSION, createdMs: nowMs };
-  await Deno.writeTextFile(`${staging}/${MARKER_FILE}`, JSON.stringify(marker, null, 2) + "\n");
   try {
+    await Deno.mkdir(`${staging}/snapshots`, { recursive: true });
+    await Deno.mkdir(`${staging}/tmp`);
+    await Deno.writeTextFile(`${staging}/${MARKER_FILE}`, JSON.stringify(marker, null, 2) + "\n");
     await Deno.rename(staging, path); // replaces a missing or empty directory, atomically
   } catch (error) {
     await Deno.remove(staging, { recursive: true }).catch(() => {});

@@ -10,7 +10,9 @@ import {
   readManifest,
   repoPaths,
   resolveSnapshot,
+  STAGING_INFIX,
 } from "./repository.ts";
+import { dirname } from "node:path";
 import { restoreSnapshot } from "./restore.ts";
 import { beginSnapshot } from "./snapshot_writer.ts";
 import { verifyRepository } from "./verify.ts";
@@ -299,5 +301,32 @@ Deno.test("a writer leaves a forgotten snapshot's archive alone: a kept snapshot
     await runLocalBackup({ source, repo: repo.path });
     assert.ok((await Deno.stat(repoPaths.archive(repo, a))).isFile);
     await restoreSnapshot({ repo: repo.path, snapshot: b, target: `${dir}/out` });
+  });
+});
+
+Deno.test("a creator whose staging directory was removed by another backup that created the repository first opens that repository", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/repo`;
+    const original = Deno.writeTextFile;
+    // The marker write of the staging directory is where the other backup gets in: it renames
+    // its own repository into place and, under its lock, removes staging directories beside it.
+    Deno.writeTextFile = async (file, data, options) => {
+      if (String(file).includes(STAGING_INFIX)) {
+        Deno.writeTextFile = original;
+        await initRepository(path);
+        await Deno.remove(dirname(String(file)), { recursive: true }); // as removeStale does
+      }
+      return await original(file, data, options);
+    };
+    try {
+      const repo = await initRepository(path);
+      assert.equal(repo.path, path);
+    } finally {
+      Deno.writeTextFile = original;
+    }
+    assert.deepEqual(await listSnapshotIds(await openRepository(path)), []);
+    const names: string[] = [];
+    for await (const item of Deno.readDir(dir)) names.push(item.name);
+    assert.deepEqual(names, ["repo"], "no staging directory left");
   });
 });
