@@ -13,9 +13,9 @@ function pagesWritten(bytes: Uint8Array, from: number, length: number): number {
   return pages;
 }
 
-Deno.test("a job's region keeps its written pages to the rings of its channel, however much data passes", async () => {
+Deno.test("a job's region keeps its written pages to one ring of its channel, however much data passes", async () => {
   // The region's pages count in the job's RSS once written: a ring that wraps reuses its pages,
-  // so a backup of three rings' worth of data must leave every other extent untouched.
+  // so a backup of three rings' worth of data writes one ring's pages and leaves the rest alone.
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-residency-" }));
   try {
     const config = jobRegionConfig(64, 64, 10_000);
@@ -51,12 +51,13 @@ Deno.test("a job's region keeps its written pages to the rings of its channel, h
     const pageBytes = 4096;
     const writtenBytes = written.reduce((sum, pages) => sum + pages * pageBytes, 0);
     const archived = files * fileBytes;
+    // The archive flows one way: its ring is one extent, written over and over. The other
+    // direction's ring may carry a little (1 MiB of slack); nothing else may be written.
+    const boundBytes = extentBytes + 1024 * 1024;
     assert.ok(
-      writtenBytes <= 2 * extentBytes,
+      writtenBytes <= boundBytes,
       `${writtenBytes} bytes of the device area written (per extent, pages: ${written}) ` +
-        `for ${archived} bytes archived: more than the two rings of one channel (${
-          2 * extentBytes
-        })`,
+        `for ${archived} bytes archived: more than one ring and 1 MiB (${boundBytes})`,
     );
     assert.ok(written.filter((pages) => pages > 0).length <= 2, `extents written: ${written}`);
   } finally {
