@@ -18,6 +18,11 @@
  * removes every record whose manifest is gone (what an older version of lanfree, which
  * removed the manifest first, could leave).
  *
+ * Prune and consolidate write no fresh record for a manifest they rewrote, though they check it
+ * whole (`parseManifest`: schema and tree rule): they write it as one JSON document, not in the
+ * line layout a record implies (an incremental sends a recorded parent's lines on as they
+ * are), so the next incremental checks it in full once.
+ *
  * @module
  */
 
