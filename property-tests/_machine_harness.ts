@@ -47,6 +47,8 @@ export interface MachineModel<E, A> {
   lastKeepaliveMs: number;
   ended: boolean;
   path: string[];
+  /** The reason of the first `failure` event the machine took in a live state (the cause). */
+  failureCause?: string;
   readonly machine: MachineUnderTest<E, A>;
 }
 
@@ -75,6 +77,18 @@ export interface MachineSpec<M extends MachineModel<E, A>, E extends { type: str
    * a machine that aborted, or is committing, may be exempt.
    */
   timeRules?(model: M): { readonly keepalive: boolean; readonly silence: boolean };
+  /**
+   * The failure rule of the contract (`docs/session.md`, "failure" rows): a `failure` event in
+   * a live state gives `action` at once (`abort`, or `failed` for a machine that ends at once),
+   * unless `exempt` (committing, or already failing: the model before the event); the
+   * machine's `failed` then carries the failure's reason as its `reason` (the cause), and, with
+   * `sendFailed`, comes with that action (the peer is told).
+   */
+  readonly failureRule: {
+    readonly action: string;
+    exempt?(model: M): boolean;
+    readonly sendFailed?: string;
+  };
   /** The suite's own checks and bookkeeping of one event and the actions it gave. */
   observe(model: M, event: Unstamped<E>, actions: readonly A[]): void;
   /** What a healed link and pump give next; `undefined`: the clock runs past the silence rule. */
@@ -120,10 +134,36 @@ export class MachineHarness<M extends MachineModel<E, A>, E extends { type: stri
     if (wasEnded) return;
     if (this.spec.heard.includes(event.type)) model.lastHeardMs = model.nowMs;
     if (event.type === "tick") this.checkTick(model, kinds, rules);
+    this.checkFailure(model, event, actions, kinds);
     this.spec.observe(model, event, actions);
     if (kinds.includes("send-keepalive")) model.lastKeepaliveMs = model.nowMs;
     if (kinds.includes("done") || kinds.includes("failed")) model.ended = true;
     if (model.ended !== model.machine.ended) failMachine(model, "end states disagree");
+  }
+
+  private checkFailure(
+    model: M,
+    event: Unstamped<E>,
+    actions: readonly A[],
+    kinds: readonly string[],
+  ): void {
+    const rule = this.spec.failureRule;
+    if (event.type === "failure" && !(rule.exempt?.(model) ?? false)) {
+      if (!kinds.includes(rule.action)) {
+        failMachine(model, `a failure in ${model.machine.state} gave no ${rule.action}`);
+      }
+      model.failureCause ??= (event as unknown as { reason: string }).reason;
+    }
+    const failed = actions.find((a) => (a as { type: string }).type === "failed") as
+      | { reason?: string }
+      | undefined;
+    if (failed === undefined) return;
+    if (model.failureCause !== undefined && failed.reason !== model.failureCause) {
+      failMachine(model, `failed with ${failed.reason}, not the cause ${model.failureCause}`);
+    }
+    if (rule.sendFailed !== undefined && !kinds.includes(rule.sendFailed)) {
+      failMachine(model, `failed without ${rule.sendFailed}: the peer is never told`);
+    }
   }
 
   private checkTick(

@@ -73,7 +73,10 @@ export function newPairWorld<F extends LinkFrame, CE, CA, SE, SA>(
 export interface PairSideSpec<W, E, A> {
   /** The event types by which the side hears its peer. */
   readonly heard: readonly string[];
-  /** The action by which the side fails (the tick rule looks for it on a silent peer). */
+  /**
+   * The action by which the side fails: the tick rule looks for it on a silent peer, and the
+   * failure rule on a `failure` event (both where `live` and `silenceFails` hold).
+   */
   readonly silenceAction: string;
   /** Whether the tick rules bind before this event (default: the machine has not ended). */
   live?(world: W): boolean;
@@ -157,6 +160,10 @@ export class PairHarness<
     world.path.push(`${side} ${event.type}@${world.nowMs} -> [${kinds.join(",")}]`);
     if (event.type === "tick") {
       checkPairTick(world, side, kinds, live, silenceFails, spec.silenceAction);
+    }
+    // A failure (a break's notice) binds where a silent peer does: the side fails at once.
+    if (event.type === "failure" && live && silenceFails && !kinds.includes(spec.silenceAction)) {
+      failPair(world, `the ${side} gave no ${spec.silenceAction} on a failure`);
     }
     if (spec.heard.includes(event.type)) world.sides[side].lastHeardMs = world.nowMs;
     for (const action of actions) {

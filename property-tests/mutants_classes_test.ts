@@ -41,6 +41,7 @@ import {
   RestoreClientMachine,
 } from "../src/core/session/restore_client_machine.ts";
 import {
+  type RestoreServerAction,
   type RestoreServerEvent,
   RestoreServerMachine,
 } from "../src/core/session/restore_server_machine.ts";
@@ -402,3 +403,84 @@ Deno.test("the restore pair suite catches an agent that is done once its end req
   const mutant = restorePairSuite({ client, server: restoreServer }, "mutant");
   assert.match(await caught(mutant, "healthy link"), /client is done while the server is not/);
 });
+
+/** The two mutants the single-machine suites once missed, as `brokenMachine` rows. */
+const ignoresFailure = <E extends { type: string }, A>(machine: { handle(e: E): A[] }, event: E) =>
+  event.type === "failure" ? [] : machine.handle(event);
+const dropsSendFailed = <E, A extends { type: string }>(machine: { handle(e: E): A[] }, event: E) =>
+  machine.handle(event).filter((action) => action.type !== "send-failed");
+
+const backupClient = (times: BackupServerTimes, startMs: number) =>
+  new BackupClientMachine(times, startMs);
+const backupServer = (times: BackupServerTimes, startMs: number) =>
+  new BackupServerMachine(times, startMs);
+
+/** Each of the two mutants, through every suite that runs the machine it breaks. */
+const FAILURE_MUTANTS: readonly { name: string; suite: Suite; property: string; says: RegExp }[] = [
+  {
+    name: "the session machine suite catches a backup server that ignores failure events",
+    suite: sessionMachineSuite(brokenServer(ignoresFailure), "mutant"),
+    property: "commits only",
+    says: /a failure in \S+ gave no abort/,
+  },
+  {
+    name: "the session machine suite catches a backup server that drops its send-failed",
+    suite: sessionMachineSuite(brokenServer(dropsSendFailed), "mutant"),
+    property: "commits only",
+    says: /failed without send-failed/,
+  },
+  {
+    name: "the pair suite catches a backup server that ignores failure events",
+    suite: sessionPairSuite({ client: backupClient, server: brokenServer(ignoresFailure) }, "m"),
+    property: "breaking, stalling",
+    says: /the server gave no abort on a failure/,
+  },
+  {
+    name: "the pair suite catches a backup client that ignores failure events",
+    suite: sessionPairSuite({
+      client: brokenMachine(backupClient, ignoresFailure<BackupClientEvent, BackupClientAction>),
+      server: backupServer,
+    }, "m"),
+    property: "breaking, stalling",
+    says: /the client gave no abort on a failure/,
+  },
+  {
+    name: "the pair suite catches a backup client that drops its send-failed",
+    suite: sessionPairSuite({
+      client: brokenMachine(backupClient, dropsSendFailed<BackupClientEvent, BackupClientAction>),
+      server: backupServer,
+    }, "m"),
+    property: "breaking, stalling",
+    says: /the client failed without sending its `failed` report/,
+  },
+  {
+    name: "the restore server suite catches a server that ignores failure events",
+    suite: restoreServerMachineSuite(
+      brokenMachine(restoreServer, ignoresFailure<RestoreServerEvent, RestoreServerAction>),
+      "mutant",
+    ),
+    property: "streams each archive",
+    says: /a failure in \S+ gave no failed/,
+  },
+  {
+    name: "the restore client suite catches an agent that ignores failure events",
+    suite: restoreClientMachineSuite(brokenRestoreClient(ignoresFailure), "mutant"),
+    property: "asks for and writes",
+    says: /a failure in \S+ gave no failed/,
+  },
+  {
+    name: "the restore pair suite catches an agent that ignores failure events",
+    suite: restorePairSuite(
+      { client: brokenRestoreClient(ignoresFailure), server: restoreServer },
+      "mutant",
+    ),
+    property: "breaking, stalling",
+    says: /the client gave no failed on a failure/,
+  },
+];
+
+for (const mutant of FAILURE_MUTANTS) {
+  Deno.test(mutant.name, async () => {
+    assert.match(await caught(mutant.suite, mutant.property), mutant.says);
+  });
+}

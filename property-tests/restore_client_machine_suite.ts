@@ -12,6 +12,7 @@
  * - it writes only members of the archive asked for, each at most once, one open at a time;
  * - it is done only after it sent the end request and the server's `restore-done` of the begun
  *   snapshot came, and nothing comes after an end;
+ * - a failure in a live state ends it at once, `failed` with that failure as its reason;
  * - the tick rows fire as stated: a silent server (`peerSilentMs`) fails a live session, and a
  *   keepalive goes out `keepaliveMs` after the last one;
  * - every run ends: once the link heals (the server streams what was asked, the writer goes on,
@@ -160,6 +161,8 @@ const harness = new MachineHarness<Model, RestoreClientEvent, RestoreClientActio
   silenceAction: "failed",
   silenceFailure: "a silent server did not fail the restore",
   drainStepsMax: 80,
+  // A failure in any live state ends the restore at once, failed with it as the cause.
+  failureRule: { action: "failed" },
   observe: observeStep,
   healed: (model) => healed(model),
 });

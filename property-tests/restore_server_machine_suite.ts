@@ -9,6 +9,7 @@
  * - it streams only archives of the snapshot, each at most once, one at a time, never before the
  *   manifest went out;
  * - it is done only on the end request, and nothing comes after an end;
+ * - a failure in a live state ends it at once, `failed` with that failure as its reason;
  * - the tick rows fire as stated: a silent agent (`peerSilentMs`) fails a live session, and a
  *   keepalive goes out `keepaliveMs` after the last one;
  * - every run ends: the agent's end request (or the silence rule) ends it within a bounded
@@ -105,6 +106,8 @@ const harness = new MachineHarness<Model, RestoreServerEvent, RestoreServerActio
   silenceAction: "failed",
   silenceFailure: "a silent agent did not fail the restore",
   drainStepsMax: 60,
+  // A failure in any live state ends the restore at once, failed with it as the cause.
+  failureRule: { action: "failed" },
   observe,
   healed,
 });

@@ -6,6 +6,8 @@
  * machine asked for them, clock ticks with time as input, and failures. After every step:
  *
  * - it commits only after the data ended AND the manifest's lines were written;
+ * - a failure in a live state (not committing) aborts at once; `failed` names it and comes with
+ *   `send-failed` (the client is told);
  * - nothing after an end state; `failed` only after `abort` and the client-report wait;
  * - the tick rows fire as stated: a silent client (`peerSilentMs`) fails a live session, an idle
  *   server (`keepaliveMs`) sends a keepalive;
@@ -117,6 +119,12 @@ const harness = new MachineHarness<Model, BackupServerEvent, BackupServerAction>
   silenceAction: "abort",
   silenceFailure: "a silent client did not fail the session",
   drainStepsMax: 50,
+  // A failure aborts a live session (committing: the commit decides); failed tells the client.
+  failureRule: {
+    action: "abort",
+    exempt: (model) => model.aborted || (model.owed.has("committed") && !model.aborted),
+    sendFailed: "send-failed",
+  },
   // An aborted session waits for the client's report; a committing one ignores silence.
   timeRules: (model) => ({
     keepalive: !model.aborted,

@@ -11,12 +11,17 @@
  * record (an older repository, a crash between the commit and the record) is the same.
  * `restoreSnapshot` trusts a record the same way: with one, it skips its checking pass.
  *
- * A record goes with what it vouches for, under the writer's lock: forget removes it with the
- * manifest, prune removes it just before it renames a rewritten manifest over the old one, and
+ * A record goes with what it vouches for, under the writer's lock: forget removes it just
+ * before the manifest (killed in between, the manifest stays without a record), prune removes it just before it renames a rewritten manifest over the old one, and
  * consolidate before its archive swap (after which a killed consolidate is rolled forward);
  * killed in between, the old manifest stays without a record and the full check runs. Prune
- * removes every record whose manifest is gone (what a forget killed between the manifest and
- * the record, or an older version of lanfree, left).
+ * removes every record whose manifest is gone (what an older version of lanfree, which
+ * removed the manifest first, could leave).
+ *
+ * Prune and consolidate write no fresh record for a manifest they rewrote, though they check it
+ * whole (`parseManifest`: schema and tree rule): they write it as one JSON document, not in the
+ * line layout a record implies (an incremental sends a recorded parent's lines on as they
+ * are), so the next incremental checks it in full once.
  *
  * @module
  */

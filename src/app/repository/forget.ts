@@ -23,7 +23,7 @@ import { listSnapshotIds, openRepository, repoPaths, type Repository } from "./r
 import { readSnapshotHead } from "./snapshot_summaries.ts";
 
 /** Steps of forget a drill hook sees besides `locked`, `cleaned` and `released`. */
-export type ForgetStep = "manifest-removed";
+export type ForgetStep = "record-removed" | "manifest-removed";
 
 /** Options of {@link forgetSnapshots}. */
 export interface ForgetOptions extends MaintenanceOptions<ForgetStep> {
@@ -125,9 +125,14 @@ export async function forgetSnapshots(options: ForgetOptions): Promise<ForgetRep
     const report = await decide();
     options.signal?.throwIfAborted();
     for (const id of report.removed) {
+      // The checked record goes first: killed before the manifest goes, the snapshot stays
+      // without a record (harmless: the next incremental checks it in full, a rerun removes
+      // it), never a record without its manifest (junk until the next prune).
+      await Deno.remove(repoPaths.checked(repo, id)).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+      await step("record-removed");
       await Deno.remove(repoPaths.manifest(repo, id));
-      // Its checked record goes too (a record left behind is harmless: it names this id only).
-      await Deno.remove(repoPaths.checked(repo, id)).catch(() => {});
       await step("manifest-removed");
     }
     await syncDir(repoPaths.snapshots(repo));

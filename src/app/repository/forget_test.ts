@@ -102,3 +102,36 @@ Deno.test("forget refuses bad rules with a RangeError naming the rule, and waits
     }
   });
 });
+
+Deno.test("forget killed between a snapshot's two removals leaves its manifest without a record, never a record without its manifest", async () => {
+  await withTempDir(async (dir) => {
+    const { repo, ids } = await repository(dir);
+    const opened = await openRepository(repo);
+    const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+    assert.ok(await exists(repoPaths.checked(opened, ids[0]!)), "the backup wrote a record");
+    const killed = new Error("killed between the removals");
+    await assert.rejects(
+      forgetSnapshots({
+        repo,
+        rules: { last: 1 },
+        onStep: (step) => {
+          if (step === "record-removed") throw killed;
+        },
+      }),
+      (error) => error === killed,
+    );
+    assert.deepEqual(
+      [
+        await exists(repoPaths.manifest(opened, ids[0]!)),
+        await exists(repoPaths.checked(opened, ids[0]!)),
+      ],
+      [true, false],
+      "the first forgotten snapshot keeps its manifest (a rerun removes it) and lost its record",
+    );
+    const rerun = await forgetSnapshots({ repo, rules: { last: 1 } });
+    assert.deepEqual(rerun.removed, [ids[0], ids[1]]);
+    for (const id of [ids[0]!, ids[1]!]) {
+      assert.equal(await exists(repoPaths.checked(opened, id)), false, `record of ${id} left`);
+    }
+  });
+});
