@@ -12,6 +12,7 @@
 import { createTcpSockets } from "../../adapters/tcp.ts";
 import { createStorageSockets, type StorageSockets } from "../../adapters/shm.ts";
 import { openRegionFile, type RegionFile } from "../../adapters/region_file.ts";
+import { HANDSHAKE_TIMEOUT_MS_DEFAULT } from "../../core/handshake/config.ts";
 import { createRouter, unavailableSockets } from "../../core/dispatch/router.ts";
 import type { AgentKey } from "../hosts/agent_key.ts";
 import {
@@ -34,7 +35,7 @@ export interface AgentOptions {
   readonly key: AgentKey | null;
   /** Bound of every socket wait, ms (default 30 000). */
   readonly ioTimeoutMs?: number;
-  /** Bound of each data-flow handshake, ms (default 5000). */
+  /** Bound of each data-flow handshake, ms (default {@link HANDSHAKE_TIMEOUT_MS_DEFAULT}, 5000). */
   readonly handshakeTimeoutMs?: number;
   /** Most jobs at once (default 8); the agent listens again when one ends. */
   readonly jobsMax?: number;
@@ -138,7 +139,7 @@ async function serveJobs(options: AgentOptions, storage: StorageSockets | undefi
       sockets,
       storage,
       ioTimeoutMs,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS_DEFAULT,
       progressEveryMs: 250,
       signal: options.signal,
       hooks: options.hooks,

@@ -26,6 +26,36 @@ async function pauseForDrill(
   await new Promise((resolve) => cancelled.addEventListener("abort", resolve));
 }
 
+/**
+ * The writer's steps where a cancel is acted on at once: `locked` (the lock is released, no file
+ * made yet: going on left the lock and a partial archive behind), and the steps before the
+ * commit point, where all bytes may be in but the manifest is not placed, so the writer's failed
+ * commit removes what it placed (going on committed while the job said it was aborted).
+ */
+const CANCELLABLE_COMMIT_STEPS: ReadonlySet<WriterStep> = new Set([
+  "locked",
+  "manifest-written",
+  "archive-placed",
+]);
+
+/**
+ * At each writer step: the drill's pause; then a cancel before the commit point aborts the
+ * commit, and the commit point itself is reported (a cancel after it keeps the snapshot).
+ */
+async function atWriterStep(
+  step: WriterStep,
+  pauseAt: WriterStep | undefined,
+  context: SideHostContext,
+): Promise<void> {
+  await pauseForDrill(step, pauseAt, context);
+  if (step === "committed") context.link.post({ type: "committed" });
+  if (context.cancelled.aborted && CANCELLABLE_COMMIT_STEPS.has(step)) {
+    throw new Error(
+      `the snapshot was cancelled at writer step ${step}: ${context.cancelled.reason}`,
+    );
+  }
+}
+
 async function runServer(
   job: SideHostJob,
   storage: StorageSockets | undefined,
@@ -44,7 +74,7 @@ async function runServer(
     handshakeTimeoutMs: job.handshakeTimeoutMs,
     signal: context.cancelled,
     onProgress: (progress) => context.link.post({ type: "progress", progress }),
-    onWriterStep: (step) => pauseForDrill(step, server.pauseAt, context),
+    onWriterStep: (step) => atWriterStep(step, server.pauseAt, context),
   });
   context.link.post({ type: "server-result", result });
 }

@@ -67,6 +67,8 @@ export type SideHostReport =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "progress"; readonly progress: BackupProgress }
   | { readonly type: "paused"; readonly step: WriterStep }
+  /** The server's writer passed its commit point: a later cancel keeps the snapshot. */
+  | { readonly type: "committed" }
   | { readonly type: "want-hash-worker" }
   | { readonly type: "agent-result"; readonly result: AgentJobOutcome }
   | { readonly type: "server-result"; readonly result: ServerSideResult }

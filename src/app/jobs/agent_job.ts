@@ -8,6 +8,7 @@
  * @module
  */
 
+import { HANDSHAKE_TIMEOUT_MS_DEFAULT } from "../../core/handshake/config.ts";
 import type { JobRegion } from "../hosts/side_host.ts";
 import { runSides } from "./job_hosts.ts";
 import type { ServerSideJob, ServerSideResult } from "../server/server_side.ts";
@@ -25,7 +26,7 @@ export interface AgentJobOptions {
   readonly key: Uint8Array | null;
   /** Bound of every socket wait, ms (default 30 000). */
   readonly ioTimeoutMs?: number;
-  /** Bound of each handshake, ms (default 5000). */
+  /** Bound of each handshake, ms (default {@link HANDSHAKE_TIMEOUT_MS_DEFAULT}, 5000). */
   readonly handshakeTimeoutMs?: number;
   /** How long to wait for another backup's repository lock, ms (default 30 000). */
   readonly lockWaitMs?: number;
@@ -118,7 +119,7 @@ export async function runTowardAgent(
     server: {
       region: options.region,
       ioTimeoutMs: options.ioTimeoutMs ?? 30_000,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS_DEFAULT,
       key: options.key,
       progressEveryMs: 250,
       server: { ...job, pauseAt: options.pauseServerAt },

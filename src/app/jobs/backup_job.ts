@@ -9,6 +9,7 @@
  * @module
  */
 
+import { HANDSHAKE_TIMEOUT_MS_DEFAULT } from "../../core/handshake/config.ts";
 import { formatRegion } from "../../core/stp/region.ts";
 import type { RegionConfig } from "../../core/stp/layout.ts";
 import { workerHostsRunning } from "../../adapters/host_link.ts";
@@ -47,7 +48,7 @@ export interface BackupJobOptions extends Omit<BackupJobRequest, "kind" | "agent
   readonly lockWaitMs?: number;
   /** Bound of every socket wait, ms (default 30 000). */
   readonly ioTimeoutMs?: number;
-  /** Bound of each handshake, ms (default 5000). */
+  /** Bound of each handshake, ms (default {@link HANDSHAKE_TIMEOUT_MS_DEFAULT}, 5000). */
   readonly handshakeTimeoutMs?: number;
   /** Called with the client's progress while the archive streams. */
   readonly onProgress?: (progress: BackupProgress) => void;
@@ -186,7 +187,7 @@ export async function runBackupJob(requested: BackupJobOptions): Promise<BackupJ
   const base = {
     region,
     ioTimeoutMs,
-    handshakeTimeoutMs: requested.handshakeTimeoutMs ?? 5_000,
+    handshakeTimeoutMs: requested.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS_DEFAULT,
     key: crypto.getRandomValues(new Uint8Array(32)), // this job's agent key, known to both sides
     progressEveryMs: requested.progressEveryMs ?? 250,
   };

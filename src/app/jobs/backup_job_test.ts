@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createHash } from "node:crypto";
-import { type BackupJobOptions, blocksHeld, jobRegionConfig, runBackupJob } from "./backup_job.ts";
+import {
+  backupHostsRunning,
+  type BackupJobOptions,
+  blocksHeld,
+  jobRegionConfig,
+  runBackupJob,
+} from "./backup_job.ts";
 import { restoreSnapshot } from "../repository/restore.ts";
 import { listSnapshotIds, openRepository, readManifest } from "../repository/repository.ts";
 import { formatRegion } from "../../core/stp/region.ts";
@@ -272,5 +278,28 @@ Deno.test("a failed job's error says the real cause first, once, without the pee
     } finally {
       await child.kill();
     }
+  });
+});
+
+Deno.test("a backup job cancelled before its hosts start ends cancelled: no host, no block held, the repository untouched", async () => {
+  await withJobDir(async (dir) => {
+    await writeRandomTree(`${dir}/src`, 3, 64 * 1024);
+    await runBackupJob(fsJob(dir));
+    const before = await repoListing(`${dir}/repo`);
+    const formatted = formatRegion(jobRegionConfig(64, 64, 2_000), crypto.randomUUID());
+    if (!formatted.ok) throw new Error(formatted.message);
+    const cancel = new AbortController();
+    cancel.abort(new Error("cancelled before the start"));
+    await assert.rejects(
+      runBackupJob(
+        fsJob(dir, { channel: "storage", region: formatted.value, signal: cancel.signal }),
+      ),
+      /job cancelled: cancelled before the start; a backup's snapshot was aborted/,
+    );
+    assert.deepEqual(await repoListing(`${dir}/repo`), before, "the repository is as it was");
+    assert.equal(blocksHeld(formatted.value), 0, "no control block stays held");
+    assert.equal(backupHostsRunning(), 0, "no Worker host stays up");
+    const next = await runBackupJob(fsJob(dir, { channel: "storage", region: formatted.value }));
+    assert.equal(next.files, 3, "the next backup on the repository succeeds");
   });
 });

@@ -7,6 +7,7 @@ import { backupHostsRunning, blocksHeld, jobRegionConfig } from "./backup_job.ts
 import { runLocalBackup } from "./local_backup.ts";
 import { describeTree } from "../_testing.ts";
 import { formatRegion } from "../../core/stp/region.ts";
+import type { WriterStep } from "../repository/snapshot_writer.ts";
 
 const auth = { authorization: "Bearer t0ken" };
 
@@ -183,7 +184,21 @@ Deno.test("a job that fails before its drill pause ends the wait with the job's 
   }
 });
 
-Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary files, hosts and region blocks released", async () => {
+/** Committed snapshots in a repository (their manifests under `snapshots/`). */
+async function snapshotCount(repo: string): Promise<number> {
+  return (await filesOf(`${repo}/snapshots`)).filter((file) => file.includes(".manifest.json"))
+    .length;
+}
+
+/**
+ * The drill of a cancel at one writer step: a backup job's server pauses at `step`, the test
+ * DELETEs the job there, and checks that the job ends `cancelled` with the repository as before
+ * (`ends` "cancelled": the step is before the commit point) or with one more snapshot and an error
+ * that says it is kept (`ends` "kept": at or after the commit point), that the lock, temporary
+ * files, Worker hosts and region blocks are released, and that a following backup takes the lock
+ * at once.
+ */
+async function cancelAtWriterStep(step: WriterStep, ends: "cancelled" | "kept") {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "lanfree-cancel-" }));
   const formatted = formatRegion(jobRegionConfig(64, 64, 10_000), crypto.randomUUID());
   if (!formatted.ok) throw new Error(formatted.message);
@@ -195,28 +210,42 @@ Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary f
     }
     await runLocalBackup({ source: `${root}/src`, repo: `${root}/repo` });
     const before = await filesOf(`${root}/repo`);
+    const snapshotsBefore = await snapshotCount(`${root}/repo`);
     let paused = () => {};
     const mid = new Promise<void>((resolve) => (paused = resolve));
-    const pause = { pauseServerAt: "archive-bytes", onServerPaused: paused } as const;
+    const pause = { pauseServerAt: step, onServerPaused: paused } as const;
     const executor = createJobExecutor({ region, roots: [root], drill: () => pause });
     const app = appOver(new JobQueue(executor, Date.now), root);
     const job = await (await app.request(
       post({ kind: "backup", source: `${root}/src`, repo: `${root}/repo`, channel: "storage" }),
     )).json();
     await pausedOrEnded(mid, app, job.id);
-    assert.ok(await Deno.lstat(`${root}/repo/lock`), "mid-flight: the server holds the lock");
-    assert.equal([...Deno.readDirSync(`${root}/repo/tmp`)].length, 1, "and a partial archive");
-    assert.ok(blocksHeld(region) > 0, "and control blocks in the region");
+    if (step !== "released") {
+      assert.ok(
+        await Deno.lstat(`${root}/repo/lock`),
+        `paused at ${step}: the server holds the lock`,
+      );
+    }
+    if (step === "archive-bytes") {
+      assert.equal([...Deno.readDirSync(`${root}/repo/tmp`)].length, 1, "and a partial archive");
+    }
+    assert.ok(blocksHeld(region) > 0, `paused at ${step}: control blocks held in the region`);
     assert.equal(backupHostsRunning(), 2);
     const deleted = await app.request(`/v1/jobs/${job.id}`, { method: "DELETE", headers: auth });
     assert.equal(deleted.status, 200);
     await deleted.body?.cancel();
     const done = await waitForJob(app, job.id);
-    assert.equal(done.state, "cancelled");
+    assert.equal(done.state, "cancelled", `cancelled at ${step}: ${done.error ?? "no error"}`);
     assert.match(done.error, /cancelled by request/);
-    assert.deepEqual(await filesOf(`${root}/repo`), before, "the repository is as before");
+    if (ends === "cancelled") {
+      assert.deepEqual(await filesOf(`${root}/repo`), before, "the repository is as before");
+    } else {
+      assert.match(done.error, /committed and kept/);
+      assert.equal(await snapshotCount(`${root}/repo`), snapshotsBefore + 1, "the commit stays");
+    }
     assert.equal(blocksHeld(region), 0, "no control block stays held");
     assert.equal(backupHostsRunning(), 0, "no Worker host stays up");
+    assert.deepEqual([...Deno.readDirSync(`${root}/repo/tmp`)], [], "no temporary file is left");
     const next = await runLocalBackup({
       source: `${root}/src`,
       repo: `${root}/repo`,
@@ -226,6 +255,10 @@ Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary f
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+}
+
+Deno.test("DELETE of a running backup job aborts its snapshot: lock, temporary files, hosts and region blocks released", async () => {
+  await cancelAtWriterStep("archive-bytes", "cancelled");
 });
 
 Deno.test("a queued job whose parent directory became a symlink out of the root neither reads nor writes outside", async () => {
@@ -413,3 +446,19 @@ Deno.test("a backup job's bytes never go back: the last report counts what the r
     await Deno.remove(root, { recursive: true });
   }
 });
+
+// One cancel per writer step, by the drill's pause (not by timing): see `cancelAtWriterStep`.
+for (
+  const [step, ends] of [
+    ["locked", "cancelled"],
+    ["cleaned", "cancelled"],
+    ["manifest-written", "cancelled"],
+    ["archive-placed", "cancelled"],
+    ["committed", "kept"],
+    ["released", "kept"],
+  ] as const
+) {
+  Deno.test(`a DELETE while the server is at writer step ${step} ends the job cancelled (snapshot ${ends === "kept" ? "kept" : "aborted"}) and releases everything`, async () => {
+    await cancelAtWriterStep(step, ends);
+  });
+}

@@ -121,6 +121,8 @@ class SidesRun {
   #settled = false;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
   #cancelReason: string | undefined;
+  /** The server's writer passed its commit point (a cancel after it does not undo it). */
+  #committed = false;
   #cancelTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #onAbort = () => this.#cancel();
 
@@ -173,6 +175,7 @@ class SidesRun {
       this.#drill(side, link, message.progress);
     });
     link.on("paused", (message) => this.options.onServerPaused?.(message.step));
+    link.on("committed", () => (this.#committed = true));
     link.on("want-hash-worker", () => this.#connectHashWorker(link));
     return link;
   }
@@ -269,12 +272,10 @@ class SidesRun {
   }
 
   #finishCancelled(): void {
-    this.#finish(
-      new BackupJobError(
-        `job cancelled: ${this.#cancelReason}; a backup's snapshot was aborted and the ` +
-          "repository left as it was",
-      ),
-    );
+    const outcome = this.#committed
+      ? "the cancel came after the snapshot's commit point: the snapshot is committed and kept"
+      : "a backup's snapshot was aborted and the repository left as it was";
+    this.#finish(new BackupJobError(`job cancelled: ${this.#cancelReason}; ${outcome}`));
   }
 
   #finish(error: Error | undefined, result?: SidesResult): void {

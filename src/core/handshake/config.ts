@@ -17,6 +17,11 @@ import { RegionIdTextSchema } from "../wire/messages.ts";
 
 /** Longest handshake deadline accepted, in ms (ten minutes). */
 export const HANDSHAKE_TIMEOUT_MS_MAX = 600_000;
+/**
+ * Handshake deadline used when none is given, in ms: the one default of the schema, the backup
+ * and agent jobs and the agent host.
+ */
+export const HANDSHAKE_TIMEOUT_MS_DEFAULT = 5_000;
 /** Largest listen backlog accepted. */
 export const HANDSHAKE_BACKLOG_MAX = 128;
 /** Number of network connections the file-system flow opens (control and error). */
@@ -101,7 +106,7 @@ export const HandshakeConfigSchema = z.object({
     error: "handshakeTimeoutMs must be at least 1 ms",
   }).max(HANDSHAKE_TIMEOUT_MS_MAX, {
     error: `handshakeTimeoutMs must be at most ${HANDSHAKE_TIMEOUT_MS_MAX} ms`,
-  }).default(5000),
+  }).default(HANDSHAKE_TIMEOUT_MS_DEFAULT),
   /** The listen backlog of every listening socket. */
   backlog: z.int({ error: "backlog must be an integer" }).min(1, {
     error: "backlog must be at least 1",
@@ -150,7 +155,7 @@ export interface HandshakeConfigInput {
   readonly region?: AttachedRegion | undefined;
   /** Must be 2 when given. */
   readonly expectedConnections?: 2 | undefined;
-  /** Default 5000 ms, at most {@link HANDSHAKE_TIMEOUT_MS_MAX}. */
+  /** Default {@link HANDSHAKE_TIMEOUT_MS_DEFAULT}, at most {@link HANDSHAKE_TIMEOUT_MS_MAX}. */
   readonly handshakeTimeoutMs?: number | undefined;
   /** Default 4, at most {@link HANDSHAKE_BACKLOG_MAX}. */
   readonly backlog?: number | undefined;
