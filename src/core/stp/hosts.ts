@@ -50,7 +50,7 @@ export function beatAlive(beat: number, nowMs: number, leaseMs: number): boolean
  * @param ctx the reader, after it loaded the heartbeat
  * @returns the wall clock in milliseconds
  */
-function clockAfterLoadMs(ctx: StpContext): number {
+function clockAfterLoadMs(ctx: Pick<StpContext, "nowMs" | "readClockMs">): number {
   return ctx.readClockMs?.() ?? ctx.nowMs;
 }
 
@@ -142,11 +142,12 @@ export function* claimHost(
   pid: number,
   readClockMs?: () => number,
 ): Step<Result<HostClaim>> {
+  const clock = { nowMs, readClockMs };
   for (const wantFree of [true, false]) {
     for (let hostId = 1; hostId <= layout.hostCount; hostId++) {
       const index = hostWord(layout, hostId, HOST.heartbeat);
       const old = memory.load(index);
-      const clockMs = readClockMs?.() ?? nowMs;
+      const clockMs = clockAfterLoadMs(clock);
       if (wantFree ? old !== 0 : old === 0 || beatAlive(old, clockMs, layout.leaseMs)) continue;
       yield;
       const beat = heartbeatOf(clockMs);
