@@ -48,6 +48,22 @@ async function withAgent(
   }
 }
 
+/** A region file of one STG with ten ephemeral ports from `ephemeralPortMin`. */
+function createTestRegion(
+  path: string,
+  { ephemeralPortMin, leaseMs }: { ephemeralPortMin: number; leaseMs: number },
+): void {
+  createRegionFile(path, {
+    stgs: [{ id: 1, extentCount: 4, ephemeralPortMin, ephemeralPortMax: ephemeralPortMin + 9 }],
+    extentBytes: 1 << 20,
+    blockCount: 16,
+    hostCount: 8,
+    ioTimeoutMs: 10_000,
+    leaseMs,
+    backlogMax: 4,
+  }).close();
+}
+
 const request = (agent: string, fields: Record<string, unknown>) => ({
   kind: "restore" as const,
   agent,
@@ -169,15 +185,7 @@ Deno.test("the progress of a backup from an agent through storage carries the by
     // A region file works at any path (deno task test may not touch /dev/shm directly).
     {
       const regionPath = `${dir}/region`;
-      createRegionFile(regionPath, {
-        stgs: [{ id: 1, extentCount: 4, ephemeralPortMin: 41000, ephemeralPortMax: 41009 }],
-        extentBytes: 1 << 20,
-        blockCount: 16,
-        hostCount: 8,
-        ioTimeoutMs: 10_000,
-        leaseMs: 2000,
-        backlogMax: 4,
-      }).close();
+      createTestRegion(regionPath, { ephemeralPortMin: 41000, leaseMs: 2000 });
       await Deno.mkdir(`${dir}/agent/src`, { recursive: true });
       const data = new Uint8Array(8 << 20).map((_, i) => (i * 131 + (i >> 12)) & 0xff);
       await Deno.writeFile(`${dir}/agent/src/data.bin`, data);
@@ -288,15 +296,8 @@ for (const ending of ["drop", "reject"] as const) {
 Deno.test("a walk that holds the agent's thread starts once the data path is set up, so the handshake keeps its deadline (a large tree's walk ran it past step 126)", async () => {
   await withTempDir(async (dir) => {
     const regionPath = `${dir}/region`;
-    createRegionFile(regionPath, {
-      stgs: [{ id: 1, extentCount: 4, ephemeralPortMin: 41100, ephemeralPortMax: 41109 }],
-      extentBytes: 1 << 20,
-      blockCount: 16,
-      hostCount: 8,
-      ioTimeoutMs: 10_000,
-      leaseMs: 10_000, // the held walk below must not cost a lease
-      backlogMax: 4,
-    }).close();
+    // A lease the held walk below cannot outlast.
+    createTestRegion(regionPath, { ephemeralPortMin: 41100, leaseMs: 10_000 });
     await Deno.mkdir(`${dir}/agent/src`, { recursive: true });
     await Deno.writeTextFile(`${dir}/agent/src/a.txt`, "a\n");
     const handshakeTimeoutMs = 2000;
